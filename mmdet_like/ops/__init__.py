@@ -1,0 +1,15 @@
+"""Python faces of the compiled ops (sources in ``ops/`` at the repository root)."""
+
+from mmdet_like.ops._ext_loader import ExtensionError, built_with_cuda
+from mmdet_like.ops.nms_op import batched_nms, nms, soft_nms
+from mmdet_like.ops.roi_align_op import RoIAlign, roi_align
+
+__all__ = [
+    "ExtensionError",
+    "RoIAlign",
+    "batched_nms",
+    "built_with_cuda",
+    "nms",
+    "roi_align",
+    "soft_nms",
+]

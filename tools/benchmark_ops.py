@@ -1,0 +1,184 @@
+"""Time mmdet_like's compiled ops against torchvision.ops in the same run, on equal inputs.
+
+    python tools/benchmark_ops.py [--device cpu|cuda] [--repeat 5] [--out docs/benchmarks.md]
+
+Prints a table of median times and the ratio ours / torchvision (below 1.0: we are faster)
+and, with --out, writes it into that markdown file between markers of its own (other
+sections of the file are kept). Before timing, each pair of results is checked to be equal
+work: roi_align outputs and gradients agree, nms keeps the same boxes.
+"""
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+
+import torch
+import torchvision
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from mmdet_like.ops import nms, roi_align  # noqa: E402
+
+IMAGE_HEIGHT, IMAGE_WIDTH = 800, 1216
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_time(fn, device, repeat, warmup=1):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def make_rois(num, generator, device):
+    """RoIs of 16 to 512 pixels inside an 800 x 1216 image, spread over 2 images."""
+    size = torch.rand(num, 2, generator=generator) * 496 + 16
+    x1 = torch.rand(num, generator=generator) * (IMAGE_WIDTH - size[:, 0])
+    y1 = torch.rand(num, generator=generator) * (IMAGE_HEIGHT - size[:, 1])
+    batch = torch.randint(0, 2, (num,), generator=generator).float()
+    rois = torch.stack([batch, x1, y1, x1 + size[:, 0], y1 + size[:, 1]], dim=1)
+    return rois.to(device)
+
+
+def make_proposals(num, generator, device):
+    """RPN-like proposals: jittered copies of 100 objects, plus 20% spread over the image."""
+    num_objects = 100
+    centre = torch.rand(num_objects, 2, generator=generator) * torch.tensor(
+        [IMAGE_WIDTH, IMAGE_HEIGHT]
+    )
+    size = torch.rand(num_objects, 2, generator=generator) * 300 + 20
+    pick = torch.randint(0, num_objects, (num,), generator=generator)
+    jitter = 1 + torch.randn(num, 2, generator=generator) * 0.15
+    c = centre[pick] + torch.randn(num, 2, generator=generator) * size[pick] * 0.1
+    wh = size[pick] * jitter.clamp(min=0.2)
+    spread = torch.rand(num, generator=generator) < 0.2
+    c[spread] = torch.rand(int(spread.sum()), 2, generator=generator) * torch.tensor(
+        [IMAGE_WIDTH, IMAGE_HEIGHT]
+    )
+    boxes = torch.cat([c - wh / 2, c + wh / 2], dim=1)
+    scores = torch.rand(num, generator=generator)
+    return boxes.to(device), scores.to(device)
+
+
+def bench_roi_align(device, repeat, generator):
+    rows = []
+    feature = torch.randn(2, 256, IMAGE_HEIGHT // 4, IMAGE_WIDTH // 4, generator=generator)
+    feature = feature.to(device)
+    for num_rois in (512, 2000):
+        rois = make_rois(num_rois, generator, device)
+        for sampling_ratio in (0, 2):
+            grad = torch.randn(num_rois, 256, 7, 7, generator=generator).to(device)
+            args = (7, 0.25, sampling_ratio, True)
+            ours_in = feature.clone().requires_grad_(True)
+            ref_in = feature.clone().requires_grad_(True)
+
+            def ours_fwd_bwd(x=ours_in, r=rois, g=grad, a=args):
+                x.grad = None
+                roi_align(x, r, *a).backward(g)
+
+            def ref_fwd_bwd(x=ref_in, r=rois, g=grad, a=args):
+                x.grad = None
+                torchvision.ops.roi_align(x, r, *a).backward(g)
+
+            ours_fwd_bwd()
+            ref_fwd_bwd()
+            torch.testing.assert_close(ours_in.grad, ref_in.grad, atol=1e-4, rtol=1e-4)
+            with torch.no_grad():
+                t_ours_f = median_time(
+                    lambda a=args, r=rois: roi_align(feature, r, *a), device, repeat
+                )
+                t_ref_f = median_time(
+                    lambda a=args, r=rois: torchvision.ops.roi_align(feature, r, *a), device, repeat
+                )
+            t_ours = median_time(ours_fwd_bwd, device, repeat)
+            t_ref = median_time(ref_fwd_bwd, device, repeat)
+            name = f"roi_align {num_rois} rois, sampling_ratio={sampling_ratio}"
+            rows.append((name + ", forward", t_ours_f, t_ref_f))
+            rows.append((name + ", forward+backward", t_ours, t_ref))
+    return rows
+
+
+def bench_nms(device, repeat, generator):
+    rows = []
+    for num in (1_000, 5_000, 20_000):
+        boxes, scores = make_proposals(num, generator, device)
+        for iou in (0.7, 0.5):
+            ours = nms(boxes, scores, iou)
+            ref = torchvision.ops.nms(boxes, scores, iou)
+            assert torch.equal(ours, ref), "nms results differ from torchvision"
+            t_ours = median_time(lambda b=boxes, s=scores, i=iou: nms(b, s, i), device, repeat)
+            t_ref = median_time(
+                lambda b=boxes, s=scores, i=iou: torchvision.ops.nms(b, s, i), device, repeat
+            )
+            rows.append((f"nms {num} boxes, IoU {iou} (keeps {len(ours)})", t_ours, t_ref))
+    return rows
+
+
+def machine_description(device):
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def render(rows, device):
+    header = (
+        f"Device: {device.type} ({machine_description(device)}); torch {torch.__version__}, "
+        f"torchvision {torchvision.__version__}. Median of repeated runs in the same process.\n\n"
+        "| op | ours (ms) | torchvision (ms) | ours / torchvision |\n|---|---:|---:|---:|\n"
+    )
+    body = "".join(
+        f"| {name} | {ours * 1e3:.2f} | {ref * 1e3:.2f} | {ours / ref:.2f}x |\n"
+        for name, ours, ref in rows
+    )
+    return header + body
+
+
+def write_section(path, device, table):
+    begin = f"<!-- benchmark_ops {device.type} begin -->"
+    end = f"<!-- benchmark_ops {device.type} end -->"
+    section = f"{begin}\n{table}{end}\n"
+    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n\n"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + section + rest.split(end, 1)[1].lstrip("\n")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--out", help="markdown file to write the table into")
+    parser.add_argument("--only", choices=["roi_align", "nms"], help="run one group only")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    generator = torch.Generator().manual_seed(0)
+    rows = []
+    if args.only in (None, "roi_align"):
+        rows += bench_roi_align(device, args.repeat, generator)
+    if args.only in (None, "nms"):
+        rows += bench_nms(device, args.repeat, generator)
+    table = render(rows, device)
+    print(table)
+    if args.out:
+        write_section(args.out, device, table)
+        print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -117,9 +117,7 @@ def _check_arguments(obj_cls, args, registry):
         return
     params = signature.parameters
     accepts_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
-    named = {
-        n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    }
+    named = {n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     if not accepts_any:
         unknown = [k for k in args if k not in named]
         if unknown:

@@ -1,0 +1,26 @@
+"""Losses (registered in ``LOSSES``)."""
+
+from mmdet_like.models.losses.cross_entropy_loss import (
+    CrossEntropyLoss,
+    binary_cross_entropy,
+    cross_entropy,
+    mask_cross_entropy,
+)
+from mmdet_like.models.losses.giou_loss import GIoULoss, giou_loss
+from mmdet_like.models.losses.smooth_l1_loss import L1Loss, SmoothL1Loss, l1_loss, smooth_l1_loss
+from mmdet_like.models.losses.utils import reduce_loss, weight_reduce_loss
+
+__all__ = [
+    "CrossEntropyLoss",
+    "GIoULoss",
+    "L1Loss",
+    "SmoothL1Loss",
+    "binary_cross_entropy",
+    "cross_entropy",
+    "giou_loss",
+    "l1_loss",
+    "mask_cross_entropy",
+    "reduce_loss",
+    "smooth_l1_loss",
+    "weight_reduce_loss",
+]

@@ -1,0 +1,5 @@
+"""Necks (registered in ``NECKS``)."""
+
+from mmdet_like.models.necks.fpn import FPN
+
+__all__ = ["FPN"]

@@ -1,0 +1,20 @@
+"""Anchors, box coders, assigners and samplers used by heads."""
+
+from mmdet_like.models.task_modules.anchor_generator import AnchorGenerator
+from mmdet_like.models.task_modules.assign_result import AssignResult
+from mmdet_like.models.task_modules.delta_xywh_bbox_coder import DeltaXYWHBBoxCoder
+from mmdet_like.models.task_modules.iou2d_calculator import BboxOverlaps2D
+from mmdet_like.models.task_modules.max_iou_assigner import MaxIoUAssigner
+from mmdet_like.models.task_modules.random_sampler import RandomSampler, random_subset
+from mmdet_like.models.task_modules.sampling_result import SamplingResult
+
+__all__ = [
+    "AnchorGenerator",
+    "AssignResult",
+    "BboxOverlaps2D",
+    "DeltaXYWHBBoxCoder",
+    "MaxIoUAssigner",
+    "RandomSampler",
+    "SamplingResult",
+    "random_subset",
+]

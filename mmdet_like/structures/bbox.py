@@ -1,0 +1,156 @@
+"""Box math on ``[x1, y1, x2, y2]`` tensors: overlaps, format conversions, RoI packing.
+
+Boxes are continuous coordinates: width is ``x2 - x1`` (no ``+ 1``).
+"""
+
+import numpy as np
+import torch
+
+# Above this many box pairs (N * M), ``bbox_overlaps`` works on row chunks of ``bboxes1`` so
+# that its (rows, M, 2) intermediates stay bounded (about 32 bytes per pair in float32).
+OVERLAPS_CHUNK_PAIRS = 1 << 22
+
+OVERLAP_MODES = ("iou", "iof", "giou")
+
+
+def bbox_areas(bboxes):
+    """(..., 4) boxes -> (...,) areas (negative sizes count as zero)."""
+    wh = (bboxes[..., 2:] - bboxes[..., :2]).clamp(min=0)
+    return wh[..., 0] * wh[..., 1]
+
+
+def bbox_overlaps(bboxes1, bboxes2, mode="iou", is_aligned=False, eps=1e-6, chunk_pairs=None):
+    """IoU, IoF (intersection over the area of ``bboxes1``) or generalised IoU.
+
+    Args:
+        bboxes1: (..., N, 4) boxes.
+        bboxes2: (..., M, 4) boxes (M == N when ``is_aligned``).
+        mode: ``"iou"``, ``"iof"`` or ``"giou"``.
+        is_aligned: compare ``bboxes1[i]`` with ``bboxes2[i]`` only.
+        eps: floor of the denominators.
+        chunk_pairs: row-chunking threshold in box pairs (default ``OVERLAPS_CHUNK_PAIRS``).
+
+    Returns:
+        (..., N, M) overlaps, or (..., N) when ``is_aligned``.
+    """
+    if mode not in OVERLAP_MODES:
+        raise ValueError(f"bbox_overlaps: mode must be one of {OVERLAP_MODES}, got {mode!r}")
+    if bboxes1.size(-1) != 4 or bboxes2.size(-1) != 4:
+        raise ValueError(
+            f"bbox_overlaps: boxes must end in 4 coordinates, got {tuple(bboxes1.shape)} "
+            f"and {tuple(bboxes2.shape)}"
+        )
+    if is_aligned:
+        if bboxes1.shape[:-1] != bboxes2.shape[:-1]:
+            raise ValueError(
+                f"bbox_overlaps(is_aligned=True): shapes differ, {tuple(bboxes1.shape)} vs "
+                f"{tuple(bboxes2.shape)}"
+            )
+        return _overlaps(bboxes1, bboxes2, mode, eps)
+    rows, cols = bboxes1.size(-2), bboxes2.size(-2)
+    limit = OVERLAPS_CHUNK_PAIRS if chunk_pairs is None else chunk_pairs
+    b2 = bboxes2.unsqueeze(-3)  # (..., 1, M, 4)
+    if rows * cols <= limit or rows <= 1:
+        return _overlaps(bboxes1.unsqueeze(-2), b2, mode, eps)
+    step = max(1, limit // max(cols, 1))
+    chunks = [
+        _overlaps(chunk.unsqueeze(-2), b2, mode, eps) for chunk in bboxes1.split(step, dim=-2)
+    ]
+    return torch.cat(chunks, dim=-2)
+
+
+def _overlaps(b1, b2, mode, eps):
+    """Broadcasting overlaps of (..., 4) against (..., 4) -> (...,)."""
+    area1 = bbox_areas(b1)
+    lt = torch.maximum(b1[..., :2], b2[..., :2])
+    rb = torch.minimum(b1[..., 2:], b2[..., 2:])
+    wh = (rb - lt).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    if mode == "iof":
+        return inter / area1.clamp(min=eps)
+    union = (area1 + bbox_areas(b2) - inter).clamp(min=eps)
+    ious = inter / union
+    if mode == "iou":
+        return ious
+    enclose_wh = (
+        torch.maximum(b1[..., 2:], b2[..., 2:]) - torch.minimum(b1[..., :2], b2[..., :2])
+    ).clamp(min=0)
+    enclose = (enclose_wh[..., 0] * enclose_wh[..., 1]).clamp(min=eps)
+    return ious - (enclose - union) / enclose
+
+
+def bbox_xyxy_to_cxcywh(bboxes):
+    """(..., 4) ``[x1, y1, x2, y2]`` -> (..., 4) ``[cx, cy, w, h]``."""
+    x1, y1, x2, y2 = bboxes.unbind(-1)
+    return torch.stack([(x1 + x2) * 0.5, (y1 + y2) * 0.5, x2 - x1, y2 - y1], dim=-1)
+
+
+def bbox_cxcywh_to_xyxy(bboxes):
+    """(..., 4) ``[cx, cy, w, h]`` -> (..., 4) ``[x1, y1, x2, y2]``."""
+    cx, cy, w, h = bboxes.unbind(-1)
+    return torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], dim=-1)
+
+
+def bbox_xyxy_to_xywh(bboxes):
+    """(..., 4) ``[x1, y1, x2, y2]`` -> (..., 4) ``[x1, y1, w, h]`` (COCO's format)."""
+    return torch.cat([bboxes[..., :2], bboxes[..., 2:] - bboxes[..., :2]], dim=-1)
+
+
+def bbox_xywh_to_xyxy(bboxes):
+    """(..., 4) ``[x1, y1, w, h]`` -> (..., 4) ``[x1, y1, x2, y2]``."""
+    return torch.cat([bboxes[..., :2], bboxes[..., :2] + bboxes[..., 2:]], dim=-1)
+
+
+def clip_bboxes(bboxes, img_shape):
+    """Clamp (..., 4) boxes to an image of shape ``(h, w, ...)``; returns a new tensor."""
+    height, width = img_shape[0], img_shape[1]
+    x1, y1, x2, y2 = bboxes.unbind(-1)
+    return torch.stack(
+        [x1.clamp(0, width), y1.clamp(0, height), x2.clamp(0, width), y2.clamp(0, height)],
+        dim=-1,
+    )
+
+
+def bbox2roi(bbox_list):
+    """Pack per-image boxes into RoIs.
+
+    Args:
+        bbox_list: list of (n_i, 4 or more) boxes, one per image (extra columns are dropped).
+
+    Returns:
+        (sum n_i, 5) ``[image_index, x1, y1, x2, y2]``.
+    """
+    if not bbox_list:
+        raise ValueError("bbox2roi: got an empty list of images")
+    boxes = torch.cat([b[:, :4] for b in bbox_list], dim=0)
+    counts = torch.tensor([b.size(0) for b in bbox_list], device=boxes.device)
+    image_index = torch.repeat_interleave(
+        torch.arange(len(bbox_list), device=boxes.device, dtype=boxes.dtype),
+        counts,
+        output_size=boxes.size(0),
+    )
+    return torch.cat([image_index[:, None], boxes], dim=1)
+
+
+def roi2bbox(rois, num_images):
+    """Unpack (K, 5) RoIs sorted by image index into a list of ``num_images`` (k_i, 4) boxes."""
+    counts = torch.bincount(rois[:, 0].long(), minlength=num_images).tolist()
+    return list(rois[:, 1:].split(counts, dim=0))
+
+
+def bbox2result(bboxes, labels, num_classes):
+    """Detections of one image as per-class arrays (mmdetection's result format).
+
+    Args:
+        bboxes: (N, 5) ``[x1, y1, x2, y2, score]``.
+        labels: (N,) class indices in ``[0, num_classes)``.
+
+    Returns:
+        list of ``num_classes`` float32 numpy arrays of shape (n_c, 5).
+    """
+    if bboxes.size(0) == 0:
+        return [np.zeros((0, 5), dtype=np.float32) for _ in range(num_classes)]
+    order = torch.argsort(labels, stable=True)
+    counts = torch.bincount(labels, minlength=num_classes).tolist()
+    per_class = bboxes[order].detach().float().cpu().numpy()
+    return list(np.split(per_class, np.cumsum(counts)[:-1]))

@@ -1,0 +1,88 @@
+"""AnchorGenerator: base anchors by hand, grid layout, caching and valid flags."""
+
+import pytest
+import torch
+
+from mmdet_like.models import build_anchor_generator
+from mmdet_like.models.task_modules import AnchorGenerator
+from mmdet_like.registry import BuildError
+
+
+def test_base_anchors_by_hand():
+    gen = AnchorGenerator(strides=[16], ratios=[0.5, 1.0, 2.0], scales=[8], center_offset=0.5)
+    # base size 16, scale 8 -> area 128^2; centre (8, 8)
+    expected = torch.tensor(
+        [
+            [8 - 90.50967, 8 - 45.254834, 8 + 90.50967, 8 + 45.254834],  # h/w = 0.5
+            [8 - 64.0, 8 - 64.0, 8 + 64.0, 8 + 64.0],
+            [8 - 45.254834, 8 - 90.50967, 8 + 45.254834, 8 + 90.50967],  # h/w = 2
+        ]
+    )
+    torch.testing.assert_close(gen.base_anchors[0], expected)
+    assert gen.num_base_anchors == [3]
+
+
+def test_scale_major_ordering():
+    kwargs = dict(strides=[8], ratios=[0.5, 2.0], scales=[1, 2])
+    major = AnchorGenerator(scale_major=True, **kwargs).base_anchors[0]
+    minor = AnchorGenerator(scale_major=False, **kwargs).base_anchors[0]
+    widths = lambda a: (a[:, 2] - a[:, 0]).tolist()  # noqa: E731
+    # scale-major: the scales vary fastest within a ratio
+    assert widths(major) == pytest.approx([8 * 2**0.5, 16 * 2**0.5, 8 / 2**0.5, 16 / 2**0.5])
+    assert widths(minor) == pytest.approx([8 * 2**0.5, 8 / 2**0.5, 16 * 2**0.5, 16 / 2**0.5])
+
+
+def test_octave_scales():
+    gen = AnchorGenerator(strides=[8], ratios=[1.0], octave_base_scale=4, scales_per_octave=3)
+    torch.testing.assert_close(gen.scales, torch.tensor([4.0, 4 * 2 ** (1 / 3), 4 * 2 ** (2 / 3)]))
+    with pytest.raises(ValueError):
+        AnchorGenerator(strides=[8], ratios=[1.0])
+
+
+def test_grid_layout():
+    gen = build_anchor_generator(
+        dict(type="AnchorGenerator", strides=[4, 8], ratios=[0.5, 1.0, 2.0], scales=[2])
+    )
+    anchors = gen.grid_priors([(3, 5), (2, 3)])
+    assert [a.shape for a in anchors] == [(3 * 5 * 3, 4), (2 * 3 * 3, 4)]
+    level0 = anchors[0].view(3, 5, 3, 4)
+    # each cell = base anchors shifted by (x * stride, y * stride)
+    for y, x in [(0, 0), (1, 4), (2, 2)]:
+        shift = torch.tensor([x * 4.0, y * 4.0, x * 4.0, y * 4.0])
+        torch.testing.assert_close(level0[y, x], gen.base_anchors[0] + shift)
+
+
+def test_cache_per_size_level_dtype():
+    gen = AnchorGenerator(strides=[4, 8], ratios=[1.0], scales=[8])
+    first = gen.single_level_grid_priors((4, 4), 0)
+    assert gen.single_level_grid_priors((4, 4), 0) is first
+    assert gen.single_level_grid_priors((4, 4), 1) is not first
+    assert gen.single_level_grid_priors((4, 5), 0) is not first
+    double = gen.single_level_grid_priors((4, 4), 0, dtype=torch.float64)
+    assert double.dtype == torch.float64
+    torch.testing.assert_close(double.float(), first)
+    assert len(gen._cache) == 4
+
+
+def test_valid_flags():
+    gen = AnchorGenerator(strides=[4], ratios=[1.0, 2.0], scales=[8])
+    # image of 10 x 6 inside a padded 16 x 16 batch: ceil(10/4)=3 rows, ceil(6/4)=2 cols valid
+    flags = gen.valid_flags([(4, 4)], pad_shape=(10, 6))[0]
+    grid = flags.view(4, 4, 2)
+    assert grid[:3, :2].all() and not grid[3].any() and not grid[:, 2:].any()
+
+
+def test_build_errors():
+    with pytest.raises(BuildError, match="base_sizes"):
+        build_anchor_generator(
+            dict(type="AnchorGenerator", strides=[4, 8], ratios=[1.0], scales=[8], base_sizes=[4])
+        )
+
+
+def test_cache_is_bounded_least_recently_used_first():
+    gen = AnchorGenerator(strides=[4], ratios=[1.0], scales=[8], cache_size=2)
+    a = gen.single_level_grid_priors((2, 2), 0)
+    gen.single_level_grid_priors((3, 3), 0)
+    assert gen.single_level_grid_priors((2, 2), 0) is a  # now most recently used
+    gen.single_level_grid_priors((4, 4), 0)  # evicts (3, 3)
+    assert [key[0] for key in gen._cache] == [(2, 2), (4, 4)]

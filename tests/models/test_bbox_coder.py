@@ -1,0 +1,61 @@
+"""DeltaXYWHBBoxCoder: hand values, round trips, clamping and clipping."""
+
+import math
+
+import torch
+
+from mmdet_like.models import build_bbox_coder
+
+
+def random_boxes(num, generator, size=100.0):
+    xy = torch.rand(num, 2, generator=generator) * size
+    wh = torch.rand(num, 2, generator=generator) * size / 2 + 1
+    return torch.cat([xy, xy + wh], dim=1)
+
+
+def test_encode_by_hand():
+    coder = build_bbox_coder(dict(type="DeltaXYWHBBoxCoder"))
+    anchors = torch.tensor([[0.0, 0.0, 10.0, 20.0]])
+    gts = torch.tensor([[5.0, 0.0, 25.0, 10.0]])
+    # centres (5, 10) -> (15, 5); sizes (10, 20) -> (20, 10)
+    expected = torch.tensor([[1.0, -0.25, math.log(2), math.log(0.5)]])
+    torch.testing.assert_close(coder.encode(anchors, gts), expected)
+    normalised = build_bbox_coder(
+        dict(type="DeltaXYWHBBoxCoder", target_means=[0.1] * 4, target_stds=[0.1, 0.1, 0.2, 0.2])
+    )
+    stds = torch.tensor([0.1, 0.1, 0.2, 0.2])
+    torch.testing.assert_close(normalised.encode(anchors, gts), (expected - 0.1) / stds)
+
+
+def test_round_trip():
+    g = torch.Generator().manual_seed(0)
+    anchors, gts = random_boxes(50, g), random_boxes(50, g)
+    coder = build_bbox_coder(
+        dict(type="DeltaXYWHBBoxCoder", target_means=[0, 0, 0, 0], target_stds=[0.1, 0.1, 0.2, 0.2])
+    )
+    torch.testing.assert_close(coder.decode(anchors, coder.encode(anchors, gts)), gts)
+
+
+def test_decode_clamps_size_and_clips():
+    coder = build_bbox_coder(dict(type="DeltaXYWHBBoxCoder", wh_ratio_clip=16 / 1000))
+    anchors = torch.tensor([[10.0, 10.0, 20.0, 20.0]])
+    boxes = coder.decode(anchors, torch.tensor([[0.0, 0.0, 100.0, 0.0]]))
+    max_ratio = abs(math.log(16 / 1000))
+    torch.testing.assert_close(boxes[0, 2] - boxes[0, 0], torch.tensor(10 * math.exp(max_ratio)))
+    clipped = coder.decode(anchors, torch.tensor([[0.0, 0.0, 100.0, 0.0]]), max_shape=(30, 40))
+    assert clipped[0].tolist() == [0.0, 10.0, 40.0, 20.0]
+
+
+def test_decode_many_deltas_per_box_and_batches():
+    g = torch.Generator().manual_seed(1)
+    coder = build_bbox_coder(dict(type="DeltaXYWHBBoxCoder"))
+    rois = random_boxes(6, g)
+    deltas = torch.randn(6, 3 * 4, generator=g) * 0.3
+    per_class = coder.decode(rois, deltas)
+    assert per_class.shape == (6, 12)
+    for k in range(3):
+        torch.testing.assert_close(
+            per_class[:, 4 * k : 4 * k + 4], coder.decode(rois, deltas[:, 4 * k : 4 * k + 4])
+        )
+    batched = coder.decode(rois[None].expand(2, -1, -1), deltas[None, :, :4].expand(2, -1, -1))
+    torch.testing.assert_close(batched[1], coder.decode(rois, deltas[:, :4]))

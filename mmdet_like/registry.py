@@ -99,9 +99,11 @@ def build_from_cfg(cfg, registry, default_args=None):
             f"{registry.name}: 'type' must be a registered name or a class, got {obj_type!r}"
         )
     _check_arguments(obj_cls, args, registry)
+    # Only TypeError (a bad argument) is wrapped; project errors such as DatasetError pass
+    # through unchanged so callers can catch them by type.
     try:
         return obj_cls(**args)
-    except (TypeError, ValueError) as exc:
+    except TypeError as exc:
         raise BuildError(f"{registry.name}: building {_name(obj_cls)} failed: {exc}") from exc
 
 
@@ -148,6 +150,7 @@ BACKBONES = Registry("BACKBONES")
 NECKS = Registry("NECKS")
 HEADS = Registry("HEADS")
 ROI_EXTRACTORS = Registry("ROI_EXTRACTORS")
+ROI_LAYERS = Registry("ROI_LAYERS")  # RoI pooling ops used by the RoI extractors
 SHARED_HEADS = Registry("SHARED_HEADS")
 LOSSES = Registry("LOSSES")
 DETECTORS = Registry("DETECTORS")

@@ -12,8 +12,22 @@ from mmdet_like.structures.bbox import (
     clip_bboxes,
     roi2bbox,
 )
+from mmdet_like.structures.mask import (
+    BitmapMasks,
+    PolygonMasks,
+    bitmap_to_rle,
+    masks_to_boxes,
+    polygons_to_bitmap,
+    rle_to_bitmap,
+)
 
 __all__ = [
+    "BitmapMasks",
+    "PolygonMasks",
+    "bitmap_to_rle",
+    "masks_to_boxes",
+    "polygons_to_bitmap",
+    "rle_to_bitmap",
     "bbox2result",
     "bbox2roi",
     "bbox_areas",

@@ -13,6 +13,9 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import torch
 
+# pixel-centre aligned nearest neighbour: the resized mask's box stays within 0.5 px
+_NEAREST = getattr(cv2, "INTER_NEAREST_EXACT", cv2.INTER_NEAREST)
+
 
 def polygons_to_bitmap(polygons, height, width):
     """Rasterise one instance (a list of flat ``[x0, y0, x1, y1, ...]`` polygons).
@@ -102,9 +105,9 @@ class BitmapMasks:
         return self.resize(_scaled_size(self.height, self.width, scale))
 
     def resize(self, out_shape):
-        """Nearest-neighbour resize to ``out_shape = (h, w)``."""
+        """Nearest-neighbour resize (pixel centres aligned) to ``out_shape = (h, w)``."""
         h, w = out_shape
-        masks = [cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST) for m in self.masks]
+        masks = [cv2.resize(m, (w, h), interpolation=_NEAREST) for m in self.masks]
         return BitmapMasks(masks, h, w)
 
     def flip(self, direction="horizontal"):

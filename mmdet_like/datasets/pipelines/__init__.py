@@ -1,0 +1,55 @@
+"""Data pipeline: ``Compose`` of registered transforms on a results dict.
+
+Importing this package registers every transform and sets ``cv2.setNumThreads(0)``:
+OpenCV's own thread pool would oversubscribe the CPU in every data-loader worker (and
+can deadlock after fork).
+"""
+
+import cv2
+
+from mmdet_like.datasets.pipelines.compose import Compose
+from mmdet_like.datasets.pipelines.formatting import (
+    Collect,
+    DefaultFormatBundle,
+    ImageToTensor,
+    image_to_tensor,
+    to_tensor,
+)
+from mmdet_like.datasets.pipelines.loading import LoadAnnotations, LoadImageFromFile, LoadProposals
+from mmdet_like.datasets.pipelines.test_time_aug import MultiScaleFlipAug
+from mmdet_like.datasets.pipelines.transforms import (
+    Expand,
+    MinIoURandomCrop,
+    Normalize,
+    Pad,
+    PhotoMetricDistortion,
+    RandomCrop,
+    RandomFlip,
+    Resize,
+    flip_bboxes,
+)
+
+cv2.setNumThreads(0)
+
+
+__all__ = [
+    "Collect",
+    "Compose",
+    "DefaultFormatBundle",
+    "Expand",
+    "ImageToTensor",
+    "LoadAnnotations",
+    "LoadImageFromFile",
+    "LoadProposals",
+    "MinIoURandomCrop",
+    "MultiScaleFlipAug",
+    "Normalize",
+    "Pad",
+    "PhotoMetricDistortion",
+    "RandomCrop",
+    "RandomFlip",
+    "Resize",
+    "flip_bboxes",
+    "image_to_tensor",
+    "to_tensor",
+]

@@ -1,0 +1,137 @@
+"""Loading transforms: image, annotations and proposals into the results dict."""
+
+import os.path as osp
+
+import mmcv
+import numpy as np
+
+from mmdet_like.datasets.errors import DatasetError, where
+from mmdet_like.registry import PIPELINES
+from mmdet_like.structures.mask import BitmapMasks, PolygonMasks, polygons_to_bitmap, rle_to_bitmap
+
+
+@PIPELINES.register()
+class LoadImageFromFile:
+    """Read ``img_prefix/img_info["filename"]`` with mmcv.
+
+    Adds ``filename``, ``ori_filename``, ``img`` ((H, W, 3) uint8 BGR, or float32 with
+    ``to_float32``), ``img_shape``, ``ori_shape`` and ``img_fields``.
+    """
+
+    def __init__(self, to_float32=False, color_type="color"):
+        self.to_float32 = to_float32
+        self.color_type = color_type
+
+    def __call__(self, results):
+        prefix = results.get("img_prefix")
+        name = results["img_info"]["filename"]
+        filename = osp.join(prefix, name) if prefix else name
+        try:
+            img = mmcv.imread(filename, flag=self.color_type)
+        except (FileNotFoundError, OSError) as exc:
+            img = None
+            reason = str(exc)
+        else:
+            reason = "unreadable or empty image"
+        if img is None:
+            raise DatasetError(
+                f"{where(filename, results['img_info'].get('id'), 'filename')}: cannot read the "
+                f"image ({reason}). Fix: check img_prefix and the file."
+            )
+        if self.to_float32:
+            img = img.astype(np.float32)
+        results["filename"] = filename
+        results["ori_filename"] = name
+        results["img"] = img
+        results["img_shape"] = img.shape
+        results["ori_shape"] = img.shape
+        results["img_fields"] = ["img"]
+        return results
+
+    def __repr__(self):
+        return f"LoadImageFromFile(to_float32={self.to_float32}, color_type={self.color_type!r})"
+
+
+@PIPELINES.register()
+class LoadAnnotations:
+    """Copy ``ann_info`` into ``gt_bboxes`` (float32 (n, 4)), ``gt_bboxes_ignore``,
+    ``gt_labels`` (int64 (n,)) and ``gt_masks`` (:class:`BitmapMasks` with ``poly2mask``,
+    else :class:`PolygonMasks`)."""
+
+    def __init__(self, with_bbox=True, with_label=True, with_mask=False, poly2mask=True):
+        self.with_bbox = with_bbox
+        self.with_label = with_label
+        self.with_mask = with_mask
+        self.poly2mask = poly2mask
+
+    def __call__(self, results):
+        ann = results["ann_info"]
+        results.setdefault("bbox_fields", [])
+        results.setdefault("mask_fields", [])
+        if self.with_bbox:
+            results["gt_bboxes"] = np.asarray(ann["bboxes"], dtype=np.float32).reshape(-1, 4)
+            results["bbox_fields"].append("gt_bboxes")
+            if ann.get("bboxes_ignore") is not None:
+                ignore = np.asarray(ann["bboxes_ignore"], dtype=np.float32).reshape(-1, 4)
+                results["gt_bboxes_ignore"] = ignore
+                results["bbox_fields"].append("gt_bboxes_ignore")
+        if self.with_label:
+            results["gt_labels"] = np.asarray(ann["labels"], dtype=np.int64).reshape(-1)
+        if self.with_mask:
+            results["gt_masks"] = self._load_masks(results)
+            results["mask_fields"].append("gt_masks")
+        return results
+
+    def _load_masks(self, results):
+        info = results["img_info"]
+        h, w = info["height"], info["width"]
+        if "masks" not in results["ann_info"]:
+            raise DatasetError(
+                f"{where(info['filename'], info.get('id'), 'segmentation')}: with_mask=True but "
+                "the dataset has no masks. Fix: use a dataset with segmentation or "
+                "with_mask=False."
+            )
+        masks = results["ann_info"]["masks"]
+        if self.poly2mask:
+            bitmaps = [
+                rle_to_bitmap(m) if isinstance(m, dict) else polygons_to_bitmap(m, h, w)
+                for m in masks
+            ]
+            return BitmapMasks(bitmaps, h, w)
+        if any(isinstance(m, dict) for m in masks):
+            raise DatasetError(
+                f"{where(info['filename'], info.get('id'), 'segmentation')}: RLE masks cannot be "
+                "kept as polygons. Fix: LoadAnnotations(poly2mask=True)."
+            )
+        return PolygonMasks(masks, h, w)
+
+    def __repr__(self):
+        return (
+            f"LoadAnnotations(with_bbox={self.with_bbox}, with_label={self.with_label}, "
+            f"with_mask={self.with_mask}, poly2mask={self.poly2mask})"
+        )
+
+
+@PIPELINES.register()
+class LoadProposals:
+    """``results["proposals"]`` ((k, 4|5) from the dataset's proposal file) -> float32 (k, 4)
+    boxes, the first ``num_max_proposals``."""
+
+    def __init__(self, num_max_proposals=None):
+        self.num_max_proposals = num_max_proposals
+
+    def __call__(self, results):
+        proposals = np.asarray(results["proposals"], dtype=np.float32)
+        if proposals.ndim != 2 or proposals.shape[1] not in (4, 5):
+            raise DatasetError(
+                f"{where(results.get('proposal_file'), results['img_info'].get('id'), 'proposals')}"
+                f": expected (k, 4) or (k, 5) proposals, got {proposals.shape}"
+            )
+        if self.num_max_proposals is not None:
+            proposals = proposals[: self.num_max_proposals]
+        results["proposals"] = proposals[:, :4].copy()
+        results.setdefault("bbox_fields", []).append("proposals")
+        return results
+
+    def __repr__(self):
+        return f"LoadProposals(num_max_proposals={self.num_max_proposals})"

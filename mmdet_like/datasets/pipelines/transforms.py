@@ -1,0 +1,436 @@
+"""Geometric and photometric transforms on the results dict.
+
+Each transform moves every image in ``img_fields``, every box array in ``bbox_fields``
+((n, 4) float32 ``[x1, y1, x2, y2]``) and every mask structure in ``mask_fields`` together,
+so boxes, masks and image stay consistent. Instances that a crop removes are removed from
+``gt_bboxes``, ``gt_labels`` and ``gt_masks`` alike.
+
+Random draws use Python's ``random`` module, which the data loader seeds per worker.
+"""
+
+import random
+
+import mmcv
+import numpy as np
+
+from mmdet_like.registry import PIPELINES
+
+# keys that follow ``gt_bboxes`` / ``gt_bboxes_ignore`` when instances are dropped
+_COMPANIONS = {"gt_bboxes": ("gt_labels", "gt_masks"), "gt_bboxes_ignore": ("gt_labels_ignore",)}
+
+
+def _keep(results, key, valid):
+    results[key] = results[key][valid]
+    for other in _COMPANIONS.get(key, ()):
+        if other in results:
+            results[other] = results[other][np.flatnonzero(valid)]
+
+
+def _coin():
+    return random.random() < 0.5
+
+
+def _clip(bboxes, shape):
+    bboxes[:, 0::2] = bboxes[:, 0::2].clip(0, shape[1])
+    bboxes[:, 1::2] = bboxes[:, 1::2].clip(0, shape[0])
+    return bboxes
+
+
+def _iou(a, b):
+    """(n, 4) x (m, 4) -> (n, m) IoU of continuous boxes."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod((rb - lt).clip(min=0), axis=2)
+    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
+    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
+    return inter / np.maximum(area_a[:, None] + area_b[None] - inter, 1e-6)
+
+
+@PIPELINES.register()
+class Resize:
+    """Resize image, boxes and masks.
+
+    Args:
+        img_scale: one scale or a list. With ``keep_ratio`` a scale is a ``(long, short)``
+            bound (the image is as large as fits both); else it is ``(w, h)``.
+        multiscale_mode: ``"range"``: long and short edges drawn uniformly between the two
+            given scales; ``"value"``: one of the scales drawn at random.
+        ratio_range: ``(lo, hi)``: the single ``img_scale`` times a ratio drawn from it.
+        keep_ratio: keep the aspect ratio.
+
+    A ``results["scale"]`` set earlier (by :class:`MultiScaleFlipAug`) wins. Adds
+    ``img_shape``, ``pad_shape``, ``scale_factor`` (float32 ``[w, h, w, h]``), ``keep_ratio``.
+    """
+
+    def __init__(
+        self,
+        img_scale=None,
+        multiscale_mode="range",
+        ratio_range=None,
+        keep_ratio=True,
+        interpolation="bilinear",
+    ):
+        if img_scale is None:
+            self.img_scale = None
+        elif isinstance(img_scale, list):
+            self.img_scale = [tuple(s) for s in img_scale]
+        else:
+            self.img_scale = [tuple(img_scale)]
+        if multiscale_mode not in ("range", "value"):
+            raise ValueError(
+                f"Resize: multiscale_mode must be 'range' or 'value', got {multiscale_mode!r}"
+            )
+        if ratio_range is not None and self.img_scale is not None and len(self.img_scale) != 1:
+            raise ValueError("Resize: ratio_range needs exactly one img_scale")
+        self.multiscale_mode = multiscale_mode
+        self.ratio_range = ratio_range
+        self.keep_ratio = keep_ratio
+        self.interpolation = interpolation
+
+    def _random_scale(self):
+        scales = self.img_scale
+        if self.ratio_range is not None:
+            ratio = random.uniform(*self.ratio_range)
+            return int(scales[0][0] * ratio), int(scales[0][1] * ratio)
+        if len(scales) == 1:
+            return scales[0]
+        if self.multiscale_mode == "value":
+            return scales[random.randrange(len(scales))]
+        longs = [max(s) for s in scales]
+        shorts = [min(s) for s in scales]
+        long = random.randint(min(longs), max(longs))
+        short = random.randint(min(shorts), max(shorts))
+        return long, short
+
+    def __call__(self, results):
+        if "scale" not in results:
+            if self.img_scale is None:
+                raise ValueError("Resize: no img_scale given and no results['scale'] set")
+            results["scale"] = self._random_scale()
+        scale = results["scale"]
+        img = results["img"]
+        h, w = img.shape[:2]
+        for key in results.get("img_fields", ["img"]):
+            if self.keep_ratio:
+                out = mmcv.imrescale(results[key], scale, interpolation=self.interpolation)
+            else:
+                out = mmcv.imresize(results[key], scale, interpolation=self.interpolation)
+            results[key] = out
+        new_h, new_w = results["img"].shape[:2]
+        scale_factor = np.array([new_w / w, new_h / h] * 2, dtype=np.float32)
+        results["img_shape"] = results["img"].shape
+        results["pad_shape"] = results["img"].shape
+        results["scale_factor"] = scale_factor
+        results["keep_ratio"] = self.keep_ratio
+        for key in results.get("bbox_fields", []):
+            results[key] = _clip(results[key] * scale_factor, (new_h, new_w)).astype(np.float32)
+        for key in results.get("mask_fields", []):
+            results[key] = results[key].resize((new_h, new_w))
+        return results
+
+    def __repr__(self):
+        return (
+            f"Resize(img_scale={self.img_scale}, multiscale_mode={self.multiscale_mode!r}, "
+            f"ratio_range={self.ratio_range}, keep_ratio={self.keep_ratio})"
+        )
+
+
+def flip_bboxes(bboxes, img_shape, direction):
+    """Flip (n, 4) boxes in an image of ``img_shape`` (h, w, ...)."""
+    h, w = img_shape[:2]
+    out = bboxes.copy()
+    if direction in ("horizontal", "diagonal"):
+        out[:, 0], out[:, 2] = w - bboxes[:, 2], w - bboxes[:, 0]
+    if direction in ("vertical", "diagonal"):
+        out[:, 1], out[:, 3] = h - bboxes[:, 3], h - bboxes[:, 1]
+    return out
+
+
+@PIPELINES.register()
+class RandomFlip:
+    """Flip with probability ``flip_ratio`` in ``direction`` (``"horizontal"``,
+    ``"vertical"``, ``"diagonal"``, or a list drawn from uniformly).
+
+    A preset ``results["flip"]`` (and ``flip_direction``) wins. Adds ``flip`` and
+    ``flip_direction``. Boxes flip within the image array as it is (put ``Pad`` after
+    ``RandomFlip``, as usual, so the padding stays at the bottom/right).
+    """
+
+    DIRECTIONS = ("horizontal", "vertical", "diagonal")
+
+    def __init__(self, flip_ratio=None, direction="horizontal"):
+        directions = [direction] if isinstance(direction, str) else list(direction)
+        bad = [d for d in directions if d not in self.DIRECTIONS]
+        if bad:
+            raise ValueError(f"RandomFlip: unknown direction(s) {bad}; use {self.DIRECTIONS}")
+        if flip_ratio is not None and not 0 <= flip_ratio <= 1:
+            raise ValueError(f"RandomFlip: flip_ratio must be in [0, 1], got {flip_ratio}")
+        self.flip_ratio = flip_ratio
+        self.directions = directions
+
+    def __call__(self, results):
+        if "flip" not in results:
+            ratio = self.flip_ratio or 0.0
+            results["flip"] = bool(random.random() < ratio)
+        if "flip_direction" not in results or results["flip_direction"] is None:
+            results["flip_direction"] = (
+                self.directions[random.randrange(len(self.directions))] if results["flip"] else None
+            )
+        if results["flip"]:
+            direction = results["flip_direction"]
+            for key in results.get("img_fields", ["img"]):
+                results[key] = mmcv.imflip(results[key], direction=direction)
+            for key in results.get("bbox_fields", []):
+                results[key] = flip_bboxes(results[key], results["img"].shape, direction)
+            for key in results.get("mask_fields", []):
+                results[key] = results[key].flip(direction)
+        return results
+
+    def __repr__(self):
+        return f"RandomFlip(flip_ratio={self.flip_ratio}, direction={self.directions})"
+
+
+@PIPELINES.register()
+class Pad:
+    """Pad the image (bottom and right) to ``size`` (h, w) or to a multiple of
+    ``size_divisor``; masks are padded alike. Adds ``pad_shape``, ``pad_fixed_size``,
+    ``pad_size_divisor``."""
+
+    def __init__(self, size=None, size_divisor=None, pad_val=0):
+        if (size is None) == (size_divisor is None):
+            raise ValueError("Pad: give exactly one of size and size_divisor")
+        self.size, self.size_divisor, self.pad_val = size, size_divisor, pad_val
+
+    def __call__(self, results):
+        for key in results.get("img_fields", ["img"]):
+            if self.size is not None:
+                padded = mmcv.impad(results[key], shape=tuple(self.size), pad_val=self.pad_val)
+            else:
+                padded = mmcv.impad_to_multiple(results[key], self.size_divisor, self.pad_val)
+            results[key] = padded
+        results["pad_shape"] = results["img"].shape
+        results["pad_fixed_size"] = self.size
+        results["pad_size_divisor"] = self.size_divisor
+        for key in results.get("mask_fields", []):
+            results[key] = results[key].pad(results["pad_shape"][:2])
+        return results
+
+    def __repr__(self):
+        return f"Pad(size={self.size}, size_divisor={self.size_divisor}, pad_val={self.pad_val})"
+
+
+@PIPELINES.register()
+class Normalize:
+    """``(img - mean) / std`` (after BGR->RGB with ``to_rgb``); float32 out. Adds
+    ``img_norm_cfg``."""
+
+    def __init__(self, mean, std, to_rgb=True):
+        self.mean = np.array(mean, dtype=np.float32)
+        self.std = np.array(std, dtype=np.float32)
+        self.to_rgb = to_rgb
+
+    def __call__(self, results):
+        for key in results.get("img_fields", ["img"]):
+            results[key] = mmcv.imnormalize(
+                results[key].astype(np.float32), self.mean, self.std, self.to_rgb
+            )
+        results["img_norm_cfg"] = dict(mean=self.mean, std=self.std, to_rgb=self.to_rgb)
+        return results
+
+    def __repr__(self):
+        return (
+            f"Normalize(mean={self.mean.tolist()}, std={self.std.tolist()}, to_rgb={self.to_rgb})"
+        )
+
+
+@PIPELINES.register()
+class PhotoMetricDistortion:
+    """Random brightness, contrast (before or after), saturation, hue and channel swap,
+    each applied with probability 1/2, on a float32 BGR image. Boxes are untouched."""
+
+    def __init__(
+        self,
+        brightness_delta=32,
+        contrast_range=(0.5, 1.5),
+        saturation_range=(0.5, 1.5),
+        hue_delta=18,
+    ):
+        self.brightness_delta = brightness_delta
+        self.contrast_lower, self.contrast_upper = contrast_range
+        self.saturation_lower, self.saturation_upper = saturation_range
+        self.hue_delta = hue_delta
+
+    def __call__(self, results):
+        img = results["img"].astype(np.float32)
+        if _coin():
+            img += random.uniform(-self.brightness_delta, self.brightness_delta)
+        contrast_first = _coin()
+        if contrast_first and _coin():
+            img *= random.uniform(self.contrast_lower, self.contrast_upper)
+        do_saturation, do_hue = _coin(), _coin()
+        if do_saturation or do_hue:
+            img = mmcv.bgr2hsv(np.clip(img, 0, 255).astype(np.float32))
+            if do_saturation:
+                img[..., 1] *= random.uniform(self.saturation_lower, self.saturation_upper)
+            if do_hue:
+                img[..., 0] += random.uniform(-self.hue_delta, self.hue_delta)
+                img[..., 0] %= 360
+            img = mmcv.hsv2bgr(img)
+        if not contrast_first and _coin():
+            img *= random.uniform(self.contrast_lower, self.contrast_upper)
+        if _coin():
+            img = img[..., random.sample(range(3), 3)]
+        results["img"] = np.ascontiguousarray(img, dtype=np.float32)
+        return results
+
+    def __repr__(self):
+        return (
+            f"PhotoMetricDistortion(brightness_delta={self.brightness_delta}, contrast_range="
+            f"({self.contrast_lower}, {self.contrast_upper}), saturation_range=("
+            f"{self.saturation_lower}, {self.saturation_upper}), hue_delta={self.hue_delta})"
+        )
+
+
+def _crop_instances(results, x1, y1, x2, y2):
+    """Crop every image/box/mask field to the integer window; drop boxes left without area
+    (with their labels and masks).
+
+    Returns:
+        (n,) bool validity of the ``gt_bboxes`` before the crop, or ``None`` if absent.
+    """
+    for key in results.get("img_fields", ["img"]):
+        results[key] = results[key][y1:y2, x1:x2].copy()
+    shape = results["img"].shape
+    results["img_shape"] = shape
+    results["pad_shape"] = shape
+    for key in results.get("mask_fields", []):
+        results[key] = results[key].crop(np.array([x1, y1, x2, y2]))
+    shift = np.array([x1, y1, x1, y1], dtype=np.float32)
+    gt_valid = None
+    for key in results.get("bbox_fields", []):
+        boxes = _clip(results[key] - shift, shape).astype(np.float32)
+        results[key] = boxes
+        if key == "proposals":
+            continue
+        valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        if key == "gt_bboxes":
+            gt_valid = valid
+        _keep(results, key, valid)
+    return gt_valid
+
+
+@PIPELINES.register()
+class RandomCrop:
+    """Crop a random ``crop_size = (h, w)`` window (smaller images are kept whole).
+
+    Boxes are shifted and clipped; instances left without area are dropped with their
+    labels and masks. Returns ``None`` (the dataset tries another image) when no
+    ``gt_bboxes`` remain, unless ``allow_negative_crop``.
+    """
+
+    def __init__(self, crop_size, allow_negative_crop=False):
+        if crop_size[0] <= 0 or crop_size[1] <= 0:
+            raise ValueError(f"RandomCrop: crop_size must be positive, got {crop_size}")
+        self.crop_size = tuple(crop_size)
+        self.allow_negative_crop = allow_negative_crop
+
+    def __call__(self, results):
+        h, w = results["img"].shape[:2]
+        ch, cw = min(self.crop_size[0], h), min(self.crop_size[1], w)
+        y1 = random.randint(0, h - ch)
+        x1 = random.randint(0, w - cw)
+        valid = _crop_instances(results, x1, y1, x1 + cw, y1 + ch)
+        if valid is not None and not valid.any() and not self.allow_negative_crop:
+            return None
+        return results
+
+    def __repr__(self):
+        return f"RandomCrop(crop_size={self.crop_size})"
+
+
+@PIPELINES.register()
+class Expand:
+    """With probability ``prob``, place the image at a random spot of a canvas ``ratio``
+    times larger (``ratio`` from ``ratio_range``) filled with ``mean`` (SSD zoom-out)."""
+
+    def __init__(self, mean=(0, 0, 0), to_rgb=True, ratio_range=(1, 4), prob=0.5):
+        self.mean = list(mean)[::-1] if to_rgb else list(mean)
+        self.to_rgb = to_rgb
+        self.min_ratio, self.max_ratio = ratio_range
+        self.prob = prob
+
+    def __call__(self, results):
+        if random.random() >= self.prob:
+            return results
+        img = results["img"]
+        h, w, c = img.shape
+        ratio = random.uniform(self.min_ratio, self.max_ratio)
+        eh, ew = int(h * ratio), int(w * ratio)
+        top, left = int(random.uniform(0, eh - h)), int(random.uniform(0, ew - w))
+        canvas = np.empty((eh, ew, c), dtype=img.dtype)
+        canvas[...] = np.array(self.mean, dtype=img.dtype)
+        canvas[top : top + h, left : left + w] = img
+        results["img"] = canvas
+        results["img_shape"] = canvas.shape
+        results["pad_shape"] = canvas.shape
+        shift = np.array([left, top, left, top], dtype=np.float32)
+        for key in results.get("bbox_fields", []):
+            results[key] = (results[key] + shift).astype(np.float32)
+        for key in results.get("mask_fields", []):
+            results[key] = results[key].expand(eh, ew, top, left)
+        return results
+
+    def __repr__(self):
+        return (
+            f"Expand(mean={self.mean}, to_rgb={self.to_rgb}, ratio_range=({self.min_ratio}, "
+            f"{self.max_ratio}), prob={self.prob})"
+        )
+
+
+@PIPELINES.register()
+class MinIoURandomCrop:
+    """SSD crop: draw a minimum IoU from ``(1, *min_ious)`` (1 keeps the image), then up to
+    50 windows (sides >= ``min_crop_size`` of the image, aspect 0.5..2) until one overlaps
+    every gt box by at least that IoU and holds some box centres; boxes whose centre is
+    outside are dropped with their labels and masks."""
+
+    def __init__(self, min_ious=(0.1, 0.3, 0.5, 0.7, 0.9), min_crop_size=0.3, max_trials=50):
+        self.min_ious = tuple(min_ious)
+        self.min_crop_size = min_crop_size
+        self.max_trials = max_trials
+
+    def __call__(self, results):
+        img, boxes = results["img"], results["gt_bboxes"]
+        h, w = img.shape[:2]
+        modes = (1, *self.min_ious)
+        for _ in range(100):
+            min_iou = modes[random.randrange(len(modes))]
+            if min_iou == 1 or len(boxes) == 0:
+                return results
+            for _ in range(self.max_trials):
+                nw = random.uniform(self.min_crop_size * w, w)
+                nh = random.uniform(self.min_crop_size * h, h)
+                if not 0.5 <= nh / nw <= 2:
+                    continue
+                left, top = random.uniform(0, w - nw), random.uniform(0, h - nh)
+                patch = np.array([left, top, left + nw, top + nh]).astype(int)
+                if patch[2] <= patch[0] or patch[3] <= patch[1]:
+                    continue
+                if _iou(patch[None].astype(np.float32), boxes).min() < min_iou:
+                    continue
+                centers = (boxes[:, :2] + boxes[:, 2:]) / 2
+                inside = (
+                    (centers[:, 0] > patch[0])
+                    & (centers[:, 1] > patch[1])
+                    & (centers[:, 0] < patch[2])
+                    & (centers[:, 1] < patch[3])
+                )
+                if not inside.any():
+                    continue
+                _keep(results, "gt_bboxes", inside)
+                _crop_instances(results, *patch.tolist())
+                return results
+        return results
+
+    def __repr__(self):
+        return f"MinIoURandomCrop(min_ious={self.min_ious}, min_crop_size={self.min_crop_size})"

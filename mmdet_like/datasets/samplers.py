@@ -1,0 +1,127 @@
+"""Samplers that keep images of similar aspect ratio in the same batch.
+
+A dataset with a ``flag`` array (one group id per image, e.g. 1 for landscape and 0 for
+portrait) is sampled so that every batch of ``samples_per_gpu`` images comes from one group;
+without ``flag`` all images form one group. Shuffling depends only on ``seed`` and the
+epoch (``set_epoch``), so a resumed run sees the same order.
+"""
+
+import math
+
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+
+from mmdet_like.registry import SAMPLERS
+
+
+def _group_flags(dataset):
+    flag = getattr(dataset, "flag", None)
+    if flag is None:
+        return np.zeros(len(dataset), dtype=np.int64)
+    flag = np.asarray(flag, dtype=np.int64)
+    if flag.shape != (len(dataset),):
+        raise ValueError(f"dataset.flag has shape {flag.shape}, expected ({len(dataset)},)")
+    return flag
+
+
+def _grouped_chunks(flag, chunk, generator, pad_to):
+    """Shuffled index chunks of ``chunk`` images, each from a single group.
+
+    Each group is shuffled and padded (by repeating its images) to a multiple of ``pad_to``.
+    Returns a list of index lists, in a shuffled order.
+    """
+    chunks = []
+    for group in np.unique(flag):
+        indices = np.flatnonzero(flag == group)
+        indices = indices[torch.randperm(len(indices), generator=generator).numpy()]
+        size = math.ceil(len(indices) / pad_to) * pad_to
+        indices = np.resize(indices, size)  # repeats from the start to pad
+        chunks += [indices[i : i + chunk].tolist() for i in range(0, size, chunk)]
+    order = torch.randperm(len(chunks), generator=generator).tolist()
+    return [chunks[i] for i in order]
+
+
+class _SkippableSampler(Sampler):
+    """``set_epoch`` picks the shuffle; ``set_skip(n)`` drops the first n samples of the
+    next iteration only (used to resume in the middle of an epoch)."""
+
+    def __init__(self, dataset, samples_per_gpu, seed):
+        self.dataset = dataset
+        self.samples_per_gpu = samples_per_gpu
+        self.seed = 0 if seed is None else int(seed)
+        self.flag = _group_flags(dataset)
+        self.epoch = 0
+        self._skip = 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def set_skip(self, num_samples):
+        self._skip = num_samples
+
+    def _generator(self):
+        return torch.Generator().manual_seed(self.seed + self.epoch)
+
+    def _indices(self):
+        raise NotImplementedError
+
+    def __iter__(self):
+        indices = self._indices()
+        skip, self._skip = self._skip, 0
+        return iter(indices[skip:])
+
+
+@SAMPLERS.register()
+class GroupSampler(_SkippableSampler):
+    """Shuffled indices for one process; each run of ``samples_per_gpu`` is one group."""
+
+    def __init__(self, dataset, samples_per_gpu=1, seed=0):
+        super().__init__(dataset, samples_per_gpu, seed)
+        sizes = np.bincount(self.flag)
+        self.num_samples = int(
+            sum(math.ceil(s / samples_per_gpu) * samples_per_gpu for s in sizes if s)
+        )
+
+    def _indices(self):
+        chunks = _grouped_chunks(
+            self.flag, self.samples_per_gpu, self._generator(), self.samples_per_gpu
+        )
+        return [i for chunk in chunks for i in chunk]
+
+    def __len__(self):
+        return self.num_samples
+
+
+@SAMPLERS.register()
+class DistributedGroupSampler(_SkippableSampler):
+    """This rank's share of a grouped shuffle; all ranks get the same number of samples.
+
+    Every group is padded to a multiple of ``samples_per_gpu * num_replicas`` so no rank
+    gets a mixed batch; rank ``r`` takes the ``r``-th contiguous slice of the chunks.
+    """
+
+    def __init__(self, dataset, samples_per_gpu=1, num_replicas=1, rank=0, seed=0):
+        super().__init__(dataset, samples_per_gpu, seed)
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} is not in [0, {num_replicas})")
+        self.num_replicas = num_replicas
+        self.rank = rank
+        per_step = samples_per_gpu * num_replicas
+        sizes = np.bincount(self.flag)
+        total = sum(math.ceil(s / per_step) * per_step for s in sizes if s)
+        self.num_samples = int(total // num_replicas)
+
+    def _indices(self):
+        chunks = _grouped_chunks(
+            self.flag,
+            self.samples_per_gpu,
+            self._generator(),
+            self.samples_per_gpu * self.num_replicas,
+        )
+        indices = [i for chunk in chunks for i in chunk]
+        start = self.rank * self.num_samples
+        return indices[start : start + self.num_samples]
+
+    def __len__(self):
+        return self.num_samples

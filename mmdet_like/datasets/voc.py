@@ -1,0 +1,121 @@
+"""``VOCDataset``: Pascal VOC xml annotations; ``difficult`` objects become ignore boxes.
+
+``ann_file`` is an image-set list (``ImageSets/Main/train.txt``, one image id a line) and
+``img_prefix`` the VOC folder holding ``JPEGImages/<id>.jpg`` and ``Annotations/<id>.xml``.
+VOC boxes are 1-based inclusive pixel indices; they become continuous boxes
+``[xmin - 1, ymin - 1, xmax, ymax]``.
+"""
+
+import os.path as osp
+import warnings
+import xml.etree.ElementTree as ET
+
+import cv2
+
+from mmdet_like.datasets.annotations import AnnotationTable
+from mmdet_like.datasets.custom import CustomDataset
+from mmdet_like.datasets.errors import DatasetError, DatasetWarning, ProblemLog, check_box, where
+from mmdet_like.registry import DATASETS
+
+VOC_CLASSES = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+    "train", "tvmonitor",
+)  # fmt: skip
+
+
+def parse_voc_xml(xml_path):
+    """One VOC xml -> ``(filename, width, height, objects)``; ``objects`` is a list of
+    ``(name, [xmin, ymin, xmax, ymax] as in the file, difficult)``. Width/height are ``None``
+    when the file has no ``size``."""
+    try:
+        root = ET.parse(xml_path).getroot()
+    except ET.ParseError as exc:
+        raise DatasetError(f"{xml_path}: broken xml ({exc}). Fix or re-export the file.") from exc
+    except FileNotFoundError as exc:
+        raise DatasetError(
+            f"{xml_path}: annotation xml not found. Fix: check img_prefix (the VOC folder with "
+            "Annotations/) and the image-set list."
+        ) from exc
+    size = root.find("size")
+    width = height = None
+    if size is not None and size.find("width") is not None:
+        width, height = int(float(size.find("width").text)), int(float(size.find("height").text))
+    filename = root.findtext("filename")
+    objects = []
+    for obj in root.findall("object"):
+        name = (obj.findtext("name") or "").strip()
+        difficult = int(float(obj.findtext("difficult") or 0)) == 1
+        bnd = obj.find("bndbox")
+        if bnd is None:
+            raise DatasetError(f"{where(xml_path, None, 'bndbox')}: object {name!r} has no box")
+        try:
+            box = [float(bnd.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")]
+        except (TypeError, ValueError) as exc:
+            raise DatasetError(
+                f"{where(xml_path, None, 'bndbox')}: object {name!r} needs numeric xmin, ymin, "
+                "xmax, ymax"
+            ) from exc
+        objects.append((name, box, difficult))
+    return filename, width, height, objects
+
+
+@DATASETS.register()
+class VOCDataset(CustomDataset):
+    """Pascal VOC (``classes=`` for other VOC-format sets, e.g. BCCD's RBC/WBC/Platelets).
+
+    Objects whose name is not in ``classes`` are skipped.
+    """
+
+    CLASSES = VOC_CLASSES
+
+    def load_annotations(self, ann_file):
+        with open(ann_file, encoding="utf-8") as f:
+            names = [line.strip().split()[0] for line in f if line.strip()]
+        label_of = {name: i for i, name in enumerate(self.CLASSES)}
+        log = ProblemLog(ann_file, self.strict)
+        images, instances = [], []
+        seen = set()
+        for index, img_name in enumerate(names):
+            xml_path = osp.join(self.img_prefix, "Annotations", f"{img_name}.xml")
+            _, width, height, objects = parse_voc_xml(xml_path)
+            filename = osp.join("JPEGImages", f"{img_name}.jpg")
+            if width is None:
+                img = cv2.imread(osp.join(self.img_prefix, filename), cv2.IMREAD_UNCHANGED)
+                if img is None:
+                    raise DatasetError(
+                        f"{where(xml_path, img_name, 'size')}: no size in the xml and image "
+                        f"{filename} is unreadable. Fix: add <size> or the image."
+                    )
+                height, width = img.shape[:2]
+            images.append((index, filename, width, height))
+            insts = []
+            for name, box, difficult in objects:
+                if name not in label_of:
+                    continue
+                seen.add(name)
+                x1, y1, x2, y2 = box
+                box = check_box(
+                    [x1 - 1, y1 - 1, x2, y2],
+                    width,
+                    height,
+                    where(xml_path, img_name, "bndbox"),
+                    log,
+                )
+                if box is not None:
+                    insts.append((box, label_of[name], difficult))
+            instances.append(insts)
+        log.flush()
+        unseen = [c for c in self.CLASSES if c not in seen]
+        if unseen and len(unseen) < len(self.CLASSES):
+            warnings.warn(
+                f"{ann_file}: class(es) {unseen} from classes have no object in this split.",
+                DatasetWarning,
+                stacklevel=2,
+            )
+        elif unseen:
+            raise DatasetError(
+                f"{ann_file}: none of the classes {self.CLASSES} occurs in the xml files. Fix: "
+                "set classes= to the object names used in Annotations/*.xml."
+            )
+        return AnnotationTable.build(images, instances)

@@ -1,0 +1,35 @@
+"""Evaluation: COCO (pycocotools), VOC mAP and proposal recall. Reads results and ground
+truth only, never a model."""
+
+from mmdet_like.evaluation.coco_metric import (
+    evaluate_coco,
+    fast_eval_recall,
+    format_results,
+    results2json,
+    xyxy2xywh,
+)
+from mmdet_like.evaluation.mean_ap import (
+    average_precision,
+    bbox_overlaps_np,
+    eval_map,
+    map_table,
+    tpfp,
+)
+from mmdet_like.evaluation.recall import eval_recalls, print_recall_summary
+from mmdet_like.evaluation.voc_metric import evaluate_voc
+
+__all__ = [
+    "average_precision",
+    "bbox_overlaps_np",
+    "eval_map",
+    "eval_recalls",
+    "evaluate_coco",
+    "evaluate_voc",
+    "fast_eval_recall",
+    "format_results",
+    "map_table",
+    "print_recall_summary",
+    "results2json",
+    "tpfp",
+    "xyxy2xywh",
+]

@@ -1,0 +1,204 @@
+"""Our COCO evaluation must give pycocotools' own numbers on detections we did not make."""
+
+import contextlib
+import importlib.util
+import io
+import json
+
+import numpy as np
+import pycocotools.mask as mask_utils
+import pytest
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from mmdet_like.datasets import CocoDataset
+from mmdet_like.evaluation import evaluate_coco, format_results
+
+SIZES = [(64, 48), (80, 60), (50, 70), (96, 64)]  # (w, h)
+CATS = [dict(id=2, name="a"), dict(id=5, name="b"), dict(id=9, name="c")]
+
+
+def _ground_truth(rng):
+    images, anns = [], []
+    for i, (w, h) in enumerate(SIZES):
+        images.append(dict(id=100 + i, file_name=f"{i}.png", width=w, height=h))
+        for _ in range(rng.integers(2, 6)):
+            bw, bh = rng.integers(4, w // 2), rng.integers(4, h // 2)
+            x, y = rng.integers(0, w - bw), rng.integers(0, h - bh)
+            poly = [x, y, x + bw, y, x + bw, y + bh, x + bw // 2, y + bh + 0, x, y + bh]
+            anns.append(
+                dict(
+                    id=len(anns) + 1, image_id=100 + i, category_id=int(rng.choice([2, 5, 9])),
+                    bbox=[int(x), int(y), int(bw), int(bh)], area=float(bw * bh),
+                    iscrowd=int(rng.random() < 0.1), segmentation=[[float(v) for v in poly]],
+                )
+            )  # fmt: skip
+    return dict(images=images, annotations=anns, categories=CATS)
+
+
+def _detections(gt, rng):
+    """Perturbed copies of the gt boxes (quarter pixels: exact in float32), some false
+    positives, distinct scores; masks as RLE of the perturbed box."""
+    dets, scores = [], rng.permutation(4096)[: 3 * len(gt["annotations"]) + 8] / 4096 + 1 / 8192
+    sizes = {img["id"]: (img["width"], img["height"]) for img in gt["images"]}
+    k = 0
+    items = [(a["image_id"], a["category_id"], a["bbox"]) for a in gt["annotations"]]
+    items += [(100 + int(rng.integers(4)), int(rng.choice([2, 5, 9])), [5, 5, 10, 12])] * 3
+    for img_id, cat_id, (x, y, w, h) in items:
+        for _ in range(int(rng.integers(0, 3))):
+            dx, dy, dw, dh = rng.integers(-8, 9, size=4) / 4
+            box = [x + dx, y + dy, max(w + dw, 1.0), max(h + dh, 1.0)]
+            W, H = sizes[img_id]
+            mask = np.zeros((H, W), dtype=np.uint8)
+            x1, y1 = int(max(box[0], 0)), int(max(box[1], 0))
+            mask[y1 : int(box[1] + box[3]), x1 : int(box[0] + box[2])] = 1
+            rle = mask_utils.encode(np.asfortranarray(mask))
+            rle["counts"] = rle["counts"].decode("ascii")
+            dets.append(dict(image_id=img_id, category_id=cat_id, bbox=[float(v) for v in box],
+                             score=float(scores[k]), segmentation=rle))  # fmt: skip
+            k += 1
+    return dets
+
+
+def _to_results(dets, img_ids, cat_ids):
+    """COCO result json -> our per-image results ((bbox, segm) tuples)."""
+    results = []
+    for img_id in img_ids:
+        bbox = [[] for _ in cat_ids]
+        segm = [[] for _ in cat_ids]
+        for d in dets:
+            if d["image_id"] == img_id:
+                label = cat_ids.index(d["category_id"])
+                x, y, w, h = d["bbox"]
+                bbox[label].append([x, y, x + w, y + h, d["score"]])
+                segm[label].append(d["segmentation"])
+        bbox = [np.array(b, dtype=np.float32).reshape(-1, 5) for b in bbox]
+        results.append((bbox, segm))
+    return results
+
+
+def _direct(gt_file, dets, iou_type):
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(gt_file))
+        dt = coco.loadRes(dets)
+        e = COCOeval(coco, dt, iou_type)
+        e.evaluate()
+        e.accumulate()
+        e.summarize()
+    return e.stats
+
+
+@pytest.fixture(params=[0, 1, 2])
+def coco_case(tmp_path, request):
+    rng = np.random.default_rng(request.param)
+    gt = _ground_truth(rng)
+    gt_file = tmp_path / "gt.json"
+    gt_file.write_text(json.dumps(gt))
+    dets = _detections(gt, rng)
+    (tmp_path / "dets.json").write_text(json.dumps(dets))
+    (tmp_path / "imgs").mkdir()
+    return gt_file, tmp_path / "dets.json", tmp_path
+
+
+NAMES = ["mAP", "mAP_50", "mAP_75", "mAP_s", "mAP_m", "mAP_l",
+         "AR@1", "AR@10", "AR@100", "AR_s@100", "AR_m@100", "AR_l@100"]  # fmt: skip
+
+
+def test_equal_to_direct_cocoeval(coco_case):
+    gt_file, det_file, root = coco_case
+    dets = json.loads(det_file.read_text())
+    ds = CocoDataset(str(gt_file), pipeline=[], img_prefix=str(root / "imgs"), test_mode=True)
+    results = _to_results(dets, ds.img_ids.tolist(), ds.cat_ids)
+    ours = ds.evaluate(results, metric=["bbox", "segm"], logger="silent")
+    for iou_type in ("bbox", "segm"):
+        expected = _direct(gt_file, dets, iou_type)
+        got = [ours[f"{iou_type}_{n}"] for n in NAMES]
+        assert got == [float(v) for v in expected], iou_type
+    assert 0 < ours["bbox_mAP"] < 1
+
+
+def test_format_results_writes_coco_json(coco_case, tmp_path):
+    gt_file, det_file, root = coco_case
+    dets = json.loads(det_file.read_text())
+    ds = CocoDataset(str(gt_file), pipeline=[], img_prefix=str(root / "imgs"), test_mode=True)
+    results = _to_results(dets, ds.img_ids.tolist(), ds.cat_ids)
+    files, tmp = ds.format_results(results, jsonfile_prefix=str(tmp_path / "out"))
+    assert tmp is None
+    assert files == {
+        "bbox": str(tmp_path / "out.bbox.json"),
+        "segm": str(tmp_path / "out.segm.json"),
+    }
+    written = json.loads(open(files["bbox"]).read())
+    key = lambda d: (d["image_id"], d["score"])  # noqa: E731
+    for ours, theirs in zip(sorted(written, key=key), sorted(dets, key=key)):
+        assert ours["bbox"] == theirs["bbox"] and ours["category_id"] == theirs["category_id"]
+    segm = json.loads(open(files["segm"]).read())
+    assert all(isinstance(d["segmentation"]["counts"], str) for d in segm)
+
+
+def test_classwise_table_and_iou_thrs(coco_case, capsys):
+    gt_file, det_file, root = coco_case
+    dets = json.loads(det_file.read_text())
+    ds = CocoDataset(str(gt_file), pipeline=[], img_prefix=str(root / "imgs"), test_mode=True)
+    results = _to_results(dets, ds.img_ids.tolist(), ds.cat_ids)
+    out = ds.evaluate(results, metric="bbox", classwise=True, iou_thrs=[0.5])
+    printed = capsys.readouterr().out
+    assert "| category |" in printed and "| b " in printed
+    assert out["bbox_mAP"] == out["bbox_mAP_50"]
+
+
+def test_proposal_metrics(coco_case):
+    gt_file, det_file, root = coco_case
+    dets = json.loads(det_file.read_text())
+    ds = CocoDataset(str(gt_file), pipeline=[], img_prefix=str(root / "imgs"), test_mode=True)
+    props = []
+    for img_id in ds.img_ids.tolist():
+        rows = [[*d["bbox"][:2], d["bbox"][0] + d["bbox"][2], d["bbox"][1] + d["bbox"][3],
+                 d["score"]] for d in dets if d["image_id"] == img_id]  # fmt: skip
+        props.append(np.array(rows, dtype=np.float32).reshape(-1, 5))
+    out = ds.evaluate(props, metric=["proposal", "proposal_fast"], proposal_nums=(1, 5, 100),
+                      logger="silent")  # fmt: skip
+    assert set(out) == {"AR@1", "AR@5", "AR@100", "AR_s@100", "AR_m@100", "AR_l@100"}
+    # direct class-agnostic COCOeval
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(gt_file))
+        e = COCOeval(coco, coco.loadRes([dict(d, category_id=1) for d in dets]), "bbox")
+        e.params.useCats = 0
+        e.params.maxDets = [1, 5, 100]
+        e.evaluate()
+        e.accumulate()
+        e.summarize()
+    # keys collide between proposal (COCOeval) and proposal_fast; evaluate separately
+    coco_only = ds.evaluate(props, metric="proposal", proposal_nums=(1, 5, 100), logger="silent")
+    assert [coco_only["AR@1"], coco_only["AR@5"], coco_only["AR@100"]] == [
+        float(v) for v in e.stats[6:9]
+    ]
+    fast = ds.evaluate(props, metric="proposal_fast", proposal_nums=(1, 5, 100), logger="silent")
+    assert 0 < fast["AR@1"] <= fast["AR@5"] <= fast["AR@100"] <= 1
+
+
+def test_unknown_metric_and_result_count(coco_case):
+    gt_file, _, root = coco_case
+    ds = CocoDataset(str(gt_file), pipeline=[], img_prefix=str(root / "imgs"), test_mode=True)
+    empty = [[np.zeros((0, 5), np.float32)] * 3 for _ in range(len(ds))]
+    with pytest.raises(KeyError, match="not supported"):
+        evaluate_coco(str(gt_file), empty, ds.img_ids, ds.cat_ids, metric="keypoints")
+    with pytest.raises(ValueError, match="results for"):
+        ds.evaluate(empty[:1])
+    files, tmp = format_results(empty, ds.img_ids, ds.cat_ids)
+    assert json.loads(open(files["bbox"]).read()) == []
+    tmp.cleanup()
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("faster_coco_eval") is None, reason="faster-coco-eval not installed"
+)
+def test_faster_coco_eval_backend_matches(coco_case):
+    gt_file, det_file, root = coco_case
+    dets = json.loads(det_file.read_text())
+    ds = CocoDataset(str(gt_file), pipeline=[], img_prefix=str(root / "imgs"), test_mode=True)
+    results = _to_results(dets, ds.img_ids.tolist(), ds.cat_ids)
+    ref = ds.evaluate(results, metric="bbox", logger="silent")
+    fast = ds.evaluate(results, metric="bbox", logger="silent", backend="faster_coco_eval")
+    for key, value in ref.items():
+        assert fast[key] == pytest.approx(value, abs=1e-6)

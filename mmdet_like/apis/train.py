@@ -1,0 +1,160 @@
+"""Training entry points: seeding, and a detector trained from a config."""
+
+import os.path as osp
+import random
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from mmdet_like.datasets import build_dataloader, build_dataset
+from mmdet_like.engine import (
+    DistEvalHook,
+    EpochBasedRunner,
+    EvalHook,
+    build_optimizer,
+    get_dist_info,
+    get_logger,
+)
+from mmdet_like.engine.dist import broadcast_object
+from mmdet_like.registry import DETECTORS, build_from_cfg
+
+
+def init_random_seed(seed=None):
+    """``seed``, or a random one drawn on rank 0 and shared with every rank."""
+    if seed is not None:
+        return int(seed)
+    return broadcast_object(int(np.random.randint(2**31)))  # noqa: NPY002 (the global RNG is what is seeded)
+
+
+def set_random_seed(seed, deterministic=False):
+    """Seed python, numpy and torch (all devices) in this process.
+
+    ``deterministic=True`` also makes cuDNN deterministic and turns on
+    ``torch.use_deterministic_algorithms`` (ops without a deterministic version warn).
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 (the global RNG is what is seeded)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+    if deterministic:
+        import os
+
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def build_detector(model_cfg, train_cfg=None, test_cfg=None):
+    """The detector of ``model_cfg`` from ``DETECTORS``; ``train_cfg`` / ``test_cfg`` are
+    passed when the config has them."""
+    default_args = {}
+    if train_cfg is not None:
+        default_args["train_cfg"] = train_cfg
+    if test_cfg is not None:
+        default_args["test_cfg"] = test_cfg
+    return build_from_cfg(model_cfg, DETECTORS, default_args)
+
+
+def _device(cfg):
+    if torch.cuda.is_available() and cfg.get("gpu_ids", [0]):
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _optimizer_config(cfg):
+    """``optimizer_config`` with a top-level ``fp16=dict(...)`` merged in."""
+    optimizer_config = dict(cfg.get("optimizer_config") or {})
+    if cfg.get("fp16") is not None:
+        optimizer_config["fp16"] = dict(cfg.fp16)
+    return optimizer_config
+
+
+def train_detector(
+    model, dataset, cfg, distributed=False, validate=False, timestamp=None, meta=None
+):
+    """Train ``model`` on ``dataset`` (one, or one per ``cfg.workflow`` phase) per ``cfg``.
+
+    Builds the data loaders, wraps the model in DDP when ``distributed``, builds the
+    optimizer, the runner and its hooks (plus evaluation on ``cfg.data.val`` when
+    ``validate``), resumes or loads weights, and runs. Returns the runner.
+    """
+    logger = get_logger(log_level=cfg.get("log_level", "INFO"))
+    datasets = list(dataset) if isinstance(dataset, list | tuple) else [dataset]
+    workflow = [tuple(phase) for phase in cfg.get("workflow", [("train", 1)])]
+    if len(datasets) != len(workflow):
+        raise ValueError(f"{len(datasets)} dataset(s) for workflow {workflow}")
+    seed = cfg.get("seed")
+    data_loaders = [
+        build_dataloader(
+            ds,
+            cfg.data.imgs_per_gpu,
+            cfg.data.workers_per_gpu,
+            dist=distributed,
+            shuffle=True,
+            seed=seed,
+        )
+        for ds in datasets
+    ]
+
+    device = _device(cfg)
+    model = model.to(device)
+    if distributed:
+        model = DistributedDataParallel(
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            broadcast_buffers=False,
+            find_unused_parameters=cfg.get("find_unused_parameters", False),
+        )
+    optimizer = build_optimizer(model, cfg.optimizer)
+
+    meta = dict(meta or {})
+    classes = getattr(datasets[0], "CLASSES", None)
+    if classes is not None:
+        meta.setdefault("CLASSES", [str(c) for c in classes])
+    if seed is not None:
+        meta.setdefault("seed", int(seed))
+    runner = EpochBasedRunner(
+        model,
+        optimizer,
+        work_dir=cfg.work_dir,
+        logger=logger,
+        meta=meta,
+        max_epochs=cfg.total_epochs,
+    )
+    if timestamp is not None:
+        runner.timestamp = timestamp
+    runner.register_training_hooks(
+        cfg.get("lr_config"),
+        _optimizer_config(cfg),
+        cfg.get("checkpoint_config"),
+        cfg.get("log_config"),
+        cfg.get("custom_hooks"),
+    )
+    if validate:
+        val_dataset = build_dataset(cfg.data.val, {"test_mode": True})
+        val_loader = build_dataloader(
+            val_dataset, 1, cfg.data.workers_per_gpu, dist=distributed, shuffle=False
+        )
+        eval_cfg = dict(cfg.get("evaluation") or {})
+        hook_cls = DistEvalHook if distributed else EvalHook
+        runner.register_hook(hook_cls(val_loader, **eval_cfg))
+
+    resume_from = cfg.get("resume_from")
+    latest = osp.join(runner.work_dir, "latest.pth") if runner.work_dir else None
+    if resume_from is None and cfg.get("auto_resume") and latest and osp.exists(latest):
+        resume_from = latest
+    if resume_from:
+        runner.resume(resume_from)
+    elif cfg.get("load_from"):
+        runner.load_checkpoint(cfg.load_from)
+    rank, world_size = get_dist_info()
+    logger.info(
+        "training on %s, %d process(es), %d images per process",
+        device,
+        world_size,
+        cfg.data.imgs_per_gpu,
+    )
+    runner.run(data_loaders, workflow, cfg.total_epochs)
+    return runner

@@ -1,0 +1,65 @@
+"""Training machinery: config loading, runner, hooks, checkpoints, distributed helpers.
+
+The engine never imports models or datasets: it is handed them.
+"""
+
+from mmdet_like.engine.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_checkpoint_file,
+    load_state_dict,
+    save_checkpoint,
+)
+from mmdet_like.engine.config import (
+    CfgOptionsAction,
+    ConfigKeyWarning,
+    load_config,
+    parse_cfg_options,
+    register_top_level_keys,
+    unknown_top_level_keys,
+)
+from mmdet_like.engine.dist import (
+    DistributedError,
+    get_dist_info,
+    init_dist,
+    is_distributed,
+    master_only,
+)
+from mmdet_like.engine.hooks import *  # noqa: F403 (registers the built-in hooks)
+from mmdet_like.engine.hooks import __all__ as _hooks_all
+from mmdet_like.engine.log_buffer import LogBuffer
+from mmdet_like.engine.logging import get_logger
+from mmdet_like.engine.optimizer import build_optimizer
+from mmdet_like.engine.runner import (
+    EpochBasedRunner,
+    NonFiniteLossError,
+    move_to_device,
+    parse_losses,
+)
+
+__all__ = [
+    "CfgOptionsAction",
+    "CheckpointError",
+    "ConfigKeyWarning",
+    "DistributedError",
+    "EpochBasedRunner",
+    "LogBuffer",
+    "NonFiniteLossError",
+    "build_optimizer",
+    "get_dist_info",
+    "get_logger",
+    "init_dist",
+    "is_distributed",
+    "load_checkpoint",
+    "load_checkpoint_file",
+    "load_config",
+    "load_state_dict",
+    "master_only",
+    "move_to_device",
+    "parse_cfg_options",
+    "parse_losses",
+    "register_top_level_keys",
+    "save_checkpoint",
+    "unknown_top_level_keys",
+    *_hooks_all,
+]

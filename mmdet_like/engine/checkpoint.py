@@ -1,0 +1,288 @@
+"""Checkpoint I/O: atomic writes, ``weights_only`` reads, weight loading with a report.
+
+A checkpoint is a dict holding only tensors and plain Python types::
+
+    {"state_dict": {name: tensor}, "optimizer": optimizer.state_dict(),
+     "meta": {"epoch": int, "iter": int, "inner_iter": int, "config": str,
+              "mmdet_like_version": str, "torch_version": str, "CLASSES": [str] | None,
+              "rng": {...}, "hook_states": {...}, ...}}
+
+so ``torch.load(path, weights_only=True)`` reads it.
+"""
+
+import os
+import os.path as osp
+import random
+import re
+import tempfile
+import time
+import urllib.error
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+from mmdet_like.version import __version__
+
+_PLAIN_TYPES = (int, float, bool, str, bytes, type(None))
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be written, read or loaded, with the reason."""
+
+
+def _unwrap(model):
+    return model.module if hasattr(model, "module") else model
+
+
+def weights_to_cpu(state_dict):
+    """A copy of ``state_dict`` with every tensor on the CPU."""
+    return OrderedDict((k, v.detach().cpu()) for k, v in state_dict.items())
+
+
+def check_plain(obj, where="checkpoint"):
+    """Raise :class:`CheckpointError` if ``obj`` holds anything but tensors and plain types."""
+    if isinstance(obj, torch.Tensor) or type(obj) in _PLAIN_TYPES:  # no str subclasses
+        return
+    if type(obj) in (dict, OrderedDict):
+        for key, value in obj.items():
+            if type(key) not in _PLAIN_TYPES:
+                raise CheckpointError(f"{where}: key {key!r} is a {type(key).__name__}")
+            check_plain(value, f"{where}[{key!r}]")
+        return
+    if type(obj) in (list, tuple):
+        for index, value in enumerate(obj):
+            check_plain(value, f"{where}[{index}]")
+        return
+    raise CheckpointError(
+        f"{where} is a {type(obj).__module__}.{type(obj).__name__}; checkpoints hold only "
+        "tensors and plain Python types (int, float, bool, str, None, list, tuple, dict), so "
+        "that torch.load(..., weights_only=True) can read them. Convert it first (e.g. "
+        "numpy arrays to tensors or lists)."
+    )
+
+
+def atomic_torch_save(obj, filename):
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename.
+
+    A process killed during the save leaves the previous ``filename`` intact.
+    """
+    folder = osp.dirname(osp.abspath(filename))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp_path = tempfile.mkstemp(prefix=f".{osp.basename(filename)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp creates 0600 files
+        os.replace(tmp_path, filename)
+    except BaseException:
+        if osp.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def save_checkpoint(filename, model, optimizer=None, meta=None):
+    """Write ``model``'s weights, ``optimizer``'s state and ``meta`` atomically.
+
+    ``model`` may be wrapped (DDP); its ``module`` is saved. ``meta`` must be plain.
+    """
+    meta = dict(meta or {})
+    meta.setdefault("mmdet_like_version", __version__)
+    meta.setdefault("torch_version", str(torch.__version__))
+    meta.setdefault("time", time.asctime())
+    checkpoint = {"meta": meta, "state_dict": weights_to_cpu(_unwrap(model).state_dict())}
+    if optimizer is not None:
+        checkpoint["optimizer"] = optimizer.state_dict()
+    check_plain(checkpoint)
+    atomic_torch_save(checkpoint, filename)
+
+
+def get_rng_states():
+    """RNG states of python, numpy, torch and CUDA as plain types and tensors."""
+    version, internal, gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()  # noqa: NPY002 (the global RNG is what is seeded)
+    states = {
+        "python": [version, list(internal), gauss],
+        "numpy": [
+            np_name,
+            torch.from_numpy(np_keys.astype(np.int64)),
+            int(np_pos),
+            int(np_has_gauss),
+            float(np_gauss),
+        ],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states):
+    """Restore states saved by :func:`get_rng_states`."""
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = states["numpy"]
+    np.random.set_state(  # noqa: NPY002 (the global RNG is what is seeded)
+        (np_name, np_keys.numpy().astype(np.uint32), np_pos, np_has_gauss, np_gauss)
+    )
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        cuda_states = states["cuda"]
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
+
+
+def _hub_checkpoint_path(url, file_name=None):
+    return osp.join(torch.hub.get_dir(), "checkpoints", file_name or osp.basename(url))
+
+
+def _load_url(url, map_location, file_name=None):
+    try:
+        return torch.hub.load_state_dict_from_url(
+            url,
+            map_location=map_location,
+            progress=True,
+            file_name=file_name,
+            weights_only=True,
+        )
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        raise CheckpointError(
+            f"could not download {url} ({exc}). Offline, download it on another machine and "
+            f"put it at {_hub_checkpoint_path(url, file_name)} (the torch hub cache; set "
+            "TORCH_HOME to move it)."
+        ) from exc
+
+
+def _torchvision_url(name):
+    """``resnet50`` or ``resnet50.IMAGENET1K_V2`` -> (url of torchvision's weights)."""
+    from torchvision import models
+
+    model_name, _, weights_name = name.partition(".")
+    try:
+        weights_enum = models.get_model_weights(model_name)
+    except (ValueError, KeyError) as exc:
+        raise CheckpointError(
+            f"torchvision://{name}: torchvision has no model {model_name!r}"
+        ) from exc
+    weights_name = weights_name or (
+        "IMAGENET1K_V1" if hasattr(weights_enum, "IMAGENET1K_V1") else "DEFAULT"
+    )
+    try:
+        return weights_enum[weights_name].url
+    except KeyError as exc:
+        choices = ", ".join(w.name for w in weights_enum)
+        raise CheckpointError(
+            f"torchvision://{name}: {model_name} has no weights {weights_name!r}; one of {choices}"
+        ) from exc
+
+
+def load_checkpoint_file(filename, map_location="cpu"):
+    """Read a checkpoint: a local path, ``torchvision://NAME[.WEIGHTS]`` or ``http(s)://``.
+
+    Reads with ``weights_only=True``; a file that needs arbitrary objects is refused.
+    """
+    if filename.startswith("torchvision://"):
+        return _load_url(_torchvision_url(filename[len("torchvision://") :]), map_location)
+    if filename.startswith(("http://", "https://")):
+        return _load_url(filename, map_location)
+    if not osp.isfile(filename):
+        raise CheckpointError(f"checkpoint file {filename!r} does not exist")
+    try:
+        return torch.load(filename, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError (or RuntimeError) for these
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise CheckpointError(
+                f"{filename} holds Python objects other than tensors and plain types, so it "
+                "is not loaded (loading it would run arbitrary code). Checkpoints written by "
+                "mmdet_like never do; if you trust this file, convert it once: load it with "
+                "torch.load(path, weights_only=False) and save only tensors / plain types. "
+                f"Details: {exc}"
+            ) from exc
+        raise CheckpointError(f"{filename}: not a readable checkpoint ({exc})") from exc
+
+
+def format_table(header, rows):
+    """A plain-text table: ``header`` (list of str), ``rows`` (lists of values)."""
+    columns = [header] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in columns) for i in range(len(header))]
+    line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+    out = [line, "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |", line]
+    out += [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in columns[1:]
+    ]
+    out.append(line)
+    return "\n".join(out)
+
+
+def load_state_dict(module, state_dict, strict=False, logger=None):
+    """Copy matching tensors of ``state_dict`` into ``module``.
+
+    Missing keys, unexpected keys and shape mismatches (not loaded) are reported in a
+    table through ``logger`` (or raised with ``strict=True``). Returns the report as a dict
+    ``{"missing": [...], "unexpected": [...], "shape_mismatch": [(key, ckpt, model)]}``.
+    """
+    module = _unwrap(module)
+    own = module.state_dict()
+    mismatched = [
+        (k, tuple(v.shape), tuple(own[k].shape))
+        for k, v in state_dict.items()
+        if k in own and isinstance(v, torch.Tensor) and v.shape != own[k].shape
+    ]
+    bad = {k for k, _, _ in mismatched}
+    result = module.load_state_dict(
+        OrderedDict((k, v) for k, v in state_dict.items() if k not in bad), strict=False
+    )
+    report = {
+        "missing": [k for k in result.missing_keys if k not in bad],
+        "unexpected": list(result.unexpected_keys),
+        "shape_mismatch": mismatched,
+    }
+    rows = [[k, "missing in checkpoint", "", ""] for k in report["missing"]]
+    rows += [[k, "unexpected (not in model)", "", ""] for k in report["unexpected"]]
+    rows += [[k, "shape mismatch (not loaded)", c, m] for k, c, m in mismatched]
+    if rows:
+        message = "weights not loaded as they are:\n" + format_table(
+            ["key", "problem", "checkpoint shape", "model shape"], rows
+        )
+        if strict:
+            raise CheckpointError(message)
+        if logger is not None:
+            logger.warning(message)
+    return report
+
+
+def load_checkpoint(
+    model,
+    filename,
+    map_location="cpu",
+    strict=False,
+    logger=None,
+    revise_keys=((r"^module\.", ""),),
+):
+    """Load weights from ``filename`` into ``model``; returns the checkpoint dict.
+
+    ``revise_keys`` are (regex, replacement) pairs applied to every key (by default the
+    ``module.`` prefix of DDP checkpoints is dropped).
+    """
+    checkpoint = load_checkpoint_file(filename, map_location)
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{filename}: expected a dict, got {type(checkpoint).__name__}")
+    state_dict = checkpoint.get("state_dict", checkpoint)
+    for pattern, replacement in revise_keys:
+        state_dict = OrderedDict(
+            (re.sub(pattern, replacement, k), v) for k, v in state_dict.items()
+        )
+    load_state_dict(model, state_dict, strict=strict, logger=logger)
+    return checkpoint

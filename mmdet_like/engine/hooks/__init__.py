@@ -1,0 +1,47 @@
+"""Built-in hooks (importing this package registers them all in ``HOOKS``)."""
+
+from mmdet_like.engine.hooks.checkpoint import CheckpointHook
+from mmdet_like.engine.hooks.evaluation import (
+    DistEvalHook,
+    EvalHook,
+    multi_process_inference,
+    single_process_inference,
+)
+from mmdet_like.engine.hooks.hook import PRIORITIES, Hook, get_priority
+from mmdet_like.engine.hooks.iter_timer import IterTimerHook
+from mmdet_like.engine.hooks.logger import LoggerHook, TensorboardLoggerHook, TextLoggerHook
+from mmdet_like.engine.hooks.lr_updater import (
+    CosineLrUpdaterHook,
+    ExpLrUpdaterHook,
+    FixedLrUpdaterHook,
+    LrUpdaterHook,
+    PolyLrUpdaterHook,
+    StepLrUpdaterHook,
+    build_lr_updater_hook,
+)
+from mmdet_like.engine.hooks.memory import EmptyCacheHook
+from mmdet_like.engine.hooks.optimizer import OptimizerHook
+
+__all__ = [
+    "PRIORITIES",
+    "CheckpointHook",
+    "CosineLrUpdaterHook",
+    "DistEvalHook",
+    "EmptyCacheHook",
+    "EvalHook",
+    "ExpLrUpdaterHook",
+    "FixedLrUpdaterHook",
+    "Hook",
+    "IterTimerHook",
+    "LoggerHook",
+    "LrUpdaterHook",
+    "OptimizerHook",
+    "PolyLrUpdaterHook",
+    "StepLrUpdaterHook",
+    "TensorboardLoggerHook",
+    "TextLoggerHook",
+    "build_lr_updater_hook",
+    "get_priority",
+    "multi_process_inference",
+    "single_process_inference",
+]

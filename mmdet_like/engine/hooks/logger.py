@@ -1,0 +1,159 @@
+"""Logger hooks: console + ``{timestamp}.log.json`` (TextLoggerHook), TensorBoard."""
+
+import datetime
+import json
+import os.path as osp
+import resource
+import time
+
+import torch
+
+from mmdet_like.engine.hooks.hook import Hook
+from mmdet_like.registry import HOOKS
+
+
+def memory_mb(device):
+    """Peak memory in MB: CUDA allocated on a GPU, else the process's peak resident size."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device) / 2**20)
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+class LoggerHook(Hook):
+    """Builds log records every ``interval`` iterations and at epoch ends; rank 0 writes.
+
+    A record is a dict: ``mode`` ("train" / "val"), ``epoch`` (1-based), ``iter``
+    (1-based within the epoch), ``lr``, ``time``, ``data_time``, ``memory`` and every
+    averaged loss / metric. Subclasses implement :meth:`write`.
+    """
+
+    priority = "VERY_LOW"
+
+    def __init__(self, interval=50, ignore_last=False):
+        self.interval = interval
+        self.ignore_last = ignore_last
+        self._last_logged = 0
+
+    def write(self, runner, record):
+        raise NotImplementedError
+
+    def _emit(self, runner, record):
+        if runner.rank == 0:
+            self.write(runner, record)
+
+    def before_train_epoch(self, runner):
+        self._last_logged = 0
+
+    def after_train_iter(self, runner):
+        done = runner.inner_iter + 1
+        end = done == len(runner.data_loader) and not self.ignore_last
+        if not (self.every_n_inner_iters(runner, self.interval) or end):
+            return
+        values = runner.log_buffer.average(last=max(done - self._last_logged, 1))
+        self._last_logged = done
+        record = {
+            "mode": "train",
+            "epoch": runner.epoch + 1,
+            "iter": done,
+            "lr": runner.current_lr()[0] if runner.current_lr() else None,
+            "memory": memory_mb(runner.device),
+        }
+        record.update({k: values[k] for k in ("time", "data_time") if k in values})
+        record.update({k: v for k, v in values.items() if k not in record})
+        self._emit(runner, record)
+
+    def after_train_epoch(self, runner):
+        if runner.log_buffer.eval_output:
+            record = {"mode": "val", "epoch": runner.epoch + 1, "iter": runner.inner_iter + 1}
+            record.update(runner.log_buffer.eval_output)
+            self._emit(runner, record)
+
+    def after_val_epoch(self, runner):
+        values = runner.log_buffer.average()
+        record = {
+            "mode": "val",
+            "epoch": runner.epoch,
+            "iter": runner.inner_iter + 1,
+            "lr": runner.current_lr()[0] if runner.current_lr() else None,
+            "memory": memory_mb(runner.device),
+        }
+        record.update({k: v for k, v in values.items() if k not in record})
+        self._emit(runner, record)
+
+
+@HOOKS.register()
+class TextLoggerHook(LoggerHook):
+    """Console lines with an ETA, and one JSON object a line in
+    ``{work_dir}/{timestamp}.log.json``."""
+
+    def __init__(self, interval=50, ignore_last=False):
+        super().__init__(interval, ignore_last)
+        self.json_path = None
+        self._start_time = None
+        self._start_iter = 0
+
+    def before_run(self, runner):
+        if runner.work_dir is not None:
+            self.json_path = osp.join(runner.work_dir, f"{runner.timestamp}.log.json")
+        self._start_time = time.perf_counter()
+        self._start_iter = runner.iter
+
+    def eta(self, runner):
+        done = runner.iter + 1 - self._start_iter
+        per_iter = (time.perf_counter() - self._start_time) / max(done, 1)
+        remaining = max((runner.max_iters or 0) - runner.iter - 1, 0)
+        return str(datetime.timedelta(seconds=int(per_iter * remaining)))
+
+    def write(self, runner, record):
+        if self.json_path is not None:
+            with open(self.json_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        if record["mode"] == "train":
+            head = (
+                f"Epoch [{record['epoch']}][{record['iter']}/{len(runner.data_loader)}]\t"
+                f"lr: {record['lr']:.3e}, eta: {self.eta(runner)}, "
+            )
+        else:
+            head = f"Epoch({record['mode']}) [{record['epoch']}][{record['iter']}]\t"
+        skip = {"mode", "epoch", "iter", "lr"}
+        items = []
+        for key, value in record.items():
+            if key in skip or value is None:
+                continue
+            items.append(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+        runner.logger.info(head + ", ".join(items))
+
+
+@HOOKS.register()
+class TensorboardLoggerHook(LoggerHook):
+    """Scalars ``{mode}/{key}`` at step = global iteration, in ``log_dir`` (default:
+    ``{work_dir}/tf_logs``). Needs the ``tensorboard`` package."""
+
+    def __init__(self, interval=50, ignore_last=False, log_dir=None):
+        super().__init__(interval, ignore_last)
+        self.log_dir = log_dir
+        self.writer = None
+
+    def before_run(self, runner):
+        if runner.rank != 0:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as exc:
+            raise ImportError(
+                "TensorboardLoggerHook needs tensorboard: pip install "
+                "tensorboard (or remove it from log_config.hooks)"
+            ) from exc
+        self.log_dir = self.log_dir or osp.join(runner.work_dir, "tf_logs")
+        self.writer = SummaryWriter(self.log_dir)
+
+    def write(self, runner, record):
+        for key, value in record.items():
+            if key in ("mode", "epoch", "iter") or not isinstance(value, int | float):
+                continue
+            self.writer.add_scalar(f"{record['mode']}/{key}", value, runner.iter + 1)
+        self.writer.flush()
+
+    def after_run(self, runner):
+        if self.writer is not None:
+            self.writer.close()

@@ -1,0 +1,33 @@
+"""Per-iteration values (losses, timings) kept for averaging by the logger hooks."""
+
+from collections import defaultdict
+
+
+class LogBuffer:
+    """``history[key]`` is a list of ``(value, count)`` since the start of the epoch.
+
+    ``eval_output`` holds the metrics of the last evaluation until they are logged.
+    """
+
+    def __init__(self):
+        self.history = defaultdict(list)
+        self.eval_output = {}
+
+    def clear(self):
+        self.history.clear()
+        self.eval_output = {}
+
+    def update(self, values, count=1):
+        """Append ``values`` (name -> float) with weight ``count`` (e.g. the batch size)."""
+        for key, value in values.items():
+            self.history[key].append((float(value), count))
+
+    def average(self, last=None):
+        """Count-weighted mean of the ``last`` entries of every key (all when None)."""
+        output = {}
+        for key, entries in self.history.items():
+            window = entries if last is None else entries[-last:]
+            total = sum(c for _, c in window)
+            if total:
+                output[key] = sum(v * c for v, c in window) / total
+        return output

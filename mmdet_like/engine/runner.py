@@ -1,0 +1,453 @@
+"""The epoch-based training loop.
+
+The model contract (see docs/training.md): the runner calls ``model(**data_batch)`` and
+expects a dict of losses, in train mode and (for the ``val`` workflow) in eval mode under
+``torch.no_grad()``. :func:`parse_losses` sums every entry whose name contains ``"loss"``.
+Everything else (optimizer steps, LR, checkpoints, logging) happens in hooks.
+"""
+
+import itertools
+import math
+import os
+import os.path as osp
+import time
+from collections import OrderedDict
+
+import torch
+import torch.distributed as dist
+
+from mmdet_like.engine.checkpoint import (
+    get_rng_states,
+    load_checkpoint,
+    load_checkpoint_file,
+    save_checkpoint,
+    set_rng_states,
+)
+from mmdet_like.engine.dist import (
+    all_reduce_mean,
+    collective_failure,
+    get_dist_info,
+    is_distributed,
+)
+from mmdet_like.engine.hooks.hook import Hook, get_priority
+from mmdet_like.engine.log_buffer import LogBuffer
+from mmdet_like.engine.logging import get_logger
+from mmdet_like.registry import HOOKS, RUNNERS, build_from_cfg
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite during training."""
+
+
+def parse_losses(losses):
+    """``(total_loss, log_vars)`` from the loss dict a model returns.
+
+    Each value is a tensor (its mean is taken) or a list of tensors (the sum of their
+    means). ``total_loss`` is the sum of the entries whose name contains ``"loss"``;
+    ``log_vars`` maps every entry and ``"loss"`` to a float averaged over ranks.
+    """
+    if not isinstance(losses, dict):
+        raise TypeError(
+            f"the model returned a {type(losses).__name__}; the runner expects "
+            "model(**data_batch) to return a dict of losses (see docs/training.md)"
+        )
+    terms = OrderedDict()
+    for name, value in losses.items():
+        if isinstance(value, torch.Tensor):
+            terms[name] = value.mean()
+        elif isinstance(value, list | tuple) and all(isinstance(v, torch.Tensor) for v in value):
+            terms[name] = sum(v.mean() for v in value)
+        else:
+            raise TypeError(
+                f"loss entry {name!r} is a {type(value).__name__}; expected a "
+                "tensor or a list of tensors"
+            )
+    loss_terms = [v for k, v in terms.items() if "loss" in k]
+    if not loss_terms:
+        raise ValueError(
+            f"the model returned no entry whose name contains 'loss' (entries: {list(terms)})"
+        )
+    total = sum(loss_terms)
+    terms["loss"] = total
+    values = torch.stack([v.detach().float().reshape(()) for v in terms.values()])
+    values = all_reduce_mean(values).tolist()
+    return total, OrderedDict(zip(terms, values))
+
+
+def move_to_device(data, device):
+    """``data`` (tensors in dicts / lists / tuples) with every tensor on ``device``."""
+    if isinstance(data, torch.Tensor):
+        return data.to(device, non_blocking=True)
+    if isinstance(data, dict):
+        return type(data)((k, move_to_device(v, device)) for k, v in data.items())
+    if isinstance(data, list | tuple):
+        return type(data)(move_to_device(v, device) for v in data)
+    return data
+
+
+def _batch_size(data_batch):
+    for value in data_batch.values():
+        if isinstance(value, torch.Tensor) and value.dim() > 0:
+            return value.shape[0]
+        if isinstance(value, list | tuple):
+            return len(value)
+    return 1
+
+
+def _is_collective_error(exc):
+    if isinstance(exc, dist.DistError):
+        return True
+    text = str(exc).lower()
+    return any(
+        word in text
+        for word in (
+            "gloo",
+            "nccl",
+            "timed out",
+            "connection closed",
+            "connection reset",
+            "broken pipe",
+        )
+    )
+
+
+@RUNNERS.register()
+class EpochBasedRunner:
+    """Runs ``workflow`` (e.g. ``[("train", 1), ("val", 1)]``) for ``max_epochs`` epochs.
+
+    Args:
+        model: the model, possibly DDP-wrapped, already on its device.
+        optimizer: a torch optimizer (None for evaluation-only runs).
+        work_dir: where checkpoints and logs go (created on rank 0).
+        logger: a ``logging.Logger`` (default: the ``mmdet_like`` logger).
+        meta: plain values saved in every checkpoint (config text, seed, CLASSES, ...).
+        max_epochs: number of training epochs.
+    """
+
+    def __init__(
+        self, model, optimizer=None, work_dir=None, logger=None, meta=None, max_epochs=None
+    ):
+        self.model = model
+        self.optimizer = optimizer
+        self.rank, self.world_size = get_dist_info()
+        self.work_dir = osp.abspath(work_dir) if work_dir else None
+        if self.work_dir and self.rank == 0:
+            os.makedirs(self.work_dir, exist_ok=True)
+        self.logger = logger or get_logger()
+        self.meta = dict(meta or {})
+        self.timestamp = time.strftime("%Y%m%d_%H%M%S", time.localtime())
+        self.device = next(
+            itertools.chain(self.unwrapped_model.parameters(), [torch.empty(0)])
+        ).device
+        self.mode = None
+        self.data_loader = None
+        self.data_batch = None
+        self.outputs = None
+        self.log_buffer = LogBuffer()
+        self.autocast_dtype = None  # set by OptimizerHook for mixed precision
+        self.skip_nonfinite_loss = False  # set by OptimizerHook
+        self.last_checkpoint = None
+        self._hooks = []
+        self._epoch = 0
+        self._iter = 0
+        self._inner_iter = 0
+        self._resume_inner_iter = 0
+        self._max_epochs = max_epochs
+        self._max_iters = None
+        self._stage = None
+
+    # --------------------------------------------------------------------- properties
+    @property
+    def unwrapped_model(self):
+        return self.model.module if hasattr(self.model, "module") else self.model
+
+    @property
+    def hooks(self):
+        return list(self._hooks)
+
+    @property
+    def epoch(self):
+        """Index of the current epoch (= number of finished epochs between epochs)."""
+        return self._epoch
+
+    @property
+    def iter(self):
+        """Number of training iterations finished (index of the current one)."""
+        return self._iter
+
+    @property
+    def inner_iter(self):
+        """Index of the current iteration within the epoch."""
+        return self._inner_iter
+
+    @property
+    def max_epochs(self):
+        return self._max_epochs
+
+    @property
+    def max_iters(self):
+        return self._max_iters
+
+    def current_lr(self):
+        """Learning rate of each parameter group."""
+        if self.optimizer is None:
+            return []
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+    # -------------------------------------------------------------------------- hooks
+    def register_hook(self, hook, priority=None):
+        """Insert ``hook`` after every hook of equal or higher priority (lower number)."""
+        if not isinstance(hook, Hook):
+            raise TypeError(f"{type(hook).__name__} is not a Hook")
+        hook.priority = get_priority(priority if priority is not None else hook.priority)
+        index = len(self._hooks)
+        while index > 0 and self._hooks[index - 1].priority > hook.priority:
+            index -= 1
+        self._hooks.insert(index, hook)
+        return hook
+
+    def register_hook_from_cfg(self, cfg, default_args=None):
+        cfg = dict(cfg)
+        priority = cfg.pop("priority", None)
+        return self.register_hook(build_from_cfg(cfg, HOOKS, default_args), priority)
+
+    def call_hook(self, stage):
+        self._stage = stage
+        for hook in self._hooks:
+            getattr(hook, stage)(self)
+
+    def register_training_hooks(
+        self,
+        lr_config=None,
+        optimizer_config=None,
+        checkpoint_config=None,
+        log_config=None,
+        custom_hooks=None,
+    ):
+        """The standard hooks from their config dicts (see docs/config.md)."""
+        from mmdet_like.engine.hooks.lr_updater import build_lr_updater_hook
+
+        if lr_config is not None:
+            self.register_hook(build_lr_updater_hook(lr_config))
+        if optimizer_config is not None:
+            cfg = dict(optimizer_config)
+            cfg.setdefault("type", "OptimizerHook")
+            self.register_hook_from_cfg(cfg)
+        if checkpoint_config is not None:
+            cfg = dict(checkpoint_config)
+            cfg.setdefault("type", "CheckpointHook")
+            self.register_hook_from_cfg(cfg)
+        self.register_hook_from_cfg({"type": "IterTimerHook"})
+        if log_config is not None:
+            interval = log_config.get("interval", 50)
+            for hook_cfg in log_config.get("hooks", [{"type": "TextLoggerHook"}]):
+                self.register_hook_from_cfg(hook_cfg, {"interval": interval})
+        for hook_cfg in custom_hooks or []:
+            self.register_hook_from_cfg(hook_cfg)
+
+    # ------------------------------------------------------------------------ running
+    def run(self, data_loaders, workflow, max_epochs=None):
+        """Run ``workflow`` until ``max_epochs`` training epochs are done.
+
+        ``data_loaders[i]`` is the loader of ``workflow[i]`` = ``(mode, epochs)`` with mode
+        "train" or "val" (val = losses on the val set, no optimizer step).
+        """
+        if len(data_loaders) != len(workflow):
+            raise ValueError(
+                f"{len(data_loaders)} data loaders for a workflow of "
+                f"{len(workflow)} phases {workflow}"
+            )
+        self._max_epochs = max_epochs if max_epochs is not None else self._max_epochs
+        if self._max_epochs is None:
+            raise ValueError("max_epochs is not set (config key total_epochs)")
+        for (mode, _), loader in zip(workflow, data_loaders):
+            if mode not in ("train", "val"):
+                raise ValueError(f"workflow mode must be 'train' or 'val', got {mode!r}")
+            if mode == "train":
+                self._max_iters = self._max_epochs * len(loader)
+        self.logger.info(
+            "workflow: %s, max: %d epochs; work_dir: %s", workflow, self._max_epochs, self.work_dir
+        )
+        self.call_hook("before_run")
+        while self.epoch < self._max_epochs:
+            for (mode, epochs), loader in zip(workflow, data_loaders):
+                for _ in range(epochs):
+                    if mode == "train" and self.epoch >= self._max_epochs:
+                        break
+                    self.train(loader) if mode == "train" else self.val(loader)
+        self.call_hook("after_run")
+
+    def _epoch_batches(self, data_loader, skip_batches):
+        """Iterator over ``data_loader`` for this epoch, skipping ``skip_batches`` batches."""
+        sampler = getattr(data_loader, "sampler", None)
+        if getattr(data_loader, "batch_sampler", None) is not None:
+            sampler = getattr(data_loader.batch_sampler, "sampler", sampler)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(self.epoch)
+        if skip_batches and hasattr(sampler, "set_skip") and data_loader.batch_size:
+            sampler.set_skip(skip_batches * data_loader.batch_size)
+            return iter(data_loader)
+        return itertools.islice(iter(data_loader), skip_batches, None)
+
+    def _guard_collectives(self, func, where):
+        """Run ``func``; in a process group, turn a failed collective into a named error."""
+        if not is_distributed():
+            return func()
+        try:
+            return func()
+        except RuntimeError as exc:
+            if _is_collective_error(exc):
+                raise collective_failure(exc, where) from exc
+            raise
+
+    def train(self, data_loader):
+        """One training epoch."""
+        self.model.train()
+        self.mode = "train"
+        self.data_loader = data_loader
+        self.log_buffer.clear()
+        if self._max_iters is None:
+            self._max_iters = (self._max_epochs or 1) * len(data_loader)
+        start, self._resume_inner_iter = self._resume_inner_iter, 0
+        self.call_hook("before_train_epoch")
+        for index, data_batch in enumerate(self._epoch_batches(data_loader, start), start):
+            self._inner_iter = index
+            self.data_batch = data_batch
+
+            def step(data_batch=data_batch):
+                self.call_hook("before_train_iter")
+                self.run_iter(data_batch, train_mode=True)
+                self.call_hook("after_train_iter")
+
+            self._guard_collectives(step, f"at epoch {self.epoch + 1}, iteration {index + 1}")
+            self._iter += 1
+        self.call_hook("after_train_epoch")
+        self._epoch += 1
+
+    @torch.no_grad()
+    def val(self, data_loader):
+        """One epoch of losses on ``data_loader`` (model in eval mode, no step)."""
+        self.model.eval()
+        self.mode = "val"
+        self.data_loader = data_loader
+        self.log_buffer.clear()
+        self.call_hook("before_val_epoch")
+        for index, data_batch in enumerate(self._epoch_batches(data_loader, 0)):
+            self._inner_iter = index
+            self.data_batch = data_batch
+
+            def step(data_batch=data_batch):
+                self.call_hook("before_val_iter")
+                self.run_iter(data_batch, train_mode=False)
+                self.call_hook("after_val_iter")
+
+            self._guard_collectives(step, f"in val epoch {self.epoch}, iteration {index + 1}")
+        self.call_hook("after_val_epoch")
+
+    def run_iter(self, data_batch, train_mode):
+        """Forward one batch; ``self.outputs = {"loss", "log_vars", "num_samples"}``.
+
+        A non-finite loss in training raises :class:`NonFiniteLossError` (or marks the
+        step ``skipped`` when ``skip_nonfinite_loss`` is set).
+        """
+        data_batch = move_to_device(data_batch, self.device)
+        with torch.autocast(
+            device_type=self.device.type,
+            dtype=self.autocast_dtype,
+            enabled=self.autocast_dtype is not None,
+        ):
+            losses = self.model(**data_batch)
+        loss, log_vars = parse_losses(losses)
+        num_samples = _batch_size(data_batch)
+        self.outputs = {
+            "loss": loss,
+            "log_vars": log_vars,
+            "num_samples": num_samples,
+            "skipped": False,
+        }
+        bad = {k: v for k, v in log_vars.items() if not math.isfinite(v)}
+        if train_mode and bad:
+            where = (
+                f"epoch {self.epoch + 1}, iteration {self.inner_iter + 1}/"
+                f"{len(self.data_loader)} (global iteration {self.iter + 1})"
+            )
+            terms = ", ".join(f"{k}={v}" for k, v in bad.items() if k != "loss") or "loss"
+            if not self.skip_nonfinite_loss:
+                kept = self.last_checkpoint or "none (no checkpoint was written in this run)"
+                raise NonFiniteLossError(
+                    f"non-finite loss at {where}: {terms}. Training stopped; the last good "
+                    f"checkpoint is {kept}. Lower the learning rate, add "
+                    "optimizer_config.grad_clip, or set optimizer_config.skip_nonfinite_loss="
+                    "True to skip such steps."
+                )
+            self.logger.warning("non-finite loss at %s: %s; step skipped", where, terms)
+            self.outputs["skipped"] = True
+            self.log_buffer.update({"skipped_steps": 1.0}, 1)
+            return
+        self.log_buffer.update(log_vars, num_samples)
+
+    # -------------------------------------------------------------------- checkpoints
+    def _progress_for_checkpoint(self):
+        """(finished epochs, finished iterations, finished iterations in this epoch)."""
+        if self._stage == "after_train_epoch":
+            return self.epoch + 1, self.iter, 0
+        if self._stage == "after_train_iter":
+            return self.epoch, self.iter + 1, self.inner_iter + 1
+        return self.epoch, self.iter, 0
+
+    def save_checkpoint(self, out_dir, filename, save_optimizer=True, meta=None):
+        """Write ``out_dir/filename`` (rank 0 only) with everything :meth:`resume` needs."""
+        epoch, iteration, inner_iter = self._progress_for_checkpoint()
+        full_meta = dict(self.meta)
+        full_meta.update(meta or {})
+        full_meta.update(
+            epoch=epoch,
+            iter=iteration,
+            inner_iter=inner_iter,
+            rng=get_rng_states(),
+            hook_states={type(h).__name__: h.state_dict() for h in self._hooks if h.state_dict()},
+        )
+        path = osp.join(out_dir, filename)
+        if self.rank == 0:
+            optimizer = self.optimizer if save_optimizer else None
+            save_checkpoint(path, self.model, optimizer=optimizer, meta=full_meta)
+        self.last_checkpoint = path
+        return path
+
+    def load_checkpoint(self, filename, map_location="cpu", strict=False):
+        """Load weights only (``load_from``); mismatches are reported in a table."""
+        self.logger.info("load weights from %s", filename)
+        return load_checkpoint(self.unwrapped_model, filename, map_location, strict, self.logger)
+
+    def resume(self, checkpoint, resume_optimizer=True, map_location="cpu"):
+        """Restore model, optimizer, epoch, iteration, hook states (LR schedule, grad scaler)
+        and RNG states from ``checkpoint`` (a path)."""
+        path = checkpoint
+        checkpoint = load_checkpoint_file(path, map_location)
+        if "meta" not in checkpoint or "epoch" not in checkpoint["meta"]:
+            raise ValueError(
+                f"{path} has no meta.epoch: it holds weights only; use "
+                "load_from instead of resume_from"
+            )
+        load_checkpoint(self.unwrapped_model, path, map_location, strict=True, logger=self.logger)
+        meta = checkpoint["meta"]
+        self._epoch = meta["epoch"]
+        self._iter = meta["iter"]
+        self._resume_inner_iter = meta.get("inner_iter", 0)
+        if resume_optimizer and "optimizer" in checkpoint and self.optimizer is not None:
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+        hook_states = meta.get("hook_states", {})
+        for hook in self._hooks:
+            if type(hook).__name__ in hook_states:
+                hook.load_state_dict(hook_states[type(hook).__name__])
+        if "rng" in meta:
+            set_rng_states(meta["rng"])
+        self.last_checkpoint = path
+        self.logger.info(
+            "resumed from %s: epoch %d, iter %d (%d done in this epoch)",
+            path,
+            self._epoch,
+            self._iter,
+            self._resume_inner_iter,
+        )
+        return checkpoint

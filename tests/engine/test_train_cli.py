@@ -1,0 +1,133 @@
+"""tools/train.py and tools/dist_train.sh end to end on the toy model (CPU, subprocesses)."""
+
+import re
+import time
+
+import torch
+
+from tests.engine.cli_utils import (
+    finish,
+    log_records,
+    start_dist_train,
+    start_train,
+    weights,
+    write_config,
+)
+
+
+def test_train_from_config_losses_go_down_and_kill_resume_is_exact(tmp_path):
+    config = write_config(tmp_path / "toy.py")
+    kill = 'custom_hooks=[dict(type="KillAtIterHook", iteration=20)]'
+    by_iter = "checkpoint_config=dict(interval=3,by_epoch=False)"
+    full = start_train(config, tmp_path / "full", "--seed", "0")
+    killed = start_train(config, tmp_path / "epoch", "--seed", "0", "--cfg-options", kill)
+    killed_iter = start_train(
+        config, tmp_path / "iter", "--seed", "0", "--cfg-options", kill, by_iter
+    )
+    rc, out = finish(full)
+    assert rc == 0, out
+    rc_epoch, out_epoch = finish(killed)
+    rc_iter, out_iter = finish(killed_iter)
+    assert rc_epoch == -9, out_epoch  # SIGKILL, mid-epoch 3 (8 iterations an epoch)
+    assert rc_iter == -9, out_iter
+
+    records = [r for r in log_records(tmp_path / "full") if r["mode"] == "train"]
+    assert records[-1]["loss"] < 0.2 * records[0]["loss"]
+    assert (tmp_path / "full" / "toy.py").exists()  # merged config written to the work dir
+
+    assert (tmp_path / "epoch" / "latest.pth").resolve().name == "epoch_2.pth"
+    assert (tmp_path / "iter" / "latest.pth").resolve().name == "iter_18.pth"
+    resumed = start_train(
+        config,
+        tmp_path / "epoch",
+        "--seed",
+        "0",
+        "--resume-from",
+        str(tmp_path / "epoch" / "latest.pth"),
+    )
+    resumed_iter = start_train(
+        config, tmp_path / "iter", "--seed", "0", "--auto-resume", "--cfg-options", by_iter
+    )
+    rc, out = finish(resumed)
+    assert rc == 0, out
+    assert "resumed from" in out
+    rc, out = finish(resumed_iter)
+    assert rc == 0, out
+    assert "(2 done in this epoch)" in out
+
+    reference = torch.load(tmp_path / "full" / "epoch_4.pth", weights_only=True)
+    assert reference["meta"]["epoch"] == 4 and reference["meta"]["iter"] == 32
+    for path in (tmp_path / "epoch" / "epoch_4.pth", tmp_path / "iter" / "iter_32.pth"):
+        ckpt = torch.load(path, weights_only=True)
+        # an iteration checkpoint of the last iteration: 3 finished epochs + 8 iterations
+        done = (ckpt["meta"]["epoch"], ckpt["meta"]["inner_iter"])
+        assert done == ((4, 0) if "epoch" in path.name else (3, 8))
+        assert ckpt["meta"]["iter"] == 32
+        for key, value in reference["state_dict"].items():
+            assert torch.equal(ckpt["state_dict"][key], value), (path, key)
+        lrs = [g["lr"] for g in ckpt["optimizer"]["param_groups"]]
+        assert lrs == [g["lr"] for g in reference["optimizer"]["param_groups"]]
+
+
+def test_two_processes_gloo_match_one_process_with_same_total_batch(tmp_path):
+    extra = (
+        "evaluation = dict(interval=2)\n"
+        "custom_hooks = [dict(type='RecordSamplesHook')]\n"
+        "lr_config = dict(warmup_iters=0, step=[30])\n"
+        "total_epochs = 6\n"
+    )
+    dist_cfg = write_config(tmp_path / "dist.py", extra, imgs_per_gpu=4, num_samples=8)
+    single_cfg = write_config(tmp_path / "single.py", extra, imgs_per_gpu=8, num_samples=8)
+    dist = start_dist_train(dist_cfg, tmp_path / "dist", 2, "--seed", "0")
+    single = start_train(single_cfg, tmp_path / "single", "--seed", "0")
+    rc, out = finish(dist)
+    assert rc == 0, out
+    rc, single_out = finish(single)
+    assert rc == 0, single_out
+
+    import json
+
+    seen = [json.loads((tmp_path / "dist" / f"samples_rank{r}.json").read_text()) for r in (0, 1)]
+    assert len(seen[0]) == len(seen[1]) == 6  # one iteration per epoch on each rank
+    for batch0, batch1 in zip(*seen):
+        assert len(batch0) == len(batch1) == 4
+        assert sorted(batch0 + batch1) == list(range(8))  # disjoint shares, all samples
+    dist_w = weights(tmp_path / "dist" / "epoch_6.pth")
+    single_w = weights(tmp_path / "single" / "epoch_6.pth")
+    for key in single_w:
+        torch.testing.assert_close(dist_w[key], single_w[key], rtol=1e-4, atol=1e-5)
+    dist_val = [r for r in log_records(tmp_path / "dist") if r["mode"] == "val"]
+    single_val = [r for r in log_records(tmp_path / "single") if r["mode"] == "val"]
+    assert [r["epoch"] for r in dist_val] == [2, 4, 6]
+    for a, b in zip(dist_val, single_val):
+        assert abs(a["mse"] - b["mse"]) < 1e-4 * max(1.0, b["mse"])
+    # only rank 0 writes logs and checkpoints: a single .log.json / .log
+    assert len(list((tmp_path / "dist").glob("*.log.json"))) == 1
+
+
+def test_a_rank_that_dies_ends_the_run_naming_it(tmp_path):
+    extra = (
+        "custom_hooks = [dict(type='KillAtIterHook', iteration=3, rank=1)]\n"
+        "dist_params = dict(timeout=30)\n"
+    )
+    config = write_config(tmp_path / "die.py", extra)
+    start = time.monotonic()
+    rc, out = finish(start_dist_train(config, tmp_path / "wd", 2), timeout=90)
+    assert rc != 0
+    assert time.monotonic() - start < 60
+    assert re.search(r"rank\s*:\s*1 \(local_rank: 1\)", out), out
+    assert "Signal 9 (SIGKILL)" in out or "exitcode  : -9" in out, out
+
+
+def test_a_hanging_rank_times_out_with_an_error_naming_it(tmp_path):
+    extra = (
+        "custom_hooks = [dict(type='HangAtIterHook', iteration=3, rank=1, seconds=120)]\n"
+        "dist_params = dict(timeout=4)\n"
+    )
+    config = write_config(tmp_path / "hang.py", extra)
+    start = time.monotonic()
+    rc, out = finish(start_dist_train(config, tmp_path / "wd", 2), timeout=90)
+    assert rc != 0
+    assert time.monotonic() - start < 60
+    assert "DistributedError" in out, out
+    assert "rank(s) 1 died or hang" in out, out

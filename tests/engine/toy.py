@@ -1,0 +1,149 @@
+"""A toy regression model, dataset and test-only hooks, registered for config-driven tests.
+
+Imported by test configs through ``custom_imports=dict(imports=["tests.engine.toy"])``.
+"""
+
+import json
+import os
+import os.path as osp
+import signal
+import time
+
+import torch
+from torch import nn
+
+from mmdet_like.engine import Hook
+from mmdet_like.registry import DATASETS, DETECTORS, HOOKS
+
+
+@DETECTORS.register(force=True)
+class ToyRegressor(nn.Module):
+    """Two linear layers, (B, in_features) -> (B, 1). Training returns
+    ``{"loss_mse": (), "mae": ()}``; ``return_loss=False`` a list of (1,) predictions.
+
+    ``nan_after``: forward calls from that number on return a NaN loss.
+    """
+
+    def __init__(self, in_features=4, hidden=8, nan_after=None):
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden)
+        self.fc2 = nn.Linear(hidden, 1)
+        self.nan_after = nan_after
+        self.calls = 0
+
+    def forward(self, x, y=None, index=None, return_loss=True, rescale=False):
+        pred = self.fc2(self.fc1(x))
+        if not return_loss:
+            return list(pred.detach().cpu())
+        self.calls += 1
+        loss = ((pred - y) ** 2).mean()
+        if self.nan_after is not None and self.calls >= self.nan_after:
+            loss = loss * float("nan")
+        return {"loss_mse": loss, "mae": (pred - y).abs().mean().detach()}
+
+
+@DATASETS.register(force=True)
+class ToyRegressionDataset(torch.utils.data.Dataset):
+    """``num_samples`` samples ``{"x": (4,), "y": (1,), "index": int}`` of a fixed linear
+    function plus noise. ``groups`` > 1 sets ``flag`` (aspect-ratio groups) to i % groups."""
+
+    CLASSES = ("value",)
+
+    def __init__(
+        self, num_samples=32, in_features=4, seed=0, noise=0.01, groups=1, test_mode=False
+    ):
+        generator = torch.Generator().manual_seed(seed)
+        self.x = torch.randn(num_samples, in_features, generator=generator)
+        weight = torch.arange(1.0, in_features + 1).unsqueeze(1) / in_features
+        self.y = self.x @ weight + 0.5 + noise * torch.randn(num_samples, 1, generator=generator)
+        self.test_mode = test_mode
+        if groups > 1:
+            self.flag = torch.arange(num_samples).remainder(groups).numpy()
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, index):
+        return {"x": self.x[index], "y": self.y[index], "index": index}
+
+    def evaluate(self, results, logger=None):
+        preds = torch.stack([torch.as_tensor(r).reshape(1) for r in results])
+        if len(preds) != len(self):
+            raise ValueError(f"{len(preds)} results for {len(self)} samples")
+        return {"mse": float(((preds - self.y) ** 2).mean())}
+
+
+@HOOKS.register(force=True)
+class KillAtIterHook(Hook):
+    """Sends ``SIGKILL`` to this process before global iteration ``iteration`` (0-based),
+    on ``rank`` only when given."""
+
+    def __init__(self, iteration, rank=None):
+        self.iteration = iteration
+        self.rank = rank
+
+    def before_train_iter(self, runner):
+        if runner.iter == self.iteration and self.rank in (None, runner.rank):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+@HOOKS.register(force=True)
+class HangAtIterHook(Hook):
+    """Sleeps ``seconds`` before global iteration ``iteration`` on ``rank``."""
+
+    def __init__(self, iteration, rank, seconds=300):
+        self.iteration = iteration
+        self.rank = rank
+        self.seconds = seconds
+
+    def before_train_iter(self, runner):
+        if runner.iter == self.iteration and runner.rank == self.rank:
+            time.sleep(self.seconds)
+
+
+@HOOKS.register(force=True)
+class RecordSamplesHook(Hook):
+    """Writes ``{work_dir}/samples_rank{r}.json``: the sample indices of every iteration."""
+
+    def before_run(self, runner):
+        self.batches = []
+
+    def after_train_iter(self, runner):
+        self.batches.append([int(i) for i in runner.data_batch["index"]])
+
+    def after_run(self, runner):
+        path = osp.join(runner.work_dir, f"samples_rank{runner.rank}.json")
+        with open(path, "w") as f:
+            json.dump(self.batches, f)
+
+
+def toy_loader(num_samples=16, batch_size=4, **dataset_kwargs):
+    """A DataLoader over :class:`ToyRegressionDataset` with the library's sampler/collate."""
+    from mmdet_like.datasets import build_dataloader
+
+    dataset = ToyRegressionDataset(num_samples=num_samples, **dataset_kwargs)
+    return build_dataloader(dataset, batch_size, 0, shuffle=True, seed=0)
+
+
+def toy_runner(
+    work_dir,
+    model=None,
+    lr=0.01,
+    max_epochs=2,
+    optimizer_config=None,
+    lr_config=None,
+    checkpoint_config=None,
+    log_config=None,
+    custom_hooks=None,
+):
+    """An :class:`EpochBasedRunner` on a toy model with the standard hooks registered."""
+    from mmdet_like.engine import EpochBasedRunner, build_optimizer
+
+    torch.manual_seed(0)
+    model = model or ToyRegressor()
+    optimizer = build_optimizer(model, {"type": "SGD", "lr": lr, "momentum": 0.9})
+    runner = EpochBasedRunner(model, optimizer, work_dir=str(work_dir), max_epochs=max_epochs)
+    runner.register_training_hooks(
+        lr_config, optimizer_config or {}, checkpoint_config, log_config, custom_hooks
+    )
+    return runner

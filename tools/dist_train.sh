@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Train with GPUS processes on this node through torchrun (python -m torch.distributed.run).
+#
+#   tools/dist_train.sh CONFIG GPUS [train.py args, e.g. --work-dir DIR --seed 0]
+#
+# Multi-node: run it on every node with the same MASTER_ADDR and PORT, NNODES the number of
+# nodes and NODE_RANK 0..NNODES-1. PYTHON picks the interpreter (default: python).
+set -euo pipefail
+if [ $# -lt 2 ]; then
+    echo "usage: $0 CONFIG GPUS [train.py args]" >&2
+    exit 2
+fi
+CONFIG=$1
+GPUS=$2
+NNODES=${NNODES:-1}
+NODE_RANK=${NODE_RANK:-0}
+PORT=${PORT:-29500}
+MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
+PYTHON=${PYTHON:-python}
+TOOLS_DIR=$(cd "$(dirname "$0")" && pwd)
+
+PYTHONPATH="$(dirname "$TOOLS_DIR")${PYTHONPATH:+:$PYTHONPATH}" \
+exec "$PYTHON" -m torch.distributed.run \
+    --nnodes="$NNODES" \
+    --node_rank="$NODE_RANK" \
+    --master_addr="$MASTER_ADDR" \
+    --master_port="$PORT" \
+    --nproc_per_node="$GPUS" \
+    "$TOOLS_DIR/train.py" "$CONFIG" --launcher pytorch "${@:3}"

@@ -1,0 +1,28 @@
+"""Print a config after ``_base_`` merging and ``--cfg-options``.
+
+python tools/print_config.py CONFIG [--cfg-options KEY=VALUE ...]
+"""
+
+import argparse
+
+from mmdet_like.engine import CfgOptionsAction, load_config
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Print the merged config")
+    parser.add_argument("config", help="config file")
+    parser.add_argument(
+        "--cfg-options",
+        nargs="+",
+        action=CfgOptionsAction,
+        default={},
+        metavar="KEY=VALUE",
+        help="override config keys (Python literals)",
+    )
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config, args.cfg_options)
+    print(cfg.pretty_text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""Train a detector from a config.
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume-from CKPT] [--auto-resume]
+        [--no-validate] [--gpus N] [--seed S] [--deterministic]
+        [--launcher none|pytorch|slurm] [--cfg-options KEY=VALUE ...]
+
+Several processes: tools/dist_train.sh CONFIG N (torchrun) or tools/slurm_train.sh.
+"""
+
+import argparse
+import copy
+import os
+import os.path as osp
+import sys
+import time
+
+import torch
+from torch.distributed.elastic.multiprocessing.errors import record
+
+from mmdet_like import __version__
+from mmdet_like.apis import build_detector, init_random_seed, set_random_seed, train_detector
+from mmdet_like.datasets import build_dataset
+from mmdet_like.engine import CfgOptionsAction, get_dist_info, get_logger, init_dist, load_config
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description="Train a detector")
+    parser.add_argument("config", help="config file")
+    parser.add_argument("--work-dir", help="where logs and checkpoints go")
+    parser.add_argument("--resume-from", help="checkpoint to resume from")
+    parser.add_argument(
+        "--auto-resume", action="store_true", help="resume from WORK_DIR/latest.pth when it exists"
+    )
+    parser.add_argument(
+        "--no-validate", action="store_true", help="do not evaluate on data.val during training"
+    )
+    parser.add_argument(
+        "--gpus",
+        type=int,
+        default=None,
+        help="0: CPU; 1: one GPU (default when CUDA is available). More GPUs: "
+        "tools/dist_train.sh CONFIG N",
+    )
+    parser.add_argument("--seed", type=int, default=None, help="random seed")
+    parser.add_argument(
+        "--deterministic", action="store_true", help="deterministic algorithms (cuDNN and torch)"
+    )
+    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
+    parser.add_argument(
+        "--cfg-options",
+        nargs="+",
+        action=CfgOptionsAction,
+        default={},
+        metavar="KEY=VALUE",
+        help="override config keys, e.g. "
+        "data.imgs_per_gpu=4 optimizer.lr=0.01 (values are Python literals)",
+    )
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+@record
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = load_config(args.config, args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get("work_dir") is None:
+        cfg.work_dir = osp.join("./work_dirs", osp.splitext(osp.basename(args.config))[0])
+    if args.resume_from is not None:
+        cfg.resume_from = args.resume_from
+    if args.auto_resume:
+        cfg.auto_resume = True
+    if args.gpus is not None:
+        if args.gpus > 1 and args.launcher == "none":
+            sys.exit(
+                f"--gpus {args.gpus}: one process drives one device; use "
+                f"tools/dist_train.sh {args.config} {args.gpus}"
+            )
+        cfg.gpu_ids = list(range(args.gpus))
+    cfg.setdefault("workflow", [("train", 1)])
+    cfg.setdefault("log_level", "INFO")
+
+    distributed = args.launcher != "none"
+    if distributed:
+        init_dist(args.launcher, **(cfg.get("dist_params") or {}))
+    rank, world_size = get_dist_info()
+
+    timestamp = time.strftime("%Y%m%d_%H%M%S", time.localtime())
+    if rank == 0:
+        os.makedirs(osp.abspath(cfg.work_dir), exist_ok=True)
+        cfg.dump(osp.join(cfg.work_dir, osp.basename(args.config)))
+    log_file = osp.join(cfg.work_dir, f"{timestamp}.log") if rank == 0 else None
+    logger = get_logger(log_file=log_file, log_level=cfg.log_level)
+    logger.info(
+        "mmdet_like %s, torch %s, CUDA available: %s, world size %d",
+        __version__,
+        torch.__version__,
+        torch.cuda.is_available(),
+        world_size,
+    )
+    logger.info("config:\n%s", cfg.pretty_text)
+
+    seed = init_random_seed(args.seed if args.seed is not None else cfg.get("seed"))
+    deterministic = args.deterministic or cfg.get("deterministic", False)
+    logger.info("seed %d, deterministic: %s", seed, deterministic)
+    set_random_seed(seed, deterministic)
+    cfg.seed = seed
+
+    model = build_detector(cfg.model, cfg.get("train_cfg"), cfg.get("test_cfg"))
+    datasets = [build_dataset(cfg.data.train)]
+    if len(cfg.workflow) == 2:
+        val_cfg = copy.deepcopy(cfg.data.val)
+        if "pipeline" in cfg.data.train:
+            val_cfg.pipeline = cfg.data.train.pipeline
+        datasets.append(build_dataset(val_cfg))
+    meta = {"config": cfg.pretty_text, "seed": seed, "mmdet_like_version": __version__}
+    train_detector(
+        model,
+        datasets,
+        cfg,
+        distributed=distributed,
+        validate=not args.no_validate and cfg.get("evaluation") is not None,
+        timestamp=timestamp,
+        meta=meta,
+    )
+
+
+if __name__ == "__main__":
+    main()

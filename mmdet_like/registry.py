@@ -99,11 +99,14 @@ def build_from_cfg(cfg, registry, default_args=None):
             f"{registry.name}: 'type' must be a registered name or a class, got {obj_type!r}"
         )
     _check_arguments(obj_cls, args, registry)
-    # Only TypeError (a bad argument) is wrapped; project errors such as DatasetError pass
-    # through unchanged so callers can catch them by type.
+    # A plain TypeError/ValueError (a bad argument or value) is wrapped to name the registry
+    # and the class; project errors that subclass them (e.g. DatasetError) pass through
+    # unchanged, since they already name the file and field, and callers catch them by type.
     try:
         return obj_cls(**args)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
+        if type(exc) not in (TypeError, ValueError):
+            raise
         raise BuildError(f"{registry.name}: building {_name(obj_cls)} failed: {exc}") from exc
 
 

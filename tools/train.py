@@ -108,6 +108,10 @@ def main(argv=None):
     cfg.seed = seed
 
     model = build_detector(cfg.model, cfg.get("train_cfg"), cfg.get("test_cfg"))
+    # Pretrained backbone weights are loaded here, not at build time. A run that resumes or
+    # loads a checkpoint overwrites every weight, so it skips them (and needs no download).
+    if hasattr(model, "init_weights") and not (cfg.get("resume_from") or cfg.get("load_from")):
+        model.init_weights()
     datasets = [build_dataset(cfg.data.train)]
     if len(cfg.workflow) == 2:
         val_cfg = copy.deepcopy(cfg.data.val)

@@ -1,6 +1,16 @@
 """Models: importing this package registers every built-in model part."""
 
-from mmdet_like.models import backbones, dense_heads, layers, losses, necks, task_modules, utils
+from mmdet_like.models import (
+    backbones,
+    dense_heads,
+    detectors,
+    layers,
+    losses,
+    necks,
+    roi_heads,
+    task_modules,
+    utils,
+)
 from mmdet_like.models.builder import (
     build_anchor_generator,
     build_assigner,
@@ -31,9 +41,11 @@ __all__ = [
     "build_sampler",
     "build_shared_head",
     "dense_heads",
+    "detectors",
     "layers",
     "losses",
     "necks",
+    "roi_heads",
     "task_modules",
     "utils",
 ]

@@ -12,6 +12,7 @@ from mmdet_like.structures.bbox import (
     clip_bboxes,
     roi2bbox,
 )
+from mmdet_like.structures.instances import DetectionResult, detection_to_per_class
 from mmdet_like.structures.mask import (
     BitmapMasks,
     PolygonMasks,
@@ -22,6 +23,8 @@ from mmdet_like.structures.mask import (
 )
 
 __all__ = [
+    "DetectionResult",
+    "detection_to_per_class",
     "BitmapMasks",
     "PolygonMasks",
     "bitmap_to_rle",

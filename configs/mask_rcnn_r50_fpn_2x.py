@@ -1,0 +1,7 @@
+# Mask R-CNN, ResNet-50-FPN, 2x schedule (24 epochs), COCO.
+_base_ = [
+    "_base_/models/mask_rcnn_r50_fpn.py",
+    "_base_/datasets/coco_instance.py",
+    "_base_/schedules/schedule_2x.py",
+    "_base_/default_runtime.py",
+]

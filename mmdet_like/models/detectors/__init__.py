@@ -1,0 +1,15 @@
+"""Detectors, registered in ``DETECTORS``."""
+
+from mmdet_like.models.detectors.base import BaseDetector, pad_images
+from mmdet_like.models.detectors.rpn import RPN
+from mmdet_like.models.detectors.two_stage import FasterRCNN, FastRCNN, MaskRCNN, TwoStageDetector
+
+__all__ = [
+    "RPN",
+    "BaseDetector",
+    "FastRCNN",
+    "FasterRCNN",
+    "MaskRCNN",
+    "TwoStageDetector",
+    "pad_images",
+]

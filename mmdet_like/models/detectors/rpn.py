@@ -1,0 +1,61 @@
+"""Region Proposal Network as a stand-alone detector (proposal recall / precomputing)."""
+
+import torch
+
+from mmdet_like.models.detectors.base import BaseDetector
+from mmdet_like.registry import BACKBONES, DETECTORS, HEADS, NECKS, build_from_cfg
+
+
+@DETECTORS.register()
+class RPN(BaseDetector):
+    """Backbone, optional neck and an RPN head.
+
+    Training returns ``dict(loss_rpn_cls, loss_rpn_bbox)``; inference returns, per image, an
+    (n, 5) float32 numpy array of proposals ``[x1, y1, x2, y2, score]`` (in the original
+    image when ``rescale``).
+    """
+
+    def __init__(
+        self, backbone, rpn_head, neck=None, train_cfg=None, test_cfg=None, pretrained=None
+    ):
+        super().__init__()
+        self.backbone = build_from_cfg(backbone, BACKBONES)
+        if pretrained is not None:
+            self.backbone.pretrained = pretrained
+        self.neck = None if neck is None else build_from_cfg(neck, NECKS)
+        self.train_cfg, self.test_cfg = train_cfg, test_cfg
+        rpn_train = None if train_cfg is None else train_cfg.get("rpn")
+        rpn_test = None if test_cfg is None else test_cfg.get("rpn")
+        self.rpn_head = build_from_cfg(
+            dict(rpn_head, train_cfg=rpn_train, test_cfg=rpn_test), HEADS
+        )
+
+    def init_weights(self):
+        """Backbone weights (loading ``pretrained``), then the heads' initialisation."""
+        self.backbone.init_weights()
+        if self.neck is not None:
+            self.neck.init_weights()
+        self.rpn_head.init_weights()
+
+    def extract_feat(self, img):
+        x = self.backbone(img)
+        return self.neck(x) if self.neck is not None else x
+
+    def forward_train(self, img, img_metas, gt_bboxes, gt_bboxes_ignore=None, **kwargs):
+        """Unused keys (``gt_labels``, ``gt_masks``) are accepted and ignored."""
+        x = self.extract_feat(img)
+        cls_scores, bbox_preds = self.rpn_head(x)
+        return self.rpn_head.loss(cls_scores, bbox_preds, gt_bboxes, img_metas, gt_bboxes_ignore)
+
+    @torch.no_grad()
+    def simple_test(self, img, img_metas, rescale=False, **kwargs):
+        x = self.extract_feat(img)
+        proposals = self.rpn_head.get_proposals(*self.rpn_head(x), img_metas)
+        results = []
+        for props, meta in zip(proposals, img_metas):
+            props = props.float()
+            if rescale:
+                factor = torch.as_tensor(meta.get("scale_factor", 1.0), dtype=props.dtype)
+                props = torch.cat([props[:, :4] / factor.to(props.device), props[:, 4:]], 1)
+            results.append(props.cpu().numpy())
+        return results

@@ -1,0 +1,198 @@
+"""Mask head (Mask R-CNN): a small FCN on RoI features, its targets and the mask paste."""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmdet_like.ops import roi_align
+from mmdet_like.registry import HEADS, LOSSES, build_from_cfg
+
+# Largest float32 buffer (bytes) one paste chunk may use: (masks, H, W) of the window.
+PASTE_CHUNK_BYTES = 1 << 28
+
+
+def mask_targets(sampling_results, gt_masks, mask_size):
+    """Binary mask targets of the positive RoIs of a batch, by RoIAlign of the gt masks.
+
+    Each positive's gt mask (image ``i``, gt ``pos_assigned_gt_inds``) is cropped at the
+    positive box and resampled to ``mask_size`` with one ``roi_align`` call per image
+    (aligned, like detectron2), then thresholded at 0.5.
+
+    Args:
+        sampling_results: one :class:`SamplingResult` per image.
+        gt_masks: one mask structure per image (``.to_tensor(dtype, device)`` -> (G, H, W)),
+            or (G, H, W) tensors.
+        mask_size: (h, w) of the targets.
+
+    Returns:
+        (P, h, w) float targets in {0, 1}, P the positives of all images in order.
+    """
+    targets = []
+    for res, masks in zip(sampling_results, gt_masks):
+        pos_boxes = res.pos_bboxes
+        if pos_boxes.size(0) == 0:
+            continue
+        if isinstance(masks, torch.Tensor):
+            masks = masks.to(dtype=pos_boxes.dtype, device=pos_boxes.device)
+        else:
+            masks = masks.to_tensor(dtype=pos_boxes.dtype, device=pos_boxes.device)
+        rois = torch.cat([res.pos_assigned_gt_inds[:, None].to(pos_boxes.dtype), pos_boxes], 1)
+        crops = roi_align(masks[:, None], rois, mask_size, 1.0, 0, True)[:, 0]
+        targets.append((crops >= 0.5).to(pos_boxes.dtype))
+    if not targets:
+        return sampling_results[0].pos_bboxes.new_zeros((0, *mask_size))
+    return torch.cat(targets)
+
+
+def paste_masks(masks, boxes, img_h, img_w, chunk_bytes=PASTE_CHUNK_BYTES):
+    """Paste RoI mask probabilities into the full image by bilinear resampling.
+
+    Every image pixel centre ``(x + 0.5, y + 0.5)`` inside a box samples the box's mask at
+    the matching position (``grid_sample``, ``align_corners=False``, border values
+    replicated up to the box edge); outside the box it is 0. Masks
+    go in chunks, each chunk restricted to the window that holds its boxes.
+
+    Args:
+        masks: (n, M, M) probabilities; boxes: (n, 4) in image coordinates.
+        img_h, img_w: output size.
+
+    Returns:
+        (n, img_h, img_w) float probabilities on the masks' device.
+    """
+    n = masks.size(0)
+    out = masks.new_zeros((n, img_h, img_w))
+    if n == 0:
+        return out
+    boxes = boxes.to(masks.dtype)
+    # chunks of masks with nearby boxes share a window: sort by box position
+    order = torch.argsort(boxes[:, 0] + boxes[:, 1] * img_w)
+    per_chunk = max(1, chunk_bytes // max(1, img_h * img_w * 4))
+    bounds = boxes.detach().cpu()
+    for start in range(0, n, per_chunk):
+        inds = order[start : start + per_chunk]
+        chunk_bounds = bounds[inds.cpu()]
+        x0 = max(int(math.floor(chunk_bounds[:, 0].min().item())) - 1, 0)
+        y0 = max(int(math.floor(chunk_bounds[:, 1].min().item())) - 1, 0)
+        x1 = min(int(math.ceil(chunk_bounds[:, 2].max().item())) + 1, img_w)
+        y1 = min(int(math.ceil(chunk_bounds[:, 3].max().item())) + 1, img_h)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        out[inds, y0:y1, x0:x1] = _paste_window(masks[inds], boxes[inds], x0, y0, x1, y1)
+    return out
+
+
+def _paste_window(masks, boxes, x0, y0, x1, y1):
+    """(k, M, M) masks, (k, 4) boxes -> (k, y1 - y0, x1 - x0) pasted in that window."""
+    xs = torch.arange(x0, x1, device=masks.device, dtype=masks.dtype) + 0.5
+    ys = torch.arange(y0, y1, device=masks.device, dtype=masks.dtype) + 0.5
+    bx0, by0, bx1, by1 = boxes[:, 0:1], boxes[:, 1:2], boxes[:, 2:3], boxes[:, 3:4]
+    gx = (xs[None] - bx0) / (bx1 - bx0).clamp(min=1e-6) * 2 - 1  # (k, W)
+    gy = (ys[None] - by0) / (by1 - by0).clamp(min=1e-6) * 2 - 1  # (k, H)
+    k, height, width = masks.size(0), ys.numel(), xs.numel()
+    grid = torch.stack(
+        [gx[:, None, :].expand(k, height, width), gy[:, :, None].expand(k, height, width)], -1
+    )
+    pasted = F.grid_sample(
+        masks[:, None], grid, mode="bilinear", padding_mode="border", align_corners=False
+    )[:, 0]
+    inside = (gx.abs() <= 1)[:, None, :] & (gy.abs() <= 1)[:, :, None]
+    return pasted * inside
+
+
+@HEADS.register()
+class FCNMaskHead(nn.Module):
+    """``num_convs`` 3x3 convs, a 2x deconv and a 1x1 mask predictor.
+
+    Args:
+        num_convs, roi_feat_size, in_channels, conv_kernel_size, conv_out_channels: the FCN.
+        num_classes: object classes; one mask per class unless ``class_agnostic``.
+        upsample_ratio: stride of the deconv (masks are ``roi_feat_size * upsample_ratio``).
+        loss_mask: ``CrossEntropyLoss(use_mask=True)`` config.
+
+    forward: (P, in_channels, S, S) -> (P, num_classes or 1, S * r, S * r) logits.
+    """
+
+    def __init__(
+        self,
+        num_convs=4,
+        roi_feat_size=14,
+        in_channels=256,
+        conv_kernel_size=3,
+        conv_out_channels=256,
+        num_classes=80,
+        class_agnostic=False,
+        upsample_ratio=2,
+        loss_mask=None,
+    ):
+        super().__init__()
+        self.roi_feat_size = roi_feat_size
+        self.num_classes = num_classes
+        self.class_agnostic = class_agnostic
+        self.upsample_ratio = upsample_ratio
+        self.mask_size = (roi_feat_size * upsample_ratio,) * 2
+        loss_mask = loss_mask or dict(type="CrossEntropyLoss", use_mask=True, loss_weight=1.0)
+        self.loss_mask = build_from_cfg(loss_mask, LOSSES)
+        layers = []
+        channels = in_channels
+        for _ in range(num_convs):
+            layers += [
+                nn.Conv2d(
+                    channels, conv_out_channels, conv_kernel_size, padding=conv_kernel_size // 2
+                ),
+                nn.ReLU(inplace=True),
+            ]
+            channels = conv_out_channels
+        self.convs = nn.Sequential(*layers)
+        self.upsample = nn.ConvTranspose2d(
+            channels, conv_out_channels, upsample_ratio, stride=upsample_ratio
+        )
+        self.relu = nn.ReLU(inplace=True)
+        self.conv_logits = nn.Conv2d(conv_out_channels, 1 if class_agnostic else num_classes, 1)
+        self.init_weights()
+
+    def init_weights(self):
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        x = self.relu(self.upsample(self.convs(x)))
+        return self.conv_logits(x)
+
+    def get_targets(self, sampling_results, gt_masks, rcnn_train_cfg=None):
+        """(P, M, M) binary targets of the positives (see :func:`mask_targets`)."""
+        size = (rcnn_train_cfg or {}).get("mask_size", self.mask_size)
+        size = (size, size) if isinstance(size, int) else tuple(size)
+        return mask_targets(sampling_results, gt_masks, size)
+
+    def loss(self, mask_pred, mask_targets, labels):
+        """``dict(loss_mask=...)``: per-pixel sigmoid CE in each positive's class channel."""
+        if mask_pred.size(0) == 0:
+            return dict(loss_mask=mask_pred.sum() * 0)
+        if self.class_agnostic:
+            labels = torch.zeros_like(labels)
+        return dict(loss_mask=self.loss_mask(mask_pred, mask_targets, mask_label=labels))
+
+    @torch.no_grad()
+    def get_seg_masks(self, mask_pred, det_bboxes, det_labels, img_h, img_w, mask_thr=0.5):
+        """Full-image binary masks of one image's detections.
+
+        Args:
+            mask_pred: (n, num_classes or 1, M, M) logits.
+            det_bboxes: (n, 4+) boxes in the output image's coordinates.
+            det_labels: (n,) classes.
+            img_h, img_w: output size (the original image when rescaling).
+            mask_thr: probability threshold.
+
+        Returns:
+            (n, img_h, img_w) bool tensor on the model's device.
+        """
+        n = mask_pred.size(0)
+        if n == 0:
+            return torch.zeros((0, img_h, img_w), dtype=torch.bool, device=mask_pred.device)
+        channel = torch.zeros_like(det_labels) if self.class_agnostic else det_labels
+        probs = mask_pred[torch.arange(n, device=mask_pred.device), channel].sigmoid().float()
+        return paste_masks(probs, det_bboxes[:, :4].float(), img_h, img_w) >= mask_thr

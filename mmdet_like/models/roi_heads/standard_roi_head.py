@@ -1,0 +1,178 @@
+"""The second stage of Faster/Mask R-CNN: sample RoIs, pool features, box and mask heads."""
+
+import torch
+
+from mmdet_like.registry import (
+    BBOX_ASSIGNERS,
+    BBOX_SAMPLERS,
+    HEADS,
+    ROI_EXTRACTORS,
+    build_from_cfg,
+)
+from mmdet_like.structures.bbox import bbox2roi
+from mmdet_like.structures.instances import DetectionResult
+
+DEFAULT_TEST_CFG = dict(score_thr=0.05, nms=dict(iou_thr=0.5), max_per_img=100, mask_thr_binary=0.5)
+
+
+@HEADS.register()
+class StandardRoIHead(torch.nn.Module):
+    """Box branch (RoI extractor + box head) and optional mask branch.
+
+    Args:
+        bbox_roi_extractor, bbox_head: configs (``ROI_EXTRACTORS``, ``HEADS``).
+        mask_roi_extractor, mask_head: optional mask branch configs.
+        share_roi_extractor: the mask branch reuses the box branch's extractor and, in
+            training, the positives' box features (then ``mask_roi_extractor`` is unset).
+        train_cfg: ``train_cfg.rcnn``: ``assigner``, ``sampler``, ``pos_weight``,
+            ``mask_size``.
+        test_cfg: ``test_cfg.rcnn``: ``score_thr``, ``nms=dict(iou_thr)``, ``max_per_img``,
+            ``mask_thr_binary``.
+    """
+
+    def __init__(
+        self,
+        bbox_roi_extractor,
+        bbox_head,
+        mask_roi_extractor=None,
+        mask_head=None,
+        share_roi_extractor=False,
+        train_cfg=None,
+        test_cfg=None,
+    ):
+        super().__init__()
+        self.bbox_roi_extractor = build_from_cfg(bbox_roi_extractor, ROI_EXTRACTORS)
+        self.bbox_head = build_from_cfg(bbox_head, HEADS)
+        self.share_roi_extractor = share_roi_extractor
+        self.mask_head = None if mask_head is None else build_from_cfg(mask_head, HEADS)
+        if self.mask_head is not None and not share_roi_extractor:
+            if mask_roi_extractor is None:
+                raise ValueError(
+                    "StandardRoIHead: a mask_head needs a mask_roi_extractor "
+                    "(or share_roi_extractor=True)"
+                )
+            self.mask_roi_extractor = build_from_cfg(mask_roi_extractor, ROI_EXTRACTORS)
+        elif self.mask_head is not None:
+            self.mask_roi_extractor = self.bbox_roi_extractor
+        self.train_cfg = train_cfg
+        self.test_cfg = dict(DEFAULT_TEST_CFG, **(test_cfg or {}))
+        if train_cfg is not None:
+            self.assigner = build_from_cfg(train_cfg["assigner"], BBOX_ASSIGNERS)
+            self.sampler = build_from_cfg(train_cfg["sampler"], BBOX_SAMPLERS)
+
+    @property
+    def with_mask(self):
+        return self.mask_head is not None
+
+    def init_weights(self):
+        self.bbox_head.init_weights()
+        if self.with_mask:
+            self.mask_head.init_weights()
+
+    def _bbox_forward(self, x, rois):
+        """(K, 5) RoIs -> cls_score, bbox_pred and the pooled features (K, C, S, S)."""
+        bbox_feats = self.bbox_roi_extractor(x, rois)
+        cls_score, bbox_pred = self.bbox_head(bbox_feats)
+        return cls_score, bbox_pred, bbox_feats
+
+    def _mask_forward(self, x, rois):
+        return self.mask_head(self.mask_roi_extractor(x, rois))
+
+    def forward_train(
+        self,
+        x,
+        img_metas,
+        proposal_list,
+        gt_bboxes,
+        gt_labels,
+        gt_bboxes_ignore=None,
+        gt_masks=None,
+    ):
+        """Losses of the second stage.
+
+        Args:
+            x: tuple of L (N, C, H_l, W_l) features.
+            img_metas: N image meta dicts.
+            proposal_list: N (n_i, 4 or 5) proposals.
+            gt_bboxes, gt_labels: N (G_i, 4), (G_i,) int64 ground truth.
+            gt_bboxes_ignore: optional N (K_i, 4) crowd boxes.
+            gt_masks: N mask structures (needed with a mask head).
+
+        Returns:
+            ``dict(loss_cls, loss_bbox, acc[, loss_mask])``.
+        """
+        if self.train_cfg is None:
+            raise ValueError("StandardRoIHead: training needs train_cfg.rcnn (assigner, sampler)")
+        sampling_results = []
+        for i in range(len(img_metas)):
+            proposals = proposal_list[i][:, :4].detach()
+            ignore = None if gt_bboxes_ignore is None else gt_bboxes_ignore[i]
+            assign_result = self.assigner.assign(proposals, gt_bboxes[i], ignore, gt_labels[i])
+            sampling_results.append(
+                self.sampler.sample(assign_result, proposals, gt_bboxes[i], gt_labels[i])
+            )
+        rois = bbox2roi([res.bboxes for res in sampling_results])
+        cls_score, bbox_pred, bbox_feats = self._bbox_forward(x, rois)
+        targets = self.bbox_head.get_targets(sampling_results, self.train_cfg)
+        losses = self.bbox_head.loss(cls_score, bbox_pred, *targets)
+
+        if self.with_mask:
+            if gt_masks is None:
+                raise ValueError("StandardRoIHead: the mask head needs gt_masks")
+            if self.share_roi_extractor:
+                is_pos = torch.cat(
+                    [
+                        torch.arange(r.bboxes.size(0), device=rois.device) < r.pos_inds.numel()
+                        for r in sampling_results
+                    ]
+                )
+                mask_pred = self.mask_head(bbox_feats[is_pos])
+            else:
+                pos_rois = bbox2roi([res.pos_bboxes for res in sampling_results])
+                mask_pred = self._mask_forward(x, pos_rois)
+            mask_targets = self.mask_head.get_targets(sampling_results, gt_masks, self.train_cfg)
+            pos_labels = torch.cat([res.pos_gt_labels for res in sampling_results])
+            losses.update(self.mask_head.loss(mask_pred, mask_targets, pos_labels))
+        return losses
+
+    @torch.no_grad()
+    def simple_test(self, x, proposal_list, img_metas, rescale=False):
+        """Detections of every image: list of N :class:`DetectionResult` (boxes in the
+        original image when ``rescale``, else in the resized input; masks of the same
+        image's size)."""
+        cfg = self.test_cfg
+        rois = bbox2roi([p[:, :4] for p in proposal_list])
+        cls_score, bbox_pred, _ = self._bbox_forward(x, rois)
+        counts = [p.size(0) for p in proposal_list]
+        results = []
+        for i, (r, c, b) in enumerate(
+            zip(rois.split(counts), cls_score.split(counts), bbox_pred.split(counts))
+        ):
+            meta = img_metas[i]
+            dets, labels = self.bbox_head.get_bboxes(
+                r, c, b, meta["img_shape"], meta.get("scale_factor", 1.0), rescale, cfg
+            )
+            results.append(DetectionResult(dets[:, :4], dets[:, 4], labels))
+        if self.with_mask:
+            self._add_masks(x, results, img_metas, rescale)
+        return results
+
+    def _add_masks(self, x, results, img_metas, rescale):
+        """Run the mask branch on all images' detections at once and paste per image."""
+        input_boxes = []
+        for res, meta in zip(results, img_metas):
+            boxes = res.boxes
+            if rescale:
+                factor = torch.as_tensor(
+                    meta.get("scale_factor", 1.0), dtype=boxes.dtype, device=boxes.device
+                )
+                boxes = boxes * factor
+            input_boxes.append(boxes)
+        mask_rois = bbox2roi(input_boxes)
+        mask_pred = self._mask_forward(x, mask_rois)
+        for res, meta, pred in zip(results, img_metas, mask_pred.split([len(r) for r in results])):
+            shape = meta["ori_shape"] if rescale else meta["img_shape"]
+            res.masks = self.mask_head.get_seg_masks(
+                pred, res.boxes, res.labels, int(shape[0]), int(shape[1]),
+                self.test_cfg["mask_thr_binary"],
+            )  # fmt: skip

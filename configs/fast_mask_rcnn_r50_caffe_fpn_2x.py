@@ -1,44 +1,5 @@
-# Fast Mask R-CNN, ResNet-50, caffe style (stride on the 1x1 conv), frozen BN,
-# caffe image normalisation (BGR, mean subtraction only). The caffe-style ImageNet
-# weights are a local file, not downloadable by name: put them at
-# checkpoints/resnet50_caffe.pth (see docs/models.md).
-# 2x schedule.
-_base_ = "./fast_mask_rcnn_r50_fpn_2x.py"
-model = dict(
-    pretrained="checkpoints/resnet50_caffe.pth",
-    backbone=dict(norm_cfg=dict(type="BN", requires_grad=False), style="caffe"),
-)
-img_norm_cfg = dict(mean=[102.9801, 115.9465, 122.7717], std=[1.0, 1.0, 1.0], to_rgb=False)
-train_pipeline = [
-    dict(type="LoadImageFromFile"),
-    dict(type="LoadProposals", num_max_proposals=2000),
-    dict(type="LoadAnnotations", with_bbox=True, with_mask=True),
-    dict(type="Resize", img_scale=(1333, 800), keep_ratio=True),
-    dict(type="RandomFlip", flip_ratio=0.5),
-    dict(type="Normalize", **img_norm_cfg),
-    dict(type="Pad", size_divisor=32),
-    dict(type="DefaultFormatBundle"),
-    dict(type="Collect", keys=["img", "proposals", "gt_bboxes", "gt_labels", "gt_masks"]),
-]
-test_pipeline = [
-    dict(type="LoadImageFromFile"),
-    dict(type="LoadProposals", num_max_proposals=None),
-    dict(
-        type="MultiScaleFlipAug",
-        img_scale=(1333, 800),
-        flip=False,
-        transforms=[
-            dict(type="Resize", keep_ratio=True),
-            dict(type="RandomFlip"),
-            dict(type="Normalize", **img_norm_cfg),
-            dict(type="Pad", size_divisor=32),
-            dict(type="DefaultFormatBundle"),
-            dict(type="Collect", keys=["img", "proposals"]),
-        ],
-    ),
-]
-data = dict(
-    train=dict(pipeline=train_pipeline),
-    val=dict(pipeline=test_pipeline),
-    test=dict(pipeline=test_pipeline),
-)
+# fast_mask_rcnn R-50-FPN, caffe style, 2x schedule (24 epochs).
+# The 1x caffe-style config with the 2x schedule (see _base_/schedules/schedule_2x.py).
+_base_ = "./fast_mask_rcnn_r50_caffe_fpn_1x.py"
+lr_config = dict(step=[16, 22])
+total_epochs = 24

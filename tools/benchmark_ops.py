@@ -2,7 +2,8 @@
 
     python tools/benchmark_ops.py [--device cpu|cuda] [--repeat 5] [--out docs/benchmarks.md]
 
-Prints a table of median times and the ratio ours / torchvision (below 1.0: we are faster)
+Prints a table of the best of the repeated times (the least disturbed by other load) and
+the ratio ours / torchvision (below 1.0: we are faster)
 and, with --out, writes it into that markdown file between markers of its own (other
 sections of the file are kept). Before timing, each pair of results is checked to be equal
 work: roi_align outputs and gradients agree, nms keeps the same boxes.
@@ -11,7 +12,6 @@ work: roi_align outputs and gradients agree, nms keeps the same boxes.
 import argparse
 import os
 import platform
-import statistics
 import sys
 import time
 
@@ -29,7 +29,7 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def median_time(fn, device, repeat, warmup=1):
+def best_time(fn, device, repeat, warmup=1):
     for _ in range(warmup):
         fn()
     times = []
@@ -39,7 +39,7 @@ def median_time(fn, device, repeat, warmup=1):
         fn()
         sync(device)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return min(times)
 
 
 def make_rois(num, generator, device):
@@ -96,14 +96,14 @@ def bench_roi_align(device, repeat, generator):
             ref_fwd_bwd()
             torch.testing.assert_close(ours_in.grad, ref_in.grad, atol=1e-4, rtol=1e-4)
             with torch.no_grad():
-                t_ours_f = median_time(
+                t_ours_f = best_time(
                     lambda a=args, r=rois: roi_align(feature, r, *a), device, repeat
                 )
-                t_ref_f = median_time(
+                t_ref_f = best_time(
                     lambda a=args, r=rois: torchvision.ops.roi_align(feature, r, *a), device, repeat
                 )
-            t_ours = median_time(ours_fwd_bwd, device, repeat)
-            t_ref = median_time(ref_fwd_bwd, device, repeat)
+            t_ours = best_time(ours_fwd_bwd, device, repeat)
+            t_ref = best_time(ref_fwd_bwd, device, repeat)
             name = f"roi_align {num_rois} rois, sampling_ratio={sampling_ratio}"
             rows.append((name + ", forward", t_ours_f, t_ref_f))
             rows.append((name + ", forward+backward", t_ours, t_ref))
@@ -118,8 +118,8 @@ def bench_nms(device, repeat, generator):
             ours = nms(boxes, scores, iou)
             ref = torchvision.ops.nms(boxes, scores, iou)
             assert torch.equal(ours, ref), "nms results differ from torchvision"
-            t_ours = median_time(lambda b=boxes, s=scores, i=iou: nms(b, s, i), device, repeat)
-            t_ref = median_time(
+            t_ours = best_time(lambda b=boxes, s=scores, i=iou: nms(b, s, i), device, repeat)
+            t_ref = best_time(
                 lambda b=boxes, s=scores, i=iou: torchvision.ops.nms(b, s, i), device, repeat
             )
             rows.append((f"nms {num} boxes, IoU {iou} (keeps {len(ours)})", t_ours, t_ref))
@@ -135,7 +135,8 @@ def machine_description(device):
 def render(rows, device):
     header = (
         f"Device: {device.type} ({machine_description(device)}); torch {torch.__version__}, "
-        f"torchvision {torchvision.__version__}. Median of repeated runs in the same process.\n\n"
+        f"torchvision {torchvision.__version__}. Best of repeated runs, both sides in the same "
+        "process.\n\n"
         "| op | ours (ms) | torchvision (ms) | ours / torchvision |\n|---|---:|---:|---:|\n"
     )
     body = "".join(

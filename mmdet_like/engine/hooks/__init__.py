@@ -4,6 +4,7 @@ from mmdet_like.engine.hooks.checkpoint import CheckpointHook
 from mmdet_like.engine.hooks.evaluation import (
     DistEvalHook,
     EvalHook,
+    collect_results,
     multi_process_inference,
     single_process_inference,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "TensorboardLoggerHook",
     "TextLoggerHook",
     "build_lr_updater_hook",
+    "collect_results",
     "get_priority",
     "multi_process_inference",
     "single_process_inference",

@@ -6,6 +6,12 @@ returns a dict ``{metric name: float}``; ``results[i]`` is the model's output fo
 which returns a list with one result per image of the batch.
 """
 
+import os
+import os.path as osp
+import pickle
+import shutil
+import tempfile
+
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
@@ -15,12 +21,13 @@ from mmdet_like.engine.hooks.hook import Hook
 from mmdet_like.registry import HOOKS
 
 
-def _run_model(model, data_loader, show_progress):
+def _run_model(model, data_loader, show_progress, on_batch=None):
     from mmdet_like.engine.runner import move_to_device
 
     was_training = model.training
     model.eval()
     device = next(iter(model.parameters())).device
+    world_size = get_dist_info()[1]
     results = []
     bar = tqdm(
         total=len(data_loader.dataset),
@@ -28,38 +35,114 @@ def _run_model(model, data_loader, show_progress):
         disable=not show_progress,
         dynamic_ncols=True,
     )
-    with torch.no_grad():
-        for data_batch in data_loader:
-            outputs = model(return_loss=False, rescale=True, **move_to_device(data_batch, device))
-            if not isinstance(outputs, list | tuple):
-                raise TypeError(
-                    f"inference returned a {type(outputs).__name__}; "
-                    "model(return_loss=False, ...) must return a list with one "
-                    "result per image"
+    try:
+        with torch.no_grad():
+            for data_batch in data_loader:
+                outputs = model(
+                    return_loss=False, rescale=True, **move_to_device(data_batch, device)
                 )
-            results.extend(outputs)
-            bar.update(len(outputs) * get_dist_info()[1])
-    bar.close()
-    model.train(was_training)
+                if not isinstance(outputs, list | tuple):
+                    raise TypeError(
+                        f"inference returned a {type(outputs).__name__}; "
+                        "model(return_loss=False, ...) must return a list with one "
+                        "result per image"
+                    )
+                outputs = list(outputs)
+                if on_batch is not None:
+                    outputs = on_batch(data_batch, outputs)
+                results.extend(outputs)
+                bar.update(min(len(outputs) * world_size, bar.total - bar.n))
+    finally:
+        bar.close()
+        model.train(was_training)
     return results
 
 
-def single_process_inference(model, data_loader, show_progress=True):
-    """Results for every image of ``data_loader.dataset``, in order."""
-    return _run_model(model, data_loader, show_progress)
+def single_process_inference(model, data_loader, show_progress=True, on_batch=None):
+    """Results for every image of ``data_loader.dataset``, in order.
+
+    ``on_batch(data_batch, outputs)``, when given, is called after every batch with the
+    (CPU) batch and the model's per-image results and returns the results to keep (e.g.
+    masks compressed, or images drawn on the way).
+    """
+    return _run_model(model, data_loader, show_progress, on_batch)
 
 
-def multi_process_inference(model, data_loader, show_progress=True):
-    """Each rank runs its share (the loader's sampler must be a non-shuffling
-    ``torch.utils.data.DistributedSampler``); every rank gets all results, in order.
+def _interleave(parts, size):
+    """Per-rank results of a non-shuffling ``DistributedSampler`` -> dataset order.
+
+    Rank r holds images r, r + world_size, ... (the sampler pads every rank to the same
+    length by wrapping around), so the dataset order reads the parts column by column.
+    """
+    lengths = {len(p) for p in parts}
+    if len(lengths) != 1:
+        raise RuntimeError(
+            f"collect_results: ranks returned {[len(p) for p in parts]} results; a "
+            "non-shuffling DistributedSampler gives every rank the same number"
+        )
+    ordered = [result for group in zip(*parts) for result in group]
+    return ordered[:size]
+
+
+def collect_results(part, size, tmpdir=None, gpu_collect=False):
+    """Gather every rank's ``part`` into dataset order on rank 0 (``None`` on the others).
+
+    ``gpu_collect=True``: through ``all_gather_object`` on the default process group (NCCL
+    or gloo). Otherwise each rank pickles its part into ``tmpdir`` (a directory every rank
+    sees; created by rank 0 when ``None`` and removed afterwards) and rank 0 reads them.
+    Outside a process group, ``part[:size]``.
     """
     rank, world_size = get_dist_info()
-    part = _run_model(model, data_loader, show_progress and rank == 0)
-    parts = [None] * world_size
-    dist.all_gather_object(parts, part)
-    # DistributedSampler gives rank r the images r, r + world_size, ... (padded).
-    ordered = [result for group in zip(*parts) for result in group]
-    return ordered[: len(data_loader.dataset)]
+    if world_size == 1:
+        return list(part)[:size]
+    if gpu_collect:
+        parts = [None] * world_size
+        dist.all_gather_object(parts, list(part))
+        return _interleave(parts, size) if rank == 0 else None
+    made_tmpdir = tmpdir is None
+    if made_tmpdir:
+        tmpdir = tempfile.mkdtemp(prefix="dist_test_") if rank == 0 else None
+        holder = [tmpdir]
+        dist.broadcast_object_list(holder, src=0)
+        tmpdir = holder[0]
+    os.makedirs(tmpdir, exist_ok=True)
+    with open(osp.join(tmpdir, f"part_{rank}.pkl"), "wb") as f:
+        pickle.dump(list(part), f, protocol=pickle.HIGHEST_PROTOCOL)
+    dist.barrier()
+    if rank != 0:
+        dist.barrier()  # rank 0 is reading the parts
+        return None
+    parts = []
+    for r in range(world_size):
+        with open(osp.join(tmpdir, f"part_{r}.pkl"), "rb") as f:
+            parts.append(pickle.load(f))
+    for r in range(world_size):
+        os.remove(osp.join(tmpdir, f"part_{r}.pkl"))
+    if made_tmpdir:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    dist.barrier()
+    return _interleave(parts, size)
+
+
+def multi_process_inference(
+    model, data_loader, show_progress=True, on_batch=None, tmpdir=None, gpu_collect=True,
+    all_ranks=True,
+):  # fmt: skip
+    """Each rank runs its share (the loader's sampler must be a non-shuffling
+    ``torch.utils.data.DistributedSampler``) and the results are gathered in dataset order
+    (:func:`collect_results`): on every rank with ``all_ranks=True`` (``gpu_collect``
+    only), else on rank 0 (``None`` on the others). The progress bar shows on rank 0.
+    """
+    rank, _ = get_dist_info()
+    part = _run_model(model, data_loader, show_progress and rank == 0, on_batch)
+    size = len(data_loader.dataset)
+    if all_ranks:
+        if not gpu_collect:
+            raise ValueError("multi_process_inference: all_ranks=True needs gpu_collect=True")
+        parts = [None] * get_dist_info()[1]
+        dist.all_gather_object(parts, part)
+        return _interleave(parts, size)
+    return collect_results(part, size, tmpdir=tmpdir, gpu_collect=gpu_collect)
 
 
 @HOOKS.register()
@@ -67,15 +150,20 @@ class EvalHook(Hook):
     """Evaluate ``dataloader`` every ``interval`` epochs; metrics go to the loggers.
 
     ``eval_kwargs`` are passed to ``dataset.evaluate`` (e.g. ``metric="bbox"``).
+    ``tmpdir`` / ``gpu_collect`` choose how :class:`DistEvalHook` gathers results (see
+    :func:`collect_results`); one process ignores them, so one ``evaluation`` config serves
+    both.
     """
 
     priority = "LOW"
 
-    def __init__(self, dataloader, interval=1, **eval_kwargs):
+    def __init__(self, dataloader, interval=1, tmpdir=None, gpu_collect=True, **eval_kwargs):
         if not hasattr(dataloader, "dataset"):
             raise TypeError(f"EvalHook needs a DataLoader, got {type(dataloader).__name__}")
         self.dataloader = dataloader
         self.interval = interval
+        self.tmpdir = tmpdir
+        self.gpu_collect = gpu_collect
         self.eval_kwargs = eval_kwargs
 
     def inference(self, runner):
@@ -107,4 +195,10 @@ class DistEvalHook(EvalHook):
     evaluates."""
 
     def inference(self, runner):
-        return multi_process_inference(runner.model, self.dataloader)
+        return multi_process_inference(
+            runner.model,
+            self.dataloader,
+            tmpdir=self.tmpdir,
+            gpu_collect=self.gpu_collect,
+            all_ranks=False,
+        )

@@ -1,5 +1,6 @@
-"""Helpers shared by models (pretrained-weight loading)."""
+"""Helpers shared by models (pretrained-weight loading, conv-BN fusion)."""
 
+from mmdet_like.models.utils.fuse_conv_bn import fuse_conv_bn
 from mmdet_like.models.utils.pretrained import (
     PretrainedWeightsError,
     load_pretrained,
@@ -11,6 +12,7 @@ from mmdet_like.models.utils.pretrained import (
 
 __all__ = [
     "PretrainedWeightsError",
+    "fuse_conv_bn",
     "load_pretrained",
     "load_state_dict_report",
     "load_torchvision_state_dict",

@@ -1,0 +1,121 @@
+# Small Mask R-CNN (ResNet-18-FPN, 64 channels, light heads) for the demo shapes dataset:
+#   python tools/make_demo_dataset.py data/demo
+#   python tools/train.py configs/demo/mask_rcnn_r18_fpn_demo.py
+#   python tools/test.py configs/demo/mask_rcnn_r18_fpn_demo.py \
+#       work_dirs/mask_rcnn_r18_fpn_demo/latest.pth --eval bbox segm
+# 128x128 images, 4 classes, trained from scratch (no pretrained weights), CPU-sized.
+_base_ = [
+    "../_base_/models/mask_rcnn_r50_fpn.py",
+    "../_base_/default_runtime.py",
+]
+model = dict(
+    pretrained=None,
+    backbone=dict(
+        depth=18,
+        frozen_stages=-1,
+        norm_cfg=dict(type="BN", requires_grad=True),
+        norm_eval=False,
+    ),
+    neck=dict(in_channels=[64, 128, 256, 512], out_channels=64, num_outs=5),
+    rpn_head=dict(
+        in_channels=64,
+        feat_channels=64,
+        # objects are 15-60 px: anchors of 16, 32, ..., 256 px
+        anchor_generator=dict(scales=[4]),
+    ),
+    roi_head=dict(
+        bbox_roi_extractor=dict(out_channels=64),
+        bbox_head=dict(in_channels=64, fc_out_channels=256, num_classes=4),
+        mask_roi_extractor=dict(out_channels=64),
+        mask_head=dict(num_convs=2, in_channels=64, conv_out_channels=64, num_classes=4),
+    ),
+)
+train_cfg = dict(
+    rpn=dict(sampler=dict(num=128)),
+    rpn_proposal=dict(nms_pre=1000, nms_post=300, max_num=300),
+    rcnn=dict(sampler=dict(num=128)),
+)
+test_cfg = dict(
+    rpn=dict(nms_pre=500, nms_post=100, max_num=100),
+    rcnn=dict(max_per_img=50),
+)
+
+dataset_type = "CocoDataset"
+data_root = "data/demo/"
+img_norm_cfg = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True)
+train_pipeline = [
+    dict(type="LoadImageFromFile"),
+    dict(type="LoadAnnotations", with_bbox=True, with_mask=True),
+    dict(type="Resize", img_scale=(128, 128), keep_ratio=True),
+    dict(type="RandomFlip", flip_ratio=0.5),
+    dict(type="Normalize", **img_norm_cfg),
+    dict(type="Pad", size_divisor=32),
+    dict(type="DefaultFormatBundle"),
+    dict(type="Collect", keys=["img", "gt_bboxes", "gt_labels", "gt_masks"]),
+]
+test_pipeline = [
+    dict(type="LoadImageFromFile"),
+    dict(
+        type="MultiScaleFlipAug",
+        img_scale=(128, 128),
+        flip=False,
+        transforms=[
+            dict(type="Resize", keep_ratio=True),
+            dict(type="RandomFlip"),
+            dict(type="Normalize", **img_norm_cfg),
+            dict(type="Pad", size_divisor=32),
+            dict(type="ImageToTensor", keys=["img"]),
+            dict(type="Collect", keys=["img"]),
+        ],
+    ),
+]
+data = dict(
+    imgs_per_gpu=8,
+    workers_per_gpu=1,
+    train=dict(
+        type=dataset_type,
+        ann_file=data_root + "annotations/instances_train.json",
+        img_prefix=data_root + "train/",
+        pipeline=train_pipeline,
+    ),
+    val=dict(
+        type=dataset_type,
+        ann_file=data_root + "annotations/instances_val.json",
+        img_prefix=data_root + "val/",
+        pipeline=test_pipeline,
+        test_mode=True,
+    ),
+    test=dict(
+        type=dataset_type,
+        ann_file=data_root + "annotations/instances_val.json",
+        img_prefix=data_root + "val/",
+        pipeline=test_pipeline,
+        test_mode=True,
+    ),
+)
+# Evaluated after the last epoch only (200 val images: ~15 s on 2 CPU cores); for a short run
+# pass e.g. --cfg-options total_epochs=1 evaluation.interval=1.
+evaluation = dict(interval=7, metric=["bbox", "segm"])
+
+# AdamW, linear warmup then cosine decay per iteration.
+optimizer = dict(
+    type="AdamW",
+    lr=2e-3,
+    weight_decay=0.05,
+    paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0),
+)
+optimizer_config = dict(grad_clip=dict(max_norm=10, norm_type=2))
+lr_config = dict(
+    policy="cosine",
+    by_epoch=False,
+    warmup="linear",
+    warmup_iters=100,
+    warmup_ratio=0.01,
+    min_lr_ratio=0.01,
+)
+# ~0.6 s per iteration of 8 images on 2 CPU cores: 125 iterations, ~75 s an epoch.
+total_epochs = 7
+checkpoint_config = dict(interval=1)
+log_config = dict(interval=10, hooks=[dict(type="TextLoggerHook")])
+seed = 0
+work_dir = "./work_dirs/mask_rcnn_r18_fpn_demo"

@@ -1,0 +1,184 @@
+"""Testing entry points: a model's results on a whole data loader (one process, or
+several gathered in dataset order), with optional drawing of the detections.
+
+The loop is the engine's (:func:`mmdet_like.engine.single_process_inference`, also run by
+the evaluation hooks); here masks are compressed to RLE as they come (``(H, W)`` boolean
+masks of every detection would not fit in memory for a large dataset) and images can be
+drawn on the way.
+"""
+
+import os
+import os.path as osp
+
+import cv2
+import numpy as np
+import pycocotools.mask as mask_utils
+
+import mmdet_like.models  # noqa: F401 (registers the detectors build_detector looks up)
+from mmdet_like.engine.dist import get_dist_info
+from mmdet_like.engine.hooks.evaluation import multi_process_inference, single_process_inference
+
+_PALETTE = (
+    (220, 20, 60), (0, 130, 200), (60, 180, 75), (255, 225, 25), (145, 30, 180),
+    (245, 130, 48), (70, 240, 240), (240, 50, 230), (210, 245, 60), (0, 128, 128),
+)  # fmt: skip
+
+
+def encode_mask_results(result):
+    """One image's result with its (H, W) masks replaced by compressed RLE dicts (counts as
+    ``bytes``, what ``pycocotools.mask.encode`` returns); other results are returned as is."""
+    if not isinstance(result, tuple) or len(result) != 2:
+        return result
+    bbox_results, segm_results = result
+    encoded = []
+    for masks in segm_results:
+        encoded.append(
+            [
+                m
+                if isinstance(m, dict)
+                else mask_utils.encode(np.asfortranarray(np.asarray(m, dtype=np.uint8)))
+                for m in masks
+            ]
+        )
+    return bbox_results, encoded
+
+
+def _decode_mask(mask):
+    if isinstance(mask, dict):
+        return mask_utils.decode(mask).astype(bool)
+    return np.asarray(mask, dtype=bool)
+
+
+def class_color(label):
+    """BGR colour of class ``label`` (a fixed palette, repeated)."""
+    r, g, b = _PALETTE[int(label) % len(_PALETTE)]
+    return b, g, r
+
+
+def draw_result(img, result, class_names=None, score_thr=0.3, thickness=1, font_scale=0.35):
+    """A copy of BGR image ``img`` with the detections of ``result`` drawn on it.
+
+    ``result``: per-class (n, 5) box arrays, optionally with per-class masks
+    (``(bbox_results, segm_results)``, masks boolean arrays or RLE dicts), or an (n, 5) array
+    of proposals (drawn without labels). Detections scoring below ``score_thr`` are skipped.
+    """
+    out = np.ascontiguousarray(img, dtype=np.uint8).copy()
+    if isinstance(result, np.ndarray):
+        per_class = [result.reshape(-1, 5)]
+        segms, labelled = None, False
+    else:
+        per_class, segms = result if isinstance(result, tuple) else (result, None)
+        labelled = True
+    for label, boxes in enumerate(per_class):
+        boxes = np.asarray(boxes).reshape(-1, 5)
+        color = class_color(label)
+        for j, box in enumerate(boxes):
+            score = float(box[4])
+            if score < score_thr:
+                continue
+            if segms is not None:
+                mask = _decode_mask(segms[label][j])
+                if mask.shape == out.shape[:2]:
+                    tint = np.asarray(color, dtype=np.float32)
+                    out[mask] = (0.5 * out[mask] + 0.5 * tint).astype(np.uint8)
+            x1, y1, x2, y2 = (round(float(v)) for v in box[:4])
+            cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness)
+            if labelled:
+                name = class_names[label] if class_names is not None else str(label)
+                cv2.putText(
+                    out,
+                    f"{name} {score:.2f}",
+                    (x1, max(y1 - 2, 8)),
+                    cv2.FONT_HERSHEY_SIMPLEX,
+                    font_scale,
+                    color,
+                    1,
+                    cv2.LINE_AA,
+                )
+    return out
+
+
+def _first_aug(value):
+    return value[0] if isinstance(value, list | tuple) else value
+
+
+def _show_callback(class_names, show, out_dir, score_thr):
+    """``on_batch`` callback drawing every image of the batch (window and/or files)."""
+
+    def on_batch(data_batch, outputs):
+        for meta, result in zip(data_batch["img_metas"], outputs):
+            meta = _first_aug(meta)
+            img = cv2.imread(meta["filename"], cv2.IMREAD_COLOR)
+            if img is None:
+                raise FileNotFoundError(f"cannot read {meta['filename']} to draw its results")
+            drawn = draw_result(img, result, class_names, score_thr)
+            if out_dir:
+                name = meta.get("ori_filename") or osp.basename(meta["filename"])
+                path = osp.join(out_dir, name)
+                os.makedirs(osp.dirname(path) or ".", exist_ok=True)
+                if not cv2.imwrite(path, drawn):
+                    raise OSError(f"cannot write {path}")
+            if show:
+                try:
+                    cv2.imshow("detections", drawn)
+                    cv2.waitKey(0)
+                except cv2.error as exc:
+                    raise RuntimeError(
+                        f"--show needs a display ({exc}); use --show-dir DIR to save the "
+                        "drawn images instead"
+                    ) from exc
+        return outputs
+
+    return on_batch
+
+
+def _pipeline(*steps):
+    steps = [s for s in steps if s is not None]
+
+    def on_batch(data_batch, outputs):
+        for step in steps:
+            outputs = step(data_batch, outputs)
+        return outputs
+
+    return on_batch
+
+
+def _encode_callback(data_batch, outputs):
+    return [encode_mask_results(r) for r in outputs]
+
+
+def single_gpu_test(model, data_loader, show=False, out_dir=None, show_score_thr=0.3):
+    """Results of ``model`` for every image of ``data_loader.dataset``, in order.
+
+    Masks are returned as RLE dicts. ``show`` opens a window per image; ``out_dir`` saves
+    the drawn detections there (under each image's file name); ``show_score_thr`` is the
+    lowest score drawn.
+    """
+    draw = None
+    if show or out_dir:
+        class_names = getattr(data_loader.dataset, "CLASSES", None)
+        draw = _show_callback(class_names, show, out_dir, show_score_thr)
+    return single_process_inference(
+        model, data_loader, show_progress=True, on_batch=_pipeline(draw, _encode_callback)
+    )
+
+
+def multi_gpu_test(model, data_loader, tmpdir=None, gpu_collect=False):
+    """Each rank of the process group tests its share (``data_loader`` built with
+    ``dist=True, shuffle=False``); rank 0 gets every result in dataset order (masks as
+    RLE), the other ranks ``None``.
+
+    ``gpu_collect=True`` gathers through ``all_gather_object`` (NCCL or gloo); otherwise
+    every rank pickles its part into ``tmpdir`` (shared by all ranks; a temporary directory
+    when ``None``). A progress bar shows on rank 0.
+    """
+    rank, _ = get_dist_info()
+    return multi_process_inference(
+        model,
+        data_loader,
+        show_progress=rank == 0,
+        on_batch=_encode_callback,
+        tmpdir=tmpdir,
+        gpu_collect=gpu_collect,
+        all_ranks=False,
+    )

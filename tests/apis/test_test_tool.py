@@ -1,0 +1,259 @@
+"""tools/make_demo_dataset.py, tools/train.py -> tools/test.py (one process and two gloo
+processes through tools/dist_test.sh), single_gpu_test and fuse_conv_bn, on CPU."""
+
+import importlib.util
+import json
+import pickle
+import re
+import subprocess
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pycocotools.mask as mask_utils
+import pytest
+import torch
+from torch import nn
+
+from tests.engine.cli_utils import PYTHON, ROOT, env, finish, free_port
+
+DEMO_CONFIG = ROOT / "configs" / "demo" / "mask_rcnn_r18_fpn_demo.py"
+NUM_VAL = 5  # odd: two ranks get a padded share
+
+
+def _load_tool(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(args, cwd, timeout=120, script=None):
+    cmd = [*script] if script else [PYTHON]
+    proc = subprocess.Popen(
+        [*cmd, *map(str, args)],
+        cwd=cwd,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    rc, out = finish(proc, timeout=timeout)
+    assert rc == 0, out
+    return out
+
+
+def _test_tool(cwd, *args):
+    return _run([ROOT / "tools" / "test.py", DEMO_CONFIG, "work/latest.pth", *args], cwd)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A demo dataset (6 train / 5 val images) in ``cwd/data/demo`` and a Mask R-CNN trained
+    one epoch on it in ``cwd/work`` (run from ``cwd``, as the config's paths are relative)."""
+    cwd = tmp_path_factory.mktemp("demo")
+    out = _run(
+        [ROOT / "tools" / "make_demo_dataset.py", "data/demo", "--num-train", 6, "--num-val",
+         NUM_VAL, "--seed", 3],
+        cwd,
+    )  # fmt: skip
+    assert f"val: {NUM_VAL} images" in out
+    out = _run(
+        [ROOT / "tools" / "train.py", DEMO_CONFIG, "--work-dir", "work", "--no-validate",
+         "--cfg-options", "total_epochs=1", "data.imgs_per_gpu=2", "data.workers_per_gpu=0",
+         "log_config.interval=1", "lr_config.warmup_iters=2"],
+        cwd,
+    )  # fmt: skip
+    assert "Epoch [1][3/3]" in out, out
+    assert (cwd / "work" / "latest.pth").is_file()
+    return cwd
+
+
+@pytest.fixture(scope="module")
+def single_results(trained):
+    """tools/test.py --eval bbox segm --out --show-dir: (output, results, show dir)."""
+    out = _test_tool(
+        trained,
+        "--eval", "bbox", "segm", "--out", "out/results.pkl", "--show-dir", "out/show",
+        "--show-score-thr", "0.0", "--cfg-options", "data.workers_per_gpu=0",
+    )  # fmt: skip
+    with open(trained / "out" / "results.pkl", "rb") as f:
+        results = pickle.load(f)
+    return out, results, trained / "out" / "show"
+
+
+def test_make_demo_dataset_is_deterministic_and_annotates_visible_parts(tmp_path):
+    tool = _load_tool("make_demo_dataset")
+    first = tool.make_dataset(str(tmp_path / "a"), num_train=8, num_val=3, seed=7)
+    tool.make_dataset(str(tmp_path / "b"), num_train=8, num_val=3, seed=7)
+    tool.make_dataset(str(tmp_path / "c"), num_train=8, num_val=3, seed=8)
+    files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.*"))
+    files_b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*.*"))
+    assert files_a == files_b and len(files_a) == 8 + 3 + 2
+    for rel in files_a:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+    other = (tmp_path / "c" / "annotations" / "instances_train.json").read_bytes()
+    assert other != (tmp_path / "a" / "annotations" / "instances_train.json").read_bytes()
+
+    coco = json.loads(Path(first["train"]).read_text())
+    assert [c["name"] for c in coco["categories"]] == ["circle", "rectangle", "triangle", "star"]
+    assert len(coco["annotations"]) >= 8
+    labels_seen = set()
+    for img in coco["images"]:
+        pixels = cv2.imread(str(tmp_path / "a" / "train" / img["file_name"]))
+        assert pixels.shape == (128, 128, 3) and (img["width"], img["height"]) == (128, 128)
+        masks = []
+        for ann in (a for a in coco["annotations"] if a["image_id"] == img["id"]):
+            labels_seen.add(ann["category_id"])
+            mask = mask_utils.decode(ann["segmentation"]).astype(bool)
+            ys, xs = np.nonzero(mask)
+            assert ann["area"] == mask.sum() >= 30
+            x, y, w, h = ann["bbox"]
+            assert [x, y, x + w - 1, y + h - 1] == [xs.min(), ys.min(), xs.max(), ys.max()]
+            masks.append(mask)
+        # occluded parts are removed: visible regions of one image never overlap
+        if len(masks) > 1:
+            assert np.stack(masks).sum(0).max() == 1, img
+    assert len(labels_seen) >= 3
+
+
+def test_fuse_conv_bn_keeps_outputs():
+    from mmdet_like.models.backbones import ResNet
+    from mmdet_like.models.layers.norm import FrozenBatchNorm2d
+    from mmdet_like.models.utils import fuse_conv_bn
+
+    torch.manual_seed(0)
+    backbone = ResNet(depth=18)
+    head = nn.Sequential(
+        nn.Conv2d(512, 8, 3, padding=1, bias=True), FrozenBatchNorm2d(8), nn.ReLU()
+    )
+    model = nn.Sequential(backbone, nn.Sequential())  # outputs of every stage
+    for module in [*backbone.modules(), *head.modules()]:
+        if isinstance(module, (nn.BatchNorm2d, FrozenBatchNorm2d)):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    model.eval()
+    head.eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        before = [o.clone() for o in backbone(x)]
+        before_head = head(before[-1])
+        fuse_conv_bn(model)
+        fuse_conv_bn(head)
+        after = backbone(x)
+        after_head = head(after[-1])
+    norms = [m for m in [*model.modules(), *head.modules()]
+             if isinstance(m, (nn.BatchNorm2d, FrozenBatchNorm2d))]  # fmt: skip
+    assert norms == []
+    assert isinstance(backbone.bn1, nn.Identity) and isinstance(head[1], nn.Identity)
+    for b, a in zip(before, after, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(after_head, before_head, rtol=1e-4, atol=1e-4)
+
+
+def test_test_tool_evaluates_pickles_and_draws(trained, single_results):
+    out, results, show_dir = single_results
+    metrics = dict(re.findall(r"^(\w+_mAP\w*): (-?[\d.]+)$", out, flags=re.M))
+    for name in ("bbox_mAP", "bbox_mAP_50", "segm_mAP", "segm_mAP_50"):
+        assert name in metrics, out
+        assert -1.0 <= float(metrics[name]) <= 1.0
+    assert "Average Precision" in out  # the COCO summary table
+
+    assert len(results) == NUM_VAL
+    num_dets = 0
+    for bbox_results, segm_results in results:
+        assert len(bbox_results) == len(segm_results) == 4
+        for boxes, masks in zip(bbox_results, segm_results, strict=True):
+            assert boxes.dtype == np.float32 and boxes.shape[1] == 5
+            assert len(masks) == len(boxes)
+            for mask in masks:
+                assert mask["size"] == [128, 128] and isinstance(mask["counts"], bytes)
+            num_dets += len(boxes)
+
+    coco = json.loads((trained / "data/demo/annotations/instances_val.json").read_text())
+    drawn_changed = 0
+    for img in coco["images"]:
+        drawn = cv2.imread(str(show_dir / img["file_name"]))
+        source = cv2.imread(str(trained / "data/demo/val" / img["file_name"]))
+        assert drawn is not None and drawn.shape == source.shape
+        drawn_changed += int(not np.array_equal(drawn, source))
+    assert drawn_changed == sum(any(len(b) for b in bbox_results) for bbox_results, _ in results), (
+        "exactly the images with detections have something drawn on them"
+    )
+    assert (num_dets > 0) == (drawn_changed > 0)
+
+
+def test_test_tool_format_only_writes_coco_json(trained, single_results):
+    _, results, _ = single_results
+    out = _test_tool(
+        trained, "--format-only", "--eval-options", "jsonfile_prefix=out/json/demo",
+        "--cfg-options", "data.workers_per_gpu=0",
+    )  # fmt: skip
+    assert "bbox_mAP" not in out
+    bbox_json = json.loads((trained / "out/json/demo.bbox.json").read_text())
+    segm_json = json.loads((trained / "out/json/demo.segm.json").read_text())
+    num_dets = sum(len(b) for bbox_results, _ in results for b in bbox_results)
+    assert len(bbox_json) == len(segm_json) == num_dets
+    for item in segm_json:
+        assert set(item) == {"image_id", "bbox", "score", "category_id", "segmentation"}
+        assert 1 <= item["image_id"] <= NUM_VAL and 1 <= item["category_id"] <= 4
+        assert isinstance(item["segmentation"]["counts"], str)
+
+
+def _assert_same_results(actual, expected, atol):
+    assert len(actual) == len(expected)
+    for (boxes_a, masks_a), (boxes_e, masks_e) in zip(actual, expected, strict=True):
+        for a, e in zip(boxes_a, boxes_e, strict=True):
+            assert a.shape == e.shape
+            np.testing.assert_allclose(a, e, atol=atol, rtol=0)
+        for a, e in zip(masks_a, masks_e, strict=True):
+            iou = mask_utils.iou(a, e, [0] * len(e)) if e else np.eye(0)
+            assert np.all(np.diag(np.atleast_2d(iou)) > 0.98)
+
+
+@pytest.mark.parametrize("collect", ["tmpdir", "gpu_collect"])
+def test_dist_test_two_gloo_processes_match_one(trained, single_results, collect):
+    _, expected, _ = single_results
+    extra = ["--gpu-collect"] if collect == "gpu_collect" else ["--tmpdir", "out/gather_tmp"]
+    environ_port = str(free_port())
+    cmd = ["bash", str(ROOT / "tools" / "dist_test.sh")]
+    proc_env = env()
+    proc_env["PORT"] = environ_port
+    proc = subprocess.Popen(
+        [*cmd, str(DEMO_CONFIG), "work/latest.pth", "2", "--out", f"out/dist_{collect}.pkl",
+         *extra, "--cfg-options", "data.workers_per_gpu=0"],
+        cwd=trained, env=proc_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    rc, out = finish(proc, timeout=90)
+    assert rc == 0, out
+    assert "2 process(es)" in out
+    with open(trained / "out" / f"dist_{collect}.pkl", "rb") as f:
+        results = pickle.load(f)
+    _assert_same_results(results, expected, atol=1e-3)
+    if collect == "tmpdir":
+        assert list((trained / "out" / "gather_tmp").iterdir()) == []
+
+
+def test_single_gpu_test_api_and_fused_model_match_tool(trained, single_results, monkeypatch):
+    from mmdet_like.apis import build_detector, single_gpu_test
+    from mmdet_like.datasets import build_dataloader, build_dataset
+    from mmdet_like.engine import load_checkpoint, load_config
+    from mmdet_like.models.utils import fuse_conv_bn
+
+    _, expected, _ = single_results
+    monkeypatch.chdir(trained)
+    cfg = load_config(str(DEMO_CONFIG))
+    dataset = build_dataset(cfg.data.test)
+    loader = build_dataloader(dataset, 2, 0, shuffle=False)
+    model = build_detector(cfg.model, cfg.train_cfg, cfg.test_cfg)
+    load_checkpoint(model, "work/latest.pth")
+    results = single_gpu_test(model, loader)
+    _assert_same_results(results, expected, atol=1e-4)
+    assert model.training, "the model's mode is restored"
+    model.eval()
+    fused = single_gpu_test(fuse_conv_bn(model), loader)
+    _assert_same_results(fused, expected, atol=1e-2)

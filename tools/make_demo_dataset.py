@@ -1,0 +1,201 @@
+"""Draw a small, deterministic COCO-format instance-segmentation dataset of shapes.
+
+    python tools/make_demo_dataset.py OUT [--num-train 1000] [--num-val 200] [--seed 0]
+
+Writes ``OUT/train/*.png``, ``OUT/val/*.png`` and ``OUT/annotations/instances_{train,val}.json``.
+Every 128x128 image shows 1-5 shapes of 4 classes (circle, rectangle, triangle, star) with
+random size, colour and rotation on a textured background (noise, gradients, stripes,
+checkers). Shapes drawn later occlude earlier ones: each annotation is the *visible* part of
+its shape (an RLE mask, its tight box and pixel area); shapes left mostly hidden are not
+annotated. Image ``i`` of a split depends only on ``(seed, split, i)``, so the same seed gives
+identical files, and more images extend a split without changing the first ones.
+"""
+
+import argparse
+import json
+import os
+import os.path as osp
+
+import cv2
+import numpy as np
+import pycocotools.mask as mask_utils
+
+CLASSES = ("circle", "rectangle", "triangle", "star")
+IMG_SIZE = 128
+MIN_VISIBLE_FRACTION = 0.4  # shapes with less of their area visible are dropped
+MIN_VISIBLE_PIXELS = 30
+_SPLIT_IDS = {"train": 0, "val": 1}
+
+
+def _background(rng, size):
+    """A (size, size, 3) uint8 textured background."""
+    kind = rng.integers(4)
+    base = rng.uniform(40, 215, size=3)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    if kind == 0:  # linear gradient between two colours
+        other = rng.uniform(40, 215, size=3)
+        angle = rng.uniform(0, 2 * np.pi)
+        t = (np.cos(angle) * xx + np.sin(angle) * yy)[..., None]
+        t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
+        img = base * (1 - t) + other * t
+    elif kind == 1:  # stripes
+        period = rng.uniform(6, 24)
+        angle = rng.uniform(0, np.pi)
+        phase = (np.cos(angle) * xx + np.sin(angle) * yy) * size / period
+        amp = rng.uniform(15, 45)
+        img = base + amp * np.sin(2 * np.pi * phase)[..., None]
+    elif kind == 2:  # checkers
+        cell = int(rng.integers(8, 24))
+        board = ((np.arange(size)[:, None] // cell + np.arange(size)[None] // cell) % 2)[..., None]
+        img = base + rng.uniform(15, 40) * (board * 2.0 - 1.0)
+    else:  # smooth blotches: upsampled low-resolution noise
+        low = rng.uniform(-50, 50, size=(6, 6, 3)).astype(np.float32)
+        img = base + cv2.resize(low, (size, size), interpolation=cv2.INTER_CUBIC)
+    img = img + rng.normal(0, rng.uniform(3, 14), size=(size, size, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _polygon(rng, cls, cx, cy, radius):
+    """(k, 2) int32 vertices of a shape of class ``cls`` (circle: None)."""
+    angle = rng.uniform(0, 2 * np.pi)
+    if cls == "circle":
+        return None
+    if cls == "rectangle":
+        aspect = rng.uniform(0.45, 1.0)
+        w, h = 2 * radius * 0.85, 2 * radius * 0.85 * aspect
+        pts = cv2.boxPoints(((cx, cy), (w, h), np.degrees(angle)))
+    elif cls == "triangle":
+        angles = angle + np.array([0, 2, 4]) * np.pi / 3 + rng.uniform(-0.25, 0.25, size=3)
+        pts = np.stack([cx + radius * np.cos(angles), cy + radius * np.sin(angles)], 1)
+    else:  # star
+        inner = rng.uniform(0.38, 0.55)
+        k = np.arange(10)
+        radii = np.where(k % 2 == 0, radius, radius * inner)
+        angles = angle + k * np.pi / 5
+        pts = np.stack([cx + radii * np.cos(angles), cy + radii * np.sin(angles)], 1)
+    return np.round(pts).astype(np.int32)
+
+
+def _shape_mask(cls, polygon, cx, cy, radius, size):
+    mask = np.zeros((size, size), np.uint8)
+    if cls == "circle":
+        cv2.circle(mask, (round(cx), round(cy)), round(radius), 1, thickness=-1)
+    else:
+        cv2.fillPoly(mask, [polygon], 1)
+    return mask.astype(bool)
+
+
+def _shape_color(rng, background_mean):
+    """A saturated colour that differs from the background's mean colour."""
+    for _ in range(20):
+        hsv = np.array(
+            [[[rng.integers(0, 180), rng.integers(110, 256), rng.integers(90, 256)]]], np.uint8
+        )
+        color = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0].astype(np.float32)
+        if np.abs(color - background_mean).sum() > 120:
+            break
+    return color
+
+
+def draw_image(rng, size=IMG_SIZE):
+    """One image and its visible instances: ``(img, [(label, visible mask), ...])``."""
+    img = _background(rng, size).astype(np.float32)
+    background_mean = img.reshape(-1, 3).mean(0)
+    shapes = []  # (label, full mask, visible mask)
+    for _ in range(int(rng.integers(1, 6))):
+        label = int(rng.integers(len(CLASSES)))
+        cls = CLASSES[label]
+        radius = rng.uniform(9, 30)
+        cx = rng.uniform(radius * 0.5, size - radius * 0.5)
+        cy = rng.uniform(radius * 0.5, size - radius * 0.5)
+        mask = _shape_mask(cls, _polygon(rng, cls, cx, cy, radius), cx, cy, radius, size)
+        if mask.sum() < MIN_VISIBLE_PIXELS:
+            continue
+        color = _shape_color(rng, background_mean)
+        shade = rng.normal(0, rng.uniform(2, 10), size=(size, size, 1))
+        img[mask] = np.clip(color + shade[mask], 0, 255)
+        for _, _, visible in shapes:
+            visible &= ~mask
+        shapes.append((label, mask, mask.copy()))
+    img = cv2.GaussianBlur(np.clip(img, 0, 255).astype(np.uint8), (3, 3), 0.6)
+    instances = []
+    for label, full, visible in shapes:
+        area = int(visible.sum())
+        if area < MIN_VISIBLE_PIXELS or area < MIN_VISIBLE_FRACTION * full.sum():
+            continue
+        instances.append((label, visible))
+    return img, instances
+
+
+def _annotation(ann_id, img_id, label, mask):
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    ys, xs = np.nonzero(mask)
+    x1, y1 = int(xs.min()), int(ys.min())
+    w, h = int(xs.max()) + 1 - x1, int(ys.max()) + 1 - y1
+    return {
+        "id": ann_id,
+        "image_id": img_id,
+        "category_id": label + 1,
+        "bbox": [x1, y1, w, h],
+        "area": int(mask.sum()),
+        "iscrowd": 0,
+        "segmentation": {"size": [int(mask.shape[0]), int(mask.shape[1])],
+                         "counts": rle["counts"].decode("ascii")},
+    }  # fmt: skip
+
+
+def make_split(out, split, num_images, seed):
+    """Draw ``num_images`` images into ``out/split`` and return the COCO dict."""
+    os.makedirs(osp.join(out, split), exist_ok=True)
+    images, annotations = [], []
+    for i in range(num_images):
+        rng = np.random.default_rng([seed, _SPLIT_IDS[split], i])
+        img, instances = draw_image(rng)
+        file_name = f"{i:06d}.png"
+        if not cv2.imwrite(osp.join(out, split, file_name), img):
+            raise OSError(f"cannot write {osp.join(out, split, file_name)}")
+        img_id = i + 1
+        images.append({"id": img_id, "file_name": file_name, "width": IMG_SIZE, "height": IMG_SIZE})
+        for label, mask in instances:
+            annotations.append(_annotation(len(annotations) + 1, img_id, label, mask))
+    categories = [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in
+                  enumerate(CLASSES)]  # fmt: skip
+    return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def make_dataset(out, num_train=1000, num_val=200, seed=0):
+    """Write the dataset under ``out``; returns ``{split: annotation file}``."""
+    os.makedirs(osp.join(out, "annotations"), exist_ok=True)
+    files = {}
+    for split, num in (("train", num_train), ("val", num_val)):
+        coco = make_split(out, split, num, seed)
+        files[split] = osp.join(out, "annotations", f"instances_{split}.json")
+        with open(files[split], "w", encoding="utf-8") as f:
+            json.dump(coco, f)
+    return files
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description="Draw the demo shapes dataset (COCO format)")
+    parser.add_argument("out", help="output directory, e.g. data/demo")
+    parser.add_argument("--num-train", type=int, default=1000, help="training images")
+    parser.add_argument("--num-val", type=int, default=200, help="validation images")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.num_train < 0 or args.num_val < 0:
+        raise SystemExit("--num-train and --num-val must be >= 0")
+    files = make_dataset(args.out, args.num_train, args.num_val, args.seed)
+    for split, path in files.items():
+        with open(path, encoding="utf-8") as f:
+            coco = json.load(f)
+        print(
+            f"{split}: {len(coco['images'])} images, {len(coco['annotations'])} instances -> {path}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""Test a trained detector: results, COCO metrics, result json files, drawn images.
+
+    python tools/test.py CONFIG CHECKPOINT [--out results.pkl] [--eval bbox segm proposal]
+        [--format-only] [--eval-options KEY=VALUE ...] [--show] [--show-dir DIR]
+        [--show-score-thr 0.3] [--gpu-collect] [--tmpdir DIR] [--fuse-conv-bn]
+        [--launcher none|pytorch|slurm] [--cfg-options KEY=VALUE ...]
+
+Several processes: tools/dist_test.sh CONFIG CHECKPOINT N [ARGS].
+
+``--format-only`` writes the COCO result json files ``PREFIX.bbox.json`` (``.segm.json``) for
+``--eval-options jsonfile_prefix=PREFIX`` (default: ``--out`` without its extension).
+"""
+
+import argparse
+import os
+import os.path as osp
+import pickle
+import sys
+
+import torch
+from torch.distributed.elastic.multiprocessing.errors import record
+
+from mmdet_like.apis import build_detector, multi_gpu_test, single_gpu_test
+from mmdet_like.datasets import build_dataloader, build_dataset
+from mmdet_like.engine import (
+    CfgOptionsAction,
+    get_dist_info,
+    get_logger,
+    init_dist,
+    load_checkpoint,
+    load_config,
+)
+from mmdet_like.models.utils import fuse_conv_bn
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description="Test (and evaluate) a detector")
+    parser.add_argument("config", help="config file")
+    parser.add_argument("checkpoint", help="checkpoint file")
+    parser.add_argument("--out", help="write the results to this pickle file (.pkl)")
+    parser.add_argument(
+        "--eval",
+        nargs="+",
+        metavar="METRIC",
+        help="metrics for dataset.evaluate, e.g. bbox segm proposal (COCO) or mAP (VOC)",
+    )
+    parser.add_argument(
+        "--format-only",
+        action="store_true",
+        help="only write the results in the dataset's submission format (COCO json), "
+        "without evaluating",
+    )
+    parser.add_argument(
+        "--eval-options",
+        nargs="+",
+        action=CfgOptionsAction,
+        default={},
+        metavar="KEY=VALUE",
+        help="keyword arguments of dataset.evaluate / format_results, e.g. classwise=True "
+        "jsonfile_prefix=work_dirs/results",
+    )
+    parser.add_argument("--show", action="store_true", help="show every image's detections")
+    parser.add_argument("--show-dir", help="save the images with their detections drawn here")
+    parser.add_argument(
+        "--show-score-thr", type=float, default=0.3, help="lowest score drawn (default 0.3)"
+    )
+    parser.add_argument(
+        "--gpu-collect",
+        action="store_true",
+        help="gather the ranks' results with all_gather_object instead of a shared tmpdir",
+    )
+    parser.add_argument(
+        "--tmpdir", help="directory (seen by every rank) for gathering results; default: temp"
+    )
+    parser.add_argument(
+        "--fuse-conv-bn",
+        action="store_true",
+        help="fold BatchNorm layers into the preceding convolutions (faster inference)",
+    )
+    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
+    parser.add_argument(
+        "--cfg-options",
+        nargs="+",
+        action=CfgOptionsAction,
+        default={},
+        metavar="KEY=VALUE",
+        help="override config keys, e.g. data.test.ann_file=... (values are Python literals)",
+    )
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if not (args.out or args.eval or args.format_only or args.show or args.show_dir):
+        parser.error(
+            "nothing to do: give at least one of --out, --eval, --format-only, --show, --show-dir"
+        )
+    if args.eval and args.format_only:
+        parser.error("--eval and --format-only cannot be combined")
+    if args.out is not None and not args.out.endswith((".pkl", ".pickle")):
+        parser.error(f"--out {args.out}: the output file must be a .pkl or .pickle file")
+    if args.format_only and "jsonfile_prefix" not in args.eval_options:
+        if args.out is None:
+            parser.error(
+                "--format-only needs --eval-options jsonfile_prefix=PREFIX (or --out, whose "
+                "name without extension is then the prefix)"
+            )
+        args.eval_options["jsonfile_prefix"] = osp.splitext(args.out)[0]
+    return args
+
+
+def _device(cfg):
+    if torch.cuda.is_available() and cfg.get("gpu_ids", [0]):
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+@record
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = load_config(args.config, args.cfg_options)
+    distributed = args.launcher != "none"
+    if distributed:
+        init_dist(args.launcher, **(cfg.get("dist_params") or {}))
+    rank, world_size = get_dist_info()
+    logger = get_logger(log_level=cfg.get("log_level", "INFO"))
+
+    if "test" not in cfg.get("data", {}):
+        sys.exit(f"{args.config}: no data.test in the config")
+    cfg.data.test.test_mode = True
+    dataset = build_dataset(cfg.data.test)
+    data_loader = build_dataloader(
+        dataset,
+        cfg.data.get("test_imgs_per_gpu", 1),
+        cfg.data.get("workers_per_gpu", 0),
+        dist=distributed,
+        shuffle=False,
+    )
+
+    # Every weight comes from the checkpoint: no pretrained backbone is loaded.
+    model = build_detector(cfg.model, cfg.get("train_cfg"), cfg.get("test_cfg"))
+    checkpoint = load_checkpoint(model, args.checkpoint, map_location="cpu", logger=logger)
+    classes = (checkpoint.get("meta") or {}).get("CLASSES")
+    dataset_classes = getattr(dataset, "CLASSES", None)
+    if (
+        classes is not None
+        and dataset_classes is not None
+        and list(classes) != list(dataset_classes)
+    ):
+        logger.warning(
+            "the checkpoint was trained on classes %s, the test dataset has %s",
+            list(classes),
+            list(dataset_classes),
+        )
+    model.CLASSES = classes if classes is not None else dataset_classes
+    if args.fuse_conv_bn:
+        model.eval()
+        model = fuse_conv_bn(model)
+    model = model.to(_device(cfg))
+    logger.info(
+        "testing %d images of %s on %s, %d process(es)",
+        len(dataset),
+        type(dataset).__name__,
+        _device(cfg),
+        world_size,
+    )
+
+    if distributed:
+        results = multi_gpu_test(model, data_loader, args.tmpdir, args.gpu_collect)
+    else:
+        results = single_gpu_test(model, data_loader, args.show, args.show_dir, args.show_score_thr)
+    if distributed and (args.show or args.show_dir):
+        logger.warning("--show / --show-dir are only supported with one process; ignored")
+
+    if rank != 0:
+        return None
+    if args.out:
+        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+        with open(args.out, "wb") as f:
+            pickle.dump(results, f, protocol=pickle.HIGHEST_PROTOCOL)
+        print(f"results of {len(results)} images written to {args.out}")
+    if args.format_only:
+        prefix = args.eval_options["jsonfile_prefix"]
+        os.makedirs(osp.dirname(osp.abspath(prefix)), exist_ok=True)
+        files, _ = dataset.format_results(results, **args.eval_options)
+        for kind, path in files.items():
+            print(f"{kind} results written to {path}")
+    metrics = None
+    if args.eval:
+        metrics = dataset.evaluate(results, metric=args.eval, logger=logger, **args.eval_options)
+        for name, value in metrics.items():
+            print(f"{name}: {float(value):.4f}")
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

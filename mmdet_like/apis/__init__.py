@@ -1,5 +1,11 @@
-"""High-level entry points used by tools/ (training, testing; inference helpers come later)."""
+"""High-level entry points used by tools/ (training, testing) and the Python inference API."""
 
+from mmdet_like.apis.inference import (
+    LoadImageFromArray,
+    inference_detector,
+    init_detector,
+    show_result,
+)
 from mmdet_like.apis.test import (
     draw_result,
     encode_mask_results,
@@ -14,12 +20,16 @@ from mmdet_like.apis.train import (
 )
 
 __all__ = [
+    "LoadImageFromArray",
     "build_detector",
     "draw_result",
     "encode_mask_results",
+    "inference_detector",
+    "init_detector",
     "init_random_seed",
     "multi_gpu_test",
     "set_random_seed",
+    "show_result",
     "single_gpu_test",
     "train_detector",
 ]

@@ -8,10 +8,13 @@ so boxes, masks and image stay consistent. Instances that a crop removes are rem
 Random draws use Python's ``random`` module, which the data loader seeds per worker.
 """
 
+import math
 import random
 
 import mmcv
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from mmdet_like.registry import PIPELINES
 
@@ -57,6 +60,11 @@ class Resize:
             given scales; ``"value"``: one of the scales drawn at random.
         ratio_range: ``(lo, hi)``: the single ``img_scale`` times a ratio drawn from it.
         keep_ratio: keep the aspect ratio.
+        interpolation: mmcv interpolation name (``backend="cv2"``).
+        backend: ``"cv2"`` (mmcv, sizes rounded to nearest) or ``"torch"``: torchvision's
+            detection transform, the image as float32 through ``F.interpolate`` (bilinear,
+            ``align_corners=False``, no antialiasing), sizes ``floor(side * scale)`` with
+            ``scale = min(long / long_side, short / short_side)`` (with ``keep_ratio``).
 
     A ``results["scale"]`` set earlier (by :class:`MultiScaleFlipAug`) wins. Adds
     ``img_shape``, ``pad_shape``, ``scale_factor`` (float32 ``[w, h, w, h]``), ``keep_ratio``.
@@ -69,7 +77,11 @@ class Resize:
         ratio_range=None,
         keep_ratio=True,
         interpolation="bilinear",
+        backend="cv2",
     ):
+        if backend not in ("cv2", "torch"):
+            raise ValueError(f"Resize: backend must be 'cv2' or 'torch', got {backend!r}")
+        self.backend = backend
         if img_scale is None:
             self.img_scale = None
         elif isinstance(img_scale, list):
@@ -111,7 +123,9 @@ class Resize:
         img = results["img"]
         h, w = img.shape[:2]
         for key in results.get("img_fields", ["img"]):
-            if self.keep_ratio:
+            if self.backend == "torch":
+                out = self._torch_resize(results[key], scale)
+            elif self.keep_ratio:
                 out = mmcv.imrescale(results[key], scale, interpolation=self.interpolation)
             else:
                 out = mmcv.imresize(results[key], scale, interpolation=self.interpolation)
@@ -128,10 +142,26 @@ class Resize:
             results[key] = results[key].resize((new_h, new_w))
         return results
 
+    def _torch_resize(self, img, scale):
+        """(H, W[, C]) image -> float32 image resized like torchvision's detection transform."""
+        h, w = img.shape[:2]
+        if self.keep_ratio:
+            factor = min(max(scale) / max(h, w), min(scale) / min(h, w))
+            size = (math.floor(h * factor), math.floor(w * factor))
+        else:
+            size = (int(scale[1]), int(scale[0]))
+        tensor = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))
+        chw = tensor[..., None] if tensor.dim() == 2 else tensor
+        out = F.interpolate(
+            chw.permute(2, 0, 1)[None], size=size, mode="bilinear", align_corners=False
+        )[0].permute(1, 2, 0)
+        return out.reshape(*size, *img.shape[2:]).numpy()
+
     def __repr__(self):
         return (
             f"Resize(img_scale={self.img_scale}, multiscale_mode={self.multiscale_mode!r}, "
-            f"ratio_range={self.ratio_range}, keep_ratio={self.keep_ratio})"
+            f"ratio_range={self.ratio_range}, keep_ratio={self.keep_ratio}, "
+            f"backend={self.backend!r})"
         )
 
 
@@ -222,15 +252,33 @@ class Pad:
 @PIPELINES.register()
 class Normalize:
     """``(img - mean) / std`` (after BGR->RGB with ``to_rgb``); float32 out. Adds
-    ``img_norm_cfg``."""
+    ``img_norm_cfg``.
 
-    def __init__(self, mean, std, to_rgb=True):
+    ``value_scale`` (e.g. 255): compute ``(img / s - mean / s) / (std / s)`` in float32
+    instead, torchvision's order of operations on 0..1 images (bit-identical inputs for its
+    detection models; the result differs from the default only by rounding).
+    """
+
+    def __init__(self, mean, std, to_rgb=True, value_scale=None):
         self.mean = np.array(mean, dtype=np.float32)
         self.std = np.array(std, dtype=np.float32)
         self.to_rgb = to_rgb
+        self.value_scale = value_scale
+        self._mean64, self._std64 = np.array(mean, np.float64), np.array(std, np.float64)
+
+    def _scaled(self, img):
+        scale = float(self.value_scale)
+        mean = (self._mean64 / scale).astype(np.float32)
+        std = (self._std64 / scale).astype(np.float32)
+        img = img[..., ::-1] if self.to_rgb else img
+        img = img.astype(np.float32) / np.float32(scale)
+        return np.ascontiguousarray((img - mean) / std, dtype=np.float32)
 
     def __call__(self, results):
         for key in results.get("img_fields", ["img"]):
+            if self.value_scale is not None:
+                results[key] = self._scaled(results[key])
+                continue
             results[key] = mmcv.imnormalize(
                 results[key].astype(np.float32), self.mean, self.std, self.to_rgb
             )
@@ -239,7 +287,8 @@ class Normalize:
 
     def __repr__(self):
         return (
-            f"Normalize(mean={self.mean.tolist()}, std={self.std.tolist()}, to_rgb={self.to_rgb})"
+            f"Normalize(mean={self.mean.tolist()}, std={self.std.tolist()}, to_rgb={self.to_rgb}, "
+            f"value_scale={self.value_scale})"
         )
 
 

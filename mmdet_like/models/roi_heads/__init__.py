@@ -1,7 +1,12 @@
 """Second-stage (RoI) heads: RoI extractors (``ROI_EXTRACTORS``) and heads (``HEADS``)."""
 
 from mmdet_like.models.roi_heads.bbox_heads import Shared2FCBBoxHead, multiclass_nms
-from mmdet_like.models.roi_heads.mask_heads import FCNMaskHead, mask_targets, paste_masks
+from mmdet_like.models.roi_heads.mask_heads import (
+    FCNMaskHead,
+    mask_targets,
+    paste_masks,
+    paste_masks_torchvision,
+)
 from mmdet_like.models.roi_heads.roi_extractors import SingleRoIExtractor, map_roi_levels
 from mmdet_like.models.roi_heads.standard_roi_head import StandardRoIHead
 
@@ -14,4 +19,5 @@ __all__ = [
     "mask_targets",
     "multiclass_nms",
     "paste_masks",
+    "paste_masks_torchvision",
 ]

@@ -17,7 +17,7 @@ DEFAULT_BBOX_CODER = dict(
 )
 
 
-def multiclass_nms(boxes, scores, score_thr, nms_cfg, max_num=-1):
+def multiclass_nms(boxes, scores, score_thr, nms_cfg, max_num=-1, valid=None):
     """Class-wise NMS of one image's detections.
 
     Args:
@@ -27,13 +27,14 @@ def multiclass_nms(boxes, scores, score_thr, nms_cfg, max_num=-1):
         nms_cfg: ``dict(iou_thr=0.5)`` (``iou_threshold`` accepted too; ``type`` ignored,
             only ``"nms"`` exists).
         max_num: keep the ``max_num`` best after NMS (``<= 0``: all).
+        valid: optional (n, C) bools; candidates where it is False are dropped too.
 
     Returns:
         (m, 5) ``[x1, y1, x2, y2, score]`` in descending score order, and (m,) int64 labels.
     """
     num, num_classes = scores.shape
     boxes = boxes.reshape(num, -1, 4).expand(num, num_classes, 4)
-    valid = scores > score_thr
+    valid = scores > score_thr if valid is None else valid & (scores > score_thr)
     roi_inds, labels = torch.nonzero(valid, as_tuple=True)
     boxes, scores = boxes[roi_inds, labels], scores[roi_inds, labels]
     iou_thr = nms_cfg.get("iou_thr", nms_cfg.get("iou_threshold", 0.5))
@@ -175,7 +176,9 @@ class Shared2FCBBoxHead(nn.Module):
             img_shape: ``(h, w, ...)`` of the resized input (boxes are clipped to it).
             scale_factor: ``[w, h, w, h]`` resize factors (array or tensor).
             rescale: map the boxes back to the original image.
-            cfg: ``dict(score_thr, nms=dict(iou_thr), max_per_img)``.
+            cfg: ``dict(score_thr, nms=dict(iou_thr), max_per_img[, min_bbox_size])``;
+                ``min_bbox_size > 0`` drops boxes narrower or lower than it (in the input
+                image, before NMS) like torchvision's ``remove_small_boxes``.
 
         Returns:
             (m, 5) ``[x1, y1, x2, y2, score]`` and (m,) int64 labels.
@@ -184,6 +187,14 @@ class Shared2FCBBoxHead(nn.Module):
             return rois.new_zeros((0, 5)), torch.zeros(0, dtype=torch.long, device=rois.device)
         scores = F.softmax(cls_score.float(), dim=1)
         boxes = self.bbox_coder.decode(rois[:, 1:5], bbox_pred.float(), max_shape=img_shape)
+        valid = None
+        min_size = cfg.get("min_bbox_size", 0)
+        if min_size > 0:  # torchvision's remove_small_boxes, in input-image coordinates
+            sides = boxes.view(boxes.size(0), -1, 4)
+            valid = (sides[..., 2] - sides[..., 0] >= min_size) & (
+                sides[..., 3] - sides[..., 1] >= min_size
+            )
+            valid = valid.expand(-1, self.num_classes)
         if rescale:
             factor = torch.as_tensor(scale_factor, dtype=boxes.dtype, device=boxes.device)
             boxes = (boxes.view(boxes.size(0), -1, 4) / factor).view(boxes.size(0), -1)
@@ -193,4 +204,5 @@ class Shared2FCBBoxHead(nn.Module):
             cfg.get("score_thr", 0.05),
             cfg.get("nms", dict(iou_thr=0.5)),
             cfg.get("max_per_img", 100),
+            valid,
         )

@@ -83,6 +83,52 @@ def paste_masks(masks, boxes, img_h, img_w, chunk_bytes=PASTE_CHUNK_BYTES):
     return out
 
 
+def paste_masks_torchvision(masks, boxes, img_h, img_w, padding=1):
+    """Paste RoI mask probabilities the way torchvision's Mask R-CNN does.
+
+    Each (M, M) mask gets a border of ``padding`` zero pixels; its box is enlarged about its
+    centre by the same ratio ``(M + 2 * padding) / M`` and truncated to integer corners
+    ``(x0, y0, x1, y1)``; the padded mask is resized (bilinear, ``align_corners=False``) to
+    ``(y1 - y0 + 1, x1 - x0 + 1)`` pixels (at least 1) and written at ``(x0, y0)``, clipped
+    to the image. Pixels outside are 0.
+
+    Args:
+        masks: (n, M, M) probabilities; boxes: (n, 4) in image coordinates.
+        img_h, img_w: output size.
+
+    Returns:
+        (n, img_h, img_w) float probabilities on the masks' device.
+    """
+    n, size = masks.size(0), masks.size(-1)
+    out = masks.new_zeros((n, img_h, img_w))
+    if n == 0:
+        return out
+    ratio = (size + 2 * padding) / size
+    padded = F.pad(masks, (padding,) * 4)
+    boxes = boxes.to(masks.dtype)
+    half_w = (boxes[:, 2] - boxes[:, 0]) * 0.5 * ratio
+    half_h = (boxes[:, 3] - boxes[:, 1]) * 0.5 * ratio
+    centre_x = (boxes[:, 2] + boxes[:, 0]) * 0.5
+    centre_y = (boxes[:, 3] + boxes[:, 1]) * 0.5
+    corners = torch.stack(
+        [centre_x - half_w, centre_y - half_h, centre_x + half_w, centre_y + half_h], 1
+    )
+    for i, (x0, y0, x1, y1) in enumerate(corners.to(torch.int64).tolist()):
+        width, height = max(x1 - x0 + 1, 1), max(y1 - y0 + 1, 1)
+        resized = F.interpolate(
+            padded[i][None, None], size=(height, width), mode="bilinear", align_corners=False
+        )[0, 0]
+        left, top = max(x0, 0), max(y0, 0)
+        right, bottom = min(x1 + 1, img_w), min(y1 + 1, img_h)
+        if right <= left or bottom <= top:
+            continue
+        out[i, top:bottom, left:right] = resized[top - y0 : bottom - y0, left - x0 : right - x0]
+    return out
+
+
+PASTE_MODES = {"grid_sample": paste_masks, "torchvision": paste_masks_torchvision}
+
+
 def _paste_window(masks, boxes, x0, y0, x1, y1):
     """(k, M, M) masks, (k, 4) boxes -> (k, y1 - y0, x1 - x0) pasted in that window."""
     xs = torch.arange(x0, x1, device=masks.device, dtype=masks.dtype) + 0.5
@@ -110,6 +156,8 @@ class FCNMaskHead(nn.Module):
         num_classes: object classes; one mask per class unless ``class_agnostic``.
         upsample_ratio: stride of the deconv (masks are ``roi_feat_size * upsample_ratio``).
         loss_mask: ``CrossEntropyLoss(use_mask=True)`` config.
+        paste_mode: how test masks go into the image: ``"grid_sample"`` (:func:`paste_masks`)
+            or ``"torchvision"`` (:func:`paste_masks_torchvision`, torchvision's behaviour).
 
     forward: (P, in_channels, S, S) -> (P, num_classes or 1, S * r, S * r) logits.
     """
@@ -125,8 +173,14 @@ class FCNMaskHead(nn.Module):
         class_agnostic=False,
         upsample_ratio=2,
         loss_mask=None,
+        paste_mode="grid_sample",
     ):
         super().__init__()
+        if paste_mode not in PASTE_MODES:
+            raise ValueError(
+                f"FCNMaskHead: paste_mode must be one of {sorted(PASTE_MODES)}, got {paste_mode!r}"
+            )
+        self.paste_mode = paste_mode
         self.roi_feat_size = roi_feat_size
         self.num_classes = num_classes
         self.class_agnostic = class_agnostic
@@ -195,4 +249,5 @@ class FCNMaskHead(nn.Module):
             return torch.zeros((0, img_h, img_w), dtype=torch.bool, device=mask_pred.device)
         channel = torch.zeros_like(det_labels) if self.class_agnostic else det_labels
         probs = mask_pred[torch.arange(n, device=mask_pred.device), channel].sigmoid().float()
-        return paste_masks(probs, det_bboxes[:, :4].float(), img_h, img_w) >= mask_thr
+        paste = PASTE_MODES[self.paste_mode]
+        return paste(probs, det_bboxes[:, :4].float(), img_h, img_w) >= mask_thr

@@ -144,30 +144,30 @@ class StandardRoIHead(torch.nn.Module):
         rois = bbox2roi([p[:, :4] for p in proposal_list])
         cls_score, bbox_pred, _ = self._bbox_forward(x, rois)
         counts = [p.size(0) for p in proposal_list]
-        results = []
+        results, input_boxes = [], []
         for i, (r, c, b) in enumerate(
             zip(rois.split(counts), cls_score.split(counts), bbox_pred.split(counts))
         ):
             meta = img_metas[i]
+            # NMS and the mask branch work on boxes in the input image; rescaled after
             dets, labels = self.bbox_head.get_bboxes(
-                r, c, b, meta["img_shape"], meta.get("scale_factor", 1.0), rescale, cfg
+                r, c, b, meta["img_shape"], meta.get("scale_factor", 1.0), False, cfg
             )
-            results.append(DetectionResult(dets[:, :4], dets[:, 4], labels))
-        if self.with_mask:
-            self._add_masks(x, results, img_metas, rescale)
-        return results
-
-    def _add_masks(self, x, results, img_metas, rescale):
-        """Run the mask branch on all images' detections at once and paste per image."""
-        input_boxes = []
-        for res, meta in zip(results, img_metas):
-            boxes = res.boxes
+            boxes = dets[:, :4]
+            input_boxes.append(boxes)
             if rescale:
                 factor = torch.as_tensor(
                     meta.get("scale_factor", 1.0), dtype=boxes.dtype, device=boxes.device
                 )
-                boxes = boxes * factor
-            input_boxes.append(boxes)
+                boxes = boxes / factor
+            results.append(DetectionResult(boxes, dets[:, 4], labels))
+        if self.with_mask:
+            self._add_masks(x, results, input_boxes, img_metas, rescale)
+        return results
+
+    def _add_masks(self, x, results, input_boxes, img_metas, rescale):
+        """Run the mask branch on all images' detections (``input_boxes``, in the input
+        image) at once and paste per image."""
         mask_rois = bbox2roi(input_boxes)
         mask_pred = self._mask_forward(x, mask_rois)
         for res, meta, pred in zip(results, img_metas, mask_pred.split([len(r) for r in results])):

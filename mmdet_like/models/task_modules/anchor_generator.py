@@ -22,6 +22,8 @@ class AnchorGenerator:
         center_offset: anchor centres at ``(offset * stride)`` within each cell (0 or 0.5).
         cache_size: most (size, level, device, dtype) entries kept; the least recently used
             is dropped first (multi-scale training sees many feature sizes).
+        round_base_anchors: round the base anchors' corners to integers (torchvision's
+            ``AnchorGenerator`` does; with ``center_offset=0`` only).
 
     Anchors for a feature size are computed once and cached per (size, level, device, dtype);
     the cached tensors are returned as is, so callers must not modify them in place.
@@ -38,6 +40,7 @@ class AnchorGenerator:
         scales_per_octave=None,
         center_offset=0.0,
         cache_size=128,
+        round_base_anchors=False,
     ):
         self.strides = [(s, s) if isinstance(s, (int, float)) else tuple(s) for s in strides]
         self.base_sizes = (
@@ -63,6 +66,7 @@ class AnchorGenerator:
         self.scales = torch.tensor(scales, dtype=torch.float32)
         self.scale_major = scale_major
         self.center_offset = center_offset
+        self.round_base_anchors = round_base_anchors
         self.base_anchors = [self._base_anchors(size) for size in self.base_sizes]
         self.cache_size = cache_size
         self._cache = OrderedDict()
@@ -87,9 +91,10 @@ class AnchorGenerator:
             ws = (base_size * self.scales[:, None] * w_ratios[None, :]).reshape(-1)
             hs = (base_size * self.scales[:, None] * h_ratios[None, :]).reshape(-1)
         center = self.center_offset * base_size
-        return torch.stack(
+        anchors = torch.stack(
             [center - 0.5 * ws, center - 0.5 * hs, center + 0.5 * ws, center + 0.5 * hs], dim=-1
         )
+        return anchors.round() if self.round_base_anchors else anchors
 
     def single_level_grid_priors(self, featmap_size, level, dtype=torch.float32, device="cpu"):
         """Anchors of one level: (H * W * A, 4), location-major (the A anchors of a cell are
@@ -144,5 +149,5 @@ class AnchorGenerator:
         return (
             f"AnchorGenerator(strides={self.strides}, ratios={self.ratios.tolist()}, "
             f"scales={self.scales.tolist()}, base_sizes={self.base_sizes}, "
-            f"center_offset={self.center_offset})"
+            f"center_offset={self.center_offset}, round_base_anchors={self.round_base_anchors})"
         )

@@ -17,6 +17,8 @@ class DeltaXYWHBBoxCoder:
         target_means, target_stds: per-coordinate normalisation of the deltas.
         clip_border: clip decoded boxes to ``max_shape`` when it is given.
         wh_ratio_clip: ``|dw|, |dh|`` are clamped to ``|log(wh_ratio_clip)|`` when decoding.
+        symmetric_clip: clamp ``dw, dh`` from both sides; ``False`` clamps only from above
+            (boxes may shrink without limit), as torchvision's ``BoxCoder`` does.
     """
 
     def __init__(
@@ -25,6 +27,7 @@ class DeltaXYWHBBoxCoder:
         target_stds=(1.0, 1.0, 1.0, 1.0),
         clip_border=True,
         wh_ratio_clip=16 / 1000,
+        symmetric_clip=True,
     ):
         if len(target_means) != 4 or len(target_stds) != 4:
             raise ValueError("DeltaXYWHBBoxCoder: target_means and target_stds need 4 values")
@@ -32,6 +35,7 @@ class DeltaXYWHBBoxCoder:
         self.stds = tuple(float(s) for s in target_stds)
         self.clip_border = clip_border
         self.max_ratio = abs(math.log(wh_ratio_clip))
+        self.symmetric_clip = symmetric_clip
 
     def encode(self, bboxes, gt_bboxes):
         """(..., 4) reference boxes and (..., 4) targets -> (..., 4) normalised deltas."""
@@ -75,8 +79,9 @@ class DeltaXYWHBBoxCoder:
         stds = deltas.new_tensor(self.stds)
         deltas = deltas * stds + means
         dx, dy = deltas[..., 0], deltas[..., 1]
-        dw = deltas[..., 2].clamp(-self.max_ratio, self.max_ratio)
-        dh = deltas[..., 3].clamp(-self.max_ratio, self.max_ratio)
+        low = -self.max_ratio if self.symmetric_clip else None
+        dw = deltas[..., 2].clamp(low, self.max_ratio)
+        dh = deltas[..., 3].clamp(low, self.max_ratio)
         bboxes = bboxes.to(deltas.dtype)[..., None, :]
         pw = bboxes[..., 2] - bboxes[..., 0]
         ph = bboxes[..., 3] - bboxes[..., 1]

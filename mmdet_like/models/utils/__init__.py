@@ -9,9 +9,15 @@ from mmdet_like.models.utils.pretrained import (
     read_checkpoint_state_dict,
     torchvision_cache_path,
 )
+from mmdet_like.models.utils.torchvision_detection import (
+    TorchvisionConversionError,
+    convert_torchvision_detection,
+)
 
 __all__ = [
     "PretrainedWeightsError",
+    "TorchvisionConversionError",
+    "convert_torchvision_detection",
     "fuse_conv_bn",
     "load_pretrained",
     "load_state_dict_report",

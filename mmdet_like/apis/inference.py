@@ -1,0 +1,154 @@
+"""Python inference API: a detector from a config (and checkpoint), run on images, drawn.
+
+```python
+from mmdet_like.apis import inference_detector, init_detector, show_result
+
+model = init_detector("configs/mask_rcnn_r50_fpn_1x.py", "work_dirs/latest.pth")
+result = inference_detector(model, "demo.jpg")  # or a BGR array, or a list of either
+show_result("demo.jpg", result, model.CLASSES, out_file="demo_out.jpg")
+```
+"""
+
+import copy
+
+import mmcv
+import numpy as np
+import torch
+
+import mmdet_like.datasets  # noqa: F401 (registers the pipeline transforms)
+import mmdet_like.models  # noqa: F401 (registers the detectors)
+from mmdet_like.apis.test import draw_result
+from mmdet_like.datasets.pipelines import Compose
+from mmdet_like.engine import load_checkpoint, load_config
+from mmdet_like.registry import DATASETS, DETECTORS, build_from_cfg
+
+
+def _config(config, cfg_options=None):
+    if isinstance(config, str):
+        return load_config(config, cfg_options)
+    if cfg_options:
+        config = copy.deepcopy(config)
+        config.merge_from_dict(cfg_options)
+    return config
+
+
+def _dataset_classes(cfg):
+    """Class names of the config's test dataset: its ``classes=`` or the class's
+    ``CLASSES`` (looked up in ``DATASETS``); ``None`` when neither is known."""
+    test = (cfg.get("data") or {}).get("test") or {}
+    if isinstance(test, (list, tuple)):
+        test = test[0] if test else {}
+    classes = test.get("classes")
+    if isinstance(classes, (list, tuple)):
+        return tuple(classes)
+    if "type" in test and test["type"] in DATASETS:
+        names = getattr(DATASETS.get(test["type"]), "CLASSES", None)
+        if names:
+            return tuple(names)
+    return None
+
+
+def init_detector(config, checkpoint=None, device="cpu", cfg_options=None):
+    """A detector in eval mode built from ``config`` (a path or a loaded config).
+
+    Nothing is downloaded: ``model.pretrained`` and the backbone's ``pretrained`` are unset.
+    ``checkpoint`` (a path, ``torchvision://`` or URL) is loaded with the engine's
+    :func:`load_checkpoint`. ``model.CLASSES``: the checkpoint's ``meta["CLASSES"]`` (or
+    ``meta["classes"]``), else the test dataset's classes, else ``("0", "1", ...)``.
+    ``model.cfg`` keeps the config (its test pipeline is used by :func:`inference_detector`).
+    """
+    cfg = _config(config, cfg_options)
+    model_cfg = copy.deepcopy(cfg.model)
+    model_cfg["pretrained"] = None
+    if isinstance(model_cfg.get("backbone"), dict):
+        model_cfg["backbone"]["pretrained"] = None
+    default_args = {k: cfg[k] for k in ("train_cfg", "test_cfg") if cfg.get(k) is not None}
+    if "test_cfg" in default_args:
+        default_args.pop("train_cfg", None)  # inference only: no assigners to build
+    model = build_from_cfg(model_cfg, DETECTORS, default_args)
+    classes = None
+    if checkpoint is not None:
+        meta = load_checkpoint(model, checkpoint, map_location="cpu").get("meta") or {}
+        classes = meta.get("CLASSES") or meta.get("classes")
+    if classes is None:
+        classes = _dataset_classes(cfg)
+    num_classes = getattr(model, "num_classes", None)
+    if classes is None and num_classes is not None:
+        classes = tuple(str(i) for i in range(num_classes))
+    model.CLASSES = tuple(classes) if classes is not None else None
+    model.cfg = cfg
+    return model.to(device).eval()
+
+
+class LoadImageFromArray:
+    """Pipeline step for in-memory images: ``results["img"]`` (H, W, 3) BGR array."""
+
+    def __call__(self, results):
+        img = results["img"]
+        results["filename"] = None
+        results["ori_filename"] = None
+        results["img_shape"] = img.shape
+        results["ori_shape"] = img.shape
+        results["img_fields"] = ["img"]
+        return results
+
+
+def _test_pipeline(cfg, from_array):
+    data = cfg.get("data") or {}
+    test = data.get("test") or {}
+    if isinstance(test, (list, tuple)):
+        test = test[0]
+    steps = copy.deepcopy(list(test.get("pipeline") or cfg.get("test_pipeline") or []))
+    if not steps:
+        raise ValueError("inference_detector: the config has no data.test.pipeline")
+    if from_array:
+        if isinstance(steps[0], dict) and steps[0].get("type") == "LoadImageFromFile":
+            steps[0] = LoadImageFromArray()
+        else:
+            steps.insert(0, LoadImageFromArray())
+    return Compose(steps)
+
+
+def _prepare(img, cfg):
+    if isinstance(img, np.ndarray):
+        if img.ndim != 3 or img.shape[2] != 3:
+            raise ValueError(f"inference_detector: expected an (H, W, 3) array, got {img.shape}")
+        return _test_pipeline(cfg, True)(dict(img=img))
+    return _test_pipeline(cfg, False)(dict(img_info=dict(filename=str(img)), img_prefix=None))
+
+
+@torch.no_grad()
+def inference_detector(model, imgs):
+    """Detections of one image or a list of images (paths or (H, W, 3) BGR uint8 arrays).
+
+    Each image goes through the config's test pipeline (``data.test.pipeline``; for an array
+    ``LoadImageFromFile`` is replaced by an in-memory loader) and the model with
+    ``rescale=True``. Returns, per image, ``bbox_results`` (a list over classes of (n, 5)
+    float32 ``[x1, y1, x2, y2, score]`` arrays in the original image) or, with masks,
+    ``(bbox_results, segm_results)``; a single result for a single input, a list for a list.
+    """
+    single = not isinstance(imgs, (list, tuple))
+    images = [imgs] if single else list(imgs)
+    device = next(model.parameters()).device
+    results = []
+    for img in images:
+        data = _prepare(img, model.cfg)
+        tensors, metas = data["img"], data["img_metas"]
+        if isinstance(tensors, (list, tuple)):  # MultiScaleFlipAug: one entry per aug
+            tensors = [t.to(device) for t in tensors]
+            metas = list(metas)
+        else:
+            tensors, metas = [tensors.to(device)], [metas]
+        results.extend(model(img=[tensors], img_metas=[metas], return_loss=False, rescale=True))
+    return results[0] if single else results
+
+
+def show_result(img, result, class_names=None, score_thr=0.3, out_file=None):
+    """Draw boxes, labels and masks of ``result`` (from :func:`inference_detector`) scoring
+    at least ``score_thr`` on a copy of ``img`` (a path or BGR array); write it to
+    ``out_file`` when given. Returns the drawn image."""
+    image = mmcv.imread(img) if isinstance(img, str) else np.asarray(img)
+    drawn = draw_result(image, result, class_names, score_thr=score_thr)
+    if out_file is not None:
+        mmcv.imwrite(drawn, out_file)
+    return drawn

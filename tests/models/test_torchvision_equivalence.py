@@ -1,0 +1,137 @@
+"""Proof that configs/torchvision/ reproduce torchvision's Mask R-CNN at inference.
+
+torchvision's ``maskrcnn_resnet50_fpn`` (random weights, fixed seed; frozen batch norms
+with random statistics, as its pretrained models run them) is converted by
+tools/convert_torchvision_detection.py, loaded into our model built from
+configs/torchvision/mask_rcnn_r50_fpn_torchvision.py and both run on the same photograph
+(scikit-image's ``astronaut``), resized to short side 320 / long side 512 on both sides.
+Random weights give odd, flat scores, so both keep every score (threshold 0) and the 100
+best detections are compared: same labels, boxes within 1e-2 px, scores within
+1e-4, every mask IoU above 0.99.
+
+Masks: torchvision returns probabilities; ours are ``prob >= mask_thr_binary (0.5)``, so
+torchvision's are thresholded the same way (random weights leave dead-ReLU regions whose
+logit is exactly 0, probability exactly 0.5).
+"""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mmdet_like.apis import inference_detector, init_detector
+from mmdet_like.engine import load_config
+
+skdata = pytest.importorskip("skimage.data")
+FrozenBatchNorm2d = pytest.importorskip("torchvision.ops").FrozenBatchNorm2d
+detection = pytest.importorskip("torchvision.models.detection")
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "configs" / "torchvision" / "mask_rcnn_r50_fpn_torchvision.py"
+MIN_SIZE, MAX_SIZE = 320, 512
+
+
+def _converter():
+    spec = importlib.util.spec_from_file_location(
+        "convert_torchvision_detection", ROOT / "tools" / "convert_torchvision_detection.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _torchvision_model():
+    torch.manual_seed(0)
+    model = detection.maskrcnn_resnet50_fpn(
+        weights=None,
+        weights_backbone=None,
+        min_size=MIN_SIZE,
+        max_size=MAX_SIZE,
+        box_score_thresh=0.0,
+    )
+    # torchvision's pretrained models run frozen batch norms (its weights=None build has
+    # BatchNorm2d); swap them in, with random statistics near unit scale
+    generator = torch.Generator().manual_seed(1)
+    body = model.backbone.body
+    for name, module in list(body.named_modules()):
+        if not isinstance(module, torch.nn.BatchNorm2d):
+            continue
+        channels = module.num_features
+        frozen = FrozenBatchNorm2d(channels, eps=module.eps)
+        var = torch.rand(channels, generator=generator) + 0.5
+        frozen.running_var.copy_(var)
+        frozen.running_mean.copy_(torch.randn(channels, generator=generator) * 0.1)
+        frozen.weight.copy_(var.sqrt() * (0.9 + 0.2 * torch.rand(channels, generator=generator)))
+        frozen.bias.copy_(torch.randn(channels, generator=generator) * 0.1)
+        parent_name, _, child = name.rpartition(".")
+        setattr(body.get_submodule(parent_name) if parent_name else body, child, frozen)
+    return model.eval()
+
+
+def _ours(tmp_path, tv_model):
+    src, dst = tmp_path / "torchvision.pth", tmp_path / "converted.pth"
+    torch.save(tv_model.state_dict(), src)
+    meta = _converter().convert(str(src), str(dst), keep_unused=True)
+    assert meta["num_classes"] == 90 and meta["arch"] == "mask_rcnn"
+    checkpoint = torch.load(dst, weights_only=True)
+    assert set(checkpoint) == {"state_dict", "meta"}
+    cfg = load_config(
+        str(CONFIG),
+        dict(
+            model=dict(
+                roi_head=dict(bbox_head=dict(num_classes=90), mask_head=dict(num_classes=90))
+            ),
+            test_cfg=dict(rcnn=dict(score_thr=0.0)),
+        ),
+    )
+    pipeline = cfg.data.test.pipeline
+    pipeline[1]["img_scale"] = (MAX_SIZE, MIN_SIZE)
+    cfg.data.test.pipeline = pipeline
+    model = init_detector(cfg, str(dst))
+    assert model.CLASSES[0] == "person" and len(model.CLASSES) == 90
+    return model
+
+
+def _flatten(bbox_results, segm_results):
+    """Per-class results -> boxes (n, 4), scores, torchvision labels (class + 1), masks."""
+    labels = np.concatenate([np.full(len(b), c + 1) for c, b in enumerate(bbox_results)])
+    dets = np.concatenate(bbox_results)
+    masks = np.stack([m for per_class in segm_results for m in per_class])
+    return dets[:, :4], dets[:, 4], labels, masks
+
+
+def _sorted(boxes, scores, labels, masks):
+    order = np.lexsort((-scores, labels))
+    return boxes[order], scores[order], labels[order], masks[order]
+
+
+def test_mask_rcnn_matches_torchvision(tmp_path):
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
+    tv_model = _torchvision_model()
+    ours = _ours(tmp_path, tv_model)
+    rgb = skdata.astronaut()  # (512, 512, 3) uint8 RGB photograph
+
+    with torch.no_grad():
+        expected = tv_model([torch.from_numpy(rgb).permute(2, 0, 1).float() / 255])[0]
+    bbox_results, segm_results = inference_detector(ours, np.ascontiguousarray(rgb[..., ::-1]))
+
+    got = _sorted(*_flatten(bbox_results, segm_results))
+    want = _sorted(
+        expected["boxes"].numpy(),
+        expected["scores"].numpy(),
+        expected["labels"].numpy(),
+        expected["masks"][:, 0].numpy() >= 0.5,
+    )
+    assert len(want[0]) == 100  # enough detections for the comparison to mean something
+    assert len(got[0]) == len(want[0])
+    np.testing.assert_array_equal(got[2], want[2])
+    np.testing.assert_allclose(got[0], want[0], rtol=0, atol=1e-2)
+    np.testing.assert_allclose(got[1], want[1], rtol=0, atol=1e-4)
+    assert got[3].shape == want[3].shape == (100, 512, 512)
+    inter = (got[3] & want[3]).sum((1, 2))
+    union = (got[3] | want[3]).sum((1, 2))
+    assert (union > 0).sum() > 90
+    iou = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+    assert iou.min() > 0.99, iou.min()

@@ -5,20 +5,13 @@ python tools/print_config.py CONFIG [--cfg-options KEY=VALUE ...]
 
 import argparse
 
-from mmdet_like.engine import CfgOptionsAction, load_config
+from mmdet_like.engine import add_cfg_options_argument, load_config
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Print the merged config")
     parser.add_argument("config", help="config file")
-    parser.add_argument(
-        "--cfg-options",
-        nargs="+",
-        action=CfgOptionsAction,
-        default={},
-        metavar="KEY=VALUE",
-        help="override config keys (Python literals)",
-    )
+    add_cfg_options_argument(parser)
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
     print(cfg.pretty_text)

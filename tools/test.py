@@ -24,6 +24,7 @@ from mmdet_like.apis import build_detector, multi_gpu_test, single_gpu_test
 from mmdet_like.datasets import build_dataloader, build_dataset
 from mmdet_like.engine import (
     CfgOptionsAction,
+    add_cfg_options_argument,
     get_dist_info,
     get_logger,
     init_dist,
@@ -78,14 +79,7 @@ def parse_args(argv=None):
         help="fold BatchNorm layers into the preceding convolutions (faster inference)",
     )
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
-    parser.add_argument(
-        "--cfg-options",
-        nargs="+",
-        action=CfgOptionsAction,
-        default={},
-        metavar="KEY=VALUE",
-        help="override config keys, e.g. data.test.ann_file=... (values are Python literals)",
-    )
+    add_cfg_options_argument(parser, example="data.test.ann_file=...")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not (args.out or args.eval or args.format_only or args.show or args.show_dir):

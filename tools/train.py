@@ -20,7 +20,13 @@ from torch.distributed.elastic.multiprocessing.errors import record
 from mmdet_like import __version__
 from mmdet_like.apis import build_detector, init_random_seed, set_random_seed, train_detector
 from mmdet_like.datasets import build_dataset
-from mmdet_like.engine import CfgOptionsAction, get_dist_info, get_logger, init_dist, load_config
+from mmdet_like.engine import (
+    add_cfg_options_argument,
+    get_dist_info,
+    get_logger,
+    init_dist,
+    load_config,
+)
 
 
 def parse_args(argv=None):
@@ -46,15 +52,7 @@ def parse_args(argv=None):
         "--deterministic", action="store_true", help="deterministic algorithms (cuDNN and torch)"
     )
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
-    parser.add_argument(
-        "--cfg-options",
-        nargs="+",
-        action=CfgOptionsAction,
-        default={},
-        metavar="KEY=VALUE",
-        help="override config keys, e.g. "
-        "data.imgs_per_gpu=4 optimizer.lr=0.01 (values are Python literals)",
-    )
+    add_cfg_options_argument(parser)
     parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 

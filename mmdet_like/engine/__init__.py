@@ -13,6 +13,7 @@ from mmdet_like.engine.checkpoint import (
 from mmdet_like.engine.config import (
     CfgOptionsAction,
     ConfigKeyWarning,
+    add_cfg_options_argument,
     load_config,
     parse_cfg_options,
     register_top_level_keys,
@@ -39,6 +40,7 @@ from mmdet_like.engine.runner import (
 
 __all__ = [
     "CfgOptionsAction",
+    "add_cfg_options_argument",
     "CheckpointError",
     "ConfigKeyWarning",
     "DistributedError",

@@ -136,6 +136,18 @@ class CfgOptionsAction(argparse.Action):
         setattr(namespace, self.dest, options)
 
 
+def add_cfg_options_argument(parser, example="data.imgs_per_gpu=4 optimizer.lr=0.01"):
+    """Add the ``--cfg-options KEY=VALUE ...`` argument every tool shares to ``parser``."""
+    parser.add_argument(
+        "--cfg-options",
+        nargs="+",
+        action=CfgOptionsAction,
+        default={},
+        metavar="KEY=VALUE",
+        help=f"override config keys, e.g. {example} (values are Python literals)",
+    )
+
+
 def import_custom_modules(cfg):
     """Import the modules listed in ``custom_imports=dict(imports=[...])`` (they register)."""
     custom = cfg.get("custom_imports")

@@ -7,7 +7,7 @@ Input (N, 3, H, W); output a tuple of the stages in ``out_indices``, stage i of 
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mmdet_like.models.layers import build_norm_layer
+from mmdet_like.models.layers import build_norm_layer, conv_norm
 from mmdet_like.models.utils import load_pretrained
 from mmdet_like.registry import BACKBONES
 
@@ -27,6 +27,14 @@ def conv3x3(in_channels, out_channels, stride=1, dilation=1, groups=1):
     )
 
 
+def shortcut(downsample, x, fold_norm=True):
+    """The block's shortcut: ``x`` itself, or ``downsample`` (a conv and a norm) applied."""
+    if downsample is None:
+        return x
+    conv, norm = downsample
+    return conv_norm(conv, norm, x, fold_norm)
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 convs and a shortcut: (N, inplanes, H, W) -> (N, planes, H / stride, W / stride)."""
 
@@ -43,8 +51,10 @@ class BasicBlock(nn.Module):
         norm_cfg=None,
         groups=1,
         base_width=64,
+        fold_norm=True,
     ):
         super().__init__()
+        self.fold_norm = fold_norm
         if groups != 1 or base_width != 64:
             raise ValueError("BasicBlock supports only groups=1 and base_width=64")
         norm_cfg = norm_cfg or dict(type="BN")
@@ -60,10 +70,11 @@ class BasicBlock(nn.Module):
         return self.bn2
 
     def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
+        identity = shortcut(self.downsample, x, self.fold_norm)
+        out = self.relu(conv_norm(self.conv1, self.bn1, x, self.fold_norm))
+        out = conv_norm(self.conv2, self.bn2, out, self.fold_norm)
+        out += identity
+        return self.relu(out)
 
 
 class Bottleneck(nn.Module):
@@ -87,8 +98,10 @@ class Bottleneck(nn.Module):
         norm_cfg=None,
         groups=1,
         base_width=64,
+        fold_norm=True,
     ):
         super().__init__()
+        self.fold_norm = fold_norm
         norm_cfg = norm_cfg or dict(type="BN")
         width = int(planes * (base_width / 64.0)) * groups
         stride_1x1, stride_3x3 = (1, stride) if style == "pytorch" else (stride, 1)
@@ -106,11 +119,12 @@ class Bottleneck(nn.Module):
         return self.bn3
 
     def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
+        identity = shortcut(self.downsample, x, self.fold_norm)
+        out = self.relu(conv_norm(self.conv1, self.bn1, x, self.fold_norm))
+        out = self.relu(conv_norm(self.conv2, self.bn2, out, self.fold_norm))
+        out = conv_norm(self.conv3, self.bn3, out, self.fold_norm)
+        out += identity
+        return self.relu(out)
 
 
 @BACKBONES.register()
@@ -128,6 +142,10 @@ class ResNet(nn.Module):
         norm_cfg: normalisation, e.g. ``dict(type="BN", requires_grad=True)``.
         norm_eval: keep batch norms in eval mode (frozen statistics) while training.
         zero_init_residual: zero the last norm of every block (each block starts as identity).
+        fold_norm: run a norm with fixed statistics (``norm_eval``, frozen stages, inference,
+            ``FrozenBN``) folded into its convolution (:func:`conv_norm`): the same function
+            with two fewer passes over every feature map; rounding differs (about 1e-6
+            relative per layer). ``False``: the norm runs after the convolution.
         pretrained: ``"torchvision://resnet50"`` or a checkpoint path, loaded by
             :meth:`init_weights`.
     """
@@ -156,6 +174,7 @@ class ResNet(nn.Module):
         pretrained=None,
         groups=1,
         base_width=64,
+        fold_norm=True,
     ):
         super().__init__()
         if depth not in self.arch_settings:
@@ -182,6 +201,7 @@ class ResNet(nn.Module):
         self.pretrained = pretrained
         self.groups = groups
         self.base_width = base_width
+        self.fold_norm = fold_norm
         block, stage_blocks = self.arch_settings[depth]
 
         self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
@@ -217,6 +237,7 @@ class ResNet(nn.Module):
             groups=self.groups,
             base_width=self.base_width,
             dilation=dilation,
+            fold_norm=self.fold_norm,
         )
         blocks = [block(self.inplanes, planes, stride, downsample=downsample, **common)]
         self.inplanes = planes * block.expansion
@@ -262,7 +283,7 @@ class ResNet(nn.Module):
 
     def forward(self, x):
         """(N, C, H, W) -> tuple of the ``out_indices`` stage features."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(self.relu(conv_norm(self.conv1, self.bn1, x, self.fold_norm)))
         outs = []
         for i, name in enumerate(self.stage_names):
             x = getattr(self, name)(x)

@@ -1,0 +1,161 @@
+"""Training speed and memory: our Mask R-CNN R50-FPN against torchvision's, in one run.
+
+    python tools/benchmark_train.py [--device cpu|cuda] [--iters 3] [--warmup 1] [--rounds 1]
+        [--config CONFIG ...] [--amp] [--out docs/benchmarks.md]
+
+Each model trains in a fresh child process (so that its peak memory is its own) on the same
+2 images of 800 x 1216 with 5 boxes and masks each, from the same random weights (see
+``tools/benchmark_common.py`` for what makes the work equal). A training iteration is the
+forward pass with the losses, the backward pass and an SGD step. Reported: seconds per
+iteration (best of the timed iterations, and their median), images per second, and the peak
+memory of the process (host RSS on the CPU, the allocator's peak on a GPU). With ``--rounds``
+above 1 the sides alternate and the best round counts. ``--config`` may be given several
+times: each config is one row against the same torchvision figures.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchmark_common import (  # noqa: E402
+    DEFAULT_CONFIG,
+    build_pair,
+    current_rss_mb,
+    emit_result,
+    machine_line,
+    make_inputs,
+    our_batch,
+    peak_memory_mb,
+    run_child,
+    time_calls,
+    torchvision_batch,
+    write_section,
+)
+
+from mmdet_like.engine.runner import parse_losses  # noqa: E402
+
+
+def child(args):
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model, _ = build_pair(args.side, args.config, device)
+    model.train()
+    samples = make_inputs()
+    if args.side == "torchvision":
+        images, targets = torchvision_batch(samples, device)
+
+        def losses():
+            return sum(model(images, targets).values())
+    else:
+        batch = our_batch(samples, device)
+
+        def losses():
+            return parse_losses(model(**batch))[0]
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=1e-3, momentum=0.9, weight_decay=1e-4)
+    scaler = torch.amp.GradScaler(device.type, enabled=args.amp)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=args.amp):
+            loss = losses()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    baseline = current_rss_mb() if device.type == "cpu" else None
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = time_calls(step, device, args.iters, args.warmup)
+    emit_result(
+        dict(
+            times=times,
+            peak_mb=peak_memory_mb(device),
+            baseline_mb=baseline,
+            trainable=sum(p.numel() for p in params),
+            machine=machine_line(device),
+        )
+    )
+
+
+def render(rows, device, args):
+    amp = " AMP (float16)" if args.amp else ""
+    lines = [
+        f"Device: {rows[0]['tv']['machine']}.{amp} Batch of 2 images of 800 x 1216, "
+        f"{args.iters} timed iterations after {args.warmup} warm-up, best of {args.rounds} "
+        "round(s); each side in its own process.",
+        "",
+        "| model | s/iter (best) | s/iter (median) | images/s | peak memory (MiB) "
+        "| ours / torchvision time | ours / torchvision memory |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    tv = rows[0]["tv"]
+    lines.append(
+        f"| torchvision maskrcnn_resnet50_fpn | {tv['best']:.2f} | {tv['median']:.2f} "
+        f"| {2 / tv['best']:.2f} | {tv['peak_mb']:.0f} | 1.00x | 1.00x |"
+    )
+    for row in rows:
+        ours = row["ours"]
+        lines.append(
+            f"| ours, `{row['config']}` | {ours['best']:.2f} | {ours['median']:.2f} "
+            f"| {2 / ours['best']:.2f} | {ours['peak_mb']:.0f} "
+            f"| {ours['best'] / tv['best']:.2f}x | {ours['peak_mb'] / tv['peak_mb']:.2f}x |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def summarise(results):
+    """Best round of a side: its fastest iteration, the median of that round, the peak."""
+    best = min(results, key=lambda r: min(r["times"]))
+    return dict(
+        best=min(best["times"]),
+        median=statistics.median(best["times"]),
+        peak_mb=min(r["peak_mb"] for r in results),
+        machine=best["machine"],
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--config", action="append", help=f"our config (default {DEFAULT_CONFIG})")
+    parser.add_argument("--iters", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--amp", action="store_true", help="float16 autocast (GPU)")
+    parser.add_argument("--out", help="markdown file to write the table into")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--side", choices=["ours", "torchvision"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        args.config = args.config[0] if args.config else DEFAULT_CONFIG
+        return child(args)
+
+    configs = args.config or [DEFAULT_CONFIG]
+    common = ["--device", args.device, "--iters", str(args.iters), "--warmup", str(args.warmup)]
+    common += ["--amp"] if args.amp else []
+    script = os.path.abspath(__file__)
+    tv_runs, our_runs = [], {c: [] for c in configs}
+    for round_index in range(args.rounds):
+        tv_runs.append(run_child(script, common + ["--side", "torchvision"]))
+        print(f"round {round_index}: torchvision {tv_runs[-1]['times']}", flush=True)
+        for config in configs:
+            result = run_child(script, common + ["--side", "ours", "--config", config])
+            our_runs[config].append(result)
+            print(f"round {round_index}: ours {config} {result['times']}", flush=True)
+    tv = summarise(tv_runs)
+    rows = [dict(config=c, tv=tv, ours=summarise(our_runs[c])) for c in configs]
+    table = render(rows, torch.device(args.device), args)
+    print(table)
+    if args.out:
+        marker = f"benchmark_train {args.device}{' amp' if args.amp else ''}"
+        write_section(args.out, marker, table)
+
+
+if __name__ == "__main__":
+    main()

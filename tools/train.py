@@ -35,7 +35,10 @@ def parse_args(argv=None):
     parser.add_argument("--work-dir", help="where logs and checkpoints go")
     parser.add_argument("--resume-from", help="checkpoint to resume from")
     parser.add_argument(
-        "--auto-resume", action="store_true", help="resume from WORK_DIR/latest.pth when it exists"
+        "--auto-resume",
+        action="store_true",
+        help="resume from the newest valid checkpoint in the work dir (latest.pth, or the newest "
+        "readable epoch_N.pth / iter_N.pth when it is missing or broken), if any",
     )
     parser.add_argument(
         "--no-validate", action="store_true", help="do not evaluate on data.val during training"

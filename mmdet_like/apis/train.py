@@ -1,6 +1,5 @@
 """Training entry points: seeding, and a detector trained from a config."""
 
-import os.path as osp
 import random
 
 import numpy as np
@@ -13,6 +12,7 @@ from mmdet_like.engine import (
     EpochBasedRunner,
     EvalHook,
     build_optimizer,
+    find_latest_checkpoint,
     get_dist_info,
     get_logger,
 )
@@ -69,6 +69,19 @@ def _optimizer_config(cfg):
     if cfg.get("fp16") is not None:
         optimizer_config["fp16"] = dict(cfg.fp16)
     return optimizer_config
+
+
+def _auto_resume_checkpoint(cfg, work_dir, logger):
+    """The newest valid checkpoint in the checkpoint folder (found on rank 0), or None."""
+    folder = (cfg.get("checkpoint_config") or {}).get("out_dir") or work_dir
+    path = None
+    if folder and get_dist_info()[0] == 0:
+        path = find_latest_checkpoint(folder, logger)
+        if path is None:
+            logger.info("auto-resume: no usable checkpoint in %s; training from the start", folder)
+        else:
+            logger.info("auto-resume: newest valid checkpoint is %s", path)
+    return broadcast_object(path)
 
 
 def train_detector(
@@ -142,9 +155,8 @@ def train_detector(
         runner.register_hook(hook_cls(val_loader, **eval_cfg))
 
     resume_from = cfg.get("resume_from")
-    latest = osp.join(runner.work_dir, "latest.pth") if runner.work_dir else None
-    if resume_from is None and cfg.get("auto_resume") and latest and osp.exists(latest):
-        resume_from = latest
+    if resume_from is None and cfg.get("auto_resume"):
+        resume_from = _auto_resume_checkpoint(cfg, runner.work_dir, logger)
     if resume_from:
         runner.resume(resume_from)
     elif cfg.get("load_from"):

@@ -1,41 +1,30 @@
 """``CocoDataset``: COCO json (boxes, polygon and RLE masks, crowd regions as ignore)."""
 
 import difflib
-import json
 
 import numpy as np
-import pycocotools.mask as mask_utils
 
 from mmdet_like.datasets.annotations import AnnotationTable
 from mmdet_like.datasets.custom import CustomDataset
 from mmdet_like.datasets.errors import DatasetError, ProblemLog, check_box, where
+from mmdet_like.datasets.validate import (
+    coco_segmentation,
+    describe,
+    is_int,
+    read_json_file,
+    require_dict,
+    require_int,
+    require_list,
+    require_number,
+    require_size,
+    require_str,
+)
 from mmdet_like.registry import DATASETS
 
 
 def read_json(path):
     """Load a json file; a broken file raises :class:`DatasetError` with line and column."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as exc:
-        raise DatasetError(
-            f"{path}: broken JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}. "
-            "Fix the file (e.g. re-export it)."
-        ) from exc
-
-
-def compact_segmentation(segm, height, width):
-    """A COCO ``segmentation`` as stored: polygons -> list of float32 arrays; RLE (either
-    form) -> compressed RLE dict with ``bytes`` counts."""
-    if isinstance(segm, list):
-        return [np.asarray(p, dtype=np.float32) for p in segm]
-    if isinstance(segm.get("counts"), list):
-        segm = mask_utils.frPyObjects(segm, *segm["size"])
-    counts = segm["counts"]
-    return {
-        "size": list(segm["size"]),
-        "counts": counts.encode() if isinstance(counts, str) else counts,
-    }
+    return read_json_file(path)
 
 
 @DATASETS.register()
@@ -50,79 +39,166 @@ class CocoDataset(CustomDataset):
     CLASSES = None
 
     def load_annotations(self, ann_file):
+        """Read and check a COCO json file into an :class:`AnnotationTable`.
+
+        Every record is checked before it is used; a wrong type, a missing key, a duplicate
+        id, an unknown image or category id or a malformed mask raises
+        :class:`DatasetError` naming the file, the image / annotation id (or the record's
+        index when it has no valid id) and the field. Boxes and polygons that training can
+        go on without are repaired or dropped with one :class:`DatasetWarning`.
+        """
         data = read_json(ann_file)
         if not isinstance(data, dict):
-            raise DatasetError(f"{ann_file}: expected a COCO json object, got {type(data)}")
+            raise DatasetError(
+                f"{ann_file}: expected a COCO json object {{'images': [...], 'annotations': "
+                f"[...], 'categories': [...]}}, got {describe(data)}. Fix: point ann_file at "
+                "a COCO annotation file."
+            )
         for key in ("images", "annotations", "categories"):
             if key not in data:
                 raise DatasetError(
                     f"{where(ann_file, field=key)}: missing. Fix: a COCO file needs 'images', "
                     "'annotations' and 'categories'."
                 )
-        names = {}
-        for cat in data["categories"]:
-            if "id" not in cat or "name" not in cat:
-                raise DatasetError(
-                    f"{where(ann_file, field='categories')}: {cat} needs id and name"
-                )
-            names[int(cat["id"])] = str(cat["name"])
+            require_list(data[key], where(ann_file, field=key), "it")
+        names = self._read_categories(data["categories"], ann_file)
         self._select_classes(names, ann_file)
         self.cat2label = {cat_id: i for i, cat_id in enumerate(self.cat_ids)}
-
-        images, index_of = [], {}
-        for img in data["images"]:
-            img_id = img.get("id")
-            for key in ("id", "file_name", "width", "height"):
-                if key not in img:
-                    raise DatasetError(
-                        f"{where(ann_file, img_id, key)}: missing in 'images'. Fix: every image "
-                        "needs id, file_name, width and height."
-                    )
-            index_of[img_id] = len(images)
-            images.append((int(img_id), img["file_name"], int(img["width"]), int(img["height"])))
+        images, index_of = self._read_images(data["images"], ann_file)
 
         log = ProblemLog(ann_file, self.strict)
         instances = [[] for _ in images]
         with_masks = False
-        for ann in data["annotations"]:
-            img_id, ann_id = ann.get("image_id"), ann.get("id")
+        ann_ids = {}
+        for k, ann in enumerate(data["annotations"]):
+            require_dict(ann, f"{ann_file}, annotations[{k}]", "an annotation")
+            ann_id = ann.get("id")
+            if ann_id is not None:
+                ann_id = require_int(ann_id, f"{ann_file}, annotations[{k}], field 'id'", "id")
+                if ann_id in ann_ids:
+                    raise DatasetError(
+                        f"{where(ann_file, None, 'id', ann_id)}: annotation id "
+                        f"{ann_id} is used twice (annotations[{ann_ids[ann_id]}] and "
+                        f"annotations[{k}]); COCO evaluation would mix them up. Fix: give "
+                        "every annotation a unique id."
+                    )
+                ann_ids[ann_id] = k
+            suffix = "" if ann_id is not None else f" (annotations[{k}], no id)"
+
+            def loc(field, img_id=None, ann_id=ann_id, suffix=suffix):
+                return where(ann_file, img_id, field, ann_id) + suffix
+
+            for key in ("image_id", "category_id", "bbox"):
+                if key not in ann:
+                    img_id = ann.get("image_id") if key != "image_id" else None
+                    raise DatasetError(
+                        f"{loc(key, img_id if is_int(img_id) else None)}: "
+                        "missing. Fix: every annotation needs image_id, category_id and bbox."
+                    )
+            img_id = require_int(ann["image_id"], loc("image_id"), "image_id")
             if img_id not in index_of:
                 raise DatasetError(
-                    f"{where(ann_file, img_id, 'image_id', ann_id)}: no image with this id in "
+                    f"{loc('image_id', img_id)}: no image with this id in "
                     "'images'. Fix: add the image or remove the annotation."
                 )
-            cat_id = ann.get("category_id")
+            cat_id = require_int(ann["category_id"], loc("category_id", img_id), "category_id")
             if cat_id not in names:
                 raise DatasetError(
-                    f"{where(ann_file, img_id, 'category_id', ann_id)}: category id {cat_id} is "
+                    f"{loc('category_id', img_id)}: category id {cat_id} is "
                     f"not in 'categories' (ids {sorted(names)}). Fix the id or add the category."
+                )
+            iscrowd = ann.get("iscrowd", 0)
+            if iscrowd not in (0, 1):  # also rejects "1", [1], None, NaN
+                raise DatasetError(
+                    f"{loc('iscrowd', img_id)}: must be 0 or 1, got {describe(iscrowd)}. "
+                    "Fix the value."
                 )
             if cat_id not in self.cat2label:
                 continue
             i = index_of[img_id]
             _, _, w, h = images[i]
-            bbox = ann.get("bbox")
+            bbox = ann["bbox"]
             if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
                 raise DatasetError(
-                    f"{where(ann_file, img_id, 'bbox', ann_id)}: expected [x, y, w, h], got "
-                    f"{bbox!r}."
+                    f"{loc('bbox', img_id)}: expected [x, y, w, h], got {describe(bbox)}. "
+                    "Fix the box."
                 )
-            x, y, bw, bh = (float(v) for v in bbox)
-            box = check_box(
-                [x, y, x + bw, y + bh], w, h, where(ann_file, img_id, "bbox", ann_id), log
-            )
+            x, y, bw, bh = (require_number(v, loc("bbox", img_id), "a box value") for v in bbox)
+            box = check_box([x, y, x + bw, y + bh], w, h, loc("bbox", img_id), log)
             if box is None:
                 continue
-            segm = ann.get("segmentation")
-            if segm:
-                with_masks = True
-                segm = compact_segmentation(segm, h, w)
-            else:
-                segm = []
-            instances[i].append((box, self.cat2label[cat_id], bool(ann.get("iscrowd", 0)), segm))
+            segm = coco_segmentation(
+                ann.get("segmentation"), h, w, loc("segmentation", img_id), log
+            )
+            if segm is None:
+                continue
+            with_masks = with_masks or bool(segm)
+            instances[i].append((box, self.cat2label[cat_id], bool(iscrowd), segm))
         log.flush()
         del data
         return AnnotationTable.build(images, instances, with_masks=with_masks)
+
+    @staticmethod
+    def _read_categories(categories, ann_file):
+        """``{category id: name}`` from the checked ``categories`` list."""
+        names = {}
+        for k, cat in enumerate(categories):
+            location = f"{where(ann_file, field='categories')}, categories[{k}]"
+            require_dict(cat, location, "a category")
+            for key in ("id", "name"):
+                if key not in cat:
+                    raise DatasetError(
+                        f"{location}: {describe(cat)} has no {key!r}. Fix: every category "
+                        "needs id and name."
+                    )
+            cat_id = require_int(cat["id"], location, "the category id")
+            name = require_str(cat["name"], location, "the category name")
+            if cat_id in names:
+                raise DatasetError(
+                    f"{location}: category id {cat_id} is used twice ({names[cat_id]!r} and "
+                    f"{name!r}). Fix: give every category a unique id."
+                )
+            names[cat_id] = name
+        if not names:
+            raise DatasetError(
+                f"{where(ann_file, field='categories')}: the list is empty. Fix: list the "
+                "categories (id and name)."
+            )
+        return names
+
+    @staticmethod
+    def _read_images(records, ann_file):
+        """``[(id, file_name, width, height)]`` and ``{id: index}`` from ``images``."""
+        images, index_of = [], {}
+        for k, img in enumerate(records):
+            require_dict(img, f"{ann_file}, images[{k}]", "an image")
+            img_id = img.get("id")
+            suffix = "" if is_int(img_id) else f" (images[{k}])"
+            for key in ("id", "file_name", "width", "height"):
+                if key not in img:
+                    raise DatasetError(
+                        f"{where(ann_file, img_id, key)}{suffix}: missing in 'images'. Fix: every "
+                        "image needs id, file_name, width and height."
+                    )
+            img_id = require_int(img_id, where(ann_file, None, "id") + suffix, "the image id")
+            file_name = require_str(img["file_name"], where(ann_file, img_id, "file_name"))
+            width = require_size(img["width"], where(ann_file, img_id, "width"))
+            height = require_size(img["height"], where(ann_file, img_id, "height"))
+            if img_id in index_of:
+                first = images[index_of[img_id]][1]
+                raise DatasetError(
+                    f"{where(ann_file, img_id, 'id')}: image id {img_id} is used twice "
+                    f"(images[{index_of[img_id]}] {first!r} and images[{k}] {file_name!r}). "
+                    "Fix: give every image a unique id."
+                )
+            index_of[img_id] = len(images)
+            images.append((img_id, file_name, width, height))
+        if not images:
+            raise DatasetError(
+                f"{where(ann_file, field='images')}: the list is empty. Fix: add the images "
+                "(a dataset without images can be neither trained nor evaluated)."
+            )
+        return images, index_of
 
     def _select_classes(self, names, ann_file):
         """Set ``CLASSES``, ``cat_ids`` and ``label2cat`` from the file and ``classes=``."""

@@ -20,20 +20,51 @@ Every dataset keeps its annotations in an :class:`~.annotations.AnnotationTable`
 arrays, no list of dicts) and hands the pipeline a v1-style results dict.
 """
 
-import json
+import logging
 import os.path as osp
-import pickle
 import random
+import warnings
 
 import numpy as np
 from torch.utils.data import Dataset
 
 from mmdet_like.datasets.annotations import AnnotationTable, RaggedArray
-from mmdet_like.datasets.errors import DatasetError, ProblemLog, check_box, where
+from mmdet_like.datasets.errors import (
+    DatasetError,
+    DatasetWarning,
+    ImageReadError,
+    ProblemLog,
+    check_box,
+    where,
+)
 from mmdet_like.datasets.pipelines import Compose
+from mmdet_like.datasets.validate import (
+    describe,
+    numeric_array,
+    read_json_file,
+    require_dict,
+    require_size,
+    require_str,
+    safe_pickle_load,
+)
 from mmdet_like.registry import DATASETS
 
 MAX_RETRIES = 100
+
+
+def _warn_skipped(exc):
+    """Warn that the image of ``exc`` (an :class:`ImageReadError`) is skipped: through the
+    ``mmdet_like`` logger, or as a :class:`DatasetWarning` where that logger drops warnings
+    (ranks > 0 only log errors), so that every rank names its bad files."""
+    message = (
+        f"skipping image {exc.filename} ({exc.reason or 'cannot read it'}; "
+        "skip_bad_images=True): replaced by another image. Fix or remove the file."
+    )
+    logger = logging.getLogger("mmdet_like")
+    if logger.isEnabledFor(logging.WARNING):
+        logger.warning(message)
+    else:
+        warnings.warn(message, DatasetWarning, stacklevel=3)
 
 
 @DATASETS.register()
@@ -52,6 +83,11 @@ class CustomDataset(Dataset):
         filter_empty_gt: in training, drop images without a non-ignored box.
         min_size: in training, drop images whose shorter side is below this (``None``: keep).
         strict: raise :class:`DatasetError` for repairable box problems instead of warning.
+        skip_bad_images: in training, an image that cannot be read (missing, corrupt) is
+            replaced by another one instead of raising :class:`ImageReadError`; a warning
+            naming the file goes to the ``mmdet_like`` logger, and every sample gets a
+            ``skipped_images`` count (bad images replaced to make it) that the runner sums
+            into the training log.
     """
 
     CLASSES = None
@@ -68,6 +104,7 @@ class CustomDataset(Dataset):
         filter_empty_gt=True,
         min_size=32,
         strict=False,
+        skip_bad_images=False,
     ):
         self.data_root = data_root
         self.ann_file = self._join(ann_file)
@@ -77,6 +114,8 @@ class CustomDataset(Dataset):
         self.filter_empty_gt = filter_empty_gt
         self.min_size = min_size
         self.strict = strict
+        self.skip_bad_images = skip_bad_images
+        self._bad_images = set()  # indices found unreadable (in this process)
         self.CLASSES = self.get_classes(classes)
         self._custom_classes = classes is not None
         if self.img_prefix and not osp.isdir(self.img_prefix):
@@ -135,65 +174,84 @@ class CustomDataset(Dataset):
                 f"{ann_file}: {type(self).__name__} needs classes=[...] (the names of label "
                 "0, 1, ...). Fix: add classes to the dataset config."
             )
-        try:
-            if ann_file.endswith(".pkl"):
-                with open(ann_file, "rb") as f:
-                    infos = pickle.load(f)
-            else:
-                with open(ann_file, encoding="utf-8") as f:
-                    infos = json.load(f)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(
-                f"{ann_file}: broken JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}. "
-                "Fix the file (e.g. re-export it)."
-            ) from exc
-        except (pickle.UnpicklingError, EOFError) as exc:
-            raise DatasetError(f"{ann_file}: not a readable pickle ({exc}).") from exc
+        if ann_file.endswith(".pkl"):
+            infos = safe_pickle_load(ann_file)
+        else:
+            infos = read_json_file(ann_file)
         if not isinstance(infos, list):
-            raise DatasetError(f"{ann_file}: expected a list of images, got {type(infos)}")
+            raise DatasetError(
+                f"{ann_file}: expected a list of images (the middle format), got "
+                f"{describe(infos)}. Fix: see CustomDataset's docstring for the format."
+            )
+        if not infos:
+            raise DatasetError(
+                f"{ann_file}: the list of images is empty. Fix: add the images (a dataset "
+                "without images can be neither trained nor evaluated)."
+            )
         log = ProblemLog(ann_file, self.strict)
         images, instances = [], []
         for index, info in enumerate(infos):
+            require_dict(info, where(ann_file, index), "an image")
             for key in ("filename", "width", "height"):
                 if key not in info:
                     raise DatasetError(
                         f"{where(ann_file, index, key)}: missing. Fix: every image needs "
                         "filename, width and height."
                     )
-            w, h = int(info["width"]), int(info["height"])
-            images.append((index, info["filename"], w, h))
-            ann = info.get("ann", {})
+            filename = require_str(info["filename"], where(ann_file, index, "filename"))
+            w = require_size(info["width"], where(ann_file, index, "width"))
+            h = require_size(info["height"], where(ann_file, index, "height"))
+            images.append((index, filename, w, h))
+            ann = require_dict(info.get("ann", {}), where(ann_file, index, "ann"), "ann")
             insts = []
             for key_b, key_l, ignore in (
                 ("bboxes", "labels", False),
                 ("bboxes_ignore", "labels_ignore", True),
             ):
-                bboxes = np.asarray(ann.get(key_b, np.zeros((0, 4))), dtype=np.float64)
-                labels = np.asarray(ann.get(key_l, np.zeros(0)), dtype=np.int64).reshape(-1)
+                loc_b = where(ann_file, index, "ann." + key_b)
+                loc_l = where(ann_file, index, "ann." + key_l)
+                bboxes = numeric_array(ann.get(key_b, np.zeros((0, 4))), loc_b, "the boxes")
+                labels = numeric_array(ann.get(key_l, np.zeros(0)), loc_l, "the labels", True)
+                labels = labels.reshape(-1)
                 if bboxes.size == 0:
                     bboxes = bboxes.reshape(0, 4)
                 if bboxes.ndim != 2 or bboxes.shape[1] != 4 or len(bboxes) != len(labels):
                     raise DatasetError(
-                        f"{where(ann_file, index, 'ann.' + key_b)}: expected (n, 4) boxes and "
-                        f"n labels, got {bboxes.shape} and {labels.shape}."
+                        f"{loc_b}: expected (n, 4) boxes and n labels, got {bboxes.shape} and "
+                        f"{labels.shape}. Fix: one [x1, y1, x2, y2] box per label."
                     )
                 for box, label in zip(bboxes, labels):
                     if not 0 <= label < len(self.CLASSES):
                         raise DatasetError(
-                            f"{where(ann_file, index, 'ann.' + key_l)}: label {label} is not in "
-                            f"[0, {len(self.CLASSES)}) for classes {self.CLASSES}."
+                            f"{loc_l}: label {label:g} is not in [0, {len(self.CLASSES)}) for "
+                            f"classes {self.CLASSES}. Fix the label or the classes."
                         )
-                    box = check_box(box, w, h, where(ann_file, index, "ann." + key_b), log)
+                    box = check_box(box, w, h, loc_b, log)
                     if box is not None:
-                        insts.append((box, label, ignore))
+                        insts.append((box, int(label), ignore))
             instances.append(insts)
         log.flush()
         return AnnotationTable.build(images, instances)
 
     def load_proposals(self, proposal_file):
         """A pickle holding one (k, 4 or 5) array per image -> :class:`RaggedArray`."""
-        with open(proposal_file, "rb") as f:
-            proposals = pickle.load(f)
+        proposals = safe_pickle_load(proposal_file)
+        if not isinstance(proposals, (list, tuple)):
+            raise DatasetError(
+                f"{proposal_file}: expected a list of (k, 4|5) arrays, one per image, got "
+                f"{describe(proposals)}. Fix: re-create the proposal file."
+            )
+        proposals = [
+            numeric_array(p, where(proposal_file, field=f"proposals[{i}]"), "the proposals")
+            for i, p in enumerate(proposals)
+        ]
+        for i, p in enumerate(proposals):
+            if p.ndim != 2 or p.shape[1] not in (4, 5) or p.shape[1] != proposals[0].shape[1]:
+                raise DatasetError(
+                    f"{where(proposal_file, field=f'proposals[{i}]')}: expected a (k, 4) or "
+                    f"(k, 5) array (the same columns for every image), got shape {p.shape}. "
+                    "Fix: re-create the proposal file."
+                )
         if len(proposals) != len(self.table):
             raise DatasetError(
                 f"{proposal_file}: {len(proposals)} proposal arrays for {len(self.table)} "
@@ -283,15 +341,35 @@ class CustomDataset(Dataset):
         return self.pipeline(results)
 
     def _rand_another(self, idx):
-        pool = np.flatnonzero(self.flag == self.flag[idx])
-        return int(pool[random.randrange(len(pool))])
+        """A random image of ``idx``'s aspect group (any group if that has none left),
+        other than the ones found unreadable."""
+        bad = np.fromiter(self._bad_images, dtype=np.int64)
+        for pool in (np.flatnonzero(self.flag == self.flag[idx]), np.arange(len(self))):
+            pool = np.setdiff1d(pool, bad)
+            if len(pool):
+                return int(pool[random.randrange(len(pool))])
+        raise DatasetError(
+            f"{self.ann_file}: no image can be read (skip_bad_images=True skipped all "
+            f"{len(self)}). Fix: check img_prefix and the image files."
+        )
 
     def __getitem__(self, idx):
         if self.test_mode:
             return self.prepare_test_img(idx)
+        skipped = 0
         for _ in range(MAX_RETRIES):
-            data = self.prepare_train_img(idx)
+            try:
+                data = self.prepare_train_img(idx)
+            except ImageReadError as exc:
+                if not self.skip_bad_images:
+                    raise
+                self._bad_images.add(idx)
+                skipped += 1
+                _warn_skipped(exc)
+                data = None
             if data is not None:
+                if self.skip_bad_images:
+                    data["skipped_images"] = skipped
                 return data
             idx = self._rand_another(idx)
         raise DatasetError(

@@ -10,6 +10,15 @@ class DatasetError(ValueError):
     """A dataset file or folder that cannot be used as it is."""
 
 
+class ImageReadError(DatasetError):
+    """An image file that is missing or cannot be decoded (see ``skip_bad_images``)."""
+
+    def __init__(self, message, filename=None, reason=None):
+        super().__init__(message)
+        self.filename = filename
+        self.reason = reason
+
+
 class DatasetWarning(UserWarning):
     """A dataset problem that was repaired (clipped, dropped) so training can go on."""
 
@@ -59,10 +68,15 @@ def check_box(box, width, height, location, log):
     """Clip ``box = [x1, y1, x2, y2]`` to the image; ``None`` if it has no area left.
 
     Problems go to ``log`` (a :class:`ProblemLog`) with ``location`` (see :func:`where`).
+    Values are rounded to float32 first (how boxes are stored), so a kept box has a
+    positive size after storage too; values too large for float32 count as non-finite.
     """
     import math
 
-    x1, y1, x2, y2 = (float(v) for v in box)
+    import numpy as np
+
+    with np.errstate(over="ignore"):
+        x1, y1, x2, y2 = (float(v) for v in np.asarray(box, dtype=np.float64).astype(np.float32))
     if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
         log.add(f"{location}: box {list(box)} has a non-finite value; dropped. Fix the value.")
         return None

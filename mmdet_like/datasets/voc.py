@@ -15,6 +15,7 @@ import cv2
 from mmdet_like.datasets.annotations import AnnotationTable
 from mmdet_like.datasets.custom import CustomDataset
 from mmdet_like.datasets.errors import DatasetError, DatasetWarning, ProblemLog, check_box, where
+from mmdet_like.datasets.validate import require_size
 from mmdet_like.registry import DATASETS
 
 VOC_CLASSES = (
@@ -40,12 +41,30 @@ def parse_voc_xml(xml_path):
     size = root.find("size")
     width = height = None
     if size is not None and size.find("width") is not None:
-        width, height = int(float(size.find("width").text)), int(float(size.find("height").text))
+        try:
+            width = require_size(float(size.findtext("width")), f"{xml_path}, field 'size.width'")
+            height = require_size(
+                float(size.findtext("height")), f"{xml_path}, field 'size.height'"
+            )
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, DatasetError):
+                raise
+            raise DatasetError(
+                f"{where(xml_path, None, 'size')}: <width> and <height> must be positive whole "
+                f"numbers, got {size.findtext('width')!r} and {size.findtext('height')!r}. Fix "
+                "the xml (or remove <size> to read it from the image)."
+            ) from exc
     filename = root.findtext("filename")
     objects = []
     for obj in root.findall("object"):
         name = (obj.findtext("name") or "").strip()
-        difficult = int(float(obj.findtext("difficult") or 0)) == 1
+        try:
+            difficult = int(float(obj.findtext("difficult") or 0)) == 1
+        except (TypeError, ValueError) as exc:
+            raise DatasetError(
+                f"{where(xml_path, None, 'difficult')}: object {name!r} has <difficult>"
+                f"{obj.findtext('difficult')}</difficult>; it must be 0 or 1. Fix the xml."
+            ) from exc
         bnd = obj.find("bndbox")
         if bnd is None:
             raise DatasetError(f"{where(xml_path, None, 'bndbox')}: object {name!r} has no box")
@@ -70,8 +89,19 @@ class VOCDataset(CustomDataset):
     CLASSES = VOC_CLASSES
 
     def load_annotations(self, ann_file):
-        with open(ann_file, encoding="utf-8") as f:
-            names = [line.strip().split()[0] for line in f if line.strip()]
+        try:
+            with open(ann_file, encoding="utf-8") as f:
+                names = [line.strip().split()[0] for line in f if line.strip()]
+        except UnicodeDecodeError as exc:
+            raise DatasetError(
+                f"{ann_file}: not a text image-set list ({exc}). Fix: ann_file is "
+                "ImageSets/Main/<split>.txt, one image name a line."
+            ) from exc
+        if not names:
+            raise DatasetError(
+                f"{ann_file}: the image-set list is empty. Fix: list the images of the split, "
+                "one name a line."
+            )
         label_of = {name: i for i, name in enumerate(self.CLASSES)}
         log = ProblemLog(ann_file, self.strict)
         images, instances = [], []
@@ -81,7 +111,8 @@ class VOCDataset(CustomDataset):
             _, width, height, objects = parse_voc_xml(xml_path)
             filename = osp.join("JPEGImages", f"{img_name}.jpg")
             if width is None:
-                img = cv2.imread(osp.join(self.img_prefix, filename), cv2.IMREAD_UNCHANGED)
+                # IMREAD_COLOR applies the EXIF orientation, as LoadImageFromFile does.
+                img = cv2.imread(osp.join(self.img_prefix, filename), cv2.IMREAD_COLOR)
                 if img is None:
                     raise DatasetError(
                         f"{where(xml_path, img_name, 'size')}: no size in the xml and image "

@@ -5,6 +5,7 @@ The engine never imports models or datasets: it is handed them.
 
 from mmdet_like.engine.checkpoint import (
     CheckpointError,
+    find_latest_checkpoint,
     load_checkpoint,
     load_checkpoint_file,
     load_state_dict,
@@ -12,6 +13,7 @@ from mmdet_like.engine.checkpoint import (
 )
 from mmdet_like.engine.config import (
     CfgOptionsAction,
+    ConfigError,
     ConfigKeyWarning,
     add_cfg_options_argument,
     load_config,
@@ -32,8 +34,10 @@ from mmdet_like.engine.log_buffer import LogBuffer
 from mmdet_like.engine.logging import get_logger
 from mmdet_like.engine.optimizer import build_optimizer
 from mmdet_like.engine.runner import (
+    DataLoaderWorkerError,
     EpochBasedRunner,
     NonFiniteLossError,
+    NonFiniteWeightsError,
     move_to_device,
     parse_losses,
 )
@@ -44,10 +48,14 @@ __all__ = [
     "CheckpointError",
     "ConfigKeyWarning",
     "DistributedError",
+    "ConfigError",
+    "DataLoaderWorkerError",
     "EpochBasedRunner",
     "LogBuffer",
     "NonFiniteLossError",
+    "NonFiniteWeightsError",
     "build_optimizer",
+    "find_latest_checkpoint",
     "get_dist_info",
     "get_logger",
     "init_dist",

@@ -17,6 +17,7 @@ import re
 import tempfile
 import time
 import urllib.error
+import warnings
 from collections import OrderedDict
 
 import numpy as np
@@ -25,6 +26,11 @@ import torch
 from mmdet_like.version import __version__
 
 _PLAIN_TYPES = (int, float, bool, str, bytes, type(None))
+
+
+class CheckpointMismatchWarning(UserWarning):
+    """Weights of a checkpoint that were not loaded (missing, unexpected, other shape);
+    warned when :func:`load_state_dict` has no logger to report them to."""
 
 
 class CheckpointError(RuntimeError):
@@ -91,6 +97,86 @@ def atomic_torch_save(obj, filename):
             os.close(dir_fd)
     except OSError:
         pass
+
+
+_TMP_NAME = re.compile(r"^\.(?P<target>.+\.pth)\..+\.tmp$")
+_CKPT_NAME = re.compile(r"^(epoch|iter)_(\d+)\.pth$")
+
+
+def remove_partial_checkpoints(folder):
+    """Delete the temporary files (``.NAME.pth.XXXX.tmp``) that :func:`atomic_torch_save`
+    and ``latest.pth`` updates leave in ``folder`` when the process is killed mid-write.
+
+    They never replaced a checkpoint, so they hold nothing that is needed. Returns the
+    removed paths.
+    """
+    removed = []
+    if not osp.isdir(folder):
+        return removed
+    for name in sorted(os.listdir(folder)):
+        if _TMP_NAME.match(name):
+            path = osp.join(folder, name)
+            try:
+                os.remove(path)
+            except OSError:
+                continue
+            removed.append(path)
+    return removed
+
+
+def _checkpoint_progress(path):
+    """``(iter, epoch)`` stored in the checkpoint at ``path``; raises if it is unreadable.
+
+    Reads with ``mmap=True`` so that only the pickled structure is read, not the tensors
+    (then without, e.g. for the legacy format or a file system without mmap).
+    """
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    meta = checkpoint.get("meta") if isinstance(checkpoint, dict) else None
+    if not isinstance(meta, dict) or "epoch" not in meta or "state_dict" not in checkpoint:
+        raise CheckpointError("no state_dict or meta.epoch (not a training checkpoint)")
+    return int(meta.get("iter", 0)), int(meta["epoch"])
+
+
+def find_latest_checkpoint(folder, logger=None):
+    """The path of the newest checkpoint in ``folder`` that can be resumed from, or None.
+
+    Candidates are ``latest.pth`` and every ``epoch_N.pth`` / ``iter_N.pth``. Each is opened
+    (tensors are memory-mapped, not read); one that cannot be read (truncated, corrupt, a
+    dangling link) or that is not a training checkpoint is skipped with a warning. The
+    newest is the one with the most finished iterations (then epochs, then the latest
+    modification), so a broken ``latest.pth`` falls back to the newest valid
+    ``epoch_N.pth``, and an ``epoch_N.pth`` written just before a kill is found even if
+    ``latest.pth`` was not updated yet.
+    """
+    if not osp.isdir(folder):
+        return None
+    found = {}  # real path -> (sort key, path shown)
+    for name in sorted(os.listdir(folder)):
+        match = _CKPT_NAME.match(name)
+        if not match and name != "latest.pth":
+            continue
+        path = osp.join(folder, name)
+        real = osp.realpath(path)
+        try:
+            mtime = os.stat(real).st_mtime_ns
+            progress = _checkpoint_progress(real)
+        except Exception as exc:  # any unreadable file is skipped
+            if logger is not None:
+                logger.warning(
+                    "auto-resume: skipping %s, not a usable checkpoint (%s)",
+                    path,
+                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                )
+            continue
+        key = (*progress, mtime, match is not None)  # a link's own name loses to N.pth
+        if real not in found or key > found[real][0]:
+            found[real] = (key, path)
+    if not found:
+        return None
+    return max(found.values())[1]
 
 
 def save_checkpoint(filename, model, optimizer=None, meta=None):
@@ -198,19 +284,131 @@ def load_checkpoint_file(filename, map_location="cpu"):
     if filename.startswith(("http://", "https://")):
         return _load_url(filename, map_location)
     if not osp.isfile(filename):
+        if osp.isdir(filename):
+            raise CheckpointError(f"checkpoint {filename!r} is a folder, not a checkpoint file")
         raise CheckpointError(f"checkpoint file {filename!r} does not exist")
     try:
         return torch.load(filename, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises UnpicklingError (or RuntimeError) for these
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
-            raise CheckpointError(
-                f"{filename} holds Python objects other than tensors and plain types, so it "
-                "is not loaded (loading it would run arbitrary code). Checkpoints written by "
-                "mmdet_like never do; if you trust this file, convert it once: load it with "
-                "torch.load(path, weights_only=False) and save only tensors / plain types. "
-                f"Details: {exc}"
-            ) from exc
-        raise CheckpointError(f"{filename}: not a readable checkpoint ({exc})") from exc
+    except Exception as exc:  # UnpicklingError, RuntimeError, EOFError, KeyError, ...
+        try:
+            reason = _why_unreadable(filename, exc)
+        except Exception:  # the diagnosis must not hide the error
+            reason = f"not a readable checkpoint ({type(exc).__name__}: {exc})"
+        raise CheckpointError(f"{filename}: {reason}") from exc
+
+
+_UNSAFE_ADVICE = (
+    "so it is not loaded (loading it would run arbitrary code). Checkpoints written by "
+    "mmdet_like never do; if you trust this file, convert it once: load it with "
+    "torch.load(path, weights_only=False) and save only tensors / plain types."
+)
+
+
+def _allowed_globals():
+    """Names (``module.name``) that ``torch.load(weights_only=True)`` accepts."""
+    try:
+        from torch._weights_only_unpickler import _get_allowed_globals
+
+        return set(_get_allowed_globals())
+    except (ImportError, AttributeError):  # private API: fall back to torch's own names
+        return None
+
+
+def _pickle_globals(data, max_pickles=8):
+    """The classes / functions that the pickles at the start of ``data`` import, read with
+    :mod:`pickletools` (which only parses: nothing is imported or run).
+
+    Returns ``(names, pickles parsed, the parse error or None)``.
+    """
+    import io
+    import pickletools
+
+    names, strings, pos, parsed = [], [], 0, 0
+    try:
+        while pos < len(data) and parsed < max_pickles:
+            stream = io.BytesIO(data[pos:])
+            for opcode, arg, _ in pickletools.genops(stream):
+                if opcode.name in ("GLOBAL", "INST"):
+                    names.append(str(arg).replace(" ", "."))
+                elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    names.append(f"{strings[-2]}.{strings[-1]}")
+                elif isinstance(arg, str) and ("UNICODE" in opcode.name or "STRING" in opcode.name):
+                    strings.append(arg)
+            pos += stream.tell()
+            parsed += 1
+    except Exception as exc:  # not (or no longer) pickle data
+        return names, parsed, exc
+    return names, parsed, None
+
+
+def _why_unreadable(filename, exc):
+    """Why ``torch.load(filename, weights_only=True)`` failed, in words: an empty, truncated
+    or foreign file, or one that would import code (named) when unpickled."""
+    import zipfile
+
+    detail = str(exc).strip() or type(exc).__name__
+    with open(filename, "rb") as f:
+        head = f.read(1 << 20)
+    size = os.path.getsize(filename)
+    if size == 0:
+        return "the file is empty (0 bytes): an interrupted copy or download. Copy it again."
+    allowed = _allowed_globals()
+
+    def unsafe(names):
+        if allowed is None:
+            return sorted({n for n in names if not n.startswith(("torch.", "collections."))})
+        return sorted(set(names) - allowed)
+
+    match = re.search(r"GLOBAL ([\w.]+) was not an allowed global", detail)
+    if match:
+        return (
+            f"holds Python objects other than tensors and plain types (it refers to "
+            f"{match.group(1)}), {_UNSAFE_ADVICE}"
+        )
+    if head.startswith(b"PK\x03\x04"):
+        if not zipfile.is_zipfile(filename):
+            return (
+                f"a damaged zip archive ({size} bytes, its end is missing): the file was cut "
+                "off, e.g. by an interrupted download, copy or save. Copy it again."
+            )
+        with zipfile.ZipFile(filename) as archive:
+            pickles = [n for n in archive.namelist() if n.endswith("data.pkl")]
+            if not pickles:
+                shown = ", ".join(archive.namelist()[:5])
+                return (
+                    f"a zip archive but not a PyTorch checkpoint (no data.pkl; it holds "
+                    f"{shown or 'nothing'})."
+                )
+            data = archive.read(pickles[0])
+        bad = unsafe(_pickle_globals(data)[0])
+        if bad:
+            return (
+                f"holds Python objects other than tensors and plain types (it refers to "
+                f"{', '.join(bad)}), {_UNSAFE_ADVICE}"
+            )
+        return f"a damaged PyTorch checkpoint ({detail}). Copy it again."
+    names, parsed, error = _pickle_globals(head)
+    bad = unsafe(names)
+    if bad:
+        return (
+            f"a pickle that holds Python objects other than tensors and plain types (it refers "
+            f"to {', '.join(bad)}), {_UNSAFE_ADVICE}"
+        )
+    start = head[:256]
+    if not any(b < 9 or 13 < b < 32 or b == 127 for b in start):  # no control bytes: text
+        text = start.decode("utf-8", "replace")
+        if text.startswith("version https://git-lfs"):
+            return "a Git LFS pointer, not the checkpoint itself. Fetch it: git lfs pull."
+        return f"a text file, not a checkpoint (it starts with {text[:40]!r})."
+    if parsed == 0:
+        return (
+            f"not a checkpoint: neither a PyTorch zip archive nor a pickle (it starts with "
+            f"{head[:8]!r})."
+        )
+    return (
+        f"a truncated or damaged checkpoint ({size} bytes; {detail.splitlines()[0]}). Copy it "
+        "again."
+    )
 
 
 def format_table(header, rows):
@@ -252,15 +450,52 @@ def load_state_dict(module, state_dict, strict=False, logger=None):
     rows = [[k, "missing in checkpoint", "", ""] for k in report["missing"]]
     rows += [[k, "unexpected (not in model)", "", ""] for k in report["unexpected"]]
     rows += [[k, "shape mismatch (not loaded)", c, m] for k, c, m in mismatched]
+    loaded = [k for k in state_dict if k in own and k not in bad]
     if rows:
         message = "weights not loaded as they are:\n" + format_table(
             ["key", "problem", "checkpoint shape", "model shape"], rows
         )
+        if own and not loaded:  # e.g. the checkpoint of another model
+            raise CheckpointError(
+                f"none of the checkpoint's {len(state_dict)} weights fits this "
+                f"{type(module).__name__} ({len(own)} weights): is it the checkpoint of "
+                f"another model or config? {message}"
+            )
         if strict:
             raise CheckpointError(message)
         if logger is not None:
             logger.warning(message)
+        else:
+            warnings.warn(message, CheckpointMismatchWarning, stacklevel=2)
     return report
+
+
+def load_checkpoint_weights(
+    model, checkpoint, filename, strict=False, logger=None, revise_keys=((r"^module\.", ""),)
+):
+    """Load the weights of an already read ``checkpoint`` (from ``filename``, named in
+    errors) into ``model``; see :func:`load_checkpoint`."""
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{filename}: expected a dict, got {type(checkpoint).__name__}")
+    state_dict = checkpoint.get("state_dict", checkpoint)
+    if not isinstance(state_dict, dict):
+        raise CheckpointError(
+            f"{filename}: 'state_dict' must be a dict of tensors, got {type(state_dict).__name__}"
+        )
+    for key, value in state_dict.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            where = "'state_dict'" if "state_dict" in checkpoint else "the file"
+            raise CheckpointError(
+                f"{filename}: {where} must map weight names (str) to tensors, but holds "
+                f"{key!r} -> {type(value).__name__}. Is it a checkpoint of a detector (a dict "
+                "with 'state_dict', 'meta' and 'optimizer')?"
+            )
+    for pattern, replacement in revise_keys:
+        state_dict = OrderedDict(
+            (re.sub(pattern, replacement, k), v) for k, v in state_dict.items()
+        )
+    load_state_dict(model, state_dict, strict=strict, logger=logger)
+    return checkpoint
 
 
 def load_checkpoint(
@@ -277,12 +512,4 @@ def load_checkpoint(
     ``module.`` prefix of DDP checkpoints is dropped).
     """
     checkpoint = load_checkpoint_file(filename, map_location)
-    if not isinstance(checkpoint, dict):
-        raise CheckpointError(f"{filename}: expected a dict, got {type(checkpoint).__name__}")
-    state_dict = checkpoint.get("state_dict", checkpoint)
-    for pattern, replacement in revise_keys:
-        state_dict = OrderedDict(
-            (re.sub(pattern, replacement, k), v) for k, v in state_dict.items()
-        )
-    load_state_dict(model, state_dict, strict=strict, logger=logger)
-    return checkpoint
+    return load_checkpoint_weights(model, checkpoint, filename, strict, logger, revise_keys)

@@ -10,6 +10,7 @@ import ast
 import difflib
 import importlib
 import os.path as osp
+import re
 import warnings
 
 from mmengine.config import Config
@@ -56,6 +57,11 @@ KNOWN_TOP_LEVEL_KEYS = {
 
 class ConfigKeyWarning(UserWarning):
     """A top-level config key that nothing in mmdet_like reads."""
+
+
+class ConfigError(ValueError):
+    """A config that cannot be loaded: a missing or circular ``_base_``, a syntax error, a
+    malformed ``--cfg-options`` key; the message names the file (and the option)."""
 
 
 def register_top_level_keys(*names):
@@ -106,21 +112,35 @@ def parse_cfg_value(text):
     """
     try:
         return _literal(ast.parse(text, mode="eval").body)
-    except (ValueError, SyntaxError, TypeError):
-        pass
-    if "," in text and not text.startswith(("[", "(", "{")):
+    except (ValueError, SyntaxError, TypeError, RecursionError, MemoryError):
+        pass  # not a literal (or nested beyond what the parser takes): kept as text
+    if "," in text and not any(c in text for c in "()[]{}"):
+        # "a,b" is a list; text with brackets that is no literal (code) stays one string
         return [parse_cfg_value(part) for part in text.split(",") if part != ""]
     return text
 
 
+_KEY_PART = re.compile(r"^[^\s.=]+$")
+
+
 def parse_cfg_options(pairs):
-    """``["a.b=1", "c=[2, 3]"]`` -> ``{"a.b": 1, "c": [2, 3]}``."""
+    """``["a.b=1", "c=[2, 3]"]`` -> ``{"a.b": 1, "c": [2, 3]}``.
+
+    A pair without ``=`` or a key with an empty part (``=1``, ``a..b=1``) or with spaces
+    raises :class:`ConfigError` (a ``ValueError``).
+    """
     options = {}
     for pair in pairs or []:
         if "=" not in pair:
-            raise ValueError(f"--cfg-options: {pair!r} is not of the form KEY=VALUE")
+            raise ConfigError(f"--cfg-options: {pair!r} is not of the form KEY=VALUE")
         key, value = pair.split("=", 1)
-        options[key.strip()] = parse_cfg_value(value.strip())
+        key = key.strip()
+        if not all(_KEY_PART.match(part) for part in key.split(".")):
+            raise ConfigError(
+                f"--cfg-options: {pair!r}: the key {key!r} must be dot-separated names or list "
+                "indices without spaces, e.g. optimizer.lr=0.01 or data.train.pipeline.0.type=X"
+            )
+        options[key] = parse_cfg_value(value.strip())
     return options
 
 
@@ -173,6 +193,106 @@ def import_custom_modules(cfg):
     return modules
 
 
+def _base_entries(path):
+    """The ``_base_`` paths a config names, read without running it (``None`` when they
+    are computed, which only mmengine can evaluate)."""
+    ext = osp.splitext(path)[1]
+    if ext in (".json", ".yml", ".yaml"):
+        from mmengine import load
+
+        try:
+            value = (load(path) or {}).get("_base_", [])
+        except Exception as exc:
+            raise ConfigError(f"{path}: cannot be parsed ({exc}). Fix the file.") from exc
+        lineno = None
+    elif ext == ".py":
+        with open(path, encoding="utf-8") as f:
+            source = f.read()
+        try:
+            tree = ast.parse(source, filename=path)
+        except SyntaxError as exc:
+            raise ConfigError(
+                f"{path}, line {exc.lineno}: invalid Python ({exc.msg}). Fix the config."
+            ) from exc
+        node = next(
+            (
+                n
+                for n in tree.body
+                if isinstance(n, ast.Assign)
+                and isinstance(n.targets[0], ast.Name)
+                and n.targets[0].id == "_base_"
+            ),
+            None,
+        )
+        if node is None:
+            return []
+        lineno = node.lineno
+        try:
+            value = ast.literal_eval(node.value)
+        except ValueError:
+            return None
+    else:
+        raise ConfigError(f"{path}: a config must be a .py, .json, .yml or .yaml file")
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        where = f"{path}, line {lineno}" if lineno else path
+        raise ConfigError(
+            f"{where}: _base_ must be a config path or a list of paths (relative to this "
+            f"file), got {value!r}. Fix the _base_ line."
+        )
+    return list(value)
+
+
+def check_config_bases(filename):
+    """Follow ``_base_`` from ``filename`` without running any config.
+
+    Raises :class:`ConfigError` naming the config and the missing path, the cycle
+    (``a.py -> b.py -> a.py``), a syntax error (file and line) or a malformed ``_base_``.
+    Returns the files visited, ``filename`` first.
+    """
+    visited = []
+
+    def visit(path, chain):  # chain: [(real path, path as followed), ...] down to path
+        real = osp.realpath(path)
+        reals = [r for r, _ in chain]
+        if real in reals:
+            names = [shown for _, shown in chain[reals.index(real) :]] + [path]
+            raise ConfigError(
+                f"_base_ cycle: {' -> '.join(names)}. Fix: remove one of these _base_ entries "
+                "(a config cannot inherit from itself)."
+            )
+        if path not in visited:
+            visited.append(path)
+        for base in _base_entries(path) or []:
+            if "::" in base or "{{" in base:  # package configs and mmengine substitutions
+                continue
+            base_path = osp.normpath(osp.join(osp.dirname(path), base))
+            if not osp.isfile(base_path):
+                included = f" (a _base_ of {chain[-1][1]})" if chain else ""
+                raise ConfigError(
+                    f"{path}{included}: its _base_ file {base!r} does not exist (looked for "
+                    f"{osp.abspath(base_path)}). Fix the path: _base_ paths are relative to "
+                    "the config that names them."
+                )
+            visit(base_path, [*chain, (real, path)])
+
+    visit(osp.normpath(filename), [])
+    return visited
+
+
+def _failing_file(files):
+    """Which of ``files`` (a config, then its bases) fails to load, for the message: the
+    deepest base that fails on its own, else the config itself (e.g. a merge conflict)."""
+    for path in reversed(files[1:]):
+        try:
+            Config.fromfile(path, import_custom_modules=False)
+        except Exception:
+            return f"{path} (a _base_ of {files[0]}): cannot be loaded"
+    chain = f" (it and its _base_ files: {', '.join(files)})" if len(files) > 1 else ""
+    return f"{files[0]}: cannot be loaded{chain}"
+
+
 def load_config(filename, cfg_options=None, warn_unknown_keys=True):
     """Read a config file, apply ``cfg_options`` (a dict or KEY=VALUE strings), import
     ``custom_imports`` and warn about unknown top-level keys.
@@ -181,11 +301,22 @@ def load_config(filename, cfg_options=None, warn_unknown_keys=True):
     """
     if not osp.isfile(filename):
         raise FileNotFoundError(f"config file {filename!r} does not exist")
-    cfg = Config.fromfile(filename, import_custom_modules=False)
+    files = check_config_bases(filename)
+    try:
+        cfg = Config.fromfile(filename, import_custom_modules=False)
+    except Exception as exc:  # mmengine's errors do not say which file
+        raise ConfigError(f"{_failing_file(files)}: {type(exc).__name__}: {exc}") from exc
     if cfg_options:
         if not isinstance(cfg_options, dict):
             cfg_options = parse_cfg_options(cfg_options)
-        cfg.merge_from_dict(cfg_options)
+        for key, value in cfg_options.items():
+            try:
+                cfg.merge_from_dict({key: value})
+            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+                raise ConfigError(
+                    f"{filename}: --cfg-options {key}={value!r} cannot be applied: "
+                    f"{str(exc).strip(chr(34))}"
+                ) from exc
     import_custom_modules(cfg)
     if warn_unknown_keys:
         for message in unknown_top_level_keys(cfg, filename):

@@ -2,20 +2,25 @@
 
 NCCL on CUDA and gloo on CPU, chosen automatically unless ``dist_params`` names a backend.
 A gloo side group (``monitor group``) lets a rank that sees a collective fail find out which
-ranks are gone or stuck, so the error can name them.
+ranks are gone or stuck, so the error can name them: ranks on the same machine whose process
+has exited are named at once (their process ids are exchanged at start-up); otherwise a
+monitored barrier names the ranks that do not answer.
 """
 
 import datetime
 import functools
 import os
 import re
+import socket
 import subprocess
+import time
 
 import torch
 import torch.distributed as dist
 
 _MONITOR_GROUP = None
 _TIMEOUT_S = None
+_PROCESSES = None  # per rank: (machine id, pid), exchanged at start-up
 
 
 class DistributedError(RuntimeError):
@@ -60,6 +65,48 @@ def init_process_group(backend, timeout):
     dist.init_process_group(**kwargs)
     _TIMEOUT_S = timeout
     _MONITOR_GROUP = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=timeout))
+    global _PROCESSES
+    _PROCESSES = [None] * dist.get_world_size()
+    dist.all_gather_object(_PROCESSES, (_machine_id(), os.getpid()), group=_MONITOR_GROUP)
+
+
+def _machine_id():
+    """This host and PID namespace: processes with the same id can see each other's pids."""
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+    return f"{socket.gethostname()}:{namespace}"
+
+
+def _process_gone(pid):
+    """Whether ``pid`` has exited (a zombie not yet reaped counts as exited)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    except (OSError, IndexError):
+        return False
+    return state in ("Z", "X")
+
+
+def dead_local_ranks(grace=2.0):
+    """``{rank: pid}`` of the ranks on this machine whose process has exited.
+
+    Waits up to ``grace`` seconds for one to show up: a killed process closes its sockets
+    (failing our collective) a moment before it is gone.
+    """
+    if not _PROCESSES or _machine_id() is None:
+        return {}
+    here, me = _machine_id(), os.getpid()
+    local = {r: pid for r, (machine, pid) in enumerate(_PROCESSES) if machine == here}
+    deadline = time.monotonic() + grace
+    while True:
+        dead = {r: pid for r, pid in local.items() if pid != me and _process_gone(pid)}
+        if dead or time.monotonic() >= deadline:
+            return dead
+        time.sleep(0.05)
 
 
 def _setup_slurm_env(port):
@@ -133,12 +180,17 @@ def _ranks_in_message(message):
 def collective_failure(exc, where):
     """A :class:`DistributedError` for ``exc`` raised by a collective, naming lost ranks."""
     rank, world_size = get_dist_info()
-    lost = [r for r in unresponsive_ranks() if r != rank]
-    who = (
-        f"rank(s) {', '.join(map(str, lost))} died or hang"
-        if lost
-        else "another rank died or hangs (see the launcher's report for which)"
-    )
+    dead = dead_local_ranks()
+    lost = [] if dead else [r for r in unresponsive_ranks() if r != rank]
+    if dead:
+        who = (
+            f"rank(s) {', '.join(map(str, dead))} died (process(es) "
+            f"{', '.join(map(str, dead.values()))} on this machine exited)"
+        )
+    elif lost:
+        who = f"rank(s) {', '.join(map(str, lost))} died or hang"
+    else:
+        who = "another rank died or hangs (see the launcher's report for which)"
     return DistributedError(
         f"rank {rank}/{world_size}: a collective operation failed {where}: {who}. "
         f"Original error: {exc}"

@@ -7,11 +7,18 @@ class LogBuffer:
     """``history[key]`` is a list of ``(value, count)`` since the start of the epoch.
 
     ``eval_output`` holds the metrics of the last evaluation until they are logged.
+    ``counters`` holds event counts since the run started (e.g. ``skipped_steps``,
+    ``skipped_images``), added to every training log record; :meth:`clear` keeps them.
     """
 
     def __init__(self):
         self.history = defaultdict(list)
         self.eval_output = {}
+        self.counters = {}
+
+    def count(self, key, n=1):
+        """Add ``n`` to the counter ``key`` (``n=0`` only makes it appear in the log)."""
+        self.counters[key] = self.counters.get(key, 0) + int(n)
 
     def clear(self):
         self.history.clear()

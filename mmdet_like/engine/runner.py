@@ -17,9 +17,11 @@ import torch
 import torch.distributed as dist
 
 from mmdet_like.engine.checkpoint import (
+    CheckpointError,
     get_rng_states,
     load_checkpoint,
     load_checkpoint_file,
+    load_checkpoint_weights,
     save_checkpoint,
     set_rng_states,
 )
@@ -37,6 +39,23 @@ from mmdet_like.registry import HOOKS, RUNNERS, build_from_cfg
 
 class NonFiniteLossError(RuntimeError):
     """A loss became NaN or infinite during training."""
+
+
+class NonFiniteWeightsError(NonFiniteLossError):
+    """The weights became NaN or infinite (e.g. after a step on non-finite gradients); the
+    checkpoint that would have held them is not written."""
+
+
+class DataLoaderWorkerError(RuntimeError):
+    """A data-loader worker process died (killed, crashed in native code, exited)."""
+
+
+def _is_worker_death(exc):
+    """Whether ``exc`` is torch's report of a data-loader worker that died."""
+    text = str(exc)
+    return "DataLoader worker (pid" in text and (
+        "exited unexpectedly" in text or "killed by signal" in text
+    )
 
 
 def parse_losses(losses):
@@ -300,6 +319,18 @@ class EpochBasedRunner:
                 raise collective_failure(exc, where) from exc
             raise
 
+    def _worker_death_error(self, exc, done):
+        """A :class:`DataLoaderWorkerError` for torch's worker-death ``exc``."""
+        phase = f"epoch {self.epoch + 1}" if self.mode == "train" else f"val epoch {self.epoch}"
+        return DataLoaderWorkerError(
+            f"a data-loader worker process died while loading data ({phase}, after "
+            f"{done} of {len(self.data_loader)} iterations): {exc}. Its Python traceback, if "
+            "it had one, died with it. Common causes: out of memory (the OS killed it; see "
+            "`dmesg`), a crash in native code of a transform or image decoder, or a transform "
+            "that calls os._exit / sys.exit. To see what fails, run the pipeline in the main "
+            "process: --cfg-options data.workers_per_gpu=0"
+        )
+
     def train(self, data_loader):
         """One training epoch."""
         self.model.train()
@@ -310,17 +341,24 @@ class EpochBasedRunner:
             self._max_iters = (self._max_epochs or 1) * len(data_loader)
         start, self._resume_inner_iter = self._resume_inner_iter, 0
         self.call_hook("before_train_epoch")
-        for index, data_batch in enumerate(self._epoch_batches(data_loader, start), start):
-            self._inner_iter = index
-            self.data_batch = data_batch
+        done = start
+        try:
+            for index, data_batch in enumerate(self._epoch_batches(data_loader, start), start):
+                self._inner_iter = index
+                self.data_batch = data_batch
 
-            def step(data_batch=data_batch):
-                self.call_hook("before_train_iter")
-                self.run_iter(data_batch, train_mode=True)
-                self.call_hook("after_train_iter")
+                def step(data_batch=data_batch):
+                    self.call_hook("before_train_iter")
+                    self.run_iter(data_batch, train_mode=True)
+                    self.call_hook("after_train_iter")
 
-            self._guard_collectives(step, f"at epoch {self.epoch + 1}, iteration {index + 1}")
-            self._iter += 1
+                self._guard_collectives(step, f"at epoch {self.epoch + 1}, iteration {index + 1}")
+                self._iter += 1
+                done = index + 1
+        except RuntimeError as exc:
+            if _is_worker_death(exc):
+                raise self._worker_death_error(exc, done) from exc
+            raise
         self.call_hook("after_train_epoch")
         self._epoch += 1
 
@@ -332,24 +370,39 @@ class EpochBasedRunner:
         self.data_loader = data_loader
         self.log_buffer.clear()
         self.call_hook("before_val_epoch")
-        for index, data_batch in enumerate(self._epoch_batches(data_loader, 0)):
-            self._inner_iter = index
-            self.data_batch = data_batch
+        done = 0
+        try:
+            for index, data_batch in enumerate(self._epoch_batches(data_loader, 0)):
+                self._inner_iter = index
+                self.data_batch = data_batch
 
-            def step(data_batch=data_batch):
-                self.call_hook("before_val_iter")
-                self.run_iter(data_batch, train_mode=False)
-                self.call_hook("after_val_iter")
+                def step(data_batch=data_batch):
+                    self.call_hook("before_val_iter")
+                    self.run_iter(data_batch, train_mode=False)
+                    self.call_hook("after_val_iter")
 
-            self._guard_collectives(step, f"in val epoch {self.epoch}, iteration {index + 1}")
+                self._guard_collectives(step, f"in val epoch {self.epoch}, iteration {index + 1}")
+                done = index + 1
+        except RuntimeError as exc:
+            if _is_worker_death(exc):
+                raise self._worker_death_error(exc, done) from exc
+            raise
         self.call_hook("after_val_epoch")
 
     def run_iter(self, data_batch, train_mode):
         """Forward one batch; ``self.outputs = {"loss", "log_vars", "num_samples"}``.
 
         A non-finite loss in training raises :class:`NonFiniteLossError` (or marks the
-        step ``skipped`` when ``skip_nonfinite_loss`` is set).
+        step ``skipped`` when ``skip_nonfinite_loss`` is set). A ``skipped_images`` entry
+        (one count per sample, from datasets with ``skip_bad_images=True``) is taken out of
+        the batch and added to the ``skipped_images`` counter of the log (summed over ranks).
         """
+        skipped_images = data_batch.pop("skipped_images", None)
+        if skipped_images is not None and train_mode:
+            count = torch.as_tensor(skipped_images).sum().reshape(1).float().to(self.device)
+            if is_distributed():  # on the device: NCCL reduces CUDA tensors only
+                dist.all_reduce(count)
+            self.log_buffer.count("skipped_images", int(count.item()))
         data_batch = move_to_device(data_batch, self.device)
         with torch.autocast(
             device_type=self.device.type,
@@ -382,7 +435,7 @@ class EpochBasedRunner:
                 )
             self.logger.warning("non-finite loss at %s: %s; step skipped", where, terms)
             self.outputs["skipped"] = True
-            self.log_buffer.update({"skipped_steps": 1.0}, 1)
+            self.log_buffer.count("skipped_steps")
             return
         self.log_buffer.update(log_vars, num_samples)
 
@@ -395,9 +448,33 @@ class EpochBasedRunner:
             return self.epoch, self.iter + 1, self.inner_iter + 1
         return self.epoch, self.iter, 0
 
+    def _check_finite_weights(self, path, iteration):
+        """Raise :class:`NonFiniteWeightsError` if a parameter holds NaN or inf."""
+        bad = [
+            name
+            for name, param in self.unwrapped_model.named_parameters()
+            if param.is_floating_point() and not bool(torch.isfinite(param.detach()).all())
+        ]
+        if bad:
+            shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+            kept = self.last_checkpoint or "none (no checkpoint was written in this run)"
+            raise NonFiniteWeightsError(
+                f"the weights are not finite after global iteration {iteration} "
+                f"(parameters {shown}), so {path} is not written. Training stopped; the last "
+                f"good checkpoint is {kept}. Non-finite gradients on a finite loss do this: "
+                "lower the learning rate, add optimizer_config.grad_clip, or set "
+                "optimizer_config.skip_nonfinite_loss=True (skips steps whose loss or "
+                "gradients are not finite)."
+            )
+
     def save_checkpoint(self, out_dir, filename, save_optimizer=True, meta=None):
-        """Write ``out_dir/filename`` (rank 0 only) with everything :meth:`resume` needs."""
+        """Write ``out_dir/filename`` (rank 0 only) with everything :meth:`resume` needs.
+
+        Refuses (:class:`NonFiniteWeightsError`) to save weights that hold NaN or inf.
+        """
         epoch, iteration, inner_iter = self._progress_for_checkpoint()
+        path = osp.join(out_dir, filename)
+        self._check_finite_weights(path, iteration)
         full_meta = dict(self.meta)
         full_meta.update(meta or {})
         full_meta.update(
@@ -407,7 +484,6 @@ class EpochBasedRunner:
             rng=get_rng_states(),
             hook_states={type(h).__name__: h.state_dict() for h in self._hooks if h.state_dict()},
         )
-        path = osp.join(out_dir, filename)
         if self.rank == 0:
             optimizer = self.optimizer if save_optimizer else None
             save_checkpoint(path, self.model, optimizer=optimizer, meta=full_meta)
@@ -424,12 +500,16 @@ class EpochBasedRunner:
         and RNG states from ``checkpoint`` (a path)."""
         path = checkpoint
         checkpoint = load_checkpoint_file(path, map_location)
-        if "meta" not in checkpoint or "epoch" not in checkpoint["meta"]:
+        if not isinstance(checkpoint, dict):
+            raise CheckpointError(f"{path}: expected a dict, got {type(checkpoint).__name__}")
+        if not isinstance(checkpoint.get("meta"), dict) or "epoch" not in checkpoint["meta"]:
             raise ValueError(
                 f"{path} has no meta.epoch: it holds weights only; use "
                 "load_from instead of resume_from"
             )
-        load_checkpoint(self.unwrapped_model, path, map_location, strict=True, logger=self.logger)
+        load_checkpoint_weights(
+            self.unwrapped_model, checkpoint, path, strict=True, logger=self.logger
+        )  # the file is read once
         meta = checkpoint["meta"]
         self._epoch = meta["epoch"]
         self._iter = meta["iter"]

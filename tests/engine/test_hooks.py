@@ -1,4 +1,6 @@
-"""Checkpoint, logger, optimizer (clipping, mixed precision), NaN, priorities, cache hooks."""
+"""Checkpoint, logger, optimizer (clipping, mixed precision), priorities, cache hooks.
+
+Non-finite losses: tests/reliability/test_nan_loss.py."""
 
 import json
 import os
@@ -11,7 +13,6 @@ from mmdet_like.engine import (
     CheckpointHook,
     EmptyCacheHook,
     Hook,
-    NonFiniteLossError,
     TextLoggerHook,
 )
 from tests.engine.toy import ToyRegressor, toy_loader, toy_runner
@@ -135,34 +136,6 @@ def test_mixed_precision(tmp_path, dtype):
         assert "loss_scale" in runner.log_buffer.history
     else:
         assert "OptimizerHook" not in states
-
-
-def test_nonfinite_loss_stops_naming_iteration_term_and_checkpoint(tmp_path):
-    torch.manual_seed(0)
-    runner = toy_runner(
-        tmp_path, model=ToyRegressor(nan_after=6), max_epochs=3, checkpoint_config={"interval": 1}
-    )
-    with pytest.raises(NonFiniteLossError) as info:
-        runner.run([toy_loader(16, 4)], [("train", 1)])
-    message = str(info.value)
-    assert "epoch 2, iteration 2/4 (global iteration 6)" in message
-    assert "loss_mse=nan" in message and "skip_nonfinite_loss" in message
-    assert str(tmp_path / "epoch_1.pth") in message
-    assert os.path.realpath(tmp_path / "latest.pth") == str(tmp_path / "epoch_1.pth")
-    good = torch.load(tmp_path / "latest.pth", weights_only=True)["state_dict"]
-    assert all(torch.isfinite(v).all() for v in good.values())
-
-
-def test_nonfinite_loss_step_can_be_skipped(tmp_path):
-    torch.manual_seed(0)
-    model = ToyRegressor(nan_after=6)
-    runner = toy_runner(
-        tmp_path, model=model, max_epochs=2, optimizer_config={"skip_nonfinite_loss": True}
-    )
-    runner.run([toy_loader(16, 4)], [("train", 1)])
-    assert runner.iter == 8 and runner.epoch == 2
-    assert all(torch.isfinite(p).all() for p in model.parameters())
-    assert sum(v for v, _ in runner.log_buffer.history["skipped_steps"]) == 3  # calls 6-8
 
 
 def test_hooks_run_in_priority_order(tmp_path):

@@ -5,9 +5,37 @@ import os.path as osp
 import mmcv
 import numpy as np
 
-from mmdet_like.datasets.errors import DatasetError, where
+from mmdet_like.datasets.errors import DatasetError, ImageReadError, where
 from mmdet_like.registry import PIPELINES
 from mmdet_like.structures.mask import BitmapMasks, PolygonMasks, polygons_to_bitmap, rle_to_bitmap
+
+
+def check_image_size(img, img_info, filename):
+    """Raise :class:`DatasetError` when the decoded image's size differs from the
+    annotation's ``width``/``height`` (boxes and masks would then be misplaced).
+
+    The image is compared as read, i.e. after its EXIF orientation was applied (mmcv /
+    OpenCV do that for ``color_type="color"`` and ``"grayscale"``).
+    """
+    width, height = img_info.get("width"), img_info.get("height")
+    if width is None or height is None:
+        return
+    h, w = img.shape[:2]
+    if (h, w) == (int(height), int(width)):
+        return
+    hint = ""
+    if (w, h) == (int(height), int(width)):
+        hint = (
+            " Width and height are swapped: the file most likely has an EXIF orientation tag, "
+            "which is applied when it is read, while the annotation describes the stored, "
+            "unrotated pixels."
+        )
+    raise DatasetError(
+        f"{where(filename, img_info.get('id'), 'width/height')}: the image is {w}x{h} "
+        f"(width x height, as read) but the annotation says {width}x{height}.{hint} Fix: make "
+        "the annotation's width/height (and its boxes) match the image as displayed, or "
+        "re-save the image (e.g. without the EXIF orientation tag)."
+    )
 
 
 @PIPELINES.register()
@@ -16,6 +44,12 @@ class LoadImageFromFile:
 
     Adds ``filename``, ``ori_filename``, ``img`` ((H, W, 3) uint8 BGR, or float32 with
     ``to_float32``), ``img_shape``, ``ori_shape`` and ``img_fields``.
+
+    With the default ``color_type="color"`` every format OpenCV reads becomes (H, W, 3)
+    uint8 BGR: grayscale is replicated to 3 channels, 16-bit images are scaled to 8 bits
+    (value // 256), CMYK JPEGs are converted, an alpha channel is dropped, and the EXIF
+    orientation is applied. An image whose size (as read) differs from ``img_info``'s
+    ``width``/``height`` raises :class:`DatasetError` (see :func:`check_image_size`).
     """
 
     def __init__(self, to_float32=False, color_type="color"):
@@ -34,10 +68,14 @@ class LoadImageFromFile:
         else:
             reason = "unreadable or empty image"
         if img is None:
-            raise DatasetError(
+            raise ImageReadError(
                 f"{where(filename, results['img_info'].get('id'), 'filename')}: cannot read the "
-                f"image ({reason}). Fix: check img_prefix and the file."
+                f"image ({reason}). Fix: check img_prefix and the file, or (training) set "
+                "skip_bad_images=True in the dataset config to train on without it.",
+                filename,
+                reason,
             )
+        check_image_size(img, results["img_info"], filename)
         if self.to_float32:
             img = img.astype(np.float32)
         results["filename"] = filename

@@ -24,7 +24,9 @@ class LoggerHook(Hook):
 
     A record is a dict: ``mode`` ("train" / "val"), ``epoch`` (1-based), ``iter``
     (1-based within the epoch), ``lr``, ``time``, ``data_time``, ``memory`` and every
-    averaged loss / metric. Subclasses implement :meth:`write`.
+    averaged loss / metric; training records also hold the log buffer's counters (totals
+    since the run started, e.g. ``skipped_steps``, ``skipped_images``). Subclasses
+    implement :meth:`write`.
     """
 
     priority = "VERY_LOW"
@@ -60,6 +62,7 @@ class LoggerHook(Hook):
         }
         record.update({k: values[k] for k in ("time", "data_time") if k in values})
         record.update({k: v for k, v in values.items() if k not in record})
+        record.update(runner.log_buffer.counters)  # totals since the run started
         self._emit(runner, record)
 
     def after_train_epoch(self, runner):

@@ -24,8 +24,9 @@ class OptimizerHook(Hook):
         fp16: ``dict(dtype="bfloat16")`` runs the forward under ``torch.autocast`` in
             bfloat16; ``dict(dtype="float16", loss_scale="dynamic")`` in float16 with a
             grad scaler (a number as ``loss_scale`` is the initial scale, never grown).
-        skip_nonfinite_loss: skip the step of an iteration whose loss is NaN/inf instead of
-            stopping the run.
+        skip_nonfinite_loss: skip the step of an iteration whose loss or gradients are
+            NaN/inf instead of stopping the run; skipped steps are counted in the log
+            (``skipped_steps``).
     """
 
     priority = "ABOVE_NORMAL"
@@ -54,6 +55,8 @@ class OptimizerHook(Hook):
 
     def before_run(self, runner):
         runner.skip_nonfinite_loss = self.skip_nonfinite_loss
+        if self.skip_nonfinite_loss:
+            runner.log_buffer.count("skipped_steps", 0)  # logged from the start
         runner.autocast_dtype = self.amp_dtype
         if self.amp_dtype == torch.float16:
             if self.loss_scale == "dynamic":
@@ -93,9 +96,31 @@ class OptimizerHook(Hook):
             loss.backward()
             if self.grad_clip is not None:
                 grad_norm = self.clip_grads(runner.model.parameters())
+            if self.skip_nonfinite_loss and not self._grads_finite(runner, grad_norm):
+                runner.logger.warning(
+                    "non-finite gradients at epoch %d, iteration %d (global iteration %d); "
+                    "step skipped",
+                    runner.epoch + 1,
+                    runner.inner_iter + 1,
+                    runner.iter + 1,
+                )
+                optimizer.zero_grad(set_to_none=True)
+                runner.outputs["skipped"] = True
+                runner.log_buffer.count("skipped_steps")
+                return
             optimizer.step()
         if grad_norm is not None:
             runner.log_buffer.update({"grad_norm": float(grad_norm)}, runner.outputs["num_samples"])
+
+    @staticmethod
+    def _grads_finite(runner, grad_norm=None):
+        """Whether every gradient is finite (``grad_norm``: their norm, when known)."""
+        if grad_norm is None:
+            grads = [p.grad for p in runner.model.parameters() if p.grad is not None]
+            if not grads:
+                return True
+            grad_norm = torch.nn.utils.get_total_norm(grads)
+        return bool(torch.isfinite(torch.as_tensor(grad_norm)))
 
     def state_dict(self):
         return {"scaler": self.scaler.state_dict()} if self.scaler is not None else {}

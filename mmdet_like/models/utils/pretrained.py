@@ -84,9 +84,14 @@ def load_torchvision_state_dict(name, timeout_s=DOWNLOAD_TIMEOUT_S):
 def read_checkpoint_state_dict(path):
     """State dict from a local checkpoint file (``{"state_dict": ...}`` wrappers and a
     ``module.`` prefix from DataParallel are removed)."""
+    from mmdet_like.engine.checkpoint import CheckpointError, load_checkpoint_file
+
     if not os.path.isfile(path):
         raise PretrainedWeightsError(f"pretrained checkpoint file not found: {path}")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    try:  # weights_only, with the reason when the file is unreadable or unsafe
+        checkpoint = load_checkpoint_file(path)
+    except CheckpointError as exc:
+        raise PretrainedWeightsError(f"pretrained weights: {exc}") from exc
     for key in ("state_dict", "model"):
         if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
             checkpoint = checkpoint[key]

@@ -12,7 +12,7 @@ PIP := $(PY) -m pip
 MAX_JOBS ?= 2
 OP_SOURCES := $(shell find ops -name '*.cpp' -o -name '*.cu' -o -name '*.h' -o -name '*.cuh')
 
-.PHONY: install test test-slow lint format bench-ops clean
+.PHONY: install test test-slow lint format bench-ops demo clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,21 @@ test: lint
 
 test-slow: install
 	$(PY) -m pytest -q -m slow
+
+# The demo: draw the shapes dataset, train the small Mask R-CNN on it, evaluate it on the
+# val split (COCO bbox and segm tables) and draw a few of its detections.
+# (the config reads its data from data/demo)
+DEMO_DATA := data/demo
+DEMO_WORK ?= work_dirs/mask_rcnn_r18_fpn_demo
+DEMO_CONFIG := configs/demo/mask_rcnn_r18_fpn_demo.py
+
+demo: install
+	$(PY) tools/make_demo_dataset.py $(DEMO_DATA)
+	$(PY) tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_WORK) --no-validate
+	$(PY) tools/test.py $(DEMO_CONFIG) $(DEMO_WORK)/latest.pth --eval bbox segm
+	$(PY) tools/demo_pictures.py $(DEMO_CONFIG) $(DEMO_WORK)/latest.pth $(DEMO_DATA)/val \
+		$(DEMO_WORK)/detections.png
+	@echo "demo done: checkpoint, logs and detections.png in $(DEMO_WORK)"
 
 bench-ops: install
 	$(PY) tools/benchmark_ops.py --out docs/benchmarks.md

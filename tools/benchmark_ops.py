@@ -19,14 +19,12 @@ import torch
 import torchvision
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchmark_common import sync, write_section  # noqa: E402
+
 from mmdet_like.ops import nms, roi_align  # noqa: E402
 
 IMAGE_HEIGHT, IMAGE_WIDTH = 800, 1216
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def best_time(fn, device, repeat, warmup=1):
@@ -146,20 +144,6 @@ def render(rows, device):
     return header + body
 
 
-def write_section(path, device, table):
-    begin = f"<!-- benchmark_ops {device.type} begin -->"
-    end = f"<!-- benchmark_ops {device.type} end -->"
-    section = f"{begin}\n{table}{end}\n"
-    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n\n"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + section + rest.split(end, 1)[1].lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    with open(path, "w") as f:
-        f.write(text)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -177,7 +161,7 @@ def main():
     table = render(rows, device)
     print(table)
     if args.out:
-        write_section(args.out, device, table)
+        write_section(args.out, f"benchmark_ops {device.type}", table)
         print(f"written to {args.out}")
 
 

@@ -12,11 +12,12 @@ model = dict(
     pretrained=None,
     backbone=dict(
         depth=18,
+        base_channels=32,  # half-width ResNet-18: stages of 32, 64, 128 and 256 channels
         frozen_stages=-1,
         norm_cfg=dict(type="BN", requires_grad=True),
         norm_eval=False,
     ),
-    neck=dict(in_channels=[64, 128, 256, 512], out_channels=64, num_outs=5),
+    neck=dict(in_channels=[32, 64, 128, 256], out_channels=64, num_outs=5),
     rpn_head=dict(
         in_channels=64,
         feat_channels=64,

@@ -257,3 +257,35 @@ def test_single_gpu_test_api_and_fused_model_match_tool(trained, single_results,
     model.eval()
     fused = single_gpu_test(fuse_conv_bn(model), loader)
     _assert_same_results(fused, expected, atol=1e-2)
+
+
+def test_demo_pictures_draws_a_grid_of_detections(trained):
+    out = _run(
+        [ROOT / "tools" / "demo_pictures.py", DEMO_CONFIG, "work/latest.pth", "data/demo/val",
+         "out/grid.png", "--num", 3, "--cols", 2, "--scale", 2, "--score-thr", 0.0],
+        trained,
+    )  # fmt: skip
+    assert "3 images with their detections" in out
+    picture = cv2.imread(str(trained / "out" / "grid.png"))
+    assert picture.shape == (2 * 256 + 4, 2 * 256 + 4, 3)
+    first = cv2.imread(str(trained / "data" / "demo" / "val" / "000000.png"))
+    plain = cv2.resize(first, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+    assert not np.array_equal(picture[:256, :256], plain)  # something was drawn on it
+    assert (picture[:, 256:260] == 255).all()  # the gap between columns
+    assert (picture[260:, 260:] == 255).all()  # the empty fourth cell
+
+
+def test_scale_result_enlarges_boxes_and_masks():
+    tool = _load_tool("demo_pictures")
+    mask = np.zeros((4, 5), bool)
+    mask[1:3, 2:4] = True
+    boxes, masks = tool.scale_result(
+        ([np.array([[2, 1, 4, 3, 0.9]], np.float32), np.zeros((0, 5), np.float32)],
+         [[mask], []]),
+        3,
+    )  # fmt: skip
+    np.testing.assert_allclose(boxes[0], [[6, 3, 12, 9, 0.9]])
+    assert boxes[1].shape == (0, 5) and masks[1] == []
+    assert masks[0][0].shape == (12, 15)
+    ys, xs = np.nonzero(masks[0][0])
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (3, 8, 6, 11)

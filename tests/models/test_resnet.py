@@ -164,3 +164,16 @@ def test_resnext_forward_and_depth_check():
     assert [o.shape[1] for o in outs] == [256, 512, 1024, 2048]
     with pytest.raises(ValueError, match="depth"):
         ResNeXt(18)
+
+
+def test_base_channels_narrows_every_stage():
+    model = ResNet(18, base_channels=16, out_indices=(0, 1, 2, 3))
+    assert model.out_channels == [16, 32, 64, 128]
+    outs = model(torch.randn(2, 3, 64, 96))
+    assert [tuple(o.shape) for o in outs] == [
+        (2, 16, 16, 24), (2, 32, 8, 12), (2, 64, 4, 6), (2, 128, 2, 3)
+    ]  # fmt: skip
+    narrow = sum(p.numel() for p in model.parameters())
+    assert narrow < sum(p.numel() for p in ResNet(18).parameters()) / 10
+    with pytest.raises(ValueError, match="base_channels"):
+        ResNet(18, base_channels=0)

@@ -1,7 +1,8 @@
 """ResNet backbone with torchvision's module layout (``conv1, bn1, layer1..layer4``).
 
 Input (N, 3, H, W); output a tuple of the stages in ``out_indices``, stage i of shape
-(N, 64 * 2**i * expansion, H / 2**(i + 2), W / 2**(i + 2)) with the default strides.
+(N, base_channels * 2**i * expansion, H / 2**(i + 2), W / 2**(i + 2)) with the default strides
+(``base_channels`` 64).
 """
 
 from torch import nn
@@ -142,6 +143,9 @@ class ResNet(nn.Module):
         norm_cfg: normalisation, e.g. ``dict(type="BN", requires_grad=True)``.
         norm_eval: keep batch norms in eval mode (frozen statistics) while training.
         zero_init_residual: zero the last norm of every block (each block starts as identity).
+        base_channels: channels of the stem and of the first stage's blocks (64 in the
+            standard networks, whose pretrained weights need it); stage ``i`` has
+            ``base_channels * 2**i``. Smaller values make a narrower, faster network.
         fold_norm: run a norm with fixed statistics (``norm_eval``, frozen stages, inference,
             ``FrozenBN``) folded into its convolution (:func:`conv_norm`): the same function
             with two fewer passes over every feature map; rounding differs (about 1e-6
@@ -175,8 +179,11 @@ class ResNet(nn.Module):
         groups=1,
         base_width=64,
         fold_norm=True,
+        base_channels=64,
     ):
         super().__init__()
+        if base_channels < 1:
+            raise ValueError(f"ResNet: base_channels must be positive, got {base_channels}")
         if depth not in self.arch_settings:
             raise ValueError(
                 f"ResNet: depth must be one of {sorted(self.arch_settings)}, got {depth}"
@@ -204,16 +211,16 @@ class ResNet(nn.Module):
         self.fold_norm = fold_norm
         block, stage_blocks = self.arch_settings[depth]
 
-        self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
-        self.bn1 = build_norm_layer(self.norm_cfg, 64)
+        self.conv1 = nn.Conv2d(in_channels, base_channels, 7, stride=2, padding=3, bias=False)
+        self.bn1 = build_norm_layer(self.norm_cfg, base_channels)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
 
-        self.inplanes = 64
+        self.inplanes = base_channels
         self.stage_names = []
         self.out_channels = []
         for i in range(num_stages):
-            planes = 64 * 2**i
+            planes = base_channels * 2**i
             layer = self._make_layer(block, planes, stage_blocks[i], strides[i], dilations[i])
             name = f"layer{i + 1}"
             self.add_module(name, layer)

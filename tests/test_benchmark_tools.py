@@ -1,0 +1,68 @@
+"""The detector benchmarks' shared parts (tools/benchmark_common.py): equal inputs, equal
+weights on both sides, and the markdown section writer."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _common():
+    spec = importlib.util.spec_from_file_location(
+        "benchmark_common", ROOT / "tools" / "benchmark_common.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_inputs_are_deterministic_with_tight_boxes():
+    common = _common()
+    first, second = common.make_inputs(seed=3), common.make_inputs(seed=3)
+    assert len(first) == common.NUM_IMAGES
+    for a, b in zip(first, second):
+        assert a["image"].shape == (common.IMAGE_HEIGHT, common.IMAGE_WIDTH, 3)
+        np.testing.assert_array_equal(a["image"], b["image"])
+        assert a["masks"].shape == (common.NUM_BOXES, common.IMAGE_HEIGHT, common.IMAGE_WIDTH)
+        for box, mask in zip(a["boxes"], a["masks"]):
+            ys, xs = np.nonzero(mask)
+            assert list(box) == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+    ours = common.our_batch(first, torch.device("cpu"))
+    images, targets = common.torchvision_batch(first, torch.device("cpu"))
+    # the same pixels: our normalised batch undone equals torchvision's [0, 1] images * 255
+    mean = torch.tensor(common.MEAN).view(3, 1, 1)
+    std = torch.tensor(common.STD).view(3, 1, 1)
+    torch.testing.assert_close(ours["img"][0] * std + mean, images[0] * 255, atol=1e-3, rtol=0)
+    assert torch.equal(targets[1]["labels"], ours["gt_labels"][1] + 1)  # background is 0
+
+
+def test_both_models_start_from_the_same_weights():
+    common = _common()
+    tv_model = common.torchvision_model(seed=0).eval()
+    ours, _ = common.our_model(common.DEFAULT_CONFIG, tv_model.state_dict())
+    ours.eval()
+    x = torch.randn(1, 3, 96, 128)
+    with torch.no_grad():
+        theirs = list(tv_model.backbone(x).values())
+        mine = ours.extract_feat(x)
+        for a, b in zip(mine, theirs, strict=True):
+            scale = b.abs().max()
+            torch.testing.assert_close(a / scale, b / scale, atol=1e-4, rtol=0)
+        cls_ours = ours.roi_head.bbox_head.fc_cls.weight
+        cls_tv = tv_model.roi_heads.box_predictor.cls_score.weight
+        torch.testing.assert_close(cls_ours[:-1], cls_tv[1:])  # background moved last
+
+
+def test_write_section_replaces_only_its_block(tmp_path):
+    common = _common()
+    path = tmp_path / "bench.md"
+    path.write_text("# Benchmarks\n\nintro\n")
+    common.write_section(str(path), "x cpu", "| a |\n")
+    common.write_section(str(path), "y cpu", "| b |\n")
+    common.write_section(str(path), "x cpu", "| c |\n")
+    text = path.read_text()
+    assert "intro" in text and "| b |" in text and "| c |" in text and "| a |" not in text
+    assert text.index("x cpu begin") < text.index("y cpu begin")

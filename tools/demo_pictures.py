@@ -87,9 +87,7 @@ def main(argv=None):
         if img is None:
             raise SystemExit(f"{osp.join(args.image_dir, name)}: not a readable image")
         result = inference_detector(model, img)
-        big = cv2.resize(
-            img, None, fx=args.scale, fy=args.scale, interpolation=cv2.INTER_NEAREST
-        )
+        big = cv2.resize(img, None, fx=args.scale, fy=args.scale, interpolation=cv2.INTER_NEAREST)
         pictures.append(
             draw_result(
                 big,

@@ -210,8 +210,13 @@ def _assert_same_results(actual, expected, atol):
             assert a.shape == e.shape
             np.testing.assert_allclose(a, e, atol=atol, rtol=0)
         for a, e in zip(masks_a, masks_e, strict=True):
-            iou = mask_utils.iou(a, e, [0] * len(e)) if e else np.eye(0)
-            assert np.all(np.diag(np.atleast_2d(iou)) > 0.98)
+            assert len(a) == len(e)
+            for mask_a, mask_e in zip(a, e):
+                # at most 2% of the pixels of either mask differ (an undertrained model's
+                # mask can be empty in both, where an IoU would be undefined)
+                mask_a, mask_e = mask_utils.decode(mask_a), mask_utils.decode(mask_e)
+                union = int((mask_a | mask_e).sum())
+                assert int((mask_a ^ mask_e).sum()) <= 0.02 * union
 
 
 @pytest.mark.parametrize("collect", ["tmpdir", "gpu_collect"])

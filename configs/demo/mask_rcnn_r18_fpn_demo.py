@@ -1,4 +1,4 @@
-# Small Mask R-CNN (ResNet-18-FPN, 64 channels, light heads) for the demo shapes dataset:
+# Small Mask R-CNN (half-width ResNet-18, 64-channel FPN, light heads) for the demo shapes dataset:
 #   python tools/make_demo_dataset.py data/demo
 #   python tools/train.py configs/demo/mask_rcnn_r18_fpn_demo.py
 #   python tools/test.py configs/demo/mask_rcnn_r18_fpn_demo.py \
@@ -116,7 +116,7 @@ lr_config = dict(
     warmup_ratio=0.01,
     min_lr_ratio=0.01,
 )
-# ~0.6 s per iteration of 8 images on 2 CPU cores: 125 iterations, ~75 s an epoch.
+# ~0.5 s per iteration of 8 images on 2 CPU cores: 125 iterations, ~55 s an epoch.
 total_epochs = 6
 checkpoint_config = dict(interval=1)
 log_config = dict(interval=10, hooks=[dict(type="TextLoggerHook")])

@@ -15,11 +15,10 @@ import sys
 import time
 
 # oneDNN, torch's CPU convolution library, caches a compiled kernel for every input shape it
-# meets (1024 by default). The RoI heads see a new number of RoIs at every iteration, so on
-# the CPU that cache, and the host memory with it, grew by about 20 MiB an iteration for
-# thousands of iterations (found by the soak test, docs/reliability.md). 64 entries bound it;
-# a kernel that falls out is recompiled in well under a millisecond. Must be set before torch
-# is imported; an explicit setting in the environment wins.
+# meets (up to 1024 by default). The RoI heads see a new number of RoIs at every iteration,
+# so on the CPU that cache, and the host memory with it, grows (measured: about 20 MiB an
+# iteration for the full-width ResNet-18 demo model, see docs/training.md). 64 entries bound
+# it. Must be set before torch is imported; an explicit setting in the environment wins.
 os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64")
 
 import torch  # noqa: E402

@@ -9,6 +9,8 @@ Results per image, as mmdetection v1:
 """
 
 import contextlib
+import copy
+import datetime
 import io
 import json
 import os.path as osp
@@ -56,21 +58,51 @@ def _result_kind(results):
     return "bbox"
 
 
-def results2json(results, img_ids, cat_ids):
-    """Results -> dict of COCO result lists: ``bbox`` (and ``segm``) or ``proposal``."""
-    kind = _result_kind(results)
+def _result_files(kind):
+    """The COCO result lists that results of ``kind`` give."""
+    return {"proposal": ("proposal",), "segm": ("bbox", "segm")}.get(kind, ("bbox",))
+
+
+def _xywh_rows(boxes):
+    """(n, >=4) boxes ``[x1, y1, x2, y2, ...]`` -> n ``[x, y, w, h]`` lists of python floats.
+
+    The same numbers as :func:`xyxy2xywh` on each row (float32 -> float64 is exact and the
+    subtraction is the same IEEE double one), without a Python call per box.
+    """
+    xywh = boxes[:, :4].astype(np.float64)
+    xywh[:, 2:] -= xywh[:, :2]
+    return xywh.tolist()
+
+
+def coco_detections(results, img_ids, cat_ids, kind="bbox"):
+    """One COCO result list (``loadRes`` input) of ``results``.
+
+    Args:
+        kind: ``"bbox"`` (``image_id``, ``bbox`` as ``[x, y, w, h]``, ``score``,
+            ``category_id``), ``"segm"`` (the same plus ``segmentation``, an RLE with str
+            counts; needs ``(bbox, segm)`` results) or ``"proposal"`` (one (n, 5) array per
+            image, ``category_id`` 1).
+
+    Only this list is built (not the other kinds), one dict per detection; image and
+    category ids are shared int objects.
+    """
+    if kind not in ("bbox", "segm", "proposal"):
+        raise ValueError(f"coco_detections: kind must be bbox, segm or proposal, got {kind!r}")
+    result_kind = _result_kind(results)
+    if kind not in _result_files(result_kind):
+        raise ValueError(f"coco_detections: {result_kind} results have no {kind!r} detections")
+    dets = []
     if kind == "proposal":
-        dets = []
         for img_id, props in zip(img_ids, results):
-            for row in np.asarray(props).reshape(-1, 5):
-                dets.append(
-                    dict(image_id=int(img_id), bbox=xyxy2xywh(row), score=float(row[4]),
-                         category_id=1)
-                )  # fmt: skip
-        return {"proposal": dets}
-    bbox_json, segm_json = [], []
+            img_id = int(img_id)
+            props = np.asarray(props).reshape(-1, 5)
+            for row, score in zip(_xywh_rows(props), props[:, 4].tolist()):
+                dets.append(dict(image_id=img_id, bbox=row, score=score, category_id=1))
+        return dets
+    cat_ids = [int(c) for c in cat_ids]
     for img_id, result in zip(img_ids, results):
-        det, seg = result if kind == "segm" else (result, None)
+        img_id = int(img_id)
+        det, seg = result if result_kind == "segm" else (result, None)
         if len(det) != len(cat_ids):
             raise ValueError(
                 f"results2json: image {img_id} has results for {len(det)} classes, the "
@@ -78,20 +110,37 @@ def results2json(results, img_ids, cat_ids):
             )
         for label, boxes in enumerate(det):
             boxes = np.asarray(boxes).reshape(-1, 5)
-            for j, row in enumerate(boxes):
-                item = dict(
-                    image_id=int(img_id),
-                    bbox=xyxy2xywh(row),
-                    score=float(row[4]),
-                    category_id=int(cat_ids[label]),
-                )
-                bbox_json.append(item)
-                if seg is not None:
-                    segm_json.append(dict(item, segmentation=_rle(seg[label][j])))
-    out = {"bbox": bbox_json}
-    if kind == "segm":
-        out["segm"] = segm_json
-    return out
+            cat_id = cat_ids[label]
+            rows = zip(_xywh_rows(boxes), boxes[:, 4].tolist())
+            if kind == "bbox":
+                for row, score in rows:
+                    dets.append(dict(image_id=img_id, bbox=row, score=score, category_id=cat_id))
+            else:
+                masks = seg[label]
+                for j, (row, score) in enumerate(rows):
+                    dets.append(dict(image_id=img_id, bbox=row, score=score,
+                                     category_id=cat_id, segmentation=_rle(masks[j])))  # fmt: skip
+    return dets
+
+
+def results2json(results, img_ids, cat_ids):
+    """Results -> dict of COCO result lists: ``bbox`` (and ``segm``) or ``proposal``."""
+    return {
+        kind: coco_detections(results, img_ids, cat_ids, kind)
+        for kind in _result_files(_result_kind(results))
+    }
+
+
+def _dump_list(items, path, chunk=10000):
+    """``json.dump(items, open(path, "w"))`` through the C encoder, ``chunk`` items at a time
+    (the pure-Python encoder that ``json.dump`` uses is several times slower)."""
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("[")
+        for start in range(0, len(items), chunk):
+            if start:
+                f.write(", ")
+            f.write(json.dumps(items[start : start + chunk])[1:-1])
+        f.write("]")
 
 
 def format_results(results, img_ids, cat_ids, jsonfile_prefix=None):
@@ -108,10 +157,9 @@ def format_results(results, img_ids, cat_ids, jsonfile_prefix=None):
         tmp_dir = tempfile.TemporaryDirectory()
         jsonfile_prefix = osp.join(tmp_dir.name, "results")
     files = {}
-    for kind, items in results2json(results, img_ids, cat_ids).items():
+    for kind in _result_files(_result_kind(results)):  # one list in memory at a time
         files[kind] = f"{jsonfile_prefix}.{kind}.json"
-        with open(files[kind], "w", encoding="utf-8") as f:
-            json.dump(items, f)
+        _dump_list(coco_detections(results, img_ids, cat_ids, kind), files[kind])
     return files, tmp_dir
 
 
@@ -209,40 +257,179 @@ def evaluate_coco(
     coco_metrics = [m for m in metrics if m != "proposal_fast"]
     if not coco_metrics:
         return out
+    if len(results) != len(img_ids):
+        raise ValueError(f"evaluate_coco: {len(results)} results for {len(img_ids)} images")
+    available = _result_files(_result_kind(results))
+    sources = []  # the result list each metric is computed on
+    for m in coco_metrics:
+        key = m if m in available else "bbox" if m == "proposal" and "bbox" in available else None
+        if key is None:
+            raise KeyError(
+                f"evaluate_coco: metric {m!r} needs {'mask' if m == 'segm' else 'box'} "
+                f"results, got {'/'.join(available)} results"
+            )
+        sources.append(key)
     COCO, COCOeval = _coco_api(backend)
-    files, tmp_dir = format_results(results, img_ids, cat_ids, jsonfile_prefix)
-    try:
-        if isinstance(ann_file, str):
-            with contextlib.redirect_stdout(io.StringIO()):
-                coco_gt = COCO(ann_file)
-        else:
-            coco_gt = ann_file
-        for m in coco_metrics:
-            key = m if m in files else "bbox" if m == "proposal" else None
-            if key is None:
-                raise KeyError(f"evaluate_coco: metric {m!r} needs mask results, got boxes only")
-            with open(files[key], encoding="utf-8") as f:
-                dets = json.load(f)
-            if not dets:
-                warnings.warn(f"evaluate_coco: no detections for {m!r}", stacklevel=2)
-                continue
-            out.update(
-                _run_cocoeval(coco_gt, dets, m, COCO, COCOeval, img_ids, cat_ids, class_names,
-                              classwise, proposal_nums, iou_thrs, logger)
-            )  # fmt: skip
-    finally:
-        if tmp_dir is not None:
-            tmp_dir.cleanup()
+    if isinstance(ann_file, str):
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco_gt = COCO(ann_file)
+    else:
+        coco_gt = ann_file
+    # The detections go to pycocotools as the dicts we build, not through a json file, and
+    # only one kind (bbox or segm) is held at a time.
+    written = set()
+
+    def detections(kind):
+        dets = coco_detections(results, img_ids, cat_ids, kind)
+        if jsonfile_prefix is not None and kind not in written:
+            _dump_list(dets, f"{jsonfile_prefix}.{kind}.json")  # before loadRes adds keys
+            written.add(kind)
+        return dets
+
+    by_metric = {}
+    dets, dets_kind = None, None
+    for m, key in zip(coco_metrics, sources):
+        if key != dets_kind:
+            dets = None  # free the previous list before building the next
+            dets, dets_kind = detections(key), key
+        if not dets:
+            warnings.warn(f"evaluate_coco: no detections for {m!r}", stacklevel=2)
+            continue
+        by_metric[m] = _run_cocoeval(
+            coco_gt, dets, m, COCO, COCOeval, img_ids, cat_ids, class_names, classwise,
+            proposal_nums, iou_thrs, logger, backend,
+        )  # fmt: skip
+    dets = None
+    if jsonfile_prefix is not None:
+        for kind in available:  # keep every result file, as format_results does
+            if kind not in written:
+                detections(kind)
+    for m in coco_metrics:
+        out.update(by_metric.get(m, {}))
     return out
 
 
-def _run_cocoeval(coco_gt, dets, metric, COCO, COCOeval, img_ids, cat_ids, class_names,
-                  classwise, proposal_nums, iou_thrs, logger):  # fmt: skip
-    iou_type = "bbox" if metric == "proposal" else metric
-    if iou_type == "bbox":
-        dets = [{k: v for k, v in d.items() if k != "segmentation"} for d in dets]
+def _load_results(coco_gt, dets, iou_type, COCO, backend):
+    """``coco_gt.loadRes(dets)``, with less memory for pycocotools.
+
+    pycocotools' ``loadRes`` gives every detection that has a box its box area, an id and
+    ``iscrowd=0`` (for ``segm`` results too, which keep their box), and to box-only
+    detections a polygon of the box (8 numbers in two lists) that box evaluation never
+    reads: about 260 bytes a detection. For ``bbox`` / ``proposal`` evaluation with
+    pycocotools this does the same without the polygon; otherwise it calls ``loadRes``.
+    """
+    if backend != "pycocotools" or iou_type != "bbox":
+        with contextlib.redirect_stdout(io.StringIO()):
+            return coco_gt.loadRes(dets)
+    known = set(coco_gt.getImgIds())
+    unknown = {d["image_id"] for d in dets} - known
+    if unknown:
+        raise ValueError(
+            f"evaluate_coco: detections for image ids {sorted(unknown)[:10]} that are not in "
+            "the ground truth"
+        )
+    res = COCO()
+    res.dataset["info"] = copy.deepcopy(coco_gt.dataset.get("info", {}))
+    res.dataset["images"] = list(coco_gt.dataset["images"])
+    res.dataset["categories"] = copy.deepcopy(coco_gt.dataset["categories"])
+    for ann_id, ann in enumerate(dets, 1):  # as loadRes: the box area, id, not a crowd
+        bb = ann["bbox"]
+        ann["area"] = bb[2] * bb[3]
+        ann["id"] = ann_id
+        ann["iscrowd"] = 0
+    res.dataset["annotations"] = dets
     with contextlib.redirect_stdout(io.StringIO()):
-        coco_dt = coco_gt.loadRes(dets)
+        res.createIndex()
+    return res
+
+
+def _category_groups(coco_eval, max_dets):
+    """Consecutive slices of ``params.catIds`` with about ``max_dets`` detections each (at
+    least one category a slice)."""
+    counts = {}
+    for ann in coco_eval.cocoDt.dataset["annotations"]:
+        counts[ann["category_id"]] = counts.get(ann["category_id"], 0) + 1
+    groups, current, size = [], [], 0
+    for cat_id in coco_eval.params.catIds:
+        n = counts.get(int(cat_id), 0)
+        if current and size + n > max_dets:
+            groups.append(current)
+            current, size = [], 0
+        current.append(cat_id)
+        size += n
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _evaluate_by_category_groups(coco_eval, max_dets=100_000):
+    """``coco_eval.evaluate()`` and ``accumulate()`` (pycocotools), a group of categories at
+    a time.
+
+    ``evaluate()`` keeps a table per image, category and area range (the matches of every
+    detection at every IoU threshold) until ``accumulate()`` has read them: about 1 KB a
+    detection. Each category's precision and recall depend only on its own tables, so
+    evaluating and accumulating groups of categories of about ``max_dets`` detections and
+    putting their slices of ``precision`` / ``recall`` / ``scores`` together gives the same
+    ``eval`` as one ``evaluate()`` + ``accumulate()``, with the tables of one group in memory
+    at a time.
+    """
+    p = coco_eval.params
+    if not p.useCats or p.iouType not in ("bbox", "segm"):
+        coco_eval.evaluate()
+        coco_eval.accumulate()
+        return
+    # what evaluate() does before its loops
+    p.imgIds = list(np.unique(p.imgIds))
+    p.catIds = list(np.unique(p.catIds))
+    p.maxDets = sorted(p.maxDets)
+    coco_eval._prepare()
+    all_cats = p.catIds
+    T, R, A, M = len(p.iouThrs), len(p.recThrs), len(p.areaRng), len(p.maxDets)
+    K = len(all_cats)
+    precision = -np.ones((T, R, K, A, M))
+    recall = -np.ones((T, K, A, M))
+    scores = -np.ones((T, R, K, A, M))
+    max_det = p.maxDets[-1]
+    start = 0
+    for group in _category_groups(coco_eval, max_dets):
+        p.catIds = group
+        coco_eval.ious = {
+            (img_id, cat_id): coco_eval.computeIoU(img_id, cat_id)
+            for img_id in p.imgIds
+            for cat_id in group
+        }
+        coco_eval.evalImgs = [
+            coco_eval.evaluateImg(img_id, cat_id, area, max_det)
+            for cat_id in group
+            for area in p.areaRng
+            for img_id in p.imgIds
+        ]
+        coco_eval._paramsEval = copy.deepcopy(p)
+        coco_eval.accumulate()
+        part = coco_eval.eval
+        end = start + len(group)
+        precision[:, :, start:end] = part["precision"]
+        recall[:, start:end] = part["recall"]
+        scores[:, :, start:end] = part["scores"]
+        start = end
+        coco_eval.ious = coco_eval.evalImgs = part = None
+    p.catIds = all_cats
+    coco_eval._paramsEval = copy.deepcopy(p)
+    coco_eval.eval = {
+        "params": p,
+        "counts": [T, R, K, A, M],
+        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S"),
+        "precision": precision,
+        "recall": recall,
+        "scores": scores,
+    }
+
+
+def _run_cocoeval(coco_gt, dets, metric, COCO, COCOeval, img_ids, cat_ids, class_names,
+                  classwise, proposal_nums, iou_thrs, logger, backend="pycocotools"):  # fmt: skip
+    iou_type = "bbox" if metric == "proposal" else metric
+    coco_dt = _load_results(coco_gt, dets, iou_type, COCO, backend)
     coco_eval = COCOeval(coco_gt, coco_dt, iou_type)
     coco_eval.params.catIds = [int(c) for c in cat_ids]
     coco_eval.params.imgIds = sorted(int(i) for i in img_ids)
@@ -251,10 +438,14 @@ def _run_cocoeval(coco_gt, dets, metric, COCO, COCOeval, img_ids, cat_ids, class
     if metric == "proposal":
         coco_eval.params.useCats = 0
         coco_eval.params.maxDets = [int(n) for n in proposal_nums]
+    with contextlib.redirect_stdout(io.StringIO()):
+        if backend == "pycocotools":
+            _evaluate_by_category_groups(coco_eval)
+        else:
+            coco_eval.evaluate()
+            coco_eval.accumulate()
     summary = io.StringIO()
     with contextlib.redirect_stdout(summary):
-        coco_eval.evaluate()
-        coco_eval.accumulate()
         coco_eval.summarize()
     log_text(f"Evaluating {metric}...\n{summary.getvalue().rstrip()}", logger)
     stats = coco_eval.stats

@@ -202,3 +202,25 @@ def test_faster_coco_eval_backend_matches(coco_case):
     fast = ds.evaluate(results, metric="bbox", logger="silent", backend="faster_coco_eval")
     for key, value in ref.items():
         assert fast[key] == pytest.approx(value, abs=1e-6)
+
+
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+@pytest.mark.parametrize("group_dets", [1, 7])
+def test_evaluation_by_category_groups_equals_cocoeval(coco_case, iou_type, group_dets):
+    """Evaluating and accumulating a few categories at a time (to hold fewer per-image tables)
+    gives exactly pycocotools' own precision, recall and scores arrays."""
+    from mmdet_like.evaluation.coco_metric import _category_groups, _evaluate_by_category_groups
+
+    gt_file, det_file, _ = coco_case
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(gt_file))
+        ref = COCOeval(coco, coco.loadRes(json.loads(det_file.read_text())), iou_type)
+        ref.evaluate()
+        ref.accumulate()
+        ours = COCOeval(coco, coco.loadRes(json.loads(det_file.read_text())), iou_type)
+        assert len(_category_groups(ours, group_dets)) > 1
+        _evaluate_by_category_groups(ours, max_dets=group_dets)
+    assert ours.eval["counts"] == ref.eval["counts"]
+    for key in ("precision", "recall", "scores"):
+        np.testing.assert_array_equal(ours.eval[key], ref.eval[key], err_msg=key)
+    assert ours.params.catIds == ref.params.catIds

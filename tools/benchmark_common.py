@@ -21,6 +21,7 @@ Equal work:
   winner, and checks that both models return the same number of detections per image.
 """
 
+import argparse
 import json
 import os
 import platform
@@ -237,3 +238,39 @@ def write_section(path, marker, text):
         content = content.rstrip() + "\n\n" + block + "\n"
     with open(path, "w") as f:
         f.write(content)
+
+
+def parse_benchmark_args(description, default_iters):
+    """Arguments shared by the detector benchmarks (and their hidden ``--child`` mode)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--config", action="append", help=f"our config (default {DEFAULT_CONFIG})")
+    parser.add_argument("--iters", type=int, default=default_iters)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--amp", action="store_true", help="float16 autocast (GPU)")
+    parser.add_argument("--out", help="markdown file to write the table into")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--side", choices=["ours", "torchvision"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        args.config = args.config[0] if args.config else DEFAULT_CONFIG
+    else:
+        args.config = args.config or [DEFAULT_CONFIG]
+    return args
+
+
+def run_rounds(script, args):
+    """``args.rounds`` rounds of child runs, torchvision then each of ``args.config``:
+    ``(torchvision results, {config: results})``."""
+    common = ["--device", args.device, "--iters", str(args.iters), "--warmup", str(args.warmup)]
+    common += ["--amp"] if args.amp else []
+    tv_runs, our_runs = [], {c: [] for c in args.config}
+    for round_index in range(args.rounds):
+        tv_runs.append(run_child(script, common + ["--side", "torchvision"]))
+        print(f"round {round_index}: torchvision {tv_runs[-1]}", flush=True)
+        for config in args.config:
+            result = run_child(script, common + ["--side", "ours", "--config", config])
+            our_runs[config].append(result)
+            print(f"round {round_index}: ours {config} {result}", flush=True)
+    return tv_runs, our_runs

@@ -13,7 +13,6 @@ above 1 the sides alternate and the best round counts. ``--config`` may be given
 times: each config is one row against the same torchvision figures.
 """
 
-import argparse
 import os
 import statistics
 import sys
@@ -22,15 +21,15 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchmark_common import (  # noqa: E402
-    DEFAULT_CONFIG,
     build_pair,
     current_rss_mb,
     emit_result,
     machine_line,
     make_inputs,
     our_batch,
+    parse_benchmark_args,
     peak_memory_mb,
-    run_child,
+    run_rounds,
     time_calls,
     torchvision_batch,
     write_section,
@@ -121,33 +120,11 @@ def summarise(results):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--config", action="append", help=f"our config (default {DEFAULT_CONFIG})")
-    parser.add_argument("--iters", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--amp", action="store_true", help="float16 autocast (GPU)")
-    parser.add_argument("--out", help="markdown file to write the table into")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--side", choices=["ours", "torchvision"], help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parse_benchmark_args(__doc__.splitlines()[0], default_iters=3)
     if args.child:
-        args.config = args.config[0] if args.config else DEFAULT_CONFIG
         return child(args)
-
-    configs = args.config or [DEFAULT_CONFIG]
-    common = ["--device", args.device, "--iters", str(args.iters), "--warmup", str(args.warmup)]
-    common += ["--amp"] if args.amp else []
-    script = os.path.abspath(__file__)
-    tv_runs, our_runs = [], {c: [] for c in configs}
-    for round_index in range(args.rounds):
-        tv_runs.append(run_child(script, common + ["--side", "torchvision"]))
-        print(f"round {round_index}: torchvision {tv_runs[-1]['times']}", flush=True)
-        for config in configs:
-            result = run_child(script, common + ["--side", "ours", "--config", config])
-            our_runs[config].append(result)
-            print(f"round {round_index}: ours {config} {result['times']}", flush=True)
+    tv_runs, our_runs = run_rounds(os.path.abspath(__file__), args)
+    configs = args.config
     tv = summarise(tv_runs)
     rows = [dict(config=c, tv=tv, ours=summarise(our_runs[c])) for c in configs]
     table = render(rows, torch.device(args.device), args)

@@ -66,3 +66,15 @@ def test_write_section_replaces_only_its_block(tmp_path):
     text = path.read_text()
     assert "intro" in text and "| b |" in text and "| c |" in text and "| a |" not in text
     assert text.index("x cpu begin") < text.index("y cpu begin")
+
+
+def test_summarise_keeps_the_best_round():
+    common = _common()
+    rounds = [
+        dict(times=[3.0, 5.0, 4.0], peak_mb=900.0, machine="m", detections=[100, 100]),
+        dict(times=[2.5, 6.0, 7.0], peak_mb=950.0, machine="m", detections=[100, 99]),
+    ]
+    summary = common.summarise(rounds)
+    assert summary["best"] == 2.5 and summary["median"] == 6.0
+    assert summary["peak_mb"] == 900.0 and summary["detections"] == [100, 99]
+    assert "detections" not in common.summarise([dict(times=[1.0], peak_mb=1.0, machine="m")])

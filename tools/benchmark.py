@@ -14,7 +14,6 @@ peak memory of the process (host RSS on the CPU, the allocator's peak on a GPU).
 """
 
 import os
-import statistics
 import sys
 
 import torch
@@ -30,6 +29,7 @@ from benchmark_common import (  # noqa: E402
     parse_benchmark_args,
     peak_memory_mb,
     run_rounds,
+    summarise,
     time_calls,
     torchvision_batch,
     write_section,
@@ -69,17 +69,6 @@ def child(args):
             peak_mb=peak_memory_mb(device),
             machine=machine_line(device),
         )
-    )
-
-
-def summarise(results):
-    best = min(results, key=lambda r: min(r["times"]))
-    return dict(
-        best=min(best["times"]),
-        median=statistics.median(best["times"]),
-        peak_mb=min(r["peak_mb"] for r in results),
-        detections=best["detections"],
-        machine=best["machine"],
     )
 
 

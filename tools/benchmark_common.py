@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -274,3 +275,18 @@ def run_rounds(script, args):
             our_runs[config].append(result)
             print(f"round {round_index}: ours {config} {result}", flush=True)
     return tv_runs, our_runs
+
+
+def summarise(results):
+    """One side's rounds -> its best round: the fastest time, that round's median, the
+    lowest peak memory (and, for inference, the detections per image)."""
+    best = min(results, key=lambda r: min(r["times"]))
+    summary = dict(
+        best=min(best["times"]),
+        median=statistics.median(best["times"]),
+        peak_mb=min(r["peak_mb"] for r in results),
+        machine=best["machine"],
+    )
+    if "detections" in best:
+        summary["detections"] = best["detections"]
+    return summary

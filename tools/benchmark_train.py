@@ -14,7 +14,6 @@ times: each config is one row against the same torchvision figures.
 """
 
 import os
-import statistics
 import sys
 
 import torch
@@ -30,6 +29,7 @@ from benchmark_common import (  # noqa: E402
     parse_benchmark_args,
     peak_memory_mb,
     run_rounds,
+    summarise,
     time_calls,
     torchvision_batch,
     write_section,
@@ -106,17 +106,6 @@ def render(rows, device, args):
             f"| {ours['best'] / tv['best']:.2f}x | {ours['peak_mb'] / tv['peak_mb']:.2f}x |"
         )
     return "\n".join(lines) + "\n"
-
-
-def summarise(results):
-    """Best round of a side: its fastest iteration, the median of that round, the peak."""
-    best = min(results, key=lambda r: min(r["times"]))
-    return dict(
-        best=min(best["times"]),
-        median=statistics.median(best["times"]),
-        peak_mb=min(r["peak_mb"] for r in results),
-        machine=best["machine"],
-    )
 
 
 def main():

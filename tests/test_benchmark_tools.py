@@ -78,3 +78,32 @@ def test_summarise_keeps_the_best_round():
     assert summary["best"] == 2.5 and summary["median"] == 6.0
     assert summary["peak_mb"] == 900.0 and summary["detections"] == [100, 99]
     assert "detections" not in common.summarise([dict(times=[1.0], peak_mb=1.0, machine="m")])
+
+
+def test_rounds_give_our_side_the_caching_allocator_as_the_tools_do(monkeypatch):
+    common = _common()
+    calls = []
+
+    def fake_child(script, args):
+        calls.append(args)
+        return dict(times=[float(len(calls))], peak_mb=1.0, machine="m")
+
+    monkeypatch.setattr(common, "run_child", fake_child)
+    args = type("Args", (), {})()
+    args.device, args.iters, args.warmup, args.amp, args.rounds = "cpu", 1, 0, False, 2
+    args.config, args.torchvision_cached = ["a.py"], True
+    monkeypatch.delenv("MMDET_LIKE_CPU_CACHING_ALLOCATOR", raising=False)
+    tv_runs, other = common.run_rounds("script.py", args)
+    assert len(tv_runs) == 2 and set(other) == {"a.py", common.TORCHVISION_CACHED}
+    tv_calls = [c for c in calls if "torchvision" in c and "--caching-allocator" not in c]
+    ours_calls = [c for c in calls if "ours" in c]
+    tv_cached_calls = [c for c in calls if "torchvision" in c and "--caching-allocator" in c]
+    assert len(tv_calls) == len(ours_calls) == len(tv_cached_calls) == 2
+    assert all("--caching-allocator" in c for c in ours_calls)
+    assert common.row_label(common.TORCHVISION_CACHED).startswith("torchvision")
+    assert common.row_label("a.py") == "ours, `a.py`"
+    # switched off in the environment, or on a GPU: our side runs without it
+    monkeypatch.setenv("MMDET_LIKE_CPU_CACHING_ALLOCATOR", "0")
+    assert not common.our_side_caches("cpu")
+    monkeypatch.delenv("MMDET_LIKE_CPU_CACHING_ALLOCATOR")
+    assert common.our_side_caches("cpu") and not common.our_side_caches("cuda")

@@ -28,6 +28,8 @@ from benchmark_common import (  # noqa: E402
     our_batch,
     parse_benchmark_args,
     peak_memory_mb,
+    prepare_child,
+    row_label,
     run_rounds,
     summarise,
     time_calls,
@@ -38,6 +40,7 @@ from benchmark_common import (  # noqa: E402
 
 def child(args):
     device = torch.device(args.device)
+    prepare_child(args)
     model, _ = build_pair(args.side, args.config, device)
     model.eval()
     samples = make_inputs()
@@ -85,9 +88,9 @@ def render(tv, rows, args):
         f"| torchvision maskrcnn_resnet50_fpn | {tv['best']:.2f} | {tv['median']:.2f} "
         f"| {1 / tv['best']:.2f} | {tv['peak_mb']:.0f} | 1.00x | 1.00x |",
     ]
-    for config, ours in rows:
+    for key, ours in rows:
         lines.append(
-            f"| ours, `{config}` | {ours['best']:.2f} | {ours['median']:.2f} "
+            f"| {row_label(key)} | {ours['best']:.2f} | {ours['median']:.2f} "
             f"| {1 / ours['best']:.2f} | {ours['peak_mb']:.0f} "
             f"| {ours['best'] / tv['best']:.2f}x | {ours['peak_mb'] / tv['peak_mb']:.2f}x |"
         )
@@ -99,13 +102,12 @@ def main():
     if args.child:
         return child(args)
     tv_runs, our_runs = run_rounds(os.path.abspath(__file__), args)
-    configs = args.config
     tv = summarise(tv_runs)
-    rows = [(c, summarise(our_runs[c])) for c in configs]
-    for config, ours in rows:
+    rows = [(key, summarise(runs)) for key, runs in our_runs.items()]
+    for key, ours in rows:
         if ours["detections"] != tv["detections"]:
             raise SystemExit(
-                f"unequal work: {config} returned {ours['detections']} detections per image, "
+                f"unequal work: {key} returned {ours['detections']} detections per image, "
                 f"torchvision {tv['detections']}"
             )
     table = render(tv, rows, args)

@@ -251,8 +251,15 @@ def parse_benchmark_args(description, default_iters):
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--amp", action="store_true", help="float16 autocast (GPU)")
     parser.add_argument("--out", help="markdown file to write the table into")
+    parser.add_argument(
+        "--torchvision-cached",
+        action="store_true",
+        help="add a row of torchvision run with our CPU caching allocator (which our side "
+        "uses, as tools/train.py and tools/test.py do): how much of the gap is the allocator",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--side", choices=["ours", "torchvision"], help=argparse.SUPPRESS)
+    parser.add_argument("--caching-allocator", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         args.config = args.config[0] if args.config else DEFAULT_CONFIG
@@ -261,20 +268,51 @@ def parse_benchmark_args(description, default_iters):
     return args
 
 
+TORCHVISION_CACHED = "torchvision+caching-allocator"
+
+
+def row_label(key):
+    """The table label of a key of ``run_rounds``' second result."""
+    if key == TORCHVISION_CACHED:
+        return "torchvision maskrcnn_resnet50_fpn + our CPU caching allocator"
+    return f"ours, `{key}`"
+
+
+def our_side_caches(device):
+    """Whether our side runs with the CPU caching allocator: on the CPU, as the tools do
+    (``MMDET_LIKE_CPU_CACHING_ALLOCATOR=0`` switches it off for both)."""
+    switch = os.environ.get("MMDET_LIKE_CPU_CACHING_ALLOCATOR", "1").strip().lower()
+    return device == "cpu" and switch not in ("0", "false", "no", "off")
+
+
+def prepare_child(args):
+    """In a child: switch on the CPU caching allocator if the parent asked for it."""
+    if args.caching_allocator:
+        from mmdet_like.ops import enable_cpu_caching_allocator
+
+        if not enable_cpu_caching_allocator():
+            raise RuntimeError("the CPU caching allocator could not be installed")
+
+
 def run_rounds(script, args):
-    """``args.rounds`` rounds of child runs, torchvision then each of ``args.config``:
-    ``(torchvision results, {config: results})``."""
+    """``args.rounds`` rounds of child runs, torchvision then each of ``args.config`` (then
+    torchvision with our CPU caching allocator if ``args.torchvision_cached``):
+    ``(torchvision results, {config or TORCHVISION_CACHED: results})``."""
     common = ["--device", args.device, "--iters", str(args.iters), "--warmup", str(args.warmup)]
     common += ["--amp"] if args.amp else []
-    tv_runs, our_runs = [], {c: [] for c in args.config}
+    cache = ["--caching-allocator"] if our_side_caches(args.device) else []
+    extra = {c: ["--side", "ours", "--config", c] + cache for c in args.config}
+    if args.torchvision_cached:
+        extra[TORCHVISION_CACHED] = ["--side", "torchvision", "--caching-allocator"]
+    tv_runs, other_runs = [], {key: [] for key in extra}
     for round_index in range(args.rounds):
         tv_runs.append(run_child(script, common + ["--side", "torchvision"]))
         print(f"round {round_index}: torchvision {tv_runs[-1]}", flush=True)
-        for config in args.config:
-            result = run_child(script, common + ["--side", "ours", "--config", config])
-            our_runs[config].append(result)
-            print(f"round {round_index}: ours {config} {result}", flush=True)
-    return tv_runs, our_runs
+        for key, side_args in extra.items():
+            result = run_child(script, common + side_args)
+            other_runs[key].append(result)
+            print(f"round {round_index}: {key} {result}", flush=True)
+    return tv_runs, other_runs
 
 
 def summarise(results):

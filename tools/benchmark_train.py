@@ -28,6 +28,8 @@ from benchmark_common import (  # noqa: E402
     our_batch,
     parse_benchmark_args,
     peak_memory_mb,
+    prepare_child,
+    row_label,
     run_rounds,
     summarise,
     time_calls,
@@ -40,6 +42,7 @@ from mmdet_like.engine.runner import parse_losses  # noqa: E402
 
 def child(args):
     device = torch.device(args.device)
+    prepare_child(args)
     torch.manual_seed(0)
     model, _ = build_pair(args.side, args.config, device)
     model.train()
@@ -101,7 +104,7 @@ def render(rows, device, args):
     for row in rows:
         ours = row["ours"]
         lines.append(
-            f"| ours, `{row['config']}` | {ours['best']:.2f} | {ours['median']:.2f} "
+            f"| {row_label(row['config'])} | {ours['best']:.2f} | {ours['median']:.2f} "
             f"| {2 / ours['best']:.2f} | {ours['peak_mb']:.0f} "
             f"| {ours['best'] / tv['best']:.2f}x | {ours['peak_mb'] / tv['peak_mb']:.2f}x |"
         )
@@ -113,9 +116,8 @@ def main():
     if args.child:
         return child(args)
     tv_runs, our_runs = run_rounds(os.path.abspath(__file__), args)
-    configs = args.config
     tv = summarise(tv_runs)
-    rows = [dict(config=c, tv=tv, ours=summarise(our_runs[c])) for c in configs]
+    rows = [dict(config=key, tv=tv, ours=summarise(runs)) for key, runs in our_runs.items()]
     table = render(rows, torch.device(args.device), args)
     print(table)
     if args.out:

@@ -39,6 +39,7 @@ from mmdet_like.engine import (
     load_config,
 )
 from mmdet_like.models.utils import fuse_conv_bn
+from mmdet_like.ops import enable_cpu_caching_allocator_from_env
 
 
 def parse_args(argv=None):
@@ -116,6 +117,10 @@ def _device(cfg):
 @record
 def main(argv=None):
     args = parse_args(argv)
+    # Freed large host blocks stay mapped for reuse instead of being page-faulted in again
+    # at every iteration (mmdet_like/ops/cpu_caching_allocator.py; off with
+    # MMDET_LIKE_CPU_CACHING_ALLOCATOR=0).
+    enable_cpu_caching_allocator_from_env()
     cfg = load_config(args.config, args.cfg_options)
     distributed = args.launcher != "none"
     if distributed:

@@ -1,6 +1,14 @@
 """Python faces of the compiled ops (sources in ``ops/`` at the repository root)."""
 
 from mmdet_like.ops._ext_loader import ExtensionError, built_with_cuda
+from mmdet_like.ops.cpu_caching_allocator import (
+    cpu_caching_allocator_enabled,
+    cpu_caching_allocator_stats,
+    disable_cpu_caching_allocator,
+    enable_cpu_caching_allocator,
+    enable_cpu_caching_allocator_from_env,
+    release_cached_cpu_blocks,
+)
 from mmdet_like.ops.nms_op import batched_nms, nms, soft_nms
 from mmdet_like.ops.roi_align_op import RoIAlign, roi_align
 
@@ -9,6 +17,12 @@ __all__ = [
     "RoIAlign",
     "batched_nms",
     "built_with_cuda",
+    "cpu_caching_allocator_enabled",
+    "cpu_caching_allocator_stats",
+    "disable_cpu_caching_allocator",
+    "enable_cpu_caching_allocator",
+    "enable_cpu_caching_allocator_from_env",
+    "release_cached_cpu_blocks",
     "nms",
     "roi_align",
     "soft_nms",

@@ -220,6 +220,44 @@ def test_paste_matches_a_naive_reference():
     torch.testing.assert_close(paste_masks(masks, boxes, 20, 24, chunk_bytes=1), pasted)
 
 
+def test_paste_equals_grid_sample_and_thresholds_in_chunks():
+    import torch.nn.functional as F
+
+    from mmdet_like.models.roi_heads import paste_masks_torchvision
+
+    torch.manual_seed(1)
+    masks = torch.rand(40, 28, 28)
+    xy = torch.rand(40, 2) * torch.tensor([150.0, 100.0]) - 10
+    wh = torch.rand(40, 2) * 60 + 0.5
+    boxes = torch.cat([xy, xy + wh], 1)
+    height, width = 96, 128
+    # the separable paste against a per-pixel sampling grid (grid_sample itself)
+    xs = torch.arange(width, dtype=torch.float32) + 0.5
+    ys = torch.arange(height, dtype=torch.float32) + 0.5
+    gx = (xs[None] - boxes[:, 0:1]) / (boxes[:, 2:3] - boxes[:, 0:1]) * 2 - 1
+    gy = (ys[None] - boxes[:, 1:2]) / (boxes[:, 3:4] - boxes[:, 1:2]) * 2 - 1
+    grid = torch.stack(
+        [gx[:, None, :].expand(40, height, width), gy[:, :, None].expand(40, height, width)], -1
+    )
+    sampled = F.grid_sample(
+        masks[:, None], grid, mode="bilinear", padding_mode="border", align_corners=False
+    )[:, 0]
+    expected = sampled * ((gx.abs() <= 1)[:, None, :] & (gy.abs() <= 1)[:, :, None])
+    pasted = paste_masks(masks, boxes, height, width)
+    torch.testing.assert_close(pasted, expected, atol=1e-5, rtol=0)
+    # threshold: the same as thresholding the probabilities, chunked or not
+    for chunk_bytes in (1, 1 << 16, 1 << 26):
+        binary = paste_masks(masks, boxes, height, width, chunk_bytes, threshold=0.5)
+        assert binary.dtype == torch.bool
+        assert torch.equal(binary, pasted >= 0.5)
+    # a threshold at or below 0 marks every pixel, as thresholding the probabilities would
+    assert bool(paste_masks(masks[:2], boxes[:2], height, width, threshold=0.0).all())
+    reference = paste_masks_torchvision(masks, boxes, height, width)
+    assert torch.equal(
+        paste_masks_torchvision(masks, boxes, height, width, threshold=0.5), reference >= 0.5
+    )
+
+
 def mask_head(**kwargs):
     cfg = dict(
         type="FCNMaskHead",

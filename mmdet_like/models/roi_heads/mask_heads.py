@@ -10,7 +10,7 @@ from mmdet_like.ops import roi_align
 from mmdet_like.registry import HEADS, LOSSES, build_from_cfg
 
 # Largest float32 buffer (bytes) one paste chunk may use: (masks, H, W) of the window.
-PASTE_CHUNK_BYTES = 1 << 28
+PASTE_CHUNK_BYTES = 1 << 26
 
 
 def mask_targets(sampling_results, gt_masks, mask_size):
@@ -46,23 +46,31 @@ def mask_targets(sampling_results, gt_masks, mask_size):
     return torch.cat(targets)
 
 
-def paste_masks(masks, boxes, img_h, img_w, chunk_bytes=PASTE_CHUNK_BYTES):
+def paste_masks(masks, boxes, img_h, img_w, chunk_bytes=PASTE_CHUNK_BYTES, threshold=None):
     """Paste RoI mask probabilities into the full image by bilinear resampling.
 
     Every image pixel centre ``(x + 0.5, y + 0.5)`` inside a box samples the box's mask at
-    the matching position (``grid_sample``, ``align_corners=False``, border values
-    replicated up to the box edge); outside the box it is 0. Masks
-    go in chunks, each chunk restricted to the window that holds its boxes.
+    the matching position (what ``grid_sample`` does with ``align_corners=False``, border
+    values replicated up to the box edge); outside the box it is 0. Bilinear sampling on a
+    box's axes is separable, so each mask is resampled as ``Wy @ mask @ Wx.T`` with small
+    (rows, M) and (columns, M) weight matrices instead of a per-pixel sampling grid. Masks go
+    in chunks of at most ``chunk_bytes`` of output, each chunk restricted to the window that
+    holds its boxes; with ``threshold`` each chunk is binarised before it is written, so the
+    only full-image buffer is the boolean result.
 
     Args:
         masks: (n, M, M) probabilities; boxes: (n, 4) in image coordinates.
         img_h, img_w: output size.
+        threshold: None for probabilities, else the binarisation threshold (``>=``).
 
     Returns:
-        (n, img_h, img_w) float probabilities on the masks' device.
+        (n, img_h, img_w) float probabilities (bool with ``threshold``) on the masks' device.
     """
     n = masks.size(0)
-    out = masks.new_zeros((n, img_h, img_w))
+    if threshold is None:
+        out = masks.new_zeros((n, img_h, img_w))
+    else:  # pixels outside every window have probability 0
+        out = torch.full((n, img_h, img_w), 0.0 >= threshold, dtype=torch.bool, device=masks.device)
     if n == 0:
         return out
     boxes = boxes.to(masks.dtype)
@@ -79,11 +87,12 @@ def paste_masks(masks, boxes, img_h, img_w, chunk_bytes=PASTE_CHUNK_BYTES):
         y1 = min(int(math.ceil(chunk_bounds[:, 3].max().item())) + 1, img_h)
         if x1 <= x0 or y1 <= y0:
             continue
-        out[inds, y0:y1, x0:x1] = _paste_window(masks[inds], boxes[inds], x0, y0, x1, y1)
+        pasted = _paste_window(masks[inds], boxes[inds], x0, y0, x1, y1)
+        out[inds, y0:y1, x0:x1] = pasted if threshold is None else pasted >= threshold
     return out
 
 
-def paste_masks_torchvision(masks, boxes, img_h, img_w, padding=1):
+def paste_masks_torchvision(masks, boxes, img_h, img_w, padding=1, threshold=None):
     """Paste RoI mask probabilities the way torchvision's Mask R-CNN does.
 
     Each (M, M) mask gets a border of ``padding`` zero pixels; its box is enlarged about its
@@ -95,12 +104,17 @@ def paste_masks_torchvision(masks, boxes, img_h, img_w, padding=1):
     Args:
         masks: (n, M, M) probabilities; boxes: (n, 4) in image coordinates.
         img_h, img_w: output size.
+        threshold: None for probabilities, else the binarisation threshold (``>=``), applied
+            mask by mask so that no full-image float buffer is made.
 
     Returns:
-        (n, img_h, img_w) float probabilities on the masks' device.
+        (n, img_h, img_w) float probabilities (bool with ``threshold``) on the masks' device.
     """
     n, size = masks.size(0), masks.size(-1)
-    out = masks.new_zeros((n, img_h, img_w))
+    if threshold is None:
+        out = masks.new_zeros((n, img_h, img_w))
+    else:
+        out = torch.full((n, img_h, img_w), 0.0 >= threshold, dtype=torch.bool, device=masks.device)
     if n == 0:
         return out
     ratio = (size + 2 * padding) / size
@@ -122,29 +136,41 @@ def paste_masks_torchvision(masks, boxes, img_h, img_w, padding=1):
         right, bottom = min(x1 + 1, img_w), min(y1 + 1, img_h)
         if right <= left or bottom <= top:
             continue
-        out[i, top:bottom, left:right] = resized[top - y0 : bottom - y0, left - x0 : right - x0]
+        window = resized[top - y0 : bottom - y0, left - x0 : right - x0]
+        out[i, top:bottom, left:right] = window if threshold is None else window >= threshold
     return out
 
 
 PASTE_MODES = {"grid_sample": paste_masks, "torchvision": paste_masks_torchvision}
 
 
+def _axis_weights(centres, lo, hi, size):
+    """Bilinear weights of one axis: (L,) pixel centres, (k, 1) box extents -> (k, L, size).
+
+    Row ``l`` of mask ``i`` holds the weights with which that pixel samples the ``size``
+    mask cells: ``grid_sample``'s ``align_corners=False`` mapping, positions clamped to the
+    border cells, and all zero where the pixel lies outside the box.
+    """
+    normalised = (centres[None] - lo) / (hi - lo).clamp(min=1e-6) * 2 - 1  # (k, L)
+    position = (((normalised + 1) * size - 1) / 2).clamp(0, size - 1)
+    low = position.floor()
+    upper_weight = position - low
+    inside = (normalised.abs() <= 1).to(position.dtype)
+    low = low.long()
+    high = (low + 1).clamp(max=size - 1)  # weight 0 where low is the last cell
+    weights = position.new_zeros((*position.shape, size))
+    weights.scatter_add_(2, low[..., None], ((1 - upper_weight) * inside)[..., None])
+    weights.scatter_add_(2, high[..., None], (upper_weight * inside)[..., None])
+    return weights
+
+
 def _paste_window(masks, boxes, x0, y0, x1, y1):
     """(k, M, M) masks, (k, 4) boxes -> (k, y1 - y0, x1 - x0) pasted in that window."""
     xs = torch.arange(x0, x1, device=masks.device, dtype=masks.dtype) + 0.5
     ys = torch.arange(y0, y1, device=masks.device, dtype=masks.dtype) + 0.5
-    bx0, by0, bx1, by1 = boxes[:, 0:1], boxes[:, 1:2], boxes[:, 2:3], boxes[:, 3:4]
-    gx = (xs[None] - bx0) / (bx1 - bx0).clamp(min=1e-6) * 2 - 1  # (k, W)
-    gy = (ys[None] - by0) / (by1 - by0).clamp(min=1e-6) * 2 - 1  # (k, H)
-    k, height, width = masks.size(0), ys.numel(), xs.numel()
-    grid = torch.stack(
-        [gx[:, None, :].expand(k, height, width), gy[:, :, None].expand(k, height, width)], -1
-    )
-    pasted = F.grid_sample(
-        masks[:, None], grid, mode="bilinear", padding_mode="border", align_corners=False
-    )[:, 0]
-    inside = (gx.abs() <= 1)[:, None, :] & (gy.abs() <= 1)[:, :, None]
-    return pasted * inside
+    row_weights = _axis_weights(ys, boxes[:, 1:2], boxes[:, 3:4], masks.size(1))  # (k, H, M)
+    col_weights = _axis_weights(xs, boxes[:, 0:1], boxes[:, 2:3], masks.size(2))  # (k, W, M)
+    return torch.bmm(torch.bmm(row_weights, masks), col_weights.transpose(1, 2))
 
 
 @HEADS.register()
@@ -250,4 +276,4 @@ class FCNMaskHead(nn.Module):
         channel = torch.zeros_like(det_labels) if self.class_agnostic else det_labels
         probs = mask_pred[torch.arange(n, device=mask_pred.device), channel].sigmoid().float()
         paste = PASTE_MODES[self.paste_mode]
-        return paste(probs, det_bboxes[:, :4].float(), img_h, img_w) >= mask_thr
+        return paste(probs, det_bboxes[:, :4].float(), img_h, img_w, threshold=mask_thr)

@@ -281,8 +281,9 @@ def row_label(key):
 def our_side_caches(device):
     """Whether our side runs with the CPU caching allocator: on the CPU, as the tools do
     (``MMDET_LIKE_CPU_CACHING_ALLOCATOR=0`` switches it off for both)."""
-    switch = os.environ.get("MMDET_LIKE_CPU_CACHING_ALLOCATOR", "1").strip().lower()
-    return device == "cpu" and switch not in ("0", "false", "no", "off")
+    from mmdet_like.ops import cpu_caching_allocator_switched_on
+
+    return device == "cpu" and cpu_caching_allocator_switched_on()
 
 
 def prepare_child(args):

@@ -4,6 +4,7 @@ from mmdet_like.ops._ext_loader import ExtensionError, built_with_cuda
 from mmdet_like.ops.cpu_caching_allocator import (
     cpu_caching_allocator_enabled,
     cpu_caching_allocator_stats,
+    cpu_caching_allocator_switched_on,
     disable_cpu_caching_allocator,
     enable_cpu_caching_allocator,
     enable_cpu_caching_allocator_from_env,
@@ -19,6 +20,7 @@ __all__ = [
     "built_with_cuda",
     "cpu_caching_allocator_enabled",
     "cpu_caching_allocator_stats",
+    "cpu_caching_allocator_switched_on",
     "disable_cpu_caching_allocator",
     "enable_cpu_caching_allocator",
     "enable_cpu_caching_allocator_from_env",

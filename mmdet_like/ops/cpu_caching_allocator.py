@@ -4,9 +4,10 @@ torch's default CPU allocator gets every block from ``malloc``; glibc maps each 
 32 MiB afresh and unmaps it on free, so each training iteration of a detector page-faults
 its large activations in again (2.7 million faults an iteration for Mask R-CNN R50-FPN at
 800 x 1216, about a sixth of its CPU time). With the caching allocator, freed blocks of at
-least ``min_block_bytes`` stay mapped and serve later requests of the same size class. On a
-miss the least recently freed blocks are unmapped first, so the process never holds more
-than the most it ever had in use at once: peak memory stays what it is without the cache.
+least ``min_block_bytes`` stay mapped and serve later requests of the same size class (or
+down to half their size). A miss that would take the mapped total past the most the process
+ever had in use at once first unmaps the least recently freed blocks, so peak memory stays
+what it is without the cache.
 
 ``tools/train.py`` and ``tools/test.py`` enable it on the CPU;
 ``MMDET_LIKE_CPU_CACHING_ALLOCATOR=0`` in the environment turns that off.
@@ -63,8 +64,11 @@ def release_cached_cpu_blocks():
     torch.ops.mmdet_like.cpu_caching_allocator_release()
 
 
+def cpu_caching_allocator_switched_on():
+    """False where ``MMDET_LIKE_CPU_CACHING_ALLOCATOR`` is 0 (or false, no, off)."""
+    return os.environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 def enable_cpu_caching_allocator_from_env():
     """What the command-line tools call: enable unless ``MMDET_LIKE_CPU_CACHING_ALLOCATOR=0``."""
-    if os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "false", "no", "off"):
-        return False
-    return enable_cpu_caching_allocator()
+    return cpu_caching_allocator_switched_on() and enable_cpu_caching_allocator()

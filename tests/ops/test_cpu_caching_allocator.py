@@ -160,3 +160,17 @@ def test_data_loader_workers_fork_with_the_cache():
 def test_min_block_bytes_must_be_positive():
     with pytest.raises(RuntimeError, match="min_block_bytes must be positive"):
         enable_cpu_caching_allocator(0)
+
+
+def test_the_tools_switch_is_read_from_the_environment(monkeypatch):
+    from mmdet_like.ops import (
+        cpu_caching_allocator_switched_on,
+        enable_cpu_caching_allocator_from_env,
+    )
+
+    for value in ("0", "off", "False"):
+        monkeypatch.setenv("MMDET_LIKE_CPU_CACHING_ALLOCATOR", value)
+        assert not cpu_caching_allocator_switched_on()
+        assert enable_cpu_caching_allocator_from_env() is False
+    monkeypatch.setenv("MMDET_LIKE_CPU_CACHING_ALLOCATOR", "1")
+    assert enable_cpu_caching_allocator_from_env() is True

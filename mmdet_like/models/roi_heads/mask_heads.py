@@ -67,10 +67,7 @@ def paste_masks(masks, boxes, img_h, img_w, chunk_bytes=PASTE_CHUNK_BYTES, thres
         (n, img_h, img_w) float probabilities (bool with ``threshold``) on the masks' device.
     """
     n = masks.size(0)
-    if threshold is None:
-        out = masks.new_zeros((n, img_h, img_w))
-    else:  # pixels outside every window have probability 0
-        out = torch.full((n, img_h, img_w), 0.0 >= threshold, dtype=torch.bool, device=masks.device)
+    out = _pasted_output(masks, img_h, img_w, threshold)
     if n == 0:
         return out
     boxes = boxes.to(masks.dtype)
@@ -111,10 +108,7 @@ def paste_masks_torchvision(masks, boxes, img_h, img_w, padding=1, threshold=Non
         (n, img_h, img_w) float probabilities (bool with ``threshold``) on the masks' device.
     """
     n, size = masks.size(0), masks.size(-1)
-    if threshold is None:
-        out = masks.new_zeros((n, img_h, img_w))
-    else:
-        out = torch.full((n, img_h, img_w), 0.0 >= threshold, dtype=torch.bool, device=masks.device)
+    out = _pasted_output(masks, img_h, img_w, threshold)
     if n == 0:
         return out
     ratio = (size + 2 * padding) / size
@@ -142,6 +136,15 @@ def paste_masks_torchvision(masks, boxes, img_h, img_w, padding=1, threshold=Non
 
 
 PASTE_MODES = {"grid_sample": paste_masks, "torchvision": paste_masks_torchvision}
+
+
+def _pasted_output(masks, img_h, img_w, threshold):
+    """The (n, img_h, img_w) result of a paste before any mask is written: probability 0
+    everywhere (float), or ``0 >= threshold`` (bool) with a threshold."""
+    shape = (masks.size(0), img_h, img_w)
+    if threshold is None:
+        return masks.new_zeros(shape)
+    return torch.full(shape, 0.0 >= threshold, dtype=torch.bool, device=masks.device)
 
 
 def _axis_weights(centres, lo, hi, size):

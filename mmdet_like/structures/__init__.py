@@ -5,11 +5,14 @@ from mmdet_like.structures.bbox import (
     bbox2roi,
     bbox_areas,
     bbox_cxcywh_to_xyxy,
+    bbox_mapping,
+    bbox_mapping_back,
     bbox_overlaps,
     bbox_xywh_to_xyxy,
     bbox_xyxy_to_cxcywh,
     bbox_xyxy_to_xywh,
     clip_bboxes,
+    flip_bboxes,
     roi2bbox,
 )
 from mmdet_like.structures.instances import DetectionResult, detection_to_per_class
@@ -40,5 +43,8 @@ __all__ = [
     "bbox_xyxy_to_cxcywh",
     "bbox_xyxy_to_xywh",
     "clip_bboxes",
+    "flip_bboxes",
+    "bbox_mapping",
+    "bbox_mapping_back",
     "roi2bbox",
 ]

@@ -111,6 +111,38 @@ def clip_bboxes(bboxes, img_shape):
     )
 
 
+def flip_bboxes(bboxes, img_shape, direction):
+    """Flip (n, 4) boxes (tensor or array) inside an image of ``img_shape`` (h, w, ...):
+    ``direction`` is ``"horizontal"``, ``"vertical"`` or ``"diagonal"`` (both)."""
+    h, w = img_shape[:2]
+    out = bboxes.clone() if isinstance(bboxes, torch.Tensor) else bboxes.copy()
+    if direction in ("horizontal", "diagonal"):
+        out[:, 0], out[:, 2] = w - bboxes[:, 2], w - bboxes[:, 0]
+    if direction in ("vertical", "diagonal"):
+        out[:, 1], out[:, 3] = h - bboxes[:, 3], h - bboxes[:, 1]
+    return out
+
+
+def bbox_mapping(bboxes, img_meta):
+    """Boxes of the original image -> the augmented input described by ``img_meta``
+    (resized by ``scale_factor``, then flipped if ``flip``). (n, 4 * k) tensor in and out."""
+    factor = torch.as_tensor(img_meta.get("scale_factor", 1.0), dtype=bboxes.dtype)
+    out = bboxes.reshape(-1, 4) * factor.to(bboxes.device)
+    if img_meta.get("flip"):
+        out = flip_bboxes(out, img_meta["img_shape"], img_meta.get("flip_direction"))
+    return out.reshape(bboxes.shape)
+
+
+def bbox_mapping_back(bboxes, img_meta):
+    """The inverse of :func:`bbox_mapping`: boxes of an augmented input -> the original
+    image. (n, 4 * k) tensor in and out."""
+    out = bboxes.reshape(-1, 4)
+    if img_meta.get("flip"):
+        out = flip_bboxes(out, img_meta["img_shape"], img_meta.get("flip_direction"))
+    factor = torch.as_tensor(img_meta.get("scale_factor", 1.0), dtype=bboxes.dtype)
+    return (out / factor.to(bboxes.device)).reshape(bboxes.shape)
+
+
 def bbox2roi(bbox_list):
     """Pack per-image boxes into RoIs.
 

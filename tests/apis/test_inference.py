@@ -173,3 +173,21 @@ def test_show_result_draws_and_writes(checkpoint, tmp_path):
     np.testing.assert_array_equal(
         show_result(str(from_file), result, model.CLASSES, score_thr=0.0), drawn
     )
+
+
+def test_inference_with_multi_scale_and_flip_augmentation(checkpoint):
+    path, _ = checkpoint
+    cfg = tiny_cfg()
+    cfg.data.test.pipeline[1].update(img_scale=[(128, 96), (160, 120)], flip=True)
+    model = init_detector(cfg, str(path))
+    img = image()
+    result = inference_detector(model, img)  # 4 augmentations merged by the detector
+    total = check_mask_result(result, img.shape[:2])
+    assert total <= model.cfg.test_cfg.rcnn.max_per_img
+    # the pipeline hands the detector one list of 4 augmentations (2 scales x 2 flips)
+    from mmdet_like.apis.inference import _prepare
+
+    data = _prepare(img, model.cfg)
+    assert [(m["img_shape"][:2], m["flip"]) for m in data["img_metas"]] == [
+        ((85, 128), False), ((85, 128), True), ((107, 160), False), ((107, 160), True)
+    ]  # fmt: skip

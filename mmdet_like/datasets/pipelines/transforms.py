@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from mmdet_like.registry import PIPELINES
+from mmdet_like.structures.bbox import flip_bboxes
 
 # keys that follow ``gt_bboxes`` / ``gt_bboxes_ignore`` when instances are dropped
 _COMPANIONS = {"gt_bboxes": ("gt_labels", "gt_masks"), "gt_bboxes_ignore": ("gt_labels_ignore",)}
@@ -163,17 +164,6 @@ class Resize:
             f"ratio_range={self.ratio_range}, keep_ratio={self.keep_ratio}, "
             f"backend={self.backend!r})"
         )
-
-
-def flip_bboxes(bboxes, img_shape, direction):
-    """Flip (n, 4) boxes in an image of ``img_shape`` (h, w, ...)."""
-    h, w = img_shape[:2]
-    out = bboxes.copy()
-    if direction in ("horizontal", "diagonal"):
-        out[:, 0], out[:, 2] = w - bboxes[:, 2], w - bboxes[:, 0]
-    if direction in ("vertical", "diagonal"):
-        out[:, 1], out[:, 3] = h - bboxes[:, 3], h - bboxes[:, 1]
-    return out
 
 
 @PIPELINES.register()

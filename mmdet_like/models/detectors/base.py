@@ -7,8 +7,9 @@ result per image.
 
 ``img`` is a (N, 3, H, W) tensor or a list of N (3, H_i, W_i) tensors; a list is padded
 (bottom/right, zeros) into one batch whose sides are multiples of ``size_divisor``. For
-inference the per-image lists of augmentations from ``MultiScaleFlipAug`` are accepted when
-each image has exactly one augmentation.
+inference ``MultiScaleFlipAug`` gives, per image, a list of augmentations (and of metas):
+one unflipped augmentation runs as a plain batch; several (or a flipped one) go to the
+detector's ``aug_test``, which merges them into results in the original image.
 """
 
 import torch
@@ -39,18 +40,20 @@ def pad_images(img, size_divisor=32):
     return batch
 
 
-def _single_aug(value, name):
+def _single_aug(value):
     """Unwrap per-image lists of one augmentation (``MultiScaleFlipAug`` output)."""
     if not isinstance(value, (list, tuple)) or not value:
         return value
     if not isinstance(value[0], (list, tuple)):
         return value
-    if any(len(v) != 1 for v in value):
-        raise ValueError(
-            f"{name}: got several test-time augmentations per image; only one scale "
-            "without flip is supported (MultiScaleFlipAug with one img_scale, flip=False)"
-        )
     return [v[0] for v in value]
+
+
+def _is_augmented(img_metas):
+    """Per-image lists of metas with several augmentations, or a flipped one."""
+    if not img_metas or not isinstance(img_metas[0], (list, tuple)):
+        return False
+    return any(len(metas) != 1 or metas[0].get("flip") for metas in img_metas)
 
 
 class BaseDetector(nn.Module):
@@ -66,11 +69,27 @@ class BaseDetector(nn.Module):
 
     def forward_test(self, img, img_metas, rescale=False, **kwargs):
         """Inference on one batch: list of N per-image results."""
-        img = _single_aug(img, "img")
-        img_metas = _single_aug(img_metas, "img_metas")
+        if _is_augmented(img_metas):
+            if not rescale:
+                raise ValueError(
+                    f"{type(self).__name__}: test-time augmentation (several scales or flips) "
+                    "merges results in the original image; call with rescale=True"
+                )
+            return self.aug_test(img, img_metas, **kwargs)
+        img = _single_aug(img)
+        img_metas = _single_aug(img_metas)
         if "proposals" in kwargs and kwargs["proposals"] is not None:
-            kwargs["proposals"] = _single_aug(kwargs["proposals"], "proposals")
+            kwargs["proposals"] = _single_aug(kwargs["proposals"])
         batch = pad_images(img, self.size_divisor)
         if batch.size(0) != len(img_metas):
             raise ValueError(f"{batch.size(0)} images but {len(img_metas)} img_metas")
         return self.simple_test(batch, img_metas, rescale=rescale, **kwargs)
+
+    def aug_test(self, imgs, img_metas, **kwargs):
+        """Test-time augmentation: ``imgs`` and ``img_metas`` hold, per image, a list of
+        augmented (3, H_a, W_a) inputs and their metas; results are in the original image.
+        Detectors that support it override this."""
+        raise ValueError(
+            f"{type(self).__name__}: test-time augmentation (several scales or flips per image) "
+            "is not supported; use MultiScaleFlipAug with one img_scale and flip=False"
+        )

@@ -2,8 +2,10 @@
 
 import torch
 
-from mmdet_like.models.detectors.base import BaseDetector
+from mmdet_like.models.detectors.base import BaseDetector, pad_images
+from mmdet_like.ops import nms
 from mmdet_like.registry import BACKBONES, DETECTORS, HEADS, NECKS, build_from_cfg
+from mmdet_like.structures.bbox import bbox_mapping_back
 
 
 @DETECTORS.register()
@@ -58,4 +60,22 @@ class RPN(BaseDetector):
                 factor = torch.as_tensor(meta.get("scale_factor", 1.0), dtype=props.dtype)
                 props = torch.cat([props[:, :4] / factor.to(props.device), props[:, 4:]], 1)
             results.append(props.cpu().numpy())
+        return results
+
+    @torch.no_grad()
+    def aug_test(self, imgs, img_metas, **kwargs):
+        """Test-time augmentation: per image, the proposals of every augmentation mapped
+        back to the original image, merged by one NMS (``test_cfg.rpn.nms_thr``) and cut to
+        ``max_num``; an (n, 5) float32 array per image."""
+        cfg = self.rpn_head.test_cfg
+        results = []
+        for image_augs, metas in zip(imgs, img_metas):
+            merged = []
+            for aug_img, meta in zip(image_augs, metas):
+                x = self.extract_feat(pad_images(aug_img, self.size_divisor))
+                props = self.rpn_head.get_proposals(*self.rpn_head(x), [meta])[0].float()
+                merged.append(torch.cat([bbox_mapping_back(props[:, :4], meta), props[:, 4:]], 1))
+            merged = torch.cat(merged)
+            keep = nms(merged[:, :4], merged[:, 4], cfg["nms_thr"])[: cfg["max_num"]]
+            results.append(merged[keep].cpu().numpy())
         return results

@@ -2,7 +2,7 @@
 
 import torch
 
-from mmdet_like.models.detectors.base import BaseDetector
+from mmdet_like.models.detectors.base import BaseDetector, pad_images
 from mmdet_like.registry import BACKBONES, DETECTORS, HEADS, NECKS, build_from_cfg
 from mmdet_like.structures.instances import detection_to_per_class
 
@@ -124,6 +124,33 @@ class TwoStageDetector(BaseDetector):
         """Per image: ``bbox_results`` (list over classes of (n, 5) float32 arrays), or
         ``(bbox_results, segm_results)`` with a mask head."""
         results = self.simple_test_instances(img, img_metas, proposals, rescale)
+        return [detection_to_per_class(r, self.num_classes) for r in results]
+
+    @torch.no_grad()
+    def aug_test_instances(self, imgs, img_metas, proposals=None):
+        """Test-time augmentation, typed: list of N :class:`DetectionResult` in the original
+        images. Each image's augmentations run one by one (their sizes differ); the RoI
+        head merges them (:meth:`StandardRoIHead.aug_test`)."""
+        if self.rpn_head is None:
+            raise ValueError(
+                f"{type(self).__name__}: test-time augmentation needs an RPN (precomputed "
+                "proposals belong to one scale); use MultiScaleFlipAug with one img_scale "
+                "and flip=False"
+            )
+        results = []
+        for image_augs, metas in zip(imgs, img_metas):
+            feats, proposals = [], []
+            for aug_img, meta in zip(image_augs, metas):
+                x = self.extract_feat(pad_images(aug_img, self.size_divisor))
+                feats.append(x)
+                proposals.append(self.rpn_head.get_proposals(*self.rpn_head(x), [meta])[0])
+            results.append(self.roi_head.aug_test(feats, proposals, metas))
+        return results
+
+    def aug_test(self, imgs, img_metas, proposals=None):
+        """Per image, as :meth:`simple_test` with ``rescale=True``, merged over the
+        augmentations."""
+        results = self.aug_test_instances(imgs, img_metas, proposals)
         return [detection_to_per_class(r, self.num_classes) for r in results]
 
 

@@ -167,42 +167,58 @@ class Shared2FCBBoxHead(nn.Module):
         return dict(loss_cls=loss_cls, loss_bbox=loss_bbox, acc=acc)
 
     @torch.no_grad()
-    def get_bboxes(self, rois, cls_score, bbox_pred, img_shape, scale_factor, rescale, cfg):
-        """Detections of one image.
+    def get_candidates(self, rois, cls_score, bbox_pred, img_shape, cfg):
+        """One image's scored boxes before NMS, in the input image.
 
         Args:
             rois: (n, 5) RoIs of the image; cls_score (n, num_classes + 1) logits; bbox_pred
                 (n, 4 * num_classes) or (n, 4).
             img_shape: ``(h, w, ...)`` of the resized input (boxes are clipped to it).
-            scale_factor: ``[w, h, w, h]`` resize factors (array or tensor).
-            rescale: map the boxes back to the original image.
-            cfg: ``dict(score_thr, nms=dict(iou_thr), max_per_img[, min_bbox_size])``;
-                ``min_bbox_size > 0`` drops boxes narrower or lower than it (in the input
-                image, before NMS) like torchvision's ``remove_small_boxes``.
+            cfg: ``min_bbox_size > 0`` marks boxes narrower or lower than it as invalid, like
+                torchvision's ``remove_small_boxes``.
+
+        Returns:
+            boxes (n, 4 * num_classes) or (n, 4), object-class probabilities (n, num_classes)
+            and (n, num_classes) validity (or None when every box is valid).
+        """
+        scores = F.softmax(cls_score.float(), dim=1)[:, : self.num_classes]
+        boxes = self.bbox_coder.decode(rois[:, 1:5], bbox_pred.float(), max_shape=img_shape)
+        valid = None
+        min_size = cfg.get("min_bbox_size", 0)
+        if min_size > 0:
+            sides = boxes.view(boxes.size(0), -1, 4)
+            valid = (sides[..., 2] - sides[..., 0] >= min_size) & (
+                sides[..., 3] - sides[..., 1] >= min_size
+            )
+            valid = valid.expand(-1, self.num_classes)
+        return boxes, scores, valid
+
+    @torch.no_grad()
+    def get_bboxes(self, rois, cls_score, bbox_pred, img_shape, scale_factor, rescale, cfg):
+        """Detections of one image: :meth:`get_candidates`, optionally rescaled to the
+        original image (``scale_factor`` ``[w, h, w, h]``), then :func:`multiclass_nms` with
+        ``cfg`` ``dict(score_thr, nms=dict(iou_thr), max_per_img[, min_bbox_size])``.
 
         Returns:
             (m, 5) ``[x1, y1, x2, y2, score]`` and (m,) int64 labels.
         """
         if rois.size(0) == 0:
             return rois.new_zeros((0, 5)), torch.zeros(0, dtype=torch.long, device=rois.device)
-        scores = F.softmax(cls_score.float(), dim=1)
-        boxes = self.bbox_coder.decode(rois[:, 1:5], bbox_pred.float(), max_shape=img_shape)
-        valid = None
-        min_size = cfg.get("min_bbox_size", 0)
-        if min_size > 0:  # torchvision's remove_small_boxes, in input-image coordinates
-            sides = boxes.view(boxes.size(0), -1, 4)
-            valid = (sides[..., 2] - sides[..., 0] >= min_size) & (
-                sides[..., 3] - sides[..., 1] >= min_size
-            )
-            valid = valid.expand(-1, self.num_classes)
+        boxes, scores, valid = self.get_candidates(rois, cls_score, bbox_pred, img_shape, cfg)
         if rescale:
             factor = torch.as_tensor(scale_factor, dtype=boxes.dtype, device=boxes.device)
             boxes = (boxes.view(boxes.size(0), -1, 4) / factor).view(boxes.size(0), -1)
-        return multiclass_nms(
-            boxes,
-            scores[:, : self.num_classes],
-            cfg.get("score_thr", 0.05),
-            cfg.get("nms", dict(iou_thr=0.5)),
-            cfg.get("max_per_img", 100),
-            valid,
-        )
+        return nms_detections(boxes, scores, valid, cfg)
+
+
+def nms_detections(boxes, scores, valid, cfg):
+    """:func:`multiclass_nms` with the test config's ``score_thr``, ``nms`` and
+    ``max_per_img``."""
+    return multiclass_nms(
+        boxes,
+        scores,
+        cfg.get("score_thr", 0.05),
+        cfg.get("nms", dict(iou_thr=0.5)),
+        cfg.get("max_per_img", 100),
+        valid,
+    )

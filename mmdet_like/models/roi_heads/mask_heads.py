@@ -273,10 +273,20 @@ class FCNMaskHead(nn.Module):
         Returns:
             (n, img_h, img_w) bool tensor on the model's device.
         """
+        probs = self.mask_probs(mask_pred, det_labels)
+        return self.paste_probs(probs, det_bboxes, img_h, img_w, mask_thr)
+
+    def mask_probs(self, mask_pred, labels):
+        """(n, num_classes or 1, M, M) logits, (n,) classes -> (n, M, M) float32
+        probabilities of each detection's class."""
         n = mask_pred.size(0)
-        if n == 0:
-            return torch.zeros((0, img_h, img_w), dtype=torch.bool, device=mask_pred.device)
-        channel = torch.zeros_like(det_labels) if self.class_agnostic else det_labels
-        probs = mask_pred[torch.arange(n, device=mask_pred.device), channel].sigmoid().float()
+        channel = torch.zeros_like(labels) if self.class_agnostic else labels
+        return mask_pred[torch.arange(n, device=mask_pred.device), channel].sigmoid().float()
+
+    def paste_probs(self, probs, boxes, img_h, img_w, mask_thr):
+        """(n, M, M) probabilities in (n, 4+) boxes -> (n, img_h, img_w) bool masks, pasted
+        the way ``paste_mode`` says."""
+        if probs.size(0) == 0:
+            return torch.zeros((0, img_h, img_w), dtype=torch.bool, device=probs.device)
         paste = PASTE_MODES[self.paste_mode]
-        return paste(probs, det_bboxes[:, :4].float(), img_h, img_w, threshold=mask_thr)
+        return paste(probs, boxes[:, :4].float(), img_h, img_w, threshold=mask_thr)

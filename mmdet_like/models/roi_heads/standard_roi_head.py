@@ -2,6 +2,7 @@
 
 import torch
 
+from mmdet_like.models.roi_heads.bbox_heads import nms_detections
 from mmdet_like.registry import (
     BBOX_ASSIGNERS,
     BBOX_SAMPLERS,
@@ -9,7 +10,7 @@ from mmdet_like.registry import (
     ROI_EXTRACTORS,
     build_from_cfg,
 )
-from mmdet_like.structures.bbox import bbox2roi
+from mmdet_like.structures.bbox import bbox2roi, bbox_mapping, bbox_mapping_back
 from mmdet_like.structures.instances import DetectionResult
 
 DEFAULT_TEST_CFG = dict(score_thr=0.05, nms=dict(iou_thr=0.5), max_per_img=100, mask_thr_binary=0.5)
@@ -176,3 +177,58 @@ class StandardRoIHead(torch.nn.Module):
                 pred, res.boxes, res.labels, int(shape[0]), int(shape[1]),
                 self.test_cfg["mask_thr_binary"],
             )  # fmt: skip
+
+    @torch.no_grad()
+    def aug_test(self, feats_per_aug, proposals_per_aug, metas_per_aug):
+        """Detections of one image seen under several test-time augmentations (scales,
+        flips), in the original image.
+
+        The scored boxes of every augmentation, mapped back to the original image, go
+        through one class-wise NMS together (as detectron2's test-time augmentation does).
+        With a mask branch, each augmentation predicts masks for the merged boxes (mapped
+        into its input); their probabilities, flipped back, are averaged and pasted once.
+
+        Args:
+            feats_per_aug: A feature tuples, each of a batch of this one image.
+            proposals_per_aug: A (n_a, 5) proposals, each in its augmentation's input.
+            metas_per_aug: A metas (``img_shape``, ``scale_factor``, ``flip``,
+                ``flip_direction``, ``ori_shape``).
+
+        Returns:
+            :class:`DetectionResult` with boxes (and masks) in the original image.
+        """
+        cfg = self.test_cfg
+        boxes, scores, valid = [], [], []
+        for x, proposals, meta in zip(feats_per_aug, proposals_per_aug, metas_per_aug):
+            rois = bbox2roi([proposals[:, :4]])
+            cls_score, bbox_pred, _ = self._bbox_forward(x, rois)
+            aug_boxes, aug_scores, aug_valid = self.bbox_head.get_candidates(
+                rois, cls_score, bbox_pred, meta["img_shape"], cfg
+            )
+            boxes.append(bbox_mapping_back(aug_boxes, meta))
+            scores.append(aug_scores)
+            valid.append(aug_valid if aug_valid is not None else aug_scores.new_ones(
+                aug_scores.shape, dtype=torch.bool))  # fmt: skip
+        dets, labels = nms_detections(torch.cat(boxes), torch.cat(scores), torch.cat(valid), cfg)
+        result = DetectionResult(dets[:, :4], dets[:, 4], labels)
+        if self.with_mask:
+            probs = 0
+            for x, meta in zip(feats_per_aug, metas_per_aug):
+                mask_rois = bbox2roi([bbox_mapping(result.boxes, meta)])
+                aug_probs = self.mask_head.mask_probs(self._mask_forward(x, mask_rois), labels)
+                probs = probs + _flip_back(aug_probs, meta)
+            probs = probs / len(metas_per_aug)
+            height, width = metas_per_aug[0]["ori_shape"][:2]
+            result.masks = self.mask_head.paste_probs(
+                probs, result.boxes, int(height), int(width), cfg["mask_thr_binary"]
+            )
+        return result
+
+
+def _flip_back(mask_probs, meta):
+    """(n, M, M) mask probabilities predicted on a flipped input -> the unflipped view."""
+    if not meta.get("flip"):
+        return mask_probs
+    direction = meta.get("flip_direction")
+    dims = {"horizontal": [-1], "vertical": [-2], "diagonal": [-2, -1]}[direction]
+    return mask_probs.flip(dims)

@@ -1,22 +1,18 @@
 """The detector benchmarks' shared parts (tools/benchmark_common.py): equal inputs, equal
 weights on both sides, and the markdown section writer."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from tests.engine.cli_utils import load_tool
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _common():
-    spec = importlib.util.spec_from_file_location(
-        "benchmark_common", ROOT / "tools" / "benchmark_common.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("benchmark_common")
 
 
 def test_inputs_are_deterministic_with_tight_boxes():

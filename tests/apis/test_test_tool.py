@@ -1,7 +1,6 @@
 """tools/make_demo_dataset.py, tools/train.py -> tools/test.py (one process and two gloo
 processes through tools/dist_test.sh), single_gpu_test and fuse_conv_bn, on CPU."""
 
-import importlib.util
 import json
 import pickle
 import re
@@ -15,17 +14,10 @@ import pytest
 import torch
 from torch import nn
 
-from tests.engine.cli_utils import PYTHON, ROOT, env, finish, free_port
+from tests.engine.cli_utils import PYTHON, ROOT, env, finish, free_port, load_tool
 
 DEMO_CONFIG = ROOT / "configs" / "demo" / "mask_rcnn_r18_fpn_demo.py"
 NUM_VAL = 5  # odd: two ranks get a padded share
-
-
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _run(args, cwd, timeout=120, script=None):
@@ -84,7 +76,7 @@ def single_results(trained):
 
 
 def test_make_demo_dataset_is_deterministic_and_annotates_visible_parts(tmp_path):
-    tool = _load_tool("make_demo_dataset")
+    tool = load_tool("make_demo_dataset")
     first = tool.make_dataset(str(tmp_path / "a"), num_train=8, num_val=3, seed=7)
     tool.make_dataset(str(tmp_path / "b"), num_train=8, num_val=3, seed=7)
     tool.make_dataset(str(tmp_path / "c"), num_train=8, num_val=3, seed=8)
@@ -281,7 +273,7 @@ def test_demo_pictures_draws_a_grid_of_detections(trained):
 
 
 def test_scale_result_enlarges_boxes_and_masks():
-    tool = _load_tool("demo_pictures")
+    tool = load_tool("demo_pictures")
     mask = np.zeros((4, 5), bool)
     mask[1:3, 2:4] = True
     boxes, masks = tool.scale_result(

@@ -1,5 +1,6 @@
 """Helpers to write toy configs and run tools/ the way users do (subprocesses)."""
 
+import importlib.util
 import json
 import os
 import signal
@@ -29,6 +30,14 @@ lr_config = dict(warmup_iters=4, step=[3])
 log_config = dict(interval=4)
 total_epochs = 4
 """
+
+
+def load_tool(name):
+    """``tools/NAME.py`` imported as a module (the tools folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def write_config(path, extra="", imgs_per_gpu=4, num_samples=32):

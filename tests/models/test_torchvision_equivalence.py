@@ -20,7 +20,6 @@ torchvision's are thresholded the same way (random weights leave dead-ReLU regio
 logit is exactly 0, probability exactly 0.5).
 """
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ import torch
 
 from mmdet_like.apis import inference_detector, init_detector
 from mmdet_like.engine import load_config
+from tests.engine.cli_utils import load_tool
 
 skdata = pytest.importorskip("skimage.data")
 FrozenBatchNorm2d = pytest.importorskip("torchvision.ops").FrozenBatchNorm2d
@@ -40,12 +40,7 @@ MIN_SIZE, MAX_SIZE = 320, 512
 
 
 def _converter():
-    spec = importlib.util.spec_from_file_location(
-        "convert_torchvision_detection", ROOT / "tools" / "convert_torchvision_detection.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("convert_torchvision_detection")
 
 
 def _torchvision_model():

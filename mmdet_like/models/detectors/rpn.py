@@ -56,10 +56,7 @@ class RPN(BaseDetector):
         results = []
         for props, meta in zip(proposals, img_metas):
             props = props.float()
-            if rescale:
-                factor = torch.as_tensor(meta.get("scale_factor", 1.0), dtype=props.dtype)
-                props = torch.cat([props[:, :4] / factor.to(props.device), props[:, 4:]], 1)
-            results.append(props.cpu().numpy())
+            results.append((_to_original(props, meta) if rescale else props).cpu().numpy())
         return results
 
     @torch.no_grad()
@@ -74,8 +71,13 @@ class RPN(BaseDetector):
             for aug_img, meta in zip(image_augs, metas):
                 x = self.extract_feat(pad_images(aug_img, self.size_divisor))
                 props = self.rpn_head.get_proposals(*self.rpn_head(x), [meta])[0].float()
-                merged.append(torch.cat([bbox_mapping_back(props[:, :4], meta), props[:, 4:]], 1))
+                merged.append(_to_original(props, meta))
             merged = torch.cat(merged)
             keep = nms(merged[:, :4], merged[:, 4], cfg["nms_thr"])[: cfg["max_num"]]
             results.append(merged[keep].cpu().numpy())
         return results
+
+
+def _to_original(proposals, img_meta):
+    """(n, 5) proposals of an input (resized, maybe flipped) -> the original image."""
+    return torch.cat([bbox_mapping_back(proposals[:, :4], img_meta), proposals[:, 4:]], 1)

@@ -207,9 +207,10 @@ class StandardRoIHead(torch.nn.Module):
             )
             boxes.append(bbox_mapping_back(aug_boxes, meta))
             scores.append(aug_scores)
-            valid.append(aug_valid if aug_valid is not None else aug_scores.new_ones(
-                aug_scores.shape, dtype=torch.bool))  # fmt: skip
-        dets, labels = nms_detections(torch.cat(boxes), torch.cat(scores), torch.cat(valid), cfg)
+            valid.append(aug_valid)
+        # min_bbox_size is one setting for every augmentation: all None or none
+        valid = None if valid[0] is None else torch.cat(valid)
+        dets, labels = nms_detections(torch.cat(boxes), torch.cat(scores), valid, cfg)
         result = DetectionResult(dets[:, :4], dets[:, 4], labels)
         if self.with_mask:
             probs = 0

@@ -47,15 +47,132 @@ def test_targets_on_a_hand_made_case():
     cls_scores, _ = head(features(batch=1))
     anchors, sizes = head._anchors(cls_scores)
     gt = anchors[[40]].clone()  # a gt equal to one anchor: that anchor must be positive
-    labels, label_weights, targets, target_weights, num = head.get_targets(
-        anchors, sizes, [gt], METAS[:1]
+    targets = head.get_targets(anchors, sizes, [gt], METAS[:1])
+    assert targets.anchor_inds.numel() == 64  # the sampler's num
+    assert (targets.anchor_inds.diff() > 0).all()  # sorted, no anchor twice
+    assert (targets.image_inds == 0).all()
+    at_gt = (targets.anchor_inds == 40).nonzero().item()
+    assert targets.labels[at_gt] == 1 and targets.label_weights[at_gt] == 1
+    torch.testing.assert_close(targets.bbox_targets[at_gt], torch.zeros(4), atol=1e-6, rtol=0)
+    assert targets.bbox_weights[at_gt].tolist() == [1.0] * 4
+    positives = targets.labels.bool()
+    assert torch.equal(targets.bbox_weights[:, 0].bool(), positives)
+    assert (targets.bbox_targets[~positives] == 0).all()
+
+
+def dense_reference_loss(head, cls_scores, bbox_preds, gts, metas):
+    """The loss over every anchor, the unsampled ones weighted 0 (what the sampled-anchor
+    losses must equal)."""
+    anchors, sizes = head._anchors(cls_scores)
+    targets = head.get_targets(anchors, sizes, gts, metas)
+    num_images = len(metas)
+    labels = anchors.new_zeros(num_images, anchors.size(0))
+    weights = anchors.new_zeros(num_images, anchors.size(0))
+    box_targets = anchors.new_zeros(num_images, anchors.size(0), 4)
+    box_weights = anchors.new_zeros(num_images, anchors.size(0), 4)
+    where = (targets.image_inds, targets.anchor_inds)
+    labels[where], weights[where] = targets.labels, targets.label_weights
+    box_targets[where], box_weights[where] = targets.bbox_targets, targets.bbox_weights
+    avg = targets.labels.numel()
+    return dict(
+        loss_rpn_cls=head.loss_cls(
+            flatten_levels(cls_scores, 1).reshape(-1),
+            labels.reshape(-1),
+            weights.reshape(-1),
+            avg_factor=avg,
+        ),
+        loss_rpn_bbox=head.loss_bbox(
+            flatten_levels(bbox_preds, 4).reshape(-1, 4),
+            box_targets.reshape(-1, 4),
+            box_weights.reshape(-1, 4),
+            avg_factor=avg,
+        ),
     )
-    assert labels[0, 40] == 1 and label_weights[0, 40] == 1
-    assert torch.allclose(targets[0, 40], torch.zeros(4), atol=1e-6)
-    assert target_weights[0, 40].tolist() == [1.0] * 4
-    assert num == int(label_weights.gt(0).sum()) == 64
-    positives = labels[0].bool()
-    assert torch.equal(target_weights[0, :, 0].bool(), positives)
+
+
+def losses_and_grads(head, feats, compute):
+    for p in head.parameters():
+        p.grad = None
+    feats = [f.detach().clone().requires_grad_() for f in feats]
+    torch.manual_seed(7)  # the same sampled anchors in every computation
+    losses = compute(feats)
+    sum(losses.values()).backward()
+    grads = {n: p.grad.clone() for n, p in head.named_parameters()}
+    return losses, grads, [f.grad for f in feats]
+
+
+@pytest.mark.parametrize("gts_case", ["one_box_each", "no_box_in_second"])
+def test_sampled_anchor_training_equals_dense_loss(gts_case):
+    """forward_train (head re-run at the sampled anchors' cells only) and loss on forward
+    (the whole maps with autograd) give the dense reference's losses and gradients, for the
+    head's weights and for the input features."""
+    head = make_head(train_cfg=TRAIN_CFG)
+    for p in head.parameters():  # away from the near-zero init, so every term matters
+        torch.nn.init.normal_(p, std=0.3)
+    torch.manual_seed(3)
+    feats = features()
+    gts = [torch.tensor([[4.0, 4.0, 20.0, 14.0]]), torch.tensor([[0.0, 2.0, 9.0, 30.0]])]
+    if gts_case == "no_box_in_second":
+        gts[1] = torch.zeros(0, 4)
+
+    def reference(f):
+        return dense_reference_loss(head, *head(f), gts, METAS)
+
+    def sampled(f):
+        return head.forward_train(f, gts, METAS)[0]
+
+    def from_outputs(f):
+        return head.loss(*head(f), gts, METAS)
+
+    expected, expected_grads, expected_feat_grads = losses_and_grads(head, feats, reference)
+    for compute in (sampled, from_outputs):
+        losses, grads, feat_grads = losses_and_grads(head, feats, compute)
+        assert set(losses) == set(expected)
+        for key in expected:
+            torch.testing.assert_close(losses[key], expected[key], rtol=1e-5, atol=1e-6)
+        for name in expected_grads:
+            torch.testing.assert_close(grads[name], expected_grads[name], rtol=1e-4, atol=1e-6)
+        for got, want in zip(feat_grads, expected_feat_grads):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+            assert want.abs().sum() > 0
+
+
+def test_forward_train_proposals_match_get_proposals():
+    head = make_head(train_cfg=TRAIN_CFG)
+    feats = features()
+    gts = [torch.tensor([[4.0, 4.0, 20.0, 14.0]]), torch.zeros(0, 4)]
+    cfg = dict(nms_pre=50, max_num=20, nms_thr=0.7)
+    losses, proposals = head.forward_train(feats, gts, METAS, proposal_cfg=cfg)
+    expected = head.get_proposals(*head(feats), METAS, cfg)
+    for got, want in zip(proposals, expected):
+        torch.testing.assert_close(got, want)
+    assert head.forward_train(feats, gts, METAS)[1] is None
+
+
+def test_predict_at_equals_forward_at_every_anchor():
+    """Every anchor of both levels, borders included (the 3x3 conv's zero padding)."""
+    head = make_head()
+    feats = features()
+    cls_scores, bbox_preds = head(feats)
+    total = sum(c[0].numel() for c in cls_scores)
+    image_inds = torch.arange(2).repeat_interleave(total)
+    anchor_inds = torch.arange(total).repeat(2)
+    order = anchor_inds.argsort(stable=True)
+    scores, deltas = head.predict_at(feats, image_inds[order], anchor_inds[order])
+    torch.testing.assert_close(
+        scores, flatten_levels(cls_scores, 1)[image_inds[order], anchor_inds[order], 0]
+    )
+    torch.testing.assert_close(
+        deltas, flatten_levels(bbox_preds, 4)[image_inds[order], anchor_inds[order]]
+    )
+    # only some levels sampled, or none
+    first_level = anchor_inds[order] < cls_scores[0][0].numel()
+    scores, _ = head.predict_at(
+        feats, image_inds[order][~first_level], anchor_inds[order][~first_level]
+    )
+    assert scores.shape == (int((~first_level).sum()),)
+    scores, deltas = head.predict_at(feats, image_inds[:0], anchor_inds[:0])
+    assert scores.shape == (0,) and deltas.shape == (0, 4) and scores.requires_grad
 
 
 def test_loss_is_batched_and_finite():

@@ -1,5 +1,7 @@
 """Region Proposal Network head (Faster R-CNN): objectness and box deltas per anchor."""
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -22,6 +24,17 @@ DEFAULT_BBOX_CODER = dict(
     type="DeltaXYWHBBoxCoder", target_means=[0.0] * 4, target_stds=[1.0, 1.0, 1.0, 1.0]
 )
 DEFAULT_TEST_CFG = dict(nms_pre=1000, nms_post=None, max_num=1000, nms_thr=0.7, min_bbox_size=0)
+
+
+class SampledAnchorTargets(NamedTuple):
+    """Training targets of the S sampled anchors of a batch (:meth:`RPNHead.get_targets`)."""
+
+    image_inds: torch.Tensor  # (S,) image of each sampled anchor
+    anchor_inds: torch.Tensor  # (S,) index among all levels' anchors, sorted
+    labels: torch.Tensor  # (S,) 1.0 positive, 0.0 negative
+    label_weights: torch.Tensor  # (S,)
+    bbox_targets: torch.Tensor  # (S, 4) encoded deltas (0 for negatives)
+    bbox_weights: torch.Tensor  # (S, 4) 1.0 for positives
 
 
 def flatten_levels(per_level, channels):
@@ -123,24 +136,25 @@ class RPNHead(nn.Module):
         return torch.cat(per_level), featmap_sizes
 
     def get_targets(self, anchors, featmap_sizes, gt_bboxes, img_metas, gt_bboxes_ignore=None):
-        """Per-anchor training targets of every image, stacked.
+        """Training targets of the sampled anchors of every image (the only anchors the losses
+        see: every other anchor has weight 0).
+
+        Args:
+            anchors: (A_total, 4) anchors of all levels (:meth:`_anchors`).
+            featmap_sizes: list of L (H_l, W_l).
+            gt_bboxes: list of N (G_i, 4); img_metas: list of N dicts; gt_bboxes_ignore:
+                optional list of N (K_i, 4).
 
         Returns:
-            labels (N, A_total) float 1/0, label_weights (N, A_total), bbox_targets
-            (N, A_total, 4), bbox_weights (N, A_total, 4), and the number of sampled anchors
-            over the batch (a Python int).
+            :class:`SampledAnchorTargets` of S = sum over images of sampled anchors, sorted by
+            anchor index (so by level).
         """
         if self.train_cfg is None:
             raise ValueError("RPNHead: computing the loss needs train_cfg (assigner, sampler)")
         allowed_border = self.train_cfg.get("allowed_border", -1)
         pos_weight = self.train_cfg.get("pos_weight", -1)
         pos_weight = 1.0 if pos_weight <= 0 else float(pos_weight)
-        num_images = len(img_metas)
-        labels = anchors.new_zeros((num_images, anchors.size(0)))
-        label_weights = anchors.new_zeros((num_images, anchors.size(0)))
-        bbox_targets = anchors.new_zeros((num_images, anchors.size(0), 4))
-        bbox_weights = anchors.new_zeros((num_images, anchors.size(0), 4))
-        num_samples = 0
+        image_inds, anchor_inds, labels, label_weights, bbox_targets = [], [], [], [], []
         for i, meta in enumerate(img_metas):
             pad_shape = meta.get("pad_shape", meta["img_shape"])
             valid = torch.cat(
@@ -151,18 +165,58 @@ class RPNHead(nn.Module):
             assign_result = self.assigner.assign(anchors, gt_bboxes[i], ignore, valid_mask=inside)
             sampling = self.sampler.sample(assign_result, anchors, gt_bboxes[i])
             pos_inds, neg_inds = sampling.pos_inds, sampling.neg_inds
-            num_samples += pos_inds.numel() + neg_inds.numel()
-            labels[i, pos_inds] = 1.0
-            label_weights[i, pos_inds] = pos_weight
-            label_weights[i, neg_inds] = 1.0
-            bbox_targets[i, pos_inds] = self.bbox_coder.encode(
-                sampling.pos_bboxes, sampling.pos_gt_bboxes
-            ).to(anchors.dtype)
-            bbox_weights[i, pos_inds] = 1.0
-        return labels, label_weights, bbox_targets, bbox_weights, num_samples
+            num_pos, num_neg = pos_inds.numel(), neg_inds.numel()
+            anchor_inds.append(torch.cat([pos_inds, neg_inds]))
+            image_inds.append(torch.full((num_pos + num_neg,), i, device=anchors.device))
+            labels.append(torch.cat([anchors.new_ones(num_pos), anchors.new_zeros(num_neg)]))
+            label_weights.append(
+                torch.cat([anchors.new_full((num_pos,), pos_weight), anchors.new_ones(num_neg)])
+            )
+            encoded = self.bbox_coder.encode(sampling.pos_bboxes, sampling.pos_gt_bboxes)
+            bbox_targets.append(
+                torch.cat([encoded.to(anchors.dtype), anchors.new_zeros(num_neg, 4)])
+            )
+        anchor_inds = torch.cat(anchor_inds)
+        order = anchor_inds.argsort(stable=True)
+        labels = torch.cat(labels)[order]
+        return SampledAnchorTargets(
+            image_inds=torch.cat(image_inds)[order],
+            anchor_inds=anchor_inds[order],
+            labels=labels,
+            label_weights=torch.cat(label_weights)[order],
+            bbox_targets=torch.cat(bbox_targets)[order],
+            bbox_weights=labels[:, None].expand(-1, 4).clone(),
+        )
+
+    def loss_of_samples(self, scores, deltas, targets):
+        """Losses from the predictions at the sampled anchors.
+
+        Args:
+            scores: (S,) objectness logits; deltas: (S, 4) box deltas, in the order of
+                ``targets`` (:class:`SampledAnchorTargets`).
+
+        Returns:
+            ``dict(loss_rpn_cls=scalar, loss_rpn_bbox=scalar)``, averaged over the S samples
+            (the same values as a loss over every anchor with the unsampled ones weighted 0).
+        """
+        avg_factor = max(targets.labels.numel(), 1)
+        loss_cls = self.loss_cls(
+            scores, targets.labels, targets.label_weights, avg_factor=avg_factor
+        )
+        loss_bbox = self.loss_bbox(
+            deltas, targets.bbox_targets, targets.bbox_weights, avg_factor=avg_factor
+        )
+        return dict(loss_rpn_cls=loss_cls, loss_rpn_bbox=loss_bbox)
+
+    def _check_can_train(self):
+        if self.train_cfg is None:
+            raise ValueError("RPNHead: computing the loss needs train_cfg (assigner, sampler)")
+        if self.sampler.add_gt_as_proposals:
+            raise ValueError("RPNHead: the sampler must not add gts as proposals (anchors only)")
 
     def loss(self, cls_scores, bbox_preds, gt_bboxes, img_metas, gt_bboxes_ignore=None):
-        """Objectness and box losses over all images and levels at once.
+        """Objectness and box losses of the outputs of :meth:`forward`, over all images and
+        levels at once.
 
         Args:
             cls_scores, bbox_preds: the outputs of :meth:`forward`.
@@ -173,24 +227,94 @@ class RPNHead(nn.Module):
         Returns:
             ``dict(loss_rpn_cls=scalar, loss_rpn_bbox=scalar)``.
         """
-        if self.train_cfg is None:
-            raise ValueError("RPNHead: computing the loss needs train_cfg (assigner, sampler)")
-        if self.sampler.add_gt_as_proposals:
-            raise ValueError("RPNHead: the sampler must not add gts as proposals (anchors only)")
+        self._check_can_train()
         anchors, featmap_sizes = self._anchors(cls_scores)
-        labels, label_weights, bbox_targets, bbox_weights, num_samples = self.get_targets(
-            anchors, featmap_sizes, gt_bboxes, img_metas, gt_bboxes_ignore
-        )
-        scores = flatten_levels(cls_scores, 1).reshape(-1)
-        deltas = flatten_levels(bbox_preds, 4).reshape(-1, 4)
-        avg_factor = max(num_samples, 1)
-        loss_cls = self.loss_cls(
-            scores, labels.reshape(-1), label_weights.reshape(-1), avg_factor=avg_factor
-        )
-        loss_bbox = self.loss_bbox(
-            deltas, bbox_targets.reshape(-1, 4), bbox_weights.reshape(-1, 4), avg_factor=avg_factor
-        )
-        return dict(loss_rpn_cls=loss_cls, loss_rpn_bbox=loss_bbox)
+        targets = self.get_targets(anchors, featmap_sizes, gt_bboxes, img_metas, gt_bboxes_ignore)
+        scores = flatten_levels(cls_scores, 1)[targets.image_inds, targets.anchor_inds, 0]
+        deltas = flatten_levels(bbox_preds, 4)[targets.image_inds, targets.anchor_inds]
+        return self.loss_of_samples(scores, deltas, targets)
+
+    def forward_train(self, feats, gt_bboxes, img_metas, gt_bboxes_ignore=None, proposal_cfg=None):
+        """Training: the losses and, with ``proposal_cfg``, the proposals.
+
+        Same losses and gradients as :meth:`loss` on :meth:`forward`, with less work: the
+        losses reach only the sampled anchors (S, a few hundred per image), so the head runs
+        over whole feature maps without autograd (for the proposals and the anchors), and
+        again with autograd at the sampled anchors' cells only (:meth:`predict_at`). The dense
+        backward pass of the shared 3x3 conv, most of the head's cost, is never run.
+
+        Args:
+            feats: tuple of L (N, C, H_l, W_l) features.
+            gt_bboxes, img_metas, gt_bboxes_ignore: as for :meth:`loss`.
+            proposal_cfg: settings for :meth:`get_proposals` (``None``: no proposals).
+
+        Returns:
+            (losses dict, list of N (n_i, 5) proposals or ``None``).
+        """
+        self._check_can_train()
+        with torch.no_grad():
+            cls_scores, bbox_preds = self(feats)
+        anchors, featmap_sizes = self._anchors(cls_scores)
+        targets = self.get_targets(anchors, featmap_sizes, gt_bboxes, img_metas, gt_bboxes_ignore)
+        scores, deltas = self.predict_at(feats, targets.image_inds, targets.anchor_inds)
+        losses = self.loss_of_samples(scores, deltas, targets)
+        proposals = None
+        if proposal_cfg is not None:
+            proposals = self.get_proposals(cls_scores, bbox_preds, img_metas, proposal_cfg)
+        return losses, proposals
+
+    def predict_at(self, feats, image_inds, anchor_inds):
+        """The head's outputs at some anchors, computed at their cells only (with autograd).
+
+        Args:
+            feats: tuple of L (N, C, H_l, W_l) features.
+            image_inds: (S,) image of each anchor; anchor_inds: (S,) index among all levels'
+                anchors (location-major per level, levels concatenated), sorted.
+
+        Returns:
+            (S,) objectness logits and (S, 4) deltas, equal to :meth:`forward`'s at those
+            anchors.
+        """
+        num_anchors = self.num_anchors
+        sizes = [tuple(x.shape[-2:]) for x in feats]
+        level_counts = torch.tensor([h * w * num_anchors for h, w in sizes])
+        level_ends = level_counts.cumsum(0).to(anchor_inds.device)
+        level_of_anchor = torch.bucketize(anchor_inds, level_ends, right=True)
+        per_level = torch.bincount(level_of_anchor, minlength=len(feats)).tolist()
+        conv = self.rpn_conv
+        kernel_h, kernel_w = conv.kernel_size
+        pad_h, pad_w = conv.padding
+        dy = torch.arange(kernel_h, device=anchor_inds.device) - pad_h
+        dx = torch.arange(kernel_w, device=anchor_inds.device) - pad_w
+        dy, dx = dy.repeat_interleave(kernel_w), dx.repeat(kernel_h)  # (kh * kw,)
+        scores, deltas = [], []
+        level_start = 0
+        for x, (height, width), images, anchors in zip(
+            feats, sizes, image_inds.split(per_level), anchor_inds.split(per_level)
+        ):
+            if images.numel() == 0:
+                level_start += height * width * num_anchors
+                continue
+            local = anchors - level_start
+            level_start += height * width * num_anchors
+            cell, anchor_of_cell = local // num_anchors, local % num_anchors
+            row = (cell // width)[:, None] + dy  # (s, kh * kw)
+            col = (cell % width)[:, None] + dx
+            inside = (row >= 0) & (row < height) & (col >= 0) & (col < width)
+            patches = x[images[:, None], :, row.clamp(0, height - 1), col.clamp(0, width - 1)]
+            patches = patches * inside[..., None].to(patches.dtype)  # (s, kh * kw, C)
+            hidden = F.relu(
+                F.linear(patches.transpose(1, 2).flatten(1), conv.weight.flatten(1), conv.bias)
+            )  # (s, feat_channels)
+            rows = torch.arange(hidden.size(0), device=hidden.device)
+            cls = F.linear(hidden, self.rpn_cls.weight.flatten(1), self.rpn_cls.bias)
+            reg = F.linear(hidden, self.rpn_reg.weight.flatten(1), self.rpn_reg.bias)
+            scores.append(cls[rows, anchor_of_cell])
+            deltas.append(reg.view(-1, num_anchors, 4)[rows, anchor_of_cell])
+        if not scores:  # no sampled anchor: empty predictions, still part of the graph
+            zero = self.rpn_cls.weight.sum() * 0
+            return zero.expand(0), zero.expand(0, 4)
+        return torch.cat(scores), torch.cat(deltas)
 
     @torch.no_grad()
     def get_proposals(self, cls_scores, bbox_preds, img_metas, cfg=None):

@@ -46,8 +46,8 @@ class RPN(BaseDetector):
     def forward_train(self, img, img_metas, gt_bboxes, gt_bboxes_ignore=None, **kwargs):
         """Unused keys (``gt_labels``, ``gt_masks``) are accepted and ignored."""
         x = self.extract_feat(img)
-        cls_scores, bbox_preds = self.rpn_head(x)
-        return self.rpn_head.loss(cls_scores, bbox_preds, gt_bboxes, img_metas, gt_bboxes_ignore)
+        losses, _ = self.rpn_head.forward_train(x, gt_bboxes, img_metas, gt_bboxes_ignore)
+        return losses
 
     @torch.no_grad()
     def simple_test(self, img, img_metas, rescale=False, **kwargs):

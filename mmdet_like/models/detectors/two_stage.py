@@ -90,13 +90,14 @@ class TwoStageDetector(BaseDetector):
         x = self.extract_feat(img)
         losses = {}
         if self.rpn_head is not None:
-            cls_scores, bbox_preds = self.rpn_head(x)
-            losses.update(
-                self.rpn_head.loss(cls_scores, bbox_preds, gt_bboxes, img_metas, gt_bboxes_ignore)
+            rpn_losses, proposal_list = self.rpn_head.forward_train(
+                x,
+                gt_bboxes,
+                img_metas,
+                gt_bboxes_ignore,
+                proposal_cfg=self.train_cfg.get("rpn_proposal") or {},
             )
-            proposal_list = self.rpn_head.get_proposals(
-                cls_scores, bbox_preds, img_metas, cfg=self.train_cfg.get("rpn_proposal")
-            )
+            losses.update(rpn_losses)
         elif proposals is None:
             raise ValueError(f"{type(self).__name__}: without an RPN, proposals are required")
         else:

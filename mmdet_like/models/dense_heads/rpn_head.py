@@ -149,8 +149,7 @@ class RPNHead(nn.Module):
             :class:`SampledAnchorTargets` of S = sum over images of sampled anchors, sorted by
             anchor index (so by level).
         """
-        if self.train_cfg is None:
-            raise ValueError("RPNHead: computing the loss needs train_cfg (assigner, sampler)")
+        self._check_can_train()
         allowed_border = self.train_cfg.get("allowed_border", -1)
         pos_weight = self.train_cfg.get("pos_weight", -1)
         pos_weight = 1.0 if pos_weight <= 0 else float(pos_weight)
@@ -209,6 +208,7 @@ class RPNHead(nn.Module):
         return dict(loss_rpn_cls=loss_cls, loss_rpn_bbox=loss_bbox)
 
     def _check_can_train(self):
+        """Raise a clear error where the head was built without what training needs."""
         if self.train_cfg is None:
             raise ValueError("RPNHead: computing the loss needs train_cfg (assigner, sampler)")
         if self.sampler.add_gt_as_proposals:
@@ -227,7 +227,6 @@ class RPNHead(nn.Module):
         Returns:
             ``dict(loss_rpn_cls=scalar, loss_rpn_bbox=scalar)``.
         """
-        self._check_can_train()
         anchors, featmap_sizes = self._anchors(cls_scores)
         targets = self.get_targets(anchors, featmap_sizes, gt_bboxes, img_metas, gt_bboxes_ignore)
         scores = flatten_levels(cls_scores, 1)[targets.image_inds, targets.anchor_inds, 0]

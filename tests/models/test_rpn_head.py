@@ -138,6 +138,27 @@ def test_sampled_anchor_training_equals_dense_loss(gts_case):
             assert want.abs().sum() > 0
 
 
+@pytest.mark.cuda
+def test_sampled_anchor_training_on_cuda_equals_cpu():
+    """On a GPU the features' gradient is added with index_put_ (see add_at_cells)."""
+    head = make_head(train_cfg=TRAIN_CFG)
+    torch.manual_seed(3)
+    feats = features()
+    gts = [torch.tensor([[4.0, 4.0, 20.0, 14.0]]), torch.tensor([[0.0, 2.0, 9.0, 30.0]])]
+    targets = head.get_targets(*head._anchors(head(feats)[0]), gts, METAS)
+    results = []
+    for device in ("cpu", "cuda"):
+        head.to(device)
+        head.zero_grad(set_to_none=True)
+        x = [f.to(device).requires_grad_() for f in feats]
+        on_device = targets._replace(**{k: v.to(device) for k, v in targets._asdict().items()})
+        scores, deltas = head.predict_at(x, on_device.image_inds, on_device.anchor_inds)
+        sum(head.loss_of_samples(scores, deltas, on_device).values()).backward()
+        results.append([g.cpu() for g in [f.grad for f in x] + [head.rpn_conv.weight.grad]])
+    for cpu, cuda in zip(*results):
+        torch.testing.assert_close(cuda, cpu, rtol=1e-4, atol=1e-5)
+
+
 def test_forward_train_proposals_match_get_proposals():
     head = make_head(train_cfg=TRAIN_CFG)
     feats = features()

@@ -327,8 +327,11 @@ class RPNHead(nn.Module):
         num_anchors = self.num_anchors
         sizes = [tuple(x.shape[-2:]) for x in feats]
         level_counts = torch.tensor([h * w * num_anchors for h, w in sizes])
-        level_ends = level_counts.cumsum(0).to(anchor_inds.device)
-        level_of_anchor = torch.bucketize(anchor_inds, level_ends, right=True)
+        level_ends = level_counts.cumsum(0)
+        level_starts = (level_ends - level_counts).tolist()
+        level_of_anchor = torch.bucketize(
+            anchor_inds, level_ends.to(anchor_inds.device), right=True
+        )
         per_level = torch.bincount(level_of_anchor, minlength=len(feats)).tolist()
         conv = self.rpn_conv
         kernel_h, kernel_w = conv.kernel_size
@@ -337,15 +340,12 @@ class RPNHead(nn.Module):
         dx = torch.arange(kernel_w, device=anchor_inds.device) - pad_w
         dy, dx = dy.repeat_interleave(kernel_w), dx.repeat(kernel_h)  # (kh * kw,)
         scores, deltas = [], []
-        level_start = 0
-        for x, (height, width), images, anchors in zip(
-            feats, sizes, image_inds.split(per_level), anchor_inds.split(per_level)
+        for x, (height, width), level_start, images, anchors in zip(
+            feats, sizes, level_starts, image_inds.split(per_level), anchor_inds.split(per_level)
         ):
             if images.numel() == 0:
-                level_start += height * width * num_anchors
                 continue
             local = anchors - level_start
-            level_start += height * width * num_anchors
             cell, anchor_of_cell = local // num_anchors, local % num_anchors
             row = (cell // width)[:, None] + dy  # (s, kh * kw)
             col = (cell % width)[:, None] + dx

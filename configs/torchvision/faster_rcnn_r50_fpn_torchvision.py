@@ -9,6 +9,16 @@
 #   RoIAlign unaligned with 2x2 samples; box head drops boxes under 1e-2 before NMS.
 # torchvision's 91 COCO ids: 80 classes with the converter's default (unused ids dropped),
 # so labels follow CocoDataset; `--keep-unused` keeps all 90 (set num_classes=90 then).
+# Training, torchvision's settings where they differ from mmdetection's (train_cfg below; the
+# step-for-step test tests/models/test_torchvision_training_equivalence.py names each):
+#   RPN: every anchor takes part (allowed_border=-1), a gt claims its best anchors however
+#   low their IoU (min_pos_iou=0); proposals in training: 2000 per level before NMS, 2000
+#   per image after, boxes under 1e-3 dropped;
+#   RoI head: no low-quality matches (IoU >= 0.5 positive, < 0.5 negative), box loss smooth
+#   L1 with beta 1/9 (mmdetection: beta 1); mask targets from an unaligned RoIAlign of the gt
+#   masks, not thresholded (soft targets; mmdetection: aligned, thresholded at 0.5).
+#   Loss normalisation is the same on both sides: RPN and RoI losses averaged over the
+#   sampled anchors / RoIs of the batch, the mask loss over the positives' pixels.
 # torchvision computes the P6 anchor stride as padded size // P6 size: the same as ours
 # (64) when the padded image sides are multiples of 64.
 _base_ = [
@@ -35,6 +45,7 @@ model = dict(
             target_stds=[1.0, 1.0, 1.0, 1.0],
             symmetric_clip=False,
         ),
+        loss_bbox=dict(type="SmoothL1Loss", beta=1.0 / 9.0, loss_weight=1.0),
     ),
     roi_head=dict(
         bbox_roi_extractor=dict(
@@ -48,8 +59,14 @@ model = dict(
                 target_stds=[0.1, 0.1, 0.2, 0.2],
                 symmetric_clip=False,
             ),
+            loss_bbox=dict(type="SmoothL1Loss", beta=1.0 / 9.0, loss_weight=1.0),
         ),
     ),
+)
+train_cfg = dict(
+    rpn=dict(assigner=dict(min_pos_iou=0.0), allowed_border=-1),
+    rpn_proposal=dict(nms_pre=2000, nms_post=None, max_num=2000, nms_thr=0.7, min_bbox_size=1e-3),
+    rcnn=dict(assigner=dict(match_low_quality=False)),
 )
 test_cfg = dict(
     rpn=dict(nms_pre=1000, nms_post=None, max_num=1000, nms_thr=0.7, min_bbox_size=1e-3),

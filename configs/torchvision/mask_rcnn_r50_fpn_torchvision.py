@@ -23,7 +23,8 @@ model = dict(
         ),
     ),
 )
-train_cfg = dict(rcnn=dict(mask_size=28))
+# torchvision's mask targets: unaligned RoIAlign of the gt masks, soft (not thresholded)
+train_cfg = dict(rcnn=dict(mask_size=28, mask_target_aligned=False, mask_target_binarize=False))
 test_cfg = dict(rcnn=dict(mask_thr_binary=0.5))
 img_norm_cfg = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True)
 train_pipeline = [

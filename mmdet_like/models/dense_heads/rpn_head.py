@@ -124,6 +124,10 @@ class RPNHead(nn.Module):
         test_cfg: proposal settings for :meth:`get_proposals`: ``nms_pre`` (top-scoring
             anchors kept per level before NMS), ``nms_thr``, ``nms_post`` (per level after
             NMS, ``None``: no cap), ``max_num`` (per image), ``min_bbox_size``.
+        sampled_anchor_training: :meth:`forward_train` runs the head with autograd at the
+            sampled anchors only (:meth:`predict_at`; the default, less work); False runs it
+            densely and takes the losses of :meth:`forward`'s outputs (:meth:`loss`). Both
+            give the same losses and gradients.
 
     forward: tuple of L (N, in_channels, H_l, W_l) -> (list of L (N, A, H_l, W_l) logits,
     list of L (N, 4 * A, H_l, W_l) deltas).
@@ -139,8 +143,10 @@ class RPNHead(nn.Module):
         loss_bbox=None,
         train_cfg=None,
         test_cfg=None,
+        sampled_anchor_training=True,
     ):
         super().__init__()
+        self.sampled_anchor_training = bool(sampled_anchor_training)
         self.anchor_generator = build_from_cfg(
             anchor_generator or DEFAULT_ANCHOR_GENERATOR, ANCHOR_GENERATORS
         )
@@ -286,11 +292,13 @@ class RPNHead(nn.Module):
     def forward_train(self, feats, gt_bboxes, img_metas, gt_bboxes_ignore=None, proposal_cfg=None):
         """Training: the losses and, with ``proposal_cfg``, the proposals.
 
-        Same losses and gradients as :meth:`loss` on :meth:`forward`, with less work: the
-        losses reach only the sampled anchors (S, a few hundred per image), so the head runs
-        over whole feature maps without autograd (for the proposals and the anchors), and
-        again with autograd at the sampled anchors' cells only (:meth:`predict_at`). The dense
-        backward pass of the shared 3x3 conv, most of the head's cost, is never run.
+        With ``sampled_anchor_training`` (the default): the same losses and gradients as
+        :meth:`loss` on :meth:`forward`, with less work: the losses reach only the sampled
+        anchors (S, a few hundred per image), so the head runs over whole feature maps without
+        autograd (for the proposals and the anchors), and again with autograd at the sampled
+        anchors' cells only (:meth:`predict_at`). The dense backward pass of the shared 3x3
+        conv, most of the head's cost, is never run. Without it, :meth:`loss` on
+        :meth:`forward`'s outputs.
 
         Args:
             feats: tuple of L (N, C, H_l, W_l) features.
@@ -301,12 +309,20 @@ class RPNHead(nn.Module):
             (losses dict, list of N (n_i, 5) proposals or ``None``).
         """
         self._check_can_train()
-        with torch.no_grad():
+        if self.sampled_anchor_training:
+            with torch.no_grad():
+                cls_scores, bbox_preds = self(feats)
+            anchors, featmap_sizes = self._anchors(cls_scores)
+            targets = self.get_targets(
+                anchors, featmap_sizes, gt_bboxes, img_metas, gt_bboxes_ignore
+            )
+            scores, deltas = self.predict_at(feats, targets.image_inds, targets.anchor_inds)
+            losses = self.loss_of_samples(scores, deltas, targets)
+        else:
             cls_scores, bbox_preds = self(feats)
-        anchors, featmap_sizes = self._anchors(cls_scores)
-        targets = self.get_targets(anchors, featmap_sizes, gt_bboxes, img_metas, gt_bboxes_ignore)
-        scores, deltas = self.predict_at(feats, targets.image_inds, targets.anchor_inds)
-        losses = self.loss_of_samples(scores, deltas, targets)
+            losses = self.loss(cls_scores, bbox_preds, gt_bboxes, img_metas, gt_bboxes_ignore)
+            cls_scores = [x.detach() for x in cls_scores]
+            bbox_preds = [x.detach() for x in bbox_preds]
         proposals = None
         if proposal_cfg is not None:
             proposals = self.get_proposals(cls_scores, bbox_preds, img_metas, proposal_cfg)

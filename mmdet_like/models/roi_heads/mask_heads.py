@@ -13,21 +13,26 @@ from mmdet_like.registry import HEADS, LOSSES, build_from_cfg
 PASTE_CHUNK_BYTES = 1 << 26
 
 
-def mask_targets(sampling_results, gt_masks, mask_size):
-    """Binary mask targets of the positive RoIs of a batch, by RoIAlign of the gt masks.
+def mask_targets(sampling_results, gt_masks, mask_size, aligned=True, binarize=True):
+    """Mask targets of the positive RoIs of a batch, by RoIAlign of the gt masks.
 
     Each positive's gt mask (image ``i``, gt ``pos_assigned_gt_inds``) is cropped at the
     positive box and resampled to ``mask_size`` with one ``roi_align`` call per image
-    (aligned, like detectron2), then thresholded at 0.5.
+    (``aligned``, like detectron2 and mmdetection), then thresholded at 0.5 (``binarize``).
+    torchvision's Mask R-CNN uses ``aligned=False, binarize=False``: soft targets of an
+    unaligned RoIAlign.
 
     Args:
         sampling_results: one :class:`SamplingResult` per image.
         gt_masks: one mask structure per image (``.to_tensor(dtype, device)`` -> (G, H, W)),
             or (G, H, W) tensors.
         mask_size: (h, w) of the targets.
+        aligned: RoIAlign with the half-pixel shift (boxes on pixel centres).
+        binarize: threshold the resampled masks at 0.5 (else soft targets in [0, 1]).
 
     Returns:
-        (P, h, w) float targets in {0, 1}, P the positives of all images in order.
+        (P, h, w) float targets (in {0, 1} with ``binarize``), P the positives of all images
+        in order.
     """
     targets = []
     for res, masks in zip(sampling_results, gt_masks):
@@ -39,8 +44,8 @@ def mask_targets(sampling_results, gt_masks, mask_size):
         else:
             masks = masks.to_tensor(dtype=pos_boxes.dtype, device=pos_boxes.device)
         rois = torch.cat([res.pos_assigned_gt_inds[:, None].to(pos_boxes.dtype), pos_boxes], 1)
-        crops = roi_align(masks[:, None], rois, mask_size, 1.0, 0, True)[:, 0]
-        targets.append((crops >= 0.5).to(pos_boxes.dtype))
+        crops = roi_align(masks[:, None], rois, mask_size, 1.0, 0, aligned)[:, 0]
+        targets.append((crops >= 0.5).to(pos_boxes.dtype) if binarize else crops)
     if not targets:
         return sampling_results[0].pos_bboxes.new_zeros((0, *mask_size))
     return torch.cat(targets)
@@ -246,10 +251,19 @@ class FCNMaskHead(nn.Module):
         return self.conv_logits(x)
 
     def get_targets(self, sampling_results, gt_masks, rcnn_train_cfg=None):
-        """(P, M, M) binary targets of the positives (see :func:`mask_targets`)."""
-        size = (rcnn_train_cfg or {}).get("mask_size", self.mask_size)
+        """(P, M, M) targets of the positives (see :func:`mask_targets`); ``train_cfg.rcnn``
+        keys: ``mask_size``, ``mask_target_aligned`` (default True) and
+        ``mask_target_binarize`` (default True)."""
+        cfg = rcnn_train_cfg or {}
+        size = cfg.get("mask_size", self.mask_size)
         size = (size, size) if isinstance(size, int) else tuple(size)
-        return mask_targets(sampling_results, gt_masks, size)
+        return mask_targets(
+            sampling_results,
+            gt_masks,
+            size,
+            aligned=cfg.get("mask_target_aligned", True),
+            binarize=cfg.get("mask_target_binarize", True),
+        )
 
     def loss(self, mask_pred, mask_targets, labels):
         """``dict(loss_mask=...)``: per-pixel sigmoid CE in each positive's class channel."""

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from mmdet_like.models import build_head, build_roi_extractor
 from mmdet_like.models.roi_heads import map_roi_levels, mask_targets, multiclass_nms, paste_masks
+from mmdet_like.models.roi_heads.mask_heads import FCNMaskHead
 from mmdet_like.models.task_modules.assign_result import AssignResult
 from mmdet_like.models.task_modules.sampling_result import SamplingResult
 from mmdet_like.ops import roi_align
@@ -181,6 +182,30 @@ def test_mask_targets_by_roi_align():
     assert targets[2, :, :13].min() == 1 and targets[2, :, 15:].max() == 0
     empty = sampling_result(props, gt, torch.tensor([0, 1]), [0, 0, 0], [], [0])
     assert mask_targets([empty], [BitmapMasks(masks, 40, 60)], (28, 28)).shape == (0, 28, 28)
+
+
+def test_mask_targets_soft_and_unaligned_switches():
+    """``binarize=False`` keeps RoIAlign's fractional values (torchvision's soft targets);
+    thresholding them at 0.5 gives the default targets; ``aligned=False`` samples half a
+    pixel off (torchvision's legacy RoIAlign)."""
+    masks = np.zeros((1, 40, 60), np.uint8)
+    masks[0, 10:30, 20:50] = 1
+    gt = torch.tensor([[20.0, 10, 50, 30]])
+    props = torch.tensor([[15.3, 7.7, 44.1, 26.9]])  # cuts through the mask's edges
+    res = sampling_result(props, gt, torch.tensor([0]), [1], [0], [])
+    gt_masks = [BitmapMasks(masks, 40, 60)]
+    hard = mask_targets([res], gt_masks, (28, 28))
+    soft = mask_targets([res], gt_masks, (28, 28), binarize=False)
+    fractional = (soft > 0.01) & (soft < 0.99)
+    assert fractional.any() and soft.min() >= 0 and soft.max() <= 1 + 1e-6
+    torch.testing.assert_close(hard, (soft >= 0.5).float())
+    unaligned = mask_targets([res], gt_masks, (28, 28), aligned=False, binarize=False)
+    assert not torch.allclose(unaligned, soft)
+    # the head reads the switches from train_cfg.rcnn
+    head = FCNMaskHead(num_convs=1, in_channels=8, conv_out_channels=8, num_classes=2)
+    cfg = dict(mask_size=28, mask_target_binarize=False, mask_target_aligned=False)
+    torch.testing.assert_close(head.get_targets([res], gt_masks, cfg), unaligned)
+    torch.testing.assert_close(head.get_targets([res], gt_masks, dict(mask_size=28)), hard)
 
 
 def naive_paste(mask, box, height, width):

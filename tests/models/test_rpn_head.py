@@ -125,8 +125,15 @@ def test_sampled_anchor_training_equals_dense_loss(gts_case):
     def from_outputs(f):
         return head.loss(*head(f), gts, METAS)
 
+    def dense_forward_train(f):  # RPNHead(sampled_anchor_training=False)
+        head.sampled_anchor_training = False
+        try:
+            return head.forward_train(f, gts, METAS)[0]
+        finally:
+            head.sampled_anchor_training = True
+
     expected, expected_grads, expected_feat_grads = losses_and_grads(head, feats, reference)
-    for compute in (sampled, from_outputs):
+    for compute in (sampled, from_outputs, dense_forward_train):
         losses, grads, feat_grads = losses_and_grads(head, feats, compute)
         assert set(losses) == set(expected)
         for key in expected:
@@ -169,6 +176,11 @@ def test_forward_train_proposals_match_get_proposals():
     for got, want in zip(proposals, expected):
         torch.testing.assert_close(got, want)
     assert head.forward_train(feats, gts, METAS)[1] is None
+    dense = make_head(train_cfg=TRAIN_CFG, sampled_anchor_training=False)
+    losses, proposals = dense.forward_train(feats, gts, METAS, proposal_cfg=cfg)
+    for got, want in zip(proposals, expected):
+        torch.testing.assert_close(got, want)
+        assert not got.requires_grad
 
 
 def test_predict_at_equals_forward_at_every_anchor():

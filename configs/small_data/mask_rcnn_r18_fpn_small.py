@@ -32,10 +32,14 @@ model = dict(
         mask_head=dict(num_convs=2, in_channels=64, conv_out_channels=64, num_classes=1),
     ),
 )
-# CPU-sized sampling: 1000 proposals an image in training and testing, 128 RoIs an image
+# CPU-sized sampling: 1000 proposals an image in training and testing, 128 RoIs an image.
+# Small-data settings (docs/training.md, "Training on a small dataset"): every anchor is
+# assigned (allowed_border=-1), each gt claims its best anchors at any IoU (min_pos_iou=0),
+# soft mask targets (mask_target_binarize=False).
 train_cfg = dict(
+    rpn=dict(allowed_border=-1, assigner=dict(min_pos_iou=0.0)),
     rpn_proposal=dict(nms_pre=1000, nms_post=1000, max_num=1000),
-    rcnn=dict(sampler=dict(num=128)),
+    rcnn=dict(sampler=dict(num=128), mask_target_binarize=False),
 )
 test_cfg = dict(rpn=dict(nms_pre=1000, nms_post=1000, max_num=1000))
 

@@ -19,5 +19,8 @@ model = dict(
         ),
     ),
 )
+# Mask targets: aligned RoIAlign of the gt masks thresholded at 0.5 (mmdetection's and
+# detectron2's); the small-data configs keep them soft (mask_target_binarize=False), which
+# measured better on the demo set (docs/training.md).
 train_cfg = dict(rcnn=dict(mask_size=28))
 test_cfg = dict(rcnn=dict(mask_thr_binary=0.5))

@@ -6,36 +6,8 @@
 #       data/small/images --iters 2000
 # (torchvision's side is then its FasterRCNN of the same sizes).
 _base_ = "./mask_rcnn_r18_fpn_small.py"
-# roi_head is replaced as a whole (_delete_=True drops the inherited mask_roi_extractor and
-# mask_head); the box branch is the one of the Mask R-CNN config.
-model = dict(
-    type="FasterRCNN",
-    roi_head=dict(
-        _delete_=True,
-        type="StandardRoIHead",
-        bbox_roi_extractor=dict(
-            type="SingleRoIExtractor",
-            roi_layer=dict(type="RoIAlign", output_size=7, sampling_ratio=0, aligned=True),
-            out_channels=64,
-            featmap_strides=[4, 8, 16, 32],
-        ),
-        bbox_head=dict(
-            type="Shared2FCBBoxHead",
-            in_channels=64,
-            fc_out_channels=256,
-            roi_feat_size=7,
-            num_classes=1,
-            bbox_coder=dict(
-                type="DeltaXYWHBBoxCoder",
-                target_means=[0.0, 0.0, 0.0, 0.0],
-                target_stds=[0.1, 0.1, 0.2, 0.2],
-            ),
-            reg_class_agnostic=False,
-            loss_cls=dict(type="CrossEntropyLoss", use_sigmoid=False, loss_weight=1.0),
-            loss_bbox=dict(type="SmoothL1Loss", beta=1.0, loss_weight=1.0),
-        ),
-    ),
-)
+# the box branch is the Mask R-CNN config's; the mask branch is dropped
+model = dict(type="FasterRCNN", roi_head=dict(mask_roi_extractor=None, mask_head=None))
 img_norm_cfg = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True)
 train_pipeline = [
     dict(type="LoadImageFromFile"),

@@ -29,9 +29,9 @@ import torch
 from mmdet_like.apis import inference_detector, init_detector
 from mmdet_like.engine import load_config
 from tests.engine.cli_utils import load_tool
+from tests.models.torchvision_helpers import freeze_batch_norms
 
 skdata = pytest.importorskip("skimage.data")
-FrozenBatchNorm2d = pytest.importorskip("torchvision.ops").FrozenBatchNorm2d
 detection = pytest.importorskip("torchvision.models.detection")
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,20 +54,7 @@ def _torchvision_model():
     )
     # torchvision's pretrained models run frozen batch norms (its weights=None build has
     # BatchNorm2d); swap them in, with random statistics near unit scale
-    generator = torch.Generator().manual_seed(1)
-    body = model.backbone.body
-    for name, module in list(body.named_modules()):
-        if not isinstance(module, torch.nn.BatchNorm2d):
-            continue
-        channels = module.num_features
-        frozen = FrozenBatchNorm2d(channels, eps=module.eps)
-        var = torch.rand(channels, generator=generator) + 0.5
-        frozen.running_var.copy_(var)
-        frozen.running_mean.copy_(torch.randn(channels, generator=generator) * 0.1)
-        frozen.weight.copy_(var.sqrt() * (0.9 + 0.2 * torch.rand(channels, generator=generator)))
-        frozen.bias.copy_(torch.randn(channels, generator=generator) * 0.1)
-        parent_name, _, child = name.rpartition(".")
-        setattr(body.get_submodule(parent_name) if parent_name else body, child, frozen)
+    freeze_batch_norms(model.backbone.body)
     return model.eval()
 
 

@@ -42,9 +42,9 @@ from mmdet_like.apis import build_detector
 from mmdet_like.engine import build_optimizer, load_config
 from mmdet_like.models.utils.torchvision_detection import convert_torchvision_detection
 from mmdet_like.structures.mask import BitmapMasks
+from tests.models.torchvision_helpers import freeze_batch_norms
 
 skdata = pytest.importorskip("skimage.data")
-FrozenBatchNorm2d = pytest.importorskip("torchvision.ops").FrozenBatchNorm2d
 detection = pytest.importorskip("torchvision.models.detection")
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,20 +112,7 @@ def _torchvision_model(with_mask):
         box_batch_size_per_image=TAKE_ALL,
         box_positive_fraction=1.0,
     )
-    generator = torch.Generator().manual_seed(1)
-    body = model.backbone.body
-    for name, module in list(body.named_modules()):
-        if not isinstance(module, torch.nn.BatchNorm2d):
-            continue
-        channels = module.num_features
-        frozen = FrozenBatchNorm2d(channels, eps=module.eps)
-        var = torch.rand(channels, generator=generator) + 0.5
-        frozen.running_var.copy_(var)
-        frozen.running_mean.copy_(torch.randn(channels, generator=generator) * 0.1)
-        frozen.weight.copy_(var.sqrt() * (0.9 + 0.2 * torch.rand(channels, generator=generator)))
-        frozen.bias.copy_(torch.randn(channels, generator=generator) * 0.1)
-        parent_name, _, child = name.rpartition(".")
-        setattr(body.get_submodule(parent_name) if parent_name else body, child, frozen)
+    body = freeze_batch_norms(model.backbone.body)
     for module in (body.conv1, body.layer1):  # torchvision's trainable_backbone_layers=3
         module.requires_grad_(False)
     return model.train()

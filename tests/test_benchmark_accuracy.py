@@ -161,7 +161,7 @@ def test_torchvision_lr_schedule_equals_ours(tool, lr_config):
 
 def test_by_epoch_schedules_are_refused(tool):
     with pytest.raises(tool.BenchmarkError, match="by_epoch"):
-        tool.schedule_lr(dict(policy="step", step=[8, 11]), 0.02, 0, 10)
+        tool.check_lr_config(dict(policy="step", step=[8, 11]))
 
 
 def test_both_sides_train_the_asked_iterations_and_are_evaluated(tool, tmp_path):

@@ -13,7 +13,7 @@ sides' detections. Each side runs in its own process, one after the other.
 What is the same on both sides: the batch size (``data.imgs_per_gpu``), loader workers
 (``data.workers_per_gpu``), the optimizer (built by our ``build_optimizer`` from
 ``optimizer``, parameter-wise decay included, on each side's own modules), the LR at every
-iteration (``lr_config``; torchvision's side follows it with a per-iteration ``LambdaLR``),
+iteration (``lr_config``; our LR hook drives torchvision's optimizer too),
 gradient clipping (``optimizer_config.grad_clip``), the augmentation (resize keeping the
 ratio to the train ``Resize`` img_scale, horizontal flip), the images used in training
 (crowd annotations and images without a box left out, as our ``CocoDataset`` does), the seed
@@ -58,19 +58,6 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 SIDES = ("ours", "torchvision")
-_LR_POLICIES = {
-    "fixed": "fixed",
-    "fixedlrupdaterhook": "fixed",
-    "step": "step",
-    "steplrupdaterhook": "step",
-    "cosine": "cosine",
-    "cosineannealing": "cosine",
-    "cosinelrupdaterhook": "cosine",
-    "poly": "poly",
-    "polylrupdaterhook": "poly",
-    "exp": "exp",
-    "explrupdaterhook": "exp",
-}
 _RESNET_DEPTHS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)),
                   50: ("bottleneck", (3, 4, 6, 3)), 101: ("bottleneck", (3, 4, 23, 3)),
                   152: ("bottleneck", (3, 8, 36, 3))}  # fmt: skip
@@ -193,7 +180,7 @@ def training_settings(cfg):
     if optimizer_config.get("fp16") or cfg.get("fp16"):
         raise BenchmarkError("fp16 is not supported by this benchmark; remove it from the config")
     lr_config = dict(cfg.get("lr_config") or {"policy": "fixed"})
-    _lr_policy(lr_config)  # checks it
+    check_lr_config(lr_config)
     return dict(
         batch=int(cfg.data.imgs_per_gpu),
         workers=int(cfg.data.workers_per_gpu),
@@ -250,72 +237,57 @@ def prepare_config(config, cfg_options, ann_train, ann_val, img_dir, val_img_dir
 # ------------------------------------------------------------------ LR schedule
 
 
-def _lr_policy(lr_config):
-    key = str(lr_config.get("type") or lr_config.get("policy", "fixed")).lower()
-    if key not in _LR_POLICIES:
-        raise BenchmarkError(f"lr_config: policy {key!r} is not supported by this benchmark")
-    policy = _LR_POLICIES[key]
+def check_lr_config(lr_config):
+    """Raise :class:`BenchmarkError` for a schedule the benchmark cannot run per iteration
+    on both sides: a by-epoch policy other than ``fixed``, a warmup in epochs, an unknown
+    policy."""
+    from mmdet_like.engine.hooks.lr_updater import build_lr_updater_hook
+
     if lr_config.get("warmup_epochs") is not None:
         raise BenchmarkError(
             "lr_config.warmup_epochs: give warmup_iters (the run counts iterations)"
         )
-    if policy != "fixed" and lr_config.get("by_epoch", True):
+    key = str(lr_config.get("type") or lr_config.get("policy", "fixed")).lower()
+    if key not in ("fixed", "fixedlrupdaterhook") and lr_config.get("by_epoch", True):
         raise BenchmarkError(
             "lr_config.by_epoch must be False: the benchmark runs N iterations and both sides "
             "follow the schedule per iteration (--cfg-options lr_config.by_epoch=False, steps "
             "in iterations)"
         )
-    return policy
+    try:
+        build_lr_updater_hook(lr_config)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise BenchmarkError(f"lr_config: {exc}") from exc
 
 
-def schedule_lr(lr_config, base_lr, iteration, num_iters):
-    """The LR of a parameter group of initial LR ``base_lr`` at (0-based) ``iteration`` of
-    ``num_iters``, under our ``lr_config`` run per iteration (the regular policy times the
-    warmup factor)."""
-    policy = _lr_policy(lr_config)
-    t, total = iteration, num_iters
-    if policy == "fixed":
-        lr = base_lr
-    elif policy == "step":
-        step = lr_config["step"]
-        passed = t // step if isinstance(step, int) else sum(t >= s for s in step)
-        lr = base_lr * lr_config.get("gamma", 0.1) ** passed
-        if lr_config.get("min_lr") is not None:
-            lr = max(lr, lr_config["min_lr"])
-    elif policy == "cosine":
-        if lr_config.get("min_lr") is not None:
-            target = lr_config["min_lr"]
-        else:
-            target = base_lr * lr_config["min_lr_ratio"]
-        lr = target + 0.5 * (base_lr - target) * (1 + math.cos(math.pi * t / total))
-    elif policy == "poly":
-        min_lr = lr_config.get("min_lr", 0.0)
-        lr = (base_lr - min_lr) * (1 - t / total) ** lr_config.get("power", 1.0) + min_lr
-    else:
-        lr = base_lr * lr_config["gamma"] ** t
-    warmup, warmup_iters = lr_config.get("warmup"), lr_config.get("warmup_iters", 0)
-    if warmup is not None and t < warmup_iters:
-        ratio = lr_config.get("warmup_ratio", 0.1)
-        if warmup == "constant":
-            lr *= ratio
-        elif warmup == "linear":
-            lr *= 1 - (1 - t / warmup_iters) * (1 - ratio)
-        else:
-            lr *= ratio ** (1 - t / warmup_iters)
-    return lr
+class HookLrSchedule:
+    """Our LR hook of ``lr_config`` driving another optimizer, iteration by iteration: the
+    optimizer has iteration 0's LR once built, and iteration ``i``'s after ``i`` calls of
+    :meth:`step` (one after every iteration), over a run of ``num_iters`` iterations."""
+
+    def __init__(self, optimizer, lr_config, num_iters):
+        from types import SimpleNamespace
+
+        from mmdet_like.engine.hooks.lr_updater import build_lr_updater_hook
+
+        self.hook = build_lr_updater_hook(lr_config)
+        self.runner = SimpleNamespace(
+            optimizer=optimizer, iter=0, epoch=0, max_iters=num_iters, max_epochs=1,
+            data_loader=range(num_iters),
+        )  # fmt: skip
+        self.hook.before_run(self.runner)
+        self.hook.before_train_epoch(self.runner)
+        self.hook.before_train_iter(self.runner)
+
+    def step(self):
+        self.runner.iter += 1
+        self.hook.before_train_iter(self.runner)
 
 
 def torchvision_lr_scheduler(optimizer, lr_config, num_iters):
-    """A ``LambdaLR`` over ``optimizer`` giving each group, at step ``i`` (call ``step()``
-    after every iteration), our schedule's LR of iteration ``i`` of ``num_iters``."""
-
-    def factor_of(base_lr):
-        if base_lr == 0:
-            return lambda i: 1.0
-        return lambda i: schedule_lr(lr_config, base_lr, i, num_iters) / base_lr
-
-    lambdas = [factor_of(group["lr"]) for group in optimizer.param_groups]
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
+    """The schedule of torchvision's side: :class:`HookLrSchedule` (call ``step()`` after
+    every iteration)."""
+    return HookLrSchedule(optimizer, lr_config, num_iters)
 
 
 # --------------------------------------------------------------- torchvision model

@@ -8,15 +8,17 @@ built-ins. :func:`build_from_cfg` turns ``dict(type="Name", **kwargs)`` into an 
 import difflib
 import inspect
 
+from mmdet_like.errors import ProjectError
 
-class RegistryError(KeyError):
+
+class RegistryError(ProjectError, KeyError):
     """A ``type`` that no registry entry answers to, or a registration clash."""
 
     def __str__(self):  # KeyError would print the message in quotes
         return str(self.args[0]) if self.args else ""
 
 
-class BuildError(TypeError):
+class BuildError(ProjectError, TypeError):
     """A registered class could not be built from the config it was given."""
 
 
@@ -68,6 +70,18 @@ class Registry:
 
     def build(self, cfg, default_args=None):
         return build_from_cfg(cfg, self, default_args)
+
+    def names_in_order(self):
+        """The names in registration order."""
+        return list(self._entries)
+
+    def instance(self, key):
+        """One shared instance of the (argument-free) class registered as ``key``."""
+        cache = self.__dict__.setdefault("_instances", {})
+        cls = self.get(key)
+        if cache.get(key, (None,))[0] is not cls:
+            cache[key] = (cls, cls())
+        return cache[key][1]
 
 
 def build_from_cfg(cfg, registry, default_args=None):
@@ -168,7 +182,10 @@ NORM_LAYERS = Registry("NORM_LAYERS")
 # Data
 DATASETS = Registry("DATASETS")
 PIPELINES = Registry("PIPELINES")
+FIELD_KINDS = Registry("FIELD_KINDS")  # how each kind of geometric field moves with the image
 SAMPLERS = Registry("SAMPLERS")
+# Evaluation
+METRICS = Registry("METRICS")
 # Engine
 HOOKS = Registry("HOOKS")
 OPTIMIZERS = Registry("OPTIMIZERS")

@@ -7,7 +7,11 @@
 #include <torch/library.h>
 #include <torch/version.h>
 
+#include <atomic>
+#include <cstdint>
 #include <string>
+
+#include "common/parallel.h"
 
 namespace mmdet_like {
 
@@ -25,10 +29,19 @@ std::string build_info() {
   return info;
 }
 
+std::atomic<int64_t>& parallel_regions_opened() {
+  static std::atomic<int64_t> count{0};
+  return count;
+}
+
+int64_t parallel_regions_opened_op() { return parallel_regions_opened().load(); }
+
 }  // namespace mmdet_like
 
 TORCH_LIBRARY(mmdet_like, m) {
   m.def("build_info() -> str", &mmdet_like::build_info);
+  // parallel regions opened by the CPU kernels so far (ops/common/parallel.h)
+  m.def("parallel_regions_opened() -> int", &mmdet_like::parallel_regions_opened_op);
   m.def(
       "roi_align(Tensor input, Tensor rois, float spatial_scale, int pooled_height, "
       "int pooled_width, int sampling_ratio, bool aligned) -> Tensor");

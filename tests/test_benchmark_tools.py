@@ -1,4 +1,4 @@
-"""The detector benchmarks' shared parts (tools/benchmark_common.py): equal inputs, equal
+"""The detector benchmarks' shared parts (mmdet_like/benchmarking/): equal inputs, equal
 weights on both sides, and the markdown section writer."""
 
 from pathlib import Path
@@ -6,13 +6,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tests.engine.cli_utils import load_tool
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _common():
-    return load_tool("benchmark_common")
+    import mmdet_like.benchmarking
+
+    return mmdet_like.benchmarking
 
 
 def test_inputs_are_deterministic_with_tight_boxes():
@@ -64,7 +64,9 @@ def test_write_section_replaces_only_its_block(tmp_path):
     assert text.index("x cpu begin") < text.index("y cpu begin")
 
 
-def test_summarise_keeps_the_best_round():
+def test_summarise_reports_the_fastest_round_whole():
+    """Time and memory of one round: the fastest round's peak memory, not the lowest peak of
+    another round."""
     common = _common()
     rounds = [
         dict(times=[3.0, 5.0, 4.0], peak_mb=900.0, machine="m", detections=[100, 100]),
@@ -72,8 +74,15 @@ def test_summarise_keeps_the_best_round():
     ]
     summary = common.summarise(rounds)
     assert summary["best"] == 2.5 and summary["median"] == 6.0
-    assert summary["peak_mb"] == 900.0 and summary["detections"] == [100, 99]
+    assert summary["peak_mb"] == 950.0 and summary["detections"] == [100, 99]
     assert "detections" not in common.summarise([dict(times=[1.0], peak_mb=1.0, machine="m")])
+
+
+def test_benchmark_helpers_live_in_the_package():
+    """The tools import them as a package (no tools/ module, no sys.path edits)."""
+    for tool in ROOT.glob("tools/**/*.py"):
+        assert "sys.path" not in tool.read_text(), tool
+    assert not (ROOT / "tools" / "benchmark_common.py").exists()
 
 
 def test_rounds_give_our_side_the_caching_allocator_as_the_tools_do(monkeypatch):
@@ -84,7 +93,9 @@ def test_rounds_give_our_side_the_caching_allocator_as_the_tools_do(monkeypatch)
         calls.append(args)
         return dict(times=[float(len(calls))], peak_mb=1.0, machine="m")
 
-    monkeypatch.setattr(common, "run_child", fake_child)
+    import mmdet_like.benchmarking.runs as runs
+
+    monkeypatch.setattr(runs, "run_child", fake_child)
     args = type("Args", (), {})()
     args.device, args.iters, args.warmup, args.amp, args.rounds = "cpu", 1, 0, False, 2
     args.config, args.torchvision_cached = ["a.py"], True

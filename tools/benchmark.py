@@ -5,7 +5,8 @@
 
 Each model runs in a fresh child process (so that its peak memory is its own) on the same
 batch of 2 images of 800 x 1216, from the same random weights (see
-``tools/benchmark_common.py`` for what makes the work equal), under ``torch.no_grad()``, from
+``mmdet_like/benchmarking/equal_work.py`` for what makes the work equal), under
+``torch.no_grad()``, from
 the normalised batch to the final per-image results: boxes rescaled to the image, class-wise
 NMS, masks pasted into the full image. Each child reports the number of detections per image;
 the run stops if the two sides do not return the same numbers (unequal work). Reported:
@@ -18,8 +19,7 @@ import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchmark_common import (  # noqa: E402
+from mmdet_like.benchmarking import (
     NUM_IMAGES,
     build_pair,
     emit_result,
@@ -36,6 +36,7 @@ from benchmark_common import (  # noqa: E402
     torchvision_batch,
     write_section,
 )
+from mmdet_like.errors import run_tool
 
 
 def child(args):
@@ -117,4 +118,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

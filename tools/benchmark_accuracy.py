@@ -54,8 +54,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from mmdet_like.errors import ProjectError, run_tool
 
 SIDES = ("ours", "torchvision")
 _RESNET_DEPTHS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)),
@@ -63,7 +62,7 @@ _RESNET_DEPTHS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)),
                   152: ("bottleneck", (3, 8, 36, 3))}  # fmt: skip
 
 
-class BenchmarkError(Exception):
+class BenchmarkError(ProjectError):
     """A problem with the inputs or the config, reported as a message (no traceback)."""
 
 
@@ -1148,19 +1147,13 @@ def run_parent(args, argv):
 
 
 def main(argv=None):
-    from mmdet_like.datasets import DatasetError
-
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    try:
-        if args.side:
-            run_side(args)
-        else:
-            run_parent(args, argv)
-    except (BenchmarkError, DatasetError) as exc:
-        print(f"benchmark_accuracy: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    if args.side:
+        run_side(args)
+    else:
+        run_parent(args, argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

@@ -1,28 +1,33 @@
 """Time mmdet_like's compiled ops against torchvision.ops in the same run, on equal inputs.
 
     python tools/benchmark_ops.py [--device cpu|cuda] [--repeat 5] [--out docs/benchmarks.md]
+        [--contend N] [--quick]
 
 Prints a table of the best of the repeated times (the least disturbed by other load) and
 the ratio ours / torchvision (below 1.0: we are faster)
 and, with --out, writes it into that markdown file between markers of its own (other
 sections of the file are kept). Before timing, each pair of results is checked to be equal
 work: roi_align outputs and gradients agree, nms keeps the same boxes.
+
+``--contend N`` starts N busy single-threaded processes (a numpy matrix-product loop, like a
+training run's data-loader workers) before timing and stops them after: on a machine with
+few cores, OpenMP threads that wait for a core make every parallel region expensive, and
+the table shows what each op costs then. ``--quick`` leaves out the largest inputs.
 """
 
 import argparse
 import os
 import platform
+import subprocess
 import sys
 import time
 
 import torch
 import torchvision
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchmark_common import sync, write_section  # noqa: E402
-
-from mmdet_like.ops import nms, roi_align  # noqa: E402
+from mmdet_like.benchmarking import sync, write_section
+from mmdet_like.errors import run_tool
+from mmdet_like.ops import nms, roi_align
 
 IMAGE_HEIGHT, IMAGE_WIDTH = 800, 1216
 
@@ -70,47 +75,81 @@ def make_proposals(num, generator, device):
     return boxes.to(device), scores.to(device)
 
 
-def bench_roi_align(device, repeat, generator):
+BUSY_LOOP = (
+    "import numpy as np\n"
+    "a = np.random.default_rng(0).random((192, 192))\n"
+    "while True:\n"
+    "    a = (a @ a) / 192.0\n"
+)
+
+
+def start_busy_processes(num):
+    """``num`` single-threaded busy processes (numpy matrix products), to be stopped with
+    :func:`stop_busy_processes`."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    return [subprocess.Popen([sys.executable, "-c", BUSY_LOOP], env=env) for _ in range(num)]
+
+
+def stop_busy_processes(procs):
+    for proc in procs:
+        proc.kill()
+    for proc in procs:
+        proc.wait()
+
+
+def bench_roi_align(device, repeat, generator, quick=False):
     rows = []
+    # small: a mask-head-sized call of a few RoIs, where a parallel region costs the most
+    feature = torch.randn(2, 256, 50, 76, generator=generator).to(device)
+    small_rois = make_rois(16, generator, device)
+    small_rois[:, 1:] /= 4  # inside a 200 x 304 image
+    name = "roi_align 16 rois (200 x 304 image), sampling_ratio=2"
+    rows += _roi_align_rows(feature, small_rois, 2, device, repeat, generator, name)
     feature = torch.randn(2, 256, IMAGE_HEIGHT // 4, IMAGE_WIDTH // 4, generator=generator)
     feature = feature.to(device)
-    for num_rois in (512, 2000):
+    for num_rois in (512,) if quick else (512, 2000):
         rois = make_rois(num_rois, generator, device)
-        for sampling_ratio in (0, 2):
-            grad = torch.randn(num_rois, 256, 7, 7, generator=generator).to(device)
-            args = (7, 0.25, sampling_ratio, True)
-            ours_in = feature.clone().requires_grad_(True)
-            ref_in = feature.clone().requires_grad_(True)
-
-            def ours_fwd_bwd(x=ours_in, r=rois, g=grad, a=args):
-                x.grad = None
-                roi_align(x, r, *a).backward(g)
-
-            def ref_fwd_bwd(x=ref_in, r=rois, g=grad, a=args):
-                x.grad = None
-                torchvision.ops.roi_align(x, r, *a).backward(g)
-
-            ours_fwd_bwd()
-            ref_fwd_bwd()
-            torch.testing.assert_close(ours_in.grad, ref_in.grad, atol=1e-4, rtol=1e-4)
-            with torch.no_grad():
-                t_ours_f = best_time(
-                    lambda a=args, r=rois: roi_align(feature, r, *a), device, repeat
-                )
-                t_ref_f = best_time(
-                    lambda a=args, r=rois: torchvision.ops.roi_align(feature, r, *a), device, repeat
-                )
-            t_ours = best_time(ours_fwd_bwd, device, repeat)
-            t_ref = best_time(ref_fwd_bwd, device, repeat)
+        for sampling_ratio in (2,) if quick else (0, 2):
             name = f"roi_align {num_rois} rois, sampling_ratio={sampling_ratio}"
-            rows.append((name + ", forward", t_ours_f, t_ref_f))
-            rows.append((name + ", forward+backward", t_ours, t_ref))
+            rows += _roi_align_rows(feature, rois, sampling_ratio, device, repeat, generator, name)
     return rows
 
 
-def bench_nms(device, repeat, generator):
+def _roi_align_rows(feature, rois, sampling_ratio, device, repeat, generator, name):
+    """Forward, and forward+backward, rows of one roi_align case (outputs checked equal)."""
     rows = []
-    for num in (1_000, 5_000, 20_000):
+    num_rois = rois.size(0)
+    grad = torch.randn(num_rois, feature.size(1), 7, 7, generator=generator).to(device)
+    args = (7, 0.25, sampling_ratio, True)
+    ours_in = feature.clone().requires_grad_(True)
+    ref_in = feature.clone().requires_grad_(True)
+
+    def ours_fwd_bwd(x=ours_in, r=rois, g=grad, a=args):
+        x.grad = None
+        roi_align(x, r, *a).backward(g)
+
+    def ref_fwd_bwd(x=ref_in, r=rois, g=grad, a=args):
+        x.grad = None
+        torchvision.ops.roi_align(x, r, *a).backward(g)
+
+    ours_fwd_bwd()
+    ref_fwd_bwd()
+    torch.testing.assert_close(ours_in.grad, ref_in.grad, atol=1e-4, rtol=1e-4)
+    with torch.no_grad():
+        t_ours_f = best_time(lambda a=args, r=rois: roi_align(feature, r, *a), device, repeat)
+        t_ref_f = best_time(
+            lambda a=args, r=rois: torchvision.ops.roi_align(feature, r, *a), device, repeat
+        )
+    t_ours = best_time(ours_fwd_bwd, device, repeat)
+    t_ref = best_time(ref_fwd_bwd, device, repeat)
+    rows.append((name + ", forward", t_ours_f, t_ref_f))
+    rows.append((name + ", forward+backward", t_ours, t_ref))
+    return rows
+
+
+def bench_nms(device, repeat, generator, quick=False):
+    rows = []
+    for num in (1_000, 2_000, 5_000) if quick else (1_000, 2_000, 5_000, 20_000):
         boxes, scores = make_proposals(num, generator, device)
         for iou in (0.7, 0.5):
             ours = nms(boxes, scores, iou)
@@ -130,11 +169,16 @@ def machine_description(device):
     return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
-def render(rows, device):
+def render(rows, device, contend=0):
+    load = (
+        f" Timed beside {contend} busy single-threaded process(es) (`--contend {contend}`)."
+        if contend
+        else ""
+    )
     header = (
         f"Device: {device.type} ({machine_description(device)}); torch {torch.__version__}, "
         f"torchvision {torchvision.__version__}. Best of repeated runs, both sides in the same "
-        "process.\n\n"
+        f"process.{load}\n\n"
         "| op | ours (ms) | torchvision (ms) | ours / torchvision |\n|---|---:|---:|---:|\n"
     )
     body = "".join(
@@ -150,20 +194,32 @@ def main():
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--out", help="markdown file to write the table into")
     parser.add_argument("--only", choices=["roi_align", "nms"], help="run one group only")
+    parser.add_argument(
+        "--contend", type=int, default=0, metavar="N",
+        help="time beside N busy single-threaded processes",
+    )  # fmt: skip
+    parser.add_argument("--quick", action="store_true", help="leave out the largest inputs")
     args = parser.parse_args()
     device = torch.device(args.device)
     generator = torch.Generator().manual_seed(0)
     rows = []
-    if args.only in (None, "roi_align"):
-        rows += bench_roi_align(device, args.repeat, generator)
-    if args.only in (None, "nms"):
-        rows += bench_nms(device, args.repeat, generator)
-    table = render(rows, device)
+    busy = start_busy_processes(args.contend)
+    try:
+        if args.only in (None, "roi_align"):
+            rows += bench_roi_align(device, args.repeat, generator, args.quick)
+        if args.only in (None, "nms"):
+            rows += bench_nms(device, args.repeat, generator, args.quick)
+    finally:
+        stop_busy_processes(busy)
+    table = render(rows, device, args.contend)
     print(table)
     if args.out:
-        write_section(args.out, f"benchmark_ops {device.type}", table)
+        section = f"benchmark_ops {device.type}" + (
+            f" contend {args.contend}" if args.contend else ""
+        )
+        write_section(args.out, section, table)
         print(f"written to {args.out}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

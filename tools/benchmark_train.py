@@ -5,7 +5,8 @@
 
 Each model trains in a fresh child process (so that its peak memory is its own) on the same
 2 images of 800 x 1216 with 5 boxes and masks each, from the same random weights (see
-``tools/benchmark_common.py`` for what makes the work equal). A training iteration is the
+``mmdet_like/benchmarking/equal_work.py`` for what makes the work equal). A training iteration is
+the
 forward pass with the losses, the backward pass and an SGD step. Reported: seconds per
 iteration (best of the timed iterations, and their median), images per second, and the peak
 memory of the process (host RSS on the CPU, the allocator's peak on a GPU). With ``--rounds``
@@ -18,8 +19,7 @@ import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchmark_common import (  # noqa: E402
+from mmdet_like.benchmarking import (
     build_pair,
     current_rss_mb,
     emit_result,
@@ -36,8 +36,8 @@ from benchmark_common import (  # noqa: E402
     torchvision_batch,
     write_section,
 )
-
-from mmdet_like.engine.runner import parse_losses  # noqa: E402
+from mmdet_like.engine.runner import parse_losses
+from mmdet_like.errors import run_tool
 
 
 def child(args):
@@ -126,4 +126,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

@@ -14,10 +14,11 @@ import sys
 import warnings
 
 import numpy as np
-from mmengine.config import Config
 from terminaltables import AsciiTable
 
 import mmdet_like.datasets  # noqa: F401  (registers the datasets)
+from mmdet_like.engine import load_config
+from mmdet_like.errors import run_tool
 from mmdet_like.registry import DATASETS, build_from_cfg
 
 
@@ -93,7 +94,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="Check a config's datasets")
     parser.add_argument("config")
     args = parser.parse_args(argv)
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config)
     ok = True
     for split in ("train", "val", "test"):
         if split in cfg.data:
@@ -102,4 +103,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

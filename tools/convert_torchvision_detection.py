@@ -16,9 +16,9 @@ import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from mmdet_like.engine.checkpoint import atomic_torch_save, check_plain  # noqa: E402
-from mmdet_like.models.utils import convert_torchvision_detection  # noqa: E402
+from mmdet_like.engine.checkpoint import atomic_torch_save, check_plain
+from mmdet_like.errors import run_tool
+from mmdet_like.models.utils import convert_torchvision_detection
 
 
 def read_state_dict(path):
@@ -52,4 +52,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

@@ -18,9 +18,9 @@ import sys
 import cv2
 import numpy as np
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from mmdet_like.apis import inference_detector, init_detector  # noqa: E402
-from mmdet_like.apis.test import draw_result  # noqa: E402
+from mmdet_like.apis import inference_detector, init_detector
+from mmdet_like.apis.test import draw_result
+from mmdet_like.errors import run_tool
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -106,4 +106,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

@@ -15,10 +15,13 @@ import argparse
 import json
 import os
 import os.path as osp
+import sys
 
 import cv2
 import numpy as np
 import pycocotools.mask as mask_utils
+
+from mmdet_like.errors import run_tool
 
 CLASSES = ("circle", "rectangle", "triangle", "star")
 IMG_SIZE = 128
@@ -198,4 +201,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

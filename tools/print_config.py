@@ -4,8 +4,10 @@ python tools/print_config.py CONFIG [--cfg-options KEY=VALUE ...]
 """
 
 import argparse
+import sys
 
 from mmdet_like.engine import add_cfg_options_argument, load_config
+from mmdet_like.errors import run_tool
 
 
 def main(argv=None):
@@ -18,4 +20,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

@@ -38,6 +38,8 @@ from mmdet_like.engine import (
     load_checkpoint,
     load_config,
 )
+from mmdet_like.errors import run_tool
+from mmdet_like.evaluation import build_evaluator
 from mmdet_like.models.utils import fuse_conv_bn
 from mmdet_like.ops import enable_cpu_caching_allocator_from_env
 
@@ -140,6 +142,11 @@ def main(argv=None):
         shuffle=False,
     )
 
+    # the metrics are built before inference: a misspelt metric or option fails now
+    evaluator = None
+    if args.eval and hasattr(dataset, "ground_truth"):
+        evaluator = build_evaluator(args.eval, **args.eval_options)
+
     # Every weight comes from the checkpoint: no pretrained backbone is loaded.
     model = build_detector(cfg.model, cfg.get("train_cfg"), cfg.get("test_cfg"))
     checkpoint = load_checkpoint(model, args.checkpoint, map_location="cpu", logger=logger)
@@ -190,11 +197,16 @@ def main(argv=None):
             print(f"{kind} results written to {path}")
     metrics = None
     if args.eval:
-        metrics = dataset.evaluate(results, metric=args.eval, logger=logger, **args.eval_options)
+        if evaluator is not None:
+            metrics = evaluator(results, dataset.ground_truth(), logger)
+        else:
+            metrics = dataset.evaluate(
+                results, metric=args.eval, logger=logger, **args.eval_options
+            )
         for name, value in metrics.items():
             print(f"{name}: {float(value):.4f}")
     return metrics
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

@@ -34,6 +34,7 @@ from mmdet_like.engine import (
     init_dist,
     load_config,
 )
+from mmdet_like.errors import run_tool
 from mmdet_like.ops import enable_cpu_caching_allocator_from_env
 
 
@@ -145,4 +146,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

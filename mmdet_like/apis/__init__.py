@@ -13,11 +13,11 @@ from mmdet_like.apis.test import (
     single_gpu_test,
 )
 from mmdet_like.apis.train import (
-    build_detector,
     init_random_seed,
     set_random_seed,
     train_detector,
 )
+from mmdet_like.models import build_detector  # the one detector builder
 
 __all__ = [
     "LoadImageFromArray",

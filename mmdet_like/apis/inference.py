@@ -16,11 +16,11 @@ import numpy as np
 import torch
 
 import mmdet_like.datasets  # noqa: F401 (registers the pipeline transforms)
-import mmdet_like.models  # noqa: F401 (registers the detectors)
 from mmdet_like.apis.test import draw_result
 from mmdet_like.datasets.pipelines import Compose
 from mmdet_like.engine import load_checkpoint, load_config
-from mmdet_like.registry import DATASETS, DETECTORS, build_from_cfg
+from mmdet_like.models import build_detector
+from mmdet_like.registry import DATASETS
 
 
 def _config(config, cfg_options=None):
@@ -62,10 +62,10 @@ def init_detector(config, checkpoint=None, device="cpu", cfg_options=None):
     model_cfg["pretrained"] = None
     if isinstance(model_cfg.get("backbone"), dict):
         model_cfg["backbone"]["pretrained"] = None
-    default_args = {k: cfg[k] for k in ("train_cfg", "test_cfg") if cfg.get(k) is not None}
-    if "test_cfg" in default_args:
-        default_args.pop("train_cfg", None)  # inference only: no assigners to build
-    model = build_from_cfg(model_cfg, DETECTORS, default_args)
+    test_cfg = cfg.get("test_cfg")
+    # inference only: without a test_cfg the train_cfg stays (a model config may need it)
+    train_cfg = cfg.get("train_cfg") if test_cfg is None else None
+    model = build_detector(model_cfg, train_cfg, test_cfg)
     classes = None
     if checkpoint is not None:
         meta = load_checkpoint(model, checkpoint, map_location="cpu").get("meta") or {}

@@ -17,6 +17,7 @@ import pycocotools.mask as mask_utils
 import mmdet_like.models  # noqa: F401 (registers the detectors build_detector looks up)
 from mmdet_like.engine.dist import get_dist_info
 from mmdet_like.engine.hooks.evaluation import multi_process_inference, single_process_inference
+from mmdet_like.structures.mask import bitmap_to_rle
 
 _PALETTE = (
     (220, 20, 60), (0, 130, 200), (60, 180, 75), (255, 225, 25), (145, 30, 180),
@@ -33,12 +34,7 @@ def encode_mask_results(result):
     encoded = []
     for masks in segm_results:
         encoded.append(
-            [
-                m
-                if isinstance(m, dict)
-                else mask_utils.encode(np.asfortranarray(np.asarray(m, dtype=np.uint8)))
-                for m in masks
-            ]
+            [m if isinstance(m, dict) else bitmap_to_rle(m, str_counts=False) for m in masks]
         )
     return bbox_results, encoded
 

@@ -17,7 +17,7 @@ from mmdet_like.engine import (
     get_logger,
 )
 from mmdet_like.engine.dist import broadcast_object
-from mmdet_like.registry import DETECTORS, build_from_cfg
+from mmdet_like.evaluation import build_evaluator
 
 
 def init_random_seed(seed=None):
@@ -46,15 +46,21 @@ def set_random_seed(seed, deterministic=False):
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def build_detector(model_cfg, train_cfg=None, test_cfg=None):
-    """The detector of ``model_cfg`` from ``DETECTORS``; ``train_cfg`` / ``test_cfg`` are
-    passed when the config has them."""
-    default_args = {}
-    if train_cfg is not None:
-        default_args["train_cfg"] = train_cfg
-    if test_cfg is not None:
-        default_args["test_cfg"] = test_cfg
-    return build_from_cfg(model_cfg, DETECTORS, default_args)
+EVAL_HOOK_KEYS = ("interval", "tmpdir", "gpu_collect")
+
+
+def eval_hook_args(cfg, dataset):
+    """The arguments of the evaluation hook for ``cfg.evaluation``: the hook's own keys, and
+    the evaluator of the ``metric`` with its options (built now, so that a misspelt metric or
+    option fails at start-up, not after the first epoch). A dataset without
+    ``ground_truth()`` keeps its own ``evaluate`` (the options go to it)."""
+    options = dict(cfg.get("evaluation") or {})
+    hook_args = {k: options.pop(k) for k in EVAL_HOOK_KEYS if k in options}
+    if not hasattr(dataset, "ground_truth"):
+        return dict(hook_args, **options)
+    default_metric = "bbox" if getattr(dataset, "cat_ids", None) is not None else "mAP"
+    metric = options.pop("metric", default_metric)
+    return dict(hook_args, evaluator=build_evaluator(metric, **options))
 
 
 def _device(cfg):
@@ -150,9 +156,8 @@ def train_detector(
         val_loader = build_dataloader(
             val_dataset, 1, cfg.data.workers_per_gpu, dist=distributed, shuffle=False
         )
-        eval_cfg = dict(cfg.get("evaluation") or {})
         hook_cls = DistEvalHook if distributed else EvalHook
-        runner.register_hook(hook_cls(val_loader, **eval_cfg))
+        runner.register_hook(hook_cls(val_loader, **eval_hook_args(cfg, val_dataset)))
 
     resume_from = cfg.get("resume_from")
     if resume_from is None and cfg.get("auto_resume"):

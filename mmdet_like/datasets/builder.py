@@ -8,7 +8,7 @@ import torch
 import torch.distributed as torch_dist
 from torch.utils.data import DataLoader, DistributedSampler
 
-from mmdet_like.datasets.collate import collate
+from mmdet_like.datasets.collate import STACK_KEYS, collate
 from mmdet_like.datasets.samplers import DistributedGroupSampler, GroupSampler
 from mmdet_like.registry import DATASETS, build_from_cfg
 
@@ -44,7 +44,7 @@ def build_dataloader(
     dist=False,
     shuffle=True,
     seed=None,
-    collate_fn=collate,
+    collate_fn=None,
     **kwargs,
 ):
     """A DataLoader of batches of ``imgs_per_gpu`` images for this process.
@@ -52,8 +52,12 @@ def build_dataloader(
     Training (``shuffle=True``): ``GroupSampler`` (one process) or
     ``DistributedGroupSampler`` (each rank its share). Testing (``shuffle=False``): in
     order, or split across ranks by ``DistributedSampler`` (rank r gets r, r + world, ...).
-    ``seed`` drives the shuffle (same on all ranks).
+    ``seed`` drives the shuffle (same on all ranks). Batches are made by :func:`collate`
+    with the dataset's ``STACK_KEYS`` (default: the images only) unless ``collate_fn`` is
+    given.
     """
+    if collate_fn is None:
+        collate_fn = partial(collate, stack_keys=getattr(dataset, "STACK_KEYS", STACK_KEYS))
     rank, world_size = _dist_info()
     if shuffle:
         if dist:

@@ -236,6 +236,14 @@ class CocoDataset(CustomDataset):
 
         return format_results(results, self.img_ids, self.cat_ids, jsonfile_prefix)
 
+    def ground_truth(self):
+        """:meth:`CustomDataset.ground_truth` plus the COCO annotation file and the
+        category id of each label."""
+        gt = super().ground_truth()
+        gt.cat_ids = [int(c) for c in self.cat_ids]
+        gt.coco = self.ann_file
+        return gt
+
     def evaluate(
         self,
         results,
@@ -247,27 +255,12 @@ class CocoDataset(CustomDataset):
         iou_thrs=None,
         backend="pycocotools",
     ):
-        """COCO evaluation; see :func:`mmdet_like.evaluation.coco_metric.evaluate_coco`."""
-        from mmdet_like.evaluation.coco_metric import evaluate_coco
+        """COCO evaluation (:class:`mmdet_like.evaluation.CocoMetric`, see
+        :func:`mmdet_like.evaluation.coco_metric.evaluate_coco`) on :meth:`ground_truth`."""
+        from mmdet_like.evaluation import CocoMetric
 
-        if len(results) != len(self):
-            raise ValueError(f"evaluate: {len(results)} results for {len(self)} images")
-        gt_bboxes = None
-        metrics = [metric] if isinstance(metric, str) else list(metric)
-        if "proposal_fast" in metrics:
-            gt_bboxes = [self.get_ann_info(i)["bboxes"] for i in range(len(self))]
-        return evaluate_coco(
-            self.ann_file,
-            results,
-            img_ids=self.img_ids,
-            cat_ids=self.cat_ids,
-            metric=metrics,
-            class_names=self.CLASSES,
-            classwise=classwise,
-            proposal_nums=proposal_nums,
-            iou_thrs=iou_thrs,
-            jsonfile_prefix=jsonfile_prefix,
-            backend=backend,
-            gt_bboxes=gt_bboxes,
-            logger=logger,
-        )
+        metric = CocoMetric(
+            metric, classwise=classwise, proposal_nums=proposal_nums, iou_thrs=iou_thrs,
+            jsonfile_prefix=jsonfile_prefix, backend=backend,
+        )  # fmt: skip
+        return metric(results, self.ground_truth(), logger)

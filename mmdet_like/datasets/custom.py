@@ -379,6 +379,18 @@ class CustomDataset(Dataset):
 
     # ---------------------------------------------------------------- evaluation
 
+    def ground_truth(self):
+        """What evaluators read of this dataset (:class:`DatasetGroundTruth`), in result
+        order: the image ids, the classes and the annotations (read when needed)."""
+        from mmdet_like.structures import DatasetGroundTruth
+
+        return DatasetGroundTruth(
+            img_ids=[int(i) for i in self.img_ids],
+            class_names=tuple(self.CLASSES or ()),
+            get_ann_info=self.get_ann_info,
+            source=str(self.ann_file),
+        )
+
     def evaluate(
         self,
         results,
@@ -388,7 +400,8 @@ class CustomDataset(Dataset):
         ap_mode="area",
         logger=None,
     ):
-        """VOC-style ``mAP`` (per-class table) or proposal ``recall``.
+        """VOC-style ``mAP`` (per-class table) or proposal ``recall``: the registered
+        metrics (:func:`mmdet_like.evaluation.build_evaluator`) on :meth:`ground_truth`.
 
         Args:
             results: per image, a list over classes of (n, 5) float32 arrays ``[x1, y1, x2,
@@ -399,29 +412,12 @@ class CustomDataset(Dataset):
             dict: ``mAP`` and ``AP50``, ``AP75``... per IoU threshold; or ``AR@N`` (mean
             over ``iou_thrs``) and ``recall@N@IoU``.
         """
-        from mmdet_like.evaluation.recall import eval_recalls, print_recall_summary
-        from mmdet_like.evaluation.voc_metric import evaluate_voc
+        from mmdet_like.evaluation import build_evaluator
 
-        if len(results) != len(self):
-            raise ValueError(f"evaluate: {len(results)} results for {len(self)} images")
-        annotations = [self.get_ann_info(i) for i in range(len(self))]
-        metrics = [metric] if isinstance(metric, str) else list(metric)
-        out = {}
-        for m in metrics:
-            if m == "mAP":
-                out.update(
-                    evaluate_voc(results, annotations, self.CLASSES, iou_thrs, ap_mode, logger)
-                )
-            elif m == "recall":
-                gts = [a["bboxes"] for a in annotations]
-                recalls = eval_recalls(gts, results, proposal_nums, iou_thrs)
-                print_recall_summary(recalls, proposal_nums, iou_thrs, logger=logger)
-                for i, num in enumerate(proposal_nums):
-                    out[f"AR@{num}"] = float(recalls[i].mean())
-                    for j, thr in enumerate(iou_thrs):
-                        out[f"recall@{num}@{thr}"] = float(recalls[i, j])
-            else:
-                raise KeyError(
-                    f"{type(self).__name__}.evaluate: metric {m!r} is not 'mAP' or 'recall'"
-                )
-        return out
+        options = dict(iou_thrs=iou_thrs, proposal_nums=proposal_nums, ap_mode=ap_mode)
+        evaluator = build_evaluator(metric)
+        for m in evaluator.metrics:  # each metric takes the options it has
+            for key, value in options.items():
+                if hasattr(m, key):
+                    setattr(m, key, value)
+        return evaluator(results, self.ground_truth(), logger)

@@ -5,8 +5,10 @@ Every problem found while a dataset is built raises :class:`DatasetError` (or wa
 the field and the fix.
 """
 
+from mmdet_like.errors import ProjectError
 
-class DatasetError(ValueError):
+
+class DatasetError(ProjectError, ValueError):
     """A dataset file or folder that cannot be used as it is."""
 
 

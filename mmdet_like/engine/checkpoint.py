@@ -23,6 +23,7 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
+from mmdet_like.errors import ProjectError
 from mmdet_like.version import __version__
 
 _PLAIN_TYPES = (int, float, bool, str, bytes, type(None))
@@ -33,7 +34,7 @@ class CheckpointMismatchWarning(UserWarning):
     warned when :func:`load_state_dict` has no logger to report them to."""
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(ProjectError, RuntimeError):
     """A checkpoint that cannot be written, read or loaded, with the reason."""
 
 

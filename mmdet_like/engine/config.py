@@ -15,6 +15,8 @@ import warnings
 
 from mmengine.config import Config
 
+from mmdet_like.errors import ProjectError
+
 # Every top-level key something in mmdet_like reads. Keys starting with "_" are private
 # helper variables and are never reported.
 KNOWN_TOP_LEVEL_KEYS = {
@@ -59,9 +61,13 @@ class ConfigKeyWarning(UserWarning):
     """A top-level config key that nothing in mmdet_like reads."""
 
 
-class ConfigError(ValueError):
+class ConfigError(ProjectError, ValueError):
     """A config that cannot be loaded: a missing or circular ``_base_``, a syntax error, a
     malformed ``--cfg-options`` key; the message names the file (and the option)."""
+
+
+class ConfigFileNotFoundError(ConfigError, FileNotFoundError):
+    """The config path names no file."""
 
 
 def register_top_level_keys(*names):
@@ -300,7 +306,10 @@ def load_config(filename, cfg_options=None, warn_unknown_keys=True):
     Returns an :class:`mmengine.config.Config` (a dict with attribute access).
     """
     if not osp.isfile(filename):
-        raise FileNotFoundError(f"config file {filename!r} does not exist")
+        raise ConfigFileNotFoundError(
+            f"config file {filename!r} does not exist; check the path (relative paths are from "
+            "the current folder)"
+        )
     files = check_config_bases(filename)
     try:
         cfg = Config.fromfile(filename, import_custom_modules=False)

@@ -18,12 +18,14 @@ import time
 import torch
 import torch.distributed as dist
 
+from mmdet_like.errors import ProjectError
+
 _MONITOR_GROUP = None
 _TIMEOUT_S = None
 _PROCESSES = None  # per rank: (machine id, pid), exchanged at start-up
 
 
-class DistributedError(RuntimeError):
+class DistributedError(ProjectError, RuntimeError):
     """A collective failed or timed out because another rank died or hangs."""
 
 

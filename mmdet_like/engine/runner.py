@@ -34,10 +34,11 @@ from mmdet_like.engine.dist import (
 from mmdet_like.engine.hooks.hook import Hook, get_priority
 from mmdet_like.engine.log_buffer import LogBuffer
 from mmdet_like.engine.logging import get_logger
+from mmdet_like.errors import ProjectError
 from mmdet_like.registry import HOOKS, RUNNERS, build_from_cfg
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(ProjectError, RuntimeError):
     """A loss became NaN or infinite during training."""
 
 
@@ -46,7 +47,7 @@ class NonFiniteWeightsError(NonFiniteLossError):
     checkpoint that would have held them is not written."""
 
 
-class DataLoaderWorkerError(RuntimeError):
+class DataLoaderWorkerError(ProjectError, RuntimeError):
     """A data-loader worker process died (killed, crashed in native code, exited)."""
 
 
@@ -225,6 +226,17 @@ class EpochBasedRunner:
         self._hooks.insert(index, hook)
         return hook
 
+    def _hook_state_keys(self):
+        """``(key, hook)`` for every hook: the key of its state in a checkpoint is its class
+        name, with ``#k`` added for the k-th further hook of the same class (in running
+        order), so two hooks of one class keep their own states."""
+        seen = {}
+        for hook in self._hooks:
+            name = type(hook).__name__
+            count = seen.get(name, 0)
+            seen[name] = count + 1
+            yield (name if count == 0 else f"{name}#{count}"), hook
+
     def register_hook_from_cfg(self, cfg, default_args=None):
         cfg = dict(cfg)
         priority = cfg.pop("priority", None)
@@ -279,11 +291,22 @@ class EpochBasedRunner:
         self._max_epochs = max_epochs if max_epochs is not None else self._max_epochs
         if self._max_epochs is None:
             raise ValueError("max_epochs is not set (config key total_epochs)")
-        for (mode, _), loader in zip(workflow, data_loaders):
+        for (mode, epochs), loader in zip(workflow, data_loaders):
             if mode not in ("train", "val"):
                 raise ValueError(f"workflow mode must be 'train' or 'val', got {mode!r}")
+            if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+                raise ValueError(
+                    f"workflow {workflow}: phase {mode!r} runs {epochs!r} epochs; each phase "
+                    "needs a whole number of epochs >= 1"
+                )
             if mode == "train":
                 self._max_iters = self._max_epochs * len(loader)
+        if not any(mode == "train" for mode, _ in workflow):
+            raise ValueError(
+                f"workflow {workflow} has no 'train' phase: the run ends after "
+                f"{self._max_epochs} training epochs, so it would never end. Add "
+                "('train', 1) to the workflow; to only evaluate a checkpoint use tools/test.py"
+            )
         self.logger.info(
             "workflow: %s, max: %d epochs; work_dir: %s", workflow, self._max_epochs, self.work_dir
         )
@@ -482,7 +505,9 @@ class EpochBasedRunner:
             iter=iteration,
             inner_iter=inner_iter,
             rng=get_rng_states(),
-            hook_states={type(h).__name__: h.state_dict() for h in self._hooks if h.state_dict()},
+            hook_states={
+                key: state for key, hook in self._hook_state_keys() if (state := hook.state_dict())
+            },
         )
         if self.rank == 0:
             optimizer = self.optimizer if save_optimizer else None
@@ -517,9 +542,9 @@ class EpochBasedRunner:
         if resume_optimizer and "optimizer" in checkpoint and self.optimizer is not None:
             self.optimizer.load_state_dict(checkpoint["optimizer"])
         hook_states = meta.get("hook_states", {})
-        for hook in self._hooks:
-            if type(hook).__name__ in hook_states:
-                hook.load_state_dict(hook_states[type(hook).__name__])
+        for key, hook in self._hook_state_keys():
+            if key in hook_states:
+                hook.load_state_dict(hook_states[key])
         if "rng" in meta:
             set_rng_states(meta["rng"])
         self.last_checkpoint = path

@@ -6,7 +6,6 @@ from mmdet_like.evaluation.coco_metric import (
     fast_eval_recall,
     format_results,
     results2json,
-    xyxy2xywh,
 )
 from mmdet_like.evaluation.mean_ap import (
     average_precision,
@@ -15,10 +14,26 @@ from mmdet_like.evaluation.mean_ap import (
     map_table,
     tpfp,
 )
+from mmdet_like.evaluation.metrics import (
+    BaseMetric,
+    CocoMetric,
+    EvaluationError,
+    Evaluator,
+    RecallMetric,
+    VOCMetric,
+    build_evaluator,
+)
 from mmdet_like.evaluation.recall import eval_recalls, print_recall_summary
 from mmdet_like.evaluation.voc_metric import evaluate_voc
 
 __all__ = [
+    "BaseMetric",
+    "CocoMetric",
+    "EvaluationError",
+    "Evaluator",
+    "RecallMetric",
+    "VOCMetric",
+    "build_evaluator",
     "average_precision",
     "bbox_overlaps_np",
     "eval_map",
@@ -31,5 +46,4 @@ __all__ = [
     "print_recall_summary",
     "results2json",
     "tpfp",
-    "xyxy2xywh",
 ]

@@ -22,6 +22,8 @@ from terminaltables import AsciiTable
 
 from mmdet_like.evaluation.mean_ap import log_text
 from mmdet_like.evaluation.recall import eval_recalls
+from mmdet_like.structures.bbox import bbox_xyxy_to_xywh
+from mmdet_like.structures.mask import bitmap_to_rle
 
 METRICS = ("bbox", "segm", "proposal", "proposal_fast")
 BACKENDS = ("pycocotools", "faster_coco_eval")
@@ -31,19 +33,11 @@ SUMMARY_NAMES = (
 )  # fmt: skip
 
 
-def xyxy2xywh(bbox):
-    """``[x1, y1, x2, y2, ...]`` -> ``[x, y, w, h]`` python floats."""
-    x1, y1, x2, y2 = (float(v) for v in bbox[:4])
-    return [x1, y1, x2 - x1, y2 - y1]
-
-
 def _rle(mask):
-    if isinstance(mask, dict):
-        rle = dict(mask)
-    else:
-        import pycocotools.mask as mask_utils
-
-        rle = mask_utils.encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8)))
+    """A mask (RLE dict or (H, W) array) as an RLE dict with str counts (JSON-ready)."""
+    if not isinstance(mask, dict):
+        return bitmap_to_rle(np.asarray(mask))
+    rle = dict(mask)
     if isinstance(rle["counts"], bytes):
         rle["counts"] = rle["counts"].decode("ascii")
     return rle
@@ -64,14 +58,9 @@ def _result_files(kind):
 
 
 def _xywh_rows(boxes):
-    """(n, >=4) boxes ``[x1, y1, x2, y2, ...]`` -> n ``[x, y, w, h]`` lists of python floats.
-
-    The same numbers as :func:`xyxy2xywh` on each row (float32 -> float64 is exact and the
-    subtraction is the same IEEE double one), without a Python call per box.
-    """
-    xywh = boxes[:, :4].astype(np.float64)
-    xywh[:, 2:] -= xywh[:, :2]
-    return xywh.tolist()
+    """(n, >=4) boxes ``[x1, y1, x2, y2, ...]`` -> n ``[x, y, w, h]`` lists of python floats
+    (float32 -> float64 is exact; the width and height are float64 differences)."""
+    return bbox_xyxy_to_xywh(boxes[:, :4].astype(np.float64)).tolist()
 
 
 def coco_detections(results, img_ids, cat_ids, kind="bbox"):
@@ -198,11 +187,16 @@ def _coco_api(backend):
 
 
 def classwise_table(coco_eval, cat_ids, class_names):
-    """Per-class AP (IoU 0.5:0.95, all areas, last maxDets) as a terminaltables string."""
+    """Per-class AP (IoU 0.5:0.95, all areas, last maxDets) as a terminaltables string.
+
+    ``cat_ids`` and ``class_names`` are in label order; pycocotools' class axis is in the
+    order of ``coco_eval.params.catIds`` (sorted ids), so each row looks its id up there.
+    """
     precisions = coco_eval.eval["precision"]  # (iou, recall, class, area, maxdets)
+    axis = {int(c): k for k, c in enumerate(coco_eval.params.catIds)}
     rows = [["category", "AP"]]
-    for k, name in enumerate(class_names[: len(cat_ids)]):
-        p = precisions[:, :, k, 0, -1]
+    for cat_id, name in zip(cat_ids, class_names):
+        p = precisions[:, :, axis[int(cat_id)], 0, -1]
         p = p[p > -1]
         rows.append([name, f"{float(np.mean(p)):.3f}" if p.size else "nan"])
     return AsciiTable(rows).table
@@ -364,58 +358,45 @@ def _category_groups(coco_eval, max_dets):
 
 def _evaluate_by_category_groups(coco_eval, max_dets=100_000):
     """``coco_eval.evaluate()`` and ``accumulate()`` (pycocotools), a group of categories at
-    a time.
+    a time, through pycocotools' public API only.
 
     ``evaluate()`` keeps a table per image, category and area range (the matches of every
     detection at every IoU threshold) until ``accumulate()`` has read them: about 1 KB a
-    detection. Each category's precision and recall depend only on its own tables, so
-    evaluating and accumulating groups of categories of about ``max_dets`` detections and
-    putting their slices of ``precision`` / ``recall`` / ``scores`` together gives the same
-    ``eval`` as one ``evaluate()`` + ``accumulate()``, with the tables of one group in memory
-    at a time.
+    detection. Each category's precision and recall depend only on its own tables, so a
+    ``COCOeval`` per group of categories of about ``max_dets`` detections (same ground truth,
+    detections and params, ``params.catIds`` the group), evaluated and accumulated, gives
+    that group's slices of ``precision`` / ``recall`` / ``scores``; put together they are the
+    same ``eval`` as one ``evaluate()`` + ``accumulate()``, with the tables of one group in
+    memory at a time. ``coco_eval.eval`` is set to them, so ``summarize()`` works as usual.
     """
     p = coco_eval.params
     if not p.useCats or p.iouType not in ("bbox", "segm"):
         coco_eval.evaluate()
         coco_eval.accumulate()
         return
-    # what evaluate() does before its loops
+    # the order evaluate() puts them in (the class axis of its arrays is sorted ids)
     p.imgIds = list(np.unique(p.imgIds))
     p.catIds = list(np.unique(p.catIds))
     p.maxDets = sorted(p.maxDets)
-    coco_eval._prepare()
     all_cats = p.catIds
     T, R, A, M = len(p.iouThrs), len(p.recThrs), len(p.areaRng), len(p.maxDets)
     K = len(all_cats)
     precision = -np.ones((T, R, K, A, M))
     recall = -np.ones((T, K, A, M))
     scores = -np.ones((T, R, K, A, M))
-    max_det = p.maxDets[-1]
     start = 0
     for group in _category_groups(coco_eval, max_dets):
-        p.catIds = group
-        coco_eval.ious = {
-            (img_id, cat_id): coco_eval.computeIoU(img_id, cat_id)
-            for img_id in p.imgIds
-            for cat_id in group
-        }
-        coco_eval.evalImgs = [
-            coco_eval.evaluateImg(img_id, cat_id, area, max_det)
-            for cat_id in group
-            for area in p.areaRng
-            for img_id in p.imgIds
-        ]
-        coco_eval._paramsEval = copy.deepcopy(p)
-        coco_eval.accumulate()
-        part = coco_eval.eval
+        part = type(coco_eval)(coco_eval.cocoGt, coco_eval.cocoDt, p.iouType)
+        part.params = copy.deepcopy(p)
+        part.params.catIds = list(group)
+        part.evaluate()
+        part.accumulate()
         end = start + len(group)
-        precision[:, :, start:end] = part["precision"]
-        recall[:, start:end] = part["recall"]
-        scores[:, :, start:end] = part["scores"]
+        precision[:, :, start:end] = part.eval["precision"]
+        recall[:, start:end] = part.eval["recall"]
+        scores[:, :, start:end] = part.eval["scores"]
         start = end
-        coco_eval.ious = coco_eval.evalImgs = part = None
-    p.catIds = all_cats
-    coco_eval._paramsEval = copy.deepcopy(p)
+        part = None  # its per-image tables go before the next group's are built
     coco_eval.eval = {
         "params": p,
         "counts": [T, R, K, A, M],
@@ -424,6 +405,25 @@ def _evaluate_by_category_groups(coco_eval, max_dets=100_000):
         "recall": recall,
         "scores": scores,
     }
+
+
+def average_recall(coco_eval, area="all"):
+    """Average recall over the IoU thresholds at each of ``params.maxDets`` (an accumulated
+    ``COCOeval``), as ``summarize()`` computes its AR lines, for any number of ``maxDets``
+    (``summarize()`` reads the first three and fails with fewer).
+
+    Returns:
+        list of floats, one per ``params.maxDets``; -1 where there is no ground truth.
+    """
+    p = coco_eval.params
+    recall = coco_eval.eval["recall"]  # (iou, class, area, maxdets)
+    area_index = list(p.areaRngLbl).index(area)
+    out = []
+    for m in range(len(p.maxDets)):
+        r = recall[:, :, area_index, m]
+        r = r[r > -1]
+        out.append(float(np.mean(r)) if r.size else -1.0)
+    return out
 
 
 def _run_cocoeval(coco_gt, dets, metric, COCO, COCOeval, img_ids, cat_ids, class_names,
@@ -444,19 +444,25 @@ def _run_cocoeval(coco_gt, dets, metric, COCO, COCOeval, img_ids, cat_ids, class
         else:
             coco_eval.evaluate()
             coco_eval.accumulate()
+    out = {}
+    if metric == "proposal":
+        # summarize() prints AP lines at maxDets[2] and AR at the first three maxDets: it
+        # fails with fewer than three proposal_nums and skips any beyond them
+        nums = coco_eval.params.maxDets
+        rows = [["proposals", "AR", "AR_s", "AR_m", "AR_l"]]
+        by_area = {a: average_recall(coco_eval, a) for a in ("all", "small", "medium", "large")}
+        for i, num in enumerate(nums):
+            out[f"AR@{num}"] = by_area["all"][i]
+            rows.append([str(num), *(f"{by_area[a][i]:.3f}" for a in by_area)])
+        for size, area in zip("sml", ("small", "medium", "large")):
+            out[f"AR_{size}@{nums[-1]}"] = by_area[area][-1]
+        log_text(f"Evaluating proposal...\n{AsciiTable(rows).table}", logger)
+        return out
     summary = io.StringIO()
     with contextlib.redirect_stdout(summary):
         coco_eval.summarize()
     log_text(f"Evaluating {metric}...\n{summary.getvalue().rstrip()}", logger)
     stats = coco_eval.stats
-    out = {}
-    if metric == "proposal":
-        nums = [int(n) for n in proposal_nums]
-        for i, num in enumerate(nums[:3]):
-            out[f"AR@{num}"] = float(stats[6 + i])
-        for i, size in enumerate("sml"):
-            out[f"AR_{size}@{nums[-1]}"] = float(stats[9 + i])
-        return out
     for name, value in zip(SUMMARY_NAMES, stats):
         out[f"{metric}_{name}"] = float(value)
     if classwise:

@@ -8,6 +8,8 @@ import logging
 import numpy as np
 from terminaltables import AsciiTable
 
+from mmdet_like.structures.bbox import bbox_overlaps
+
 
 def log_text(text, logger=None):
     """Print ``text`` (``logger=None``), drop it (``"silent"``) or ``logger.info`` it."""
@@ -20,16 +22,11 @@ def log_text(text, logger=None):
 
 
 def bbox_overlaps_np(bboxes1, bboxes2, mode="iou"):
-    """(n, 4) x (m, 4) float arrays -> (n, m) IoU (or IoF: over the area of ``bboxes1``)."""
+    """(n, 4) x (m, 4) boxes -> (n, m) float64 IoU (or IoF: over the area of ``bboxes1``):
+    :func:`mmdet_like.structures.bbox_overlaps` in float64, floored at float64's eps."""
     b1 = np.asarray(bboxes1, dtype=np.float64).reshape(-1, 4)
     b2 = np.asarray(bboxes2, dtype=np.float64).reshape(-1, 4)
-    lt = np.maximum(b1[:, None, :2], b2[None, :, :2])
-    rb = np.minimum(b1[:, None, 2:], b2[None, :, 2:])
-    inter = np.prod((rb - lt).clip(min=0), axis=2)
-    area1 = np.prod((b1[:, 2:] - b1[:, :2]).clip(min=0), axis=1)
-    area2 = np.prod((b2[:, 2:] - b2[:, :2]).clip(min=0), axis=1)
-    union = area1[:, None] if mode == "iof" else area1[:, None] + area2[None] - inter
-    return inter / np.maximum(union, np.finfo(np.float64).eps)
+    return bbox_overlaps(b1, b2, mode=mode, eps=np.finfo(np.float64).eps)
 
 
 def average_precision(recalls, precisions, mode="area"):

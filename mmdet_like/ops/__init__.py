@@ -1,6 +1,6 @@
 """Python faces of the compiled ops (sources in ``ops/`` at the repository root)."""
 
-from mmdet_like.ops._ext_loader import ExtensionError, built_with_cuda
+from mmdet_like.ops._ext_loader import ExtensionError, built_with_cuda, parallel_regions_opened
 from mmdet_like.ops.cpu_caching_allocator import (
     cpu_caching_allocator_enabled,
     cpu_caching_allocator_stats,
@@ -26,6 +26,7 @@ __all__ = [
     "enable_cpu_caching_allocator_from_env",
     "release_cached_cpu_blocks",
     "nms",
+    "parallel_regions_opened",
     "roi_align",
     "soft_nms",
 ]

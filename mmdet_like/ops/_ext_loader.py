@@ -8,10 +8,12 @@ import importlib
 
 import torch
 
+from mmdet_like.errors import ProjectError
+
 REBUILD_COMMAND = "pip install -e . --no-build-isolation  (or: make install)"
 
 
-class ExtensionError(ImportError):
+class ExtensionError(ProjectError, ImportError):
     """The compiled ops of mmdet_like are missing or were built for another torch."""
 
 
@@ -51,3 +53,10 @@ BUILD_INFO = load_extension()
 def built_with_cuda():
     """True when the CUDA kernels were compiled into the extension."""
     return BUILD_INFO["cuda"] == "1"
+
+
+def parallel_regions_opened():
+    """How many parallel regions the CPU kernels of mmdet_like have opened in this process
+    (calls split over more than one thread). Each call of an op opens at most one, and none
+    for small inputs (ops/common/parallel.h)."""
+    return int(torch.ops.mmdet_like.parallel_regions_opened())

@@ -15,6 +15,8 @@ from mmdet_like.structures.bbox import (
     flip_bboxes,
     roi2bbox,
 )
+from mmdet_like.structures.ground_truth import DatasetGroundTruth
+from mmdet_like.structures.instance_data import DetDataSample, InstanceData
 from mmdet_like.structures.instances import DetectionResult, detection_to_per_class
 from mmdet_like.structures.mask import (
     BitmapMasks,
@@ -26,6 +28,9 @@ from mmdet_like.structures.mask import (
 )
 
 __all__ = [
+    "DetDataSample",
+    "InstanceData",
+    "DatasetGroundTruth",
     "DetectionResult",
     "detection_to_per_class",
     "BitmapMasks",

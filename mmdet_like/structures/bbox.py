@@ -13,14 +13,23 @@ OVERLAPS_CHUNK_PAIRS = 1 << 22
 OVERLAP_MODES = ("iou", "iof", "giou")
 
 
+def _namespace(array):
+    """``torch`` for tensors, ``numpy`` for arrays: the box math below is written once for
+    both (the numpy path serves evaluation and the data pipeline)."""
+    return torch if isinstance(array, torch.Tensor) else np
+
+
 def bbox_areas(bboxes):
-    """(..., 4) boxes -> (...,) areas (negative sizes count as zero)."""
-    wh = (bboxes[..., 2:] - bboxes[..., :2]).clamp(min=0)
+    """(..., 4) boxes (tensor or array) -> (...,) areas (negative sizes count as zero)."""
+    wh = (bboxes[..., 2:] - bboxes[..., :2]).clip(min=0)
     return wh[..., 0] * wh[..., 1]
 
 
 def bbox_overlaps(bboxes1, bboxes2, mode="iou", is_aligned=False, eps=1e-6, chunk_pairs=None):
     """IoU, IoF (intersection over the area of ``bboxes1``) or generalised IoU.
+
+    Tensors in, a tensor out; numpy arrays in (any float dtype), a numpy array out, computed
+    by the same code.
 
     Args:
         bboxes1: (..., N, 4) boxes.
@@ -35,7 +44,7 @@ def bbox_overlaps(bboxes1, bboxes2, mode="iou", is_aligned=False, eps=1e-6, chun
     """
     if mode not in OVERLAP_MODES:
         raise ValueError(f"bbox_overlaps: mode must be one of {OVERLAP_MODES}, got {mode!r}")
-    if bboxes1.size(-1) != 4 or bboxes2.size(-1) != 4:
+    if bboxes1.shape[-1] != 4 or bboxes2.shape[-1] != 4:
         raise ValueError(
             f"bbox_overlaps: boxes must end in 4 coordinates, got {tuple(bboxes1.shape)} "
             f"and {tuple(bboxes2.shape)}"
@@ -47,35 +56,38 @@ def bbox_overlaps(bboxes1, bboxes2, mode="iou", is_aligned=False, eps=1e-6, chun
                 f"{tuple(bboxes2.shape)}"
             )
         return _overlaps(bboxes1, bboxes2, mode, eps)
-    rows, cols = bboxes1.size(-2), bboxes2.size(-2)
+    xp = _namespace(bboxes1)
+    rows, cols = bboxes1.shape[-2], bboxes2.shape[-2]
     limit = OVERLAPS_CHUNK_PAIRS if chunk_pairs is None else chunk_pairs
-    b2 = bboxes2.unsqueeze(-3)  # (..., 1, M, 4)
+    b2 = bboxes2[..., None, :, :]  # (..., 1, M, 4)
     if rows * cols <= limit or rows <= 1:
-        return _overlaps(bboxes1.unsqueeze(-2), b2, mode, eps)
+        return _overlaps(bboxes1[..., :, None, :], b2, mode, eps)
     step = max(1, limit // max(cols, 1))
     chunks = [
-        _overlaps(chunk.unsqueeze(-2), b2, mode, eps) for chunk in bboxes1.split(step, dim=-2)
+        _overlaps(bboxes1[..., start : start + step, None, :], b2, mode, eps)
+        for start in range(0, rows, step)
     ]
-    return torch.cat(chunks, dim=-2)
+    return torch.cat(chunks, dim=-2) if xp is torch else np.concatenate(chunks, axis=-2)
 
 
 def _overlaps(b1, b2, mode, eps):
     """Broadcasting overlaps of (..., 4) against (..., 4) -> (...,)."""
+    xp = _namespace(b1)
     area1 = bbox_areas(b1)
-    lt = torch.maximum(b1[..., :2], b2[..., :2])
-    rb = torch.minimum(b1[..., 2:], b2[..., 2:])
-    wh = (rb - lt).clamp(min=0)
+    lt = xp.maximum(b1[..., :2], b2[..., :2])
+    rb = xp.minimum(b1[..., 2:], b2[..., 2:])
+    wh = (rb - lt).clip(min=0)
     inter = wh[..., 0] * wh[..., 1]
     if mode == "iof":
-        return inter / area1.clamp(min=eps)
-    union = (area1 + bbox_areas(b2) - inter).clamp(min=eps)
+        return inter / area1.clip(min=eps)
+    union = (area1 + bbox_areas(b2) - inter).clip(min=eps)
     ious = inter / union
     if mode == "iou":
         return ious
-    enclose_wh = (
-        torch.maximum(b1[..., 2:], b2[..., 2:]) - torch.minimum(b1[..., :2], b2[..., :2])
-    ).clamp(min=0)
-    enclose = (enclose_wh[..., 0] * enclose_wh[..., 1]).clamp(min=eps)
+    enclose_wh = (xp.maximum(b1[..., 2:], b2[..., 2:]) - xp.minimum(b1[..., :2], b2[..., :2])).clip(
+        min=0
+    )
+    enclose = (enclose_wh[..., 0] * enclose_wh[..., 1]).clip(min=eps)
     return ious - (enclose - union) / enclose
 
 
@@ -92,8 +104,11 @@ def bbox_cxcywh_to_xyxy(bboxes):
 
 
 def bbox_xyxy_to_xywh(bboxes):
-    """(..., 4) ``[x1, y1, x2, y2]`` -> (..., 4) ``[x1, y1, w, h]`` (COCO's format)."""
-    return torch.cat([bboxes[..., :2], bboxes[..., 2:] - bboxes[..., :2]], dim=-1)
+    """(..., 4) ``[x1, y1, x2, y2]`` -> (..., 4) ``[x1, y1, w, h]`` (COCO's format); tensor
+    or array, a new one of the same type and dtype."""
+    out = bboxes[..., :4].clone() if isinstance(bboxes, torch.Tensor) else bboxes[..., :4].copy()
+    out[..., 2:] = bboxes[..., 2:4] - bboxes[..., :2]
+    return out
 
 
 def bbox_xywh_to_xyxy(bboxes):
@@ -102,13 +117,13 @@ def bbox_xywh_to_xyxy(bboxes):
 
 
 def clip_bboxes(bboxes, img_shape):
-    """Clamp (..., 4) boxes to an image of shape ``(h, w, ...)``; returns a new tensor."""
+    """Clamp (..., 4 * k) boxes (tensor or array) to an image of shape ``(h, w, ...)``;
+    returns a new tensor or array (x to ``[0, w]``, y to ``[0, h]``)."""
     height, width = img_shape[0], img_shape[1]
-    x1, y1, x2, y2 = bboxes.unbind(-1)
-    return torch.stack(
-        [x1.clamp(0, width), y1.clamp(0, height), x2.clamp(0, width), y2.clamp(0, height)],
-        dim=-1,
-    )
+    out = bboxes.clone() if isinstance(bboxes, torch.Tensor) else bboxes.copy()
+    out[..., 0::2] = bboxes[..., 0::2].clip(0, width)
+    out[..., 1::2] = bboxes[..., 1::2].clip(0, height)
+    return out
 
 
 def flip_bboxes(bboxes, img_shape, direction):

@@ -43,10 +43,15 @@ def rle_to_bitmap(rle):
     return mask_utils.decode(rle).astype(np.uint8)
 
 
-def bitmap_to_rle(mask):
-    """(H, W) 0/1 array -> COCO RLE dict with a ``str`` ``counts`` (JSON-ready)."""
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    rle["counts"] = rle["counts"].decode("ascii")
+def bitmap_to_rle(mask, str_counts=True):
+    """(H, W) 0/1 array -> compressed COCO RLE dict: the one RLE encoder of the project.
+
+    ``counts`` is a ``str`` (JSON-ready) or, with ``str_counts=False``, the ``bytes`` that
+    ``pycocotools.mask.encode`` returns (mmdetection's ``results.pkl`` format).
+    """
+    rle = mask_utils.encode(np.asfortranarray(np.asarray(mask).astype(np.uint8)))
+    if str_counts:
+        rle["counts"] = rle["counts"].decode("ascii")
     return rle
 
 
@@ -95,6 +100,12 @@ class BitmapMasks:
 
     def __repr__(self):
         return f"BitmapMasks(num_masks={len(self)}, height={self.height}, width={self.width})"
+
+    @classmethod
+    def cat(cls, items):
+        """The masks of ``items`` (all of one image size), in order."""
+        _check_one_size(items, cls.__name__)
+        return cls(np.concatenate([m.masks for m in items]), *items[0].shape)
 
     @property
     def shape(self):
@@ -169,6 +180,12 @@ class PolygonMasks:
 
     def __repr__(self):
         return f"PolygonMasks(num_masks={len(self)}, height={self.height}, width={self.width})"
+
+    @classmethod
+    def cat(cls, items):
+        """The instances of ``items`` (all of one image size), in order."""
+        _check_one_size(items, cls.__name__)
+        return cls([inst for m in items for inst in m.masks], *items[0].shape)
 
     @property
     def shape(self):
@@ -262,6 +279,12 @@ class PolygonMasks:
 
     def to_tensor(self, dtype=torch.uint8, device="cpu"):
         return torch.as_tensor(self.to_ndarray(), dtype=dtype, device=device)
+
+
+def _check_one_size(items, name):
+    sizes = {tuple(m.shape) for m in items}
+    if len(sizes) != 1:
+        raise ValueError(f"{name}.cat: masks of different image sizes {sorted(sizes)}")
 
 
 def _clip_window(bbox, height, width):

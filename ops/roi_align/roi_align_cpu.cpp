@@ -1,5 +1,9 @@
 // RoIAlign forward and backward on the CPU, parallel over RoIs (forward) and channels (backward).
 //
+// Each call opens at most one parallel region, and only when it has enough work: when
+// another process keeps the cores busy (data-loader workers in a training run), OpenMP
+// threads wait for a core at every region, so a region costs more than small work saves.
+//
 // For every RoI the bilinear taps of all its samples (spatial offset, weight) are computed once
 // and reused for all channels. Input may have any strides: contiguous (NCHW), channels_last
 // (NHWC, then the channel loop is innermost and reads contiguous memory) or a strided view.
@@ -9,8 +13,10 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <vector>
 
+#include "common/parallel.h"
 #include "roi_align/roi_align_common.h"
 
 namespace mmdet_like {
@@ -72,6 +78,26 @@ void collect_taps(const acc_t* roi, int64_t roi_index, int64_t batch_size, acc_t
       taps.bin_start.push_back(static_cast<int64_t>(taps.offset.size()));
     }
   }
+}
+
+// A call with fewer multiply-adds than kMinParallelWork runs serially; a parallel task gets
+// at least kMinTaskWork of them.
+constexpr int64_t kMinParallelWork = int64_t(1) << 21;
+constexpr int64_t kMinTaskWork = int64_t(1) << 20;
+
+// The grain for at::parallel_for over `items` items of about `work_per_item` multiply-adds:
+// all items in one task (serial) when the whole call is small.
+inline int64_t parallel_grain(int64_t items, int64_t work_per_item) {
+  work_per_item = std::max<int64_t>(work_per_item, 1);
+  if (items * work_per_item < kMinParallelWork) return std::max<int64_t>(items, 1);
+  return std::max<int64_t>(1, kMinTaskWork / work_per_item);
+}
+
+// Taps of an RoI estimated before they are collected: 4 per sample, sampling_ratio^2
+// samples per bin (adaptive sampling: at least 1, usually about 4).
+inline int64_t estimated_taps(int64_t bins, int sampling_ratio) {
+  const int64_t samples = sampling_ratio > 0 ? int64_t(sampling_ratio) * sampling_ratio : 4;
+  return 4 * samples * bins;
 }
 
 // Channels handled together by one pass over an RoI's taps: the tap list is read once per
@@ -144,7 +170,8 @@ void roi_align_forward_kernel(const at::Tensor& input, const at::Tensor& rois,
   // channels_last: one tap reads C contiguous values, so loop channels innermost.
   const bool channels_inner = stride_c == 1 && channels > 1;
 
-  at::parallel_for(0, num_rois, 1, [&](int64_t begin, int64_t end) {
+  const int64_t grain = parallel_grain(num_rois, channels * estimated_taps(bins, sampling_ratio));
+  mmdet_like::parallel_for(0, num_rois, grain, [&](int64_t begin, int64_t end) {
     RoITaps<acc_t> taps;
     std::vector<acc_t> acc(channels_inner ? channels : 0);
     for (int64_t k = begin; k < end; ++k) {
@@ -178,15 +205,16 @@ void roi_align_forward_kernel(const at::Tensor& input, const at::Tensor& rois,
   });
 }
 
-// grad_input (N, C, H, W) contiguous, accumulated in acc_t. RoIs are processed in chunks:
-// their taps are computed in parallel over RoIs, then scattered in parallel over channels,
-// so that no two threads ever write the same element.
+// grad_input (N, C, H, W) contiguous, accumulated in acc_t. One parallel region over blocks
+// of channels: each task owns whole channel blocks of grad_input (no two threads write one
+// element) and walks every RoI, computing its taps once for all its blocks. With T tasks the
+// taps are computed T times, against a scatter C / T channels wide; every element receives
+// its RoIs' contributions in RoI order, whatever the number of threads.
 template <typename scalar_t>
 void roi_align_backward_kernel(const at::Tensor& grad, const at::Tensor& rois,
                                double spatial_scale, int pooled_height, int pooled_width,
                                int sampling_ratio, bool aligned, at::Tensor& grad_input) {
   using acc_t = at::opmath_type<scalar_t>;
-  constexpr int64_t kChunk = 128;
   const int64_t num_rois = rois.size(0);
   const int64_t batch_size = grad_input.size(0), channels = grad_input.size(1);
   const int height = static_cast<int>(grad_input.size(2));
@@ -197,37 +225,30 @@ void roi_align_backward_kernel(const at::Tensor& grad, const at::Tensor& rois,
   const acc_t* roi_data = rois.const_data_ptr<acc_t>();
   acc_t* gin = grad_input.data_ptr<acc_t>();
 
-  std::vector<RoITaps<acc_t>> taps(std::min(kChunk, num_rois));
-  for (int64_t k0 = 0; k0 < num_rois; k0 += kChunk) {
-    const int64_t k1 = std::min(num_rois, k0 + kChunk);
-    at::parallel_for(k0, k1, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t k = begin; k < end; ++k) {
-        collect_taps(roi_data + k * 5, k, batch_size, static_cast<acc_t>(spatial_scale),
-                     pooled_height, pooled_width, sampling_ratio, aligned, height, width,
-                     static_cast<int64_t>(width), int64_t(1), taps[k - k0]);
-      }
-    });
-    // Each task owns whole channel blocks of grad_input, so no two threads write one element.
-    const int64_t channel_blocks = (channels + kChannelBlock - 1) / kChannelBlock;
-    at::parallel_for(0, channel_blocks, 1, [&](int64_t cb_begin, int64_t cb_end) {
+  const int64_t channel_blocks = (channels + kChannelBlock - 1) / kChannelBlock;
+  const int64_t block_work = num_rois * kChannelBlock * estimated_taps(bins, sampling_ratio);
+  const int64_t grain = parallel_grain(channel_blocks, block_work);
+  mmdet_like::parallel_for(0, channel_blocks, grain, [&](int64_t cb_begin, int64_t cb_end) {
+    RoITaps<acc_t> t;
+    for (int64_t k = 0; k < num_rois; ++k) {
+      collect_taps(roi_data + k * 5, k, batch_size, static_cast<acc_t>(spatial_scale),
+                   pooled_height, pooled_width, sampling_ratio, aligned, height, width,
+                   static_cast<int64_t>(width), int64_t(1), t);
+      const scalar_t* grad_k = g + k * channels * bins;
+      acc_t* grad_input_b = gin + t.batch * channels * plane;
       for (int64_t cb = cb_begin; cb < cb_end; ++cb) {
         const int64_t c_begin = cb * kChannelBlock;
         const int64_t c_end = std::min(channels, c_begin + kChannelBlock);
-        for (int64_t k = k0; k < k1; ++k) {
-          const RoITaps<acc_t>& t = taps[k - k0];
-          const scalar_t* grad_k = g + k * channels * bins;
-          acc_t* grad_input_b = gin + t.batch * channels * plane;
-          if (c_end - c_begin == kChannelBlock) {
-            scatter_channels<kChannelBlock>(grad_k, grad_input_b, plane, c_begin, bins, t);
-          } else {
-            for (int64_t c = c_begin; c < c_end; ++c) {
-              scatter_channels<1>(grad_k, grad_input_b, plane, c, bins, t);
-            }
+        if (c_end - c_begin == kChannelBlock) {
+          scatter_channels<kChannelBlock>(grad_k, grad_input_b, plane, c_begin, bins, t);
+        } else {
+          for (int64_t c = c_begin; c < c_end; ++c) {
+            scatter_channels<1>(grad_k, grad_input_b, plane, c, bins, t);
           }
         }
       }
-    });
-  }
+    }
+  });
 }
 
 at::Tensor roi_align_forward_cpu(const at::Tensor& input, const at::Tensor& rois,

@@ -329,3 +329,60 @@ def test_boxes_masks_image_stay_consistent(scene, names, seed, polygons):
     sizes = np.minimum(boxes_out[:, 2] - boxes_out[:, 0], boxes_out[:, 3] - boxes_out[:, 1])
     assert (present | (sizes < 1)).all()
     np.testing.assert_allclose(drawn[present], boxes_out[present], atol=1.0)
+
+
+class _PointField:
+    """A test field kind: (n, 2) ``[x, y]`` points, moved like box corners."""
+
+    results_key = "point_fields"
+
+    def resize(self, value, scale_factor, shape, results):
+        return value * scale_factor[:2]
+
+    def flip(self, value, shape, direction, results):
+        out = value.copy()
+        if direction in ("horizontal", "diagonal"):
+            out[:, 0] = shape[1] - value[:, 0]
+        if direction in ("vertical", "diagonal"):
+            out[:, 1] = shape[0] - value[:, 1]
+        return out
+
+    def pad(self, value, shape, results):
+        return value
+
+    def crop(self, value, window, shape, results):
+        return value - np.array(window[:2], dtype=value.dtype), None
+
+    def expand(self, value, shape, top, left, results):
+        return value + np.array([left, top], dtype=value.dtype)
+
+
+def test_a_new_field_kind_is_one_registration_and_every_transform_moves_it():
+    """Points registered as a field kind follow the box corners through resize, flip, pad,
+    expand and crop without any transform naming them."""
+    from mmdet_like.registry import FIELD_KINDS
+
+    FIELD_KINDS.register("PointFieldForTest", force=True)(_PointField)
+    img = np.zeros((40, 60, 3), np.uint8)
+    boxes = np.array([[10, 5, 30, 25]], np.float32)
+    results = dict(img=img, img_shape=img.shape, ori_shape=img.shape, gt_bboxes=boxes.copy(),
+                   gt_labels=np.array([0]), bbox_fields=["gt_bboxes"],
+                   corners=boxes.reshape(2, 2).copy(), point_fields=["corners"])  # fmt: skip
+    pipeline = Compose([
+        dict(type="Resize", img_scale=(120, 80), keep_ratio=True),
+        dict(type="RandomFlip", flip_ratio=1.0, direction="horizontal"),
+        dict(type="Expand", ratio_range=(1.5, 1.5), prob=1.0),
+        dict(type="Pad", size_divisor=32),
+    ])  # fmt: skip
+    random.seed(0)
+    out = pipeline(results)
+    box = out["gt_bboxes"][0]
+    # a horizontal flip swaps x1 and x2 of the corners; the box stays ordered
+    np.testing.assert_allclose(out["corners"], [[box[2], box[1]], [box[0], box[3]]], atol=1e-4)
+    from mmdet_like.datasets.pipelines.transforms import _crop_instances
+
+    x1, y1 = int(box[0]) - 2, int(box[1]) - 3
+    _crop_instances(out, x1, y1, int(box[2]) + 4, int(box[3]) + 4)
+    box = out["gt_bboxes"][0]
+    np.testing.assert_allclose(out["corners"], [[box[2], box[1]], [box[0], box[3]]], atol=1e-4)
+    assert 2 <= box[0] < 3 and 3 <= box[1] < 4  # shifted by the window's corner

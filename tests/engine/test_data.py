@@ -38,11 +38,14 @@ def test_distributed_group_sampler_shares():
             assert len({i % 2 for i in share[start : start + 2]}) == 1
 
 
-def test_collate_stacks_lists_and_numbers():
+def test_collate_stacks_the_images_only_and_keeps_per_image_values_as_lists():
+    """Boxes and labels are lists in every batch: before, they were stacked into a tensor
+    whenever the images happened to have the same number of boxes."""
     samples = [
         {
             "img": torch.zeros(3, 4, 4),
             "boxes": torch.zeros(k, 4),
+            "labels": torch.zeros(2, dtype=torch.long),  # same shape in both samples
             "idx": k,
             "img_meta": {"shape": (4, 4)},
         }
@@ -51,11 +54,18 @@ def test_collate_stacks_lists_and_numbers():
     batch = collate(samples)
     assert batch["img"].shape == (2, 3, 4, 4)
     assert isinstance(batch["boxes"], list) and batch["boxes"][1].shape == (2, 4)
-    assert torch.equal(batch["idx"], torch.tensor([1, 2]))
+    assert isinstance(batch["labels"], list) and len(batch["labels"]) == 2
+    assert batch["idx"] == [1, 2]
     assert batch["img_meta"] == [{"shape": (4, 4)}, {"shape": (4, 4)}]
+    sizes = [{"img": torch.zeros(3, 4, 4)}, {"img": torch.zeros(3, 4, 6)}]
+    assert isinstance(collate(sizes)["img"], list)  # the detector pads them
+    stacked = collate(samples, stack_keys=("img", "labels", "idx"))
+    assert stacked["labels"].shape == (2, 2) and torch.equal(stacked["idx"], torch.tensor([1, 2]))
 
 
 class RandomDataset(torch.utils.data.Dataset):
+    STACK_KEYS = ("r",)
+
     def __len__(self):
         return 4
 

@@ -187,3 +187,45 @@ def test_checkpoint_hook_rejects_bad_interval_and_logger_needs_no_work_dir():
     with pytest.raises(ValueError, match="interval"):
         CheckpointHook(interval=0)
     assert TextLoggerHook(interval=5).interval == 5
+
+
+class _CountingHook(Hook):
+    """A stateful hook: counts its training iterations; ``start`` is its initial count."""
+
+    def __init__(self, start=0):
+        self.count = start
+
+    def after_train_iter(self, runner):
+        self.count += 1
+
+    def state_dict(self):
+        return {"count": self.count}
+
+    def load_state_dict(self, state):
+        self.count = state["count"]
+
+
+def test_two_stateful_hooks_of_one_class_keep_their_own_state_on_resume(tmp_path):
+    """Hook states were keyed by class name: the second hook's state overwrote the first's
+    in the checkpoint, and both resumed with it."""
+    runner = toy_runner(tmp_path / "a", max_epochs=1, checkpoint_config={})
+    runner.register_hook(_CountingHook(0))
+    runner.register_hook(_CountingHook(1000))
+    runner.run([toy_loader()], [("train", 1)])
+    saved = torch.load(tmp_path / "a" / "latest.pth", weights_only=True)["meta"]["hook_states"]
+    assert saved["_CountingHook"] == {"count": 4}
+    assert saved["_CountingHook#1"] == {"count": 1004}
+    resumed = toy_runner(tmp_path / "b", max_epochs=1, checkpoint_config={})
+    first, second = resumed.register_hook(_CountingHook()), resumed.register_hook(_CountingHook())
+    resumed.resume(str(tmp_path / "a" / "latest.pth"))
+    assert (first.count, second.count) == (4, 1004)
+
+
+@pytest.mark.parametrize(
+    "workflow, match",
+    [([("val", 1)], "no 'train' phase"), ([("train", 0)], "whole number of epochs")],
+)
+def test_workflow_that_would_never_end_is_refused(tmp_path, workflow, match):
+    runner = toy_runner(tmp_path, max_epochs=1)
+    with pytest.raises(ValueError, match=match):
+        runner.run([toy_loader()], workflow)

@@ -48,6 +48,7 @@ class ToyRegressionDataset(torch.utils.data.Dataset):
     function plus noise. ``groups`` > 1 sets ``flag`` (aspect-ratio groups) to i % groups."""
 
     CLASSES = ("value",)
+    STACK_KEYS = ("x", "y", "index")  # the regressor takes (B, in_features) batches
 
     def __init__(
         self, num_samples=32, in_features=4, seed=0, noise=0.01, groups=1, test_mode=False

@@ -224,3 +224,73 @@ def test_evaluation_by_category_groups_equals_cocoeval(coco_case, iou_type, grou
     for key in ("precision", "recall", "scores"):
         np.testing.assert_array_equal(ours.eval[key], ref.eval[key], err_msg=key)
     assert ours.params.catIds == ref.params.catIds
+
+
+def test_classwise_table_names_rows_by_category_id_not_label_order(tmp_path, capsys):
+    """With ``classes=`` not in id order, each class's AP is printed under its own name
+    (pycocotools' class axis is in sorted id order, the labels are in ``classes`` order)."""
+    images = [dict(id=1, file_name="0.png", width=64, height=64)]
+    anns = [
+        dict(id=1, image_id=1, category_id=2, bbox=[4, 4, 20, 20], area=400.0, iscrowd=0),
+        dict(id=2, image_id=1, category_id=9, bbox=[30, 30, 20, 20], area=400.0, iscrowd=0),
+    ]
+    gt_file = tmp_path / "gt.json"
+    gt_file.write_text(json.dumps(dict(images=images, annotations=anns, categories=CATS)))
+    (tmp_path / "imgs").mkdir()
+    # labels: 0 = "c" (id 9), 1 = "a" (id 2), 2 = "b" (id 5)
+    ds = CocoDataset(str(gt_file), pipeline=[], img_prefix=str(tmp_path / "imgs"),
+                     test_mode=True, classes=["c", "a", "b"])  # fmt: skip
+    assert ds.cat_ids == [9, 2, 5]
+    # "c" found exactly, "a" missed (a false positive elsewhere), "b" has no ground truth
+    det = [
+        np.array([[30, 30, 50, 50, 0.9]], np.float32),
+        np.array([[0, 40, 10, 50, 0.8]], np.float32),
+        np.zeros((0, 5), np.float32),
+    ]
+    ds.evaluate([det], metric="bbox", classwise=True)
+    rows = {
+        cells[1].strip(): cells[2].strip()
+        for line in capsys.readouterr().out.splitlines()
+        if (cells := line.split("|")) and len(cells) == 4 and cells[1].strip() in "abc"
+    }
+    assert rows == {"c": "1.000", "a": "0.000", "b": "nan"}
+
+
+@pytest.mark.parametrize("nums", [(5,), (1, 100), (1, 2, 5, 100)])
+def test_proposal_metric_with_any_number_of_proposal_nums(coco_case, nums):
+    """AR at each of one, two or four proposal counts equals a direct class-agnostic
+    COCOeval's recall at that count (its summarize() needs exactly three counts)."""
+    gt_file, det_file, root = coco_case
+    dets = json.loads(det_file.read_text())
+    ds = CocoDataset(str(gt_file), pipeline=[], img_prefix=str(root / "imgs"), test_mode=True)
+    props = []
+    for img_id in ds.img_ids.tolist():
+        rows = [[*d["bbox"][:2], d["bbox"][0] + d["bbox"][2], d["bbox"][1] + d["bbox"][3],
+                 d["score"]] for d in dets if d["image_id"] == img_id]  # fmt: skip
+        props.append(np.array(rows, dtype=np.float32).reshape(-1, 5))
+    out = ds.evaluate(props, metric="proposal", proposal_nums=nums, logger="silent")
+    assert set(out) == {f"AR@{n}" for n in nums} | {f"AR_{s}@{nums[-1]}" for s in "sml"}
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(gt_file))
+        for num in nums:
+            e = COCOeval(coco, coco.loadRes([dict(d, category_id=1) for d in dets]), "bbox")
+            e.params.useCats = 0
+            e.params.maxDets = [num] * 3  # summarize()'s AR@maxDets[2] is then AR@num
+            e.evaluate()
+            e.accumulate()
+            e.summarize()
+            assert out[f"AR@{num}"] == float(e.stats[8]), num
+            if num == nums[-1]:
+                assert [out[f"AR_{s}@{num}"] for s in "sml"] == [float(v) for v in e.stats[9:]]
+
+
+def test_coco_metric_uses_only_the_public_pycocotools_api():
+    """No private COCOeval attributes (``_prepare``, ``_paramsEval``, ``_gts``...): they
+    change between pycocotools releases."""
+    import inspect
+    import re
+
+    from mmdet_like.evaluation import coco_metric
+
+    source = inspect.getsource(coco_metric)
+    assert not re.findall(r"\.(_prepare|_paramsEval|_gts|_dts|_summarize)\b", source)

@@ -168,6 +168,35 @@ def test_multiclass_nms_keeps_classes_apart():
     assert multiclass_nms(boxes, scores, 0.75, dict(iou_thr=0.9))[1].tolist() == [0, 1]
 
 
+@pytest.mark.parametrize("method", ["linear", "gaussian"])
+def test_soft_nms_from_the_test_config_is_class_wise_soft_nms(method):
+    """``nms=dict(type="soft_nms", ...)`` runs Soft-NMS (it ran hard NMS before): the result
+    equals a per-class loop of the Soft-NMS op, with decayed scores, and keeps boxes that
+    hard NMS removes."""
+    from mmdet_like.ops import soft_nms
+
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(40, 2, generator=g) * 60
+    boxes = torch.cat([xy, xy + 10 + torch.rand(40, 2, generator=g) * 30], 1)
+    scores = torch.rand(40, 3, generator=g)
+    cfg = dict(type="soft_nms", iou_threshold=0.3, sigma=0.5, min_score=0.05, method=method)
+    dets, labels = multiclass_nms(boxes, scores, 0.05, cfg)
+    expected = []
+    for c in range(3):
+        cand = torch.where(scores[:, c] > 0.05)[0]
+        d, _ = soft_nms(boxes[cand], scores[cand, c], 0.3, 0.5, 0.05, method)
+        expected += [(float(row[4]), c, tuple(row[:4].tolist())) for row in d]
+    expected.sort(key=lambda e: -e[0])
+    assert labels.tolist() == [e[1] for e in expected]
+    torch.testing.assert_close(dets[:, 4], torch.tensor([e[0] for e in expected]))
+    torch.testing.assert_close(dets[:, :4], torch.tensor([e[2] for e in expected]))
+    hard, _ = multiclass_nms(boxes, scores, 0.05, dict(type="nms", iou_thr=0.3))
+    assert len(dets) > len(hard)
+    assert len(multiclass_nms(boxes, scores, 0.05, cfg, max_num=7)[1]) == 7
+    with pytest.raises(ValueError, match="'softnms' is not one of"):
+        multiclass_nms(boxes, scores, 0.05, dict(type="softnms"))
+
+
 def test_mask_targets_by_roi_align():
     masks = np.zeros((2, 40, 60), np.uint8)
     masks[0, 10:30, 20:50] = 1
@@ -396,3 +425,90 @@ def test_detection_to_per_class():
     no_masks = detection_to_per_class(DetectionResult(*(t[:0] for t in (
         result.boxes, result.scores, result.labels))), 2)  # fmt: skip
     assert [b.shape for b in no_masks] == [(0, 5), (0, 5)]
+
+
+class _WideningSharedHead(torch.nn.Module):
+    """A test shared head: a 3x3 conv from 2 to 6 channels on every pooled RoI."""
+
+    def __init__(self, in_channels=2, out_channels=6):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.calls = 0
+
+    def init_weights(self):
+        torch.nn.init.normal_(self.conv.weight, std=0.1)
+
+    def forward(self, x):
+        self.calls += 1
+        return torch.relu(self.conv(x))
+
+
+@pytest.mark.parametrize("share", [False, True])
+def test_roi_head_with_a_shared_head_from_the_registry(share):
+    """``shared_head`` is built from SHARED_HEADS and runs on the pooled features before the
+    box head (and, with a shared extractor, the mask head): both heads take its 6 channels,
+    and its weights get gradients."""
+    from mmdet_like.registry import SHARED_HEADS
+
+    SHARED_HEADS.register("WideningTestSharedHead", force=True)(_WideningSharedHead)
+    extractor = dict(type="SingleRoIExtractor", roi_layer=dict(type="RoIAlign", output_size=4,
+                     sampling_ratio=0), out_channels=2, featmap_strides=[4, 8])  # fmt: skip
+    cfg = dict(
+        type="StandardRoIHead",
+        bbox_roi_extractor=extractor,
+        shared_head=dict(type="WideningTestSharedHead"),
+        bbox_head=dict(
+            type="Shared2FCBBoxHead",
+            in_channels=6,
+            roi_feat_size=4,
+            fc_out_channels=8,
+            num_classes=3,
+        ),  # fmt: skip
+        mask_head=dict(
+            type="FCNMaskHead",
+            num_convs=1,
+            roi_feat_size=4,
+            in_channels=6 if share else 2,
+            conv_out_channels=4,
+            num_classes=3,
+        ),  # fmt: skip
+        train_cfg=RCNN_TRAIN,
+        test_cfg=dict(score_thr=0.0, nms=dict(iou_thr=0.5), max_per_img=5),
+    )
+    cfg.update(share_roi_extractor=True) if share else cfg.update(mask_roi_extractor=extractor)
+    torch.manual_seed(0)
+    head = build_head(cfg)
+    head.init_weights()
+    assert head.with_shared_head and isinstance(head.shared_head, _WideningSharedHead)
+    feats = (torch.randn(1, 2, 16, 16), torch.randn(1, 2, 8, 8))
+    metas = [dict(img_shape=(64, 64, 3), ori_shape=(64, 64, 3), scale_factor=np.ones(4))]
+    masks = np.zeros((1, 64, 64), np.uint8)
+    masks[0, 4:30, 4:30] = 1
+    losses = head.forward_train(
+        feats, metas, [torch.tensor([[5.0, 5, 28, 31, 0.9]])], [torch.tensor([[4.0, 4, 30, 30]])],
+        [torch.tensor([1])], None, [BitmapMasks(masks, 64, 64)],
+    )  # fmt: skip
+    sum(v for k, v in losses.items() if "loss" in k).backward()
+    assert head.shared_head.conv.weight.grad.abs().sum() > 0
+    results = head.simple_test(feats, [torch.tensor([[5.0, 5, 28, 31, 0.9]])], metas)
+    assert results[0].masks is not None and len(results[0]) > 0
+    # the mask branch runs the shared head only when it shares the box branch's extractor
+    head.shared_head.calls = 0
+    head.simple_test(feats, [torch.tensor([[5.0, 5, 28, 31, 0.9]])], metas)
+    assert head.shared_head.calls == (2 if share else 1)
+
+
+def test_train_cfg_lists_are_for_multi_stage_heads():
+    from mmdet_like.models.roi_heads import BaseRoIHead
+
+    extractor = dict(type="SingleRoIExtractor", roi_layer=dict(type="RoIAlign", output_size=4),
+                     out_channels=2, featmap_strides=[4])  # fmt: skip
+    box = dict(type="Shared2FCBBoxHead", in_channels=2, roi_feat_size=4, fc_out_channels=8,
+               num_classes=3)  # fmt: skip
+    base = BaseRoIHead(extractor, box, train_cfg=[RCNN_TRAIN, RCNN_TRAIN])
+    assert len(base.assigner) == len(base.sampler) == 2
+    from mmdet_like.registry import BuildError
+
+    with pytest.raises(BuildError, match="has one stage: give one dict"):
+        build_head(dict(type="StandardRoIHead", bbox_roi_extractor=extractor, bbox_head=box,
+                        train_cfg=[RCNN_TRAIN]))  # fmt: skip

@@ -53,10 +53,12 @@ def test_targets_on_a_hand_made_case():
     assert (targets.anchor_inds.diff() > 0).all()  # sorted, no anchor twice
     assert (targets.image_inds == 0).all()
     at_gt = (targets.anchor_inds == 40).nonzero().item()
-    assert targets.labels[at_gt] == 1 and targets.label_weights[at_gt] == 1
+    # class 0 (the one object class) for positives, 1 (the background) for negatives
+    assert targets.labels[at_gt] == 0 and targets.label_weights[at_gt] == 1
     torch.testing.assert_close(targets.bbox_targets[at_gt], torch.zeros(4), atol=1e-6, rtol=0)
     assert targets.bbox_weights[at_gt].tolist() == [1.0] * 4
-    positives = targets.labels.bool()
+    positives = targets.labels == 0
+    assert ((targets.labels == 0) | (targets.labels == 1)).all()
     assert torch.equal(targets.bbox_weights[:, 0].bool(), positives)
     assert (targets.bbox_targets[~positives] == 0).all()
 
@@ -72,7 +74,8 @@ def dense_reference_loss(head, cls_scores, bbox_preds, gts, metas):
     box_targets = anchors.new_zeros(num_images, anchors.size(0), 4)
     box_weights = anchors.new_zeros(num_images, anchors.size(0), 4)
     where = (targets.image_inds, targets.anchor_inds)
-    labels[where], weights[where] = targets.labels, targets.label_weights
+    labels[where] = (targets.labels == 0).to(labels.dtype)  # binary objectness targets
+    weights[where] = targets.label_weights
     box_targets[where], box_weights[where] = targets.bbox_targets, targets.bbox_weights
     avg = targets.labels.numel()
     return dict(
@@ -120,7 +123,7 @@ def test_sampled_anchor_training_equals_dense_loss(gts_case):
         return dense_reference_loss(head, *head(f), gts, METAS)
 
     def sampled(f):
-        return head.forward_train(f, gts, METAS)[0]
+        return head.forward_train(f, METAS, gts)[0]
 
     def from_outputs(f):
         return head.loss(*head(f), gts, METAS)
@@ -128,7 +131,7 @@ def test_sampled_anchor_training_equals_dense_loss(gts_case):
     def dense_forward_train(f):  # RPNHead(sampled_anchor_training=False)
         head.sampled_anchor_training = False
         try:
-            return head.forward_train(f, gts, METAS)[0]
+            return head.forward_train(f, METAS, gts)[0]
         finally:
             head.sampled_anchor_training = True
 
@@ -171,13 +174,13 @@ def test_forward_train_proposals_match_get_proposals():
     feats = features()
     gts = [torch.tensor([[4.0, 4.0, 20.0, 14.0]]), torch.zeros(0, 4)]
     cfg = dict(nms_pre=50, max_num=20, nms_thr=0.7)
-    losses, proposals = head.forward_train(feats, gts, METAS, proposal_cfg=cfg)
+    losses, proposals = head.forward_train(feats, METAS, gts, proposal_cfg=cfg)
     expected = head.get_proposals(*head(feats), METAS, cfg)
     for got, want in zip(proposals, expected):
         torch.testing.assert_close(got, want)
-    assert head.forward_train(feats, gts, METAS)[1] is None
+    assert head.forward_train(feats, METAS, gts)[1] is None
     dense = make_head(train_cfg=TRAIN_CFG, sampled_anchor_training=False)
-    losses, proposals = dense.forward_train(feats, gts, METAS, proposal_cfg=cfg)
+    losses, proposals = dense.forward_train(feats, METAS, gts, proposal_cfg=cfg)
     for got, want in zip(proposals, expected):
         torch.testing.assert_close(got, want)
         assert not got.requires_grad

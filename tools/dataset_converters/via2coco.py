@@ -10,9 +10,12 @@ absent). Polygon and rect regions are supported; image sizes are read from the i
 import argparse
 import json
 import os.path as osp
+import sys
 
 import cv2
 import numpy as np
+
+from mmdet_like.errors import run_tool
 
 
 def _polygon(shape):
@@ -95,4 +98,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

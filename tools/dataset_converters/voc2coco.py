@@ -10,8 +10,10 @@ image; ``difficult`` objects become ``iscrowd=1`` (ignored in training and evalu
 import argparse
 import json
 import os.path as osp
+import sys
 
 from mmdet_like.datasets.voc import parse_voc_xml
+from mmdet_like.errors import run_tool
 
 
 def voc_to_coco(voc_root, splits=("train",), classes=None):
@@ -62,4 +64,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

@@ -8,6 +8,7 @@ can deadlock after fork).
 import cv2
 
 from mmdet_like.datasets.pipelines.compose import Compose
+from mmdet_like.datasets.pipelines.field_kinds import BoxField, MaskField, geometric_fields
 from mmdet_like.datasets.pipelines.formatting import (
     Collect,
     DefaultFormatBundle,
@@ -33,6 +34,9 @@ cv2.setNumThreads(0)
 
 
 __all__ = [
+    "BoxField",
+    "MaskField",
+    "geometric_fields",
     "Collect",
     "Compose",
     "DefaultFormatBundle",

@@ -1,9 +1,10 @@
 """Geometric and photometric transforms on the results dict.
 
-Each transform moves every image in ``img_fields``, every box array in ``bbox_fields``
-((n, 4) float32 ``[x1, y1, x2, y2]``) and every mask structure in ``mask_fields`` together,
-so boxes, masks and image stay consistent. Instances that a crop removes are removed from
-``gt_bboxes``, ``gt_labels`` and ``gt_masks`` alike.
+Each transform moves every image in ``img_fields`` and every geometric field together, so
+boxes, masks and image stay consistent: the fields listed under each field kind's key
+(``bbox_fields``: (n, 4) float32 ``[x1, y1, x2, y2]``; ``mask_fields``: mask structures),
+each moved by its kind (:mod:`mmdet_like.datasets.pipelines.field_kinds`). Instances that a
+crop removes are removed from ``gt_bboxes``, ``gt_labels`` and ``gt_masks`` alike.
 
 Random draws use Python's ``random`` module, which the data loader seeds per worker.
 """
@@ -16,8 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mmdet_like.datasets.pipelines.field_kinds import geometric_fields
 from mmdet_like.registry import PIPELINES
-from mmdet_like.structures.bbox import flip_bboxes
+from mmdet_like.structures.bbox import bbox_overlaps, flip_bboxes  # noqa: F401 (re-exported)
 
 # keys that follow ``gt_bboxes`` / ``gt_bboxes_ignore`` when instances are dropped
 _COMPANIONS = {"gt_bboxes": ("gt_labels", "gt_masks"), "gt_bboxes_ignore": ("gt_labels_ignore",)}
@@ -32,22 +34,6 @@ def _keep(results, key, valid):
 
 def _coin():
     return random.random() < 0.5
-
-
-def _clip(bboxes, shape):
-    bboxes[:, 0::2] = bboxes[:, 0::2].clip(0, shape[1])
-    bboxes[:, 1::2] = bboxes[:, 1::2].clip(0, shape[0])
-    return bboxes
-
-
-def _iou(a, b):
-    """(n, 4) x (m, 4) -> (n, m) IoU of continuous boxes."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod((rb - lt).clip(min=0), axis=2)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
-    return inter / np.maximum(area_a[:, None] + area_b[None] - inter, 1e-6)
 
 
 @PIPELINES.register()
@@ -137,10 +123,8 @@ class Resize:
         results["pad_shape"] = results["img"].shape
         results["scale_factor"] = scale_factor
         results["keep_ratio"] = self.keep_ratio
-        for key in results.get("bbox_fields", []):
-            results[key] = _clip(results[key] * scale_factor, (new_h, new_w)).astype(np.float32)
-        for key in results.get("mask_fields", []):
-            results[key] = results[key].resize((new_h, new_w))
+        for key, kind in geometric_fields(results):
+            results[key] = kind.resize(results[key], scale_factor, (new_h, new_w), results)
         return results
 
     def _torch_resize(self, img, scale):
@@ -200,10 +184,9 @@ class RandomFlip:
             direction = results["flip_direction"]
             for key in results.get("img_fields", ["img"]):
                 results[key] = mmcv.imflip(results[key], direction=direction)
-            for key in results.get("bbox_fields", []):
-                results[key] = flip_bboxes(results[key], results["img"].shape, direction)
-            for key in results.get("mask_fields", []):
-                results[key] = results[key].flip(direction)
+            shape = results["img"].shape
+            for key, kind in geometric_fields(results):
+                results[key] = kind.flip(results[key], shape, direction, results)
         return results
 
     def __repr__(self):
@@ -231,8 +214,8 @@ class Pad:
         results["pad_shape"] = results["img"].shape
         results["pad_fixed_size"] = self.size
         results["pad_size_divisor"] = self.size_divisor
-        for key in results.get("mask_fields", []):
-            results[key] = results[key].pad(results["pad_shape"][:2])
+        for key, kind in geometric_fields(results):
+            results[key] = kind.pad(results[key], results["pad_shape"], results)
         return results
 
     def __repr__(self):
@@ -342,20 +325,15 @@ def _crop_instances(results, x1, y1, x2, y2):
     shape = results["img"].shape
     results["img_shape"] = shape
     results["pad_shape"] = shape
-    for key in results.get("mask_fields", []):
-        results[key] = results[key].crop(np.array([x1, y1, x2, y2]))
-    shift = np.array([x1, y1, x1, y1], dtype=np.float32)
-    gt_valid = None
-    for key in results.get("bbox_fields", []):
-        boxes = _clip(results[key] - shift, shape).astype(np.float32)
-        results[key] = boxes
-        if key == "proposals":
-            continue
-        valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        if key == "gt_bboxes":
-            gt_valid = valid
+    window = (x1, y1, x2, y2)
+    validity = {}
+    for key, kind in geometric_fields(results):
+        results[key], valid = kind.crop(results[key], window, shape, results)
+        if valid is not None and key != "proposals":
+            validity[key] = valid
+    for key, valid in validity.items():  # after every field is cropped: drop with companions
         _keep(results, key, valid)
-    return gt_valid
+    return validity.get("gt_bboxes")
 
 
 @PIPELINES.register()
@@ -412,11 +390,8 @@ class Expand:
         results["img"] = canvas
         results["img_shape"] = canvas.shape
         results["pad_shape"] = canvas.shape
-        shift = np.array([left, top, left, top], dtype=np.float32)
-        for key in results.get("bbox_fields", []):
-            results[key] = (results[key] + shift).astype(np.float32)
-        for key in results.get("mask_fields", []):
-            results[key] = results[key].expand(eh, ew, top, left)
+        for key, kind in geometric_fields(results):
+            results[key] = kind.expand(results[key], (eh, ew), top, left, results)
         return results
 
     def __repr__(self):
@@ -455,7 +430,7 @@ class MinIoURandomCrop:
                 patch = np.array([left, top, left + nw, top + nh]).astype(int)
                 if patch[2] <= patch[0] or patch[3] <= patch[1]:
                     continue
-                if _iou(patch[None].astype(np.float32), boxes).min() < min_iou:
+                if bbox_overlaps(patch[None].astype(np.float32), boxes).min() < min_iou:
                     continue
                 centers = (boxes[:, :2] + boxes[:, 2:]) / 2
                 inside = (

@@ -149,7 +149,10 @@ def multi_process_inference(
 class EvalHook(Hook):
     """Evaluate ``dataloader`` every ``interval`` epochs; metrics go to the loggers.
 
-    ``eval_kwargs`` are passed to ``dataset.evaluate`` (e.g. ``metric="bbox"``).
+    ``evaluator``: a callable ``(results, ground_truth, logger) -> dict`` (an
+    :class:`mmdet_like.evaluation.Evaluator`, built by ``apis.train`` from the config's
+    ``evaluation``), run on ``dataset.ground_truth()``. Without one, ``eval_kwargs`` are
+    passed to ``dataset.evaluate`` (e.g. ``metric="bbox"``).
     ``tmpdir`` / ``gpu_collect`` choose how :class:`DistEvalHook` gathers results (see
     :func:`collect_results`); one process ignores them, so one ``evaluation`` config serves
     both.
@@ -157,22 +160,33 @@ class EvalHook(Hook):
 
     priority = "LOW"
 
-    def __init__(self, dataloader, interval=1, tmpdir=None, gpu_collect=True, **eval_kwargs):
+    def __init__(
+        self, dataloader, interval=1, tmpdir=None, gpu_collect=True, evaluator=None,
+        **eval_kwargs,
+    ):  # fmt: skip
         if not hasattr(dataloader, "dataset"):
             raise TypeError(f"EvalHook needs a DataLoader, got {type(dataloader).__name__}")
+        if evaluator is not None and eval_kwargs:
+            raise ValueError(
+                f"EvalHook: options {sorted(eval_kwargs)} go to the evaluator when it is built, "
+                "not to the hook"
+            )
         self.dataloader = dataloader
         self.interval = interval
         self.tmpdir = tmpdir
         self.gpu_collect = gpu_collect
+        self.evaluator = evaluator
         self.eval_kwargs = eval_kwargs
 
     def inference(self, runner):
         return single_process_inference(runner.model, self.dataloader)
 
     def evaluate(self, runner, results):
-        metrics = self.dataloader.dataset.evaluate(
-            results, logger=runner.logger, **self.eval_kwargs
-        )
+        dataset = self.dataloader.dataset
+        if self.evaluator is not None:
+            metrics = self.evaluator(results, dataset.ground_truth(), runner.logger)
+        else:
+            metrics = dataset.evaluate(results, logger=runner.logger, **self.eval_kwargs)
         if not isinstance(metrics, dict):
             raise TypeError(
                 f"{type(self.dataloader.dataset).__name__}.evaluate returned a "

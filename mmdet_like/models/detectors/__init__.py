@@ -2,6 +2,7 @@
 
 from mmdet_like.models.detectors.base import BaseDetector, pad_images
 from mmdet_like.models.detectors.rpn import RPN
+from mmdet_like.models.detectors.single_stage import SingleStageDetector
 from mmdet_like.models.detectors.two_stage import FasterRCNN, FastRCNN, MaskRCNN, TwoStageDetector
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "FastRCNN",
     "FasterRCNN",
     "MaskRCNN",
+    "SingleStageDetector",
     "TwoStageDetector",
     "pad_images",
 ]

@@ -46,7 +46,9 @@ class RPN(BaseDetector):
     def forward_train(self, img, img_metas, gt_bboxes, gt_bboxes_ignore=None, **kwargs):
         """Unused keys (``gt_labels``, ``gt_masks``) are accepted and ignored."""
         x = self.extract_feat(img)
-        losses, _ = self.rpn_head.forward_train(x, gt_bboxes, img_metas, gt_bboxes_ignore)
+        losses, _ = self.rpn_head.forward_train(
+            x, img_metas, gt_bboxes, gt_bboxes_ignore=gt_bboxes_ignore
+        )
         return losses
 
     @torch.no_grad()

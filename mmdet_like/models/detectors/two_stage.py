@@ -55,7 +55,7 @@ class TwoStageDetector(BaseDetector):
             ),
             HEADS,
         )
-        self.num_classes = self.roi_head.bbox_head.num_classes
+        self.num_classes = self.roi_head.num_classes
 
     @property
     def with_mask(self):
@@ -92,9 +92,9 @@ class TwoStageDetector(BaseDetector):
         if self.rpn_head is not None:
             rpn_losses, proposal_list = self.rpn_head.forward_train(
                 x,
-                gt_bboxes,
                 img_metas,
-                gt_bboxes_ignore,
+                gt_bboxes,
+                gt_bboxes_ignore=gt_bboxes_ignore,
                 proposal_cfg=self.train_cfg.get("rpn_proposal") or {},
             )
             losses.update(rpn_losses)

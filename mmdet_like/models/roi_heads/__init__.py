@@ -8,9 +8,10 @@ from mmdet_like.models.roi_heads.mask_heads import (
     paste_masks_torchvision,
 )
 from mmdet_like.models.roi_heads.roi_extractors import SingleRoIExtractor, map_roi_levels
-from mmdet_like.models.roi_heads.standard_roi_head import StandardRoIHead
+from mmdet_like.models.roi_heads.standard_roi_head import BaseRoIHead, StandardRoIHead
 
 __all__ = [
+    "BaseRoIHead",
     "FCNMaskHead",
     "Shared2FCBBoxHead",
     "SingleRoIExtractor",

@@ -9,39 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmdet_like.ops import batched_nms
+from mmdet_like.models.task_modules.multiclass_nms import multiclass_nms
 from mmdet_like.registry import BBOX_CODERS, HEADS, LOSSES, build_from_cfg
 
 DEFAULT_BBOX_CODER = dict(
     type="DeltaXYWHBBoxCoder", target_means=[0.0] * 4, target_stds=[0.1, 0.1, 0.2, 0.2]
 )
-
-
-def multiclass_nms(boxes, scores, score_thr, nms_cfg, max_num=-1, valid=None):
-    """Class-wise NMS of one image's detections.
-
-    Args:
-        boxes: (n, 4 * C) class-specific boxes or (n, 4) shared by all classes.
-        scores: (n, C) object-class scores (background column removed).
-        score_thr: candidates scoring at most this are dropped.
-        nms_cfg: ``dict(iou_thr=0.5)`` (``iou_threshold`` accepted too; ``type`` ignored,
-            only ``"nms"`` exists).
-        max_num: keep the ``max_num`` best after NMS (``<= 0``: all).
-        valid: optional (n, C) bools; candidates where it is False are dropped too.
-
-    Returns:
-        (m, 5) ``[x1, y1, x2, y2, score]`` in descending score order, and (m,) int64 labels.
-    """
-    num, num_classes = scores.shape
-    boxes = boxes.reshape(num, -1, 4).expand(num, num_classes, 4)
-    valid = scores > score_thr if valid is None else valid & (scores > score_thr)
-    roi_inds, labels = torch.nonzero(valid, as_tuple=True)
-    boxes, scores = boxes[roi_inds, labels], scores[roi_inds, labels]
-    iou_thr = nms_cfg.get("iou_thr", nms_cfg.get("iou_threshold", 0.5))
-    keep = batched_nms(boxes, scores, labels, iou_thr)
-    if max_num > 0:
-        keep = keep[:max_num]
-    return torch.cat([boxes[keep], scores[keep, None]], dim=1), labels[keep]
 
 
 @HEADS.register()

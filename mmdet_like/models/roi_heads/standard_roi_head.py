@@ -8,6 +8,7 @@ from mmdet_like.registry import (
     BBOX_SAMPLERS,
     HEADS,
     ROI_EXTRACTORS,
+    SHARED_HEADS,
     build_from_cfg,
 )
 from mmdet_like.structures.bbox import bbox2roi, bbox_mapping, bbox_mapping_back
@@ -16,20 +17,27 @@ from mmdet_like.structures.instances import DetectionResult
 DEFAULT_TEST_CFG = dict(score_thr=0.05, nms=dict(iou_thr=0.5), max_per_img=100, mask_thr_binary=0.5)
 
 
-@HEADS.register()
-class StandardRoIHead(torch.nn.Module):
-    """Box branch (RoI extractor + box head) and optional mask branch.
+class BaseRoIHead(torch.nn.Module):
+    """What every RoI head has: an optional shared head, a box branch and an optional mask
+    branch, each built by a method a subclass may override, and the assigners and samplers
+    of ``train_cfg`` (``train_cfg.rcnn``, a dict, or a list of dicts, one per stage, for
+    multi-stage heads: then ``self.assigner`` / ``self.sampler`` are lists too).
 
     Args:
         bbox_roi_extractor, bbox_head: configs (``ROI_EXTRACTORS``, ``HEADS``).
         mask_roi_extractor, mask_head: optional mask branch configs.
-        share_roi_extractor: the mask branch reuses the box branch's extractor and, in
-            training, the positives' box features (then ``mask_roi_extractor`` is unset).
+        shared_head: optional ``SHARED_HEADS`` config: a module run on every pooled RoI
+            feature before the box (and mask) heads, e.g. the last ResNet stage of C4
+            models.
+        share_roi_extractor: the mask branch reuses the box branch's extractor (and shared
+            head) and, in training, the positives' box features (then ``mask_roi_extractor``
+            is unset).
         train_cfg: ``train_cfg.rcnn``: ``assigner``, ``sampler``, ``pos_weight``,
-            ``mask_size``.
-        test_cfg: ``test_cfg.rcnn``: ``score_thr``, ``nms=dict(iou_thr)``, ``max_per_img``,
-            ``mask_thr_binary``.
+            ``mask_size`` (or a list of such dicts).
+        test_cfg: ``test_cfg.rcnn``.
     """
+
+    default_test_cfg = {}
 
     def __init__(
         self,
@@ -37,47 +45,115 @@ class StandardRoIHead(torch.nn.Module):
         bbox_head,
         mask_roi_extractor=None,
         mask_head=None,
+        shared_head=None,
         share_roi_extractor=False,
         train_cfg=None,
         test_cfg=None,
     ):
         super().__init__()
+        self.share_roi_extractor = share_roi_extractor
+        self.shared_head = None if shared_head is None else self.init_shared_head(shared_head)
+        self.init_bbox_head(bbox_roi_extractor, bbox_head)
+        self.mask_head = None
+        if mask_head is not None:
+            self.init_mask_head(mask_roi_extractor, mask_head)
+        self.train_cfg = train_cfg
+        self.test_cfg = dict(self.default_test_cfg, **(test_cfg or {}))
+        if train_cfg is not None:
+            self.init_assigner_sampler(train_cfg)
+
+    # ------------------------------------------------------------ built by subclasses' choice
+    def init_shared_head(self, cfg):
+        return build_from_cfg(cfg, SHARED_HEADS)
+
+    def init_bbox_head(self, bbox_roi_extractor, bbox_head):
         self.bbox_roi_extractor = build_from_cfg(bbox_roi_extractor, ROI_EXTRACTORS)
         self.bbox_head = build_from_cfg(bbox_head, HEADS)
-        self.share_roi_extractor = share_roi_extractor
-        self.mask_head = None if mask_head is None else build_from_cfg(mask_head, HEADS)
-        if self.mask_head is not None and not share_roi_extractor:
-            if mask_roi_extractor is None:
-                raise ValueError(
-                    "StandardRoIHead: a mask_head needs a mask_roi_extractor "
-                    "(or share_roi_extractor=True)"
-                )
-            self.mask_roi_extractor = build_from_cfg(mask_roi_extractor, ROI_EXTRACTORS)
-        elif self.mask_head is not None:
-            self.mask_roi_extractor = self.bbox_roi_extractor
-        self.train_cfg = train_cfg
-        self.test_cfg = dict(DEFAULT_TEST_CFG, **(test_cfg or {}))
-        if train_cfg is not None:
-            self.assigner = build_from_cfg(train_cfg["assigner"], BBOX_ASSIGNERS)
-            self.sampler = build_from_cfg(train_cfg["sampler"], BBOX_SAMPLERS)
 
+    def init_mask_head(self, mask_roi_extractor, mask_head):
+        self.mask_head = build_from_cfg(mask_head, HEADS)
+        if self.share_roi_extractor:
+            self.mask_roi_extractor = self.bbox_roi_extractor
+            return
+        if mask_roi_extractor is None:
+            raise ValueError(
+                f"{type(self).__name__}: a mask_head needs a mask_roi_extractor (or "
+                "share_roi_extractor=True)"
+            )
+        self.mask_roi_extractor = build_from_cfg(mask_roi_extractor, ROI_EXTRACTORS)
+
+    def init_assigner_sampler(self, train_cfg):
+        """``self.assigner`` / ``self.sampler`` of ``train_cfg`` (lists for a list)."""
+        if isinstance(train_cfg, (list, tuple)):
+            self.assigner = [build_from_cfg(c["assigner"], BBOX_ASSIGNERS) for c in train_cfg]
+            self.sampler = [build_from_cfg(c["sampler"], BBOX_SAMPLERS) for c in train_cfg]
+            return
+        self.assigner = build_from_cfg(train_cfg["assigner"], BBOX_ASSIGNERS)
+        self.sampler = build_from_cfg(train_cfg["sampler"], BBOX_SAMPLERS)
+
+    # ----------------------------------------------------------------------------- shared
     @property
     def with_mask(self):
         return self.mask_head is not None
 
+    @property
+    def with_shared_head(self):
+        return self.shared_head is not None
+
+    @property
+    def num_classes(self):
+        """Object classes of the head's results (the detector asks this, not its parts)."""
+        return self.bbox_head.num_classes
+
     def init_weights(self):
+        if self.with_shared_head and hasattr(self.shared_head, "init_weights"):
+            self.shared_head.init_weights()
         self.bbox_head.init_weights()
         if self.with_mask:
             self.mask_head.init_weights()
 
+    def forward_train(self, x, img_metas, proposal_list, gt_bboxes, gt_labels,
+                      gt_bboxes_ignore=None, gt_masks=None):  # fmt: skip
+        raise NotImplementedError
+
+    def simple_test(self, x, proposal_list, img_metas, rescale=False):
+        raise NotImplementedError
+
+
+@HEADS.register()
+class StandardRoIHead(BaseRoIHead):
+    """One stage of box (and mask) prediction on sampled RoIs: the RoI head of Fast, Faster
+    and Mask R-CNN (with a shared head: their C4 variants). Arguments: :class:`BaseRoIHead`;
+    ``train_cfg`` is one dict.
+
+    test_cfg: ``score_thr``, ``nms=dict(type="nms"|"soft_nms", iou_thr)``, ``max_per_img``,
+    ``mask_thr_binary``.
+    """
+
+    default_test_cfg = DEFAULT_TEST_CFG
+
+    def init_assigner_sampler(self, train_cfg):
+        if isinstance(train_cfg, (list, tuple)):
+            raise ValueError(
+                "StandardRoIHead: train_cfg.rcnn is a list (one dict per stage of a cascade); "
+                "this head has one stage: give one dict"
+            )
+        super().init_assigner_sampler(train_cfg)
+
     def _bbox_forward(self, x, rois):
-        """(K, 5) RoIs -> cls_score, bbox_pred and the pooled features (K, C, S, S)."""
+        """(K, 5) RoIs -> cls_score, bbox_pred and the pooled features (K, C, S, S) (after
+        the shared head, when there is one)."""
         bbox_feats = self.bbox_roi_extractor(x, rois)
+        if self.with_shared_head:
+            bbox_feats = self.shared_head(bbox_feats)
         cls_score, bbox_pred = self.bbox_head(bbox_feats)
         return cls_score, bbox_pred, bbox_feats
 
     def _mask_forward(self, x, rois):
-        return self.mask_head(self.mask_roi_extractor(x, rois))
+        mask_feats = self.mask_roi_extractor(x, rois)
+        if self.with_shared_head and self.share_roi_extractor:
+            mask_feats = self.shared_head(mask_feats)
+        return self.mask_head(mask_feats)
 
     def forward_train(
         self,

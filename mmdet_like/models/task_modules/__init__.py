@@ -5,6 +5,11 @@ from mmdet_like.models.task_modules.assign_result import AssignResult
 from mmdet_like.models.task_modules.delta_xywh_bbox_coder import DeltaXYWHBBoxCoder
 from mmdet_like.models.task_modules.iou2d_calculator import BboxOverlaps2D
 from mmdet_like.models.task_modules.max_iou_assigner import MaxIoUAssigner
+from mmdet_like.models.task_modules.multiclass_nms import (
+    batched_soft_nms,
+    multiclass_nms,
+)
+from mmdet_like.models.task_modules.pseudo_sampler import PseudoSampler
 from mmdet_like.models.task_modules.random_sampler import RandomSampler, random_subset
 from mmdet_like.models.task_modules.sampling_result import SamplingResult
 
@@ -14,7 +19,10 @@ __all__ = [
     "BboxOverlaps2D",
     "DeltaXYWHBBoxCoder",
     "MaxIoUAssigner",
+    "PseudoSampler",
     "RandomSampler",
     "SamplingResult",
+    "batched_soft_nms",
+    "multiclass_nms",
     "random_subset",
 ]

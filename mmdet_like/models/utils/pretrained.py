@@ -14,6 +14,8 @@ from urllib.parse import urlparse
 
 import torch
 
+from mmdet_like.errors import ProjectError
+
 TORCHVISION_PREFIX = "torchvision://"
 
 # ``torchvision://resnet50`` means these weights (the ones mmdetection's baselines used);
@@ -24,7 +26,7 @@ DEFAULT_TORCHVISION_WEIGHTS = "IMAGENET1K_V1"
 DOWNLOAD_TIMEOUT_S = 20.0
 
 
-class PretrainedWeightsError(RuntimeError):
+class PretrainedWeightsError(ProjectError, RuntimeError):
     """Pretrained weights could not be found, fetched or read."""
 
 

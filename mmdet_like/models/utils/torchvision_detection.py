@@ -28,6 +28,8 @@ torchvision's class ``k`` (1-based, 0 the background) becomes our class ``k - 1`
 import re
 from collections import OrderedDict
 
+from mmdet_like.errors import ProjectError
+
 _RENAMES = (
     (r"^backbone\.body\.", "backbone."),
     (r"^backbone\.fpn\.inner_blocks\.(\d+)\.(?:0\.)?", r"neck.lateral_convs.\1."),
@@ -45,7 +47,7 @@ _RENAMES = (
 _MASK_CONV = re.compile(r"^roi_heads\.mask_head\.(?:(\d+)\.0|mask_fcn(\d+))\.")
 
 
-class TorchvisionConversionError(ValueError):
+class TorchvisionConversionError(ProjectError, ValueError):
     """The state dict is not one of torchvision's R-CNN ResNet-FPN models."""
 
 

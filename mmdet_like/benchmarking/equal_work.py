@@ -1,0 +1,162 @@
+"""Equal work for the detector benchmarks (``tools/benchmark_train.py``, ``tools/benchmark.py``):
+the two models (ours from a config, torchvision's ``maskrcnn_resnet50_fpn``) with the same
+random weights, and the same inputs in each side's format.
+
+torchvision is the reference here, imported only by these functions (never by our models).
+
+Equal work:
+
+- Weights: torchvision's model is built with a fixed seed and random weights, and its state
+  dict is converted into ours (``tools/convert_torchvision_detection.py``'s mapping), so the
+  two models start from the same numbers. Both train the same layers: the stem and the first
+  stage frozen, batch-norm statistics fixed (our ``frozen_stages=1, norm_eval=True``;
+  torchvision's frozen batch norm and ``trainable_backbone_layers=3``, which is what its
+  ``maskrcnn_resnet50_fpn`` does when it starts from ImageNet weights). Our batch-norm
+  scales and shifts of stages 2-4 stay trainable (mmdetection's setting); torchvision's are
+  frozen, so we do slightly more work.
+- Inputs: 2 images of 800 x 1216 (torchvision's transform keeps that size: the short side is
+  800 and the long side under 1333; both sides are multiples of 32, so neither pads), each
+  with 5 boxes and their masks, the same tensors on both sides.
+- Classifier: with random weights every class scores about 1/81, below the 0.05 score
+  threshold, and inference would return nothing (no NMS, no masks). The benchmark scales the
+  box classifier's weights (the same factor on both sides) so that each proposal has a clear
+  winner, and checks that both models return the same number of detections per image.
+"""
+
+import os
+
+import numpy as np
+import torch
+
+from mmdet_like.engine import load_config
+from mmdet_like.models import build_detector
+from mmdet_like.models.utils.torchvision_detection import convert_torchvision_detection
+from mmdet_like.structures import BitmapMasks
+
+# The repository root: relative config paths are read from there (an editable install).
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+IMAGE_HEIGHT, IMAGE_WIDTH = 800, 1216
+NUM_IMAGES, NUM_BOXES, NUM_CLASSES = 2, 5, 80
+CLASSIFIER_SCALE = 300.0
+MEAN = (123.675, 116.28, 103.53)
+STD = (58.395, 57.12, 57.375)
+DEFAULT_CONFIG = "configs/torchvision/mask_rcnn_r50_fpn_torchvision.py"
+
+
+def make_inputs(seed=0):
+    """2 images (uint8 HWC numpy, RGB) of 800 x 1216 with 5 boxes, labels and masks each.
+
+    Objects are ellipses of 60 to 400 pixels drawn on smooth noise, so that the image is not
+    constant and the masks are not boxes."""
+    rng = np.random.default_rng(seed)
+    samples = []
+    for _ in range(NUM_IMAGES):
+        coarse = rng.integers(0, 256, (IMAGE_HEIGHT // 16, IMAGE_WIDTH // 16, 3), np.uint8)
+        image = np.repeat(np.repeat(coarse, 16, axis=0), 16, axis=1)
+        masks = np.zeros((NUM_BOXES, IMAGE_HEIGHT, IMAGE_WIDTH), np.uint8)
+        boxes = np.zeros((NUM_BOXES, 4), np.float32)
+        yy, xx = np.mgrid[:IMAGE_HEIGHT, :IMAGE_WIDTH]
+        for k in range(NUM_BOXES):
+            w, h = rng.uniform(60, 400, 2)
+            x1 = rng.uniform(0, IMAGE_WIDTH - w)
+            y1 = rng.uniform(0, IMAGE_HEIGHT - h)
+            cx, cy = x1 + w / 2, y1 + h / 2
+            inside = ((xx - cx) / (w / 2)) ** 2 + ((yy - cy) / (h / 2)) ** 2 <= 1
+            masks[k] = inside
+            ys, xs = np.nonzero(inside)
+            boxes[k] = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+            image[inside] = rng.integers(0, 256, 3, np.uint8)
+        labels = rng.integers(0, NUM_CLASSES, NUM_BOXES)
+        samples.append(dict(image=image, boxes=boxes, labels=labels, masks=masks))
+    return samples
+
+
+def torchvision_model(seed=0):
+    """torchvision's Mask R-CNN R50-FPN, random weights, trained as from ImageNet weights."""
+    from torchvision.models.detection import MaskRCNN
+    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+    from torchvision.ops import FrozenBatchNorm2d
+
+    torch.manual_seed(seed)
+    backbone = resnet_fpn_backbone(
+        backbone_name="resnet50", weights=None, norm_layer=FrozenBatchNorm2d, trainable_layers=3
+    )
+    model = MaskRCNN(backbone, num_classes=NUM_CLASSES + 1, box_score_thresh=0.05)
+    # FrozenBatchNorm2d starts as the identity; give it random statistics so that the
+    # activations have a realistic range (the same numbers go into our model).
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, FrozenBatchNorm2d):
+            n = module.weight.numel()
+            module.weight.copy_(torch.rand(n, generator=generator) * 0.5 + 0.5)
+            module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
+            module.running_var.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
+    with torch.no_grad():
+        model.roi_heads.box_predictor.cls_score.weight.mul_(CLASSIFIER_SCALE)
+    return model
+
+
+def our_model(config, torchvision_state):
+    """Our detector from ``config`` with the converted weights of torchvision's model."""
+    cfg = load_config(os.path.join(ROOT, config) if not os.path.isabs(config) else config)
+    cfg.model.pretrained = None
+    model = build_detector(cfg.model, cfg.get("train_cfg"), cfg.get("test_cfg"))
+    state, _ = convert_torchvision_detection(torchvision_state)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or [k for k in missing if not k.endswith("num_batches_tracked")]:
+        raise RuntimeError(f"weights do not fit {config}: missing {missing}, extra {unexpected}")
+    return model, cfg
+
+
+def build_pair(side, config, device, seed=0):
+    """The model of ``side`` ('ours' or 'torchvision') on ``device``, plus our config."""
+    tv_model = torchvision_model(seed)
+    if side == "torchvision":
+        return tv_model.to(device), None
+    model, cfg = our_model(config, tv_model.state_dict())
+    return model.to(device), cfg
+
+
+def our_batch(samples, device, train=True):
+    """Our forward arguments for the samples (normalised (N, 3, H, W) batch and metas)."""
+    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(STD).view(1, 3, 1, 1)
+    images = torch.stack([torch.from_numpy(s["image"]).permute(2, 0, 1) for s in samples])
+    img = ((images.float() - mean) / std).to(device)
+    metas = [
+        dict(
+            ori_shape=(IMAGE_HEIGHT, IMAGE_WIDTH, 3),
+            img_shape=(IMAGE_HEIGHT, IMAGE_WIDTH, 3),
+            pad_shape=(IMAGE_HEIGHT, IMAGE_WIDTH, 3),
+            scale_factor=np.ones(4, np.float32),
+            flip=False,
+        )
+        for _ in samples
+    ]
+    batch = dict(img=img, img_metas=metas)
+    if train:
+        batch.update(
+            gt_bboxes=[torch.from_numpy(s["boxes"]).to(device) for s in samples],
+            gt_labels=[torch.from_numpy(s["labels"]).to(device) for s in samples],
+            gt_masks=[BitmapMasks(s["masks"], IMAGE_HEIGHT, IMAGE_WIDTH) for s in samples],
+        )
+    return batch
+
+
+def torchvision_batch(samples, device, train=True):
+    """torchvision's forward arguments: images in [0, 1] and targets (labels 1-based)."""
+    images = [
+        (torch.from_numpy(s["image"]).permute(2, 0, 1).float() / 255).to(device) for s in samples
+    ]
+    if not train:
+        return images, None
+    targets = [
+        dict(
+            boxes=torch.from_numpy(s["boxes"]).to(device),
+            labels=torch.from_numpy(s["labels"] + 1).to(device),
+            masks=torch.from_numpy(s["masks"]).to(device),
+        )
+        for s in samples
+    ]
+    return images, targets

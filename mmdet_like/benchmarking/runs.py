@@ -1,0 +1,183 @@
+"""Running and reporting a benchmark: each side in a fresh child process (its own peak
+memory), timing with device synchronisation, peak memory, one summary per side, and the
+markdown sections of docs/benchmarks.md."""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+from mmdet_like.benchmarking.equal_work import DEFAULT_CONFIG, ROOT
+
+
+def machine_line(device):
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+    import torchvision  # the reference side's version, in every table
+
+    return f"{name}; torch {torch.__version__}, torchvision {torchvision.__version__}"
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_memory_mb(device):
+    """Peak memory of this process so far: CUDA allocator peak or host peak RSS (MiB)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def time_calls(fn, device, iters, warmup):
+    """Run ``fn`` ``warmup`` times, then time ``iters`` calls; list of seconds."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def run_child(script, args):
+    """Run ``script --child ...`` in a fresh process (its own peak memory); its JSON result."""
+    out = subprocess.run(
+        [sys.executable, script, "--child", *args], capture_output=True, text=True, cwd=ROOT
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"benchmark child {args} failed:\n{out.stdout}\n{out.stderr}")
+    for line in reversed(out.stdout.splitlines()):
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    raise RuntimeError(f"benchmark child {args} printed no result:\n{out.stdout}\n{out.stderr}")
+
+
+def emit_result(result):
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def write_section(path, marker, text):
+    """Replace (or append) the block between ``<!-- marker begin/end -->`` in ``path``."""
+    begin, end = f"<!-- {marker} begin -->", f"<!-- {marker} end -->"
+    block = f"{begin}\n{text.rstrip()}\n{end}"
+    content = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+    if begin in content and end in content:
+        head, rest = content.split(begin, 1)
+        content = head + block + rest.split(end, 1)[1]
+    else:
+        content = content.rstrip() + "\n\n" + block + "\n"
+    with open(path, "w") as f:
+        f.write(content)
+
+
+def parse_benchmark_args(description, default_iters):
+    """Arguments shared by the detector benchmarks (and their hidden ``--child`` mode)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--config", action="append", help=f"our config (default {DEFAULT_CONFIG})")
+    parser.add_argument("--iters", type=int, default=default_iters)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--amp", action="store_true", help="float16 autocast (GPU)")
+    parser.add_argument("--out", help="markdown file to write the table into")
+    parser.add_argument(
+        "--torchvision-cached",
+        action="store_true",
+        help="add a row of torchvision run with our CPU caching allocator (which our side "
+        "uses, as tools/train.py and tools/test.py do): how much of the gap is the allocator",
+    )
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--side", choices=["ours", "torchvision"], help=argparse.SUPPRESS)
+    parser.add_argument("--caching-allocator", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        args.config = args.config[0] if args.config else DEFAULT_CONFIG
+    else:
+        args.config = args.config or [DEFAULT_CONFIG]
+    return args
+
+
+TORCHVISION_CACHED = "torchvision+caching-allocator"
+
+
+def row_label(key):
+    """The table label of a key of ``run_rounds``' second result."""
+    if key == TORCHVISION_CACHED:
+        return "torchvision maskrcnn_resnet50_fpn + our CPU caching allocator"
+    return f"ours, `{key}`"
+
+
+def our_side_caches(device):
+    """Whether our side runs with the CPU caching allocator: on the CPU, as the tools do
+    (``MMDET_LIKE_CPU_CACHING_ALLOCATOR=0`` switches it off for both)."""
+    from mmdet_like.ops import cpu_caching_allocator_switched_on
+
+    return device == "cpu" and cpu_caching_allocator_switched_on()
+
+
+def prepare_child(args):
+    """In a child: switch on the CPU caching allocator if the parent asked for it."""
+    if args.caching_allocator:
+        from mmdet_like.ops import enable_cpu_caching_allocator
+
+        if not enable_cpu_caching_allocator():
+            raise RuntimeError("the CPU caching allocator could not be installed")
+
+
+def run_rounds(script, args):
+    """``args.rounds`` rounds of child runs, torchvision then each of ``args.config`` (then
+    torchvision with our CPU caching allocator if ``args.torchvision_cached``):
+    ``(torchvision results, {config or TORCHVISION_CACHED: results})``."""
+    common = ["--device", args.device, "--iters", str(args.iters), "--warmup", str(args.warmup)]
+    common += ["--amp"] if args.amp else []
+    cache = ["--caching-allocator"] if our_side_caches(args.device) else []
+    extra = {c: ["--side", "ours", "--config", c] + cache for c in args.config}
+    if args.torchvision_cached:
+        extra[TORCHVISION_CACHED] = ["--side", "torchvision", "--caching-allocator"]
+    tv_runs, other_runs = [], {key: [] for key in extra}
+    for round_index in range(args.rounds):
+        tv_runs.append(run_child(script, common + ["--side", "torchvision"]))
+        print(f"round {round_index}: torchvision {tv_runs[-1]}", flush=True)
+        for key, side_args in extra.items():
+            result = run_child(script, common + side_args)
+            other_runs[key].append(result)
+            print(f"round {round_index}: {key} {result}", flush=True)
+    return tv_runs, other_runs
+
+
+def summarise(results):
+    """One side's rounds -> its fastest round, reported whole: that round's fastest and
+    median time and its own peak memory (and, for inference, its detections per image).
+
+    Time and memory come from the same round, so a summary never puts the fastest time of
+    one round beside the lowest memory of another.
+    """
+    best = min(results, key=lambda r: min(r["times"]))
+    summary = dict(
+        best=min(best["times"]),
+        median=statistics.median(best["times"]),
+        peak_mb=best["peak_mb"],
+        machine=best["machine"],
+    )
+    if "detections" in best:
+        summary["detections"] = best["detections"]
+    return summary

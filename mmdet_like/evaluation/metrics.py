@@ -1,0 +1,194 @@
+"""Registered metrics and the evaluator that runs them.
+
+A metric object (``METRICS``) computes named floats from a dataset's ground truth
+(:class:`~mmdet_like.structures.DatasetGroundTruth`) and the predictions of every image
+(mmdetection's per-class lists, or proposals). :func:`build_evaluator` turns the
+``evaluation=dict(metric=...)`` of a config (or ``tools/test.py --eval``) into an
+:class:`Evaluator`: metric names (``"bbox"``, ``"mAP"``, ...) go to the metric class that
+answers to them, with the options that class takes; ``dict(type=...)`` entries are built
+from the registry as they are.
+
+A new metric is one class: subclass :class:`BaseMetric`, set ``names``, implement
+``compute``, register it with ``@METRICS.register()``.
+"""
+
+import inspect
+
+from mmdet_like.errors import ProjectError
+from mmdet_like.evaluation.coco_metric import METRICS as COCO_METRIC_NAMES
+from mmdet_like.evaluation.coco_metric import evaluate_coco
+from mmdet_like.evaluation.recall import eval_recalls, print_recall_summary
+from mmdet_like.evaluation.voc_metric import evaluate_voc
+from mmdet_like.registry import METRICS, build_from_cfg
+
+
+class EvaluationError(ProjectError, ValueError):
+    """A metric that cannot be built or cannot run on the ground truth it was given."""
+
+
+class BaseMetric:
+    """A metric: ``compute(results, ground_truth, logger) -> dict of floats``.
+
+    ``names`` are the metric names (``evaluation=dict(metric=...)``) this class answers to.
+    """
+
+    names = ()
+
+    def __init__(self, metric=None):
+        metrics = list(self.names[:1]) if metric is None else metric
+        self.metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+        unknown = [m for m in self.metrics if m not in self.names]
+        if unknown:
+            raise EvaluationError(
+                f"{type(self).__name__}: metric(s) {unknown} not supported; it computes "
+                f"{list(self.names)}"
+            )
+
+    def compute(self, results, ground_truth, logger=None):
+        raise NotImplementedError
+
+    def __call__(self, results, ground_truth, logger=None):
+        if len(results) != len(ground_truth):
+            raise EvaluationError(
+                f"{type(self).__name__}: {len(results)} results for {len(ground_truth)} images "
+                f"of {ground_truth.source}"
+            )
+        return self.compute(results, ground_truth, logger)
+
+
+@METRICS.register()
+class CocoMetric(BaseMetric):
+    """COCO ``bbox`` / ``segm`` AP and AR, ``proposal`` AR (pycocotools) and
+    ``proposal_fast`` (our recall); see :func:`evaluate_coco` for the options. Needs a
+    COCO-format ground truth (``ground_truth.coco``)."""
+
+    names = COCO_METRIC_NAMES
+
+    def __init__(self, metric="bbox", classwise=False, proposal_nums=(100, 300, 1000),
+                 iou_thrs=None, jsonfile_prefix=None, backend="pycocotools"):  # fmt: skip
+        super().__init__(metric)
+        self.classwise = classwise
+        self.proposal_nums = proposal_nums
+        self.iou_thrs = iou_thrs
+        self.jsonfile_prefix = jsonfile_prefix
+        self.backend = backend
+
+    def compute(self, results, ground_truth, logger=None):
+        if ground_truth.coco is None or ground_truth.cat_ids is None:
+            raise EvaluationError(
+                f"CocoMetric ({', '.join(self.metrics)}): {ground_truth.source} is not a COCO "
+                "annotation file; use metric='mAP' (VOC-style) or 'recall', or convert the "
+                "annotations to COCO (tools/dataset_converters/)"
+            )
+        gt_bboxes = None
+        if "proposal_fast" in self.metrics:
+            gt_bboxes = [a["bboxes"] for a in ground_truth.annotations()]
+        return evaluate_coco(
+            ground_truth.coco, results, img_ids=ground_truth.img_ids,
+            cat_ids=ground_truth.cat_ids, metric=self.metrics,
+            class_names=ground_truth.class_names, classwise=self.classwise,
+            proposal_nums=self.proposal_nums, iou_thrs=self.iou_thrs,
+            jsonfile_prefix=self.jsonfile_prefix, backend=self.backend, gt_bboxes=gt_bboxes,
+            logger=logger,
+        )  # fmt: skip
+
+
+@METRICS.register()
+class VOCMetric(BaseMetric):
+    """VOC-style ``mAP`` (area or 11 points) at one or more IoU thresholds, with a
+    per-class table; ignore boxes are neither true nor false positives."""
+
+    names = ("mAP",)
+
+    def __init__(self, metric="mAP", iou_thrs=(0.5,), ap_mode="area"):
+        super().__init__(metric)
+        self.iou_thrs = iou_thrs
+        self.ap_mode = ap_mode
+
+    def compute(self, results, ground_truth, logger=None):
+        return evaluate_voc(
+            results, ground_truth.annotations(), ground_truth.class_names, self.iou_thrs,
+            self.ap_mode, logger,
+        )  # fmt: skip
+
+
+@METRICS.register()
+class RecallMetric(BaseMetric):
+    """Proposal ``recall`` at ``proposal_nums`` and ``iou_thrs``: ``AR@N`` (mean over the
+    thresholds) and ``recall@N@IoU``."""
+
+    names = ("recall",)
+
+    def __init__(self, metric="recall", proposal_nums=(100, 300, 1000), iou_thrs=(0.5,)):
+        super().__init__(metric)
+        self.proposal_nums = proposal_nums
+        self.iou_thrs = iou_thrs
+
+    def compute(self, results, ground_truth, logger=None):
+        gts = [a["bboxes"] for a in ground_truth.annotations()]
+        recalls = eval_recalls(gts, results, self.proposal_nums, self.iou_thrs)
+        print_recall_summary(recalls, self.proposal_nums, self.iou_thrs, logger=logger)
+        out = {}
+        for i, num in enumerate(self.proposal_nums):
+            out[f"AR@{num}"] = float(recalls[i].mean())
+            for j, thr in enumerate(self.iou_thrs):
+                out[f"recall@{num}@{thr}"] = float(recalls[i, j])
+        return out
+
+
+class Evaluator:
+    """Metrics run one after the other on the same results; their dicts merged (a later
+    metric's key wins)."""
+
+    def __init__(self, metrics):
+        self.metrics = list(metrics)
+
+    def __call__(self, results, ground_truth, logger=None):
+        out = {}
+        for metric in self.metrics:
+            out.update(metric(results, ground_truth, logger))
+        return out
+
+    def __repr__(self):
+        return f"Evaluator({[type(m).__name__ for m in self.metrics]})"
+
+
+def metric_class_of(name):
+    """The registered metric class that computes the metric ``name``."""
+    for entry in METRICS.names:
+        cls = METRICS.get(entry)
+        if name in getattr(cls, "names", ()):
+            return cls
+    known = sorted({n for e in METRICS.names for n in getattr(METRICS.get(e), "names", ())})
+    raise EvaluationError(f"evaluation: unknown metric {name!r}; known metrics: {known}")
+
+
+def _accepted(cls, options):
+    params = inspect.signature(cls).parameters
+    return {k: v for k, v in options.items() if k in params and k != "metric"}
+
+
+def build_evaluator(metric, **options):
+    """An :class:`Evaluator` for ``metric``: a name, a ``dict(type=...)`` or a list of
+    them. Names that one class computes are grouped into one object of it; ``options``
+    (e.g. ``classwise``, ``iou_thrs``, ``proposal_nums``) go to each class that takes them,
+    and an option no metric takes is an error."""
+    entries = [metric] if isinstance(metric, (str, dict)) else list(metric)
+    grouped, built = {}, []
+    for entry in entries:
+        if isinstance(entry, dict):
+            built.append(build_from_cfg(entry, METRICS))
+        else:
+            grouped.setdefault(metric_class_of(entry), []).append(entry)
+    used = set()
+    for cls, names in grouped.items():
+        kwargs = _accepted(cls, options)
+        used.update(kwargs)
+        built.append(cls(metric=names, **kwargs))
+    unused = sorted(set(options) - used) if grouped else []
+    if unused:
+        raise EvaluationError(
+            f"evaluation: option(s) {unused} are not taken by the metric(s) "
+            f"{[type(m).__name__ for m in built]}; remove them or fix the names"
+        )
+    return Evaluator(built)

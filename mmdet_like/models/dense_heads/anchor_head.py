@@ -1,0 +1,413 @@
+"""Dense heads on anchors: the base every anchor-based head subclasses.
+
+A subclass builds its layers (:meth:`AnchorHead._init_layers`), runs them on one level
+(:meth:`AnchorHead.forward_single`) and may initialise them its own way
+(:meth:`AnchorHead.init_weights`); anchors, assignment and sampling, targets, losses,
+decoding and NMS are shared. :class:`~mmdet_like.models.dense_heads.RPNHead` is such a
+subclass in proposal mode; a single-stage detector's head is one in detection mode.
+
+Anchor order: per level, location-major (the A anchors of a cell consecutive), levels
+concatenated; :func:`flatten_levels` puts the head's outputs in the same order.
+"""
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from mmdet_like.models.task_modules.multiclass_nms import multiclass_nms
+from mmdet_like.registry import (
+    ANCHOR_GENERATORS,
+    BBOX_ASSIGNERS,
+    BBOX_CODERS,
+    BBOX_SAMPLERS,
+    HEADS,
+    LOSSES,
+    build_from_cfg,
+)
+from mmdet_like.structures.bbox import clip_bboxes
+
+DEFAULT_ANCHOR_GENERATOR = dict(
+    type="AnchorGenerator", scales=[8], ratios=[0.5, 1.0, 2.0], strides=[4, 8, 16, 32, 64]
+)
+DEFAULT_BBOX_CODER = dict(
+    type="DeltaXYWHBBoxCoder", target_means=[0.0] * 4, target_stds=[1.0, 1.0, 1.0, 1.0]
+)
+DEFAULT_DETECTION_TEST_CFG = dict(
+    nms_pre=1000, score_thr=0.05, nms=dict(type="nms", iou_thr=0.5), max_per_img=100,
+    min_bbox_size=0,
+)  # fmt: skip
+
+
+class AnchorTargets(NamedTuple):
+    """Training targets of the S sampled anchors of a batch (:meth:`AnchorHead.get_targets`),
+    sorted by anchor index (so by level). Anchors that are not sampled have no loss."""
+
+    image_inds: torch.Tensor  # (S,) image of each sampled anchor
+    anchor_inds: torch.Tensor  # (S,) index among all levels' anchors
+    anchors: torch.Tensor  # (S, 4) the anchors themselves
+    labels: torch.Tensor  # (S,) int64 class of positives; num_classes for negatives
+    label_weights: torch.Tensor  # (S,)
+    bbox_targets: torch.Tensor  # (S, 4) encoded deltas (gt boxes with reg_decoded_bbox)
+    bbox_weights: torch.Tensor  # (S, 4) 1.0 for positives
+    avg_factor: object  # what the losses are averaged over: S, or the positives (a tensor)
+
+
+def flatten_levels(per_level, channels):
+    """List over levels of (N, A * channels, H, W) -> (N, sum H * W * A, channels), in the
+    anchors' order (location-major, the A anchors of a cell consecutive)."""
+    return torch.cat(
+        [x.permute(0, 2, 3, 1).reshape(x.size(0), -1, channels) for x in per_level], dim=1
+    )
+
+
+def anchor_inside_flags(anchors, valid_flags, img_shape, allowed_border=0):
+    """(A, 4) anchors -> (A,) valid and within ``allowed_border`` pixels of the image
+    ``(h, w)`` (a negative border keeps every valid anchor)."""
+    if allowed_border < 0:
+        return valid_flags
+    height, width = img_shape[0], img_shape[1]
+    return (
+        valid_flags
+        & (anchors[:, 0] >= -allowed_border)
+        & (anchors[:, 1] >= -allowed_border)
+        & (anchors[:, 2] < width + allowed_border)
+        & (anchors[:, 3] < height + allowed_border)
+    )
+
+
+@HEADS.register()
+class AnchorHead(nn.Module):
+    """Class scores and box deltas for every anchor of every level.
+
+    The base head itself is one 1x1 conv for the scores and one for the deltas on each
+    input level; subclasses replace :meth:`_init_layers` and :meth:`forward_single`.
+
+    Args:
+        num_classes: object classes (background excluded).
+        in_channels: channels of each input level.
+        feat_channels: channels of the hidden convs of subclasses.
+        anchor_generator, bbox_coder, loss_cls, loss_bbox: configs of the parts. A sigmoid
+            ``loss_cls`` (``use_sigmoid=True``, or a loss that is always sigmoid such as a
+            focal loss) scores each class independently (``num_classes`` outputs an anchor);
+            a softmax one adds a background output, the last (``num_classes + 1``).
+        reg_decoded_bbox: ``loss_bbox`` compares decoded boxes with the gt boxes (IoU-type
+            losses) instead of deltas with encoded targets.
+        train_cfg: ``dict(assigner=..., sampler=... (default PseudoSampler: every assigned
+            anchor), allowed_border=-1, pos_weight=-1)``; needed by :meth:`loss`. With a
+            sampler the losses are averaged over the sampled anchors, with the
+            ``PseudoSampler`` over the positives (at least 1).
+        test_cfg: detection settings of :meth:`get_bboxes`: ``nms_pre`` (best anchors kept per
+            level), ``score_thr``, ``nms`` (:func:`multiclass_nms`), ``max_per_img``,
+            ``min_bbox_size``.
+
+    forward: tuple of L (N, in_channels, H_l, W_l) -> (list of L (N, A * cls_out_channels,
+    H_l, W_l) logits, list of L (N, 4 * A, H_l, W_l) deltas).
+    """
+
+    # the names of the two losses in the detector's loss dict
+    loss_names = ("loss_cls", "loss_bbox")
+    default_test_cfg = DEFAULT_DETECTION_TEST_CFG
+
+    def __init__(
+        self,
+        num_classes,
+        in_channels,
+        feat_channels=256,
+        anchor_generator=None,
+        bbox_coder=None,
+        loss_cls=None,
+        loss_bbox=None,
+        reg_decoded_bbox=False,
+        train_cfg=None,
+        test_cfg=None,
+    ):
+        super().__init__()
+        self.num_classes = int(num_classes)
+        self.in_channels = in_channels
+        self.feat_channels = feat_channels
+        self.anchor_generator = build_from_cfg(
+            anchor_generator or DEFAULT_ANCHOR_GENERATOR, ANCHOR_GENERATORS
+        )
+        self.bbox_coder = build_from_cfg(bbox_coder or DEFAULT_BBOX_CODER, BBOX_CODERS)
+        loss_cls = loss_cls or dict(type="CrossEntropyLoss", use_sigmoid=True, loss_weight=1.0)
+        self.loss_cls = build_from_cfg(loss_cls, LOSSES)
+        self.use_sigmoid_cls = bool(getattr(self.loss_cls, "use_sigmoid", False))
+        self.cls_out_channels = self.num_classes + (0 if self.use_sigmoid_cls else 1)
+        self.loss_bbox = build_from_cfg(loss_bbox or dict(type="L1Loss", loss_weight=1.0), LOSSES)
+        self.reg_decoded_bbox = bool(reg_decoded_bbox)
+        self.train_cfg = train_cfg
+        self.test_cfg = dict(self.default_test_cfg, **(test_cfg or {}))
+        self.sampling = False
+        if train_cfg is not None:
+            self.assigner = build_from_cfg(train_cfg["assigner"], BBOX_ASSIGNERS)
+            sampler = train_cfg.get("sampler") or dict(type="PseudoSampler")
+            self.sampler = build_from_cfg(sampler, BBOX_SAMPLERS)
+            self.sampling = sampler["type"] != "PseudoSampler"
+        self.num_anchors = self.anchor_generator.num_base_anchors[0]
+        if len(set(self.anchor_generator.num_base_anchors)) != 1:
+            raise ValueError(
+                f"{type(self).__name__}: every level needs the same number of anchors per cell"
+            )
+        self._init_layers()
+        self.init_weights()
+
+    # ------------------------------------------------------------------ what subclasses change
+    def _init_layers(self):
+        """The head's layers (the base: a 1x1 conv for the scores and one for the deltas)."""
+        self.conv_cls = nn.Conv2d(self.in_channels, self.num_anchors * self.cls_out_channels, 1)
+        self.conv_reg = nn.Conv2d(self.in_channels, self.num_anchors * 4, 1)
+
+    def init_weights(self):
+        """Normal(0, 0.01) weights and zero biases for every conv of the head."""
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.normal_(module.weight, std=0.01)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    def forward_single(self, x):
+        """One level: (N, in_channels, H, W) -> ((N, A * cls_out_channels, H, W) logits,
+        (N, A * 4, H, W) deltas)."""
+        return self.conv_cls(x), self.conv_reg(x)
+
+    # --------------------------------------------------------------------------- shared
+    def forward(self, feats):
+        cls_scores, bbox_preds = [], []
+        for x in feats:
+            cls, reg = self.forward_single(x)
+            cls_scores.append(cls)
+            bbox_preds.append(reg)
+        return cls_scores, bbox_preds
+
+    def _anchors(self, cls_scores):
+        """Anchors of all levels concatenated: (A_total, 4), and per-level feature sizes."""
+        featmap_sizes = [tuple(x.shape[-2:]) for x in cls_scores]
+        per_level = self.anchor_generator.grid_priors(
+            featmap_sizes, dtype=cls_scores[0].dtype, device=cls_scores[0].device
+        )
+        return torch.cat(per_level), featmap_sizes
+
+    def _check_can_train(self):
+        """Raise a clear error where the head was built without what training needs."""
+        name = type(self).__name__
+        if self.train_cfg is None:
+            raise ValueError(f"{name}: computing the loss needs train_cfg (an assigner)")
+        if getattr(self.sampler, "add_gt_as_proposals", False):
+            raise ValueError(
+                f"{name}: the sampler must not add gts as proposals (add_gt_as_proposals="
+                "False): a dense head trains on anchors only"
+            )
+
+    def get_targets(
+        self, anchors, featmap_sizes, gt_bboxes, img_metas, gt_bboxes_ignore=None, gt_labels=None
+    ):
+        """Training targets of the sampled anchors of every image (the only anchors the
+        losses see).
+
+        Args:
+            anchors: (A_total, 4) anchors of all levels (:meth:`_anchors`).
+            featmap_sizes: list of L (H_l, W_l).
+            gt_bboxes: list of N (G_i, 4); img_metas: list of N dicts (``img_shape``,
+                ``pad_shape``); gt_bboxes_ignore: optional list of N (K_i, 4); gt_labels:
+                list of N (G_i,) classes (``None``: class-agnostic, every positive class 0).
+
+        Returns:
+            :class:`AnchorTargets` of S = sum over images of sampled anchors.
+        """
+        self._check_can_train()
+        allowed_border = self.train_cfg.get("allowed_border", -1)
+        pos_weight = self.train_cfg.get("pos_weight", -1)
+        pos_weight = 1.0 if pos_weight <= 0 else float(pos_weight)
+        image_inds, anchor_inds, labels, label_weights, bbox_targets = [], [], [], [], []
+        for i, meta in enumerate(img_metas):
+            pad_shape = meta.get("pad_shape", meta["img_shape"])
+            valid = torch.cat(
+                self.anchor_generator.valid_flags(featmap_sizes, pad_shape[:2], anchors.device)
+            )
+            inside = anchor_inside_flags(anchors, valid, meta["img_shape"], allowed_border)
+            ignore = None if gt_bboxes_ignore is None else gt_bboxes_ignore[i]
+            assign_result = self.assigner.assign(anchors, gt_bboxes[i], ignore, valid_mask=inside)
+            sampling = self.sampler.sample(assign_result, anchors, gt_bboxes[i])
+            pos_inds, neg_inds = sampling.pos_inds, sampling.neg_inds
+            num_pos, num_neg = pos_inds.numel(), neg_inds.numel()
+            anchor_inds.append(torch.cat([pos_inds, neg_inds]))
+            image_inds.append(torch.full((num_pos + num_neg,), i, device=anchors.device))
+            if gt_labels is None or gt_bboxes[i].numel() == 0:
+                pos_labels = pos_inds.new_zeros(num_pos)
+            else:
+                pos_labels = gt_labels[i].to(pos_inds.device)[sampling.pos_assigned_gt_inds]
+            labels.append(
+                torch.cat([pos_labels.long(), pos_inds.new_full((num_neg,), self.num_classes)])
+            )
+            label_weights.append(
+                torch.cat([anchors.new_full((num_pos,), pos_weight), anchors.new_ones(num_neg)])
+            )
+            if self.reg_decoded_bbox:
+                pos_targets = sampling.pos_gt_bboxes.to(anchors.dtype)
+            else:
+                encoded = self.bbox_coder.encode(sampling.pos_bboxes, sampling.pos_gt_bboxes)
+                pos_targets = encoded.to(anchors.dtype)
+            bbox_targets.append(torch.cat([pos_targets, anchors.new_zeros(num_neg, 4)]))
+        anchor_inds = torch.cat(anchor_inds)
+        order = anchor_inds.argsort(stable=True)
+        anchor_inds = anchor_inds[order]
+        labels = torch.cat(labels)[order]
+        positive = labels < self.num_classes
+        if self.sampling:
+            avg_factor = max(labels.numel(), 1)
+        else:  # a tensor: no host sync
+            avg_factor = positive.sum().clamp(min=1).to(anchors.dtype)
+        return AnchorTargets(
+            image_inds=torch.cat(image_inds)[order],
+            anchor_inds=anchor_inds,
+            anchors=anchors[anchor_inds],
+            labels=labels,
+            label_weights=torch.cat(label_weights)[order],
+            bbox_targets=torch.cat(bbox_targets)[order],
+            bbox_weights=positive[:, None].expand(-1, 4).to(anchors.dtype),
+            avg_factor=avg_factor,
+        )
+
+    def loss_of_samples(self, scores, deltas, targets):
+        """The two losses from the predictions at the sampled anchors.
+
+        Args:
+            scores: (S, cls_out_channels) logits; deltas: (S, 4) box deltas; in the order of
+                ``targets`` (:class:`AnchorTargets`).
+
+        Returns:
+            dict of the two losses named by ``loss_names``: the same values as losses over
+            every anchor with the unsampled ones weighted 0.
+        """
+        loss_cls = self.loss_cls(
+            scores, targets.labels, targets.label_weights, avg_factor=targets.avg_factor
+        )
+        if self.reg_decoded_bbox:
+            deltas = self.bbox_coder.decode(targets.anchors, deltas)
+        loss_bbox = self.loss_bbox(
+            deltas, targets.bbox_targets, targets.bbox_weights, avg_factor=targets.avg_factor
+        )
+        return dict(zip(self.loss_names, (loss_cls, loss_bbox)))
+
+    def loss(
+        self, cls_scores, bbox_preds, gt_bboxes, img_metas, gt_bboxes_ignore=None, gt_labels=None
+    ):
+        """The losses of the outputs of :meth:`forward`, over all images and levels at once.
+
+        Args:
+            cls_scores, bbox_preds: the outputs of :meth:`forward`.
+            gt_bboxes, img_metas, gt_bboxes_ignore, gt_labels: as for :meth:`get_targets`.
+
+        Returns:
+            dict of the two losses named by ``loss_names``.
+        """
+        anchors, featmap_sizes = self._anchors(cls_scores)
+        targets = self.get_targets(
+            anchors, featmap_sizes, gt_bboxes, img_metas, gt_bboxes_ignore, gt_labels
+        )
+        scores = flatten_levels(cls_scores, self.cls_out_channels)
+        scores = scores[targets.image_inds, targets.anchor_inds]
+        deltas = flatten_levels(bbox_preds, 4)[targets.image_inds, targets.anchor_inds]
+        return self.loss_of_samples(scores, deltas, targets)
+
+    def forward_train(
+        self, feats, img_metas, gt_bboxes, gt_labels=None, gt_bboxes_ignore=None,
+        proposal_cfg=None,
+    ):  # fmt: skip
+        """Training: the losses and, with ``proposal_cfg``, proposals (:meth:`get_proposals`,
+        for heads that give them).
+
+        Args:
+            feats: tuple of L (N, C, H_l, W_l) features.
+            img_metas, gt_bboxes, gt_labels, gt_bboxes_ignore: as for :meth:`get_targets`.
+
+        Returns:
+            (losses dict, list of N (n_i, 5) proposals or ``None``).
+        """
+        self._check_can_train()
+        cls_scores, bbox_preds = self(feats)
+        losses = self.loss(
+            cls_scores, bbox_preds, gt_bboxes, img_metas, gt_bboxes_ignore, gt_labels
+        )
+        proposals = None
+        if proposal_cfg is not None:
+            cls_scores = [x.detach() for x in cls_scores]
+            bbox_preds = [x.detach() for x in bbox_preds]
+            proposals = self.get_proposals(cls_scores, bbox_preds, img_metas, proposal_cfg)
+        return losses, proposals
+
+    def get_proposals(self, cls_scores, bbox_preds, img_metas, cfg=None):
+        raise NotImplementedError(
+            f"{type(self).__name__} is a detection head and gives no proposals; use RPNHead "
+            "(or another proposal head) as the rpn_head of a two-stage detector"
+        )
+
+    def _level_candidates(self, cls_scores, bbox_preds, nms_pre):
+        """Per level, the ``nms_pre`` best anchors of each image by their best class score.
+
+        Returns:
+            per level: (N, k_l, cls_out_channels) scores (sigmoid or softmax), (N, k_l, 4)
+            deltas and (N, k_l, 4) anchors.
+        """
+        anchors_per_level = self.anchor_generator.grid_priors(
+            [tuple(x.shape[-2:]) for x in cls_scores],
+            dtype=cls_scores[0].dtype,
+            device=cls_scores[0].device,
+        )
+        out = []
+        for cls, reg, level_anchors in zip(cls_scores, bbox_preds, anchors_per_level):
+            logits = flatten_levels([cls], self.cls_out_channels)  # (N, K_l, C')
+            scores = logits.sigmoid() if self.use_sigmoid_cls else logits.softmax(-1)
+            deltas = flatten_levels([reg], 4)
+            num = scores.size(1)
+            if nms_pre and 0 < nms_pre < num:
+                object_scores = scores if self.use_sigmoid_cls else scores[..., :-1]
+                _, top = object_scores.max(-1).values.topk(nms_pre, dim=1)
+                scores = scores.gather(1, top[..., None].expand(-1, -1, scores.size(-1)))
+                deltas = deltas.gather(1, top[..., None].expand(-1, -1, 4))
+                level_anchors = level_anchors[top]
+            else:
+                level_anchors = level_anchors[None].expand(scores.size(0), -1, -1)
+            out.append((scores, deltas, level_anchors))
+        return out
+
+    @torch.no_grad()
+    def get_bboxes(self, cls_scores, bbox_preds, img_metas, cfg=None, rescale=False):
+        """Detections of every image: list of N ``((n, 5) [x1, y1, x2, y2, score], (n,)
+        labels)`` after class-wise NMS, in the input image (``rescale``: in the original
+        image, boxes divided by the meta's ``scale_factor``).
+
+        ``cfg`` overrides ``test_cfg`` keys.
+        """
+        cfg = dict(self.test_cfg, **(cfg or {}))
+        levels = self._level_candidates(cls_scores, bbox_preds, cfg["nms_pre"])
+        scores = torch.cat([s for s, _, _ in levels], 1)
+        boxes = self.bbox_coder.decode(
+            torch.cat([a for _, _, a in levels], 1), torch.cat([d for _, d, _ in levels], 1)
+        )
+        results = []
+        for i, meta in enumerate(img_metas):
+            image_boxes = clip_bboxes(boxes[i], meta["img_shape"])
+            image_scores = scores[i] if self.use_sigmoid_cls else scores[i][:, :-1]
+            valid = None
+            size = cfg.get("min_bbox_size")
+            if size is not None and size > 0:
+                wh = image_boxes[:, 2:] - image_boxes[:, :2]
+                valid = ((wh[:, 0] > size) & (wh[:, 1] > size))[:, None].expand_as(image_scores)
+            if rescale:
+                factor = torch.as_tensor(
+                    meta["scale_factor"], dtype=image_boxes.dtype, device=image_boxes.device
+                )
+                image_boxes = image_boxes / factor
+            results.append(
+                multiclass_nms(
+                    image_boxes,
+                    image_scores,
+                    cfg["score_thr"],
+                    cfg["nms"],
+                    cfg["max_per_img"],
+                    valid,
+                )  # fmt: skip
+            )
+        return results

@@ -1,0 +1,78 @@
+"""The command-line tools print the project's own errors as one message and exit non-zero;
+the traceback comes only with ``--debug`` or ``MMDET_LIKE_DEBUG=1``."""
+
+import subprocess
+
+import pytest
+
+from mmdet_like.errors import ProjectError
+from tests.engine.cli_utils import PYTHON, ROOT, env, write_config
+
+
+def _run(tool, *args, debug_env=False):
+    environ = env()
+    environ.pop("MMDET_LIKE_DEBUG", None)
+    if debug_env:
+        environ["MMDET_LIKE_DEBUG"] = "1"
+    return subprocess.run(
+        [PYTHON, str(ROOT / "tools" / tool), *args],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def misspelt_config(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cfg") / "misspelt.py"
+    path.write_text(
+        f'_base_ = ["{ROOT}/configs/mask_rcnn_r50_fpn_1x.py"]\n'
+        'model = dict(type="MaskRCN", pretrained=None)\n'
+    )
+    return str(path)
+
+
+def test_train_with_a_misspelt_model_type_prints_one_message(misspelt_config, tmp_path):
+    out = _run("train.py", misspelt_config, "--work-dir", str(tmp_path))
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr, out.stderr
+    assert "train.py: error: " in out.stderr
+    assert "Did you mean 'MaskRCNN'" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 2  # the message, and how to see more
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_debug_shows_the_traceback(misspelt_config, tmp_path, how):
+    args = ["--debug"] if how == "flag" else []
+    out = _run("train.py", misspelt_config, "--work-dir", str(tmp_path), *args,
+               debug_env=how == "env")  # fmt: skip
+    assert out.returncode != 0
+    assert "Traceback" in out.stderr and "RegistryError" in out.stderr
+
+
+def test_test_tool_with_a_missing_checkpoint_and_check_dataset_with_a_bad_config(tmp_path):
+    config = write_config(tmp_path / "toy.py", extra="data.update(test=data['val'])\n")
+    out = _run("test.py", config, str(tmp_path / "missing.pth"), "--out", str(tmp_path / "r.pkl"))
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert "missing.pth" in out.stderr
+    bad = tmp_path / "bad.py"
+    bad.write_text("model = dict(\n")
+    out = _run("check_dataset.py", str(bad))
+    assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr
+    assert "bad.py" in out.stderr
+
+
+def test_every_project_error_class_is_a_project_error():
+    from mmdet_like.datasets import DatasetError
+    from mmdet_like.engine import CheckpointError, ConfigError
+    from mmdet_like.engine.runner import DataLoaderWorkerError, NonFiniteLossError
+    from mmdet_like.registry import BuildError, RegistryError
+
+    for cls in (DatasetError, CheckpointError, ConfigError, DataLoaderWorkerError,
+                NonFiniteLossError, BuildError, RegistryError):  # fmt: skip
+        assert issubclass(cls, ProjectError), cls
+    # and still the built-in class callers catch
+    assert issubclass(RegistryError, KeyError) and issubclass(ConfigError, ValueError)

@@ -17,6 +17,7 @@ import pycocotools.mask as mask_utils
 import mmdet_like.models  # noqa: F401 (registers the detectors build_detector looks up)
 from mmdet_like.engine.dist import get_dist_info
 from mmdet_like.engine.hooks.evaluation import multi_process_inference, single_process_inference
+from mmdet_like.structures import DetDataSample, detection_to_per_class
 from mmdet_like.structures.mask import bitmap_to_rle
 
 _PALETTE = (
@@ -102,7 +103,7 @@ def _show_callback(class_names, show, out_dir, score_thr):
     """``on_batch`` callback drawing every image of the batch (window and/or files)."""
 
     def on_batch(data_batch, outputs):
-        for meta, result in zip(data_batch["img_metas"], outputs):
+        for meta, result in zip(_batch_metas(data_batch), outputs):
             meta = _first_aug(meta)
             img = cv2.imread(meta["filename"], cv2.IMREAD_COLOR)
             if img is None:
@@ -143,6 +144,25 @@ def _encode_callback(data_batch, outputs):
     return [encode_mask_results(r) for r in outputs]
 
 
+def _batch_metas(data_batch):
+    if "img_metas" in data_batch:
+        return data_batch["img_metas"]
+    return [s.metainfo for s in data_batch["data_samples"]]
+
+
+def _per_class_callback(model):
+    """``on_batch`` step turning predicted data samples into mmdetection's per-class lists
+    (the results format of ``results.pkl``, the metrics and ``show_result``)."""
+    num_classes = getattr(getattr(model, "module", model), "num_classes", None)
+
+    def on_batch(data_batch, outputs):
+        if not outputs or not isinstance(outputs[0], DetDataSample):
+            return outputs
+        return [detection_to_per_class(o, num_classes) for o in outputs]
+
+    return on_batch
+
+
 def single_gpu_test(model, data_loader, show=False, out_dir=None, show_score_thr=0.3):
     """Results of ``model`` for every image of ``data_loader.dataset``, in order.
 
@@ -155,8 +175,9 @@ def single_gpu_test(model, data_loader, show=False, out_dir=None, show_score_thr
         class_names = getattr(data_loader.dataset, "CLASSES", None)
         draw = _show_callback(class_names, show, out_dir, show_score_thr)
     return single_process_inference(
-        model, data_loader, show_progress=True, on_batch=_pipeline(draw, _encode_callback)
-    )
+        model, data_loader, show_progress=True,
+        on_batch=_pipeline(_per_class_callback(model), draw, _encode_callback),
+    )  # fmt: skip
 
 
 def multi_gpu_test(model, data_loader, tmpdir=None, gpu_collect=False):
@@ -173,7 +194,7 @@ def multi_gpu_test(model, data_loader, tmpdir=None, gpu_collect=False):
         model,
         data_loader,
         show_progress=rank == 0,
-        on_batch=_encode_callback,
+        on_batch=_pipeline(_per_class_callback(model), _encode_callback),
         tmpdir=tmpdir,
         gpu_collect=gpu_collect,
         all_ranks=False,

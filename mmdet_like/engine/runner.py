@@ -36,6 +36,7 @@ from mmdet_like.engine.log_buffer import LogBuffer
 from mmdet_like.engine.logging import get_logger
 from mmdet_like.errors import ProjectError
 from mmdet_like.registry import HOOKS, RUNNERS, build_from_cfg
+from mmdet_like.structures.instance_data import DetDataSample, InstanceData
 
 
 class NonFiniteLossError(ProjectError, RuntimeError):
@@ -95,13 +96,16 @@ def parse_losses(losses):
 
 
 def move_to_device(data, device):
-    """``data`` (tensors in dicts / lists / tuples) with every tensor on ``device``."""
+    """``data`` (tensors in dicts / lists / tuples, data samples) with every tensor on
+    ``device``."""
     if isinstance(data, torch.Tensor):
         return data.to(device, non_blocking=True)
     if isinstance(data, dict):
         return type(data)((k, move_to_device(v, device)) for k, v in data.items())
     if isinstance(data, list | tuple):
         return type(data)(move_to_device(v, device) for v in data)
+    if isinstance(data, DetDataSample | InstanceData):
+        return data.to(device)
     return data
 
 

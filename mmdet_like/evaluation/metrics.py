@@ -20,10 +20,19 @@ from mmdet_like.evaluation.coco_metric import evaluate_coco
 from mmdet_like.evaluation.recall import eval_recalls, print_recall_summary
 from mmdet_like.evaluation.voc_metric import evaluate_voc
 from mmdet_like.registry import METRICS, build_from_cfg
+from mmdet_like.structures import DetDataSample, detection_to_per_class
 
 
 class EvaluationError(ProjectError, ValueError):
     """A metric that cannot be built or cannot run on the ground truth it was given."""
+
+
+def as_per_class_results(results, num_classes):
+    """Predicted data samples (``pred_instances``) -> mmdetection's per-class lists, which
+    the metric functions read; other results are returned as they are."""
+    if len(results) and isinstance(results[0], DetDataSample):
+        return [detection_to_per_class(r, num_classes) for r in results]
+    return results
 
 
 class BaseMetric:
@@ -48,6 +57,7 @@ class BaseMetric:
         raise NotImplementedError
 
     def __call__(self, results, ground_truth, logger=None):
+        results = as_per_class_results(results, len(ground_truth.class_names))
         if len(results) != len(ground_truth):
             raise EvaluationError(
                 f"{type(self).__name__}: {len(results)} results for {len(ground_truth)} images "
@@ -106,6 +116,9 @@ class VOCMetric(BaseMetric):
         self.ap_mode = ap_mode
 
     def compute(self, results, ground_truth, logger=None):
+        results = [
+            r[0] if isinstance(r, tuple) else r for r in results
+        ]  # the boxes of (boxes, masks)
         return evaluate_voc(
             results, ground_truth.annotations(), ground_truth.class_names, self.iou_thrs,
             self.ap_mode, logger,

@@ -17,7 +17,11 @@ from mmdet_like.structures.bbox import (
 )
 from mmdet_like.structures.ground_truth import DatasetGroundTruth
 from mmdet_like.structures.instance_data import DetDataSample, InstanceData
-from mmdet_like.structures.instances import DetectionResult, detection_to_per_class
+from mmdet_like.structures.instances import (
+    DetectionResult,
+    detection_to_instances,
+    detection_to_per_class,
+)
 from mmdet_like.structures.mask import (
     BitmapMasks,
     PolygonMasks,
@@ -32,6 +36,7 @@ __all__ = [
     "InstanceData",
     "DatasetGroundTruth",
     "DetectionResult",
+    "detection_to_instances",
     "detection_to_per_class",
     "BitmapMasks",
     "PolygonMasks",

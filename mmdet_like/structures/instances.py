@@ -33,13 +33,17 @@ class DetectionResult:
 
 
 def detection_to_per_class(result, num_classes):
-    """mmdetection v1 result format of one image.
+    """mmdetection v1 result format of one image: the one conversion from typed results
+    (a :class:`DetectionResult`, an ``InstanceData`` of predictions with ``bboxes``,
+    ``scores``, ``labels`` [, ``masks``], or a ``DetDataSample`` holding one as
+    ``pred_instances``) to per-class lists.
 
     Returns:
         ``bbox_results``: list of ``num_classes`` float32 (n_c, 5) arrays
         ``[x1, y1, x2, y2, score]``; with masks, the tuple ``(bbox_results, segm_results)``,
         ``segm_results`` a list over classes of lists of (H, W) bool arrays.
     """
+    result = _as_detection_result(result)
     labels = result.labels.detach().long().cpu()
     order = torch.argsort(labels, stable=True)
     counts = torch.bincount(labels, minlength=num_classes)[:num_classes].tolist()
@@ -52,3 +56,26 @@ def detection_to_per_class(result, num_classes):
     masks = result.masks.detach().cpu()[order].numpy().astype(bool)
     segm_results = [list(part) for part in np.split(masks, splits)]
     return bbox_results, segm_results
+
+
+def _as_detection_result(result):
+    if isinstance(result, DetectionResult):
+        return result
+    pred = getattr(result, "pred_instances", result)  # a DetDataSample, or its instances
+    if pred is None or "bboxes" not in pred:
+        raise ValueError(
+            f"detection_to_per_class: {type(result).__name__} holds no predictions (needs "
+            "pred_instances with bboxes, scores and labels)"
+        )
+    return DetectionResult(pred.bboxes, pred.scores, pred.labels, pred.get("masks"))
+
+
+def detection_to_instances(result):
+    """A :class:`DetectionResult` as prediction ``InstanceData`` (``bboxes``, ``scores``,
+    ``labels`` and, with a mask head, ``masks``)."""
+    from mmdet_like.structures.instance_data import InstanceData
+
+    pred = InstanceData(bboxes=result.boxes, scores=result.scores, labels=result.labels)
+    if result.masks is not None:
+        pred.masks = result.masks
+    return pred

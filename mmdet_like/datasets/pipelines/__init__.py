@@ -13,6 +13,7 @@ from mmdet_like.datasets.pipelines.formatting import (
     Collect,
     DefaultFormatBundle,
     ImageToTensor,
+    PackDetInputs,
     image_to_tensor,
     to_tensor,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "DefaultFormatBundle",
     "Expand",
     "ImageToTensor",
+    "PackDetInputs",
     "LoadAnnotations",
     "LoadImageFromFile",
     "LoadProposals",

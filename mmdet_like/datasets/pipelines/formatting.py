@@ -110,3 +110,60 @@ class Collect:
 
     def __repr__(self):
         return f"Collect(keys={self.keys}, meta_keys={self.meta_keys})"
+
+
+@PIPELINES.register()
+class PackDetInputs:
+    """The last step of a pipeline that gives the model one :class:`DetDataSample` per image.
+
+    ``img`` becomes a (3, H, W) float32 tensor; ``meta_keys`` go to the sample's
+    ``metainfo``; ``gt_bboxes`` / ``gt_labels`` / ``gt_masks`` to ``gt_instances``
+    (``bboxes``, ``labels``, ``masks``), ``gt_bboxes_ignore`` to ``ignored_instances``
+    (``bboxes``), ``proposals`` to ``proposals`` (``bboxes`` and, with 5 columns,
+    ``scores``). Fields the results lack are left out.
+
+    Returns:
+        ``dict(img=(3, H, W) tensor, data_samples=DetDataSample)``: the detectors' data-sample
+        contract (``model(img=..., data_samples=[...])``).
+    """
+
+    def __init__(self, meta_keys=DEFAULT_META_KEYS):
+        self.meta_keys = tuple(meta_keys)
+        self._bundle = DefaultFormatBundle()
+
+    def __call__(self, results):
+        from mmdet_like.structures import DetDataSample, InstanceData
+
+        results = self._bundle(results)
+        if "img" not in results:
+            raise KeyError("PackDetInputs: results have no 'img'; load an image first")
+        missing = [k for k in self.meta_keys if k not in results]
+        if missing:
+            raise KeyError(
+                f"PackDetInputs: results have no {missing} (have {sorted(results)}). Fix: add "
+                "the transform that sets them or drop them from meta_keys."
+            )
+        gt = InstanceData()
+        if "gt_bboxes" in results:
+            gt.bboxes = results["gt_bboxes"]
+        if "gt_labels" in results:
+            gt.labels = results["gt_labels"]
+        if "gt_masks" in results:
+            gt.masks = results["gt_masks"]
+        ignored = InstanceData()
+        if "gt_bboxes_ignore" in results:
+            ignored.bboxes = results["gt_bboxes_ignore"]
+        proposals = None
+        if "proposals" in results:
+            boxes = results["proposals"].reshape(-1, results["proposals"].shape[-1])
+            proposals = InstanceData(bboxes=boxes[:, :4])
+            if boxes.shape[1] == 5:
+                proposals.scores = boxes[:, 4]
+        sample = DetDataSample(
+            metainfo={k: results[k] for k in self.meta_keys}, gt_instances=gt,
+            ignored_instances=ignored, proposals=proposals,
+        )  # fmt: skip
+        return {"img": results["img"], "data_samples": sample}
+
+    def __repr__(self):
+        return f"PackDetInputs(meta_keys={self.meta_keys})"

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmdet_like.structures.instances import detection_to_instances
+
 
 def pad_images(img, size_divisor=32):
     """(N, 3, H, W) tensor or list of (3, H_i, W_i) -> (N, 3, H', W') padded bottom/right,
@@ -40,6 +42,30 @@ def pad_images(img, size_divisor=32):
     return batch
 
 
+def samples_to_train_kwargs(data_samples):
+    """Data samples -> the per-image lists of ``forward_train``: ``img_metas``,
+    ``gt_bboxes``, ``gt_labels`` and, where every sample has them, ``gt_masks``,
+    ``gt_bboxes_ignore`` (an empty (0, 4) for a sample without) and ``proposals``."""
+    kwargs = dict(
+        img_metas=[s.metainfo for s in data_samples],
+        gt_bboxes=[s.gt_instances.bboxes for s in data_samples],
+        gt_labels=[s.gt_instances.labels for s in data_samples],
+    )
+    if all("masks" in s.gt_instances for s in data_samples):
+        kwargs["gt_masks"] = [s.gt_instances.masks for s in data_samples]
+    if any("bboxes" in s.ignored_instances for s in data_samples):
+        kwargs["gt_bboxes_ignore"] = [
+            s.ignored_instances.get("bboxes", s.gt_instances.bboxes.new_zeros((0, 4)))
+            for s in data_samples
+        ]
+    if all(s.proposals is not None for s in data_samples):
+        kwargs["proposals"] = [
+            torch.cat([p.bboxes, p.scores[:, None]], 1) if "scores" in p else p.bboxes
+            for p in (s.proposals for s in data_samples)
+        ]
+    return kwargs
+
+
 def _single_aug(value):
     """Unwrap per-image lists of one augmentation (``MultiScaleFlipAug`` output)."""
     if not isinstance(value, (list, tuple)) or not value:
@@ -62,10 +88,53 @@ class BaseDetector(nn.Module):
 
     size_divisor = 32
 
-    def forward(self, img, img_metas, return_loss=True, **kwargs):
+    def forward(self, img, img_metas=None, return_loss=True, data_samples=None, **kwargs):
+        """``data_samples`` (one :class:`DetDataSample` per image, from ``PackDetInputs``)
+        replace ``img_metas`` and the ``gt_*`` / ``proposals`` lists: training returns the
+        losses, inference the samples with ``pred_instances`` set (:meth:`predict`)."""
+        if data_samples is not None:
+            if data_samples and isinstance(data_samples[0], (list, tuple)):  # MultiScaleFlipAug
+                if any(len(augs) != 1 for augs in data_samples):
+                    raise ValueError(
+                        f"{type(self).__name__}: test-time augmentation with several "
+                        "augmentations per image takes img_metas (Collect), not data samples "
+                        "(PackDetInputs) yet"
+                    )
+                data_samples = [augs[0] for augs in data_samples]
+            given = sorted(k for k in kwargs if k.startswith("gt_") or k == "proposals")
+            if img_metas is not None or given:
+                raise ValueError(
+                    f"{type(self).__name__}: give data_samples or img_metas/gt_* lists, not "
+                    f"both (got data_samples and {['img_metas'] if img_metas else []}{given})"
+                )
+            if return_loss:
+                batch = pad_images(img, self.size_divisor)
+                return self.forward_train(batch, **samples_to_train_kwargs(data_samples))
+            return self.predict(img, data_samples, rescale=kwargs.get("rescale", False))
+        if img_metas is None:
+            raise ValueError(f"{type(self).__name__}: forward needs img_metas or data_samples")
         if return_loss:
             return self.forward_train(pad_images(img, self.size_divisor), img_metas, **kwargs)
         return self.forward_test(img, img_metas, **kwargs)
+
+    @torch.no_grad()
+    def predict(self, img, data_samples, rescale=False):
+        """Inference on a batch of one augmentation per image: ``data_samples`` with
+        ``pred_instances`` (``bboxes`` (n, 4), ``scores``, ``labels`` [, ``masks`` (n, H, W)
+        bool]) set, in the original image when ``rescale``."""
+        if not hasattr(self, "simple_test_instances"):
+            raise ValueError(f"{type(self).__name__} has no typed results (simple_test_instances)")
+        batch = pad_images(_single_aug(img), self.size_divisor)
+        metas = [s.metainfo for s in data_samples]
+        if batch.size(0) != len(metas):
+            raise ValueError(f"{batch.size(0)} images but {len(metas)} data_samples")
+        extra = {}
+        if any(s.proposals is not None for s in data_samples):
+            extra["proposals"] = [s.proposals.bboxes for s in data_samples]
+        results = self.simple_test_instances(batch, metas, rescale=rescale, **extra)
+        for sample, result in zip(data_samples, results):
+            sample.pred_instances = detection_to_instances(result)
+        return list(data_samples)
 
     def forward_test(self, img, img_metas, rescale=False, **kwargs):
         """Inference on one batch: list of N per-image results."""

@@ -1,0 +1,108 @@
+"""The data-sample contract: ``PackDetInputs`` gives one ``DetDataSample`` per image, the
+detectors train on ``model(img=..., data_samples=[...])`` exactly as on the per-image lists,
+and predict ``pred_instances``; the per-class lists are made at the edges."""
+
+import numpy as np
+import pytest
+import torch
+
+from mmdet_like.datasets import collate
+from mmdet_like.datasets.pipelines import Collect, DefaultFormatBundle, PackDetInputs
+from mmdet_like.evaluation import build_evaluator
+from mmdet_like.structures import (
+    BitmapMasks,
+    DatasetGroundTruth,
+    DetDataSample,
+    InstanceData,
+    detection_to_per_class,
+)
+from tests.models.test_detectors import meta, tiny_model
+
+META_KEYS = ("ori_shape", "img_shape", "pad_shape", "scale_factor", "flip")
+
+
+def results_dict(seed=0):
+    rng = np.random.default_rng(seed)
+    masks = np.zeros((2, 64, 96), np.uint8)
+    masks[0, 10:40, 10:50] = 1
+    masks[1, 5:60, 60:90] = 1
+    return dict(
+        img=rng.random((64, 96, 3)).astype(np.float32),
+        gt_bboxes=np.array([[10, 10, 50, 40], [60, 5, 90, 60]], np.float32),
+        gt_labels=np.array([0, 2]),
+        gt_bboxes_ignore=np.array([[0, 0, 5, 5]], np.float32),
+        gt_masks=BitmapMasks(masks, 64, 96),
+        **meta(64, 96),
+    )
+
+
+def test_pack_det_inputs_holds_what_collect_gives():
+    legacy = Collect(("img", "gt_bboxes", "gt_labels", "gt_bboxes_ignore", "gt_masks"),
+                     META_KEYS)(DefaultFormatBundle()(results_dict()))  # fmt: skip
+    packed = PackDetInputs(META_KEYS)(results_dict())
+    assert set(packed) == {"img", "data_samples"}
+    sample = packed["data_samples"]
+    assert torch.equal(packed["img"], legacy["img"])
+    assert torch.equal(sample.gt_instances.bboxes, legacy["gt_bboxes"])
+    assert torch.equal(sample.gt_instances.labels, legacy["gt_labels"])
+    assert torch.equal(sample.ignored_instances.bboxes, legacy["gt_bboxes_ignore"])
+    assert np.array_equal(sample.gt_instances.masks.masks, legacy["gt_masks"].masks)
+    assert sample.metainfo.keys() == legacy["img_metas"].keys()
+    batch = collate([packed, PackDetInputs(META_KEYS)(results_dict(1))])
+    assert batch["img"].shape == (2, 3, 64, 96) and len(batch["data_samples"]) == 2
+
+
+def samples_and_lists():
+    packed = [PackDetInputs(META_KEYS)(results_dict(s)) for s in (0, 1)]
+    samples = [p["data_samples"] for p in packed]
+    img = torch.stack([p["img"] for p in packed])
+    lists = dict(
+        img_metas=[s.metainfo for s in samples],
+        gt_bboxes=[s.gt_instances.bboxes for s in samples],
+        gt_labels=[s.gt_instances.labels for s in samples],
+        gt_bboxes_ignore=[s.ignored_instances.bboxes for s in samples],
+        gt_masks=[s.gt_instances.masks for s in samples],
+    )
+    return img, samples, lists
+
+
+def test_training_on_data_samples_equals_training_on_lists():
+    img, samples, lists = samples_and_lists()
+    model = tiny_model()
+    torch.manual_seed(3)
+    from_lists = model(img=img, **lists)
+    torch.manual_seed(3)
+    from_samples = model(img=img, data_samples=samples)
+    assert set(from_samples) == set(from_lists)
+    for key, value in from_lists.items():
+        assert torch.equal(from_samples[key], value), key
+
+
+def test_predict_sets_pred_instances_and_the_edges_convert_them():
+    img, samples, lists = samples_and_lists()
+    model = tiny_model().eval()
+    typed = model.simple_test_instances(img, lists["img_metas"], rescale=True)
+    out = model(img=img, data_samples=samples, return_loss=False, rescale=True)
+    assert out is not None and all(isinstance(s, DetDataSample) for s in out)
+    for sample, result in zip(out, typed):
+        pred = sample.pred_instances
+        assert isinstance(pred, InstanceData) and len(pred) == len(result)
+        assert torch.equal(pred.bboxes, result.boxes) and torch.equal(pred.masks, result.masks)
+    legacy = model(img=img, img_metas=lists["img_metas"], return_loss=False, rescale=True)
+    for sample, per_class in zip(out, legacy):
+        converted = detection_to_per_class(sample, model.num_classes)
+        for a, b in zip(converted[0], per_class[0]):
+            np.testing.assert_array_equal(a, b)
+    # the metrics read predicted samples as they read per-class lists
+    anns = [dict(bboxes=s.gt_instances.bboxes.numpy(), labels=s.gt_instances.labels.numpy(),
+                 bboxes_ignore=np.zeros((0, 4), np.float32)) for s in samples]  # fmt: skip
+    gt = DatasetGroundTruth(img_ids=[0, 1], class_names=("a", "b", "c"),
+                            get_ann_info=lambda i: anns[i])  # fmt: skip
+    evaluator = build_evaluator("mAP")
+    assert evaluator(out, gt, "silent") == evaluator([r[0] for r in legacy], gt, "silent")
+
+
+def test_data_samples_and_lists_together_are_refused():
+    img, samples, lists = samples_and_lists()
+    with pytest.raises(ValueError, match="give data_samples or img_metas/gt_\\* lists, not both"):
+        tiny_model()(img=img, data_samples=samples, gt_bboxes=lists["gt_bboxes"])

@@ -20,12 +20,11 @@ import os
 import platform
 import subprocess
 import sys
-import time
 
 import torch
 import torchvision
 
-from mmdet_like.benchmarking import sync, write_section
+from mmdet_like.benchmarking import time_calls, write_section
 from mmdet_like.errors import run_tool
 from mmdet_like.ops import nms, roi_align
 
@@ -33,16 +32,8 @@ IMAGE_HEIGHT, IMAGE_WIDTH = 800, 1216
 
 
 def best_time(fn, device, repeat, warmup=1):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        sync(device)
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return min(times)
+    """The fastest of ``repeat`` timed calls after ``warmup`` untimed ones (seconds)."""
+    return min(time_calls(fn, device, repeat, warmup))
 
 
 def make_rois(num, generator, device):

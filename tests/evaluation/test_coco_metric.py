@@ -147,15 +147,21 @@ def test_classwise_table_and_iou_thrs(coco_case, capsys):
     assert out["bbox_mAP"] == out["bbox_mAP_50"]
 
 
-def test_proposal_metrics(coco_case):
-    gt_file, det_file, root = coco_case
-    dets = json.loads(det_file.read_text())
-    ds = CocoDataset(str(gt_file), pipeline=[], img_prefix=str(root / "imgs"), test_mode=True)
+def _proposals(ds, dets):
+    """The detections of each image of ``ds`` as one (n, 5) proposal array."""
     props = []
     for img_id in ds.img_ids.tolist():
         rows = [[*d["bbox"][:2], d["bbox"][0] + d["bbox"][2], d["bbox"][1] + d["bbox"][3],
                  d["score"]] for d in dets if d["image_id"] == img_id]  # fmt: skip
         props.append(np.array(rows, dtype=np.float32).reshape(-1, 5))
+    return props
+
+
+def test_proposal_metrics(coco_case):
+    gt_file, det_file, root = coco_case
+    dets = json.loads(det_file.read_text())
+    ds = CocoDataset(str(gt_file), pipeline=[], img_prefix=str(root / "imgs"), test_mode=True)
+    props = _proposals(ds, dets)
     out = ds.evaluate(props, metric=["proposal", "proposal_fast"], proposal_nums=(1, 5, 100),
                       logger="silent")  # fmt: skip
     assert set(out) == {"AR@1", "AR@5", "AR@100", "AR_s@100", "AR_m@100", "AR_l@100"}
@@ -263,11 +269,7 @@ def test_proposal_metric_with_any_number_of_proposal_nums(coco_case, nums):
     gt_file, det_file, root = coco_case
     dets = json.loads(det_file.read_text())
     ds = CocoDataset(str(gt_file), pipeline=[], img_prefix=str(root / "imgs"), test_mode=True)
-    props = []
-    for img_id in ds.img_ids.tolist():
-        rows = [[*d["bbox"][:2], d["bbox"][0] + d["bbox"][2], d["bbox"][1] + d["bbox"][3],
-                 d["score"]] for d in dets if d["image_id"] == img_id]  # fmt: skip
-        props.append(np.array(rows, dtype=np.float32).reshape(-1, 5))
+    props = _proposals(ds, dets)
     out = ds.evaluate(props, metric="proposal", proposal_nums=nums, logger="silent")
     assert set(out) == {f"AR@{n}" for n in nums} | {f"AR_{s}@{nums[-1]}" for s in "sml"}
     with contextlib.redirect_stdout(io.StringIO()):

@@ -58,8 +58,7 @@ def eval_hook_args(cfg, dataset):
     hook_args = {k: options.pop(k) for k in EVAL_HOOK_KEYS if k in options}
     if not hasattr(dataset, "ground_truth"):
         return dict(hook_args, **options)
-    default_metric = "bbox" if getattr(dataset, "cat_ids", None) is not None else "mAP"
-    metric = options.pop("metric", default_metric)
+    metric = options.pop("metric", None) or dataset.DEFAULT_METRIC
     return dict(hook_args, evaluator=build_evaluator(metric, **options))
 
 

@@ -36,6 +36,8 @@ class CocoDataset(CustomDataset):
     (``cat2label``) and back (``label2cat``). Crowd annotations become ignore regions.
     """
 
+    DEFAULT_METRIC = "bbox"
+
     CLASSES = None
 
     def load_annotations(self, ann_file):
@@ -247,7 +249,7 @@ class CocoDataset(CustomDataset):
     def evaluate(
         self,
         results,
-        metric="bbox",
+        metric=None,
         logger=None,
         jsonfile_prefix=None,
         classwise=False,
@@ -260,7 +262,7 @@ class CocoDataset(CustomDataset):
         from mmdet_like.evaluation import CocoMetric
 
         metric = CocoMetric(
-            metric, classwise=classwise, proposal_nums=proposal_nums, iou_thrs=iou_thrs,
-            jsonfile_prefix=jsonfile_prefix, backend=backend,
+            metric or self.DEFAULT_METRIC, classwise=classwise, proposal_nums=proposal_nums,
+            iou_thrs=iou_thrs, jsonfile_prefix=jsonfile_prefix, backend=backend,
         )  # fmt: skip
         return metric(results, self.ground_truth(), logger)

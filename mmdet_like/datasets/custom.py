@@ -91,6 +91,7 @@ class CustomDataset(Dataset):
     """
 
     CLASSES = None
+    DEFAULT_METRIC = "mAP"  # what evaluation computes when the config names no metric
 
     def __init__(
         self,
@@ -394,7 +395,7 @@ class CustomDataset(Dataset):
     def evaluate(
         self,
         results,
-        metric="mAP",
+        metric=None,
         iou_thrs=(0.5,),
         proposal_nums=(100, 300, 1000),
         ap_mode="area",
@@ -414,10 +415,8 @@ class CustomDataset(Dataset):
         """
         from mmdet_like.evaluation import build_evaluator
 
-        options = dict(iou_thrs=iou_thrs, proposal_nums=proposal_nums, ap_mode=ap_mode)
-        evaluator = build_evaluator(metric)
-        for m in evaluator.metrics:  # each metric takes the options it has
-            for key, value in options.items():
-                if hasattr(m, key):
-                    setattr(m, key, value)
+        evaluator = build_evaluator(
+            metric or self.DEFAULT_METRIC, strict=False, iou_thrs=iou_thrs,
+            proposal_nums=proposal_nums, ap_mode=ap_mode,
+        )  # fmt: skip
         return evaluator(results, self.ground_truth(), logger)

@@ -12,6 +12,7 @@ A new metric is one class: subclass :class:`BaseMetric`, set ``names``, implemen
 ``compute``, register it with ``@METRICS.register()``.
 """
 
+import abc
 import inspect
 
 from mmdet_like.errors import ProjectError
@@ -35,7 +36,7 @@ def as_per_class_results(results, num_classes):
     return results
 
 
-class BaseMetric:
+class BaseMetric(abc.ABC):
     """A metric: ``compute(results, ground_truth, logger) -> dict of floats``.
 
     ``names`` are the metric names (``evaluation=dict(metric=...)``) this class answers to.
@@ -53,8 +54,9 @@ class BaseMetric:
                 f"{list(self.names)}"
             )
 
+    @abc.abstractmethod
     def compute(self, results, ground_truth, logger=None):
-        raise NotImplementedError
+        """The metric's floats of ``results`` (per-class lists) against ``ground_truth``."""
 
     def __call__(self, results, ground_truth, logger=None):
         results = as_per_class_results(results, len(ground_truth.class_names))
@@ -181,11 +183,12 @@ def _accepted(cls, options):
     return {k: v for k, v in options.items() if k in params and k != "metric"}
 
 
-def build_evaluator(metric, **options):
+def build_evaluator(metric, strict=True, **options):
     """An :class:`Evaluator` for ``metric``: a name, a ``dict(type=...)`` or a list of
     them. Names that one class computes are grouped into one object of it; ``options``
     (e.g. ``classwise``, ``iou_thrs``, ``proposal_nums``) go to each class that takes them,
-    and an option no metric takes is an error."""
+    and an option no metric takes is an error (``strict=False``: dropped, for callers that
+    pass one fixed set of options whatever the metric, as ``dataset.evaluate`` does)."""
     entries = [metric] if isinstance(metric, (str, dict)) else list(metric)
     grouped, built = {}, []
     for entry in entries:
@@ -198,7 +201,7 @@ def build_evaluator(metric, **options):
         kwargs = _accepted(cls, options)
         used.update(kwargs)
         built.append(cls(metric=names, **kwargs))
-    unused = sorted(set(options) - used) if grouped else []
+    unused = sorted(set(options) - used) if grouped and strict else []
     if unused:
         raise EvaluationError(
             f"evaluation: option(s) {unused} are not taken by the metric(s) "

@@ -3,7 +3,7 @@ COCO annotation file where there is one. Datasets build it (``dataset.ground_tru
 metrics take it, so they never depend on a dataset class."""
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -27,10 +27,13 @@ class DatasetGroundTruth:
     cat_ids: list | None = None
     coco: Any = None
     source: str = "the dataset"
+    _annotations: list | None = field(default=None, init=False, repr=False, compare=False)
 
     def __len__(self):
         return len(self.img_ids)
 
     def annotations(self):
-        """Every image's annotation dict, in result order."""
-        return [self.get_ann_info(i) for i in range(len(self))]
+        """Every image's annotation dict, in result order (read once, for every metric)."""
+        if self._annotations is None:
+            self._annotations = [self.get_ann_info(i) for i in range(len(self))]
+        return self._annotations

@@ -203,29 +203,13 @@ class RPNHead(AnchorHead):
         settings).
         """
         cfg = dict(self.test_cfg, **(cfg or {}))
-        anchors_per_level = self.anchor_generator.grid_priors(
-            [tuple(x.shape[-2:]) for x in cls_scores],
-            dtype=cls_scores[0].dtype,
-            device=cls_scores[0].device,
-        )
         scores, deltas, anchors, levels = [], [], [], []
-        for level, (cls, reg, level_anchors) in enumerate(
-            zip(cls_scores, bbox_preds, anchors_per_level)
-        ):
-            level_scores = flatten_levels([cls], 1).squeeze(-1).sigmoid()  # (N, K_l)
-            level_deltas = flatten_levels([reg], 4)  # (N, K_l, 4)
-            num_pre = level_scores.size(1)
-            if cfg["nms_pre"] and 0 < cfg["nms_pre"] < num_pre:
-                num_pre = cfg["nms_pre"]
-                level_scores, top = level_scores.topk(num_pre, dim=1)
-                level_deltas = level_deltas.gather(1, top[..., None].expand(-1, -1, 4))
-                level_anchors = level_anchors[top]  # (N, nms_pre, 4)
-            else:
-                level_anchors = level_anchors[None].expand(level_scores.size(0), -1, -1)
-            scores.append(level_scores)
+        candidates = self._level_candidates(cls_scores, bbox_preds, cfg["nms_pre"])
+        for level, (level_scores, level_deltas, level_anchors) in enumerate(candidates):
+            scores.append(level_scores[..., 0])  # (N, k_l): the one objectness score
             deltas.append(level_deltas)
             anchors.append(level_anchors)
-            levels.append(torch.full((num_pre,), level, device=level_scores.device))
+            levels.append(torch.full((level_scores.size(1),), level, device=level_scores.device))
         scores, levels = torch.cat(scores, 1), torch.cat(levels)
         boxes = self.bbox_coder.decode(torch.cat(anchors, 1), torch.cat(deltas, 1))
         return [

@@ -21,7 +21,10 @@ class BaseRoIHead(torch.nn.Module):
     """What every RoI head has: an optional shared head, a box branch and an optional mask
     branch, each built by a method a subclass may override, and the assigners and samplers
     of ``train_cfg`` (``train_cfg.rcnn``, a dict, or a list of dicts, one per stage, for
-    multi-stage heads: then ``self.assigner`` / ``self.sampler`` are lists too).
+    multi-stage heads: then ``self.assigner`` / ``self.sampler`` are lists too). A subclass
+    adds ``forward_train(x, img_metas, proposal_list, gt_bboxes, gt_labels,
+    gt_bboxes_ignore=None, gt_masks=None)`` and ``simple_test(x, proposal_list, img_metas,
+    rescale=False)``.
 
     Args:
         bbox_roi_extractor, bbox_head: configs (``ROI_EXTRACTORS``, ``HEADS``).
@@ -111,13 +114,6 @@ class BaseRoIHead(torch.nn.Module):
         self.bbox_head.init_weights()
         if self.with_mask:
             self.mask_head.init_weights()
-
-    def forward_train(self, x, img_metas, proposal_list, gt_bboxes, gt_labels,
-                      gt_bboxes_ignore=None, gt_masks=None):  # fmt: skip
-        raise NotImplementedError
-
-    def simple_test(self, x, proposal_list, img_metas, rescale=False):
-        raise NotImplementedError
 
 
 @HEADS.register()

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmdet_like.registry import BACKBONES, NECKS, build_from_cfg
 from mmdet_like.structures.instances import detection_to_instances
 
 
@@ -87,6 +88,25 @@ class BaseDetector(nn.Module):
     ``forward_train`` and ``simple_test``."""
 
     size_divisor = 32
+
+    def _init_backbone_neck(self, backbone, neck=None, pretrained=None):
+        """The backbone (``pretrained`` kept for :meth:`init_backbone_neck`, never loaded at
+        build time) and the optional neck, from their configs."""
+        self.backbone = build_from_cfg(backbone, BACKBONES)
+        if pretrained is not None:
+            self.backbone.pretrained = pretrained
+        self.neck = None if neck is None else build_from_cfg(neck, NECKS)
+
+    def init_backbone_neck(self):
+        """Backbone weights (loading ``pretrained``), then the neck's initialisation."""
+        self.backbone.init_weights()
+        if self.neck is not None:
+            self.neck.init_weights()
+
+    def extract_feat(self, img):
+        """(N, 3, H, W) -> tuple of pyramid features (the neck's, else the backbone's)."""
+        x = self.backbone(img)
+        return self.neck(x) if self.neck is not None else x
 
     def forward(self, img, img_metas=None, return_loss=True, data_samples=None, **kwargs):
         """``data_samples`` (one :class:`DetDataSample` per image, from ``PackDetInputs``)

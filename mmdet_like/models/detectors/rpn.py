@@ -4,7 +4,7 @@ import torch
 
 from mmdet_like.models.detectors.base import BaseDetector, pad_images
 from mmdet_like.ops import nms
-from mmdet_like.registry import BACKBONES, DETECTORS, HEADS, NECKS, build_from_cfg
+from mmdet_like.registry import DETECTORS, HEADS, build_from_cfg
 from mmdet_like.structures.bbox import bbox_mapping_back
 
 
@@ -21,10 +21,7 @@ class RPN(BaseDetector):
         self, backbone, rpn_head, neck=None, train_cfg=None, test_cfg=None, pretrained=None
     ):
         super().__init__()
-        self.backbone = build_from_cfg(backbone, BACKBONES)
-        if pretrained is not None:
-            self.backbone.pretrained = pretrained
-        self.neck = None if neck is None else build_from_cfg(neck, NECKS)
+        self._init_backbone_neck(backbone, neck, pretrained)
         self.train_cfg, self.test_cfg = train_cfg, test_cfg
         rpn_train = None if train_cfg is None else train_cfg.get("rpn")
         rpn_test = None if test_cfg is None else test_cfg.get("rpn")
@@ -34,14 +31,8 @@ class RPN(BaseDetector):
 
     def init_weights(self):
         """Backbone weights (loading ``pretrained``), then the heads' initialisation."""
-        self.backbone.init_weights()
-        if self.neck is not None:
-            self.neck.init_weights()
+        self.init_backbone_neck()
         self.rpn_head.init_weights()
-
-    def extract_feat(self, img):
-        x = self.backbone(img)
-        return self.neck(x) if self.neck is not None else x
 
     def forward_train(self, img, img_metas, gt_bboxes, gt_bboxes_ignore=None, **kwargs):
         """Unused keys (``gt_labels``, ``gt_masks``) are accepted and ignored."""

@@ -3,7 +3,7 @@
 import torch
 
 from mmdet_like.models.detectors.base import BaseDetector
-from mmdet_like.registry import BACKBONES, DETECTORS, HEADS, NECKS, build_from_cfg
+from mmdet_like.registry import DETECTORS, HEADS, build_from_cfg
 from mmdet_like.structures.instances import DetectionResult, detection_to_per_class
 
 
@@ -28,10 +28,7 @@ class SingleStageDetector(BaseDetector):
         self, backbone, bbox_head, neck=None, train_cfg=None, test_cfg=None, pretrained=None
     ):
         super().__init__()
-        self.backbone = build_from_cfg(backbone, BACKBONES)
-        if pretrained is not None:
-            self.backbone.pretrained = pretrained
-        self.neck = None if neck is None else build_from_cfg(neck, NECKS)
+        self._init_backbone_neck(backbone, neck, pretrained)
         self.train_cfg = None if train_cfg is None else dict(train_cfg)
         self.test_cfg = None if test_cfg is None else dict(test_cfg)
         self.bbox_head = build_from_cfg(
@@ -41,15 +38,8 @@ class SingleStageDetector(BaseDetector):
 
     def init_weights(self):
         """Backbone weights (loading ``pretrained``), then the neck's and head's."""
-        self.backbone.init_weights()
-        if self.neck is not None:
-            self.neck.init_weights()
+        self.init_backbone_neck()
         self.bbox_head.init_weights()
-
-    def extract_feat(self, img):
-        """(N, 3, H, W) -> tuple of pyramid features."""
-        x = self.backbone(img)
-        return self.neck(x) if self.neck is not None else x
 
     def forward_train(self, img, img_metas, gt_bboxes, gt_labels, gt_bboxes_ignore=None, **kwargs):
         """The head's losses. Keys a box detector does not use (``gt_masks``) are ignored."""

@@ -3,7 +3,7 @@
 import torch
 
 from mmdet_like.models.detectors.base import BaseDetector, pad_images
-from mmdet_like.registry import BACKBONES, DETECTORS, HEADS, NECKS, build_from_cfg
+from mmdet_like.registry import DETECTORS, HEADS, build_from_cfg
 from mmdet_like.structures.instances import detection_to_per_class
 
 
@@ -31,10 +31,7 @@ class TwoStageDetector(BaseDetector):
         pretrained=None,
     ):
         super().__init__()
-        self.backbone = build_from_cfg(backbone, BACKBONES)
-        if pretrained is not None:
-            self.backbone.pretrained = pretrained
-        self.neck = None if neck is None else build_from_cfg(neck, NECKS)
+        self._init_backbone_neck(backbone, neck, pretrained)
         self.train_cfg = dict(train_cfg or {})
         self.test_cfg = dict(test_cfg or {})
         self.rpn_head = None
@@ -63,17 +60,10 @@ class TwoStageDetector(BaseDetector):
 
     def init_weights(self):
         """Backbone weights (loading ``pretrained``), then the other parts' initialisation."""
-        self.backbone.init_weights()
-        if self.neck is not None:
-            self.neck.init_weights()
+        self.init_backbone_neck()
         if self.rpn_head is not None:
             self.rpn_head.init_weights()
         self.roi_head.init_weights()
-
-    def extract_feat(self, img):
-        """(N, 3, H, W) -> tuple of pyramid features."""
-        x = self.backbone(img)
-        return self.neck(x) if self.neck is not None else x
 
     def forward_train(
         self,

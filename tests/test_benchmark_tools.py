@@ -32,7 +32,9 @@ def test_inputs_are_deterministic_with_tight_boxes():
     mean = torch.tensor(common.MEAN).view(3, 1, 1)
     std = torch.tensor(common.STD).view(3, 1, 1)
     torch.testing.assert_close(ours["img"][0] * std + mean, images[0] * 255, atol=1e-3, rtol=0)
-    assert torch.equal(targets[1]["labels"], ours["gt_labels"][1] + 1)  # background is 0
+    gt = ours["data_samples"][1].gt_instances
+    assert torch.equal(targets[1]["labels"], gt.labels + 1)  # background is 0
+    assert torch.equal(targets[1]["boxes"], gt.bboxes)
 
 
 def test_both_models_start_from_the_same_weights():

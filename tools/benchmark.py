@@ -57,7 +57,7 @@ def child(args):
 
         def infer():
             outputs = model(**batch, return_loss=False, rescale=True)
-            counts[:] = [sum(len(per_class) for per_class in bboxes) for bboxes, _ in outputs]
+            counts[:] = [len(sample.pred_instances) for sample in outputs]
 
     def call():
         with torch.no_grad(), torch.autocast(device.type, torch.float16, enabled=args.amp):

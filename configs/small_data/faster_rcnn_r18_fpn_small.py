@@ -16,8 +16,7 @@ train_pipeline = [
     dict(type="RandomFlip", flip_ratio=0.5),
     dict(type="Normalize", **img_norm_cfg),
     dict(type="Pad", size_divisor=32),
-    dict(type="DefaultFormatBundle"),
-    dict(type="Collect", keys=["img", "gt_bboxes", "gt_labels"]),
+    dict(type="PackDetInputs"),
 ]
 data = dict(train=dict(pipeline=train_pipeline))
 evaluation = dict(interval=12, metric=["bbox"])

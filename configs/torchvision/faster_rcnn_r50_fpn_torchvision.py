@@ -86,8 +86,7 @@ test_pipeline = [
             dict(type="Resize", keep_ratio=True, backend="torch"),
             dict(type="RandomFlip"),
             dict(type="Pad", size_divisor=32),
-            dict(type="ImageToTensor", keys=["img"]),
-            dict(type="Collect", keys=["img"]),
+            dict(type="PackDetInputs"),
         ],
     ),
 ]

@@ -3,6 +3,7 @@
 from mmdet_like.apis.inference import (
     LoadImageFromArray,
     inference_detector,
+    inference_detector_samples,
     init_detector,
     show_result,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "draw_result",
     "encode_mask_results",
     "inference_detector",
+    "inference_detector_samples",
     "init_detector",
     "init_random_seed",
     "multi_gpu_test",

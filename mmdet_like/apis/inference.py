@@ -21,6 +21,7 @@ from mmdet_like.datasets.pipelines import Compose
 from mmdet_like.engine import load_checkpoint, load_config
 from mmdet_like.models import build_detector
 from mmdet_like.registry import DATASETS
+from mmdet_like.structures import samples_from_lists, to_legacy_result
 
 
 def _config(config, cfg_options=None):
@@ -125,22 +126,44 @@ def inference_detector(model, imgs):
     ``LoadImageFromFile`` is replaced by an in-memory loader) and the model with
     ``rescale=True``. Returns, per image, ``bbox_results`` (a list over classes of (n, 5)
     float32 ``[x1, y1, x2, y2, score]`` arrays in the original image) or, with masks,
-    ``(bbox_results, segm_results)``; a single result for a single input, a list for a list.
+    ``(bbox_results, segm_results)`` (an RPN: an (n, 5) array of proposals); a single
+    result for a single input, a list for a list. This per-class format is made here, at
+    the edge, from the predicted data samples (:func:`inference_detector_samples` returns
+    the samples themselves).
     """
     single = not isinstance(imgs, (list, tuple))
-    images = [imgs] if single else list(imgs)
-    device = next(model.parameters()).device
-    results = []
-    for img in images:
-        data = _prepare(img, model.cfg)
-        tensors, metas = data["img"], data["img_metas"]
-        if isinstance(tensors, (list, tuple)):  # MultiScaleFlipAug: one entry per aug
-            tensors = [t.to(device) for t in tensors]
-            metas = list(metas)
-        else:
-            tensors, metas = [tensors.to(device)], [metas]
-        results.extend(model(img=[tensors], img_metas=[metas], return_loss=False, rescale=True))
+    samples = inference_detector_samples(model, [imgs] if single else list(imgs))
+    num_classes = getattr(model, "num_classes", None)
+    results = [to_legacy_result(s, num_classes) for s in samples]
     return results[0] if single else results
+
+
+@torch.no_grad()
+def inference_detector_samples(model, imgs):
+    """As :func:`inference_detector`, but returns one :class:`DetDataSample` per image
+    with ``pred_instances`` (``bboxes``, ``scores``, ``labels`` [, ``masks`` (n, H, W)
+    bool]) in the original image."""
+    device = next(model.parameters()).device
+    out = []
+    for img in imgs:
+        data = _prepare(img, model.cfg)
+        tensors = data["img"]
+        if "data_samples" in data:
+            samples = data["data_samples"]
+        elif "img_metas" in data:  # a Collect pipeline
+            samples = samples_from_lists(
+                data["img_metas"] if isinstance(data["img_metas"], list) else [data["img_metas"]]
+            )
+        else:
+            raise ValueError(
+                "inference_detector: the test pipeline must end in PackDetInputs (or Collect)"
+            )
+        # one image: a list of its augmentations (MultiScaleFlipAug gives lists already)
+        tensors = tensors if isinstance(tensors, (list, tuple)) else [tensors]
+        tensors = [t.to(device) for t in tensors]
+        samples = list(samples) if isinstance(samples, (list, tuple)) else [samples]
+        out.extend(model(img=[tensors], data_samples=[samples], return_loss=False, rescale=True))
+    return out
 
 
 def show_result(img, result, class_names=None, score_thr=0.3, out_file=None):

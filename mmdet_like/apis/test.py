@@ -17,27 +17,17 @@ import pycocotools.mask as mask_utils
 import mmdet_like.models  # noqa: F401 (registers the detectors build_detector looks up)
 from mmdet_like.engine.dist import get_dist_info
 from mmdet_like.engine.hooks.evaluation import multi_process_inference, single_process_inference
-from mmdet_like.structures import DetDataSample, detection_to_per_class
-from mmdet_like.structures.mask import bitmap_to_rle
+from mmdet_like.structures import (
+    DetDataSample,
+    compact_prediction,
+    encode_mask_results,
+    to_legacy_result,
+)
 
 _PALETTE = (
     (220, 20, 60), (0, 130, 200), (60, 180, 75), (255, 225, 25), (145, 30, 180),
     (245, 130, 48), (70, 240, 240), (240, 50, 230), (210, 245, 60), (0, 128, 128),
 )  # fmt: skip
-
-
-def encode_mask_results(result):
-    """One image's result with its (H, W) masks replaced by compressed RLE dicts (counts as
-    ``bytes``, what ``pycocotools.mask.encode`` returns); other results are returned as is."""
-    if not isinstance(result, tuple) or len(result) != 2:
-        return result
-    bbox_results, segm_results = result
-    encoded = []
-    for masks in segm_results:
-        encoded.append(
-            [m if isinstance(m, dict) else bitmap_to_rle(m, str_counts=False) for m in masks]
-        )
-    return bbox_results, encoded
 
 
 def _decode_mask(mask):
@@ -147,18 +137,21 @@ def _encode_callback(data_batch, outputs):
 def _batch_metas(data_batch):
     if "img_metas" in data_batch:
         return data_batch["img_metas"]
-    return [s.metainfo for s in data_batch["data_samples"]]
+    return [_first_aug(s).metainfo for s in data_batch["data_samples"]]
 
 
 def _per_class_callback(model):
-    """``on_batch`` step turning predicted data samples into mmdetection's per-class lists
-    (the results format of ``results.pkl``, the metrics and ``show_result``)."""
+    """``on_batch`` step turning predicted data samples into mmdetection's per-image results
+    (per-class lists with RLE masks, or proposal arrays: the format of ``results.pkl``, the
+    metrics and ``show_result``)."""
     num_classes = getattr(getattr(model, "module", model), "num_classes", None)
 
     def on_batch(data_batch, outputs):
-        if not outputs or not isinstance(outputs[0], DetDataSample):
-            return outputs
-        return [detection_to_per_class(o, num_classes) for o in outputs]
+        return [
+            to_legacy_result(compact_prediction(o), num_classes)
+            if isinstance(o, DetDataSample) else o
+            for o in outputs
+        ]  # fmt: skip
 
     return on_batch
 

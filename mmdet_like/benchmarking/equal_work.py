@@ -31,7 +31,7 @@ import torch
 from mmdet_like.engine import load_config
 from mmdet_like.models import build_detector
 from mmdet_like.models.utils.torchvision_detection import convert_torchvision_detection
-from mmdet_like.structures import BitmapMasks
+from mmdet_like.structures import BitmapMasks, DetDataSample, InstanceData
 
 # The repository root: relative config paths are read from there (an editable install).
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -119,29 +119,26 @@ def build_pair(side, config, device, seed=0):
 
 
 def our_batch(samples, device, train=True):
-    """Our forward arguments for the samples (normalised (N, 3, H, W) batch and metas)."""
+    """Our forward arguments for the samples: the normalised (N, 3, H, W) batch and one
+    data sample per image (with its boxes, labels and masks when ``train``)."""
     mean = torch.tensor(MEAN).view(1, 3, 1, 1)
     std = torch.tensor(STD).view(1, 3, 1, 1)
     images = torch.stack([torch.from_numpy(s["image"]).permute(2, 0, 1) for s in samples])
     img = ((images.float() - mean) / std).to(device)
-    metas = [
-        dict(
-            ori_shape=(IMAGE_HEIGHT, IMAGE_WIDTH, 3),
-            img_shape=(IMAGE_HEIGHT, IMAGE_WIDTH, 3),
-            pad_shape=(IMAGE_HEIGHT, IMAGE_WIDTH, 3),
-            scale_factor=np.ones(4, np.float32),
-            flip=False,
-        )
-        for _ in samples
-    ]
-    batch = dict(img=img, img_metas=metas)
-    if train:
-        batch.update(
-            gt_bboxes=[torch.from_numpy(s["boxes"]).to(device) for s in samples],
-            gt_labels=[torch.from_numpy(s["labels"]).to(device) for s in samples],
-            gt_masks=[BitmapMasks(s["masks"], IMAGE_HEIGHT, IMAGE_WIDTH) for s in samples],
-        )
-    return batch
+    shape = (IMAGE_HEIGHT, IMAGE_WIDTH, 3)
+    meta = dict(ori_shape=shape, img_shape=shape, pad_shape=shape,
+                scale_factor=np.ones(4, np.float32), flip=False)  # fmt: skip
+    data_samples = []
+    for s in samples:
+        gt = InstanceData()
+        if train:
+            gt = InstanceData(
+                bboxes=torch.from_numpy(s["boxes"]).to(device),
+                labels=torch.from_numpy(s["labels"]).to(device),
+                masks=BitmapMasks(s["masks"], IMAGE_HEIGHT, IMAGE_WIDTH),
+            )
+        data_samples.append(DetDataSample(dict(meta), gt_instances=gt))
+    return dict(img=img, data_samples=data_samples)
 
 
 def torchvision_batch(samples, device, train=True):

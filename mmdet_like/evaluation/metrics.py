@@ -21,7 +21,7 @@ from mmdet_like.evaluation.coco_metric import evaluate_coco
 from mmdet_like.evaluation.recall import eval_recalls, print_recall_summary
 from mmdet_like.evaluation.voc_metric import evaluate_voc
 from mmdet_like.registry import METRICS, build_from_cfg
-from mmdet_like.structures import DetDataSample, detection_to_per_class
+from mmdet_like.structures import DetDataSample, to_legacy_result
 
 
 class EvaluationError(ProjectError, ValueError):
@@ -29,11 +29,11 @@ class EvaluationError(ProjectError, ValueError):
 
 
 def as_per_class_results(results, num_classes):
-    """Predicted data samples (``pred_instances``) -> mmdetection's per-class lists, which
-    the metric functions read; other results are returned as they are."""
-    if len(results) and isinstance(results[0], DetDataSample):
-        return [detection_to_per_class(r, num_classes) for r in results]
-    return results
+    """Predicted data samples (``pred_instances``) -> mmdetection's per-image results
+    (per-class lists, or proposal arrays), which the metric functions read; results in that
+    format already are returned as they are."""
+    return [to_legacy_result(r, num_classes) if isinstance(r, DetDataSample) else r
+            for r in results]  # fmt: skip
 
 
 class BaseMetric(abc.ABC):

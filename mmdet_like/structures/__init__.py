@@ -18,9 +18,14 @@ from mmdet_like.structures.bbox import (
 from mmdet_like.structures.ground_truth import DatasetGroundTruth
 from mmdet_like.structures.instance_data import DetDataSample, InstanceData
 from mmdet_like.structures.instances import (
-    DetectionResult,
-    detection_to_instances,
+    compact_prediction,
     detection_to_per_class,
+    encode_mask_results,
+    ignored_bboxes,
+    proposals_to_array,
+    samples_from_lists,
+    to_legacy_result,
+    unpack_gt_instances,
 )
 from mmdet_like.structures.mask import (
     BitmapMasks,
@@ -35,9 +40,14 @@ __all__ = [
     "DetDataSample",
     "InstanceData",
     "DatasetGroundTruth",
-    "DetectionResult",
-    "detection_to_instances",
+    "compact_prediction",
     "detection_to_per_class",
+    "encode_mask_results",
+    "ignored_bboxes",
+    "proposals_to_array",
+    "samples_from_lists",
+    "to_legacy_result",
+    "unpack_gt_instances",
     "BitmapMasks",
     "PolygonMasks",
     "bitmap_to_rle",

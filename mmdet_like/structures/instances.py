@@ -1,81 +1,176 @@
-"""Typed per-image detection results, and their conversion to mmdetection's per-class lists."""
+"""The edges of the data-sample design: the one place where data samples meet mmdetection's
+per-image lists.
 
-from dataclasses import dataclass
+Inside the package, ground truth and predictions travel as :class:`DetDataSample` (with
+:class:`InstanceData` fields). Older interfaces keep their formats here, converted once:
+
+* :func:`samples_from_lists`: the per-image lists of a ``Collect`` pipeline
+  (``img_metas``, ``gt_bboxes``, ``gt_labels``, ``gt_masks``, ``gt_bboxes_ignore``,
+  ``proposals``) -> data samples;
+* :func:`to_legacy_result`: predictions -> mmdetection's result of one image (per-class
+  box arrays, with per-class masks, or one proposal array), the format of
+  ``inference_detector``, ``results.pkl``, ``show_result`` and the metric functions;
+* :func:`compact_prediction`: a predicted sample reduced to what evaluation keeps (CPU
+  tensors, masks as compressed RLE), so a whole test set's predictions fit in memory.
+
+Inside the models, :func:`unpack_gt_instances` gives the heads the per-image containers.
+"""
 
 import numpy as np
 import torch
 
+from mmdet_like.structures.instance_data import DetDataSample, InstanceData
+from mmdet_like.structures.mask import bitmap_to_rle
 
-@dataclass
-class DetectionResult:
-    """Detections of one image.
 
-    Attributes:
-        boxes: (N, 4) ``[x1, y1, x2, y2]``.
-        scores: (N,).
-        labels: (N,) int64 object classes in ``[0, num_classes)``.
-        masks: (N, H, W) bool full-image masks, or ``None`` (no mask head).
-    """
-
-    boxes: torch.Tensor
-    scores: torch.Tensor
-    labels: torch.Tensor
-    masks: torch.Tensor | None = None
-
-    def __len__(self):
-        return self.boxes.size(0)
-
-    def to(self, device):
-        masks = None if self.masks is None else self.masks.to(device)
-        return DetectionResult(
-            self.boxes.to(device), self.scores.to(device), self.labels.to(device), masks
+def _instances_of(result):
+    """A DetDataSample's ``pred_instances``, or the InstanceData itself."""
+    pred = result.pred_instances if isinstance(result, DetDataSample) else result
+    if not isinstance(pred, InstanceData) or "bboxes" not in pred:
+        raise ValueError(
+            f"{type(result).__name__} holds no predictions (needs pred_instances with "
+            "bboxes and scores, and labels for detections)"
         )
+    return pred
 
 
 def detection_to_per_class(result, num_classes):
-    """mmdetection v1 result format of one image: the one conversion from typed results
-    (a :class:`DetectionResult`, an ``InstanceData`` of predictions with ``bboxes``,
-    ``scores``, ``labels`` [, ``masks``], or a ``DetDataSample`` holding one as
-    ``pred_instances``) to per-class lists.
+    """mmdetection's result format of one image's detections.
+
+    Args:
+        result: a predicted :class:`DetDataSample`, or its ``pred_instances``
+            (``bboxes`` (n, 4), ``scores`` (n,), ``labels`` (n,) [, ``masks``: (n, H, W)
+            bool tensor, or a list of n RLE dicts (:func:`compact_prediction`)]).
+        num_classes: the number of object classes.
 
     Returns:
         ``bbox_results``: list of ``num_classes`` float32 (n_c, 5) arrays
         ``[x1, y1, x2, y2, score]``; with masks, the tuple ``(bbox_results, segm_results)``,
-        ``segm_results`` a list over classes of lists of (H, W) bool arrays.
+        ``segm_results`` a list over classes of lists of (H, W) bool arrays (or RLE dicts).
     """
-    result = _as_detection_result(result)
-    labels = result.labels.detach().long().cpu()
+    pred = _instances_of(result)
+    labels = pred.labels.detach().long().cpu()
     order = torch.argsort(labels, stable=True)
     counts = torch.bincount(labels, minlength=num_classes)[:num_classes].tolist()
     splits = np.cumsum(counts)[:-1]
-    dets = torch.cat([result.boxes.detach().float(), result.scores.detach().float()[:, None]], 1)
-    dets = dets.cpu()[order].numpy().reshape(-1, 5).astype(np.float32)
-    bbox_results = list(np.split(dets, splits))
-    if result.masks is None:
+    boxes, scores = pred.bboxes.detach().float(), pred.scores.detach().float()
+    dets = torch.cat([boxes, scores[:, None]], 1).cpu()[order].numpy()
+    bbox_results = list(np.split(dets.reshape(-1, 5).astype(np.float32), splits))
+    masks = pred.get("masks")
+    if masks is None:
         return bbox_results
-    masks = result.masks.detach().cpu()[order].numpy().astype(bool)
-    segm_results = [list(part) for part in np.split(masks, splits)]
+    if isinstance(masks, torch.Tensor):
+        per_instance = list(masks.detach().cpu()[order].numpy().astype(bool))
+    else:  # RLE dicts
+        per_instance = [masks[i] for i in order.tolist()]
+    bounds = np.concatenate([[0], np.cumsum(counts)]).tolist()
+    segm_results = [per_instance[bounds[c] : bounds[c + 1]] for c in range(num_classes)]
     return bbox_results, segm_results
 
 
-def _as_detection_result(result):
-    if isinstance(result, DetectionResult):
+def proposals_to_array(result):
+    """One image's proposals (a sample's ``pred_instances`` with ``bboxes`` and ``scores``,
+    no ``labels``) -> an (n, 5) float32 array ``[x1, y1, x2, y2, score]``."""
+    pred = _instances_of(result)
+    dets = torch.cat([pred.bboxes.detach().float(), pred.scores.detach().float()[:, None]], 1)
+    return dets.cpu().numpy().reshape(-1, 5).astype(np.float32)
+
+
+def to_legacy_result(result, num_classes):
+    """One image's predictions in mmdetection's format: :func:`detection_to_per_class` for
+    detections (``labels`` set), :func:`proposals_to_array` for proposals (an RPN's)."""
+    if "labels" in _instances_of(result):
+        return detection_to_per_class(result, num_classes)
+    return proposals_to_array(result)
+
+
+def encode_mask_results(result):
+    """One image's per-class result with its (H, W) masks replaced by compressed RLE dicts
+    (counts as ``bytes``, what ``pycocotools.mask.encode`` returns); other results are
+    returned as they are."""
+    if not isinstance(result, tuple) or len(result) != 2:
         return result
-    pred = getattr(result, "pred_instances", result)  # a DetDataSample, or its instances
-    if pred is None or "bboxes" not in pred:
-        raise ValueError(
-            f"detection_to_per_class: {type(result).__name__} holds no predictions (needs "
-            "pred_instances with bboxes, scores and labels)"
+    bbox_results, segm_results = result
+    encoded = [
+        [m if isinstance(m, dict) else bitmap_to_rle(m, str_counts=False) for m in masks]
+        for masks in segm_results
+    ]
+    return bbox_results, encoded
+
+
+def compact_prediction(sample):
+    """What evaluation keeps of a predicted sample: a new sample with the image meta and
+    ``pred_instances`` only, on the CPU, its (n, H, W) masks as a list of n RLE dicts
+    (``bytes`` counts). Anything that is not a predicted sample is returned as it is."""
+    if not isinstance(sample, DetDataSample) or sample.pred_instances is None:
+        return sample
+    pred = sample.pred_instances.to("cpu")
+    masks = pred.get("masks")
+    if isinstance(masks, torch.Tensor):
+        pred.masks = [bitmap_to_rle(m, str_counts=False) for m in masks.numpy()]
+    return DetDataSample(metainfo=sample.metainfo, pred_instances=pred)
+
+
+def _proposal_instances(proposals):
+    """(n, 4) or (n, 5) ``[x1, y1, x2, y2(, score)]`` tensor -> InstanceData."""
+    proposals = torch.as_tensor(proposals)
+    proposals = proposals.reshape(-1, proposals.shape[-1])
+    out = InstanceData(bboxes=proposals[:, :4])
+    if proposals.shape[1] >= 5:
+        out.scores = proposals[:, 4]
+    return out
+
+
+def samples_from_lists(
+    img_metas, gt_bboxes=None, gt_labels=None, gt_bboxes_ignore=None, gt_masks=None,
+    proposals=None,
+):  # fmt: skip
+    """The per-image lists of a ``Collect`` pipeline -> one :class:`DetDataSample` per image
+    (``gt_instances``: ``bboxes``, ``labels``, ``masks``; ``ignored_instances``:
+    ``bboxes``; ``proposals``: ``bboxes`` [, ``scores``]). ``None`` lists are left out."""
+    samples = []
+    for i, meta in enumerate(img_metas):
+        gt = InstanceData()
+        if gt_bboxes is not None:
+            gt.bboxes = gt_bboxes[i]
+        if gt_labels is not None:
+            gt.labels = gt_labels[i]
+        if gt_masks is not None:
+            gt.masks = gt_masks[i]
+        ignored = InstanceData()
+        if gt_bboxes_ignore is not None and gt_bboxes_ignore[i] is not None:
+            ignored.bboxes = gt_bboxes_ignore[i]
+        sample_proposals = None
+        if proposals is not None and proposals[i] is not None:
+            sample_proposals = _proposal_instances(proposals[i])
+        samples.append(
+            DetDataSample(
+                metainfo=meta,
+                gt_instances=gt,
+                ignored_instances=ignored,
+                proposals=sample_proposals,
+            )  # fmt: skip
         )
-    return DetectionResult(pred.bboxes, pred.scores, pred.labels, pred.get("masks"))
+    return samples
 
 
-def detection_to_instances(result):
-    """A :class:`DetectionResult` as prediction ``InstanceData`` (``bboxes``, ``scores``,
-    ``labels`` and, with a mask head, ``masks``)."""
-    from mmdet_like.structures.instance_data import InstanceData
+def unpack_gt_instances(data_samples):
+    """What the heads read of a batch of samples.
 
-    pred = InstanceData(bboxes=result.boxes, scores=result.scores, labels=result.labels)
-    if result.masks is not None:
-        pred.masks = result.masks
-    return pred
+    Returns:
+        ``(batch_gt_instances, batch_gt_instances_ignore, batch_img_metas)``: N
+        ``gt_instances``, N ``ignored_instances`` (empty containers where an image has
+        none) and N meta dicts.
+    """
+    return (
+        [s.gt_instances for s in data_samples],
+        [s.ignored_instances for s in data_samples],
+        [s.metainfo for s in data_samples],
+    )
+
+
+def ignored_bboxes(ignored_instances):
+    """(K, 4) boxes of an ``ignored_instances`` container, or ``None`` when it has none."""
+    if ignored_instances is None or "bboxes" not in ignored_instances:
+        return None
+    return ignored_instances.bboxes

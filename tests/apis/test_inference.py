@@ -8,9 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from mmdet_like.apis import inference_detector, init_detector, show_result
+from mmdet_like.apis import (
+    inference_detector,
+    inference_detector_samples,
+    init_detector,
+    show_result,
+)
 from mmdet_like.engine import load_config, save_checkpoint
 from mmdet_like.models import build_detector
+from mmdet_like.structures import detection_to_per_class
 
 ROOT = Path(__file__).resolve().parents[2]
 WIDTH, NUM_CLASSES = 16, 3
@@ -138,13 +144,41 @@ def test_inference_detector_path_array_and_list(checkpoint, tmp_path):
 
     data = _prepare(img, model.cfg)
     with torch.no_grad():
-        direct = model(
-            img=[data["img"]], img_metas=[data["img_metas"]], return_loss=False, rescale=True
-        )[0]
-    for a, b in zip(direct[0], from_array[0]):
+        (direct,) = model(
+            img=[data["img"]], data_samples=[data["data_samples"]], return_loss=False,
+            rescale=True,
+        )  # fmt: skip
+    for a, b in zip(detection_to_per_class(direct, NUM_CLASSES)[0], from_array[0]):
         np.testing.assert_array_equal(a, b)
-    meta = data["img_metas"][0]
+    meta = data["data_samples"][0].metainfo
     assert meta["ori_shape"] == img.shape and meta["img_shape"][:2] == (85, 128)
+    # the samples themselves: masks of the original image, the per-class lists made from them
+    (sample,) = inference_detector_samples(model, [img])
+    pred = sample.pred_instances
+    assert pred.masks.shape[1:] == img.shape[:2] and len(pred) == sum(map(len, from_array[0]))
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_a_collect_test_pipeline_gives_the_same_results(checkpoint, flip):
+    """A users' config whose test pipeline still ends in ImageToTensor + Collect (mmdetection
+    v2) infers through the same detector path, with and without augmentations."""
+    path, _ = checkpoint
+    results = []
+    for legacy in (False, True):
+        cfg = tiny_cfg()
+        aug = cfg.data.test.pipeline[1]
+        aug.update(img_scale=[(128, 96), (160, 120)] if flip else (128, 96), flip=flip)
+        if legacy:
+            assert aug["transforms"][-1]["type"] == "PackDetInputs"
+            aug["transforms"][-1:] = [dict(type="ImageToTensor", keys=["img"]),
+                                      dict(type="Collect", keys=["img"])]  # fmt: skip
+        results.append(inference_detector(init_detector(cfg, str(path)), image()))
+    (boxes, masks), (legacy_boxes, legacy_masks) = results
+    assert sum(map(len, boxes)) > 0
+    for a, b in zip(boxes, legacy_boxes):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(masks, legacy_masks):
+        assert all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
 def test_inference_detector_faster_rcnn_returns_bbox_lists():
@@ -188,6 +222,7 @@ def test_inference_with_multi_scale_and_flip_augmentation(checkpoint):
     from mmdet_like.apis.inference import _prepare
 
     data = _prepare(img, model.cfg)
-    assert [(m["img_shape"][:2], m["flip"]) for m in data["img_metas"]] == [
+    metas = [s.metainfo for s in data["data_samples"]]
+    assert [(m["img_shape"][:2], m["flip"]) for m in metas] == [
         ((85, 128), False), ((85, 128), True), ((107, 160), False), ((107, 160), True)
     ]  # fmt: skip

@@ -386,3 +386,9 @@ def test_a_new_field_kind_is_one_registration_and_every_transform_moves_it():
     box = out["gt_bboxes"][0]
     np.testing.assert_allclose(out["corners"], [[box[2], box[1]], [box[0], box[3]]], atol=1e-4)
     assert 2 <= box[0] < 3 and 3 <= box[1] < 4  # shifted by the window's corner
+    # ... and arrives in the data sample's gt_instances, named after it, with no change to
+    # PackDetInputs
+    out.update(gt_corners=out["corners"][None], point_fields=["corners", "gt_corners"])
+    sample = T("PackDetInputs", meta_keys=("img_shape", "flip"))(out)["data_samples"]
+    assert sample.gt_instances.keys() == ["bboxes", "labels", "corners"]
+    torch.testing.assert_close(sample.gt_instances.corners, torch.from_numpy(out["corners"][None]))

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmdet_like.structures import bbox_mapping, bbox_mapping_back, flip_bboxes
+from mmdet_like.structures import DetDataSample, bbox_mapping, bbox_mapping_back, flip_bboxes
 from tests.models.test_detectors import meta, tiny_model
 
 
@@ -36,6 +36,10 @@ def test_box_mapping_round_trip(direction):
     )
 
 
+def samples(*metas):
+    return [DetDataSample(m) for m in metas]
+
+
 def _image(seed=0, size=64):
     torch.manual_seed(seed)
     return torch.randn(3, size, size)
@@ -44,10 +48,10 @@ def _image(seed=0, size=64):
 def test_two_identical_augmentations_give_the_plain_result():
     model = tiny_model("MaskRCNN").eval()
     img, info = _image(), meta(64, 64)
-    plain = model.simple_test_instances(img[None], [info], rescale=True)[0]
-    merged = model.aug_test_instances([[img, img]], [[info, info]])[0]
+    plain = model.predict_instances(img[None], samples(info), rescale=True)[0]
+    merged = model.aug_predict_instances([[img, img]], [samples(info, info)])[0]
     assert len(plain) > 0
-    torch.testing.assert_close(merged.boxes, plain.boxes)
+    torch.testing.assert_close(merged.bboxes, plain.bboxes)
     torch.testing.assert_close(merged.scores, plain.scores)
     assert torch.equal(merged.labels, plain.labels)
     assert torch.equal(merged.masks, plain.masks)
@@ -58,6 +62,11 @@ def test_two_identical_augmentations_give_the_plain_result():
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="rescale=True"):
         model(img=[[img, img]], img_metas=[[info, info]], return_loss=False, rescale=False)
+    # ... and so does it for the samples of MultiScaleFlipAug + PackDetInputs
+    (sample,) = model(img=[[img, img]], data_samples=[samples(info, info)], return_loss=False,
+                      rescale=True)  # fmt: skip
+    torch.testing.assert_close(sample.pred_instances.bboxes, plain.bboxes)
+    assert torch.equal(sample.pred_instances.masks, plain.masks)
 
 
 @pytest.mark.parametrize("direction", ["horizontal", "vertical"])
@@ -67,15 +76,15 @@ def test_a_flipped_input_is_mapped_back(direction):
     dims = [-1] if direction == "horizontal" else [-2]
     flipped = img.flip(dims)
     # the plain result on the flipped picture, flipped back by hand ...
-    on_flipped = model.simple_test_instances(flipped[None], [meta(64, 64)], rescale=True)[0]
-    expected_boxes = flip_bboxes(on_flipped.boxes, (64, 64), direction)
+    on_flipped = model.predict_instances(flipped[None], samples(meta(64, 64)), rescale=True)[0]
+    expected_boxes = flip_bboxes(on_flipped.bboxes, (64, 64), direction)
     expected_masks = on_flipped.masks.flip(dims)
     # ... equals test-time augmentation told that its one input is flipped
-    merged = model.aug_test_instances(
-        [[flipped]], [[aug_meta(64, 64, flip=True, direction=direction)]]
+    merged = model.aug_predict_instances(
+        [[flipped]], [samples(aug_meta(64, 64, flip=True, direction=direction))]
     )[0]
     assert len(merged) == len(on_flipped) > 0
-    torch.testing.assert_close(merged.boxes, expected_boxes, atol=1e-4, rtol=0)
+    torch.testing.assert_close(merged.bboxes, expected_boxes, atol=1e-4, rtol=0)
     torch.testing.assert_close(merged.scores, on_flipped.scores)
     differing = (merged.masks != expected_masks).sum().item()
     assert differing <= 0.01 * max(expected_masks.sum().item(), 1)
@@ -91,14 +100,16 @@ def test_scales_and_flips_merge_into_the_original_image():
         for flip in (False, True):
             inputs.append(resized.flip(-1) if flip else resized)
             metas.append(dict(aug_meta(size, size, scale, flip), ori_shape=(64, 64, 3)))
-    result = model.aug_test_instances([inputs], [metas])[0]
+    result = model.aug_predict_instances([inputs], [samples(*metas)])[0]
     assert 0 < len(result) <= model.roi_head.test_cfg["max_per_img"]
     assert result.masks.shape == (len(result), 64, 64)
-    assert (result.boxes >= -1e-4).all() and (result.boxes <= 64 + 1e-4).all()
+    assert (result.bboxes >= -1e-4).all() and (result.bboxes <= 64 + 1e-4).all()
     assert (result.scores[:-1] >= result.scores[1:]).all()
     # Faster R-CNN (no masks) takes the same path
-    boxes_only = tiny_model("FasterRCNN").eval().aug_test_instances([inputs], [metas])[0]
-    assert boxes_only.masks is None and len(boxes_only) > 0
+    boxes_only = (
+        tiny_model("FasterRCNN").eval().aug_predict_instances([inputs], [samples(*metas)])[0]
+    )
+    assert "masks" not in boxes_only and len(boxes_only) > 0
 
 
 def test_rpn_merges_augmented_proposals():

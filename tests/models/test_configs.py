@@ -14,7 +14,7 @@ import torch
 
 from mmdet_like.engine import load_config
 from mmdet_like.models import build_backbone, build_detector
-from mmdet_like.structures import BitmapMasks
+from mmdet_like.structures import BitmapMasks, DetDataSample, samples_from_lists
 
 ROOT = Path(__file__).resolve().parents[2]
 # the seed-table configs at the top level, and the small-data and torchvision ones
@@ -32,6 +32,13 @@ def test_every_family_and_backbone_has_configs():
         for backbone in ("r50", "r50_caffe", "r101", "x101_32x4d", "x101_32x8d"):
             for schedule in ("1x", "2x"):
                 assert f"{family}_{backbone}_fpn_{schedule}.py" in names
+
+
+def pipelines(cfg):
+    """The train pipeline and the test pipeline's per-augmentation transforms."""
+    test = cfg.data.test.pipeline
+    aug = [s for s in test if s["type"] == "MultiScaleFlipAug"]
+    return cfg.data.train.pipeline, (aug[0]["transforms"] if aug else test)
 
 
 def shrink(model):
@@ -121,10 +128,15 @@ def test_config_builds_trains_and_infers(path):
     kind = model_cfg["type"]
     if kind != "FastRCNN":
         data.pop("proposals")
-    with_mask = "gt_masks" in cfg.data.train.pipeline[-1]["keys"]
+    train_pipeline, test_transforms = pipelines(cfg)
+    # the shipped configs give the model data samples (PackDetInputs ends every pipeline)
+    assert train_pipeline[-1]["type"] == "PackDetInputs"
+    assert test_transforms[-1]["type"] == "PackDetInputs"
+    with_mask = any(s.get("with_mask") for s in train_pipeline if s["type"] == "LoadAnnotations")
     if not with_mask:
         data.pop("gt_masks")
-    losses = model(**data)
+    img = data.pop("img")
+    losses = model(img=img, data_samples=samples_from_lists(**data))
     total = sum(v for k, v in losses.items() if "loss" in k)
     assert torch.isfinite(total)
     total.backward()
@@ -134,24 +146,18 @@ def test_config_builds_trains_and_infers(path):
     assert ("loss_mask" in losses) == with_mask
 
     model.eval()
-    test = dict(  # the test pipeline's layout: per image, a list of one augmentation
-        img=[[img] for img in data["img"]],
-        img_metas=[[m] for m in data["img_metas"]],
-        return_loss=False,
-        rescale=True,
-    )
-    if kind == "FastRCNN":
-        test["proposals"] = [[p] for p in data["proposals"]]
-    outputs = model(**test)
+    # the test pipeline's layout: per image, a list of one augmentation
+    test_samples = samples_from_lists(data["img_metas"], proposals=data.get("proposals"))
+    test_samples = [[DetDataSample(s.metainfo, proposals=s.proposals)] for s in test_samples]
+    outputs = model(img=[[i] for i in img], data_samples=test_samples, return_loss=False,
+                    rescale=True)  # fmt: skip
     assert isinstance(outputs, list) and len(outputs) == 3
     for output, m in zip(outputs, data["img_metas"]):
-        if kind == "RPN":
-            assert output.dtype == np.float32 and output.ndim == 2 and output.shape[1] == 5
-            continue
-        bboxes, segms = output if with_mask else (output, None)
-        assert len(bboxes) == NUM_CLASSES
-        assert all(b.dtype == np.float32 and b.shape[1] == 5 for b in bboxes)
+        pred = output.pred_instances
+        expected_fields = ["bboxes", "scores"] if kind == "RPN" else ["bboxes", "scores", "labels"]
+        assert pred.keys() == expected_fields + (["masks"] if with_mask else [])
+        assert pred.bboxes.dtype == torch.float32 and pred.bboxes.shape[1] == 4
+        if kind != "RPN":
+            assert ((pred.labels >= 0) & (pred.labels < NUM_CLASSES)).all()
         if with_mask:
-            assert [len(s) for s in segms] == [len(b) for b in bboxes]
-            for mask in (mask for class_masks in segms for mask in class_masks):
-                assert mask.dtype == bool and mask.shape == m["ori_shape"][:2]
+            assert pred.masks.dtype == torch.bool and pred.masks.shape[1:] == m["ori_shape"][:2]

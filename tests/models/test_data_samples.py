@@ -81,13 +81,14 @@ def test_training_on_data_samples_equals_training_on_lists():
 def test_predict_sets_pred_instances_and_the_edges_convert_them():
     img, samples, lists = samples_and_lists()
     model = tiny_model().eval()
-    typed = model.simple_test_instances(img, lists["img_metas"], rescale=True)
+    typed = model.predict_instances(img, samples, rescale=True)
     out = model(img=img, data_samples=samples, return_loss=False, rescale=True)
     assert out is not None and all(isinstance(s, DetDataSample) for s in out)
     for sample, result in zip(out, typed):
         pred = sample.pred_instances
-        assert isinstance(pred, InstanceData) and len(pred) == len(result)
-        assert torch.equal(pred.bboxes, result.boxes) and torch.equal(pred.masks, result.masks)
+        assert isinstance(pred, InstanceData) and len(pred) == len(result) > 0
+        assert torch.equal(pred.bboxes, result.bboxes) and torch.equal(pred.masks, result.masks)
+        assert pred.masks.dtype == torch.bool and pred.masks.shape[1:] == (64, 96)
     legacy = model(img=img, img_metas=lists["img_metas"], return_loss=False, rescale=True)
     for sample, per_class in zip(out, legacy):
         converted = detection_to_per_class(sample, model.num_classes)
@@ -106,3 +107,38 @@ def test_data_samples_and_lists_together_are_refused():
     img, samples, lists = samples_and_lists()
     with pytest.raises(ValueError, match="give data_samples or img_metas/gt_\\* lists, not both"):
         tiny_model()(img=img, data_samples=samples, gt_bboxes=lists["gt_bboxes"])
+
+
+def test_compacted_predictions_give_the_same_per_class_results():
+    """What the evaluation hooks keep (CPU, RLE masks) converts to the same per-class lists
+    as the full prediction, masks equal after decoding."""
+    import pycocotools.mask as mask_utils
+
+    from mmdet_like.structures import compact_prediction
+
+    img, samples, _ = samples_and_lists()
+    out = tiny_model().eval()(img=img, data_samples=samples, return_loss=False, rescale=True)
+    for sample in out:
+        compact = compact_prediction(sample)
+        assert compact.gt_instances.keys() == [] and isinstance(compact.pred_instances.masks, list)
+        full_boxes, full_masks = detection_to_per_class(sample, 3)
+        boxes, rles = detection_to_per_class(compact, 3)
+        for a, b in zip(full_boxes, boxes):
+            np.testing.assert_array_equal(a, b)
+        for a, b in zip(full_masks, rles):
+            assert len(a) == len(b)
+            for mask, rle in zip(a, b):
+                np.testing.assert_array_equal(mask_utils.decode(rle).astype(bool), mask)
+
+
+def test_rpn_predicts_proposals_and_the_edge_gives_arrays():
+    from mmdet_like.structures import to_legacy_result
+
+    img, samples, lists = samples_and_lists()
+    model = tiny_model("RPN").eval()
+    out = model(img=img, data_samples=samples, return_loss=False, rescale=True)
+    legacy = model(img=img, img_metas=lists["img_metas"], return_loss=False, rescale=True)
+    for sample, array in zip(out, legacy):
+        assert "labels" not in sample.pred_instances and len(sample.pred_instances) > 0
+        assert isinstance(array, np.ndarray) and array.shape[1] == 5
+        np.testing.assert_array_equal(to_legacy_result(sample, None), array)

@@ -12,7 +12,13 @@ from mmdet_like.models.roi_heads.mask_heads import FCNMaskHead
 from mmdet_like.models.task_modules.assign_result import AssignResult
 from mmdet_like.models.task_modules.sampling_result import SamplingResult
 from mmdet_like.ops import roi_align
-from mmdet_like.structures import BitmapMasks, DetectionResult, detection_to_per_class
+from mmdet_like.structures import (
+    BitmapMasks,
+    DetDataSample,
+    InstanceData,
+    detection_to_per_class,
+    samples_from_lists,
+)
 
 STRIDES = [4, 8, 16, 32]
 
@@ -394,8 +400,13 @@ def test_standard_roi_head_train_and_test(share):
     masks = np.zeros((1, 64, 64), np.uint8)
     masks[0, 4:30, 4:30] = 1
     gt_masks = [BitmapMasks(masks, 64, 64), BitmapMasks([], 64, 64)]
-    proposals = [torch.tensor([[5.0, 5, 28, 31, 0.9], [40, 40, 60, 60, 0.8]]), torch.zeros(0, 5)]
-    losses = head.forward_train(feats, metas, proposals, gt_bboxes, gt_labels, None, gt_masks)
+    proposals = [
+        InstanceData(bboxes=torch.tensor([[5.0, 5, 28, 31], [40, 40, 60, 60]]),
+                     scores=torch.tensor([0.9, 0.8])),
+        InstanceData(bboxes=torch.zeros(0, 4), scores=torch.zeros(0)),
+    ]  # fmt: skip
+    samples = samples_from_lists(metas, gt_bboxes, gt_labels, gt_masks=gt_masks)
+    losses = head.forward_train(feats, proposals, samples)
     assert set(losses) == {"loss_cls", "loss_bbox", "acc", "loss_mask"}
     total = sum(v for k, v in losses.items() if "loss" in k)
     assert torch.isfinite(total)
@@ -403,16 +414,23 @@ def test_standard_roi_head_train_and_test(share):
     assert feats[0].grad.abs().sum() > 0
 
     head.eval()
-    results = head.simple_test(feats, [p[:, :4] for p in proposals], metas, rescale=True)
-    assert len(results) == 2 and isinstance(results[0], DetectionResult)
+    results = head.simple_test(feats, proposals, metas, rescale=True)
+    assert len(results) == 2 and isinstance(results[0], InstanceData)
+    assert results[0].keys() == ["bboxes", "scores", "labels", "masks"]
     assert len(results[0]) == 5 and len(results[1]) == 0  # 2 rois x 3 classes, top 5
     assert results[0].masks.shape == (5, 32, 32) and results[1].masks.shape == (0, 60, 50)
-    assert results[0].boxes.max() <= 32  # rescaled to the original image
+    assert results[0].bboxes.max() <= 32  # rescaled to the original image
+    # a mask head without gt masks says what to load
+    no_masks = [DetDataSample(m, gt_instances=InstanceData(bboxes=b, labels=lab))
+                for m, b, lab in zip(metas, gt_bboxes, gt_labels)]  # fmt: skip
+    head.train()
+    with pytest.raises(ValueError, match="with_mask=True"):
+        head.forward_train(feats, proposals, no_masks)
 
 
 def test_detection_to_per_class():
-    result = DetectionResult(
-        boxes=torch.tensor([[0.0, 0, 1, 1], [1, 1, 2, 2], [2, 2, 3, 3]]),
+    result = InstanceData(
+        bboxes=torch.tensor([[0.0, 0, 1, 1], [1, 1, 2, 2], [2, 2, 3, 3]]),
         scores=torch.tensor([0.9, 0.8, 0.7]),
         labels=torch.tensor([2, 0, 2]),
         masks=torch.tensor([[[True]], [[False]], [[True]]]),
@@ -422,8 +440,8 @@ def test_detection_to_per_class():
     assert all(b.dtype == np.float32 for b in bboxes)
     np.testing.assert_allclose(bboxes[2][:, 4], [0.9, 0.7])
     assert [len(s) for s in segms] == [1, 0, 2, 0] and segms[0][0].dtype == bool
-    no_masks = detection_to_per_class(DetectionResult(*(t[:0] for t in (
-        result.boxes, result.scores, result.labels))), 2)  # fmt: skip
+    no_masks = detection_to_per_class(InstanceData(bboxes=result.bboxes[:0],
+        scores=result.scores[:0], labels=result.labels[:0]), 2)  # fmt: skip
     assert [b.shape for b in no_masks] == [(0, 5), (0, 5)]
 
 
@@ -484,17 +502,17 @@ def test_roi_head_with_a_shared_head_from_the_registry(share):
     metas = [dict(img_shape=(64, 64, 3), ori_shape=(64, 64, 3), scale_factor=np.ones(4))]
     masks = np.zeros((1, 64, 64), np.uint8)
     masks[0, 4:30, 4:30] = 1
-    losses = head.forward_train(
-        feats, metas, [torch.tensor([[5.0, 5, 28, 31, 0.9]])], [torch.tensor([[4.0, 4, 30, 30]])],
-        [torch.tensor([1])], None, [BitmapMasks(masks, 64, 64)],
-    )  # fmt: skip
+    proposals = [InstanceData(bboxes=torch.tensor([[5.0, 5, 28, 31]]))]
+    samples = samples_from_lists(metas, [torch.tensor([[4.0, 4, 30, 30]])], [torch.tensor([1])],
+                                 gt_masks=[BitmapMasks(masks, 64, 64)])  # fmt: skip
+    losses = head.forward_train(feats, proposals, samples)
     sum(v for k, v in losses.items() if "loss" in k).backward()
     assert head.shared_head.conv.weight.grad.abs().sum() > 0
-    results = head.simple_test(feats, [torch.tensor([[5.0, 5, 28, 31, 0.9]])], metas)
-    assert results[0].masks is not None and len(results[0]) > 0
+    results = head.simple_test(feats, proposals, metas)
+    assert "masks" in results[0] and len(results[0]) > 0
     # the mask branch runs the shared head only when it shares the box branch's extractor
     head.shared_head.calls = 0
-    head.simple_test(feats, [torch.tensor([[5.0, 5, 28, 31, 0.9]])], metas)
+    head.simple_test(feats, proposals, metas)
     assert head.shared_head.calls == (2 if share else 1)
 
 

@@ -7,6 +7,7 @@ from mmdet_like.models import build_head
 from mmdet_like.models.dense_heads import RPNHead, anchor_inside_flags, flatten_levels
 from mmdet_like.models.dense_heads.rpn_head import add_at_cells, gather_cells
 from mmdet_like.ops import nms
+from mmdet_like.structures import DetDataSample, InstanceData
 
 TRAIN_CFG = dict(
     assigner=dict(type="MaxIoUAssigner", pos_iou_thr=0.7, neg_iou_thr=0.3, min_pos_iou=0.3),
@@ -16,6 +17,20 @@ TRAIN_CFG = dict(
 )
 ANCHORS = dict(type="AnchorGenerator", scales=[4], ratios=[0.5, 1.0, 2.0], strides=[4, 8])
 METAS = [dict(img_shape=(32, 32, 3), pad_shape=(32, 32, 3))] * 2
+
+
+def instances(gts):
+    """Per-image (G, 4) boxes -> gt InstanceData (one class: labels 0)."""
+    return [InstanceData(bboxes=g, labels=g.new_zeros(len(g), dtype=torch.long)) for g in gts]
+
+
+def samples(gts, metas=METAS):
+    return [DetDataSample(m, gt_instances=g) for m, g in zip(metas, instances(gts))]
+
+
+def as_rows(proposals):
+    """Proposal InstanceData -> (n, 5) ``[x1, y1, x2, y2, score]``."""
+    return torch.cat([proposals.bboxes, proposals.scores[:, None]], 1)
 
 
 def make_head(**kwargs):
@@ -48,7 +63,7 @@ def test_targets_on_a_hand_made_case():
     cls_scores, _ = head(features(batch=1))
     anchors, sizes = head._anchors(cls_scores)
     gt = anchors[[40]].clone()  # a gt equal to one anchor: that anchor must be positive
-    targets = head.get_targets(anchors, sizes, [gt], METAS[:1])
+    targets = head.get_targets(anchors, sizes, instances([gt]), METAS[:1])
     assert targets.anchor_inds.numel() == 64  # the sampler's num
     assert (targets.anchor_inds.diff() > 0).all()  # sorted, no anchor twice
     assert (targets.image_inds == 0).all()
@@ -67,7 +82,7 @@ def dense_reference_loss(head, cls_scores, bbox_preds, gts, metas):
     """The loss over every anchor, the unsampled ones weighted 0 (what the sampled-anchor
     losses must equal)."""
     anchors, sizes = head._anchors(cls_scores)
-    targets = head.get_targets(anchors, sizes, gts, metas)
+    targets = head.get_targets(anchors, sizes, instances(gts), metas)
     num_images = len(metas)
     labels = anchors.new_zeros(num_images, anchors.size(0))
     weights = anchors.new_zeros(num_images, anchors.size(0))
@@ -123,15 +138,15 @@ def test_sampled_anchor_training_equals_dense_loss(gts_case):
         return dense_reference_loss(head, *head(f), gts, METAS)
 
     def sampled(f):
-        return head.forward_train(f, METAS, gts)[0]
+        return head.forward_train(f, samples(gts))[0]
 
     def from_outputs(f):
-        return head.loss(*head(f), gts, METAS)
+        return head.loss(*head(f), instances(gts), METAS)
 
     def dense_forward_train(f):  # RPNHead(sampled_anchor_training=False)
         head.sampled_anchor_training = False
         try:
-            return head.forward_train(f, METAS, gts)[0]
+            return head.forward_train(f, samples(gts))[0]
         finally:
             head.sampled_anchor_training = True
 
@@ -155,7 +170,7 @@ def test_sampled_anchor_training_on_cuda_equals_cpu():
     torch.manual_seed(3)
     feats = features()
     gts = [torch.tensor([[4.0, 4.0, 20.0, 14.0]]), torch.tensor([[0.0, 2.0, 9.0, 30.0]])]
-    targets = head.get_targets(*head._anchors(head(feats)[0]), gts, METAS)
+    targets = head.get_targets(*head._anchors(head(feats)[0]), instances(gts), METAS)
     results = []
     for device in ("cpu", "cuda"):
         head.to(device)
@@ -174,16 +189,17 @@ def test_forward_train_proposals_match_get_proposals():
     feats = features()
     gts = [torch.tensor([[4.0, 4.0, 20.0, 14.0]]), torch.zeros(0, 4)]
     cfg = dict(nms_pre=50, max_num=20, nms_thr=0.7)
-    losses, proposals = head.forward_train(feats, METAS, gts, proposal_cfg=cfg)
+    losses, proposals = head.forward_train(feats, samples(gts), proposal_cfg=cfg)
     expected = head.get_proposals(*head(feats), METAS, cfg)
     for got, want in zip(proposals, expected):
-        torch.testing.assert_close(got, want)
-    assert head.forward_train(feats, METAS, gts)[1] is None
+        assert isinstance(got, InstanceData) and len(got) > 0
+        torch.testing.assert_close(as_rows(got), as_rows(want))
+    assert head.forward_train(feats, samples(gts))[1] is None
     dense = make_head(train_cfg=TRAIN_CFG, sampled_anchor_training=False)
-    losses, proposals = dense.forward_train(feats, METAS, gts, proposal_cfg=cfg)
+    losses, proposals = dense.forward_train(feats, samples(gts), proposal_cfg=cfg)
     for got, want in zip(proposals, expected):
-        torch.testing.assert_close(got, want)
-        assert not got.requires_grad
+        torch.testing.assert_close(as_rows(got), as_rows(want))
+        assert not got.bboxes.requires_grad and not got.scores.requires_grad
 
 
 def test_predict_at_equals_forward_at_every_anchor():
@@ -216,7 +232,7 @@ def test_loss_is_batched_and_finite():
     head = make_head(train_cfg=TRAIN_CFG)
     cls_scores, bbox_preds = head(features())
     gts = [torch.tensor([[4.0, 4.0, 20.0, 14.0]]), torch.zeros(0, 4)]  # second image: no gt
-    losses = head.loss(cls_scores, bbox_preds, gts, METAS)
+    losses = head.loss(cls_scores, bbox_preds, instances(gts), METAS)
     assert set(losses) == {"loss_rpn_cls", "loss_rpn_bbox"}
     total = losses["loss_rpn_cls"] + losses["loss_rpn_bbox"]
     assert torch.isfinite(total)
@@ -231,7 +247,7 @@ def test_loss_needs_train_cfg():
     head = make_head()
     cls_scores, bbox_preds = head(features())
     with pytest.raises(ValueError, match="train_cfg"):
-        head.loss(cls_scores, bbox_preds, [torch.zeros(0, 4)] * 2, METAS)
+        head.loss(cls_scores, bbox_preds, instances([torch.zeros(0, 4)] * 2), METAS)
 
 
 @pytest.mark.parametrize("fixed_order", [True, False])
@@ -312,10 +328,11 @@ def test_proposals_match_per_level_reference(nms_post):
         expected = reference_proposals(
             head, [c[i] for c in cls_scores], [b[i] for b in bbox_preds], meta, cfg
         )
-        torch.testing.assert_close(proposals[i], expected)
-        assert proposals[i].shape[0] <= 30
-        assert (proposals[i][:, 2] <= meta["img_shape"][1]).all()
-        assert (proposals[i][:, 4].diff() <= 0).all()
+        rows = as_rows(proposals[i])
+        torch.testing.assert_close(rows, expected)
+        assert rows.shape[0] <= 30
+        assert (rows[:, 2] <= meta["img_shape"][1]).all()
+        assert (rows[:, 4].diff() <= 0).all()
 
 
 def test_rejects_softmax_objectness():

@@ -9,6 +9,7 @@ from torch import nn
 from mmdet_like.models import build_detector
 from mmdet_like.models.dense_heads import AnchorHead, RPNHead
 from mmdet_like.registry import HEADS
+from mmdet_like.structures import DetDataSample, InstanceData, bbox_overlaps
 
 C = 16
 STRIDES = [8, 16, 32]
@@ -106,11 +107,15 @@ def test_a_two_conv_head_from_config_trains_and_detects(loss_cls, extra):
     assert isinstance(head, TwoConvTestHead) and head.num_classes == 2
     assert head.cls_out_channels == (2 if loss_cls is SIGMOID else 3)
     img, metas, boxes, labels = batch()
+    samples = [
+        DetDataSample(meta, gt_instances=InstanceData(bboxes=b, labels=lab))
+        for meta, b, lab in zip(metas, boxes, labels)
+    ]
     optimizer = torch.optim.AdamW(detector.parameters(), lr=2e-3)
     history = []
     detector.train()
     for _ in range(25):
-        losses = detector(img=img, img_metas=metas, gt_bboxes=boxes, gt_labels=labels)
+        losses = detector(img=img, data_samples=samples)
         assert set(losses) == {"loss_cls", "loss_bbox"}
         loss = sum(losses.values())
         optimizer.zero_grad()
@@ -119,9 +124,13 @@ def test_a_two_conv_head_from_config_trains_and_detects(loss_cls, extra):
         history.append(loss.item())
     assert history[-1] < 0.6 * history[0], history
     detector.eval()
-    results = detector(img=[img[0]], img_metas=[[metas[0]]], return_loss=False, rescale=True)
-    assert len(results) == 1 and len(results[0]) == 2  # per class
-    assert all(r.shape[1] == 5 for r in results[0])
+    (predicted,) = detector(img=[img[0]], data_samples=[DetDataSample(metas[0])],
+                            return_loss=False, rescale=True)  # fmt: skip
+    pred = predicted.pred_instances
+    assert pred.keys() == ["bboxes", "scores", "labels"] and len(pred) > 0
+    # the per-class lists of the legacy edge hold the same detections
+    legacy = detector(img=[img[0]], img_metas=[[metas[0]]], return_loss=False, rescale=True)
+    assert len(legacy[0]) == 2 and sum(len(r) for r in legacy[0]) == len(pred)
 
 
 def test_targets_put_each_gt_class_on_its_anchors():
@@ -131,14 +140,13 @@ def test_targets_put_each_gt_class_on_its_anchors():
     img, metas, boxes, labels = batch()
     cls_scores, _ = head(detector.extract_feat(img))
     anchors, sizes = head._anchors(cls_scores)
-    targets = head.get_targets(anchors, sizes, boxes, metas, gt_labels=labels)
+    gts = [InstanceData(bboxes=b, labels=lab) for b, lab in zip(boxes, labels)]
+    targets = head.get_targets(anchors, sizes, gts, metas)
     # PseudoSampler: every assigned anchor; the losses average over the positives
     positives = targets.labels < head.num_classes
     assert torch.equal(targets.avg_factor, positives.sum().float())
     assert set(targets.labels[positives].tolist()) == {0, 1}
     assert (targets.labels[~positives] == head.num_classes).all()
-    from mmdet_like.structures import bbox_overlaps
-
     for i in range(2):
         mine = targets.image_inds == i
         ious = bbox_overlaps(targets.anchors[mine & positives], boxes[i])

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from mmdet_like.apis import build_detector
 from mmdet_like.engine import build_optimizer, load_config
 from mmdet_like.models.utils.torchvision_detection import convert_torchvision_detection
-from mmdet_like.structures.mask import BitmapMasks
+from mmdet_like.structures import BitmapMasks, DetDataSample, InstanceData
 from tests.models.torchvision_helpers import freeze_batch_norms
 
 skdata = pytest.importorskip("skimage.data")
@@ -155,27 +155,17 @@ def _losses_torchvision(model, images, targets):
 
 
 def _losses_ours(model, images, targets, with_mask):
+    """Our losses through the data-sample contract (one DetDataSample per image)."""
     shape = (HEIGHT, WIDTH, 3)
-    metas = [
-        dict(
-            img_shape=shape,
-            pad_shape=shape,
-            ori_shape=shape,
-            scale_factor=np.ones(4, dtype=np.float32),
-            flip=False,
-        )
-        for _ in targets
-    ]
-    kwargs = {}
-    if with_mask:
-        kwargs["gt_masks"] = [BitmapMasks(masks, HEIGHT, WIDTH) for _, _, masks in targets]
-    losses = model(
-        img=images,
-        img_metas=metas,
-        gt_bboxes=[boxes for boxes, _, _ in targets],
-        gt_labels=[labels for _, labels, _ in targets],
-        **kwargs,
-    )
+    meta = dict(img_shape=shape, pad_shape=shape, ori_shape=shape,
+                scale_factor=np.ones(4, dtype=np.float32), flip=False)  # fmt: skip
+    samples = []
+    for boxes, labels, masks in targets:
+        gt = InstanceData(bboxes=boxes, labels=labels)
+        if with_mask:
+            gt.masks = BitmapMasks(masks, HEIGHT, WIDTH)
+        samples.append(DetDataSample(dict(meta), gt_instances=gt))
+    losses = model(img=images, data_samples=samples)
     return {name: value for name, value in losses.items() if name.startswith("loss")}
 
 

@@ -71,7 +71,8 @@ class DefaultFormatBundle:
                     to_rgb=False,
                 ),
             )
-            results["img"] = image_to_tensor(img)
+            if not isinstance(img, torch.Tensor):  # already formatted (a bundle before)
+                results["img"] = image_to_tensor(img)
         for key in ("proposals", "gt_bboxes", "gt_bboxes_ignore"):
             if key in results:
                 results[key] = to_tensor(np.asarray(results[key], dtype=np.float32))
@@ -112,15 +113,30 @@ class Collect:
         return f"Collect(keys={self.keys}, meta_keys={self.meta_keys})"
 
 
+def _gt_instance_keys(results):
+    """The results keys that become ``gt_instances`` fields: ``gt_bboxes``, ``gt_labels``,
+    ``gt_masks`` and every ``gt_*`` field listed under a registered field kind, in that
+    order (crowd boxes, ``gt_bboxes_ignore``, go to ``ignored_instances``)."""
+    from mmdet_like.datasets.pipelines.field_kinds import geometric_fields
+
+    keys = [k for k in ("gt_bboxes", "gt_labels", "gt_masks") if k in results]
+    for key, _ in geometric_fields(results):
+        if key.startswith("gt_") and key != "gt_bboxes_ignore" and key not in keys:
+            keys.append(key)
+    return keys
+
+
 @PIPELINES.register()
 class PackDetInputs:
     """The last step of a pipeline that gives the model one :class:`DetDataSample` per image.
 
     ``img`` becomes a (3, H, W) float32 tensor; ``meta_keys`` go to the sample's
-    ``metainfo``; ``gt_bboxes`` / ``gt_labels`` / ``gt_masks`` to ``gt_instances``
-    (``bboxes``, ``labels``, ``masks``), ``gt_bboxes_ignore`` to ``ignored_instances``
-    (``bboxes``), ``proposals`` to ``proposals`` (``bboxes`` and, with 5 columns,
-    ``scores``). Fields the results lack are left out.
+    ``metainfo``; ``gt_labels`` and every geometric ``gt_<name>`` field (``gt_bboxes``,
+    ``gt_masks``, and the fields of any kind registered in ``FIELD_KINDS``, e.g.
+    ``gt_keypoints``) to ``gt_instances.<name>`` (arrays as tensors, mask structures as they
+    are); ``gt_bboxes_ignore`` to ``ignored_instances`` (``bboxes``), ``proposals`` to
+    ``proposals`` (``bboxes`` and, with 5 columns, ``scores``). Fields the results lack are
+    left out.
 
     Returns:
         ``dict(img=(3, H, W) tensor, data_samples=DetDataSample)``: the detectors' data-sample
@@ -144,12 +160,10 @@ class PackDetInputs:
                 "the transform that sets them or drop them from meta_keys."
             )
         gt = InstanceData()
-        if "gt_bboxes" in results:
-            gt.bboxes = results["gt_bboxes"]
-        if "gt_labels" in results:
-            gt.labels = results["gt_labels"]
-        if "gt_masks" in results:
-            gt.masks = results["gt_masks"]
+        for key in _gt_instance_keys(results):
+            value = results[key]
+            gt_name = key[len("gt_") :]
+            setattr(gt, gt_name, to_tensor(value) if isinstance(value, np.ndarray) else value)
         ignored = InstanceData()
         if "gt_bboxes_ignore" in results:
             ignored.bboxes = results["gt_bboxes_ignore"]

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from mmdet_like.engine.dist import get_dist_info
 from mmdet_like.engine.hooks.hook import Hook
 from mmdet_like.registry import HOOKS
+from mmdet_like.structures.instances import compact_prediction
 
 
 def _run_model(model, data_loader, show_progress, on_batch=None):
@@ -56,6 +57,13 @@ def _run_model(model, data_loader, show_progress, on_batch=None):
         bar.close()
         model.train(was_training)
     return results
+
+
+def compact_outputs(data_batch, outputs):
+    """``on_batch`` step of the evaluation hooks: predicted data samples reduced to what the
+    metrics read (meta and ``pred_instances`` on the CPU, masks as RLE), so the predictions
+    of a whole validation set fit in memory; other outputs are kept as they are."""
+    return [compact_prediction(o) for o in outputs]
 
 
 def single_process_inference(model, data_loader, show_progress=True, on_batch=None):
@@ -179,7 +187,7 @@ class EvalHook(Hook):
         self.eval_kwargs = eval_kwargs
 
     def inference(self, runner):
-        return single_process_inference(runner.model, self.dataloader)
+        return single_process_inference(runner.model, self.dataloader, on_batch=compact_outputs)
 
     def evaluate(self, runner, results):
         dataset = self.dataloader.dataset
@@ -212,6 +220,7 @@ class DistEvalHook(EvalHook):
         return multi_process_inference(
             runner.model,
             self.dataloader,
+            on_batch=compact_outputs,
             tmpdir=self.tmpdir,
             gpu_collect=self.gpu_collect,
             all_ranks=False,

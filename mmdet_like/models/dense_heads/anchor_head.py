@@ -26,6 +26,8 @@ from mmdet_like.registry import (
     build_from_cfg,
 )
 from mmdet_like.structures.bbox import clip_bboxes
+from mmdet_like.structures.instance_data import InstanceData
+from mmdet_like.structures.instances import ignored_bboxes, unpack_gt_instances
 
 DEFAULT_ANCHOR_GENERATOR = dict(
     type="AnchorGenerator", scales=[8], ratios=[0.5, 1.0, 2.0], strides=[4, 8, 16, 32, 64]
@@ -107,6 +109,8 @@ class AnchorHead(nn.Module):
 
     # the names of the two losses in the detector's loss dict
     loss_names = ("loss_cls", "loss_bbox")
+    # every positive anchor gets class 0 whatever its gt's label (proposal heads)
+    class_agnostic = False
     default_test_cfg = DEFAULT_DETECTION_TEST_CFG
 
     def __init__(
@@ -200,17 +204,21 @@ class AnchorHead(nn.Module):
             )
 
     def get_targets(
-        self, anchors, featmap_sizes, gt_bboxes, img_metas, gt_bboxes_ignore=None, gt_labels=None
-    ):
+        self, anchors, featmap_sizes, batch_gt_instances, batch_img_metas,
+        batch_gt_instances_ignore=None,
+    ):  # fmt: skip
         """Training targets of the sampled anchors of every image (the only anchors the
         losses see).
 
         Args:
             anchors: (A_total, 4) anchors of all levels (:meth:`_anchors`).
             featmap_sizes: list of L (H_l, W_l).
-            gt_bboxes: list of N (G_i, 4); img_metas: list of N dicts (``img_shape``,
-                ``pad_shape``); gt_bboxes_ignore: optional list of N (K_i, 4); gt_labels:
-                list of N (G_i,) classes (``None``: class-agnostic, every positive class 0).
+            batch_gt_instances: N :class:`InstanceData` with ``bboxes`` (G_i, 4) and
+                ``labels`` (G_i,) (not read by a ``class_agnostic`` head: every positive
+                is class 0).
+            batch_img_metas: N dicts (``img_shape``, ``pad_shape``).
+            batch_gt_instances_ignore: optional N :class:`InstanceData` with ``bboxes``
+                (K_i, 4) crowd boxes (or none).
 
         Returns:
             :class:`AnchorTargets` of S = sum over images of sampled anchors.
@@ -220,23 +228,25 @@ class AnchorHead(nn.Module):
         pos_weight = self.train_cfg.get("pos_weight", -1)
         pos_weight = 1.0 if pos_weight <= 0 else float(pos_weight)
         image_inds, anchor_inds, labels, label_weights, bbox_targets = [], [], [], [], []
-        for i, meta in enumerate(img_metas):
+        for i, (gt, meta) in enumerate(zip(batch_gt_instances, batch_img_metas)):
             pad_shape = meta.get("pad_shape", meta["img_shape"])
             valid = torch.cat(
                 self.anchor_generator.valid_flags(featmap_sizes, pad_shape[:2], anchors.device)
             )
             inside = anchor_inside_flags(anchors, valid, meta["img_shape"], allowed_border)
-            ignore = None if gt_bboxes_ignore is None else gt_bboxes_ignore[i]
-            assign_result = self.assigner.assign(anchors, gt_bboxes[i], ignore, valid_mask=inside)
-            sampling = self.sampler.sample(assign_result, anchors, gt_bboxes[i])
+            ignore = None
+            if batch_gt_instances_ignore is not None:
+                ignore = ignored_bboxes(batch_gt_instances_ignore[i])
+            assign_result = self.assigner.assign(anchors, gt.bboxes, ignore, valid_mask=inside)
+            sampling = self.sampler.sample(assign_result, anchors, gt.bboxes)
             pos_inds, neg_inds = sampling.pos_inds, sampling.neg_inds
             num_pos, num_neg = pos_inds.numel(), neg_inds.numel()
             anchor_inds.append(torch.cat([pos_inds, neg_inds]))
             image_inds.append(torch.full((num_pos + num_neg,), i, device=anchors.device))
-            if gt_labels is None or gt_bboxes[i].numel() == 0:
+            if self.class_agnostic or gt.bboxes.numel() == 0:
                 pos_labels = pos_inds.new_zeros(num_pos)
             else:
-                pos_labels = gt_labels[i].to(pos_inds.device)[sampling.pos_assigned_gt_inds]
+                pos_labels = gt.labels.to(pos_inds.device)[sampling.pos_assigned_gt_inds]
             labels.append(
                 torch.cat([pos_labels.long(), pos_inds.new_full((num_neg,), self.num_classes)])
             )
@@ -291,50 +301,52 @@ class AnchorHead(nn.Module):
         return dict(zip(self.loss_names, (loss_cls, loss_bbox)))
 
     def loss(
-        self, cls_scores, bbox_preds, gt_bboxes, img_metas, gt_bboxes_ignore=None, gt_labels=None
-    ):
+        self, cls_scores, bbox_preds, batch_gt_instances, batch_img_metas,
+        batch_gt_instances_ignore=None,
+    ):  # fmt: skip
         """The losses of the outputs of :meth:`forward`, over all images and levels at once.
 
         Args:
             cls_scores, bbox_preds: the outputs of :meth:`forward`.
-            gt_bboxes, img_metas, gt_bboxes_ignore, gt_labels: as for :meth:`get_targets`.
+            batch_gt_instances, batch_img_metas, batch_gt_instances_ignore: as for
+                :meth:`get_targets`.
 
         Returns:
             dict of the two losses named by ``loss_names``.
         """
         anchors, featmap_sizes = self._anchors(cls_scores)
         targets = self.get_targets(
-            anchors, featmap_sizes, gt_bboxes, img_metas, gt_bboxes_ignore, gt_labels
+            anchors, featmap_sizes, batch_gt_instances, batch_img_metas, batch_gt_instances_ignore
         )
         scores = flatten_levels(cls_scores, self.cls_out_channels)
         scores = scores[targets.image_inds, targets.anchor_inds]
         deltas = flatten_levels(bbox_preds, 4)[targets.image_inds, targets.anchor_inds]
         return self.loss_of_samples(scores, deltas, targets)
 
-    def forward_train(
-        self, feats, img_metas, gt_bboxes, gt_labels=None, gt_bboxes_ignore=None,
-        proposal_cfg=None,
-    ):  # fmt: skip
+    def forward_train(self, feats, data_samples, proposal_cfg=None):
         """Training: the losses and, with ``proposal_cfg``, proposals (:meth:`get_proposals`,
         for heads that give them).
 
         Args:
             feats: tuple of L (N, C, H_l, W_l) features.
-            img_metas, gt_bboxes, gt_labels, gt_bboxes_ignore: as for :meth:`get_targets`.
+            data_samples: N :class:`DetDataSample` (``gt_instances``: ``bboxes``,
+                ``labels``; ``ignored_instances``; the image meta).
 
         Returns:
-            (losses dict, list of N (n_i, 5) proposals or ``None``).
+            (losses dict, N proposal :class:`InstanceData` (``bboxes``, ``scores``) or
+            ``None``).
         """
         self._check_can_train()
+        batch_gt_instances, batch_gt_ignore, batch_img_metas = unpack_gt_instances(data_samples)
         cls_scores, bbox_preds = self(feats)
         losses = self.loss(
-            cls_scores, bbox_preds, gt_bboxes, img_metas, gt_bboxes_ignore, gt_labels
+            cls_scores, bbox_preds, batch_gt_instances, batch_img_metas, batch_gt_ignore
         )
         proposals = None
         if proposal_cfg is not None:
             cls_scores = [x.detach() for x in cls_scores]
             bbox_preds = [x.detach() for x in bbox_preds]
-            proposals = self.get_proposals(cls_scores, bbox_preds, img_metas, proposal_cfg)
+            proposals = self.get_proposals(cls_scores, bbox_preds, batch_img_metas, proposal_cfg)
         return losses, proposals
 
     def get_proposals(self, cls_scores, bbox_preds, img_metas, cfg=None):
@@ -374,9 +386,9 @@ class AnchorHead(nn.Module):
 
     @torch.no_grad()
     def get_bboxes(self, cls_scores, bbox_preds, img_metas, cfg=None, rescale=False):
-        """Detections of every image: list of N ``((n, 5) [x1, y1, x2, y2, score], (n,)
-        labels)`` after class-wise NMS, in the input image (``rescale``: in the original
-        image, boxes divided by the meta's ``scale_factor``).
+        """Detections of every image after class-wise NMS: N :class:`InstanceData` with
+        ``bboxes`` (n, 4), ``scores`` (n,), ``labels`` (n,), in the input image
+        (``rescale``: in the original image, boxes divided by the meta's ``scale_factor``).
 
         ``cfg`` overrides ``test_cfg`` keys.
         """
@@ -400,14 +412,8 @@ class AnchorHead(nn.Module):
                     meta["scale_factor"], dtype=image_boxes.dtype, device=image_boxes.device
                 )
                 image_boxes = image_boxes / factor
-            results.append(
-                multiclass_nms(
-                    image_boxes,
-                    image_scores,
-                    cfg["score_thr"],
-                    cfg["nms"],
-                    cfg["max_per_img"],
-                    valid,
-                )  # fmt: skip
+            dets, labels = multiclass_nms(
+                image_boxes, image_scores, cfg["score_thr"], cfg["nms"], cfg["max_per_img"], valid
             )
+            results.append(InstanceData(bboxes=dets[:, :4], scores=dets[:, 4], labels=labels))
         return results

@@ -19,6 +19,8 @@ from mmdet_like.models.dense_heads.sampled_anchors import add_at_cells, gather_c
 from mmdet_like.ops import batched_nms
 from mmdet_like.registry import HEADS
 from mmdet_like.structures.bbox import clip_bboxes
+from mmdet_like.structures.instance_data import InstanceData
+from mmdet_like.structures.instances import unpack_gt_instances
 
 DEFAULT_TEST_CFG = dict(nms_pre=1000, nms_post=None, max_num=1000, nms_thr=0.7, min_bbox_size=0)
 # the targets of the sampled anchors (the name of earlier releases)
@@ -59,6 +61,7 @@ class RPNHead(AnchorHead):
     """
 
     loss_names = ("loss_rpn_cls", "loss_rpn_bbox")
+    class_agnostic = True
     default_test_cfg = DEFAULT_TEST_CFG
 
     def __init__(
@@ -100,10 +103,7 @@ class RPNHead(AnchorHead):
             scores = scores[:, None]
         return super().loss_of_samples(scores, deltas, targets)
 
-    def forward_train(
-        self, feats, img_metas, gt_bboxes, gt_labels=None, gt_bboxes_ignore=None,
-        proposal_cfg=None,
-    ):  # fmt: skip
+    def forward_train(self, feats, data_samples, proposal_cfg=None):
         """Training: the losses and, with ``proposal_cfg``, the proposals.
 
         With ``sampled_anchor_training`` (the default): the same losses and gradients as
@@ -116,27 +116,29 @@ class RPNHead(AnchorHead):
 
         Args:
             feats: tuple of L (N, C, H_l, W_l) features.
-            img_metas, gt_bboxes, gt_bboxes_ignore: as for :meth:`get_targets`; gt_labels
-                are not used (proposals are class-agnostic).
+            data_samples: N :class:`DetDataSample` (``gt_instances.bboxes``, the
+                ``ignored_instances``, the meta; labels are not read: proposals are
+                class-agnostic).
             proposal_cfg: settings for :meth:`get_proposals` (``None``: no proposals).
 
         Returns:
-            (losses dict, list of N (n_i, 5) proposals or ``None``).
+            (losses dict, N proposal :class:`InstanceData` or ``None``).
         """
         if not self.sampled_anchor_training:
-            return super().forward_train(
-                feats, img_metas, gt_bboxes, None, gt_bboxes_ignore, proposal_cfg
-            )
+            return super().forward_train(feats, data_samples, proposal_cfg)
         self._check_can_train()
+        batch_gt_instances, batch_gt_ignore, batch_img_metas = unpack_gt_instances(data_samples)
         with torch.no_grad():
             cls_scores, bbox_preds = self(feats)
         anchors, featmap_sizes = self._anchors(cls_scores)
-        targets = self.get_targets(anchors, featmap_sizes, gt_bboxes, img_metas, gt_bboxes_ignore)
+        targets = self.get_targets(
+            anchors, featmap_sizes, batch_gt_instances, batch_img_metas, batch_gt_ignore
+        )
         scores, deltas = self.predict_at(feats, targets.image_inds, targets.anchor_inds)
         losses = self.loss_of_samples(scores, deltas, targets)
         proposals = None
         if proposal_cfg is not None:
-            proposals = self.get_proposals(cls_scores, bbox_preds, img_metas, proposal_cfg)
+            proposals = self.get_proposals(cls_scores, bbox_preds, batch_img_metas, proposal_cfg)
         return losses, proposals
 
     def predict_at(self, feats, image_inds, anchor_inds):
@@ -196,8 +198,9 @@ class RPNHead(AnchorHead):
 
     @torch.no_grad()
     def get_proposals(self, cls_scores, bbox_preds, img_metas, cfg=None):
-        """Proposals of every image: list of N (n_i, 5) ``[x1, y1, x2, y2, score]``, in
-        descending score order, in the coordinates of the (resized) input image.
+        """Proposals of every image: N :class:`InstanceData` with ``bboxes`` (n_i, 4) and
+        ``scores`` (n_i,), in descending score order, in the coordinates of the (resized)
+        input image.
 
         ``cfg`` overrides ``test_cfg`` keys (e.g. the detector's training-time proposal
         settings).
@@ -218,7 +221,7 @@ class RPNHead(AnchorHead):
         ]
 
     def _proposals_of_image(self, boxes, scores, levels, img_shape, cfg):
-        """(K, 4) decoded boxes, (K,) scores, (K,) levels -> (n, 5) proposals after NMS."""
+        """(K, 4) decoded boxes, (K,) scores, (K,) levels -> the proposals after NMS."""
         boxes = clip_bboxes(boxes, img_shape)
         if cfg["min_bbox_size"] is not None and cfg["min_bbox_size"] >= 0:
             size = cfg["min_bbox_size"]
@@ -231,4 +234,4 @@ class RPNHead(AnchorHead):
             rank = (onehot.cumsum(0) * onehot).sum(1)  # 1-based
             keep = keep[rank <= cfg["nms_post"]]
         keep = keep[: cfg["max_num"]]
-        return torch.cat([boxes[keep], scores[keep, None]], dim=1)
+        return InstanceData(bboxes=boxes[keep], scores=scores[keep])

@@ -1,15 +1,21 @@
-"""Detector base: the ``forward(img, img_metas, return_loss=True, **kwargs)`` contract.
+"""Detector base: the data-sample contract.
 
-Training: ``model(img=..., img_metas=..., gt_bboxes=..., gt_labels=..., ...)`` returns a dict
-of losses (entries named ``*loss*`` are summed by the runner). Inference:
-``model(img=..., img_metas=..., return_loss=False, rescale=True)`` returns a list with one
-result per image.
+Training: ``model(img=..., data_samples=[...])`` (what ``PackDetInputs`` and the collate
+give) returns a dict of losses (entries named ``*loss*`` are summed by the runner); every
+detector's ``forward_train(img, data_samples)`` reads the samples' ``gt_instances``,
+``ignored_instances`` and ``proposals``. Inference: ``model(img=..., data_samples=[...],
+return_loss=False, rescale=True)`` returns the samples with ``pred_instances`` set
+(``bboxes``, ``scores``, ``labels`` [, ``masks``]; an RPN's: ``bboxes``, ``scores``).
 
 ``img`` is a (N, 3, H, W) tensor or a list of N (3, H_i, W_i) tensors; a list is padded
 (bottom/right, zeros) into one batch whose sides are multiples of ``size_divisor``. For
-inference ``MultiScaleFlipAug`` gives, per image, a list of augmentations (and of metas):
-one unflipped augmentation runs as a plain batch; several (or a flipped one) go to the
-detector's ``aug_test``, which merges them into results in the original image.
+inference ``MultiScaleFlipAug`` gives, per image, a list of augmentations (of images and of
+samples): one unflipped augmentation runs as a plain batch; several (or a flipped one) go
+to the detector's ``aug_predict_instances``, which merges them in the original image.
+
+The per-image lists of a ``Collect`` pipeline (``img_metas``, ``gt_bboxes``, ...) are still
+taken at this edge: they become data samples (:func:`samples_from_lists`), and inference on
+them returns mmdetection's per-class lists (:func:`to_legacy_result`).
 """
 
 import torch
@@ -17,7 +23,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmdet_like.registry import BACKBONES, NECKS, build_from_cfg
-from mmdet_like.structures.instances import detection_to_instances
+from mmdet_like.structures.instance_data import DetDataSample
+from mmdet_like.structures.instances import samples_from_lists, to_legacy_result
+
+LEGACY_KEYS = ("gt_bboxes", "gt_labels", "gt_bboxes_ignore", "gt_masks", "proposals")
 
 
 def pad_images(img, size_divisor=32):
@@ -43,44 +52,18 @@ def pad_images(img, size_divisor=32):
     return batch
 
 
-def samples_to_train_kwargs(data_samples):
-    """Data samples -> the per-image lists of ``forward_train``: ``img_metas``,
-    ``gt_bboxes``, ``gt_labels`` and, where every sample has them, ``gt_masks``,
-    ``gt_bboxes_ignore`` (an empty (0, 4) for a sample without) and ``proposals``."""
-    kwargs = dict(
-        img_metas=[s.metainfo for s in data_samples],
-        gt_bboxes=[s.gt_instances.bboxes for s in data_samples],
-        gt_labels=[s.gt_instances.labels for s in data_samples],
-    )
-    if all("masks" in s.gt_instances for s in data_samples):
-        kwargs["gt_masks"] = [s.gt_instances.masks for s in data_samples]
-    if any("bboxes" in s.ignored_instances for s in data_samples):
-        kwargs["gt_bboxes_ignore"] = [
-            s.ignored_instances.get("bboxes", s.gt_instances.bboxes.new_zeros((0, 4)))
-            for s in data_samples
-        ]
-    if all(s.proposals is not None for s in data_samples):
-        kwargs["proposals"] = [
-            torch.cat([p.bboxes, p.scores[:, None]], 1) if "scores" in p else p.bboxes
-            for p in (s.proposals for s in data_samples)
-        ]
-    return kwargs
+def _per_image_augs(value):
+    """``MultiScaleFlipAug`` output (per image, a list of augmentations) as it is; a plain
+    batch (one entry per image) as per-image lists of one augmentation."""
+    if isinstance(value, torch.Tensor):
+        return [[v] for v in value]
+    return [list(v) if isinstance(v, (list, tuple)) else [v] for v in value]
 
 
-def _single_aug(value):
-    """Unwrap per-image lists of one augmentation (``MultiScaleFlipAug`` output)."""
-    if not isinstance(value, (list, tuple)) or not value:
-        return value
-    if not isinstance(value[0], (list, tuple)):
-        return value
-    return [v[0] for v in value]
-
-
-def _is_augmented(img_metas):
-    """Per-image lists of metas with several augmentations, or a flipped one."""
-    if not img_metas or not isinstance(img_metas[0], (list, tuple)):
-        return False
-    return any(len(metas) != 1 or metas[0].get("flip") for metas in img_metas)
+def _needs_merging(samples_per_image):
+    """Several augmentations of an image, or a flipped one: results must be merged in the
+    original image (a single unflipped scale is a plain batch)."""
+    return any(len(augs) != 1 or augs[0].metainfo.get("flip") for augs in samples_per_image)
 
 
 class BaseDetector(nn.Module):
@@ -108,76 +91,106 @@ class BaseDetector(nn.Module):
         x = self.backbone(img)
         return self.neck(x) if self.neck is not None else x
 
-    def forward(self, img, img_metas=None, return_loss=True, data_samples=None, **kwargs):
-        """``data_samples`` (one :class:`DetDataSample` per image, from ``PackDetInputs``)
-        replace ``img_metas`` and the ``gt_*`` / ``proposals`` lists: training returns the
-        losses, inference the samples with ``pred_instances`` set (:meth:`predict`)."""
+    # ------------------------------------------------------------------ the contract
+    def forward(self, img, img_metas=None, return_loss=True, data_samples=None, rescale=False,
+                **legacy):  # fmt: skip
+        """Training (``return_loss``): the losses of :meth:`forward_train`; inference: the
+        samples with ``pred_instances`` (:meth:`predict`).
+
+        ``img_metas`` and the ``gt_*`` / ``proposals`` lists (a ``Collect`` pipeline) are
+        taken instead of ``data_samples``; inference on them returns mmdetection's per-image
+        results (per-class lists; proposal arrays for an RPN).
+        """
+        unknown = sorted(set(legacy) - set(LEGACY_KEYS))
+        if unknown:
+            raise TypeError(f"{type(self).__name__}.forward: unexpected arguments {unknown}")
         if data_samples is not None:
-            if data_samples and isinstance(data_samples[0], (list, tuple)):  # MultiScaleFlipAug
-                if any(len(augs) != 1 for augs in data_samples):
-                    raise ValueError(
-                        f"{type(self).__name__}: test-time augmentation with several "
-                        "augmentations per image takes img_metas (Collect), not data samples "
-                        "(PackDetInputs) yet"
-                    )
-                data_samples = [augs[0] for augs in data_samples]
-            given = sorted(k for k in kwargs if k.startswith("gt_") or k == "proposals")
+            given = sorted(k for k, v in legacy.items() if v is not None)
             if img_metas is not None or given:
                 raise ValueError(
                     f"{type(self).__name__}: give data_samples or img_metas/gt_* lists, not "
                     f"both (got data_samples and {['img_metas'] if img_metas else []}{given})"
                 )
             if return_loss:
-                batch = pad_images(img, self.size_divisor)
-                return self.forward_train(batch, **samples_to_train_kwargs(data_samples))
-            return self.predict(img, data_samples, rescale=kwargs.get("rescale", False))
+                return self.forward_train(pad_images(img, self.size_divisor), data_samples)
+            return self.predict(img, data_samples, rescale=rescale)
         if img_metas is None:
-            raise ValueError(f"{type(self).__name__}: forward needs img_metas or data_samples")
+            raise ValueError(f"{type(self).__name__}: forward needs data_samples (or img_metas)")
         if return_loss:
-            return self.forward_train(pad_images(img, self.size_divisor), img_metas, **kwargs)
-        return self.forward_test(img, img_metas, **kwargs)
+            samples = samples_from_lists(img_metas, **legacy)
+            return self.forward_train(pad_images(img, self.size_divisor), samples)
+        return self.forward_test(img, img_metas, rescale=rescale, proposals=legacy.get("proposals"))
+
+    def forward_train(self, img, data_samples):
+        """(N, 3, H, W) padded batch and N :class:`DetDataSample` -> dict of losses."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward_train")
+
+    def forward_test(self, img, img_metas, rescale=False, proposals=None):
+        """Inference on the lists of a ``Collect`` pipeline: per image, mmdetection's result
+        (:func:`to_legacy_result`), from the same :meth:`predict`."""
+        metas_per_image = _per_image_augs(img_metas)
+        proposals_per_image = None
+        if proposals is not None:
+            proposals_per_image = _per_image_augs(proposals)
+        samples = []
+        for i, metas in enumerate(metas_per_image):
+            augs = proposals_per_image[i] if proposals_per_image is not None else None
+            samples.append(samples_from_lists(metas, proposals=augs))
+        if not isinstance(img_metas[0], (list, tuple)):
+            samples = [augs[0] for augs in samples]
+        predicted = self.predict(img, samples, rescale=rescale)
+        return [to_legacy_result(s, getattr(self, "num_classes", None)) for s in predicted]
 
     @torch.no_grad()
     def predict(self, img, data_samples, rescale=False):
-        """Inference on a batch of one augmentation per image: ``data_samples`` with
-        ``pred_instances`` (``bboxes`` (n, 4), ``scores``, ``labels`` [, ``masks`` (n, H, W)
-        bool]) set, in the original image when ``rescale``."""
-        if not hasattr(self, "simple_test_instances"):
-            raise ValueError(f"{type(self).__name__} has no typed results (simple_test_instances)")
-        batch = pad_images(_single_aug(img), self.size_divisor)
-        metas = [s.metainfo for s in data_samples]
-        if batch.size(0) != len(metas):
-            raise ValueError(f"{batch.size(0)} images but {len(metas)} data_samples")
-        extra = {}
-        if any(s.proposals is not None for s in data_samples):
-            extra["proposals"] = [s.proposals.bboxes for s in data_samples]
-        results = self.simple_test_instances(batch, metas, rescale=rescale, **extra)
-        for sample, result in zip(data_samples, results):
-            sample.pred_instances = detection_to_instances(result)
-        return list(data_samples)
+        """Inference: the images' samples with ``pred_instances`` set, one per image.
 
-    def forward_test(self, img, img_metas, rescale=False, **kwargs):
-        """Inference on one batch: list of N per-image results."""
-        if _is_augmented(img_metas):
+        Args:
+            img: a (N, 3, H, W) batch, a list of N (3, H_i, W_i) images, or per image a list
+                of its augmentations (``MultiScaleFlipAug``).
+            data_samples: N :class:`DetDataSample` (metas, optional ``proposals``), or per
+                image a list of its augmentations' samples.
+            rescale: predictions in the original image (``ori_shape``), else in the input.
+
+        With several augmentations of an image (or a flipped one) the detector's
+        :meth:`aug_predict_instances` merges them in the original image (``rescale`` must
+        be true); the first augmentation's sample carries the result.
+        """
+        samples_per_image = _per_image_augs(data_samples)
+        if not all(isinstance(s, DetDataSample) for augs in samples_per_image for s in augs):
+            raise TypeError(f"{type(self).__name__}.predict: data_samples must be DetDataSample")
+        if _needs_merging(samples_per_image):
             if not rescale:
                 raise ValueError(
                     f"{type(self).__name__}: test-time augmentation (several scales or flips) "
                     "merges results in the original image; call with rescale=True"
                 )
-            return self.aug_test(img, img_metas, **kwargs)
-        img = _single_aug(img)
-        img_metas = _single_aug(img_metas)
-        if "proposals" in kwargs and kwargs["proposals"] is not None:
-            kwargs["proposals"] = _single_aug(kwargs["proposals"])
-        batch = pad_images(img, self.size_divisor)
-        if batch.size(0) != len(img_metas):
-            raise ValueError(f"{batch.size(0)} images but {len(img_metas)} img_metas")
-        return self.simple_test(batch, img_metas, rescale=rescale, **kwargs)
+            images_per_image = _per_image_augs(img)
+            results = self.aug_predict_instances(images_per_image, samples_per_image)
+        else:
+            if isinstance(img, torch.Tensor):
+                batch = pad_images(img, self.size_divisor)
+            else:
+                batch = pad_images([augs[0] for augs in _per_image_augs(img)], self.size_divisor)
+            samples = [augs[0] for augs in samples_per_image]
+            if batch.size(0) != len(samples):
+                raise ValueError(f"{batch.size(0)} images but {len(samples)} data_samples")
+            results = self.predict_instances(batch, samples, rescale=rescale)
+        out = []
+        for augs, result in zip(samples_per_image, results):
+            sample = augs[0]
+            sample.pred_instances = result
+            out.append(sample)
+        return out
 
-    def aug_test(self, imgs, img_metas, **kwargs):
-        """Test-time augmentation: ``imgs`` and ``img_metas`` hold, per image, a list of
-        augmented (3, H_a, W_a) inputs and their metas; results are in the original image.
-        Detectors that support it override this."""
+    def predict_instances(self, img, data_samples, rescale=False):
+        """(N, 3, H, W) batch and its N samples -> N prediction :class:`InstanceData`."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement predict_instances")
+
+    def aug_predict_instances(self, imgs, samples_per_image):
+        """Test-time augmentation: per image, its augmented (3, H_a, W_a) inputs and their
+        samples -> N prediction :class:`InstanceData` in the original images. Detectors that
+        support it override this."""
         raise ValueError(
             f"{type(self).__name__}: test-time augmentation (several scales or flips per image) "
             "is not supported; use MultiScaleFlipAug with one img_scale and flip=False"

@@ -6,15 +6,17 @@ from mmdet_like.models.detectors.base import BaseDetector, pad_images
 from mmdet_like.ops import nms
 from mmdet_like.registry import DETECTORS, HEADS, build_from_cfg
 from mmdet_like.structures.bbox import bbox_mapping_back
+from mmdet_like.structures.instance_data import InstanceData
 
 
 @DETECTORS.register()
 class RPN(BaseDetector):
     """Backbone, optional neck and an RPN head.
 
-    Training returns ``dict(loss_rpn_cls, loss_rpn_bbox)``; inference returns, per image, an
-    (n, 5) float32 numpy array of proposals ``[x1, y1, x2, y2, score]`` (in the original
-    image when ``rescale``).
+    Training returns ``dict(loss_rpn_cls, loss_rpn_bbox)``; inference the samples with
+    ``pred_instances`` holding the proposals (``bboxes``, ``scores``; in the original image
+    when ``rescale``), an (n, 5) float32 array ``[x1, y1, x2, y2, score]`` per image at the
+    legacy edge.
     """
 
     def __init__(
@@ -34,43 +36,43 @@ class RPN(BaseDetector):
         self.init_backbone_neck()
         self.rpn_head.init_weights()
 
-    def forward_train(self, img, img_metas, gt_bboxes, gt_bboxes_ignore=None, **kwargs):
-        """Unused keys (``gt_labels``, ``gt_masks``) are accepted and ignored."""
+    def forward_train(self, img, data_samples):
+        """The RPN losses (``gt_instances.bboxes``; labels and masks are not read)."""
         x = self.extract_feat(img)
-        losses, _ = self.rpn_head.forward_train(
-            x, img_metas, gt_bboxes, gt_bboxes_ignore=gt_bboxes_ignore
-        )
+        losses, _ = self.rpn_head.forward_train(x, data_samples)
         return losses
 
     @torch.no_grad()
-    def simple_test(self, img, img_metas, rescale=False, **kwargs):
+    def predict_instances(self, img, data_samples, rescale=False):
+        """N proposal :class:`InstanceData` (``bboxes``, ``scores``), in the original image
+        when ``rescale``."""
         x = self.extract_feat(img)
-        proposals = self.rpn_head.get_proposals(*self.rpn_head(x), img_metas)
-        results = []
-        for props, meta in zip(proposals, img_metas):
-            props = props.float()
-            results.append((_to_original(props, meta) if rescale else props).cpu().numpy())
-        return results
+        metas = [s.metainfo for s in data_samples]
+        proposals = self.rpn_head.get_proposals(*self.rpn_head(x), metas)
+        if rescale:
+            proposals = [_to_original(p, meta) for p, meta in zip(proposals, metas)]
+        return proposals
 
     @torch.no_grad()
-    def aug_test(self, imgs, img_metas, **kwargs):
+    def aug_predict_instances(self, imgs, samples_per_image):
         """Test-time augmentation: per image, the proposals of every augmentation mapped
         back to the original image, merged by one NMS (``test_cfg.rpn.nms_thr``) and cut to
-        ``max_num``; an (n, 5) float32 array per image."""
+        ``max_num``."""
         cfg = self.rpn_head.test_cfg
         results = []
-        for image_augs, metas in zip(imgs, img_metas):
+        for image_augs, samples in zip(imgs, samples_per_image):
             merged = []
-            for aug_img, meta in zip(image_augs, metas):
+            for aug_img, sample in zip(image_augs, samples):
                 x = self.extract_feat(pad_images(aug_img, self.size_divisor))
-                props = self.rpn_head.get_proposals(*self.rpn_head(x), [meta])[0].float()
-                merged.append(_to_original(props, meta))
-            merged = torch.cat(merged)
-            keep = nms(merged[:, :4], merged[:, 4], cfg["nms_thr"])[: cfg["max_num"]]
-            results.append(merged[keep].cpu().numpy())
+                props = self.rpn_head.get_proposals(*self.rpn_head(x), [sample.metainfo])[0]
+                merged.append(_to_original(props, sample.metainfo))
+            merged = InstanceData.cat(merged)
+            keep = nms(merged.bboxes, merged.scores, cfg["nms_thr"])[: cfg["max_num"]]
+            results.append(merged[keep])
         return results
 
 
 def _to_original(proposals, img_meta):
-    """(n, 5) proposals of an input (resized, maybe flipped) -> the original image."""
-    return torch.cat([bbox_mapping_back(proposals[:, :4], img_meta), proposals[:, 4:]], 1)
+    """Proposals of an input (resized, maybe flipped) -> the original image."""
+    return InstanceData(bboxes=bbox_mapping_back(proposals.bboxes, img_meta),
+                        scores=proposals.scores)  # fmt: skip

@@ -4,7 +4,6 @@ import torch
 
 from mmdet_like.models.detectors.base import BaseDetector
 from mmdet_like.registry import DETECTORS, HEADS, build_from_cfg
-from mmdet_like.structures.instances import DetectionResult, detection_to_per_class
 
 
 @DETECTORS.register()
@@ -20,8 +19,8 @@ class SingleStageDetector(BaseDetector):
             ``max_per_img``).
         pretrained: backbone weights, loaded by :meth:`init_weights`.
 
-    Training returns the head's losses; inference, per image, mmdetection's per-class list of
-    (n, 5) float32 arrays.
+    Training returns the head's losses; inference the samples with ``pred_instances``
+    (``bboxes``, ``scores``, ``labels``).
     """
 
     def __init__(
@@ -41,24 +40,16 @@ class SingleStageDetector(BaseDetector):
         self.init_backbone_neck()
         self.bbox_head.init_weights()
 
-    def forward_train(self, img, img_metas, gt_bboxes, gt_labels, gt_bboxes_ignore=None, **kwargs):
-        """The head's losses. Keys a box detector does not use (``gt_masks``) are ignored."""
+    def forward_train(self, img, data_samples):
+        """The head's losses (``gt_instances``: ``bboxes``, ``labels``; fields a box
+        detector does not use, such as ``masks``, are not read)."""
         x = self.extract_feat(img)
-        losses, _ = self.bbox_head.forward_train(
-            x, img_metas, gt_bboxes, gt_labels, gt_bboxes_ignore=gt_bboxes_ignore
-        )
+        losses, _ = self.bbox_head.forward_train(x, data_samples)
         return losses
 
     @torch.no_grad()
-    def simple_test_instances(self, img, img_metas, rescale=False):
-        """Typed results: list of N :class:`DetectionResult`."""
+    def predict_instances(self, img, data_samples, rescale=False):
+        """N prediction :class:`InstanceData` (``bboxes``, ``scores``, ``labels``)."""
         x = self.extract_feat(img)
-        dets = self.bbox_head.get_bboxes(*self.bbox_head(x), img_metas, rescale=rescale)
-        return [
-            DetectionResult(boxes=d[:, :4], scores=d[:, 4], labels=labels) for d, labels in dets
-        ]
-
-    def simple_test(self, img, img_metas, rescale=False, **kwargs):
-        """Per image: list over classes of (n, 5) float32 arrays ``[x1, y1, x2, y2, score]``."""
-        results = self.simple_test_instances(img, img_metas, rescale)
-        return [detection_to_per_class(r, self.num_classes) for r in results]
+        metas = [s.metainfo for s in data_samples]
+        return self.bbox_head.get_bboxes(*self.bbox_head(x), metas, rescale=rescale)

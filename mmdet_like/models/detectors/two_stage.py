@@ -4,7 +4,6 @@ import torch
 
 from mmdet_like.models.detectors.base import BaseDetector, pad_images
 from mmdet_like.registry import DETECTORS, HEADS, build_from_cfg
-from mmdet_like.structures.instances import detection_to_per_class
 
 
 class TwoStageDetector(BaseDetector):
@@ -65,63 +64,57 @@ class TwoStageDetector(BaseDetector):
             self.rpn_head.init_weights()
         self.roi_head.init_weights()
 
-    def forward_train(
-        self,
-        img,
-        img_metas,
-        gt_bboxes,
-        gt_labels,
-        gt_bboxes_ignore=None,
-        gt_masks=None,
-        proposals=None,
-    ):
+    def forward_train(self, img, data_samples):
         """Losses: ``loss_rpn_cls``, ``loss_rpn_bbox`` (with an RPN), ``loss_cls``,
-        ``loss_bbox``, ``acc`` and ``loss_mask`` (with a mask head)."""
+        ``loss_bbox``, ``acc`` and ``loss_mask`` (with a mask head).
+
+        Args:
+            img: (N, 3, H, W) padded batch.
+            data_samples: N :class:`DetDataSample` with ``gt_instances`` (``bboxes``,
+                ``labels`` [, ``masks``]), ``ignored_instances`` and, without an RPN,
+                ``proposals``.
+        """
         x = self.extract_feat(img)
         losses = {}
         if self.rpn_head is not None:
-            rpn_losses, proposal_list = self.rpn_head.forward_train(
-                x,
-                img_metas,
-                gt_bboxes,
-                gt_bboxes_ignore=gt_bboxes_ignore,
-                proposal_cfg=self.train_cfg.get("rpn_proposal") or {},
+            rpn_losses, proposals = self.rpn_head.forward_train(
+                x, data_samples, proposal_cfg=self.train_cfg.get("rpn_proposal") or {}
             )
             losses.update(rpn_losses)
-        elif proposals is None:
-            raise ValueError(f"{type(self).__name__}: without an RPN, proposals are required")
         else:
-            proposal_list = [p.to(img.device) for p in proposals]
-        losses.update(
-            self.roi_head.forward_train(
-                x, img_metas, proposal_list, gt_bboxes, gt_labels, gt_bboxes_ignore, gt_masks
-            )
-        )
+            proposals = self._given_proposals(data_samples, img.device)
+        losses.update(self.roi_head.forward_train(x, proposals, data_samples))
         return losses
 
+    def _given_proposals(self, data_samples, device):
+        """The samples' precomputed ``proposals`` (a detector without an RPN)."""
+        if any(s.proposals is None for s in data_samples):
+            raise ValueError(
+                f"{type(self).__name__}: without an RPN, every data sample needs proposals "
+                "(LoadProposals in the pipeline)"
+            )
+        return [s.proposals.to(device) for s in data_samples]
+
+    def _rpn_proposals(self, x, img_metas):
+        return self.rpn_head.get_proposals(*self.rpn_head(x), img_metas)
+
     @torch.no_grad()
-    def simple_test_instances(self, img, img_metas, proposals=None, rescale=False):
-        """Typed results: list of N :class:`DetectionResult`."""
+    def predict_instances(self, img, data_samples, rescale=False):
+        """N prediction :class:`InstanceData` (``bboxes``, ``scores``, ``labels`` [,
+        ``masks``]) of a (N, 3, H, W) batch."""
         x = self.extract_feat(img)
+        metas = [s.metainfo for s in data_samples]
         if self.rpn_head is not None:
-            proposals = self.rpn_head.get_proposals(*self.rpn_head(x), img_metas)
-        elif proposals is None:
-            raise ValueError(f"{type(self).__name__}: without an RPN, proposals are required")
+            proposals = self._rpn_proposals(x, metas)
         else:
-            proposals = [p.to(img.device) for p in proposals]
-        return self.roi_head.simple_test(x, proposals, img_metas, rescale=rescale)
-
-    def simple_test(self, img, img_metas, proposals=None, rescale=False):
-        """Per image: ``bbox_results`` (list over classes of (n, 5) float32 arrays), or
-        ``(bbox_results, segm_results)`` with a mask head."""
-        results = self.simple_test_instances(img, img_metas, proposals, rescale)
-        return [detection_to_per_class(r, self.num_classes) for r in results]
+            proposals = self._given_proposals(data_samples, img.device)
+        return self.roi_head.simple_test(x, proposals, metas, rescale=rescale)
 
     @torch.no_grad()
-    def aug_test_instances(self, imgs, img_metas, proposals=None):
-        """Test-time augmentation, typed: list of N :class:`DetectionResult` in the original
-        images. Each image's augmentations run one by one (their sizes differ); the RoI
-        head merges them (:meth:`StandardRoIHead.aug_test`)."""
+    def aug_predict_instances(self, imgs, samples_per_image):
+        """Test-time augmentation: N :class:`InstanceData` in the original images. Each
+        image's augmentations run one by one (their sizes differ); the RoI head merges them
+        (:meth:`StandardRoIHead.aug_test`)."""
         if self.rpn_head is None:
             raise ValueError(
                 f"{type(self).__name__}: test-time augmentation needs an RPN (precomputed "
@@ -129,20 +122,14 @@ class TwoStageDetector(BaseDetector):
                 "and flip=False"
             )
         results = []
-        for image_augs, metas in zip(imgs, img_metas):
-            feats, proposals = [], []
+        for image_augs, samples in zip(imgs, samples_per_image):
+            feats, proposals, metas = [], [], [s.metainfo for s in samples]
             for aug_img, meta in zip(image_augs, metas):
                 x = self.extract_feat(pad_images(aug_img, self.size_divisor))
                 feats.append(x)
-                proposals.append(self.rpn_head.get_proposals(*self.rpn_head(x), [meta])[0])
+                proposals.append(self._rpn_proposals(x, [meta])[0])
             results.append(self.roi_head.aug_test(feats, proposals, metas))
         return results
-
-    def aug_test(self, imgs, img_metas, proposals=None):
-        """Per image, as :meth:`simple_test` with ``rescale=True``, merged over the
-        augmentations."""
-        results = self.aug_test_instances(imgs, img_metas, proposals)
-        return [detection_to_per_class(r, self.num_classes) for r in results]
 
 
 @DETECTORS.register()

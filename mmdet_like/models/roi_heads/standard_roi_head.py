@@ -12,7 +12,8 @@ from mmdet_like.registry import (
     build_from_cfg,
 )
 from mmdet_like.structures.bbox import bbox2roi, bbox_mapping, bbox_mapping_back
-from mmdet_like.structures.instances import DetectionResult
+from mmdet_like.structures.instance_data import InstanceData
+from mmdet_like.structures.instances import ignored_bboxes, unpack_gt_instances
 
 DEFAULT_TEST_CFG = dict(score_thr=0.05, nms=dict(iou_thr=0.5), max_per_img=100, mask_thr_binary=0.5)
 
@@ -22,9 +23,9 @@ class BaseRoIHead(torch.nn.Module):
     branch, each built by a method a subclass may override, and the assigners and samplers
     of ``train_cfg`` (``train_cfg.rcnn``, a dict, or a list of dicts, one per stage, for
     multi-stage heads: then ``self.assigner`` / ``self.sampler`` are lists too). A subclass
-    adds ``forward_train(x, img_metas, proposal_list, gt_bboxes, gt_labels,
-    gt_bboxes_ignore=None, gt_masks=None)`` and ``simple_test(x, proposal_list, img_metas,
-    rescale=False)``.
+    adds ``forward_train(x, proposals, data_samples) -> dict of losses`` and
+    ``simple_test(x, proposals, img_metas, rescale=False) -> N InstanceData`` (proposals:
+    N :class:`InstanceData` with ``bboxes`` and optional ``scores``).
 
     Args:
         bbox_roi_extractor, bbox_head: configs (``ROI_EXTRACTORS``, ``HEADS``).
@@ -151,47 +152,41 @@ class StandardRoIHead(BaseRoIHead):
             mask_feats = self.shared_head(mask_feats)
         return self.mask_head(mask_feats)
 
-    def forward_train(
-        self,
-        x,
-        img_metas,
-        proposal_list,
-        gt_bboxes,
-        gt_labels,
-        gt_bboxes_ignore=None,
-        gt_masks=None,
-    ):
+    def forward_train(self, x, proposals, data_samples):
         """Losses of the second stage.
 
         Args:
             x: tuple of L (N, C, H_l, W_l) features.
-            img_metas: N image meta dicts.
-            proposal_list: N (n_i, 4 or 5) proposals.
-            gt_bboxes, gt_labels: N (G_i, 4), (G_i,) int64 ground truth.
-            gt_bboxes_ignore: optional N (K_i, 4) crowd boxes.
-            gt_masks: N mask structures (needed with a mask head).
+            proposals: N :class:`InstanceData` with ``bboxes`` (n_i, 4) (the RPN's, or
+                precomputed).
+            data_samples: N :class:`DetDataSample`: ``gt_instances`` (``bboxes`` (G_i, 4),
+                ``labels`` (G_i,) int64, ``masks`` (a mask structure; with a mask head)),
+                ``ignored_instances`` (crowd ``bboxes``), the meta.
 
         Returns:
             ``dict(loss_cls, loss_bbox, acc[, loss_mask])``.
         """
         if self.train_cfg is None:
             raise ValueError("StandardRoIHead: training needs train_cfg.rcnn (assigner, sampler)")
+        batch_gt_instances, batch_gt_ignore, _ = unpack_gt_instances(data_samples)
         sampling_results = []
-        for i in range(len(img_metas)):
-            proposals = proposal_list[i][:, :4].detach()
-            ignore = None if gt_bboxes_ignore is None else gt_bboxes_ignore[i]
-            assign_result = self.assigner.assign(proposals, gt_bboxes[i], ignore, gt_labels[i])
-            sampling_results.append(
-                self.sampler.sample(assign_result, proposals, gt_bboxes[i], gt_labels[i])
-            )
+        for gt, ignored, image_proposals in zip(batch_gt_instances, batch_gt_ignore, proposals):
+            boxes = image_proposals.bboxes.detach()
+            assign_result = self.assigner.assign(boxes, gt.bboxes, ignored_bboxes(ignored),
+                                                 gt.labels)  # fmt: skip
+            sampling_results.append(self.sampler.sample(assign_result, boxes, gt.bboxes, gt.labels))
         rois = bbox2roi([res.bboxes for res in sampling_results])
         cls_score, bbox_pred, bbox_feats = self._bbox_forward(x, rois)
         targets = self.bbox_head.get_targets(sampling_results, self.train_cfg)
         losses = self.bbox_head.loss(cls_score, bbox_pred, *targets)
 
         if self.with_mask:
-            if gt_masks is None:
-                raise ValueError("StandardRoIHead: the mask head needs gt_masks")
+            if any("masks" not in gt for gt in batch_gt_instances):
+                raise ValueError(
+                    "StandardRoIHead: the mask head needs gt_instances.masks (load them with "
+                    "LoadAnnotations(with_mask=True))"
+                )
+            gt_masks = [gt.masks for gt in batch_gt_instances]
             if self.share_roi_extractor:
                 is_pos = torch.cat(
                     [
@@ -209,14 +204,15 @@ class StandardRoIHead(BaseRoIHead):
         return losses
 
     @torch.no_grad()
-    def simple_test(self, x, proposal_list, img_metas, rescale=False):
-        """Detections of every image: list of N :class:`DetectionResult` (boxes in the
+    def simple_test(self, x, proposals, img_metas, rescale=False):
+        """Detections of every image: N :class:`InstanceData` with ``bboxes`` (n, 4),
+        ``scores``, ``labels`` and, with a mask head, ``masks`` (n, H, W) bool (boxes in the
         original image when ``rescale``, else in the resized input; masks of the same
-        image's size)."""
+        image's size). ``proposals``: N :class:`InstanceData` with ``bboxes``."""
         cfg = self.test_cfg
-        rois = bbox2roi([p[:, :4] for p in proposal_list])
+        rois = bbox2roi([p.bboxes for p in proposals])
         cls_score, bbox_pred, _ = self._bbox_forward(x, rois)
-        counts = [p.size(0) for p in proposal_list]
+        counts = [len(p) for p in proposals]
         results, input_boxes = [], []
         for i, (r, c, b) in enumerate(
             zip(rois.split(counts), cls_score.split(counts), bbox_pred.split(counts))
@@ -233,7 +229,7 @@ class StandardRoIHead(BaseRoIHead):
                     meta.get("scale_factor", 1.0), dtype=boxes.dtype, device=boxes.device
                 )
                 boxes = boxes / factor
-            results.append(DetectionResult(boxes, dets[:, 4], labels))
+            results.append(InstanceData(bboxes=boxes, scores=dets[:, 4], labels=labels))
         if self.with_mask:
             self._add_masks(x, results, input_boxes, img_metas, rescale)
         return results
@@ -246,7 +242,7 @@ class StandardRoIHead(BaseRoIHead):
         for res, meta, pred in zip(results, img_metas, mask_pred.split([len(r) for r in results])):
             shape = meta["ori_shape"] if rescale else meta["img_shape"]
             res.masks = self.mask_head.get_seg_masks(
-                pred, res.boxes, res.labels, int(shape[0]), int(shape[1]),
+                pred, res.bboxes, res.labels, int(shape[0]), int(shape[1]),
                 self.test_cfg["mask_thr_binary"],
             )  # fmt: skip
 
@@ -262,17 +258,19 @@ class StandardRoIHead(BaseRoIHead):
 
         Args:
             feats_per_aug: A feature tuples, each of a batch of this one image.
-            proposals_per_aug: A (n_a, 5) proposals, each in its augmentation's input.
+            proposals_per_aug: A :class:`InstanceData` proposals (``bboxes``), each in its
+                augmentation's input.
             metas_per_aug: A metas (``img_shape``, ``scale_factor``, ``flip``,
                 ``flip_direction``, ``ori_shape``).
 
         Returns:
-            :class:`DetectionResult` with boxes (and masks) in the original image.
+            :class:`InstanceData` (``bboxes``, ``scores``, ``labels`` [, ``masks``]) in the
+            original image.
         """
         cfg = self.test_cfg
         boxes, scores, valid = [], [], []
         for x, proposals, meta in zip(feats_per_aug, proposals_per_aug, metas_per_aug):
-            rois = bbox2roi([proposals[:, :4]])
+            rois = bbox2roi([proposals.bboxes])
             cls_score, bbox_pred, _ = self._bbox_forward(x, rois)
             aug_boxes, aug_scores, aug_valid = self.bbox_head.get_candidates(
                 rois, cls_score, bbox_pred, meta["img_shape"], cfg
@@ -283,17 +281,17 @@ class StandardRoIHead(BaseRoIHead):
         # min_bbox_size is one setting for every augmentation: all None or none
         valid = None if valid[0] is None else torch.cat(valid)
         dets, labels = nms_detections(torch.cat(boxes), torch.cat(scores), valid, cfg)
-        result = DetectionResult(dets[:, :4], dets[:, 4], labels)
+        result = InstanceData(bboxes=dets[:, :4], scores=dets[:, 4], labels=labels)
         if self.with_mask:
             probs = 0
             for x, meta in zip(feats_per_aug, metas_per_aug):
-                mask_rois = bbox2roi([bbox_mapping(result.boxes, meta)])
+                mask_rois = bbox2roi([bbox_mapping(result.bboxes, meta)])
                 aug_probs = self.mask_head.mask_probs(self._mask_forward(x, mask_rois), labels)
                 probs = probs + _flip_back(aug_probs, meta)
             probs = probs / len(metas_per_aug)
             height, width = metas_per_aug[0]["ori_shape"][:2]
             result.masks = self.mask_head.paste_probs(
-                probs, result.boxes, int(height), int(width), cfg["mask_thr_binary"]
+                probs, result.bboxes, int(height), int(width), cfg["mask_thr_binary"]
             )
         return result
 

@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 
 import torch
 
+from mmdet_like.checkpoint_file import CheckpointError, load_checkpoint_file
 from mmdet_like.errors import ProjectError
 
 TORCHVISION_PREFIX = "torchvision://"
@@ -86,8 +87,6 @@ def load_torchvision_state_dict(name, timeout_s=DOWNLOAD_TIMEOUT_S):
 def read_checkpoint_state_dict(path):
     """State dict from a local checkpoint file (``{"state_dict": ...}`` wrappers and a
     ``module.`` prefix from DataParallel are removed)."""
-    from mmdet_like.engine.checkpoint import CheckpointError, load_checkpoint_file
-
     if not os.path.isfile(path):
         raise PretrainedWeightsError(f"pretrained checkpoint file not found: {path}")
     try:  # weights_only, with the reason when the file is unreadable or unsafe

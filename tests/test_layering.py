@@ -1,0 +1,63 @@
+"""The layering of ../shared/ARCHITECTURE.md, checked on the source: who may import whom.
+
+tools -> apis -> {models, datasets, engine, evaluation} -> structures -> ops. Every import
+of ``mmdet_like.<package>`` is read from the syntax tree (function-level imports too), so a
+lazy import cannot hide a dependency.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "mmdet_like"
+# modules at the bottom that every layer may use
+BASE = {"errors", "registry", "version", "checkpoint_file"}
+FORBIDDEN = {
+    "models": {"datasets", "engine", "evaluation", "apis", "benchmarking"},
+    "datasets": {"models", "engine", "apis", "benchmarking"},
+    "engine": {"models", "datasets", "evaluation", "apis", "benchmarking"},
+    "evaluation": {"models", "datasets", "engine", "apis", "benchmarking"},
+    "structures": {"models", "datasets", "engine", "evaluation", "apis", "benchmarking"},
+    "ops": {"models", "datasets", "engine", "evaluation", "apis", "benchmarking", "structures"},
+}
+
+
+def imported_packages(path):
+    """The ``mmdet_like`` sub-packages / modules that a source file imports."""
+    tree = ast.parse(path.read_text(), str(path))
+    found = set()
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "mmdet_like" and len(parts) > 1:
+                found.add(parts[1])
+    return found
+
+
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_layer_imports_nothing_above_it(layer):
+    offences = []
+    for path in sorted((PACKAGE / layer).rglob("*.py")):
+        for package in imported_packages(path) & FORBIDDEN[layer]:
+            offences.append(f"{path.relative_to(PACKAGE.parent)} imports mmdet_like.{package}")
+    assert not offences, "\n".join(offences)
+
+
+def test_base_modules_import_no_layer():
+    layers = set(FORBIDDEN) | {"apis", "benchmarking"}
+    for name in BASE:
+        path = PACKAGE / f"{name}.py"
+        assert path.is_file(), path
+        assert not imported_packages(path) & layers, name
+
+
+def test_the_check_sees_lazy_imports(tmp_path):
+    source = tmp_path / "lazy.py"
+    source.write_text("def f():\n    from mmdet_like.engine.checkpoint import x\n")
+    assert imported_packages(source) == {"engine"}

@@ -128,26 +128,61 @@ def _name(obj):
     return getattr(obj, "__name__", repr(obj))
 
 
+def accepted_arguments(obj_cls):
+    """``(names, open)``: the keyword arguments ``obj_cls`` takes, following ``**kwargs`` up
+    its classes' ``__init__`` (a subclass that passes them on to its base takes the base's
+    too); ``open`` is true when some ``**kwargs`` goes nowhere we can see (then any name
+    may be taken). ``None`` when there is no signature to read."""
+    try:
+        signature = inspect.signature(obj_cls)
+    except (TypeError, ValueError):  # builtins without a signature
+        return None
+    names, params = set(), signature.parameters
+    classes = list(inspect.getmro(obj_cls)[1:]) if inspect.isclass(obj_cls) else []
+    while True:
+        names |= {
+            n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        }
+        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            return names, False
+        # **kwargs: the next base class with an __init__ of its own takes them
+        while classes and "__init__" not in vars(classes[0]):
+            classes.pop(0)
+        if not classes or classes[0] is object:
+            return names, True
+        params = inspect.signature(classes.pop(0).__init__).parameters
+        names.discard("self")
+
+
+def unknown_argument_hints(obj_cls, args):
+    """Messages for the keys of ``args`` that ``obj_cls`` does not take, each with the
+    closest name it takes (``[]`` when all are taken or any name may be)."""
+    accepted = accepted_arguments(obj_cls)
+    if accepted is None or accepted[1]:
+        return []
+    named = accepted[0] - {"self"}
+    hints = []
+    for key in args:
+        if key not in named:
+            close = difflib.get_close_matches(key, named, n=1, cutoff=0.6)
+            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return hints
+
+
 def _check_arguments(obj_cls, args, registry):
     """Name the unknown and the missing arguments before the constructor runs."""
     try:
         signature = inspect.signature(obj_cls)
     except (TypeError, ValueError):  # builtins without a signature
         return
+    hints = unknown_argument_hints(obj_cls, args)
+    if hints:
+        named = sorted(accepted_arguments(obj_cls)[0] - {"self"})
+        raise BuildError(
+            f"{registry.name}: {_name(obj_cls)} got unexpected argument(s) "
+            f"{', '.join(hints)}. It accepts: {', '.join(named) or '(none)'}."
+        )
     params = signature.parameters
-    accepts_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
-    named = {n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    if not accepts_any:
-        unknown = [k for k in args if k not in named]
-        if unknown:
-            hints = []
-            for key in unknown:
-                close = difflib.get_close_matches(key, named, n=1, cutoff=0.6)
-                hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-            raise BuildError(
-                f"{registry.name}: {_name(obj_cls)} got unexpected argument(s) "
-                f"{', '.join(hints)}. It accepts: {', '.join(sorted(named)) or '(none)'}."
-            )
     missing = [
         n
         for n, p in params.items()

@@ -1,37 +1,37 @@
-"""Check every split of a config's datasets and print a summary.
+"""Check a config and every split of its datasets, and print a summary.
 
-    python tools/check_dataset.py CONFIG
+    python tools/check_dataset.py CONFIG [--quick] [--cfg-options KEY=VALUE ...]
 
-Builds ``cfg.data.train``, ``cfg.data.val`` and ``cfg.data.test`` (those present) through the
-``DATASETS`` registry, without their pipelines, which runs every load-time check (missing
-image folder, broken json, boxes outside the image, unknown category ids or class names,
-nothing left after filtering). Prints per split: images, instances per class, ignored
-boxes, image sizes, empty images and the repaired problems. Exit code 1 if a split fails.
+First the config itself (every key read, the types of values; what training checks at
+start-up). Then ``cfg.data.train``, ``cfg.data.val`` and ``cfg.data.test`` (those present)
+are built through the ``DATASETS`` registry with their pipelines, which runs every
+load-time check (missing image folder, broken json, boxes outside the image, unknown
+category ids or class names, nothing left after filtering, a transform that cannot be
+built), and checked against the model (its class counts) and the evaluation (the metrics
+can run on the val split). Every image file must exist (``--quick``: 100 images a split,
+drawn at random). Prints per split: images, instances per class, ignored boxes, image
+sizes, empty images and the repaired problems; errors as the training would print them.
+Exit code 1 if anything fails.
 """
 
 import argparse
+import os.path as osp
+import random
 import sys
 import warnings
 
 import numpy as np
 from terminaltables import AsciiTable
 
-import mmdet_like.datasets  # noqa: F401  (registers the datasets)
-from mmdet_like.engine import load_config
-from mmdet_like.errors import run_tool
+import mmdet_like  # noqa: F401  (registers every built-in)
+from mmdet_like.apis.config_check import check_config
+from mmdet_like.apis.startup_check import check_class_counts, check_evaluator
+from mmdet_like.engine import add_cfg_options_argument, load_config
+from mmdet_like.errors import ProjectError, run_tool
+from mmdet_like.evaluation import build_evaluator
 from mmdet_like.registry import DATASETS, build_from_cfg
 
-
-def _strip_pipelines(cfg):
-    """A copy of a dataset config (wrappers included) with ``pipeline=[]``."""
-    cfg = dict(cfg)
-    if "pipeline" in cfg:
-        cfg["pipeline"] = []
-    if "dataset" in cfg:
-        cfg["dataset"] = _strip_pipelines(cfg["dataset"])
-    if "datasets" in cfg:
-        cfg["datasets"] = [_strip_pipelines(d) for d in cfg["datasets"]]
-    return cfg
+QUICK_IMAGES = 100  # images checked per split with --quick
 
 
 def _leaves(dataset):
@@ -61,44 +61,105 @@ def summarize(dataset):
         heights.append(t.heights)
     w, h = np.concatenate(widths), np.concatenate(heights)
     return dict(
-        length=len(dataset), images=images, classes=classes, per_class=per_class.tolist(),
-        ignored=ignored, empty=empty,
+        length=len(dataset),
+        images=images,
+        classes=classes,
+        per_class=per_class.tolist(),
+        ignored=ignored,
+        empty=empty,
         width=(int(w.min()), int(w.max())) if len(w) else (0, 0),
         height=(int(h.min()), int(h.max())) if len(h) else (0, 0),
-    )  # fmt: skip
+    )
 
 
-def check_split(name, cfg):
-    """Build one split; print its summary. Returns True when it built."""
+def _error_line(exc):
+    """The project's own errors as their message says them; anything else with its type."""
+    if isinstance(exc, ProjectError):
+        return f"ERROR: {exc}"
+    return f"ERROR ({type(exc).__name__}): {exc}"
+
+
+def missing_images(dataset, quick, seed=0):
+    """``(checked, missing paths)`` of the image files of ``dataset`` (every one, or
+    :data:`QUICK_IMAGES` drawn at random per leaf dataset with ``quick``)."""
+    checked, missing = 0, []
+    rng = random.Random(seed)
+    for leaf in _leaves(dataset):
+        indices = range(len(leaf.table))
+        if quick and len(indices) > QUICK_IMAGES:
+            indices = sorted(rng.sample(indices, QUICK_IMAGES))
+        for index in indices:
+            path = osp.join(leaf.img_prefix or "", leaf.get_img_info(index)["filename"])
+            checked += 1
+            if not osp.isfile(path):
+                missing.append(path)
+    return checked, missing
+
+
+def check_split(name, cfg, full_cfg, quick=False):
+    """Build one split and check it against the model and the evaluation; print its
+    summary. Returns True when every check passed."""
     print(f"== {name}: {cfg.get('type')} {cfg.get('ann_file', '')}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            dataset = build_from_cfg(_strip_pipelines(cfg), DATASETS)
+            dataset = build_from_cfg(cfg, DATASETS)
         except Exception as exc:  # report every failing split, not only the first
-            cause = exc.__cause__ or exc
-            print(f"ERROR ({type(cause).__name__}): {cause}")
+            print(_error_line(exc))
             return False
+    ok = True
+    try:
+        if full_cfg.get("model") is not None:
+            check_class_counts(full_cfg.model, dataset, name)
+        evaluation = full_cfg.get("evaluation") or {}
+        if name == "val" and evaluation.get("metric") and hasattr(dataset, "ground_truth"):
+            check_evaluator(
+                build_evaluator(evaluation["metric"], strict=False), dataset.ground_truth(), name
+            )
+    except ProjectError as exc:
+        print(_error_line(exc))
+        ok = False
     s = summarize(dataset)
     rows = [["class", "instances"], *[[c, n] for c, n in zip(s["classes"], s["per_class"])]]
     print(AsciiTable(rows).table)
-    print(f"images: {s['images']} (dataset length {s['length']}), ignored boxes: "
-          f"{s['ignored']}, images without boxes: {s['empty']}")  # fmt: skip
+    print(
+        f"images: {s['images']} (dataset length {s['length']}), ignored boxes: "
+        f"{s['ignored']}, images without boxes: {s['empty']}"
+    )
     print(f"width: {s['width'][0]}..{s['width'][1]}, height: {s['height'][0]}..{s['height'][1]}")
     for w in caught:
         print(f"WARNING: {w.message}")
-    return True
+    checked, missing = missing_images(dataset, quick)
+    sampled = " (a random sample: --quick)" if quick and checked < s["images"] else ""
+    if missing:
+        shown = "\n  ".join(missing[:10]) + ("\n  ..." if len(missing) > 10 else "")
+        print(
+            f"ERROR: {len(missing)} of {checked} image files checked{sampled} do not exist:"
+            f"\n  {shown}\nFix: check img_prefix (and data_root) and the image files."
+        )
+        ok = False
+    else:
+        print(f"image files: all {checked} checked{sampled} exist")
+    return ok
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Check a config's datasets")
+    parser = argparse.ArgumentParser(description="Check a config and its datasets")
     parser.add_argument("config")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"check that {QUICK_IMAGES} image files a split exist (drawn at random), not all",
+    )
+    add_cfg_options_argument(parser)
     args = parser.parse_args(argv)
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, args.cfg_options)
+    for note in check_config(cfg, args.config):
+        print(f"note: {note}")
     ok = True
     for split in ("train", "val", "test"):
         if split in cfg.data:
-            ok = check_split(split, dict(cfg.data[split])) and ok
+            ok = check_split(split, dict(cfg.data[split]), cfg, args.quick) and ok
     return 0 if ok else 1
 
 

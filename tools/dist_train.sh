@@ -4,7 +4,8 @@
 #   tools/dist_train.sh CONFIG GPUS [train.py args, e.g. --work-dir DIR --seed 0]
 #
 # Multi-node: run it on every node with the same MASTER_ADDR and PORT, NNODES the number of
-# nodes and NODE_RANK 0..NNODES-1. PYTHON picks the interpreter (default: python).
+# nodes and NODE_RANK 0..NNODES-1. The interpreter: PYTHON, else the active virtual environment's,
+# else the project's .venv, else python3 (tools/python_env.sh).
 set -euo pipefail
 if [ $# -lt 2 ]; then
     echo "usage: $0 CONFIG GPUS [train.py args]" >&2
@@ -16,8 +17,10 @@ NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
-PYTHON=${PYTHON:-python}
 TOOLS_DIR=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tools/python_env.sh
+source "$TOOLS_DIR/python_env.sh"
+PYTHON=$(project_python)
 
 PYTHONPATH="$(dirname "$TOOLS_DIR")${PYTHONPATH:+:$PYTHONPATH}" \
 exec "$PYTHON" -m torch.distributed.run \

@@ -3,6 +3,9 @@
 #
 #   [GPUS=16 GPUS_PER_NODE=8 CPUS_PER_TASK=5 PORT=29500 SRUN_ARGS=...] \
 #       tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py args]
+#
+# The interpreter: PYTHON, else the active virtual environment's, else the project's .venv,
+# else python3 (tools/python_env.sh).
 set -euo pipefail
 if [ $# -lt 4 ]; then
     echo "usage: $0 PARTITION JOB_NAME CONFIG WORK_DIR [train.py args]" >&2
@@ -16,8 +19,10 @@ GPUS=${GPUS:-8}
 GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 SRUN_ARGS=${SRUN_ARGS:-""}
-PYTHON=${PYTHON:-python}
 TOOLS_DIR=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tools/python_env.sh
+source "$TOOLS_DIR/python_env.sh"
+PYTHON=$(project_python)
 export PORT=${PORT:-29500}
 
 # shellcheck disable=SC2086  # SRUN_ARGS is a list of options

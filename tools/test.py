@@ -3,7 +3,12 @@
     python tools/test.py CONFIG CHECKPOINT [--out results.pkl] [--eval bbox segm proposal]
         [--format-only] [--eval-options KEY=VALUE ...] [--show] [--show-dir DIR]
         [--show-score-thr 0.3] [--gpu-collect] [--tmpdir DIR] [--fuse-conv-bn]
-        [--launcher none|pytorch|slurm] [--cfg-options KEY=VALUE ...]
+        [--allow-partial] [--launcher none|pytorch|slurm] [--cfg-options KEY=VALUE ...]
+
+Before any image is read the config is checked (keys, types), the model's class counts
+against the test dataset's, the metrics against its annotations, and the checkpoint against
+the model and the dataset's classes (every weight and shape; the classes in the same
+order): a mismatch is an error naming the key to change, unless --allow-partial.
 
 Several processes: tools/dist_test.sh CONFIG CHECKPOINT N [ARGS].
 
@@ -28,6 +33,12 @@ import torch  # noqa: E402
 from torch.distributed.elastic.multiprocessing.errors import record
 
 from mmdet_like.apis import build_detector, multi_gpu_test, single_gpu_test
+from mmdet_like.apis.config_check import check_config
+from mmdet_like.apis.startup_check import (
+    check_class_counts,
+    check_evaluator,
+    load_checkpoint_for_testing,
+)
 from mmdet_like.datasets import build_dataloader, build_dataset
 from mmdet_like.engine import (
     CfgOptionsAction,
@@ -35,7 +46,6 @@ from mmdet_like.engine import (
     get_dist_info,
     get_logger,
     init_dist,
-    load_checkpoint,
     load_config,
 )
 from mmdet_like.errors import run_tool
@@ -88,6 +98,12 @@ def parse_args(argv=None):
         action="store_true",
         help="fold BatchNorm layers into the preceding convolutions (faster inference)",
     )
+    parser.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="test even if the checkpoint does not fit the model (weights missing or of "
+        "another shape) or was trained on other classes / another class order",
+    )
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
     add_cfg_options_argument(parser, example="data.test.ann_file=...")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
@@ -95,6 +111,11 @@ def parse_args(argv=None):
     if not (args.out or args.eval or args.format_only or args.show or args.show_dir):
         parser.error(
             "nothing to do: give at least one of --out, --eval, --format-only, --show, --show-dir"
+        )
+    if args.show and not has_display():
+        parser.error(
+            "--show needs a display to open windows in, and there is none (DISPLAY and "
+            "WAYLAND_DISPLAY are unset); use --show-dir DIR to save the drawn images instead"
         )
     if args.eval and args.format_only:
         parser.error("--eval and --format-only cannot be combined")
@@ -108,6 +129,13 @@ def parse_args(argv=None):
             )
         args.eval_options["jsonfile_prefix"] = osp.splitext(args.out)[0]
     return args
+
+
+def has_display():
+    """A window can be opened: not Linux/BSD (macOS, Windows), or a display is set."""
+    if not sys.platform.startswith(("linux", "freebsd")):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 def _device(cfg):
@@ -124,16 +152,20 @@ def main(argv=None):
     # MMDET_LIKE_CPU_CACHING_ALLOCATOR=0).
     enable_cpu_caching_allocator_from_env()
     cfg = load_config(args.config, args.cfg_options)
+    notes = check_config(cfg, args.config)
     distributed = args.launcher != "none"
     if distributed:
         init_dist(args.launcher, **(cfg.get("dist_params") or {}))
     rank, world_size = get_dist_info()
     logger = get_logger(log_level=cfg.get("log_level", "INFO"))
+    for note in notes:
+        logger.info("config: %s", note)
 
     if "test" not in cfg.get("data", {}):
         sys.exit(f"{args.config}: no data.test in the config")
     cfg.data.test.test_mode = True
-    dataset = build_dataset(cfg.data.test)
+    dataset = build_dataset(cfg.data.test, where="data.test")
+    check_class_counts(cfg.model, dataset, "test")
     data_loader = build_dataloader(
         dataset,
         cfg.data.get("test_imgs_per_gpu", 1),
@@ -146,22 +178,15 @@ def main(argv=None):
     evaluator = None
     if args.eval and hasattr(dataset, "ground_truth"):
         evaluator = build_evaluator(args.eval, **args.eval_options)
+        check_evaluator(evaluator, dataset.ground_truth(), "test")
 
     # Every weight comes from the checkpoint: no pretrained backbone is loaded.
     model = build_detector(cfg.model, cfg.get("train_cfg"), cfg.get("test_cfg"))
-    checkpoint = load_checkpoint(model, args.checkpoint, map_location="cpu", logger=logger)
-    classes = (checkpoint.get("meta") or {}).get("CLASSES")
     dataset_classes = getattr(dataset, "CLASSES", None)
-    if (
-        classes is not None
-        and dataset_classes is not None
-        and list(classes) != list(dataset_classes)
-    ):
-        logger.warning(
-            "the checkpoint was trained on classes %s, the test dataset has %s",
-            list(classes),
-            list(dataset_classes),
-        )
+    checkpoint = load_checkpoint_for_testing(
+        model, args.checkpoint, dataset_classes, "test", args.allow_partial, logger
+    )
+    classes = (checkpoint.get("meta") or {}).get("CLASSES")
     model.CLASSES = classes if classes is not None else dataset_classes
     if args.fuse_conv_bn:
         model.eval()

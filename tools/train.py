@@ -26,6 +26,8 @@ from torch.distributed.elastic.multiprocessing.errors import record
 
 from mmdet_like import __version__
 from mmdet_like.apis import build_detector, init_random_seed, set_random_seed, train_detector
+from mmdet_like.apis.config_check import check_config
+from mmdet_like.apis.startup_check import check_class_counts
 from mmdet_like.datasets import build_dataset
 from mmdet_like.engine import (
     add_cfg_options_argument,
@@ -77,6 +79,9 @@ def main(argv=None):
     # MMDET_LIKE_CPU_CACHING_ALLOCATOR=0).
     cpu_caching = enable_cpu_caching_allocator_from_env()
     cfg = load_config(args.config, args.cfg_options)
+    # every key read and of the right type, before anything is built (mmdetection v2 names
+    # are rewritten to ours, with a note for the log)
+    notes = check_config(cfg, args.config)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get("work_dir") is None:
@@ -114,6 +119,8 @@ def main(argv=None):
         world_size,
     )
     logger.info("CPU caching allocator: %s", "on" if cpu_caching else "off")
+    for note in notes:
+        logger.info("config: %s", note)
     logger.info("config:\n%s", cfg.pretty_text)
 
     seed = init_random_seed(args.seed if args.seed is not None else cfg.get("seed"))
@@ -127,12 +134,14 @@ def main(argv=None):
     # loads a checkpoint overwrites every weight, so it skips them (and needs no download).
     if hasattr(model, "init_weights") and not (cfg.get("resume_from") or cfg.get("load_from")):
         model.init_weights()
-    datasets = [build_dataset(cfg.data.train)]
+    datasets = [build_dataset(cfg.data.train, where="data.train")]
+    # the model's class counts against the data, before any image reaches the model
+    check_class_counts(cfg.model, datasets[0], "train")
     if len(cfg.workflow) == 2:
         val_cfg = copy.deepcopy(cfg.data.val)
         if "pipeline" in cfg.data.train:
             val_cfg.pipeline = cfg.data.train.pipeline
-        datasets.append(build_dataset(val_cfg))
+        datasets.append(build_dataset(val_cfg, where="data.val"))
     meta = {"config": cfg.pretty_text, "seed": seed, "mmdet_like_version": __version__}
     train_detector(
         model,

@@ -16,9 +16,10 @@ import numpy as np
 import torch
 
 import mmdet_like.datasets  # noqa: F401 (registers the pipeline transforms)
+from mmdet_like.apis.startup_check import check_class_counts, load_checkpoint_for_testing
 from mmdet_like.apis.test import draw_result
 from mmdet_like.datasets.pipelines import Compose
-from mmdet_like.engine import load_checkpoint, load_config
+from mmdet_like.engine import get_logger, load_config
 from mmdet_like.models import build_detector
 from mmdet_like.registry import DATASETS
 from mmdet_like.structures import samples_from_lists, to_legacy_result
@@ -49,14 +50,18 @@ def _dataset_classes(cfg):
     return None
 
 
-def init_detector(config, checkpoint=None, device="cpu", cfg_options=None):
+def init_detector(config, checkpoint=None, device="cpu", cfg_options=None, allow_partial=False):
     """A detector in eval mode built from ``config`` (a path or a loaded config).
 
     Nothing is downloaded: ``model.pretrained`` and the backbone's ``pretrained`` are unset.
-    ``checkpoint`` (a path, ``torchvision://`` or URL) is loaded with the engine's
-    :func:`load_checkpoint`. ``model.CLASSES``: the checkpoint's ``meta["CLASSES"]`` (or
-    ``meta["classes"]``), else the test dataset's classes, else ``("0", "1", ...)``.
-    ``model.cfg`` keeps the config (its test pipeline is used by :func:`inference_detector`).
+    ``checkpoint`` (a path, ``torchvision://`` or URL) must fit the model (every weight and
+    shape) and, where both are known, have been trained on the config's test classes in
+    their order (:func:`load_checkpoint_for_testing`); ``allow_partial=True`` loads what
+    fits and logs the rest. The model's class counts are checked against the config's test
+    classes when the config names them. ``model.CLASSES``: the checkpoint's
+    ``meta["CLASSES"]`` (or ``meta["classes"]``), else the test dataset's classes, else
+    ``("0", "1", ...)``. ``model.cfg`` keeps the config (its test pipeline is used by
+    :func:`inference_detector`).
     """
     cfg = _config(config, cfg_options)
     model_cfg = copy.deepcopy(cfg.model)
@@ -67,18 +72,31 @@ def init_detector(config, checkpoint=None, device="cpu", cfg_options=None):
     # inference only: without a test_cfg the train_cfg stays (a model config may need it)
     train_cfg = cfg.get("train_cfg") if test_cfg is None else None
     model = build_detector(model_cfg, train_cfg, test_cfg)
+    dataset_classes = _dataset_classes(cfg)
+    if dataset_classes is not None:
+        check_class_counts(cfg.model, _NamedClasses(dataset_classes), "test")
     classes = None
     if checkpoint is not None:
-        meta = load_checkpoint(model, checkpoint, map_location="cpu").get("meta") or {}
+        loaded = load_checkpoint_for_testing(
+            model, checkpoint, dataset_classes, "test", allow_partial, get_logger()
+        )
+        meta = loaded.get("meta") or {}
         classes = meta.get("CLASSES") or meta.get("classes")
     if classes is None:
-        classes = _dataset_classes(cfg)
+        classes = dataset_classes
     num_classes = getattr(model, "num_classes", None)
     if classes is None and num_classes is not None:
         classes = tuple(str(i) for i in range(num_classes))
     model.CLASSES = tuple(classes) if classes is not None else None
     model.cfg = cfg
     return model.to(device).eval()
+
+
+class _NamedClasses:
+    """What the class-count check reads of a dataset, from a config's class names."""
+
+    def __init__(self, classes):
+        self.CLASSES = tuple(classes)
 
 
 class LoadImageFromArray:

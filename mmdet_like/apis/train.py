@@ -6,6 +6,8 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from mmdet_like.apis.config_check import EVAL_HOOK_KEYS
+from mmdet_like.apis.startup_check import check_class_counts, check_evaluator
 from mmdet_like.datasets import build_dataloader, build_dataset
 from mmdet_like.engine import (
     DistEvalHook,
@@ -44,9 +46,6 @@ def set_random_seed(seed, deterministic=False):
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
         torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-EVAL_HOOK_KEYS = ("interval", "tmpdir", "gpu_collect")
 
 
 def eval_hook_args(cfg, dataset):
@@ -151,12 +150,16 @@ def train_detector(
         cfg.get("custom_hooks"),
     )
     if validate:
-        val_dataset = build_dataset(cfg.data.val, {"test_mode": True})
+        val_dataset = build_dataset(cfg.data.val, {"test_mode": True}, where="data.val")
+        check_class_counts(cfg.model, val_dataset, "val")
         val_loader = build_dataloader(
             val_dataset, 1, cfg.data.workers_per_gpu, dist=distributed, shuffle=False
         )
+        hook_args = eval_hook_args(cfg, val_dataset)
+        if hook_args.get("evaluator") is not None:  # the metrics run on this dataset
+            check_evaluator(hook_args["evaluator"], val_dataset.ground_truth(), "val")
         hook_cls = DistEvalHook if distributed else EvalHook
-        runner.register_hook(hook_cls(val_loader, **eval_hook_args(cfg, val_dataset)))
+        runner.register_hook(hook_cls(val_loader, **hook_args))
 
     resume_from = cfg.get("resume_from")
     if resume_from is None and cfg.get("auto_resume"):

@@ -4,15 +4,69 @@ A dataset with a ``flag`` array (one group id per image, e.g. 1 for landscape an
 portrait) is sampled so that every batch of ``samples_per_gpu`` images comes from one group;
 without ``flag`` all images form one group. Shuffling depends only on ``seed`` and the
 epoch (``set_epoch``), so a resumed run sees the same order.
+
+With ``seed_samples=True`` every sample also gets a seed of its own, from ``seed``, the
+epoch and its position in the epoch (:func:`sample_seed`): the sampler yields
+``(index, seed)`` pairs and :class:`SeededSamples` runs the dataset's pipeline under that
+seed. The random transforms then draw the same for a sample whatever process loads it and
+wherever the run was resumed, so a resumed run is exact with data-loader workers too.
 """
 
+import contextlib
 import math
+import random
 
 import numpy as np
 import torch
 from torch.utils.data import Sampler
 
 from mmdet_like.registry import SAMPLERS
+
+
+def sample_seed(seed, epoch, position):
+    """The seed of the sample at ``position`` of ``epoch``'s order (a 32-bit int)."""
+    return ((int(seed) * 1_000_003 + int(epoch)) * 1_000_033 + int(position)) % 2**32
+
+
+@contextlib.contextmanager
+def seeded_random(seed):
+    """Python's, numpy's and torch's global generators seeded with ``seed`` inside the block,
+    and given back their states after it (so the process's own random stream, which the
+    model's samplers draw from, is untouched)."""
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()  # noqa: NPY002
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 (the global RNG is what transforms draw from)
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])  # noqa: NPY002
+        torch.set_rng_state(states[2])
+
+
+class SeededSamples(torch.utils.data.Dataset):
+    """A dataset read with ``(index, seed)`` keys (a sampler with ``seed_samples=True``):
+    ``dataset[index]`` under :func:`seeded_random` (``seed``). Plain int keys read as they
+    are. Everything else (``len``, ``CLASSES``, ``flag``, ...) is the dataset's."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        if isinstance(key, tuple):
+            index, seed = key
+            with seeded_random(seed):
+                return self.dataset[index]
+        return self.dataset[key]
+
+    def __getattr__(self, name):
+        if name == "dataset":  # not set yet (unpickling)
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
 
 
 def _group_flags(dataset):
@@ -46,10 +100,11 @@ class _SkippableSampler(Sampler):
     """``set_epoch`` picks the shuffle; ``set_skip(n)`` drops the first n samples of the
     next iteration only (used to resume in the middle of an epoch)."""
 
-    def __init__(self, dataset, samples_per_gpu, seed):
+    def __init__(self, dataset, samples_per_gpu, seed, seed_samples=False):
         self.dataset = dataset
         self.samples_per_gpu = samples_per_gpu
         self.seed = 0 if seed is None else int(seed)
+        self.seed_samples = seed_samples
         self.flag = _group_flags(dataset)
         self.epoch = 0
         self._skip = 0
@@ -66,18 +121,31 @@ class _SkippableSampler(Sampler):
     def _indices(self):
         raise NotImplementedError
 
+    def _seed_offset(self):
+        """Where this process's positions start in the epoch's order (rank r's share)."""
+        return 0
+
     def __iter__(self):
         indices = self._indices()
         skip, self._skip = self._skip, 0
-        return iter(indices[skip:])
+        if not self.seed_samples:
+            return iter(indices[skip:])
+        offset = self._seed_offset()
+        return iter(
+            [
+                (int(index), sample_seed(self.seed, self.epoch, offset + position))
+                for position, index in enumerate(indices)
+                if position >= skip
+            ]
+        )
 
 
 @SAMPLERS.register()
 class GroupSampler(_SkippableSampler):
     """Shuffled indices for one process; each run of ``samples_per_gpu`` is one group."""
 
-    def __init__(self, dataset, samples_per_gpu=1, seed=0):
-        super().__init__(dataset, samples_per_gpu, seed)
+    def __init__(self, dataset, samples_per_gpu=1, seed=0, seed_samples=False):
+        super().__init__(dataset, samples_per_gpu, seed, seed_samples)
         sizes = np.bincount(self.flag)
         self.num_samples = int(
             sum(math.ceil(s / samples_per_gpu) * samples_per_gpu for s in sizes if s)
@@ -101,8 +169,10 @@ class DistributedGroupSampler(_SkippableSampler):
     gets a mixed batch; rank ``r`` takes the ``r``-th contiguous slice of the chunks.
     """
 
-    def __init__(self, dataset, samples_per_gpu=1, num_replicas=1, rank=0, seed=0):
-        super().__init__(dataset, samples_per_gpu, seed)
+    def __init__(
+        self, dataset, samples_per_gpu=1, num_replicas=1, rank=0, seed=0, seed_samples=False
+    ):
+        super().__init__(dataset, samples_per_gpu, seed, seed_samples)
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} is not in [0, {num_replicas})")
         self.num_replicas = num_replicas
@@ -122,6 +192,9 @@ class DistributedGroupSampler(_SkippableSampler):
         indices = [i for chunk in chunks for i in chunk]
         start = self.rank * self.num_samples
         return indices[start : start + self.num_samples]
+
+    def _seed_offset(self):
+        return self.rank * self.num_samples
 
     def __len__(self):
         return self.num_samples

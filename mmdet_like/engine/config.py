@@ -30,6 +30,7 @@ KNOWN_TOP_LEVEL_KEYS = {
     "img_norm_cfg",
     "train_pipeline",
     "test_pipeline",
+    "classes",  # the mmdetection idiom: a helper the data configs use
     "data",
     # schedule and hooks
     "optimizer",
@@ -41,6 +42,7 @@ KNOWN_TOP_LEVEL_KEYS = {
     "evaluation",
     "custom_hooks",
     "total_epochs",
+    "runner",  # mmdetection v2's runner=dict(max_epochs=...), read as total_epochs
     "workflow",
     # run
     "dist_params",

@@ -330,6 +330,13 @@ class EpochBasedRunner:
             sampler = getattr(data_loader.batch_sampler, "sampler", sampler)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(self.epoch)
+        generator = getattr(data_loader, "generator", None)
+        if generator is not None:
+            # the workers' seeds depend on the run's seed and the epoch only, and starting
+            # the epoch's iterator draws nothing from the global generator (which the
+            # checkpoint restores): so a resumed epoch draws what the uninterrupted one did
+            base = int(getattr(sampler, "seed", 0) or 0)
+            generator.manual_seed(base * 1_000_003 + self.epoch)
         if skip_batches and hasattr(sampler, "set_skip") and data_loader.batch_size:
             sampler.set_skip(skip_batches * data_loader.batch_size)
             return iter(data_loader)

@@ -54,6 +54,11 @@ class BaseMetric(abc.ABC):
                 f"{list(self.names)}"
             )
 
+    def check_ground_truth(self, ground_truth, where=None):  # noqa: B027 (most metrics run anywhere)
+        """Raise :class:`EvaluationError` when this metric cannot run on ``ground_truth``
+        (called at start-up, before any inference; ``where`` names the dataset's config
+        key in the message). Every metric runs on every dataset unless it says otherwise."""
+
     @abc.abstractmethod
     def compute(self, results, ground_truth, logger=None):
         """The metric's floats of ``results`` (per-class lists) against ``ground_truth``."""
@@ -85,13 +90,18 @@ class CocoMetric(BaseMetric):
         self.jsonfile_prefix = jsonfile_prefix
         self.backend = backend
 
-    def compute(self, results, ground_truth, logger=None):
+    def check_ground_truth(self, ground_truth, where=None):
         if ground_truth.coco is None or ground_truth.cat_ids is None:
+            named = f"{where}: " if where else ""
             raise EvaluationError(
-                f"CocoMetric ({', '.join(self.metrics)}): {ground_truth.source} is not a COCO "
-                "annotation file; use metric='mAP' (VOC-style) or 'recall', or convert the "
-                "annotations to COCO (tools/dataset_converters/)"
+                f"{named}metric {', '.join(map(repr, self.metrics))} (CocoMetric) needs COCO "
+                f"annotations, and {ground_truth.source} is not a COCO annotation file; use "
+                "metric='mAP' (VOC-style) or 'recall', or convert the annotations to COCO "
+                "(tools/dataset_converters/)"
             )
+
+    def compute(self, results, ground_truth, logger=None):
+        self.check_ground_truth(ground_truth)
         gt_bboxes = None
         if "proposal_fast" in self.metrics:
             gt_bboxes = [a["bboxes"] for a in ground_truth.annotations()]

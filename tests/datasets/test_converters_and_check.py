@@ -101,7 +101,10 @@ def test_check_dataset_summary_and_errors(tmp_path, capsys):
     assert check_dataset.main([str(cfg)]) == 1
     out = capsys.readouterr().out
     assert "== train" in out and "| cat" in out and "images: 2" in out
-    assert "ignored boxes: 1" in out and "ERROR (DatasetError)" in out and "/nope" in out
+    assert "ignored boxes: 1" in out and "/nope" in out
+    # the project's own error as training prints it: its message and fix, not its cause
+    assert "ERROR: CocoDataset: image folder '/nope' does not exist" in out
+    assert "Fix: set img_prefix" in out and "FileNotFoundError" not in out
     result = subprocess.run([sys.executable, str(ROOT / "tools" / "check_dataset.py"), str(cfg)],
                             capture_output=True, text=True, cwd=ROOT)  # fmt: skip
     assert result.returncode == 1 and "== val" in result.stdout

@@ -6,6 +6,7 @@ Imported by test configs through ``custom_imports=dict(imports=["tests.engine.to
 import json
 import os
 import os.path as osp
+import random
 import signal
 import time
 
@@ -21,17 +22,22 @@ class ToyRegressor(nn.Module):
     """Two linear layers, (B, in_features) -> (B, 1). Training returns
     ``{"loss_mse": (), "mae": ()}``; ``return_loss=False`` a list of (1,) predictions.
 
-    ``nan_after``: forward calls from that number on return a NaN loss.
+    ``nan_after``: forward calls from that number on return a NaN loss. ``input_noise``:
+    training adds that much Gaussian noise to the inputs, drawn from torch's global generator
+    (as the detectors' anchor and RoI samplers draw).
     """
 
-    def __init__(self, in_features=4, hidden=8, nan_after=None):
+    def __init__(self, in_features=4, hidden=8, nan_after=None, input_noise=0.0):
         super().__init__()
         self.fc1 = nn.Linear(in_features, hidden)
         self.fc2 = nn.Linear(hidden, 1)
         self.nan_after = nan_after
+        self.input_noise = input_noise
         self.calls = 0
 
     def forward(self, x, y=None, index=None, return_loss=True, rescale=False):
+        if return_loss and self.input_noise:
+            x = x + self.input_noise * torch.randn_like(x)
         pred = self.fc2(self.fc1(x))
         if not return_loss:
             return list(pred.detach().cpu())
@@ -45,19 +51,23 @@ class ToyRegressor(nn.Module):
 @DATASETS.register(force=True)
 class ToyRegressionDataset(torch.utils.data.Dataset):
     """``num_samples`` samples ``{"x": (4,), "y": (1,), "index": int}`` of a fixed linear
-    function plus noise. ``groups`` > 1 sets ``flag`` (aspect-ratio groups) to i % groups."""
+    function plus noise. ``groups`` > 1 sets ``flag`` (aspect-ratio groups) to i % groups.
+    ``augment``: each item's ``x`` is shifted by that much Gaussian noise drawn from Python's
+    ``random`` (as the pipelines' random transforms draw)."""
 
     CLASSES = ("value",)
     STACK_KEYS = ("x", "y", "index")  # the regressor takes (B, in_features) batches
 
     def __init__(
-        self, num_samples=32, in_features=4, seed=0, noise=0.01, groups=1, test_mode=False
-    ):
+        self, num_samples=32, in_features=4, seed=0, noise=0.01, groups=1, test_mode=False,
+        augment=0.0,
+    ):  # fmt: skip
         generator = torch.Generator().manual_seed(seed)
         self.x = torch.randn(num_samples, in_features, generator=generator)
         weight = torch.arange(1.0, in_features + 1).unsqueeze(1) / in_features
         self.y = self.x @ weight + 0.5 + noise * torch.randn(num_samples, 1, generator=generator)
         self.test_mode = test_mode
+        self.augment = augment
         if groups > 1:
             self.flag = torch.arange(num_samples).remainder(groups).numpy()
 
@@ -65,7 +75,10 @@ class ToyRegressionDataset(torch.utils.data.Dataset):
         return len(self.x)
 
     def __getitem__(self, index):
-        return {"x": self.x[index], "y": self.y[index], "index": index}
+        x = self.x[index]
+        if self.augment:
+            x = x + self.augment * random.gauss(0.0, 1.0)
+        return {"x": x, "y": self.y[index], "index": index}
 
     def evaluate(self, results, logger=None):
         preds = torch.stack([torch.as_tensor(r).reshape(1) for r in results])

@@ -73,6 +73,9 @@ def tiny_model(kind="MaskRCNN", num_classes=3):
         rpn=dict(nms_pre=300, nms_post=300, max_num=300, nms_thr=0.7, min_bbox_size=0),
         rcnn=dict(score_thr=0.05, nms=dict(iou_thr=0.5), max_per_img=20, mask_thr_binary=0.5),
     )
+    if kind == "RPN":  # a stand-alone RPN reads no second-stage settings
+        train_cfg = dict(rpn=train_cfg["rpn"])
+        test_cfg = dict(rpn=test_cfg["rpn"])
     torch.manual_seed(0)
     detector = build_detector(model, train_cfg, test_cfg)
     detector.init_weights()

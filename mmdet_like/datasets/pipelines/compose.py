@@ -1,6 +1,6 @@
 """``Compose``: run transforms in order on a results dict."""
 
-from mmdet_like.registry import PIPELINES, build_from_cfg
+from mmdet_like.registry import PIPELINES, BuildError, build_from_cfg
 
 
 class Compose:
@@ -13,9 +13,12 @@ class Compose:
 
     def __init__(self, transforms):
         self.transforms = []
-        for t in transforms or []:
+        for index, t in enumerate(transforms or []):
             if isinstance(t, dict):
-                t = build_from_cfg(t, PIPELINES)
+                try:
+                    t = build_from_cfg(t, PIPELINES)
+                except BuildError as exc:  # name the step: pipeline[2] (Resize): ...
+                    raise BuildError(f"pipeline[{index}] ({t.get('type')}): {exc}") from exc
             elif not callable(t):
                 raise TypeError(
                     f"Compose: a transform must be a config dict or callable, got {t!r}"

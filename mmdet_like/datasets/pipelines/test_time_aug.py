@@ -3,6 +3,7 @@
 import copy
 
 from mmdet_like.datasets.pipelines.compose import Compose
+from mmdet_like.datasets.pipelines.transforms import scale_list
 from mmdet_like.registry import PIPELINES
 
 
@@ -20,9 +21,7 @@ class MultiScaleFlipAug:
 
     def __init__(self, transforms, img_scale, flip=False, flip_direction="horizontal"):
         self.transforms = Compose(transforms)
-        self.img_scale = (
-            [tuple(s) for s in img_scale] if isinstance(img_scale, list) else [tuple(img_scale)]
-        )
+        self.img_scale = scale_list(img_scale, "MultiScaleFlipAug")
         self.flip = flip
         self.flip_direction = (
             [flip_direction] if isinstance(flip_direction, str) else list(flip_direction)

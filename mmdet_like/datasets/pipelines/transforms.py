@@ -36,6 +36,30 @@ def _coin():
     return random.random() < 0.5
 
 
+def scale_list(img_scale, owner):
+    """``img_scale`` of ``owner`` (a transform's name) as a list of ``(long, short)`` pairs:
+    one pair, or a list of pairs. Anything else is a ``TypeError`` that shows the value and
+    the form it must have."""
+    pairs = img_scale if isinstance(img_scale, list) else [img_scale]
+
+    def is_pair(value):
+        return (
+            isinstance(value, (tuple, list))
+            and len(value) == 2
+            and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in value
+            )
+        )
+
+    if not pairs or not all(is_pair(p) for p in pairs):
+        raise TypeError(
+            f"{owner}: img_scale must be a (long, short) pair of positive numbers or a list of "
+            f"such pairs, e.g. img_scale=(1333, 800), got {img_scale!r} (a "
+            f"{type(img_scale).__name__})"
+        )
+    return [tuple(p) for p in pairs]
+
+
 @PIPELINES.register()
 class Resize:
     """Resize image, boxes and masks.
@@ -69,12 +93,7 @@ class Resize:
         if backend not in ("cv2", "torch"):
             raise ValueError(f"Resize: backend must be 'cv2' or 'torch', got {backend!r}")
         self.backend = backend
-        if img_scale is None:
-            self.img_scale = None
-        elif isinstance(img_scale, list):
-            self.img_scale = [tuple(s) for s in img_scale]
-        else:
-            self.img_scale = [tuple(img_scale)]
+        self.img_scale = None if img_scale is None else scale_list(img_scale, "Resize")
         if multiscale_mode not in ("range", "value"):
             raise ValueError(
                 f"Resize: multiscale_mode must be 'range' or 'value', got {multiscale_mode!r}"
@@ -167,6 +186,13 @@ class RandomFlip:
         bad = [d for d in directions if d not in self.DIRECTIONS]
         if bad:
             raise ValueError(f"RandomFlip: unknown direction(s) {bad}; use {self.DIRECTIONS}")
+        if flip_ratio is not None and (
+            not isinstance(flip_ratio, (int, float)) or isinstance(flip_ratio, bool)
+        ):
+            raise TypeError(
+                f"RandomFlip: flip_ratio must be a number in [0, 1], got {flip_ratio!r} "
+                f"(a {type(flip_ratio).__name__})"
+            )
         if flip_ratio is not None and not 0 <= flip_ratio <= 1:
             raise ValueError(f"RandomFlip: flip_ratio must be in [0, 1], got {flip_ratio}")
         self.flip_ratio = flip_ratio
@@ -202,6 +228,10 @@ class Pad:
     def __init__(self, size=None, size_divisor=None, pad_val=0):
         if (size is None) == (size_divisor is None):
             raise ValueError("Pad: give exactly one of size and size_divisor")
+        if size_divisor is not None and (
+            not isinstance(size_divisor, int) or isinstance(size_divisor, bool) or size_divisor < 1
+        ):
+            raise TypeError(f"Pad: size_divisor must be an integer >= 1, got {size_divisor!r}")
         self.size, self.size_divisor, self.pad_val = size, size_divisor, pad_val
 
     def __call__(self, results):

@@ -133,9 +133,14 @@ def collect_results(part, size, tmpdir=None, gpu_collect=False):
 
 
 def multi_process_inference(
-    model, data_loader, show_progress=True, on_batch=None, tmpdir=None, gpu_collect=True,
+    model,
+    data_loader,
+    show_progress=True,
+    on_batch=None,
+    tmpdir=None,
+    gpu_collect=True,
     all_ranks=True,
-):  # fmt: skip
+):
     """Each rank runs its share (the loader's sampler must be a non-shuffling
     ``torch.utils.data.DistributedSampler``) and the results are gathered in dataset order
     (:func:`collect_results`): on every rank with ``all_ranks=True`` (``gpu_collect``
@@ -164,14 +169,27 @@ class EvalHook(Hook):
     ``tmpdir`` / ``gpu_collect`` choose how :class:`DistEvalHook` gathers results (see
     :func:`collect_results`); one process ignores them, so one ``evaluation`` config serves
     both.
+
+    ``save_best`` (mmdetection v2's option): after each evaluation whose metric ``save_best``
+    (``"auto"``: the first metric computed, e.g. ``bbox_mAP``) beats the best so far by
+    ``rule`` (``"greater"``, the default, or ``"less"``), the weights are saved as
+    ``best_<metric>_epoch_<N>.pth`` in the work dir and the previous best file is removed.
+    The best score and file are part of the hook's state, so a resumed run keeps them.
     """
 
     priority = "LOW"
 
     def __init__(
-        self, dataloader, interval=1, tmpdir=None, gpu_collect=True, evaluator=None,
+        self,
+        dataloader,
+        interval=1,
+        tmpdir=None,
+        gpu_collect=True,
+        evaluator=None,
+        save_best=None,
+        rule=None,
         **eval_kwargs,
-    ):  # fmt: skip
+    ):
         if not hasattr(dataloader, "dataset"):
             raise TypeError(f"EvalHook needs a DataLoader, got {type(dataloader).__name__}")
         if evaluator is not None and eval_kwargs:
@@ -185,6 +203,51 @@ class EvalHook(Hook):
         self.gpu_collect = gpu_collect
         self.evaluator = evaluator
         self.eval_kwargs = eval_kwargs
+        if rule not in (None, "greater", "less"):
+            raise ValueError(f"EvalHook: rule must be 'greater' or 'less', got {rule!r}")
+        if save_best is not None and not isinstance(save_best, str):
+            raise ValueError(
+                f"EvalHook: save_best must be a metric name or 'auto', got {save_best!r}"
+            )
+        self.save_best = save_best
+        self.rule = rule or "greater"
+        self.best_score = None
+        self.best_checkpoint = None
+
+    def state_dict(self):
+        if self.save_best is None or self.best_score is None:
+            return {}
+        return {"best_score": float(self.best_score), "best_checkpoint": self.best_checkpoint}
+
+    def load_state_dict(self, state):
+        self.best_score = state.get("best_score")
+        self.best_checkpoint = state.get("best_checkpoint")
+
+    def _save_if_best(self, runner, metrics):
+        key = next(iter(metrics)) if self.save_best == "auto" else self.save_best
+        if key not in metrics:
+            raise KeyError(
+                f"evaluation.save_best={self.save_best!r}: the evaluation gave no such metric; "
+                f"it gave {sorted(metrics)}"
+            )
+        score = float(metrics[key])
+        better = self.best_score is None or (
+            score > self.best_score if self.rule == "greater" else score < self.best_score
+        )
+        if not better:
+            return
+        previous = self.best_checkpoint
+        self.best_score = score
+        name = f"best_{key}_epoch_{runner.epoch + 1}.pth"
+        self.best_checkpoint = runner.save_checkpoint(runner.work_dir, name)
+        if (
+            previous
+            and previous != self.best_checkpoint
+            and osp.isfile(previous)
+            and runner.rank == 0
+        ):
+            os.remove(previous)
+        runner.logger.info("best %s so far: %.4f, saved as %s", key, score, self.best_checkpoint)
 
     def inference(self, runner):
         return single_process_inference(runner.model, self.dataloader, on_batch=compact_outputs)
@@ -201,6 +264,8 @@ class EvalHook(Hook):
                 f"{type(metrics).__name__}; expected a dict of metrics"
             )
         runner.log_buffer.eval_output.update({k: float(v) for k, v in metrics.items()})
+        if self.save_best is not None:
+            self._save_if_best(runner, metrics)
         return metrics
 
     def after_train_epoch(self, runner):

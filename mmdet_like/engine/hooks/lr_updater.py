@@ -12,7 +12,7 @@ import math
 from mmdet_like.engine.hooks.hook import Hook
 from mmdet_like.registry import HOOKS, build_from_cfg
 
-_POLICIES = {
+LR_POLICIES = {
     "step": "StepLrUpdaterHook",
     "cosine": "CosineLrUpdaterHook",
     "cosineannealing": "CosineLrUpdaterHook",
@@ -30,12 +30,12 @@ def build_lr_updater_hook(lr_config):
     cfg = dict(lr_config)
     if "type" not in cfg:
         policy = str(cfg.pop("policy", "fixed"))
-        if policy.lower() not in _POLICIES:
+        if policy.lower() not in LR_POLICIES:
             raise ValueError(
                 f"lr_config: unknown policy {policy!r}; one of "
-                f"{', '.join(sorted(set(_POLICIES) - {'cosineannealing'}))}"
+                f"{', '.join(sorted(set(LR_POLICIES) - {'cosineannealing'}))}"
             )
-        cfg["type"] = _POLICIES[policy.lower()]
+        cfg["type"] = LR_POLICIES[policy.lower()]
     return build_from_cfg(cfg, HOOKS)
 
 

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from mmdet_like.models.task_modules.multiclass_nms import multiclass_nms
+from mmdet_like.models.utils.cfg_keys import NMS_SCHEMA
 from mmdet_like.registry import (
     ANCHOR_GENERATORS,
     BBOX_ASSIGNERS,
@@ -111,6 +112,11 @@ class AnchorHead(nn.Module):
     loss_names = ("loss_cls", "loss_bbox")
     # every positive anchor gets class 0 whatever its gt's label (proposal heads)
     class_agnostic = False
+    # the keys of train_cfg / test_cfg the head reads (a subclass that reads more adds them)
+    train_cfg_schema = {"assigner": None, "sampler": None, "allowed_border": None,
+                        "pos_weight": None, "debug": None}  # fmt: skip
+    test_cfg_schema = {"nms_pre": None, "score_thr": None, "nms": NMS_SCHEMA,
+                       "max_per_img": None, "min_bbox_size": None}  # fmt: skip
     default_test_cfg = DEFAULT_DETECTION_TEST_CFG
 
     def __init__(

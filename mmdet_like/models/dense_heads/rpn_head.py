@@ -62,6 +62,7 @@ class RPNHead(AnchorHead):
 
     loss_names = ("loss_rpn_cls", "loss_rpn_bbox")
     class_agnostic = True
+    test_cfg_schema = {key: None for key in DEFAULT_TEST_CFG}
     default_test_cfg = DEFAULT_TEST_CFG
 
     def __init__(

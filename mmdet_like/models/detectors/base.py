@@ -18,6 +18,8 @@ taken at this edge: they become data samples (:func:`samples_from_lists`), and i
 them returns mmdetection's per-class lists (:func:`to_legacy_result`).
 """
 
+import abc
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -66,9 +68,10 @@ def _needs_merging(samples_per_image):
     return any(len(augs) != 1 or augs[0].metainfo.get("flip") for augs in samples_per_image)
 
 
-class BaseDetector(nn.Module):
-    """Shared forward dispatch and image batching; subclasses implement ``extract_feat``,
-    ``forward_train`` and ``simple_test``."""
+class BaseDetector(nn.Module, metaclass=abc.ABCMeta):
+    """Shared forward dispatch, image batching, backbone and neck; subclasses implement
+    ``forward_train`` and ``predict_instances`` (and ``aug_predict_instances`` for
+    test-time augmentation)."""
 
     size_divisor = 32
 
@@ -121,9 +124,9 @@ class BaseDetector(nn.Module):
             return self.forward_train(pad_images(img, self.size_divisor), samples)
         return self.forward_test(img, img_metas, rescale=rescale, proposals=legacy.get("proposals"))
 
+    @abc.abstractmethod
     def forward_train(self, img, data_samples):
         """(N, 3, H, W) padded batch and N :class:`DetDataSample` -> dict of losses."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement forward_train")
 
     def forward_test(self, img, img_metas, rescale=False, proposals=None):
         """Inference on the lists of a ``Collect`` pipeline: per image, mmdetection's result
@@ -143,7 +146,8 @@ class BaseDetector(nn.Module):
 
     @torch.no_grad()
     def predict(self, img, data_samples, rescale=False):
-        """Inference: the images' samples with ``pred_instances`` set, one per image.
+        """Inference: one new sample per image, the image's (first augmentation's) sample
+        with ``pred_instances`` set (the samples given are not changed).
 
         Args:
             img: a (N, 3, H, W) batch, a list of N (3, H_i, W_i) images, or per image a list
@@ -154,7 +158,7 @@ class BaseDetector(nn.Module):
 
         With several augmentations of an image (or a flipped one) the detector's
         :meth:`aug_predict_instances` merges them in the original image (``rescale`` must
-        be true); the first augmentation's sample carries the result.
+        be true).
         """
         samples_per_image = _per_image_augs(data_samples)
         if not all(isinstance(s, DetDataSample) for augs in samples_per_image for s in augs):
@@ -176,16 +180,18 @@ class BaseDetector(nn.Module):
             if batch.size(0) != len(samples):
                 raise ValueError(f"{batch.size(0)} images but {len(samples)} data_samples")
             results = self.predict_instances(batch, samples, rescale=rescale)
-        out = []
-        for augs, result in zip(samples_per_image, results):
-            sample = augs[0]
-            sample.pred_instances = result
-            out.append(sample)
-        return out
+        return [
+            DetDataSample(
+                metainfo=augs[0].metainfo, gt_instances=augs[0].gt_instances,
+                ignored_instances=augs[0].ignored_instances, proposals=augs[0].proposals,
+                pred_instances=result,
+            )
+            for augs, result in zip(samples_per_image, results)
+        ]  # fmt: skip
 
+    @abc.abstractmethod
     def predict_instances(self, img, data_samples, rescale=False):
         """(N, 3, H, W) batch and its N samples -> N prediction :class:`InstanceData`."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement predict_instances")
 
     def aug_predict_instances(self, imgs, samples_per_image):
         """Test-time augmentation: per image, its augmented (3, H_a, W_a) inputs and their

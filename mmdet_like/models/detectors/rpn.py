@@ -3,6 +3,7 @@
 import torch
 
 from mmdet_like.models.detectors.base import BaseDetector, pad_images
+from mmdet_like.models.utils.cfg_keys import check_cfg_keys
 from mmdet_like.ops import nms
 from mmdet_like.registry import DETECTORS, HEADS, build_from_cfg
 from mmdet_like.structures.bbox import bbox_mapping_back
@@ -30,6 +31,12 @@ class RPN(BaseDetector):
         self.rpn_head = build_from_cfg(
             dict(rpn_head, train_cfg=rpn_train, test_cfg=rpn_test), HEADS
         )
+        head = type(self.rpn_head)
+        check_cfg_keys([
+            (train_cfg, {"rpn": head.train_cfg_schema, "rpn_proposal": head.test_cfg_schema},
+             "train_cfg"),
+            (test_cfg, {"rpn": head.test_cfg_schema}, "test_cfg"),
+        ])  # fmt: skip
 
     def init_weights(self):
         """Backbone weights (loading ``pretrained``), then the heads' initialisation."""

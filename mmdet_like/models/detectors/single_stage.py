@@ -3,6 +3,7 @@
 import torch
 
 from mmdet_like.models.detectors.base import BaseDetector
+from mmdet_like.models.utils.cfg_keys import check_cfg_keys
 from mmdet_like.registry import DETECTORS, HEADS, build_from_cfg
 
 
@@ -34,6 +35,9 @@ class SingleStageDetector(BaseDetector):
             dict(bbox_head, train_cfg=self.train_cfg, test_cfg=self.test_cfg), HEADS
         )
         self.num_classes = self.bbox_head.num_classes
+        head = type(self.bbox_head)
+        check_cfg_keys([(self.train_cfg, head.train_cfg_schema, "train_cfg"),
+                        (self.test_cfg, head.test_cfg_schema, "test_cfg")])  # fmt: skip
 
     def init_weights(self):
         """Backbone weights (loading ``pretrained``), then the neck's and head's."""

@@ -3,6 +3,7 @@
 import torch
 
 from mmdet_like.models.detectors.base import BaseDetector, pad_images
+from mmdet_like.models.utils.cfg_keys import check_cfg_keys
 from mmdet_like.registry import DETECTORS, HEADS, build_from_cfg
 
 
@@ -52,6 +53,18 @@ class TwoStageDetector(BaseDetector):
             HEADS,
         )
         self.num_classes = self.roi_head.num_classes
+        self._check_cfg_keys()
+
+    def _check_cfg_keys(self):
+        """Every key of ``train_cfg`` / ``test_cfg`` is one the heads read."""
+        train_schema = {"rcnn": type(self.roi_head).train_cfg_schema}
+        test_schema = {"rcnn": type(self.roi_head).test_cfg_schema}
+        if self.rpn_head is not None:
+            rpn = type(self.rpn_head)
+            train_schema.update(rpn=rpn.train_cfg_schema, rpn_proposal=rpn.test_cfg_schema)
+            test_schema.update(rpn=rpn.test_cfg_schema)
+        check_cfg_keys([(self.train_cfg, train_schema, "train_cfg"),
+                        (self.test_cfg, test_schema, "test_cfg")])  # fmt: skip
 
     @property
     def with_mask(self):

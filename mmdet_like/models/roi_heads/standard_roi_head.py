@@ -3,6 +3,7 @@
 import torch
 
 from mmdet_like.models.roi_heads.bbox_heads import nms_detections
+from mmdet_like.models.utils.cfg_keys import NMS_SCHEMA
 from mmdet_like.registry import (
     BBOX_ASSIGNERS,
     BBOX_SAMPLERS,
@@ -42,6 +43,13 @@ class BaseRoIHead(torch.nn.Module):
     """
 
     default_test_cfg = {}
+    # the keys of train_cfg.rcnn (each stage's) / test_cfg.rcnn the head reads
+    train_cfg_schema = {
+        "assigner": None, "sampler": None, "pos_weight": None, "mask_size": None,
+        "debug": None, "mask_target_aligned": None, "mask_target_binarize": None,
+    }  # fmt: skip
+    test_cfg_schema = {"score_thr": None, "nms": NMS_SCHEMA, "max_per_img": None,
+                       "mask_thr_binary": None, "min_bbox_size": None}  # fmt: skip
 
     def __init__(
         self,

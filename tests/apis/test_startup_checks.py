@@ -1,0 +1,222 @@
+"""Start-up checks of the tools, as a user meets them: a model whose class counts do not
+match the data, a checkpoint of another model or class order, metrics that cannot run on
+the dataset, ``--show`` without a display, and ``tools/check_dataset.py``. Each is refused
+before any image goes through the model, with one message (no traceback) that names both
+sides and the key to change, and a non-zero exit status."""
+
+import subprocess
+
+import pytest
+import torch
+
+from mmdet_like.apis import build_detector, init_detector
+from mmdet_like.apis.startup_check import (
+    StartupCheckError,
+    check_class_counts,
+    check_evaluator,
+    class_count_fields,
+)
+from mmdet_like.engine import load_config, save_checkpoint
+from mmdet_like.evaluation import EvaluationError, build_evaluator
+from mmdet_like.structures import DatasetGroundTruth
+from tests.engine.cli_utils import PYTHON, ROOT, env, finish, load_tool
+
+DEMO_CONFIG = ROOT / "configs" / "demo" / "mask_rcnn_r18_fpn_demo.py"
+NAMES = ("circle", "rectangle", "triangle", "star")
+CLASS_KEYS = ("model.roi_head.bbox_head.num_classes", "model.roi_head.mask_head.num_classes")
+
+
+def run(tool, cwd, *args, environ=None):
+    proc = subprocess.Popen(
+        [PYTHON, str(ROOT / "tools" / tool), *map(str, args)],
+        cwd=cwd,
+        env=environ or env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    return finish(proc, timeout=180)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """The demo dataset (4 classes; 4 train, 3 val images) in ``cwd/data/demo``, and a
+    checkpoint of the demo model (random weights, the dataset's classes)."""
+    cwd = tmp_path_factory.mktemp("demo")
+    load_tool("make_demo_dataset").make_dataset(str(cwd / "data" / "demo"), 4, 3, seed=1)
+    cfg = load_config(str(DEMO_CONFIG))
+    torch.manual_seed(0)
+    model = build_detector(cfg.model, cfg.train_cfg, cfg.test_cfg)
+    save_checkpoint(str(cwd / "demo.pth"), model, meta=dict(CLASSES=list(NAMES)))
+    return cwd
+
+
+def checkpoint_of(cwd, name, num_classes=4, classes=NAMES):
+    cfg = load_config(str(DEMO_CONFIG), {key: num_classes for key in CLASS_KEYS})
+    model = build_detector(cfg.model, cfg.train_cfg, cfg.test_cfg)
+    path = cwd / name
+    save_checkpoint(str(path), model, meta=dict(CLASSES=list(classes)))
+    return path
+
+
+@pytest.mark.parametrize("num_classes", [2, 80])
+def test_train_refuses_class_counts_that_do_not_match_the_dataset(demo, num_classes):
+    options = [f"{key}={num_classes}" for key in CLASS_KEYS]
+    rc, out = run(
+        "train.py",
+        demo,
+        DEMO_CONFIG,
+        "--work-dir",
+        "work",
+        "--cfg-options",
+        *options,
+        "data.workers_per_gpu=0",
+    )
+    assert rc == 1, out
+    assert "Traceback" not in out
+    assert f"model.roi_head.bbox_head.num_classes is {num_classes}" in out
+    assert f"model.roi_head.mask_head.num_classes is {num_classes}" in out
+    assert "has 4 classes: circle, rectangle, triangle, star" in out
+    assert (
+        "Fix: set model.roi_head.bbox_head.num_classes=4 model.roi_head.mask_head.num_classes=4"
+        in out
+    )
+    assert "Epoch [1]" not in out  # refused before training
+
+
+def test_test_tool_refuses_a_checkpoint_of_another_model_unless_allow_partial(demo):
+    other = checkpoint_of(demo, "three_classes.pth", num_classes=3, classes=NAMES[:3])
+    args = [
+        "test.py",
+        demo,
+        DEMO_CONFIG,
+        other,
+        "--eval",
+        "bbox",
+        "--cfg-options",
+        "data.workers_per_gpu=0",
+    ]
+    rc, out = run(*args)
+    assert rc == 1 and "Traceback" not in out, out
+    assert "does not fit the model of the config" in out
+    assert "roi_head.bbox_head.fc_cls.weight" in out and "shape mismatch" in out
+    assert "--allow-partial" in out and "inference" not in out
+    rc, out = run(*args, "--allow-partial")
+    assert rc == 0, out
+    assert "bbox_mAP" in out
+
+
+def test_test_tool_refuses_a_checkpoint_of_another_class_order(demo):
+    reordered = checkpoint_of(demo, "reordered.pth", classes=NAMES[::-1])
+    rc, out = run(
+        "test.py",
+        demo,
+        DEMO_CONFIG,
+        reordered,
+        "--eval",
+        "bbox",
+        "--cfg-options",
+        "data.workers_per_gpu=0",
+    )
+    assert rc == 1 and "Traceback" not in out, out
+    assert "in that order" in out
+    assert "data.test.classes=('star', 'triangle', 'rectangle', 'circle')" in out
+    # the fix it names works: the same checkpoint with the classes in its order
+    rc, out = run(
+        "test.py",
+        demo,
+        DEMO_CONFIG,
+        reordered,
+        "--eval",
+        "bbox",
+        "--cfg-options",
+        "data.workers_per_gpu=0",
+        "data.test.classes=('star','triangle','rectangle','circle')",
+    )
+    assert rc == 0, out
+
+
+def test_test_tool_refuses_class_counts_before_inference(demo):
+    options = [f"{key}=3" for key in CLASS_KEYS]
+    rc, out = run(
+        "test.py", demo, DEMO_CONFIG, demo / "demo.pth", "--eval", "bbox", "--cfg-options", *options
+    )
+    assert rc == 1 and "Traceback" not in out, out
+    assert "model.roi_head.bbox_head.num_classes is 3" in out and "data.test (CocoDataset" in out
+
+
+def test_show_without_a_display_says_so(demo):
+    environ = {k: v for k, v in env().items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    rc, out = run("test.py", demo, DEMO_CONFIG, demo / "demo.pth", "--show", environ=environ)
+    assert rc == 2, out
+    assert "--show needs a display" in out and "--show-dir" in out
+
+
+def test_init_detector_refuses_a_checkpoint_of_another_model(demo):
+    other = checkpoint_of(demo, "three_for_init.pth", num_classes=3, classes=NAMES[:3])
+    with pytest.raises(StartupCheckError, match="does not fit the model"):
+        init_detector(str(DEMO_CONFIG), str(other))
+    model = init_detector(str(DEMO_CONFIG), str(other), allow_partial=True)
+    assert model.CLASSES == NAMES[:3]
+    cfg = load_config(str(DEMO_CONFIG))
+    cfg.data.test.classes = list(NAMES)
+    with pytest.raises(StartupCheckError, match="in that order"):
+        init_detector(cfg, str(checkpoint_of(demo, "reordered_init.pth", classes=NAMES[::-1])))
+
+
+def test_class_count_fields_skip_the_rpn():
+    cfg = load_config(str(DEMO_CONFIG))
+    assert [path for path, _ in class_count_fields(cfg.model)] == list(CLASS_KEYS)
+
+    class Data:
+        CLASSES = NAMES
+
+    check_class_counts(cfg.model, Data(), "train")  # 4 and 4: fine
+    Data.CLASSES = NAMES[:3]
+    with pytest.raises(
+        StartupCheckError, match="or name the 4 classes the model predicts in data.train.classes"
+    ):
+        check_class_counts(cfg.model, Data(), "train")
+
+
+def test_coco_metrics_on_a_dataset_without_coco_annotations_fail_at_start_up():
+    ground_truth = DatasetGroundTruth(
+        img_ids=[0], class_names=("a",), get_ann_info=None, source="data/voc/ImageSets/Main/val.txt"
+    )
+    check_evaluator(build_evaluator("mAP"), ground_truth, "val")
+    with pytest.raises(EvaluationError, match="data.val: metric 'bbox' .* needs COCO annotations"):
+        check_evaluator(build_evaluator("bbox"), ground_truth, "val")
+
+
+def test_check_dataset_runs_the_start_up_checks_and_finds_missing_images(demo):
+    rc, out = run("check_dataset.py", demo, DEMO_CONFIG)
+    assert rc == 0, out
+    assert "image files: all 4 checked exist" in out and "image files: all 3 checked exist" in out
+    (demo / "data" / "demo" / "val" / "000001.png").rename(demo / "moved.png")
+    try:
+        rc, out = run("check_dataset.py", demo, DEMO_CONFIG, "--quick")
+        assert rc == 1, out
+        assert "1 of 3 image files checked do not exist" in out and "000001.png" in out
+        assert "Fix: check img_prefix" in out
+        # the project's own errors are printed as they are (with their fix), not unwrapped
+        rc, out = run(
+            "check_dataset.py",
+            demo,
+            DEMO_CONFIG,
+            "--cfg-options",
+            "data.val.img_prefix=data/demo/nowhere/",
+        )
+        assert rc == 1 and "Traceback" not in out, out
+        assert "ERROR: " in out and "FileNotFoundError" not in out and "Fix:" in out
+        # and the model's class counts against the data
+        rc, out = run(
+            "check_dataset.py",
+            demo,
+            DEMO_CONFIG,
+            "--cfg-options",
+            *(f"{key}=5" for key in CLASS_KEYS),
+        )
+        assert rc == 1 and "model.roi_head.bbox_head.num_classes is 5" in out, out
+    finally:
+        (demo / "moved.png").rename(demo / "data" / "demo" / "val" / "000001.png")

@@ -29,20 +29,25 @@ def sample_seed(seed, epoch, position):
 
 
 @contextlib.contextmanager
-def seeded_random(seed):
-    """Python's, numpy's and torch's global generators seeded with ``seed`` inside the block,
-    and given back their states after it (so the process's own random stream, which the
-    model's samplers draw from, is untouched)."""
-    states = random.getstate(), np.random.get_state(), torch.get_rng_state()  # noqa: NPY002
+def seeded_random(seed, restore=True):
+    """Python's, numpy's and torch's global (CPU) generators seeded with ``seed`` inside the
+    block and, with ``restore``, given back their states after it (so the process's own
+    random stream, which the model's samplers draw from, is untouched)."""
+    states = None
+    if restore:
+        states = random.getstate(), np.random.get_state(), torch.get_rng_state()  # noqa: NPY002
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002 (the global RNG is what transforms draw from)
-    torch.manual_seed(seed)
+    # the CPU generator only: torch.manual_seed also queues a seeding of every CUDA device,
+    # recording the Python stack each time (slow, and pipelines run on the CPU)
+    torch.default_generator.manual_seed(seed)
     try:
         yield
     finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])  # noqa: NPY002
-        torch.set_rng_state(states[2])
+        if states is not None:
+            random.setstate(states[0])
+            np.random.set_state(states[1])  # noqa: NPY002
+            torch.set_rng_state(states[2])
 
 
 class SeededSamples(torch.utils.data.Dataset):
@@ -59,7 +64,9 @@ class SeededSamples(torch.utils.data.Dataset):
     def __getitem__(self, key):
         if isinstance(key, tuple):
             index, seed = key
-            with seeded_random(seed):
+            # a data-loader worker's streams serve the pipeline only: nothing to give back
+            in_worker = torch.utils.data.get_worker_info() is not None
+            with seeded_random(seed, restore=not in_worker):
                 return self.dataset[index]
         return self.dataset[key]
 

@@ -83,3 +83,42 @@ def test_workers_are_seeded_reproducibly_and_differently():
     first, second = _draws(), _draws()
     assert torch.equal(first, second)
     assert len(set(first[:, 1].tolist())) == 4  # numpy draws differ between workers/samples
+
+
+def test_per_sample_seeds_follow_the_epoch_order_and_survive_a_skip():
+    """With ``seed_samples`` the sampler yields (index, seed) pairs; a seed depends on the
+    run's seed, the epoch and the position only, so skipping (a mid-epoch resume) keeps the
+    seeds of the samples that remain, and ``SeededSamples`` draws the same for a sample
+    whatever was drawn before, leaving the process's own random stream as it was."""
+    import random
+
+    from mmdet_like.datasets.samplers import GroupSampler, SeededSamples, sample_seed
+    from tests.engine.toy import ToyRegressionDataset
+
+    dataset = ToyRegressionDataset(num_samples=12, augment=0.5)
+    sampler = GroupSampler(dataset, samples_per_gpu=4, seed=3, seed_samples=True)
+    sampler.set_epoch(2)
+    whole = list(sampler)
+    plain = GroupSampler(dataset, 4, seed=3)
+    plain.set_epoch(2)
+    assert [i for i, _ in whole] == list(plain)
+    assert [s for _, s in whole] == [sample_seed(3, 2, p) for p in range(12)]
+    sampler.set_skip(5)
+    assert list(sampler) == whole[5:]
+    sampler.set_epoch(3)
+    assert [s for _, s in sampler] != [s for _, s in whole]
+
+    seeded = SeededSamples(dataset)
+    assert len(seeded) == 12 and seeded.CLASSES == dataset.CLASSES
+    random.seed(0)
+    first = seeded[whole[4]]["x"]
+    state = random.getstate()
+    random.random()  # other draws in between change nothing for the sample
+    again = seeded[whole[4]]["x"]
+    assert torch.equal(first, again)
+    assert not torch.equal(first, seeded[whole[5]]["x"]) and not torch.equal(
+        first, dataset.x[whole[4][0]]
+    )
+    random.seed(0)
+    seeded[whole[4]]
+    assert random.getstate() == state  # the caller's stream is untouched

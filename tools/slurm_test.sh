@@ -5,34 +5,12 @@
 #       tools/slurm_test.sh PARTITION JOB_NAME CONFIG CHECKPOINT [test.py args, e.g. --eval bbox]
 #
 # The interpreter: PYTHON, else the active virtual environment's, else the project's .venv,
-# else python3 (tools/python_env.sh).
+# else python3 (tools/launch_common.sh).
 set -euo pipefail
 if [ $# -lt 4 ]; then
     echo "usage: $0 PARTITION JOB_NAME CONFIG CHECKPOINT [test.py args]" >&2
     exit 2
 fi
-PARTITION=$1
-JOB_NAME=$2
-CONFIG=$3
-CHECKPOINT=$4
-GPUS=${GPUS:-8}
-GPUS_PER_NODE=${GPUS_PER_NODE:-8}
-CPUS_PER_TASK=${CPUS_PER_TASK:-5}
-SRUN_ARGS=${SRUN_ARGS:-""}
-TOOLS_DIR=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=tools/python_env.sh
-source "$TOOLS_DIR/python_env.sh"
-PYTHON=$(project_python)
-export PORT=${PORT:-29500}
-
-# shellcheck disable=SC2086  # SRUN_ARGS is a list of options
-PYTHONPATH="$(dirname "$TOOLS_DIR")${PYTHONPATH:+:$PYTHONPATH}" \
-srun -p "$PARTITION" \
-    --job-name="$JOB_NAME" \
-    --gres=gpu:"$GPUS_PER_NODE" \
-    --ntasks="$GPUS" \
-    --ntasks-per-node="$GPUS_PER_NODE" \
-    --cpus-per-task="$CPUS_PER_TASK" \
-    --kill-on-bad-exit=1 \
-    $SRUN_ARGS \
-    "$PYTHON" -u "$TOOLS_DIR/test.py" "$CONFIG" "$CHECKPOINT" --launcher=slurm "${@:5}"
+# shellcheck source=tools/launch_common.sh
+source "$(dirname "$0")/launch_common.sh"
+slurm_launch "$1" "$2" test.py "$3" "$4" "${@:5}"

@@ -109,31 +109,14 @@ def test_test_tool_refuses_a_checkpoint_of_another_model_unless_allow_partial(de
 
 def test_test_tool_refuses_a_checkpoint_of_another_class_order(demo):
     reordered = checkpoint_of(demo, "reordered.pth", classes=NAMES[::-1])
-    rc, out = run(
-        "test.py",
-        demo,
-        DEMO_CONFIG,
-        reordered,
-        "--eval",
-        "bbox",
-        "--cfg-options",
-        "data.workers_per_gpu=0",
-    )
+    args = ["test.py", demo, DEMO_CONFIG, reordered, "--eval", "bbox", "--cfg-options",
+            "data.workers_per_gpu=0"]  # fmt: skip
+    rc, out = run(*args)
     assert rc == 1 and "Traceback" not in out, out
     assert "in that order" in out
     assert "data.test.classes=('star', 'triangle', 'rectangle', 'circle')" in out
     # the fix it names works: the same checkpoint with the classes in its order
-    rc, out = run(
-        "test.py",
-        demo,
-        DEMO_CONFIG,
-        reordered,
-        "--eval",
-        "bbox",
-        "--cfg-options",
-        "data.workers_per_gpu=0",
-        "data.test.classes=('star','triangle','rectangle','circle')",
-    )
+    rc, out = run(*args, "data.test.classes=('star','triangle','rectangle','circle')")
     assert rc == 0, out
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPTS = ("dist_train.sh", "dist_test.sh", "slurm_train.sh", "slurm_test.sh", "python_env.sh")
+SCRIPTS = ("dist_train.sh", "dist_test.sh", "slurm_train.sh", "slurm_test.sh", "launch_common.sh")
 ARGS = {
     "dist_train.sh": ["cfg.py", "2"],
     "dist_test.sh": ["cfg.py", "ckpt.pth", "2"],

@@ -64,11 +64,11 @@ class _Problems:
     def add(self, path, message):
         self.lines.append(f"{path}: {message}")
 
-    def unknown_keys(self, path, mapping, known, aliases=()):
+    def unknown_keys(self, path, mapping, known):
         """Every key of ``mapping`` not in ``known``, with the closest known key."""
         known = list(known)
         for key in mapping:
-            if key in known or key in aliases or str(key).startswith("_"):
+            if key in known or str(key).startswith("_"):
                 continue
             close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
             hint = f"; did you mean {path}.{close[0]}?" if close else ""
@@ -305,7 +305,8 @@ def _check_hook_list(problems, path, hooks, default_args=()):
         problems.add(path, f"must be a list of hook dicts, got {_shown(hooks)}")
         return
     for i, hook in enumerate(hooks):
-        problems.typed_part(f"{path}[{i}]", hook, HOOKS, skip=default_args)
+        # a hook's priority is read by the runner when it registers the hook
+        problems.typed_part(f"{path}[{i}]", hook, HOOKS, skip=("priority", *default_args))
 
 
 def _check_log_config(problems, cfg):

@@ -177,3 +177,10 @@ def test_train_tool_prints_the_problems_without_a_traceback(tmp_path):
     assert "Traceback" not in out
     assert "train.py: error:" in out and "2 problems in the config" in out
     assert "did you mean data.imgs_per_gpu?" in out and "write 0.01 for a decimal" in out
+
+
+def test_hook_configs_may_set_their_priority_and_nothing_else():
+    ok = load_config(MASK_RCNN, ["custom_hooks=[dict(type='EmptyCacheHook', priority='LOW')]"])
+    assert check_config(ok, MASK_RCNN) == []
+    text = problems(["custom_hooks=[dict(type='EmptyCacheHook', priorty='LOW')]"])
+    assert "custom_hooks[0].priorty: not a key mmdet_like reads" in text

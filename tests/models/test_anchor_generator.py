@@ -34,7 +34,8 @@ def test_scale_major_ordering():
 
 def test_octave_scales():
     gen = AnchorGenerator(strides=[8], ratios=[1.0], octave_base_scale=4, scales_per_octave=3)
-    torch.testing.assert_close(gen.scales, torch.tensor([4.0, 4 * 2 ** (1 / 3), 4 * 2 ** (2 / 3)]))
+    for scales in gen.level_scales:
+        torch.testing.assert_close(scales, torch.tensor([4.0, 4 * 2 ** (1 / 3), 4 * 2 ** (2 / 3)]))
     with pytest.raises(ValueError):
         AnchorGenerator(strides=[8], ratios=[1.0])
 
@@ -86,3 +87,25 @@ def test_cache_is_bounded_least_recently_used_first():
     assert gen.single_level_grid_priors((2, 2), 0) is a  # now most recently used
     gen.single_level_grid_priors((4, 4), 0)  # evicts (3, 3)
     assert [key[0] for key in gen._cache] == [(2, 2), (4, 4)]
+
+
+def test_per_level_scales_give_torchvisions_retinanet_anchors():
+    """torchvision's RetinaNet anchors: sizes (x, int(x * 2^(1/3)), int(x * 2^(2/3))) per level
+    (truncated, so each level has its own scales), ratios 0.5, 1, 2, rounded base anchors."""
+    anchor_utils = pytest.importorskip("torchvision.models.detection.anchor_utils")
+    image_list = pytest.importorskip("torchvision.models.detection.image_list")
+    bases = [32, 64, 128, 256, 512]
+    sizes = [(x, int(x * 2 ** (1 / 3)), int(x * 2 ** (2 / 3))) for x in bases]
+    reference = anchor_utils.AnchorGenerator(tuple(sizes), ((0.5, 1.0, 2.0),) * 5)
+    ours = AnchorGenerator(
+        strides=[8, 16, 32, 64, 128], ratios=[0.5, 1.0, 2.0], base_sizes=bases,
+        scales=[[s / base for s in level] for base, level in zip(bases, sizes)],
+        round_base_anchors=True,
+    )  # fmt: skip
+    shapes = [(32, 48), (16, 24), (8, 12), (4, 6), (2, 3)]
+    images = image_list.ImageList(torch.zeros(1, 3, 256, 384), [(256, 384)])
+    feats = [torch.zeros(1, 1, h, w) for h, w in shapes]
+    (expected,) = reference(images, feats)
+    torch.testing.assert_close(torch.cat(ours.grid_priors(shapes)), expected)
+    with pytest.raises(ValueError, match="2 lists of scales for 5 levels"):
+        AnchorGenerator(strides=[8, 16, 32, 64, 128], ratios=[1.0], scales=[[1.0], [2.0]])

@@ -56,6 +56,23 @@ def test_low_quality_later_gt_wins_shared_candidate():
     assert assigner.assign_wrt_overlaps(overlaps).gt_inds.tolist() == [2, 0]
 
 
+def test_low_quality_match_to_the_candidates_own_best_gt_as_torchvision():
+    """torchvision's Matcher (allow_low_quality_matches): a candidate that is some gt's best
+    keeps its own best gt. Candidate 0 is gt0's best (0.3) but overlaps gt1 more (0.4)."""
+    matcher = pytest.importorskip("torchvision.models.detection._utils").Matcher(0.5, 0.4, True)
+    overlaps = torch.tensor([[0.30, 0.20, 0.10], [0.40, 0.45, 0.60]])
+    claiming = MaxIoUAssigner(pos_iou_thr=0.5, neg_iou_thr=0.4, min_pos_iou=0.0)
+    best = MaxIoUAssigner(pos_iou_thr=0.5, neg_iou_thr=0.4, min_pos_iou=0.0, low_quality_gt="best")
+    # candidate 1's best IoU (0.45) is between the thresholds: ignored (-1)
+    assert claiming.assign_wrt_overlaps(overlaps).gt_inds.tolist() == [1, -1, 2]
+    assert best.assign_wrt_overlaps(overlaps).gt_inds.tolist() == [2, -1, 2]
+    # torchvision: -1 below the low threshold (our 0), -2 between (our -1), else the gt index
+    expected = {-1: 0, -2: -1}
+    assert [expected.get(m, m + 1) for m in matcher(overlaps).tolist()] == [2, -1, 2]
+    with pytest.raises(ValueError, match="low_quality_gt"):
+        MaxIoUAssigner(0.5, 0.4, low_quality_gt="first")
+
+
 def test_zero_overlap_gt_never_claims():
     overlaps = torch.tensor([[0.0, 0.0], [0.1, 0.7]])
     assigner = MaxIoUAssigner(pos_iou_thr=0.5, neg_iou_thr=0.3, min_pos_iou=0.0)

@@ -32,6 +32,11 @@ def test_every_family_and_backbone_has_configs():
         for backbone in ("r50", "r50_caffe", "r101", "x101_32x4d", "x101_32x8d"):
             for schedule in ("1x", "2x"):
                 assert f"{family}_{backbone}_fpn_{schedule}.py" in names
+    retinanet = ("r50_fpn_1x", "r50_fpn_2x", "r50_caffe_fpn_1x", "r101_fpn_1x", "r101_fpn_2x",
+                 "x101_32x4d_fpn_1x", "x101_64x4d_fpn_1x")  # fmt: skip
+    assert {f"retinanet_{name}.py" for name in retinanet} <= names
+    fcos = ("r50_caffe_fpn_gn-head_1x", "center-normbbox-centeronreg-giou_r50_caffe_fpn_gn-head_1x")
+    assert {f"fcos_{name}.py" for name in fcos} <= names
 
 
 def pipelines(cfg):
@@ -56,6 +61,10 @@ def shrink(model):
     model["neck"].update(in_channels=[64, 128, 256, 512], out_channels=WIDTH)
     if "rpn_head" in model:
         model["rpn_head"].update(in_channels=WIDTH, feat_channels=WIDTH)
+    if "bbox_head" in model:  # single-stage
+        model["bbox_head"].update(in_channels=WIDTH, feat_channels=WIDTH, num_classes=NUM_CLASSES)
+        if (model["bbox_head"].get("norm_cfg") or {}).get("type") == "GN":
+            model["bbox_head"]["norm_cfg"] = dict(model["bbox_head"]["norm_cfg"], num_groups=4)
     roi_head = model.get("roi_head")
     if roi_head:
         roi_head["bbox_roi_extractor"]["out_channels"] = WIDTH
@@ -140,7 +149,12 @@ def test_config_builds_trains_and_infers(path):
     total = sum(v for k, v in losses.items() if "loss" in k)
     assert torch.isfinite(total)
     total.backward()
-    expected = {"RPN": {"loss_rpn_cls", "loss_rpn_bbox"}, "FastRCNN": {"loss_cls", "loss_bbox"}}
+    expected = {
+        "RPN": {"loss_rpn_cls", "loss_rpn_bbox"},
+        "FastRCNN": {"loss_cls", "loss_bbox"},
+        "RetinaNet": {"loss_cls", "loss_bbox"},
+        "FCOS": {"loss_cls", "loss_bbox", "loss_centerness"},
+    }
     expected.setdefault(kind, {"loss_rpn_cls", "loss_rpn_bbox", "loss_cls", "loss_bbox"})
     assert expected[kind] <= set(losses)
     assert ("loss_mask" in losses) == with_mask

@@ -15,7 +15,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from mmdet_like.models.task_modules.multiclass_nms import multiclass_nms
+from mmdet_like.models.dense_heads.base_dense_head import BaseDenseHead
+from mmdet_like.models.task_modules.multiclass_nms import nms_of_pairs
 from mmdet_like.models.utils.cfg_keys import NMS_SCHEMA
 from mmdet_like.registry import (
     ANCHOR_GENERATORS,
@@ -28,7 +29,7 @@ from mmdet_like.registry import (
 )
 from mmdet_like.structures.bbox import clip_bboxes
 from mmdet_like.structures.instance_data import InstanceData
-from mmdet_like.structures.instances import ignored_bboxes, unpack_gt_instances
+from mmdet_like.structures.instances import ignored_bboxes
 
 DEFAULT_ANCHOR_GENERATOR = dict(
     type="AnchorGenerator", scales=[8], ratios=[0.5, 1.0, 2.0], strides=[4, 8, 16, 32, 64]
@@ -64,6 +65,60 @@ def flatten_levels(per_level, channels):
     )
 
 
+def top_pairs(scores, score_thr, nms_pre):
+    """The ``nms_pre`` best (location, class) pairs of each image scoring above ``score_thr``,
+    without a host sync.
+
+    Args:
+        scores: (N, K, C) scores of one level's K locations (anchors or points).
+
+    Returns:
+        (N, k) scores (pairs at or below ``score_thr`` fill up short levels with -1, in
+        descending order), (N, k) location indices and (N, k) labels.
+    """
+    num_classes = scores.size(-1)
+    flat = scores.reshape(scores.size(0), -1)
+    flat = flat.masked_fill(flat <= score_thr, -1.0)
+    count = flat.size(1) if not nms_pre or nms_pre <= 0 else min(nms_pre, flat.size(1))
+    top_scores, top = flat.topk(count, dim=1)
+    return top_scores, torch.div(top, num_classes, rounding_mode="floor"), top % num_classes
+
+
+def detections_per_image(scores, labels, boxes, keep, img_metas, cfg, rescale=False):
+    """The last step of a dense head's detection: per image, the candidates ``keep`` selects,
+    clipped to the image, boxes under ``cfg["min_bbox_size"]`` dropped, class-wise NMS
+    (``cfg["nms"]``), the ``cfg["max_per_img"]`` best.
+
+    Args:
+        scores, labels: (N, P) candidate scores and labels; boxes: (N, P, 4) decoded boxes in
+            the input image; keep: (N, P) bools.
+        rescale: boxes divided by each meta's ``scale_factor`` (the original image).
+
+    Returns:
+        N :class:`InstanceData` with ``bboxes`` (n, 4), ``scores`` (n,), ``labels`` (n,).
+    """
+    results = []
+    for i, meta in enumerate(img_metas):
+        image_keep = keep[i]
+        image_boxes = clip_bboxes(boxes[i], meta["img_shape"])
+        size = cfg.get("min_bbox_size")
+        if size is not None and size > 0:
+            wh = image_boxes[:, 2:] - image_boxes[:, :2]
+            image_keep = image_keep & (wh[:, 0] > size) & (wh[:, 1] > size)
+        image_boxes = image_boxes[image_keep]
+        if rescale:
+            factor = torch.as_tensor(
+                meta["scale_factor"], dtype=image_boxes.dtype, device=image_boxes.device
+            )
+            image_boxes = image_boxes / factor
+        dets, image_labels = nms_of_pairs(
+            image_boxes, scores[i][image_keep], labels[i][image_keep], cfg["nms"],
+            cfg["max_per_img"],
+        )  # fmt: skip
+        results.append(InstanceData(bboxes=dets[:, :4], scores=dets[:, 4], labels=image_labels))
+    return results
+
+
 def anchor_inside_flags(anchors, valid_flags, img_shape, allowed_border=0):
     """(A, 4) anchors -> (A,) valid and within ``allowed_border`` pixels of the image
     ``(h, w)`` (a negative border keeps every valid anchor)."""
@@ -80,7 +135,7 @@ def anchor_inside_flags(anchors, valid_flags, img_shape, allowed_border=0):
 
 
 @HEADS.register()
-class AnchorHead(nn.Module):
+class AnchorHead(BaseDenseHead):
     """Class scores and box deltas for every anchor of every level.
 
     The base head itself is one 1x1 conv for the scores and one for the deltas on each
@@ -97,9 +152,11 @@ class AnchorHead(nn.Module):
         reg_decoded_bbox: ``loss_bbox`` compares decoded boxes with the gt boxes (IoU-type
             losses) instead of deltas with encoded targets.
         train_cfg: ``dict(assigner=..., sampler=... (default PseudoSampler: every assigned
-            anchor), allowed_border=-1, pos_weight=-1)``; needed by :meth:`loss`. With a
-            sampler the losses are averaged over the sampled anchors, with the
-            ``PseudoSampler`` over the positives (at least 1).
+            anchor), allowed_border=-1, pos_weight=-1, loss_avg="batch")``; needed by
+            :meth:`loss`. With a sampler the losses are averaged over the sampled anchors,
+            with the ``PseudoSampler`` over the positives of the batch (at least 1);
+            ``loss_avg="image"`` divides each image's losses by its own positives and averages
+            over the images (torchvision's RetinaNet and FCOS).
         test_cfg: detection settings of :meth:`get_bboxes`: ``nms_pre`` (best anchors kept per
             level), ``score_thr``, ``nms`` (:func:`multiclass_nms`), ``max_per_img``,
             ``min_bbox_size``.
@@ -114,7 +171,7 @@ class AnchorHead(nn.Module):
     class_agnostic = False
     # the keys of train_cfg / test_cfg the head reads (a subclass that reads more adds them)
     train_cfg_schema = {"assigner": None, "sampler": None, "allowed_border": None,
-                        "pos_weight": None, "debug": None}  # fmt: skip
+                        "pos_weight": None, "debug": None, "loss_avg": None}  # fmt: skip
     test_cfg_schema = {"nms_pre": None, "score_thr": None, "nms": NMS_SCHEMA,
                        "max_per_img": None, "min_bbox_size": None}  # fmt: skip
     default_test_cfg = DEFAULT_DETECTION_TEST_CFG
@@ -154,6 +211,12 @@ class AnchorHead(nn.Module):
             sampler = train_cfg.get("sampler") or dict(type="PseudoSampler")
             self.sampler = build_from_cfg(sampler, BBOX_SAMPLERS)
             self.sampling = sampler["type"] != "PseudoSampler"
+            loss_avg = train_cfg.get("loss_avg", "batch")
+            if loss_avg not in ("batch", "image") or (loss_avg == "image" and self.sampling):
+                raise ValueError(
+                    f"{type(self).__name__}: train_cfg.loss_avg must be 'batch' or 'image' "
+                    f"(the latter with the PseudoSampler only), got {loss_avg!r}"
+                )
         self.num_anchors = self.anchor_generator.num_base_anchors[0]
         if len(set(self.anchor_generator.num_base_anchors)) != 1:
             raise ValueError(
@@ -182,14 +245,6 @@ class AnchorHead(nn.Module):
         return self.conv_cls(x), self.conv_reg(x)
 
     # --------------------------------------------------------------------------- shared
-    def forward(self, feats):
-        cls_scores, bbox_preds = [], []
-        for x in feats:
-            cls, reg = self.forward_single(x)
-            cls_scores.append(cls)
-            bbox_preds.append(reg)
-        return cls_scores, bbox_preds
-
     def _anchors(self, cls_scores):
         """Anchors of all levels concatenated: (A_total, 4), and per-level feature sizes."""
         featmap_sizes = [tuple(x.shape[-2:]) for x in cls_scores]
@@ -270,18 +325,32 @@ class AnchorHead(nn.Module):
         anchor_inds = anchor_inds[order]
         labels = torch.cat(labels)[order]
         positive = labels < self.num_classes
-        if self.sampling:
+        image_inds = torch.cat(image_inds)[order]
+        label_weights = torch.cat(label_weights)[order]
+        bbox_weights = positive[:, None].expand(-1, 4).to(anchors.dtype)
+        if self.train_cfg.get("loss_avg", "batch") == "image":
+            # each image's losses over its own positives, then the mean over the images
+            # (torchvision's normalisation): weights 1 / (positives of the image * images)
+            num_images = len(batch_img_metas)
+            per_image = anchors.new_zeros(num_images).index_add_(
+                0, image_inds, positive.to(anchors.dtype)
+            )
+            sample_weight = 1.0 / (per_image.clamp(min=1) * num_images)[image_inds]
+            label_weights = label_weights * sample_weight
+            bbox_weights = bbox_weights * sample_weight[:, None]
+            avg_factor = 1.0
+        elif self.sampling:
             avg_factor = max(labels.numel(), 1)
         else:  # a tensor: no host sync
             avg_factor = positive.sum().clamp(min=1).to(anchors.dtype)
         return AnchorTargets(
-            image_inds=torch.cat(image_inds)[order],
+            image_inds=image_inds,
             anchor_inds=anchor_inds,
             anchors=anchors[anchor_inds],
             labels=labels,
-            label_weights=torch.cat(label_weights)[order],
+            label_weights=label_weights,
             bbox_targets=torch.cat(bbox_targets)[order],
-            bbox_weights=positive[:, None].expand(-1, 4).to(anchors.dtype),
+            bbox_weights=bbox_weights,
             avg_factor=avg_factor,
         )
 
@@ -329,38 +398,6 @@ class AnchorHead(nn.Module):
         deltas = flatten_levels(bbox_preds, 4)[targets.image_inds, targets.anchor_inds]
         return self.loss_of_samples(scores, deltas, targets)
 
-    def forward_train(self, feats, data_samples, proposal_cfg=None):
-        """Training: the losses and, with ``proposal_cfg``, proposals (:meth:`get_proposals`,
-        for heads that give them).
-
-        Args:
-            feats: tuple of L (N, C, H_l, W_l) features.
-            data_samples: N :class:`DetDataSample` (``gt_instances``: ``bboxes``,
-                ``labels``; ``ignored_instances``; the image meta).
-
-        Returns:
-            (losses dict, N proposal :class:`InstanceData` (``bboxes``, ``scores``) or
-            ``None``).
-        """
-        self._check_can_train()
-        batch_gt_instances, batch_gt_ignore, batch_img_metas = unpack_gt_instances(data_samples)
-        cls_scores, bbox_preds = self(feats)
-        losses = self.loss(
-            cls_scores, bbox_preds, batch_gt_instances, batch_img_metas, batch_gt_ignore
-        )
-        proposals = None
-        if proposal_cfg is not None:
-            cls_scores = [x.detach() for x in cls_scores]
-            bbox_preds = [x.detach() for x in bbox_preds]
-            proposals = self.get_proposals(cls_scores, bbox_preds, batch_img_metas, proposal_cfg)
-        return losses, proposals
-
-    def get_proposals(self, cls_scores, bbox_preds, img_metas, cfg=None):
-        raise NotImplementedError(
-            f"{type(self).__name__} is a detection head and gives no proposals; use RPNHead "
-            "(or another proposal head) as the rpn_head of a two-stage detector"
-        )
-
     def _level_candidates(self, cls_scores, bbox_preds, nms_pre):
         """Per level, the ``nms_pre`` best anchors of each image by their best class score.
 
@@ -390,36 +427,45 @@ class AnchorHead(nn.Module):
             out.append((scores, deltas, level_anchors))
         return out
 
+    def _pair_candidates(self, cls_scores, bbox_preds, score_thr, nms_pre):
+        """Per level, the ``nms_pre`` best (anchor, class) pairs of each image among those
+        scoring above ``score_thr``, decoded; all images at once, no host sync.
+
+        Returns:
+            (N, P) scores (pairs at or below ``score_thr`` fill up short levels and score
+            -1), (N, P) labels and (N, P, 4) boxes, P the pairs kept over all levels.
+        """
+        anchors_per_level = self.anchor_generator.grid_priors(
+            [tuple(x.shape[-2:]) for x in cls_scores],
+            dtype=cls_scores[0].dtype,
+            device=cls_scores[0].device,
+        )
+        all_scores, all_labels, all_boxes = [], [], []
+        for cls, reg, level_anchors in zip(cls_scores, bbox_preds, anchors_per_level):
+            logits = flatten_levels([cls], self.cls_out_channels)  # (N, K, C')
+            scores = logits.sigmoid() if self.use_sigmoid_cls else logits.softmax(-1)[..., :-1]
+            top_scores, anchor_inds, labels = top_pairs(scores, score_thr, nms_pre)
+            deltas = flatten_levels([reg], 4).gather(1, anchor_inds[..., None].expand(-1, -1, 4))
+            all_scores.append(top_scores)
+            all_labels.append(labels)
+            all_boxes.append(self.bbox_coder.decode(level_anchors[anchor_inds], deltas))
+        return torch.cat(all_scores, 1), torch.cat(all_labels, 1), torch.cat(all_boxes, 1)
+
     @torch.no_grad()
     def get_bboxes(self, cls_scores, bbox_preds, img_metas, cfg=None, rescale=False):
-        """Detections of every image after class-wise NMS: N :class:`InstanceData` with
-        ``bboxes`` (n, 4), ``scores`` (n,), ``labels`` (n,), in the input image
-        (``rescale``: in the original image, boxes divided by the meta's ``scale_factor``).
+        """Detections of every image: per level the ``nms_pre`` best (anchor, class) pairs
+        scoring above ``score_thr`` (over all classes, as mmdetection and torchvision do),
+        decoded, clipped to the image, boxes under ``min_bbox_size`` dropped, then class-wise
+        NMS over the levels and the ``max_per_img`` best.
 
-        ``cfg`` overrides ``test_cfg`` keys.
+        Returns:
+            N :class:`InstanceData` with ``bboxes`` (n, 4), ``scores`` (n,), ``labels``
+            (n,), in the input image (``rescale``: in the original image, boxes divided by
+            the meta's ``scale_factor``). ``cfg`` overrides ``test_cfg`` keys.
         """
         cfg = dict(self.test_cfg, **(cfg or {}))
-        levels = self._level_candidates(cls_scores, bbox_preds, cfg["nms_pre"])
-        scores = torch.cat([s for s, _, _ in levels], 1)
-        boxes = self.bbox_coder.decode(
-            torch.cat([a for _, _, a in levels], 1), torch.cat([d for _, d, _ in levels], 1)
+        scores, labels, boxes = self._pair_candidates(
+            cls_scores, bbox_preds, cfg["score_thr"], cfg["nms_pre"]
         )
-        results = []
-        for i, meta in enumerate(img_metas):
-            image_boxes = clip_bboxes(boxes[i], meta["img_shape"])
-            image_scores = scores[i] if self.use_sigmoid_cls else scores[i][:, :-1]
-            valid = None
-            size = cfg.get("min_bbox_size")
-            if size is not None and size > 0:
-                wh = image_boxes[:, 2:] - image_boxes[:, :2]
-                valid = ((wh[:, 0] > size) & (wh[:, 1] > size))[:, None].expand_as(image_scores)
-            if rescale:
-                factor = torch.as_tensor(
-                    meta["scale_factor"], dtype=image_boxes.dtype, device=image_boxes.device
-                )
-                image_boxes = image_boxes / factor
-            dets, labels = multiclass_nms(
-                image_boxes, image_scores, cfg["score_thr"], cfg["nms"], cfg["max_per_img"], valid
-            )
-            results.append(InstanceData(bboxes=dets[:, :4], scores=dets[:, 4], labels=labels))
-        return results
+        return detections_per_image(scores, labels, boxes, scores > cfg["score_thr"], img_metas,
+                                    cfg, rescale)  # fmt: skip

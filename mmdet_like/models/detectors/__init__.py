@@ -2,15 +2,17 @@
 
 from mmdet_like.models.detectors.base import BaseDetector, pad_images
 from mmdet_like.models.detectors.rpn import RPN
-from mmdet_like.models.detectors.single_stage import SingleStageDetector
+from mmdet_like.models.detectors.single_stage import FCOS, RetinaNet, SingleStageDetector
 from mmdet_like.models.detectors.two_stage import FasterRCNN, FastRCNN, MaskRCNN, TwoStageDetector
 
 __all__ = [
+    "FCOS",
     "RPN",
     "BaseDetector",
     "FastRCNN",
     "FasterRCNN",
     "MaskRCNN",
+    "RetinaNet",
     "SingleStageDetector",
     "TwoStageDetector",
     "pad_images",

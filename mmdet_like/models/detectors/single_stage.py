@@ -57,3 +57,15 @@ class SingleStageDetector(BaseDetector):
         x = self.extract_feat(img)
         metas = [s.metainfo for s in data_samples]
         return self.bbox_head.get_bboxes(*self.bbox_head(x), metas, rescale=rescale)
+
+
+@DETECTORS.register()
+class RetinaNet(SingleStageDetector):
+    """RetinaNet (Lin et al. 2017): a :class:`SingleStageDetector` whose head is a
+    ``RetinaHead`` (focal loss, anchors of 3 scales and 3 ratios per level)."""
+
+
+@DETECTORS.register()
+class FCOS(SingleStageDetector):
+    """FCOS (Tian et al. 2019): a :class:`SingleStageDetector` whose head is an
+    ``FCOSHead`` (anchor-free: one point per cell, distances to the box sides, centre-ness)."""

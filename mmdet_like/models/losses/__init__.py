@@ -6,21 +6,27 @@ from mmdet_like.models.losses.cross_entropy_loss import (
     cross_entropy,
     mask_cross_entropy,
 )
-from mmdet_like.models.losses.giou_loss import GIoULoss, giou_loss
+from mmdet_like.models.losses.focal_loss import FocalLoss, focal_loss_sum, sigmoid_focal_loss
+from mmdet_like.models.losses.giou_loss import GIoULoss, IoULoss, giou_loss, iou_loss
 from mmdet_like.models.losses.smooth_l1_loss import L1Loss, SmoothL1Loss, l1_loss, smooth_l1_loss
 from mmdet_like.models.losses.utils import reduce_loss, weight_reduce_loss
 
 __all__ = [
     "CrossEntropyLoss",
+    "FocalLoss",
     "GIoULoss",
+    "IoULoss",
     "L1Loss",
     "SmoothL1Loss",
     "binary_cross_entropy",
     "cross_entropy",
+    "focal_loss_sum",
     "giou_loss",
+    "iou_loss",
     "l1_loss",
     "mask_cross_entropy",
     "reduce_loss",
+    "sigmoid_focal_loss",
     "smooth_l1_loss",
     "weight_reduce_loss",
 ]

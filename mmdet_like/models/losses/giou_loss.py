@@ -1,4 +1,5 @@
-"""Generalised IoU loss (Rezatofighi et al. 2019) on aligned box pairs."""
+"""IoU losses on aligned box pairs: generalised IoU (Rezatofighi et al. 2019) and the
+plain IoU loss (UnitBox, FCOS)."""
 
 from torch import nn
 
@@ -34,4 +35,35 @@ class GIoULoss(nn.Module):
         if weight is not None and weight.dim() == pred.dim():
             weight = weight.mean(-1)
         loss = giou_loss(pred, target, self.eps)
+        return self.loss_weight * weight_reduce_loss(loss, weight, reduction, avg_factor)
+
+
+def iou_loss(pred, target, linear=False, eps=1e-6):
+    """(N, 4) predicted and (N, 4) target boxes -> (N,) ``-log IoU`` (UnitBox, FCOS) or, with
+    ``linear``, ``1 - IoU``."""
+    ious = bbox_overlaps(pred, target, mode="iou", is_aligned=True, eps=eps).clamp(min=eps)
+    return 1 - ious if linear else -ious.log()
+
+
+@LOSSES.register()
+class IoULoss(nn.Module):
+    """forward(pred (N, 4), target (N, 4), weight (N,) or (N, 4), avg_factor,
+    reduction_override): ``-log IoU`` (``linear=True``: ``1 - IoU``) of aligned box pairs."""
+
+    def __init__(self, linear=False, eps=1e-6, reduction="mean", loss_weight=1.0):
+        super().__init__()
+        self.linear = linear
+        self.eps = eps
+        self.reduction = check_reduction(reduction)
+        self.loss_weight = loss_weight
+
+    def forward(self, pred, target, weight=None, avg_factor=None, reduction_override=None):
+        if pred.shape != target.shape:
+            raise ValueError(
+                f"IoULoss: pred {tuple(pred.shape)} and target {tuple(target.shape)} differ"
+            )
+        reduction = check_reduction(reduction_override or self.reduction)
+        if weight is not None and weight.dim() == pred.dim():
+            weight = weight.mean(-1)
+        loss = iou_loss(pred, target, self.linear, self.eps)
         return self.loss_weight * weight_reduce_loss(loss, weight, reduction, avg_factor)

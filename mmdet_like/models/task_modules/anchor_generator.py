@@ -15,8 +15,10 @@ class AnchorGenerator:
     Args:
         strides: feature stride of each level (int, or ``(stride_w, stride_h)``).
         ratios: height / width ratios.
-        scales: anchor size as multiples of the level's base size; or give
-            ``octave_base_scale`` and ``scales_per_octave`` (RetinaNet style).
+        scales: anchor size as multiples of the level's base size (a list for every level,
+            or one list per level, e.g. torchvision's RetinaNet sizes (32, 40, 50),
+            (64, 80, 101), ... truncated to integers); or give ``octave_base_scale`` and
+            ``scales_per_octave`` (RetinaNet style).
         base_sizes: base size per level (default: the strides).
         scale_major: base anchors ordered scale-major (all ratios of scale 0 first) or not.
         center_offset: anchor centres at ``(offset * stride)`` within each cell (0 or 0.5).
@@ -63,11 +65,22 @@ class AnchorGenerator:
                 f"AnchorGenerator: center_offset must be in [0, 1], got {center_offset}"
             )
         self.ratios = torch.tensor(ratios, dtype=torch.float32)
-        self.scales = torch.tensor(scales, dtype=torch.float32)
+        per_level = scales and isinstance(scales[0], (list, tuple))
+        if per_level and len(scales) != len(self.strides):
+            raise ValueError(
+                f"AnchorGenerator: {len(scales)} lists of scales for {len(self.strides)} levels"
+            )
+        self.level_scales = [
+            torch.tensor(scales[level] if per_level else scales, dtype=torch.float32)
+            for level in range(len(self.strides))
+        ]
         self.scale_major = scale_major
         self.center_offset = center_offset
         self.round_base_anchors = round_base_anchors
-        self.base_anchors = [self._base_anchors(size) for size in self.base_sizes]
+        self.base_anchors = [
+            self._base_anchors(size, level_scales)
+            for size, level_scales in zip(self.base_sizes, self.level_scales)
+        ]
         self.cache_size = cache_size
         self._cache = OrderedDict()
 
@@ -80,16 +93,16 @@ class AnchorGenerator:
         """Anchors per location, for each level."""
         return [anchors.size(0) for anchors in self.base_anchors]
 
-    def _base_anchors(self, base_size):
+    def _base_anchors(self, base_size, scales):
         """(A, 4) anchors centred at ``center_offset * base_size``; A = #scales * #ratios."""
         h_ratios = self.ratios.sqrt()
         w_ratios = 1.0 / h_ratios
         if self.scale_major:
-            ws = (base_size * w_ratios[:, None] * self.scales[None, :]).reshape(-1)
-            hs = (base_size * h_ratios[:, None] * self.scales[None, :]).reshape(-1)
+            ws = (base_size * w_ratios[:, None] * scales[None, :]).reshape(-1)
+            hs = (base_size * h_ratios[:, None] * scales[None, :]).reshape(-1)
         else:
-            ws = (base_size * self.scales[:, None] * w_ratios[None, :]).reshape(-1)
-            hs = (base_size * self.scales[:, None] * h_ratios[None, :]).reshape(-1)
+            ws = (base_size * scales[:, None] * w_ratios[None, :]).reshape(-1)
+            hs = (base_size * scales[:, None] * h_ratios[None, :]).reshape(-1)
         center = self.center_offset * base_size
         anchors = torch.stack(
             [center - 0.5 * ws, center - 0.5 * hs, center + 0.5 * ws, center + 0.5 * hs], dim=-1
@@ -148,6 +161,6 @@ class AnchorGenerator:
     def __repr__(self):
         return (
             f"AnchorGenerator(strides={self.strides}, ratios={self.ratios.tolist()}, "
-            f"scales={self.scales.tolist()}, base_sizes={self.base_sizes}, "
+            f"scales={[s.tolist() for s in self.level_scales]}, base_sizes={self.base_sizes}, "
             f"center_offset={self.center_offset}, round_base_anchors={self.round_base_anchors})"
         )

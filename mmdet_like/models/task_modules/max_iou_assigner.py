@@ -17,7 +17,10 @@ class MaxIoUAssigner:
     2. ``i + 1`` (positive) if its max IoU is ``>= pos_iou_thr``, ``i`` the best gt;
     3. with ``match_low_quality``, every gt whose best IoU is ``>= min_pos_iou`` (and > 0)
        also claims its best candidate(s): all candidates reaching that IoU when
-       ``gt_max_assign_all``, else the first one. A later gt wins a shared candidate.
+       ``gt_max_assign_all``, else the first one. With ``low_quality_gt="claiming"``
+       (mmdetection) a claimed candidate is assigned to the claiming gt, a later gt winning a
+       shared candidate; with ``"best"`` (torchvision's ``Matcher``) it is assigned to its own
+       best gt, as if its IoU had reached ``pos_iou_thr``.
 
     Candidates whose IoF with an ignored (crowd) gt box exceeds ``ignore_iof_thr`` get
     overlaps -1, so they are never negative (IoF over the candidate's area when
@@ -33,6 +36,7 @@ class MaxIoUAssigner:
         ignore_iof_thr=-1.0,
         ignore_wrt_candidates=True,
         match_low_quality=True,
+        low_quality_gt="claiming",
         iou_calculator=None,
     ):
         if isinstance(neg_iou_thr, (list, tuple)) and len(neg_iou_thr) != 2:
@@ -44,6 +48,12 @@ class MaxIoUAssigner:
         self.ignore_iof_thr = ignore_iof_thr
         self.ignore_wrt_candidates = ignore_wrt_candidates
         self.match_low_quality = match_low_quality
+        if low_quality_gt not in ("claiming", "best"):
+            raise ValueError(
+                "MaxIoUAssigner: low_quality_gt must be 'claiming' or 'best', got "
+                f"{low_quality_gt!r}"
+            )
+        self.low_quality_gt = low_quality_gt
         self.iou_calculator = build_from_cfg(
             iou_calculator or dict(type="BboxOverlaps2D"), IOU_CALCULATORS
         )
@@ -119,10 +129,13 @@ class MaxIoUAssigner:
             else:
                 claimed = torch.zeros_like(overlaps, dtype=torch.bool)
                 claimed[torch.arange(num_gts, device=device), gt_argmax] = claims
-            # The highest-indexed claiming gt wins a candidate: argmax returns the first
-            # maximum, so search the gts in reverse (uint8 keeps the (G, N) copy small).
-            last_claim = num_gts - 1 - claimed.flip(0).to(torch.uint8).argmax(dim=0)
-            gt_inds = torch.where(claimed.any(dim=0), last_claim + 1, gt_inds)
+            if self.low_quality_gt == "best":
+                gt_inds = torch.where(claimed.any(dim=0), argmax_overlaps + 1, gt_inds)
+            else:
+                # The highest-indexed claiming gt wins a candidate: argmax returns the first
+                # maximum, so search the gts in reverse (uint8 keeps the (G, N) copy small).
+                last_claim = num_gts - 1 - claimed.flip(0).to(torch.uint8).argmax(dim=0)
+                gt_inds = torch.where(claimed.any(dim=0), last_claim + 1, gt_inds)
 
         labels = None
         if gt_labels is not None:

@@ -26,17 +26,24 @@ def multiclass_nms(boxes, scores, score_thr, nms_cfg, max_num=-1, valid=None):
     Returns:
         (m, 5) ``[x1, y1, x2, y2, score]`` in descending score order, and (m,) int64 labels.
     """
+    num, num_classes = scores.shape
+    boxes = boxes.reshape(num, -1, 4).expand(num, num_classes, 4)
+    valid = scores > score_thr if valid is None else valid & (scores > score_thr)
+    roi_inds, labels = torch.nonzero(valid, as_tuple=True)
+    return nms_of_pairs(boxes[roi_inds, labels], scores[roi_inds, labels], labels, nms_cfg,
+                        max_num)  # fmt: skip
+
+
+def nms_of_pairs(boxes, scores, labels, nms_cfg, max_num=-1):
+    """Class-wise NMS (or Soft-NMS, see :func:`multiclass_nms`) of (box, class) candidates:
+    (m, 4) boxes, (m,) scores, (m,) int64 labels -> ((k, 5) ``[x1, y1, x2, y2, score]`` in
+    descending score order, (k,) labels), the best ``max_num`` (``<= 0``: all)."""
     nms_type = nms_cfg.get("type", "nms")
     if nms_type not in NMS_TYPES:
         raise ValueError(
             f"test_cfg nms: type {nms_type!r} is not one of {NMS_TYPES}; fix the nms dict of "
             "the test config (e.g. test_cfg.rcnn.nms)"
         )
-    num, num_classes = scores.shape
-    boxes = boxes.reshape(num, -1, 4).expand(num, num_classes, 4)
-    valid = scores > score_thr if valid is None else valid & (scores > score_thr)
-    roi_inds, labels = torch.nonzero(valid, as_tuple=True)
-    boxes, scores = boxes[roi_inds, labels], scores[roi_inds, labels]
     if nms_type == "soft_nms":
         iou_thr = nms_cfg.get("iou_thr", nms_cfg.get("iou_threshold", 0.3))
         keep, scores = batched_soft_nms(

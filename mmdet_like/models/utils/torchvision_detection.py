@@ -1,5 +1,6 @@
-"""Weights of torchvision's ``fasterrcnn_resnet50_fpn`` / ``maskrcnn_resnet50_fpn`` in our
-Faster / Mask R-CNN's layout (configs in ``configs/torchvision/``).
+"""Weights of torchvision's ``fasterrcnn_resnet50_fpn`` / ``maskrcnn_resnet50_fpn`` /
+``retinanet_resnet50_fpn`` / ``fcos_resnet50_fpn`` in our Faster / Mask R-CNN's, RetinaNet's
+and FCOS's layouts (configs in ``configs/torchvision/``).
 
 Key mapping (``i`` a level or conv index):
 
@@ -20,6 +21,14 @@ torchvision                                  mmdet_like
 ``roi_heads.mask_predictor.conv5_mask``      ``roi_head.mask_head.upsample``
 ``roi_heads.mask_predictor.mask_fcn_logits``  ``roi_head.mask_head.conv_logits`` (background
                                              channel dropped)
+``backbone.fpn.extra_blocks.p6`` / ``p7``    ``neck.extra_convs.0`` / ``.1``
+``head.classification_head.conv.i.0``        ``bbox_head.cls_convs.{2 i}`` (RetinaNet)
+``head.classification_head.conv.i``          ``bbox_head.cls_convs.i`` (FCOS: conv, GN, ReLU)
+``head.regression_head.conv.*``              ``bbox_head.reg_convs.*`` (as above)
+``head.classification_head.cls_logits``      ``bbox_head.retina_cls`` / ``conv_cls`` (each
+                                             anchor's background channel 0 dropped)
+``head.regression_head.bbox_reg``            ``bbox_head.retina_reg`` / ``conv_reg``
+``head.regression_head.bbox_ctrness``        ``bbox_head.conv_centerness``
 ==========================================  =============================================
 
 torchvision's class ``k`` (1-based, 0 the background) becomes our class ``k - 1``.
@@ -45,6 +54,19 @@ _RENAMES = (
     (r"^roi_heads\.mask_predictor\.mask_fcn_logits\.", "roi_head.mask_head.conv_logits."),
 )
 _MASK_CONV = re.compile(r"^roi_heads\.mask_head\.(?:(\d+)\.0|mask_fcn(\d+))\.")
+_DENSE_RENAMES = (
+    (r"^backbone\.body\.", "backbone."),
+    (r"^backbone\.fpn\.inner_blocks\.(\d+)\.(?:0\.)?", r"neck.lateral_convs.\1."),
+    (r"^backbone\.fpn\.layer_blocks\.(\d+)\.(?:0\.)?", r"neck.fpn_convs.\1."),
+    (r"^backbone\.fpn\.extra_blocks\.p6\.", "neck.extra_convs.0."),
+    (r"^backbone\.fpn\.extra_blocks\.p7\.", "neck.extra_convs.1."),
+)
+_HEAD_LAYERS = {
+    "retinanet": {"cls_logits": "retina_cls", "bbox_reg": "retina_reg"},
+    "fcos": {"cls_logits": "conv_cls", "bbox_reg": "conv_reg", "bbox_ctrness": "conv_centerness"},
+}
+_TOWER = re.compile(r"^head\.(classification|regression)_head\.conv\.(\d+)\.(?:(0)\.)?")
+_HEAD_LAYER = re.compile(r"^head\.(?:classification|regression)_head\.(\w+)\.")
 
 
 class TorchvisionConversionError(ProjectError, ValueError):
@@ -63,6 +85,57 @@ def _rename(key):
     raise TorchvisionConversionError(f"unexpected torchvision key {key!r}")
 
 
+def _coco_classes(with_bg, keep_unused):
+    """torchvision indices of our classes (background 0 and, for its 91 COCO ids, the unused
+    "N/A" ones left out unless ``keep_unused``) and their names (COCO only)."""
+    kept = list(range(1, with_bg))
+    if with_bg != 91:
+        return kept, None
+    from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights
+
+    categories = FasterRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"]
+    if not keep_unused:
+        kept = [k for k in kept if categories[k] != "N/A"]
+    return kept, [categories[k] for k in kept]
+
+
+def _convert_dense(state_dict, keep_unused):
+    """torchvision RetinaNet / FCOS -> our RetinaNet / FCOS (see the module table)."""
+    arch = "fcos" if "head.regression_head.bbox_ctrness.weight" in state_dict else "retinanet"
+    out = OrderedDict()
+    for key, value in state_dict.items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        tower = _TOWER.match(key)
+        layer = _HEAD_LAYER.match(key)
+        if tower:
+            branch = "cls_convs" if tower.group(1) == "classification" else "reg_convs"
+            index = int(tower.group(2)) * (2 if tower.group(3) is not None else 1)
+            out[f"bbox_head.{branch}.{index}." + key[tower.end() :]] = value
+        elif layer and layer.group(1) in _HEAD_LAYERS[arch]:
+            out[f"bbox_head.{_HEAD_LAYERS[arch][layer.group(1)]}." + key[layer.end() :]] = value
+        else:
+            for pattern, replacement in _DENSE_RENAMES:
+                new, count = re.subn(pattern, replacement, key)
+                if count:
+                    out[new] = value
+                    break
+            else:
+                raise TorchvisionConversionError(f"unexpected torchvision {arch} key {key!r}")
+    logits = "bbox_head." + _HEAD_LAYERS[arch]["cls_logits"]
+    rows = out[f"{logits}.weight"].size(0)
+    num_anchors = out[f"bbox_head.{_HEAD_LAYERS[arch]['bbox_reg']}.weight"].size(0) // 4
+    with_bg = rows // num_anchors
+    kept, names = _coco_classes(with_bg, keep_unused)
+    channels = [a * with_bg + k for a in range(num_anchors) for k in kept]
+    for name in ("weight", "bias"):
+        out[f"{logits}.{name}"] = out[f"{logits}.{name}"][channels].clone()
+    meta = dict(arch=arch, num_classes=len(kept))
+    if names is not None:
+        meta["CLASSES"] = names
+    return out, meta
+
+
 def convert_torchvision_detection(state_dict, keep_unused=False):
     """torchvision Faster/Mask R-CNN ResNet-50-FPN state dict -> (our state dict, meta).
 
@@ -70,13 +143,18 @@ def convert_torchvision_detection(state_dict, keep_unused=False):
     dropped unless ``keep_unused``: the 80 classes left are in COCO category-id order, the
     labels of :class:`CocoDataset`. Other class counts keep every class.
 
-    ``meta`` has ``arch`` (``"mask_rcnn"`` or ``"faster_rcnn"``), ``num_classes`` and, for
-    the COCO models, ``CLASSES``.
+    ``meta`` has ``arch`` (``"mask_rcnn"``, ``"faster_rcnn"``, ``"retinanet"`` or
+    ``"fcos"``), ``num_classes`` and, for the COCO models, ``CLASSES``. RetinaNet's and
+    FCOS's classifiers have a channel for torchvision's background class 0 (never a
+    target); it is dropped, as the unused COCO ids are.
     """
+    if "head.classification_head.cls_logits.weight" in state_dict:
+        return _convert_dense(state_dict, keep_unused)
     if "roi_heads.box_predictor.cls_score.weight" not in state_dict:
         raise TorchvisionConversionError(
-            "no roi_heads.box_predictor.cls_score.weight: not a torchvision Faster/Mask R-CNN "
-            "state dict"
+            "no roi_heads.box_predictor.cls_score.weight or head.classification_head."
+            "cls_logits.weight: not a torchvision Faster/Mask R-CNN, RetinaNet or FCOS state "
+            "dict"
         )
     out = OrderedDict()
     for key, value in state_dict.items():
@@ -84,15 +162,7 @@ def convert_torchvision_detection(state_dict, keep_unused=False):
             continue
         out[_rename(key)] = value
     with_bg = state_dict["roi_heads.box_predictor.cls_score.weight"].size(0)
-    kept = list(range(1, with_bg))  # torchvision indices of our classes, in order
-    names = None
-    if with_bg == 91:
-        from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights
-
-        categories = FasterRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"]
-        if not keep_unused:
-            kept = [k for k in kept if categories[k] != "N/A"]
-        names = [categories[k] for k in kept]
+    kept, names = _coco_classes(with_bg, keep_unused)
     reg_rows = [4 * k + j for k in kept for j in range(4)]
     for name in ("weight", "bias"):
         head = "roi_head.bbox_head."

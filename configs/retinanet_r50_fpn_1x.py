@@ -1,0 +1,9 @@
+# RetinaNet, ResNet-50-FPN, 1x schedule (12 epochs), COCO. LR 0.01 for 16 images a batch
+# (8 processes x 2), as mmdetection's RetinaNet.
+_base_ = [
+    "_base_/models/retinanet_r50_fpn.py",
+    "_base_/datasets/coco_detection.py",
+    "_base_/schedules/schedule_1x.py",
+    "_base_/default_runtime.py",
+]
+optimizer = dict(lr=0.01)

@@ -12,7 +12,7 @@ PIP := $(PY) -m pip
 MAX_JOBS ?= 2
 OP_SOURCES := $(shell find ops -name '*.cpp' -o -name '*.cu' -o -name '*.h' -o -name '*.cuh')
 
-.PHONY: install test test-slow lint format bench-ops demo clean
+.PHONY: install test test-slow lint format bench-ops demo demo-retinanet demo-keypoints clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,31 @@ demo: install
 	$(PY) tools/demo_pictures.py $(DEMO_CONFIG) $(DEMO_WORK)/latest.pth $(DEMO_DATA)/val \
 		$(DEMO_WORK)/detections.png
 	@echo "demo done: checkpoint, logs and detections.png in $(DEMO_WORK)"
+
+# The RetinaNet demo: the same data, a small RetinaNet (box AP only).
+RETINANET_WORK ?= work_dirs/retinanet_r18_fpn_demo
+RETINANET_CONFIG := configs/demo/retinanet_r18_fpn_demo.py
+
+demo-retinanet: install
+	$(PY) tools/make_demo_dataset.py $(DEMO_DATA)
+	$(PY) tools/train.py $(RETINANET_CONFIG) --work-dir $(RETINANET_WORK) --no-validate
+	$(PY) tools/test.py $(RETINANET_CONFIG) $(RETINANET_WORK)/latest.pth --eval bbox
+	$(PY) tools/demo_pictures.py $(RETINANET_CONFIG) $(RETINANET_WORK)/latest.pth \
+		$(DEMO_DATA)/val $(RETINANET_WORK)/detections.png
+	@echo "demo done: checkpoint, logs and detections.png in $(RETINANET_WORK)"
+
+# The keypoint demo: the same images with the shapes' named vertices, a small Keypoint R-CNN
+# (box and keypoint AP).
+KEYPOINT_WORK ?= work_dirs/keypoint_rcnn_r18_fpn_demo
+KEYPOINT_CONFIG := configs/demo/keypoint_rcnn_r18_fpn_demo.py
+
+demo-keypoints: install
+	$(PY) tools/make_demo_dataset.py $(DEMO_DATA) --keypoints
+	$(PY) tools/train.py $(KEYPOINT_CONFIG) --work-dir $(KEYPOINT_WORK) --no-validate
+	$(PY) tools/test.py $(KEYPOINT_CONFIG) $(KEYPOINT_WORK)/latest.pth --eval bbox keypoints
+	$(PY) tools/demo_pictures.py $(KEYPOINT_CONFIG) $(KEYPOINT_WORK)/latest.pth \
+		$(DEMO_DATA)/val $(KEYPOINT_WORK)/detections.png
+	@echo "demo done: checkpoint, logs and detections.png in $(KEYPOINT_WORK)"
 
 bench-ops: install
 	$(PY) tools/benchmark_ops.py --out docs/benchmarks.md

@@ -4,6 +4,7 @@ weights on both sides, and the markdown section writer."""
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +53,57 @@ def test_both_models_start_from_the_same_weights():
         cls_ours = ours.roi_head.bbox_head.fc_cls.weight
         cls_tv = tv_model.roi_heads.box_predictor.cls_score.weight
         torch.testing.assert_close(cls_ours[:-1], cls_tv[1:])  # background moved last
+
+
+@pytest.mark.parametrize("model", ["retinanet", "fcos"])
+def test_dense_models_start_from_the_same_weights_and_detect_the_same(model):
+    """``--model retinanet`` / ``fcos``: the converted weights give our model torchvision's
+    classification scores (its background channel switched off), and both return the same
+    detections on a small input."""
+    common = _common()
+    tv_model = common.torchvision_model(seed=0, model=model).eval()
+    ours, _ = common.our_model(common.MODELS[model]["config"], tv_model.state_dict())
+    ours.eval()
+    head = tv_model.head.classification_head.cls_logits
+    num_classes = common.NUM_CLASSES + 1
+    assert bool((head.bias.view(-1, num_classes)[:, 0] == -100).all())  # background: off
+    classifier = ours.bbox_head.retina_cls if model == "retinanet" else ours.bbox_head.conv_cls
+    torch.testing.assert_close(
+        classifier.weight, head.weight.view(-1, num_classes, *head.weight.shape[1:])[:, 1:]
+        .reshape(classifier.weight.shape)
+    )  # fmt: skip
+    x = torch.randn(1, 3, 128, 128)
+    with torch.no_grad():
+        for a, b in zip(ours.extract_feat(x), tv_model.backbone(x).values(), strict=True):
+            scale = b.abs().max()
+            torch.testing.assert_close(a / scale, b / scale, atol=1e-4, rtol=0)
+    samples = common.make_inputs()[:1]
+    small = dict(samples[0], image=samples[0]["image"][:256, :384])
+    tv_model.transform.min_size, tv_model.transform.max_size = (256,), 384  # keep the size
+    images, _ = common.torchvision_batch([small], torch.device("cpu"), train=False)
+    batch = common.our_batch([small], torch.device("cpu"), train=False, masks=False)
+    shape = (256, 384, 3)
+    for sample in batch["data_samples"]:
+        sample.metainfo.update(ori_shape=shape, img_shape=shape, pad_shape=shape)
+    with torch.no_grad():
+        theirs = tv_model(images)[0]
+        mine = ours(**batch, return_loss=False, rescale=True)[0].pred_instances
+    assert len(theirs["boxes"]) > 0 and len(mine) == len(theirs["boxes"])
+    top = theirs["scores"].argmax()
+    torch.testing.assert_close(mine.scores.max(), theirs["scores"][top], atol=1e-4, rtol=0)
+
+
+def test_section_markers_keep_mask_rcnn_blocks_and_name_the_other_models():
+    common = _common()
+    args = type("Args", (), dict(device="cpu", amp=False, model="maskrcnn"))()
+    assert common.section_marker("benchmark_train", args) == "benchmark_train cpu"
+    args.model, args.amp = "retinanet", True
+    assert common.section_marker("benchmark", args) == "benchmark cpu amp retinanet"
+    assert common.row_label(common.TORCHVISION_CACHED, "fcos").startswith(
+        "torchvision fcos_resnet50_fpn"
+    )
+    with pytest.raises(ValueError, match="unknown benchmark model"):
+        common.torchvision_model(model="yolo")
 
 
 def test_write_section_replaces_only_its_block(tmp_path):

@@ -1,17 +1,21 @@
-"""Inference speed and memory: our Mask R-CNN R50-FPN against torchvision's, in one run.
+"""Inference speed and memory: our detector against torchvision's, in one run.
 
-    python tools/benchmark.py [--device cpu|cuda] [--iters 3] [--warmup 1] [--rounds 1]
-        [--config CONFIG ...] [--amp] [--out docs/benchmarks.md]
+    python tools/benchmark.py [--model maskrcnn|retinanet|fcos] [--device cpu|cuda]
+        [--iters 3] [--warmup 1] [--rounds 1] [--config CONFIG ...] [--amp]
+        [--out docs/benchmarks.md]
 
-Each model runs in a fresh child process (so that its peak memory is its own) on the same
-batch of 2 images of 800 x 1216, from the same random weights (see
+``--model``: Mask R-CNN, RetinaNet or FCOS, all R50-FPN (torchvision's
+``maskrcnn_resnet50_fpn``, ``retinanet_resnet50_fpn``, ``fcos_resnet50_fpn``).
+
+Each model runs in a fresh child process (so that its peak memory is its own) on the same batch
+of 2 images of 800 x 1216, from the same random weights (see
 ``mmdet_like/benchmarking/equal_work.py`` for what makes the work equal), under
-``torch.no_grad()``, from
-the normalised batch to the final per-image results: boxes rescaled to the image, class-wise
-NMS, masks pasted into the full image. Each child reports the number of detections per image;
-the run stops if the two sides do not return the same numbers (unequal work). Reported:
-seconds per image (best of the timed calls, and their median), images per second, and the
-peak memory of the process (host RSS on the CPU, the allocator's peak on a GPU).
+``torch.no_grad()``, from the normalised batch to the final per-image results: boxes rescaled
+to the image, class-wise NMS, (Mask R-CNN) masks pasted into the full image. Each child reports
+the number of detections per image; the run stops if the two sides do not return the same
+numbers (unequal work). Reported: seconds per image (best of the timed calls, and their
+median), images per second, and the peak memory of the process (host RSS on the CPU, the
+allocator's peak on a GPU).
 """
 
 import os
@@ -31,9 +35,11 @@ from mmdet_like.benchmarking import (
     prepare_child,
     row_label,
     run_rounds,
+    section_marker,
     summarise,
     time_calls,
     torchvision_batch,
+    torchvision_label,
     write_section,
 )
 from mmdet_like.errors import run_tool
@@ -42,7 +48,7 @@ from mmdet_like.errors import run_tool
 def child(args):
     device = torch.device(args.device)
     prepare_child(args)
-    model, _ = build_pair(args.side, args.config, device)
+    model, _ = build_pair(args.side, args.config, device, model=args.model)
     model.eval()
     samples = make_inputs()
     counts = []
@@ -86,12 +92,12 @@ def render(tv, rows, args):
         "| model | s/img (best) | s/img (median) | images/s | peak memory (MiB) "
         "| ours / torchvision time | ours / torchvision memory |",
         "|---|---:|---:|---:|---:|---:|---:|",
-        f"| torchvision maskrcnn_resnet50_fpn | {tv['best']:.2f} | {tv['median']:.2f} "
+        f"| {torchvision_label(args.model)} | {tv['best']:.2f} | {tv['median']:.2f} "
         f"| {1 / tv['best']:.2f} | {tv['peak_mb']:.0f} | 1.00x | 1.00x |",
     ]
     for key, ours in rows:
         lines.append(
-            f"| {row_label(key)} | {ours['best']:.2f} | {ours['median']:.2f} "
+            f"| {row_label(key, args.model)} | {ours['best']:.2f} | {ours['median']:.2f} "
             f"| {1 / ours['best']:.2f} | {ours['peak_mb']:.0f} "
             f"| {ours['best'] / tv['best']:.2f}x | {ours['peak_mb'] / tv['peak_mb']:.2f}x |"
         )
@@ -114,7 +120,7 @@ def main():
     table = render(tv, rows, args)
     print(table)
     if args.out:
-        write_section(args.out, f"benchmark {args.device}{' amp' if args.amp else ''}", table)
+        write_section(args.out, section_marker("benchmark", args), table)
 
 
 if __name__ == "__main__":

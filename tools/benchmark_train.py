@@ -1,17 +1,20 @@
-"""Training speed and memory: our Mask R-CNN R50-FPN against torchvision's, in one run.
+"""Training speed and memory: our detector against torchvision's, in one run.
 
-    python tools/benchmark_train.py [--device cpu|cuda] [--iters 3] [--warmup 1] [--rounds 1]
-        [--config CONFIG ...] [--amp] [--out docs/benchmarks.md]
+    python tools/benchmark_train.py [--model maskrcnn|retinanet|fcos] [--device cpu|cuda]
+        [--iters 3] [--warmup 1] [--rounds 1] [--config CONFIG ...] [--amp]
+        [--out docs/benchmarks.md]
 
-Each model trains in a fresh child process (so that its peak memory is its own) on the same
-2 images of 800 x 1216 with 5 boxes and masks each, from the same random weights (see
-``mmdet_like/benchmarking/equal_work.py`` for what makes the work equal). A training iteration is
-the
-forward pass with the losses, the backward pass and an SGD step. Reported: seconds per
-iteration (best of the timed iterations, and their median), images per second, and the peak
-memory of the process (host RSS on the CPU, the allocator's peak on a GPU). With ``--rounds``
-above 1 the sides alternate and the best round counts. ``--config`` may be given several
-times: each config is one row against the same torchvision figures.
+``--model``: Mask R-CNN, RetinaNet or FCOS, all R50-FPN (torchvision's
+``maskrcnn_resnet50_fpn``, ``retinanet_resnet50_fpn``, ``fcos_resnet50_fpn``).
+
+Each model trains in a fresh child process (so that its peak memory is its own) on the same 2
+images of 800 x 1216 with 5 boxes (and masks, Mask R-CNN) each, from the same random weights
+(see ``mmdet_like/benchmarking/equal_work.py`` for what makes the work equal). A training
+iteration is the forward pass with the losses, the backward pass and an SGD step. Reported:
+seconds per iteration (best of the timed iterations, and their median), images per second, and
+the peak memory of the process (host RSS on the CPU, the allocator's peak on a GPU). With
+``--rounds`` above 1 the sides alternate and the best round counts. ``--config`` may be given
+several times: each config is one row against the same torchvision figures.
 """
 
 import os
@@ -20,6 +23,7 @@ import sys
 import torch
 
 from mmdet_like.benchmarking import (
+    MODELS,
     build_pair,
     current_rss_mb,
     emit_result,
@@ -31,9 +35,11 @@ from mmdet_like.benchmarking import (
     prepare_child,
     row_label,
     run_rounds,
+    section_marker,
     summarise,
     time_calls,
     torchvision_batch,
+    torchvision_label,
     write_section,
 )
 from mmdet_like.engine.runner import parse_losses
@@ -44,16 +50,17 @@ def child(args):
     device = torch.device(args.device)
     prepare_child(args)
     torch.manual_seed(0)
-    model, _ = build_pair(args.side, args.config, device)
+    model, _ = build_pair(args.side, args.config, device, model=args.model)
+    masks = MODELS[args.model]["masks"]
     model.train()
     samples = make_inputs()
     if args.side == "torchvision":
-        images, targets = torchvision_batch(samples, device)
+        images, targets = torchvision_batch(samples, device, masks=masks)
 
         def losses():
             return sum(model(images, targets).values())
     else:
-        batch = our_batch(samples, device)
+        batch = our_batch(samples, device, masks=masks)
 
         def losses():
             return parse_losses(model(**batch))[0]
@@ -98,13 +105,13 @@ def render(rows, device, args):
     ]
     tv = rows[0]["tv"]
     lines.append(
-        f"| torchvision maskrcnn_resnet50_fpn | {tv['best']:.2f} | {tv['median']:.2f} "
+        f"| {torchvision_label(args.model)} | {tv['best']:.2f} | {tv['median']:.2f} "
         f"| {2 / tv['best']:.2f} | {tv['peak_mb']:.0f} | 1.00x | 1.00x |"
     )
     for row in rows:
         ours = row["ours"]
         lines.append(
-            f"| {row_label(row['config'])} | {ours['best']:.2f} | {ours['median']:.2f} "
+            f"| {row_label(row['config'], args.model)} | {ours['best']:.2f} | {ours['median']:.2f} "
             f"| {2 / ours['best']:.2f} | {ours['peak_mb']:.0f} "
             f"| {ours['best'] / tv['best']:.2f}x | {ours['peak_mb'] / tv['peak_mb']:.2f}x |"
         )
@@ -121,8 +128,7 @@ def main():
     table = render(rows, torch.device(args.device), args)
     print(table)
     if args.out:
-        marker = f"benchmark_train {args.device}{' amp' if args.amp else ''}"
-        write_section(args.out, marker, table)
+        write_section(args.out, section_marker("benchmark_train", args), table)
 
 
 if __name__ == "__main__":

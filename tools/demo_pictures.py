@@ -5,9 +5,10 @@
 
 Takes the first ``--num`` images of ``IMAGE_DIR`` (sorted by name), runs
 ``inference_detector`` on each, enlarges each image ``--scale`` times (nearest neighbour, so
-that labels drawn on small images stay readable), draws the boxes, masks, class names and
-scores of detections scoring at least ``--score-thr``, and tiles the pictures in a grid of
-``--cols`` columns. ``make demo`` uses it for the picture in the README.
+that labels drawn on small images stay readable), draws the boxes, masks, keypoints (joined
+by the checkpoint's skeleton), class names and scores of detections scoring at least
+``--score-thr``, and tiles the pictures in a grid of ``--cols`` columns. ``make demo`` uses
+it for the picture in the README.
 """
 
 import argparse
@@ -26,20 +27,30 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
 def scale_result(result, scale):
-    """Per-class boxes (and boolean masks) of ``result`` enlarged ``scale`` times."""
-    bbox_results, segm_results = result if isinstance(result, tuple) else (result, None)
+    """Per-class boxes (and boolean masks, and keypoints) of ``result`` enlarged ``scale``
+    times."""
+    bbox_results = result[0] if isinstance(result, tuple) else result
+    segm_results = result[1] if isinstance(result, tuple) else None
+    keypoint_results = result[2] if isinstance(result, tuple) and len(result) > 2 else None
     boxes = []
     for per_class in bbox_results:
         scaled = np.array(per_class, dtype=np.float32).reshape(-1, 5)
         scaled[:, :4] *= scale
         boxes.append(scaled)
-    if segm_results is None:
-        return boxes
-    masks = [
-        [np.kron(np.asarray(m, dtype=bool), np.ones((scale, scale), dtype=bool)) for m in per]
-        for per in segm_results
-    ]
-    return boxes, masks
+    masks = None
+    if segm_results is not None:
+        masks = [
+            [np.kron(np.asarray(m, dtype=bool), np.ones((scale, scale), dtype=bool)) for m in per]
+            for per in segm_results
+        ]
+    if keypoint_results is None:
+        return boxes if masks is None else (boxes, masks)
+    points = []
+    for per_class in keypoint_results:
+        scaled = np.array(per_class, dtype=np.float32)
+        scaled[..., :2] *= scale
+        points.append(scaled)
+    return boxes, masks, points
 
 
 def grid(pictures, cols, gap=4):
@@ -96,6 +107,7 @@ def main(argv=None):
                 score_thr=args.score_thr,
                 thickness=2,
                 font_scale=0.45,
+                skeleton=model.KEYPOINT_SKELETON,
             )
         )
     out_dir = osp.dirname(osp.abspath(args.out))

@@ -1,14 +1,27 @@
 """Draw a small, deterministic COCO-format instance-segmentation dataset of shapes.
 
     python tools/make_demo_dataset.py OUT [--num-train 1000] [--num-val 200] [--seed 0]
+        [--keypoints]
 
-Writes ``OUT/train/*.png``, ``OUT/val/*.png`` and ``OUT/annotations/instances_{train,val}.json``.
+Writes ``OUT/train/*.png``, ``OUT/val/*.png`` and ``OUT/annotations/instances_{train,val}.json``
+(with ``--keypoints``, ``OUT/annotations/keypoints_{train,val}.json`` too: the same images and
+instances with keypoints, see :data:`KEYPOINT_NAMES`).
 Every 128x128 image shows 1-5 shapes of 4 classes (circle, rectangle, triangle, star) with
 random size, colour and rotation on a textured background (noise, gradients, stripes,
 checkers). Shapes drawn later occlude earlier ones: each annotation is the *visible* part of
 its shape (an RLE mask, its tight box and pixel area); shapes left mostly hidden are not
 annotated. Image ``i`` of a split depends only on ``(seed, split, i)``, so the same seed gives
 identical files, and more images extend a split without changing the first ones.
+
+Keypoints: one set of five named points shared by the shapes, each point named by where it
+lies in the image, so that a horizontal flip maps every name to its mirror name:
+``top`` (the highest vertex of a triangle or star), ``top_left`` / ``top_right`` (the upper
+two corners of a rectangle, the upper two other tips of a star), ``bottom_left`` /
+``bottom_right`` (the lower two corners of a rectangle, the base of a triangle, the lower
+two tips of a star); circles have none (all unlabelled). A point is at the centre of its
+vertex pixel; visibility 2 where the shape shows at that pixel, 1 where a later shape
+covers it, 0 (unlabelled) outside the image. The flip pairs follow from the names
+(``left`` / ``right``).
 """
 
 import argparse
@@ -28,6 +41,9 @@ IMG_SIZE = 128
 MIN_VISIBLE_FRACTION = 0.4  # shapes with less of their area visible are dropped
 MIN_VISIBLE_PIXELS = 30
 _SPLIT_IDS = {"train": 0, "val": 1}
+KEYPOINT_NAMES = ("top", "top_left", "top_right", "bottom_left", "bottom_right")
+# 1-based (COCO's convention) pairs of KEYPOINT_NAMES joined when drawn
+KEYPOINT_SKELETON = ((1, 2), (1, 3), (2, 3), (2, 4), (3, 5), (4, 5))
 
 
 def _background(rng, size):
@@ -79,6 +95,27 @@ def _polygon(rng, cls, cx, cy, radius):
     return np.round(pts).astype(np.int32)
 
 
+def _named_vertices(cls, polygon):
+    """``{keypoint name: (x, y)}`` of a shape's vertices (pixel centres), named by their
+    place in the image (see the module doc)."""
+    if cls == "circle":
+        return {}
+    pts = polygon.astype(np.float64) + 0.5
+    if cls == "star":
+        pts = pts[0::2]  # the five tips
+    by_height = pts[np.argsort(pts[:, 1], kind="stable")]
+    names = {}
+    rest = by_height
+    if cls in ("triangle", "star"):
+        names["top"], rest = by_height[0], by_height[1:]
+    upper, lower = (rest[:2], rest[2:]) if len(rest) == 4 else (rest[:0], rest)
+    for row, prefix in ((upper, "top"), (lower, "bottom")):
+        if len(row):
+            left, right = row[np.argsort(row[:, 0], kind="stable")]
+            names[f"{prefix}_left"], names[f"{prefix}_right"] = left, right
+    return {name: (float(x), float(y)) for name, (x, y) in names.items()}
+
+
 def _shape_mask(cls, polygon, cx, cy, radius, size):
     mask = np.zeros((size, size), np.uint8)
     if cls == "circle":
@@ -101,36 +138,55 @@ def _shape_color(rng, background_mean):
 
 
 def draw_image(rng, size=IMG_SIZE):
-    """One image and its visible instances: ``(img, [(label, visible mask), ...])``."""
+    """One image and its visible instances: ``(img, [(label, visible mask, keypoints),
+    ...])``, keypoints a (K, 3) float array ``x, y, visibility`` (:data:`KEYPOINT_NAMES`)."""
     img = _background(rng, size).astype(np.float32)
     background_mean = img.reshape(-1, 3).mean(0)
-    shapes = []  # (label, full mask, visible mask)
+    shapes = []  # (label, full mask, visible mask, named vertices)
     for _ in range(int(rng.integers(1, 6))):
         label = int(rng.integers(len(CLASSES)))
         cls = CLASSES[label]
         radius = rng.uniform(9, 30)
         cx = rng.uniform(radius * 0.5, size - radius * 0.5)
         cy = rng.uniform(radius * 0.5, size - radius * 0.5)
-        mask = _shape_mask(cls, _polygon(rng, cls, cx, cy, radius), cx, cy, radius, size)
+        polygon = _polygon(rng, cls, cx, cy, radius)
+        mask = _shape_mask(cls, polygon, cx, cy, radius, size)
         if mask.sum() < MIN_VISIBLE_PIXELS:
             continue
         color = _shape_color(rng, background_mean)
         shade = rng.normal(0, rng.uniform(2, 10), size=(size, size, 1))
         img[mask] = np.clip(color + shade[mask], 0, 255)
-        for _, _, visible in shapes:
+        for _, _, visible, _ in shapes:
             visible &= ~mask
-        shapes.append((label, mask, mask.copy()))
+        shapes.append((label, mask, mask.copy(), _named_vertices(cls, polygon)))
     img = cv2.GaussianBlur(np.clip(img, 0, 255).astype(np.uint8), (3, 3), 0.6)
     instances = []
-    for label, full, visible in shapes:
+    for label, full, visible, vertices in shapes:
         area = int(visible.sum())
         if area < MIN_VISIBLE_PIXELS or area < MIN_VISIBLE_FRACTION * full.sum():
             continue
-        instances.append((label, visible))
+        instances.append((label, visible, _keypoints(vertices, full, visible, size)))
     return img, instances
 
 
-def _annotation(ann_id, img_id, label, mask):
+def _keypoints(vertices, full, visible, size):
+    """(K, 3) ``x, y, visibility`` of a shape's named vertices."""
+    points = np.zeros((len(KEYPOINT_NAMES), 3))
+    for k, name in enumerate(KEYPOINT_NAMES):
+        if name not in vertices:
+            continue
+        x, y = vertices[name]
+        col, row = int(np.floor(x)), int(np.floor(y))
+        if not (0 <= col < size and 0 <= row < size):
+            continue  # outside the image: unlabelled
+        # the vertex pixel itself may fall just outside the rasterised shape: look around it
+        window = (slice(max(row - 1, 0), row + 2), slice(max(col - 1, 0), col + 2))
+        shown = visible[window].any() or not full[window].any()
+        points[k] = (x, y, 2 if shown else 1)
+    return points
+
+
+def _annotation(ann_id, img_id, label, mask, keypoints=None):
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
     ys, xs = np.nonzero(mask)
     x1, y1 = int(xs.min()), int(ys.min())
@@ -144,13 +200,18 @@ def _annotation(ann_id, img_id, label, mask):
         "iscrowd": 0,
         "segmentation": {"size": [int(mask.shape[0]), int(mask.shape[1])],
                          "counts": rle["counts"].decode("ascii")},
+        **({} if keypoints is None else {
+            "keypoints": [round(float(v), 2) for v in keypoints.reshape(-1)],
+            "num_keypoints": int((keypoints[:, 2] > 0).sum()),
+        }),
     }  # fmt: skip
 
 
 def make_split(out, split, num_images, seed):
-    """Draw ``num_images`` images into ``out/split`` and return the COCO dict."""
+    """Draw ``num_images`` images into ``out/split``; returns the COCO dicts without and
+    with keypoints."""
     os.makedirs(osp.join(out, split), exist_ok=True)
-    images, annotations = [], []
+    images, annotations, with_keypoints = [], [], []
     for i in range(num_images):
         rng = np.random.default_rng([seed, _SPLIT_IDS[split], i])
         img, instances = draw_image(rng)
@@ -159,22 +220,36 @@ def make_split(out, split, num_images, seed):
             raise OSError(f"cannot write {osp.join(out, split, file_name)}")
         img_id = i + 1
         images.append({"id": img_id, "file_name": file_name, "width": IMG_SIZE, "height": IMG_SIZE})
-        for label, mask in instances:
-            annotations.append(_annotation(len(annotations) + 1, img_id, label, mask))
+        for label, mask, keypoints in instances:
+            ann_id = len(annotations) + 1
+            annotations.append(_annotation(ann_id, img_id, label, mask))
+            with_keypoints.append(_annotation(ann_id, img_id, label, mask, keypoints))
     categories = [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in
                   enumerate(CLASSES)]  # fmt: skip
-    return {"images": images, "annotations": annotations, "categories": categories}
+    keypoint_categories = [
+        dict(c, keypoints=list(KEYPOINT_NAMES), skeleton=[list(p) for p in KEYPOINT_SKELETON])
+        for c in categories
+    ]
+    return (
+        {"images": images, "annotations": annotations, "categories": categories},
+        {"images": images, "annotations": with_keypoints, "categories": keypoint_categories},
+    )
 
 
-def make_dataset(out, num_train=1000, num_val=200, seed=0):
-    """Write the dataset under ``out``; returns ``{split: annotation file}``."""
+def make_dataset(out, num_train=1000, num_val=200, seed=0, keypoints=False):
+    """Write the dataset under ``out``; returns ``{split: annotation file}`` (with
+    ``keypoints``, also ``{"<split>_keypoints": keypoint annotation file}``)."""
     os.makedirs(osp.join(out, "annotations"), exist_ok=True)
     files = {}
     for split, num in (("train", num_train), ("val", num_val)):
-        coco = make_split(out, split, num, seed)
-        files[split] = osp.join(out, "annotations", f"instances_{split}.json")
-        with open(files[split], "w", encoding="utf-8") as f:
-            json.dump(coco, f)
+        coco, coco_keypoints = make_split(out, split, num, seed)
+        written = {split: ("instances", coco)}
+        if keypoints:
+            written[f"{split}_keypoints"] = ("keypoints", coco_keypoints)
+        for key, (prefix, data) in written.items():
+            files[key] = osp.join(out, "annotations", f"{prefix}_{split}.json")
+            with open(files[key], "w", encoding="utf-8") as f:
+                json.dump(data, f)
     return files
 
 
@@ -184,6 +259,10 @@ def parse_args(argv=None):
     parser.add_argument("--num-train", type=int, default=1000, help="training images")
     parser.add_argument("--num-val", type=int, default=200, help="validation images")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument(
+        "--keypoints", action="store_true",
+        help="also write annotations/keypoints_{train,val}.json (the shapes' named vertices)",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -191,7 +270,7 @@ def main(argv=None):
     args = parse_args(argv)
     if args.num_train < 0 or args.num_val < 0:
         raise SystemExit("--num-train and --num-val must be >= 0")
-    files = make_dataset(args.out, args.num_train, args.num_val, args.seed)
+    files = make_dataset(args.out, args.num_train, args.num_val, args.seed, args.keypoints)
     for split, path in files.items():
         with open(path, encoding="utf-8") as f:
             coco = json.load(f)

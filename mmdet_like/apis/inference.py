@@ -60,7 +60,9 @@ def init_detector(config, checkpoint=None, device="cpu", cfg_options=None, allow
     fits and logs the rest. The model's class counts are checked against the config's test
     classes when the config names them. ``model.CLASSES``: the checkpoint's
     ``meta["CLASSES"]`` (or ``meta["classes"]``), else the test dataset's classes, else
-    ``("0", "1", ...)``. ``model.cfg`` keeps the config (its test pipeline is used by
+    ``("0", "1", ...)``. ``model.KEYPOINT_SKELETON``: the checkpoint's
+    ``meta["keypoint_meta"]["skeleton"]`` (0-based pairs, for :func:`show_result`), else
+    ``()``. ``model.cfg`` keeps the config (its test pipeline is used by
     :func:`inference_detector`).
     """
     cfg = _config(config, cfg_options)
@@ -75,19 +77,21 @@ def init_detector(config, checkpoint=None, device="cpu", cfg_options=None, allow
     dataset_classes = _dataset_classes(cfg)
     if dataset_classes is not None:
         check_class_counts(cfg.model, _NamedClasses(dataset_classes), "test")
-    classes = None
+    classes, skeleton = None, ()
     if checkpoint is not None:
         loaded = load_checkpoint_for_testing(
             model, checkpoint, dataset_classes, "test", allow_partial, get_logger()
         )
         meta = loaded.get("meta") or {}
         classes = meta.get("CLASSES") or meta.get("classes")
+        skeleton = (meta.get("keypoint_meta") or {}).get("skeleton") or ()
     if classes is None:
         classes = dataset_classes
     num_classes = getattr(model, "num_classes", None)
     if classes is None and num_classes is not None:
         classes = tuple(str(i) for i in range(num_classes))
     model.CLASSES = tuple(classes) if classes is not None else None
+    model.KEYPOINT_SKELETON = tuple(tuple(int(i) for i in pair) for pair in skeleton)
     model.cfg = cfg
     return model.to(device).eval()
 
@@ -184,12 +188,13 @@ def inference_detector_samples(model, imgs):
     return out
 
 
-def show_result(img, result, class_names=None, score_thr=0.3, out_file=None):
-    """Draw boxes, labels and masks of ``result`` (from :func:`inference_detector`) scoring
-    at least ``score_thr`` on a copy of ``img`` (a path or BGR array); write it to
+def show_result(img, result, class_names=None, score_thr=0.3, out_file=None, skeleton=()):
+    """Draw boxes, labels, masks and keypoints (joined by ``skeleton``'s 0-based index
+    pairs, e.g. ``model.KEYPOINT_SKELETON``) of ``result`` (from :func:`inference_detector`)
+    scoring at least ``score_thr`` on a copy of ``img`` (a path or BGR array); write it to
     ``out_file`` when given. Returns the drawn image."""
     image = mmcv.imread(img) if isinstance(img, str) else np.asarray(img)
-    drawn = draw_result(image, result, class_names, score_thr=score_thr)
+    drawn = draw_result(image, result, class_names, score_thr=score_thr, skeleton=skeleton)
     if out_file is not None:
         mmcv.imwrite(drawn, out_file)
     return drawn

@@ -58,9 +58,48 @@ def _shown_classes(classes, limit=8):
     return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
+def _keypoint_heads(model_cfg, path="model"):
+    """``(config path, num_keypoints)`` of every keypoint head of a model config."""
+    found = []
+    if isinstance(model_cfg, dict):
+        if model_cfg.get("type") == "KeypointRCNNHead":
+            found.append((f"{path}.num_keypoints", model_cfg.get("num_keypoints", 17)))
+        for key, value in model_cfg.items():
+            found.extend(_keypoint_heads(value, f"{path}.{key}"))
+    elif isinstance(model_cfg, (list, tuple)):
+        for i, value in enumerate(model_cfg):
+            found.extend(_keypoint_heads(value, f"{path}[{i}]"))
+    return found
+
+
+def check_keypoint_counts(model_cfg, dataset, split):
+    """Raise :class:`StartupCheckError` when a keypoint head's ``num_keypoints`` differs
+    from the keypoints of ``dataset``'s set, or the dataset has none to train it on."""
+    heads = _keypoint_heads(model_cfg)
+    if not heads or not hasattr(dataset, "keypoint_meta"):
+        return
+    meta = dataset.keypoint_meta
+    if meta is None:
+        raise StartupCheckError(
+            f"{heads[0][0].rsplit('.', 1)[0]} predicts keypoints, but "
+            f"{describe_dataset(dataset, split)} has none (no category lists 'keypoints'). "
+            "Fix: use a keypoint annotation file (e.g. person_keypoints_*.json)"
+        )
+    wrong = [(path, value) for path, value in heads if value != meta.num_keypoints]
+    if wrong:
+        settings = " ".join(f"{path}={meta.num_keypoints}" for path, _ in wrong)
+        raise StartupCheckError(
+            f"{wrong[0][0]} is {wrong[0][1]!r}, but {describe_dataset(dataset, split)} has "
+            f"{meta.num_keypoints} keypoints ({', '.join(meta.names)}). Fix: set {settings} "
+            "in the config (or with --cfg-options)"
+        )
+
+
 def check_class_counts(model_cfg, dataset, split):
     """Raise :class:`StartupCheckError` when a ``num_classes`` of ``model_cfg`` differs from
-    the number of classes of ``dataset`` (``data.<split>``)."""
+    the number of classes of ``dataset`` (``data.<split>``), or a keypoint head's
+    ``num_keypoints`` from its keypoints."""
+    check_keypoint_counts(model_cfg, dataset, split)
     classes = getattr(dataset, "CLASSES", None)
     if classes is None:
         return

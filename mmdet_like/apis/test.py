@@ -42,19 +42,36 @@ def class_color(label):
     return b, g, r
 
 
-def draw_result(img, result, class_names=None, score_thr=0.3, thickness=1, font_scale=0.35):
+def draw_keypoints(img, points, skeleton=(), color=(0, 255, 255), radius=2, thickness=1):
+    """Draw one instance's keypoints ((K, 2) or (K, 3) ``x, y[, score]``) and the
+    ``skeleton``'s lines (0-based index pairs) on ``img`` in place."""
+    points = np.asarray(points, dtype=np.float64).reshape(-1, np.shape(points)[-1])
+    centres = [(round(float(x)), round(float(y))) for x, y in points[:, :2]]
+    for a, b in skeleton:
+        cv2.line(img, centres[a], centres[b], color, thickness, cv2.LINE_AA)
+    for centre in centres:
+        cv2.circle(img, centre, radius, color, -1, cv2.LINE_AA)
+    return img
+
+
+def draw_result(img, result, class_names=None, score_thr=0.3, thickness=1, font_scale=0.35,
+                skeleton=()):  # fmt: skip
     """A copy of BGR image ``img`` with the detections of ``result`` drawn on it.
 
     ``result``: per-class (n, 5) box arrays, optionally with per-class masks
-    (``(bbox_results, segm_results)``, masks boolean arrays or RLE dicts), or an (n, 5) array
-    of proposals (drawn without labels). Detections scoring below ``score_thr`` are skipped.
+    (``(bbox_results, segm_results)``, masks boolean arrays or RLE dicts) and keypoints
+    (``(bbox_results, segm_results or None, keypoint_results)``, (n, K, 3) arrays: drawn as
+    points joined by the ``skeleton``'s 0-based index pairs), or an (n, 5) array of proposals
+    (drawn without labels). Detections scoring below ``score_thr`` are skipped.
     """
     out = np.ascontiguousarray(img, dtype=np.uint8).copy()
+    keypoints = None
     if isinstance(result, np.ndarray):
         per_class = [result.reshape(-1, 5)]
         segms, labelled = None, False
     else:
-        per_class, segms = result if isinstance(result, tuple) else (result, None)
+        per_class, segms = (result[0], result[1]) if isinstance(result, tuple) else (result, None)
+        keypoints = result[2] if isinstance(result, tuple) and len(result) > 2 else None
         labelled = True
     for label, boxes in enumerate(per_class):
         boxes = np.asarray(boxes).reshape(-1, 5)
@@ -70,6 +87,8 @@ def draw_result(img, result, class_names=None, score_thr=0.3, thickness=1, font_
                     out[mask] = (0.5 * out[mask] + 0.5 * tint).astype(np.uint8)
             x1, y1, x2, y2 = (round(float(v)) for v in box[:4])
             cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness)
+            if keypoints is not None:
+                draw_keypoints(out, keypoints[label][j], skeleton, color, thickness=thickness)
             if labelled:
                 name = class_names[label] if class_names is not None else str(label)
                 cv2.putText(
@@ -89,7 +108,13 @@ def _first_aug(value):
     return value[0] if isinstance(value, list | tuple) else value
 
 
-def _show_callback(class_names, show, out_dir, score_thr):
+def _skeleton_of(dataset):
+    """The skeleton of a dataset's keypoint set (0-based pairs), or ``()``."""
+    meta = getattr(dataset, "keypoint_meta", None)
+    return () if meta is None else meta.skeleton
+
+
+def _show_callback(class_names, show, out_dir, score_thr, skeleton=()):
     """``on_batch`` callback drawing every image of the batch (window and/or files)."""
 
     def on_batch(data_batch, outputs):
@@ -98,7 +123,7 @@ def _show_callback(class_names, show, out_dir, score_thr):
             img = cv2.imread(meta["filename"], cv2.IMREAD_COLOR)
             if img is None:
                 raise FileNotFoundError(f"cannot read {meta['filename']} to draw its results")
-            drawn = draw_result(img, result, class_names, score_thr)
+            drawn = draw_result(img, result, class_names, score_thr, skeleton=skeleton)
             if out_dir:
                 name = meta.get("ori_filename") or osp.basename(meta["filename"])
                 path = osp.join(out_dir, name)
@@ -166,7 +191,9 @@ def single_gpu_test(model, data_loader, show=False, out_dir=None, show_score_thr
     draw = None
     if show or out_dir:
         class_names = getattr(data_loader.dataset, "CLASSES", None)
-        draw = _show_callback(class_names, show, out_dir, show_score_thr)
+        draw = _show_callback(
+            class_names, show, out_dir, show_score_thr, _skeleton_of(data_loader.dataset)
+        )
     return single_process_inference(
         model, data_loader, show_progress=True,
         on_batch=_pipeline(_per_class_callback(model), draw, _encode_callback),

@@ -130,6 +130,9 @@ def train_detector(
     classes = getattr(datasets[0], "CLASSES", None)
     if classes is not None:
         meta.setdefault("CLASSES", [str(c) for c in classes])
+    keypoint_meta = getattr(datasets[0], "keypoint_meta", None)
+    if keypoint_meta is not None:  # names, skeleton, flip pairs, sigmas: plain types
+        meta.setdefault("keypoint_meta", keypoint_meta.to_dict())
     if seed is not None:
         meta.setdefault("seed", int(seed))
     runner = EpochBasedRunner(

@@ -1,6 +1,7 @@
 """Equal work for the detector benchmarks (``tools/benchmark_train.py``, ``tools/benchmark.py``):
-the two models (ours from a config, torchvision's ``maskrcnn_resnet50_fpn``) with the same
-random weights, and the same inputs in each side's format.
+the two models (ours from a config, torchvision's ``maskrcnn_resnet50_fpn``,
+``retinanet_resnet50_fpn`` or ``fcos_resnet50_fpn``: ``--model``) with the same random
+weights, and the same inputs in each side's format.
 
 torchvision is the reference here, imported only by these functions (never by our models).
 
@@ -11,16 +12,25 @@ Equal work:
   two models start from the same numbers. Both train the same layers: the stem and the first
   stage frozen, batch-norm statistics fixed (our ``frozen_stages=1, norm_eval=True``;
   torchvision's frozen batch norm and ``trainable_backbone_layers=3``, which is what its
-  ``maskrcnn_resnet50_fpn`` does when it starts from ImageNet weights). Our batch-norm
-  scales and shifts of stages 2-4 stay trainable (mmdetection's setting); torchvision's are
-  frozen, so we do slightly more work.
+  detection builders do when they start from ImageNet weights). For Mask R-CNN our
+  batch-norm scales and shifts of stages 2-4 stay trainable (mmdetection's setting);
+  torchvision's are frozen, so we do slightly more work. The torchvision configs of RetinaNet
+  and FCOS freeze them as torchvision does.
 - Inputs: 2 images of 800 x 1216 (torchvision's transform keeps that size: the short side is
   800 and the long side under 1333; both sides are multiples of 32, so neither pads), each
-  with 5 boxes and their masks, the same tensors on both sides.
-- Classifier: with random weights every class scores about 1/81, below the 0.05 score
-  threshold, and inference would return nothing (no NMS, no masks). The benchmark scales the
-  box classifier's weights (the same factor on both sides) so that each proposal has a clear
-  winner, and checks that both models return the same number of detections per image.
+  with 5 boxes (and their masks for Mask R-CNN), the same tensors on both sides.
+- Classifier: with random weights every class scores about 1/81 (RetinaNet and FCOS: the 0.01
+  prior), below the score threshold, and inference would return nothing (no NMS, no masks).
+  The benchmark scales the classifier's weights (the same factor on both sides) so that scores
+  vary between candidates (RetinaNet: and raises three classes' biases to -1.5, for several
+  hundred candidates above the threshold), and checks that both models return the same number
+  of detections per image. torchvision's RetinaNet and FCOS classifiers have a channel for the
+  background class 0, which our converter drops; it is switched off on torchvision's side
+  (bias -100, weights 0) so that it never scores above the threshold. It still costs
+  torchvision 1/81 more classifier and focal-loss work, a share too small to matter.
+- Anchors: torchvision derives each level's stride from the image size divided by the
+  feature size; at 800 rows P6 (13 rows) and P7 (7 rows) get strides of 61 and 114 instead
+  of 64 and 128, so their anchors sit slightly differently. The amount of work is the same.
 """
 
 import os
@@ -41,7 +51,32 @@ NUM_IMAGES, NUM_BOXES, NUM_CLASSES = 2, 5, 80
 CLASSIFIER_SCALE = 300.0
 MEAN = (123.675, 116.28, 103.53)
 STD = (58.395, 57.12, 57.375)
-DEFAULT_CONFIG = "configs/torchvision/mask_rcnn_r50_fpn_torchvision.py"
+# --model: torchvision's builder, our config computing what it computes, and the scale of
+# its classifier's weights (see the module doc).
+MODELS = {
+    "maskrcnn": dict(
+        torchvision="maskrcnn_resnet50_fpn",
+        config="configs/torchvision/mask_rcnn_r50_fpn_torchvision.py",
+        classifier_scale=CLASSIFIER_SCALE,
+        masks=True,
+    ),
+    "retinanet": dict(
+        torchvision="retinanet_resnet50_fpn",
+        config="configs/torchvision/retinanet_r50_fpn_torchvision.py",
+        classifier_scale=4.0,
+        raised_class_bias=-1.5,
+        masks=False,
+    ),
+    "fcos": dict(
+        torchvision="fcos_resnet50_fpn",
+        config="configs/torchvision/fcos_r50_fpn_torchvision.py",
+        classifier_scale=4.0,
+        raised_class_bias=None,
+        masks=False,
+    ),
+}
+DEFAULT_MODEL = "maskrcnn"
+DEFAULT_CONFIG = MODELS[DEFAULT_MODEL]["config"]
 
 
 def make_inputs(seed=0):
@@ -72,8 +107,58 @@ def make_inputs(seed=0):
     return samples
 
 
-def torchvision_model(seed=0):
-    """torchvision's Mask R-CNN R50-FPN, random weights, trained as from ImageNet weights."""
+def _random_frozen_statistics(model, seed):
+    """FrozenBatchNorm2d starts as the identity; give it random statistics so that the
+    activations have a realistic range (the same numbers go into our model)."""
+    from torchvision.ops import FrozenBatchNorm2d
+
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, FrozenBatchNorm2d):
+            n = module.weight.numel()
+            module.weight.copy_(torch.rand(n, generator=generator) * 0.5 + 0.5)
+            module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
+            module.running_var.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
+
+
+def _dense_detector(name, seed):
+    """torchvision's RetinaNet or FCOS R50-FPN (v1: P6/P7 from P5) with frozen batch norms
+    and the stem and first stage frozen, as its builder makes it from ImageNet weights."""
+    from torchvision.models import resnet50
+    from torchvision.models.detection import FCOS, RetinaNet
+    from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+    from torchvision.ops import FrozenBatchNorm2d
+    from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+
+    torch.manual_seed(seed)
+    body = resnet50(weights=None, norm_layer=FrozenBatchNorm2d)
+    backbone = _resnet_fpn_extractor(
+        body, 3, returned_layers=[2, 3, 4], extra_blocks=LastLevelP6P7(256, 256)
+    )
+    detector = RetinaNet if name == "retinanet" else FCOS
+    model = detector(backbone, num_classes=NUM_CLASSES + 1)
+    head = model.head.classification_head
+    with torch.no_grad():
+        head.cls_logits.weight.mul_(MODELS[name]["classifier_scale"])
+        weight = head.cls_logits.weight.view(-1, NUM_CLASSES + 1, *head.cls_logits.weight.shape[1:])
+        weight[:, 0] = 0.0  # the background channel, which our converter drops: off
+        bias = head.cls_logits.bias.view(-1, NUM_CLASSES + 1)  # (anchors, classes)
+        bias[:, 0] = -100.0
+        if MODELS[name]["raised_class_bias"] is not None:
+            bias[:, 1:4] = MODELS[name]["raised_class_bias"]
+    return model
+
+
+def torchvision_model(seed=0, model=DEFAULT_MODEL):
+    """torchvision's ``model`` (a key of ``MODELS``) with random weights, trained as from
+    ImageNet weights."""
+    if model not in MODELS:
+        raise ValueError(f"unknown benchmark model {model!r}; choose one of {sorted(MODELS)}")
+    if model != "maskrcnn":
+        tv_model = _dense_detector(model, seed)
+        with torch.no_grad():
+            _random_frozen_statistics(tv_model, seed)
+        return tv_model
     from torchvision.models.detection import MaskRCNN
     from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
     from torchvision.ops import FrozenBatchNorm2d
@@ -82,19 +167,11 @@ def torchvision_model(seed=0):
     backbone = resnet_fpn_backbone(
         backbone_name="resnet50", weights=None, norm_layer=FrozenBatchNorm2d, trainable_layers=3
     )
-    model = MaskRCNN(backbone, num_classes=NUM_CLASSES + 1, box_score_thresh=0.05)
-    # FrozenBatchNorm2d starts as the identity; give it random statistics so that the
-    # activations have a realistic range (the same numbers go into our model).
-    generator = torch.Generator().manual_seed(seed)
-    for module in model.modules():
-        if isinstance(module, FrozenBatchNorm2d):
-            n = module.weight.numel()
-            module.weight.copy_(torch.rand(n, generator=generator) * 0.5 + 0.5)
-            module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
-            module.running_var.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
+    tv_model = MaskRCNN(backbone, num_classes=NUM_CLASSES + 1, box_score_thresh=0.05)
     with torch.no_grad():
-        model.roi_heads.box_predictor.cls_score.weight.mul_(CLASSIFIER_SCALE)
-    return model
+        _random_frozen_statistics(tv_model, seed)
+        tv_model.roi_heads.box_predictor.cls_score.weight.mul_(CLASSIFIER_SCALE)
+    return tv_model
 
 
 def our_model(config, torchvision_state):
@@ -109,18 +186,18 @@ def our_model(config, torchvision_state):
     return model, cfg
 
 
-def build_pair(side, config, device, seed=0):
-    """The model of ``side`` ('ours' or 'torchvision') on ``device``, plus our config."""
-    tv_model = torchvision_model(seed)
+def build_pair(side, config, device, seed=0, model=DEFAULT_MODEL):
+    """The ``model`` of ``side`` ('ours' or 'torchvision') on ``device``, plus our config."""
+    tv_model = torchvision_model(seed, model)
     if side == "torchvision":
         return tv_model.to(device), None
     model, cfg = our_model(config, tv_model.state_dict())
     return model.to(device), cfg
 
 
-def our_batch(samples, device, train=True):
+def our_batch(samples, device, train=True, masks=True):
     """Our forward arguments for the samples: the normalised (N, 3, H, W) batch and one
-    data sample per image (with its boxes, labels and masks when ``train``)."""
+    data sample per image (with its boxes, labels, and masks if ``masks``, when ``train``)."""
     mean = torch.tensor(MEAN).view(1, 3, 1, 1)
     std = torch.tensor(STD).view(1, 3, 1, 1)
     images = torch.stack([torch.from_numpy(s["image"]).permute(2, 0, 1) for s in samples])
@@ -135,25 +212,28 @@ def our_batch(samples, device, train=True):
             gt = InstanceData(
                 bboxes=torch.from_numpy(s["boxes"]).to(device),
                 labels=torch.from_numpy(s["labels"]).to(device),
-                masks=BitmapMasks(s["masks"], IMAGE_HEIGHT, IMAGE_WIDTH),
             )
+            if masks:
+                gt.masks = BitmapMasks(s["masks"], IMAGE_HEIGHT, IMAGE_WIDTH)
         data_samples.append(DetDataSample(dict(meta), gt_instances=gt))
     return dict(img=img, data_samples=data_samples)
 
 
-def torchvision_batch(samples, device, train=True):
-    """torchvision's forward arguments: images in [0, 1] and targets (labels 1-based)."""
+def torchvision_batch(samples, device, train=True, masks=True):
+    """torchvision's forward arguments: images in [0, 1] and targets (labels 1-based; masks
+    if ``masks``)."""
     images = [
         (torch.from_numpy(s["image"]).permute(2, 0, 1).float() / 255).to(device) for s in samples
     ]
     if not train:
         return images, None
-    targets = [
-        dict(
+    targets = []
+    for s in samples:
+        target = dict(
             boxes=torch.from_numpy(s["boxes"]).to(device),
             labels=torch.from_numpy(s["labels"] + 1).to(device),
-            masks=torch.from_numpy(s["masks"]).to(device),
         )
-        for s in samples
-    ]
+        if masks:
+            target["masks"] = torch.from_numpy(s["masks"]).to(device)
+        targets.append(target)
     return images, targets

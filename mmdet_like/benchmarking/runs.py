@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from mmdet_like.benchmarking.equal_work import DEFAULT_CONFIG, ROOT
+from mmdet_like.benchmarking.equal_work import DEFAULT_MODEL, MODELS, ROOT
 
 
 def machine_line(device):
@@ -93,7 +93,20 @@ def parse_benchmark_args(description, default_iters):
     """Arguments shared by the detector benchmarks (and their hidden ``--child`` mode)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--config", action="append", help=f"our config (default {DEFAULT_CONFIG})")
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        choices=sorted(MODELS),
+        help=f"the detector pair (default {DEFAULT_MODEL}): torchvision's "
+        + ", ".join(f"{m['torchvision']}" for m in MODELS.values()),
+    )
+    parser.add_argument(
+        "--config",
+        action="append",
+        help="our config (default: the torchvision config of --model, "
+        + ", ".join(f"{k}: {m['config']}" for k, m in MODELS.items())
+        + ")",
+    )
     parser.add_argument("--iters", type=int, default=default_iters)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=1)
@@ -109,20 +122,34 @@ def parse_benchmark_args(description, default_iters):
     parser.add_argument("--side", choices=["ours", "torchvision"], help=argparse.SUPPRESS)
     parser.add_argument("--caching-allocator", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    default_config = MODELS[args.model]["config"]
     if args.child:
-        args.config = args.config[0] if args.config else DEFAULT_CONFIG
+        args.config = args.config[0] if args.config else default_config
     else:
-        args.config = args.config or [DEFAULT_CONFIG]
+        args.config = args.config or [default_config]
     return args
+
+
+def torchvision_label(model):
+    """The table label of torchvision's side of ``model`` (a key of ``MODELS``)."""
+    return f"torchvision {MODELS[model]['torchvision']}"
+
+
+def section_marker(tool, args):
+    """The docs/benchmarks.md block of one table: ``tool`` ('benchmark' or
+    'benchmark_train'), the device, ``amp`` and the model (none for Mask R-CNN, whose blocks
+    predate ``--model``)."""
+    marker = f"{tool} {args.device}{' amp' if args.amp else ''}"
+    return marker if args.model == DEFAULT_MODEL else f"{marker} {args.model}"
 
 
 TORCHVISION_CACHED = "torchvision+caching-allocator"
 
 
-def row_label(key):
+def row_label(key, model=DEFAULT_MODEL):
     """The table label of a key of ``run_rounds``' second result."""
     if key == TORCHVISION_CACHED:
-        return "torchvision maskrcnn_resnet50_fpn + our CPU caching allocator"
+        return f"{torchvision_label(model)} + our CPU caching allocator"
     return f"ours, `{key}`"
 
 
@@ -148,6 +175,7 @@ def run_rounds(script, args):
     torchvision with our CPU caching allocator if ``args.torchvision_cached``):
     ``(torchvision results, {config or TORCHVISION_CACHED: results})``."""
     common = ["--device", args.device, "--iters", str(args.iters), "--warmup", str(args.warmup)]
+    common += ["--model", getattr(args, "model", DEFAULT_MODEL)]
     common += ["--amp"] if args.amp else []
     cache = ["--caching-allocator"] if our_side_caches(args.device) else []
     extra = {c: ["--side", "ours", "--config", c] + cache for c in args.config}

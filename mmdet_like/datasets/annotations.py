@@ -104,10 +104,14 @@ class AnnotationTable:
     Instances (per image, :class:`RaggedArray`): ``bboxes`` float32 (k, 4) ``[x1, y1, x2,
     y2]``, ``labels`` int64 (k,), ``ignore`` bool (k,) (crowd / difficult). ``masks``
     (optional, :class:`PackedBytes`, one pickled polygon list or RLE dict per instance, in
-    the order of ``bboxes.data``).
+    the order of ``bboxes.data``). ``keypoints`` (optional, :class:`RaggedArray` float32
+    (k, K, 3) per image: ``x, y, visibility`` of each instance's K keypoints).
     """
 
-    def __init__(self, img_ids, filenames, widths, heights, bboxes, labels, ignore, masks=None):
+    def __init__(
+        self, img_ids, filenames, widths, heights, bboxes, labels, ignore, masks=None,
+        keypoints=None,
+    ):  # fmt: skip
         self.img_ids = np.asarray(img_ids, dtype=np.int64)
         self.filenames = filenames
         self.widths = np.asarray(widths, dtype=np.int32)
@@ -116,15 +120,17 @@ class AnnotationTable:
         self.labels = labels
         self.ignore = ignore
         self.masks = masks
+        self.keypoints = keypoints
         n = len(self.img_ids)
         sizes = {len(filenames), len(self.widths), len(self.heights), len(bboxes), len(labels)}
         if sizes != {n}:
             raise ValueError(f"AnnotationTable: inconsistent image counts {sorted(sizes)}")
 
     @classmethod
-    def build(cls, images, instances, with_masks=False):
+    def build(cls, images, instances, with_masks=False, num_keypoints=None):
         """From ``images`` = list of (img_id, filename, width, height) and ``instances`` = per
-        image a list of (bbox, label, ignore[, mask]) tuples. Drops the lists afterwards."""
+        image a list of (bbox, label, ignore[, mask[, keypoints]]) tuples (keypoints: a
+        (K, 3) array, with ``num_keypoints=K``). Drops the lists afterwards."""
         ids, names, widths, heights = zip(*images) if images else ((), (), (), ())
         bboxes = RaggedArray.from_list(
             [[i[0] for i in insts] for insts in instances], np.float32, (4,)
@@ -134,9 +140,15 @@ class AnnotationTable:
         masks = None
         if with_masks:
             masks = PackedBytes.from_objects([i[3] for insts in instances for i in insts])
+        keypoints = None
+        if num_keypoints:
+            keypoints = RaggedArray.from_list(
+                [[i[4] for i in insts] for insts in instances], np.float32, (num_keypoints, 3)
+            )
         return cls(
-            ids, PackedBytes.from_strings(names), widths, heights, bboxes, labels, ignore, masks
-        )
+            ids, PackedBytes.from_strings(names), widths, heights, bboxes, labels, ignore, masks,
+            keypoints,
+        )  # fmt: skip
 
     def __len__(self):
         return len(self.img_ids)
@@ -158,6 +170,7 @@ class AnnotationTable:
             self.labels.select(indices),
             self.ignore.select(indices),
             masks,
+            None if self.keypoints is None else self.keypoints.select(indices),
         )
 
     def instance_masks(self, index):

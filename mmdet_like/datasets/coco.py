@@ -8,6 +8,7 @@ from mmdet_like.datasets.annotations import AnnotationTable
 from mmdet_like.datasets.custom import CustomDataset
 from mmdet_like.datasets.errors import DatasetError, ProblemLog, check_box, where
 from mmdet_like.datasets.validate import (
+    coco_keypoints,
     coco_segmentation,
     describe,
     is_int,
@@ -27,6 +28,30 @@ def read_json(path):
     return read_json_file(path)
 
 
+def _category_keypoints(cat, location):
+    """``(names, skeleton)`` of a category's ``keypoints`` (names) and ``skeleton`` (1-based
+    pairs, converted to 0-based), checked."""
+    names = require_list(cat["keypoints"], f"{location}, field 'keypoints'", "keypoints")
+    names = [require_str(n, f"{location}, field 'keypoints'", "a keypoint name") for n in names]
+    if len(set(names)) != len(names):
+        raise DatasetError(
+            f"{location}, field 'keypoints': the names {names} repeat. Fix: one name per keypoint."
+        )
+    skeleton = []
+    for pair in require_list(cat.get("skeleton") or [], f"{location}, field 'skeleton'", "it"):
+        if (
+            not isinstance(pair, (list, tuple)) or len(pair) != 2
+            or not all(is_int(i) and 1 <= int(i) <= len(names) for i in pair)
+            or int(pair[0]) == int(pair[1])
+        ):  # fmt: skip
+            raise DatasetError(
+                f"{location}, field 'skeleton': {describe(pair)} is not a pair of two different "
+                f"keypoint numbers in 1..{len(names)} (1-based). Fix the pair."
+            )
+        skeleton.append((int(pair[0]) - 1, int(pair[1]) - 1))
+    return names, skeleton
+
+
 @DATASETS.register()
 class CocoDataset(CustomDataset):
     """A COCO-format dataset.
@@ -34,6 +59,13 @@ class CocoDataset(CustomDataset):
     ``classes=None`` uses every category of the file, ordered by id; ``classes=[names]``
     trains on that subset, labels in the given order. Category ids map to contiguous labels
     (``cat2label``) and back (``label2cat``). Crowd annotations become ignore regions.
+
+    Keypoints (COCO's person_keypoints files): a category with a ``keypoints`` list of names
+    (and a ``skeleton`` of 1-based index pairs) gives the dataset its keypoint set
+    (``keypoint_meta``; the selected categories that have keypoints must share one set), and
+    each of its annotations a (K, 3) ``keypoints`` array (``x, y, visibility``; unlabelled
+    where the annotation has none). The config's ``keypoint_meta`` adds the flip pairs
+    (default: the ``left`` / ``right`` names) and OKS sigmas (COCO person's are built in).
     """
 
     DEFAULT_METRIC = "bbox"
@@ -63,9 +95,11 @@ class CocoDataset(CustomDataset):
                     "'annotations' and 'categories'."
                 )
             require_list(data[key], where(ann_file, field=key), "it")
-        names = self._read_categories(data["categories"], ann_file)
+        names, category_keypoints = self._read_categories(data["categories"], ann_file)
         self._select_classes(names, ann_file)
         self.cat2label = {cat_id: i for i, cat_id in enumerate(self.cat_ids)}
+        self.keypoint_meta = self._keypoint_meta_of(category_keypoints, ann_file)
+        num_keypoints = None if self.keypoint_meta is None else self.keypoint_meta.num_keypoints
         images, index_of = self._read_images(data["images"], ann_file)
 
         log = ProblemLog(ann_file, self.strict)
@@ -135,15 +169,69 @@ class CocoDataset(CustomDataset):
             if segm is None:
                 continue
             with_masks = with_masks or bool(segm)
-            instances[i].append((box, self.cat2label[cat_id], bool(iscrowd), segm))
+            instance = (box, self.cat2label[cat_id], bool(iscrowd), segm)
+            if num_keypoints is not None:
+                instance += (self._read_keypoints(ann, cat_id, category_keypoints, loc, img_id),)
+            instances[i].append(instance)
         log.flush()
         del data
-        return AnnotationTable.build(images, instances, with_masks=with_masks)
+        return AnnotationTable.build(
+            images, instances, with_masks=with_masks, num_keypoints=num_keypoints
+        )
+
+    def _read_keypoints(self, ann, cat_id, category_keypoints, loc, img_id):
+        """The (K, 3) keypoints of ``ann`` (all unlabelled for a category without keypoints,
+        or an annotation without them)."""
+        num_keypoints = self.keypoint_meta.num_keypoints
+        if cat_id not in category_keypoints or ann.get("keypoints") is None:
+            if cat_id not in category_keypoints and ann.get("keypoints"):
+                raise DatasetError(
+                    f"{loc('keypoints', img_id)}: the annotation has keypoints but its "
+                    f"category {cat_id} names none. Fix: add the 'keypoints' names to the "
+                    "category, or remove the annotation's keypoints."
+                )
+            return np.zeros((num_keypoints, 3), np.float32)
+        return coco_keypoints(
+            ann["keypoints"], num_keypoints, ann.get("num_keypoints"),
+            lambda field: loc(field, img_id),
+        )  # fmt: skip
+
+    def _keypoint_meta_of(self, category_keypoints, ann_file):
+        """The keypoint set of the selected categories (``None`` without keypoints), merged
+        with the config's ``keypoint_meta``."""
+        selected = {c: category_keypoints[c] for c in self.cat_ids if c in category_keypoints}
+        if not selected:
+            if self._keypoint_cfg:
+                raise DatasetError(
+                    f"{where(ann_file, field='categories')}: the config gives keypoint_meta, "
+                    "but no selected category lists 'keypoints' names. Fix: use a keypoint "
+                    "annotation file (e.g. person_keypoints_*.json) or drop keypoint_meta."
+                )
+            return None
+        sets = {(tuple(k), tuple(map(tuple, sk))) for k, sk in selected.values()}
+        if len(sets) > 1:
+            raise DatasetError(
+                f"{where(ann_file, field='categories')}: categories {sorted(selected)} list "
+                "different keypoints; one dataset has one keypoint set. Fix: give them the "
+                "same 'keypoints' and 'skeleton', or select classes that share one."
+            )
+        names, skeleton = sets.pop()
+        cfg = dict(self._keypoint_cfg)
+        if "names" in cfg and tuple(cfg["names"]) != names:
+            raise DatasetError(
+                f"{where(ann_file, field='categories')}: the config's keypoint_meta.names "
+                f"{list(cfg['names'])} differ from the file's {list(names)}. Fix: drop names "
+                "from keypoint_meta (the file gives them) or make them equal."
+            )
+        cfg["names"] = names
+        cfg.setdefault("skeleton", skeleton)
+        return self._build_keypoint_meta(cfg)
 
     @staticmethod
     def _read_categories(categories, ann_file):
-        """``{category id: name}`` from the checked ``categories`` list."""
-        names = {}
+        """``{category id: name}`` from the checked ``categories`` list, and ``{category id:
+        (keypoint names, 0-based skeleton pairs)}`` of the categories with keypoints."""
+        names, keypoints = {}, {}
         for k, cat in enumerate(categories):
             location = f"{where(ann_file, field='categories')}, categories[{k}]"
             require_dict(cat, location, "a category")
@@ -161,12 +249,14 @@ class CocoDataset(CustomDataset):
                     f"{name!r}). Fix: give every category a unique id."
                 )
             names[cat_id] = name
+            if cat.get("keypoints"):
+                keypoints[cat_id] = _category_keypoints(cat, location)
         if not names:
             raise DatasetError(
                 f"{where(ann_file, field='categories')}: the list is empty. Fix: list the "
                 "categories (id and name)."
             )
-        return names
+        return names, keypoints
 
     @staticmethod
     def _read_images(records, ann_file):

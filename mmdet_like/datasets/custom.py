@@ -88,6 +88,12 @@ class CustomDataset(Dataset):
             naming the file goes to the ``mmdet_like`` logger, and every sample gets a
             ``skipped_images`` count (bad images replaced to make it) that the runner sums
             into the training log.
+        keypoint_meta: the keypoint set of a dataset with keypoints, as a dict of
+            :class:`~mmdet_like.structures.keypoints.KeypointMeta`'s arguments: ``names``,
+            ``skeleton`` (0-based index pairs), ``flip_pairs`` (swapped by a horizontal flip;
+            default: the ``left`` / ``right`` names), ``vertical_flip_pairs``, ``sigmas``
+            (OKS, one per keypoint, for ``--eval keypoints``). A COCO file's categories give
+            the names and skeleton; the config then adds (or overrides) the rest.
     """
 
     CLASSES = None
@@ -106,6 +112,7 @@ class CustomDataset(Dataset):
         min_size=32,
         strict=False,
         skip_bad_images=False,
+        keypoint_meta=None,
     ):
         self.data_root = data_root
         self.ann_file = self._join(ann_file)
@@ -117,6 +124,16 @@ class CustomDataset(Dataset):
         self.strict = strict
         self.skip_bad_images = skip_bad_images
         self._bad_images = set()  # indices found unreadable (in this process)
+        if keypoint_meta is not None and not isinstance(keypoint_meta, dict):
+            raise DatasetError(
+                f"{type(self).__name__}: keypoint_meta must be a dict (names, skeleton, "
+                f"flip_pairs, vertical_flip_pairs, sigmas), got {keypoint_meta!r}"
+            )
+        # (key, value) pairs: no dict on the dataset (workers would copy its pages)
+        self._keypoint_cfg = tuple((keypoint_meta or {}).items())
+        # the keypoint set (a KeypointMeta) of a dataset with keypoints; set by
+        # load_annotations (a COCO file's categories) or from the config's names
+        self.keypoint_meta = None
         self.CLASSES = self.get_classes(classes)
         self._custom_classes = classes is not None
         if self.img_prefix and not osp.isdir(self.img_prefix):
@@ -130,6 +147,8 @@ class CustomDataset(Dataset):
                 f"{self.ann_file}: annotation file not found. Fix: check ann_file and data_root."
             )
         self.table = self.load_annotations(self.ann_file)
+        if self.keypoint_meta is None and self._keypoint_cfg:
+            self.keypoint_meta = self._build_keypoint_meta(dict(self._keypoint_cfg))
         self.proposals = self.load_proposals(self.proposal_file) if self.proposal_file else None
         if not test_mode:
             keep = self._filter_imgs()
@@ -146,6 +165,28 @@ class CustomDataset(Dataset):
                     self.proposals = self.proposals.select(keep)
         self._set_group_flag()
         self.pipeline = Compose(pipeline)
+
+    def _build_keypoint_meta(self, cfg):
+        """A :class:`KeypointMeta` of ``cfg`` (its arguments); a bad value is a
+        :class:`DatasetError` naming the dataset's file and the fix."""
+        from mmdet_like.structures.keypoints import KeypointMeta
+
+        if "names" not in cfg:
+            raise DatasetError(
+                f"{self.ann_file}: keypoint_meta has no 'names'. Fix: list the keypoint names "
+                "in the dataset config's keypoint_meta (or use a COCO file whose category "
+                "lists them)."
+            )
+        unknown = set(cfg) - {"names", "skeleton", "flip_pairs", "vertical_flip_pairs", "sigmas"}
+        if unknown:
+            raise DatasetError(
+                f"{self.ann_file}: keypoint_meta has unknown key(s) {sorted(unknown)}. Fix: use "
+                "names, skeleton, flip_pairs, vertical_flip_pairs and sigmas."
+            )
+        try:
+            return KeypointMeta(**cfg)
+        except (TypeError, ValueError) as exc:
+            raise DatasetError(f"{self.ann_file}: the dataset's keypoint_meta: {exc}") from None
 
     def _join(self, path):
         if self.data_root and path is not None and not osp.isabs(path):
@@ -301,8 +342,9 @@ class CustomDataset(Dataset):
 
         Returns:
             dict with ``bboxes`` float32 (n, 4), ``labels`` int64 (n,), ``bboxes_ignore``
-            float32 (k, 4), ``labels_ignore`` int64 (k,) and ``masks`` (a list of n polygon
-            lists / RLE dicts, only for datasets with masks).
+            float32 (k, 4), ``labels_ignore`` int64 (k,), ``masks`` (a list of n polygon
+            lists / RLE dicts, only for datasets with masks) and ``keypoints`` float32
+            (n, K, 3) (only for datasets with keypoints).
         """
         t = self.table
         bboxes, labels, ignore = t.bboxes[idx], t.labels[idx], t.ignore[idx]
@@ -315,6 +357,8 @@ class CustomDataset(Dataset):
         if t.masks is not None:
             masks = t.instance_masks(idx)
             ann["masks"] = [m for m, ign in zip(masks, ignore) if not ign]
+        if t.keypoints is not None:
+            ann["keypoints"] = t.keypoints[idx][~ignore]
         return ann
 
     def get_cat_ids(self, idx):
@@ -326,6 +370,9 @@ class CustomDataset(Dataset):
         results["proposal_file"] = self.proposal_file
         results["bbox_fields"] = []
         results["mask_fields"] = []
+        results["keypoint_fields"] = []
+        if self.keypoint_meta is not None:
+            results["keypoint_meta"] = self.keypoint_meta
 
     def prepare_train_img(self, idx):
         results = dict(img_info=self.get_img_info(idx), ann_info=self.get_ann_info(idx))
@@ -390,6 +437,7 @@ class CustomDataset(Dataset):
             class_names=tuple(self.CLASSES or ()),
             get_ann_info=self.get_ann_info,
             source=str(self.ann_file),
+            keypoint_sigmas=None if self.keypoint_meta is None else self.keypoint_meta.sigmas,
         )
 
     def evaluate(

@@ -350,3 +350,47 @@ def safe_pickle_load(path):
             f"{path}: not a readable pickle ({type(exc).__name__}: {exc}); it is truncated or "
             "not a pickle. Fix: re-create it."
         ) from exc
+
+
+def coco_keypoints(value, num_keypoints, num_labelled, location):
+    """An annotation's ``keypoints`` (a flat list ``[x1, y1, v1, ...]`` of ``3 K`` numbers)
+    as a (K, 3) float32 array, checked: the length, numbers only, finite coordinates, each
+    visibility 0 (unlabelled), 1 (labelled, hidden) or 2 (visible), and ``num_keypoints``
+    (``num_labelled``, when the annotation has it) equal to the labelled count.
+
+    ``location(field)`` names the file, image, annotation and field for errors."""
+    require_list(value, location("keypoints"), "keypoints")
+    if len(value) != 3 * num_keypoints:
+        raise DatasetError(
+            f"{location('keypoints')}: expected {3 * num_keypoints} numbers (x, y, visibility "
+            f"for each of the category's {num_keypoints} keypoints), got {len(value)}. Fix the "
+            "list, or the category's 'keypoints' names."
+        )
+    numbers = [require_number(v, location("keypoints"), "a keypoint value") for v in value]
+    points = np.asarray(numbers, dtype=np.float64).reshape(num_keypoints, 3)
+    visibility = points[:, 2]
+    bad = np.flatnonzero(~np.isin(visibility, (0.0, 1.0, 2.0)))
+    if len(bad):
+        k = int(bad[0])
+        raise DatasetError(
+            f"{location('keypoints')}: keypoint {k} has visibility {describe(value[3 * k + 2])}"
+            "; it must be 0 (not labelled), 1 (labelled, not visible) or 2 (visible). Fix "
+            "the value."
+        )
+    labelled = visibility > 0
+    if not np.isfinite(points[labelled, :2]).all():
+        k = int(np.flatnonzero(labelled & ~np.isfinite(points[:, :2]).all(1))[0])
+        raise DatasetError(
+            f"{location('keypoints')}: keypoint {k} is labelled but its coordinates "
+            f"{points[k, :2].tolist()} are not finite. Fix the coordinates."
+        )
+    if num_labelled is not None:
+        count = require_int(num_labelled, location("num_keypoints"), "num_keypoints")
+        if count != int(labelled.sum()):
+            raise DatasetError(
+                f"{location('num_keypoints')}: {count}, but {int(labelled.sum())} of the "
+                "keypoints are labelled (visibility 1 or 2). Fix num_keypoints or the "
+                "keypoints."
+            )
+    points[~labelled] = 0
+    return points.astype(np.float32)

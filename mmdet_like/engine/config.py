@@ -31,6 +31,7 @@ KNOWN_TOP_LEVEL_KEYS = {
     "train_pipeline",
     "test_pipeline",
     "classes",  # the mmdetection idiom: a helper the data configs use
+    "keypoint_meta",  # likewise, for the datasets' keypoint_meta (a keypoint set)
     "data",
     # schedule and hooks
     "optimizer",

@@ -5,6 +5,9 @@ Results per image, as mmdetection v1:
 * ``bbox``: a list over classes of (n, 5) float32 arrays ``[x1, y1, x2, y2, score]``;
 * ``bbox`` + ``segm``: a tuple ``(bbox_results, segm_results)``, ``segm_results`` a list over
   classes of lists of RLE dicts or (H, W) binary masks, one per box;
+* ``bbox`` + ``keypoints``: a tuple ``(bbox_results, segm_results or None,
+  keypoint_results)``, ``keypoint_results`` a list over classes of (n, K, 3) arrays ``[x, y,
+  score]``, one per box;
 * proposals: one (n, 5) array.
 """
 
@@ -25,7 +28,7 @@ from mmdet_like.evaluation.recall import eval_recalls
 from mmdet_like.structures.bbox import bbox_xyxy_to_xywh
 from mmdet_like.structures.mask import bitmap_to_rle
 
-METRICS = ("bbox", "segm", "proposal", "proposal_fast")
+METRICS = ("bbox", "segm", "keypoints", "proposal", "proposal_fast")
 BACKENDS = ("pycocotools", "faster_coco_eval")
 SUMMARY_NAMES = (
     "mAP", "mAP_50", "mAP_75", "mAP_s", "mAP_m", "mAP_l",
@@ -43,9 +46,17 @@ def _rle(mask):
     return rle
 
 
+# keypoints' summary lines (COCOeval.summarize with iouType="keypoints")
+KEYPOINT_SUMMARY_NAMES = (
+    "mAP", "mAP_50", "mAP_75", "mAP_m", "mAP_l", "AR", "AR_50", "AR_75", "AR_m", "AR_l",
+)  # fmt: skip
+
+
 def _result_kind(results):
     first = results[0] if len(results) else None
     if isinstance(first, tuple):
+        if len(first) == 3:
+            return "keypoints" if first[1] is None else "segm_keypoints"
         return "segm"
     if isinstance(first, np.ndarray):
         return "proposal"
@@ -54,7 +65,12 @@ def _result_kind(results):
 
 def _result_files(kind):
     """The COCO result lists that results of ``kind`` give."""
-    return {"proposal": ("proposal",), "segm": ("bbox", "segm")}.get(kind, ("bbox",))
+    return {
+        "proposal": ("proposal",),
+        "segm": ("bbox", "segm"),
+        "keypoints": ("bbox", "keypoints"),
+        "segm_keypoints": ("bbox", "segm", "keypoints"),
+    }.get(kind, ("bbox",))
 
 
 def _xywh_rows(boxes):
@@ -69,14 +85,18 @@ def coco_detections(results, img_ids, cat_ids, kind="bbox"):
     Args:
         kind: ``"bbox"`` (``image_id``, ``bbox`` as ``[x, y, w, h]``, ``score``,
             ``category_id``), ``"segm"`` (the same plus ``segmentation``, an RLE with str
-            counts; needs ``(bbox, segm)`` results) or ``"proposal"`` (one (n, 5) array per
-            image, ``category_id`` 1).
+            counts; needs ``(bbox, segm)`` results), ``"keypoints"`` (the box's fields plus
+            ``keypoints``, ``[x1, y1, s1, ...]`` with each keypoint's score in the third
+            place, which COCO's evaluation does not read; needs keypoint results) or
+            ``"proposal"`` (one (n, 5) array per image, ``category_id`` 1).
 
     Only this list is built (not the other kinds), one dict per detection; image and
     category ids are shared int objects.
     """
-    if kind not in ("bbox", "segm", "proposal"):
-        raise ValueError(f"coco_detections: kind must be bbox, segm or proposal, got {kind!r}")
+    if kind not in ("bbox", "segm", "keypoints", "proposal"):
+        raise ValueError(
+            f"coco_detections: kind must be bbox, segm, keypoints or proposal, got {kind!r}"
+        )
     result_kind = _result_kind(results)
     if kind not in _result_files(result_kind):
         raise ValueError(f"coco_detections: {result_kind} results have no {kind!r} detections")
@@ -91,7 +111,7 @@ def coco_detections(results, img_ids, cat_ids, kind="bbox"):
     cat_ids = [int(c) for c in cat_ids]
     for img_id, result in zip(img_ids, results):
         img_id = int(img_id)
-        det, seg = result if result_kind == "segm" else (result, None)
+        det, seg = (result[0], result[1]) if isinstance(result, tuple) else (result, None)
         if len(det) != len(cat_ids):
             raise ValueError(
                 f"results2json: image {img_id} has results for {len(det)} classes, the "
@@ -104,6 +124,12 @@ def coco_detections(results, img_ids, cat_ids, kind="bbox"):
             if kind == "bbox":
                 for row, score in rows:
                     dets.append(dict(image_id=img_id, bbox=row, score=score, category_id=cat_id))
+            elif kind == "keypoints":
+                points = np.asarray(result[2][label], dtype=np.float64)
+                points = points.reshape(len(boxes), points.size // max(len(boxes), 1)).tolist()
+                for (row, score), flat in zip(rows, points):
+                    dets.append(dict(image_id=img_id, bbox=row, score=score,
+                                     category_id=cat_id, keypoints=flat))  # fmt: skip
             else:
                 masks = seg[label]
                 for j, (row, score) in enumerate(rows):
@@ -216,6 +242,7 @@ def evaluate_coco(
     backend="pycocotools",
     gt_bboxes=None,
     logger=None,
+    keypoint_sigmas=None,
 ):
     """COCO metrics of ``results`` against the ground truth in ``ann_file``.
 
@@ -223,17 +250,21 @@ def evaluate_coco(
         ann_file: COCO json path (or a loaded ``COCO`` object of ``backend``).
         img_ids, cat_ids: the dataset's image ids (result order) and category ids (label
             order).
-        metric: ``bbox``, ``segm``, ``proposal`` (AR at ``proposal_nums``, class-agnostic) and
-            ``proposal_fast`` (our recall on ``gt_bboxes``, no pycocotools).
+        metric: ``bbox``, ``segm``, ``keypoints`` (OKS), ``proposal`` (AR at
+            ``proposal_nums``, class-agnostic) and ``proposal_fast`` (our recall on
+            ``gt_bboxes``, no pycocotools).
         classwise: also log a per-class AP table.
         iou_thrs: IoU thresholds (default COCO's 0.5:0.95).
         jsonfile_prefix: keep the result json files at ``<prefix>.<metric>.json``.
         backend: ``"pycocotools"`` or ``"faster_coco_eval"`` (if installed).
+        keypoint_sigmas: the K OKS sigmas of ``keypoints`` (``None``: pycocotools' COCO
+            person sigmas, which fit 17 keypoints only).
 
     Returns:
         dict of floats: ``bbox_mAP``, ``bbox_mAP_50``, ``bbox_mAP_75``, ``bbox_mAP_s/m/l``,
-        ``bbox_AR@1/10/100``, ``bbox_AR_s/m/l@100`` (same for ``segm``); ``AR@N`` and
-        ``AR_s/m/l@N`` (largest N) for proposals.
+        ``bbox_AR@1/10/100``, ``bbox_AR_s/m/l@100`` (same for ``segm``);
+        ``keypoints_mAP``, ``keypoints_mAP_50/75/m/l``, ``keypoints_AR``,
+        ``keypoints_AR_50/75/m/l``; ``AR@N`` and ``AR_s/m/l@N`` (largest N) for proposals.
     """
     metrics = [metric] if isinstance(metric, str) else list(metric)
     unknown = [m for m in metrics if m not in METRICS]
@@ -258,9 +289,10 @@ def evaluate_coco(
     for m in coco_metrics:
         key = m if m in available else "bbox" if m == "proposal" and "bbox" in available else None
         if key is None:
+            needs = {"segm": "mask", "keypoints": "keypoint"}.get(m, "box")
             raise KeyError(
-                f"evaluate_coco: metric {m!r} needs {'mask' if m == 'segm' else 'box'} "
-                f"results, got {'/'.join(available)} results"
+                f"evaluate_coco: metric {m!r} needs {needs} results, got "
+                f"{'/'.join(available)} results"
             )
         sources.append(key)
     COCO, COCOeval = _coco_api(backend)
@@ -291,7 +323,7 @@ def evaluate_coco(
             continue
         by_metric[m] = _run_cocoeval(
             coco_gt, dets, m, COCO, COCOeval, img_ids, cat_ids, class_names, classwise,
-            proposal_nums, iou_thrs, logger, backend,
+            proposal_nums, iou_thrs, logger, backend, keypoint_sigmas,
         )  # fmt: skip
     dets = None
     if jsonfile_prefix is not None:
@@ -427,10 +459,21 @@ def average_recall(coco_eval, area="all"):
 
 
 def _run_cocoeval(coco_gt, dets, metric, COCO, COCOeval, img_ids, cat_ids, class_names,
-                  classwise, proposal_nums, iou_thrs, logger, backend="pycocotools"):  # fmt: skip
+                  classwise, proposal_nums, iou_thrs, logger, backend="pycocotools",
+                  keypoint_sigmas=None):  # fmt: skip
     iou_type = "bbox" if metric == "proposal" else metric
     coco_dt = _load_results(coco_gt, dets, iou_type, COCO, backend)
     coco_eval = COCOeval(coco_gt, coco_dt, iou_type)
+    if metric == "keypoints":
+        num_keypoints = len(dets[0]["keypoints"]) // 3
+        if keypoint_sigmas is not None:
+            coco_eval.params.kpt_oks_sigmas = np.asarray(keypoint_sigmas, dtype=np.float64)
+        if len(coco_eval.params.kpt_oks_sigmas) != num_keypoints:
+            raise ValueError(
+                f"evaluate_coco: keypoint results have {num_keypoints} keypoints but the OKS "
+                f"sigmas {len(coco_eval.params.kpt_oks_sigmas)}; declare the dataset's sigmas "
+                "(keypoint_meta=dict(sigmas=[...]) in its config)"
+            )
     coco_eval.params.catIds = [int(c) for c in cat_ids]
     coco_eval.params.imgIds = sorted(int(i) for i in img_ids)
     if iou_thrs is not None:
@@ -463,7 +506,8 @@ def _run_cocoeval(coco_gt, dets, metric, COCO, COCOeval, img_ids, cat_ids, class
         coco_eval.summarize()
     log_text(f"Evaluating {metric}...\n{summary.getvalue().rstrip()}", logger)
     stats = coco_eval.stats
-    for name, value in zip(SUMMARY_NAMES, stats):
+    names = KEYPOINT_SUMMARY_NAMES if metric == "keypoints" else SUMMARY_NAMES
+    for name, value in zip(names, stats):
         out[f"{metric}_{name}"] = float(value)
     if classwise:
         names = class_names or [str(c) for c in cat_ids]

@@ -75,9 +75,10 @@ class BaseMetric(abc.ABC):
 
 @METRICS.register()
 class CocoMetric(BaseMetric):
-    """COCO ``bbox`` / ``segm`` AP and AR, ``proposal`` AR (pycocotools) and
+    """COCO ``bbox`` / ``segm`` / ``keypoints`` AP and AR, ``proposal`` AR (pycocotools) and
     ``proposal_fast`` (our recall); see :func:`evaluate_coco` for the options. Needs a
-    COCO-format ground truth (``ground_truth.coco``)."""
+    COCO-format ground truth (``ground_truth.coco``); ``keypoints`` takes the OKS sigmas of
+    the ground truth's keypoint set (``ground_truth.keypoint_sigmas``)."""
 
     names = COCO_METRIC_NAMES
 
@@ -91,6 +92,14 @@ class CocoMetric(BaseMetric):
         self.backend = backend
 
     def check_ground_truth(self, ground_truth, where=None):
+        named = f"{where}: " if where else ""
+        if "keypoints" in self.metrics and ground_truth.keypoint_sigmas is None:
+            raise EvaluationError(
+                f"{named}metric 'keypoints' needs the OKS sigmas of the dataset's keypoint "
+                f"set, and {ground_truth.source} declares none: a dataset without keypoints, "
+                "or a keypoint set other than COCO person's without keypoint_meta=dict("
+                "sigmas=[...]) in its config"
+            )
         if ground_truth.coco is None or ground_truth.cat_ids is None:
             named = f"{where}: " if where else ""
             raise EvaluationError(
@@ -111,7 +120,7 @@ class CocoMetric(BaseMetric):
             class_names=ground_truth.class_names, classwise=self.classwise,
             proposal_nums=self.proposal_nums, iou_thrs=self.iou_thrs,
             jsonfile_prefix=self.jsonfile_prefix, backend=self.backend, gt_bboxes=gt_bboxes,
-            logger=logger,
+            logger=logger, keypoint_sigmas=ground_truth.keypoint_sigmas,
         )  # fmt: skip
 
 

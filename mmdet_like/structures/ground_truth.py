@@ -19,6 +19,8 @@ class DatasetGroundTruth:
         cat_ids: the COCO category id of each label (COCO-format datasets), else ``None``.
         coco: the COCO annotation file (a path, or a loaded ``COCO`` object), else ``None``.
         source: what to name in messages (the annotation file).
+        keypoint_sigmas: the OKS sigmas of the keypoint set (datasets with keypoints whose
+            set declares them), else ``None``.
     """
 
     img_ids: list
@@ -27,6 +29,7 @@ class DatasetGroundTruth:
     cat_ids: list | None = None
     coco: Any = None
     source: str = "the dataset"
+    keypoint_sigmas: tuple | None = None
     _annotations: list | None = field(default=None, init=False, repr=False, compare=False)
 
     def __len__(self):

@@ -46,7 +46,10 @@ def detection_to_per_class(result, num_classes):
     Returns:
         ``bbox_results``: list of ``num_classes`` float32 (n_c, 5) arrays
         ``[x1, y1, x2, y2, score]``; with masks, the tuple ``(bbox_results, segm_results)``,
-        ``segm_results`` a list over classes of lists of (H, W) bool arrays (or RLE dicts).
+        ``segm_results`` a list over classes of lists of (H, W) bool arrays (or RLE dicts);
+        with keypoints (``keypoints`` (n, K, 2), ``keypoint_scores`` (n, K)), the 3-tuple
+        ``(bbox_results, segm_results or None, keypoint_results)``, ``keypoint_results`` a
+        list over classes of float32 (n_c, K, 3) arrays ``[x, y, score]``.
     """
     pred = _instances_of(result)
     labels = pred.labels.detach().long().cpu()
@@ -57,15 +60,23 @@ def detection_to_per_class(result, num_classes):
     dets = torch.cat([boxes, scores[:, None]], 1).cpu()[order].numpy()
     bbox_results = list(np.split(dets.reshape(-1, 5).astype(np.float32), splits))
     masks = pred.get("masks")
-    if masks is None:
-        return bbox_results
-    if isinstance(masks, torch.Tensor):
-        per_instance = list(masks.detach().cpu()[order].numpy().astype(bool))
-    else:  # RLE dicts
-        per_instance = [masks[i] for i in order.tolist()]
-    bounds = np.concatenate([[0], np.cumsum(counts)]).tolist()
-    segm_results = [per_instance[bounds[c] : bounds[c + 1]] for c in range(num_classes)]
-    return bbox_results, segm_results
+    keypoints = pred.get("keypoints")
+    segm_results = None
+    if masks is not None:
+        if isinstance(masks, torch.Tensor):
+            per_instance = list(masks.detach().cpu()[order].numpy().astype(bool))
+        else:  # RLE dicts
+            per_instance = [masks[i] for i in order.tolist()]
+        bounds = np.concatenate([[0], np.cumsum(counts)]).tolist()
+        segm_results = [per_instance[bounds[c] : bounds[c + 1]] for c in range(num_classes)]
+    if keypoints is None:
+        return bbox_results if segm_results is None else (bbox_results, segm_results)
+    points = torch.cat(
+        [keypoints.detach().float(), pred.keypoint_scores.detach().float()[..., None]], 2
+    ).cpu()[order]
+    k = points.shape[1]
+    keypoint_results = list(np.split(points.numpy().reshape(-1, k, 3).astype(np.float32), splits))
+    return bbox_results, segm_results, keypoint_results
 
 
 def proposals_to_array(result):
@@ -88,14 +99,13 @@ def encode_mask_results(result):
     """One image's per-class result with its (H, W) masks replaced by compressed RLE dicts
     (counts as ``bytes``, what ``pycocotools.mask.encode`` returns); other results are
     returned as they are."""
-    if not isinstance(result, tuple) or len(result) != 2:
+    if not isinstance(result, tuple) or result[1] is None:
         return result
-    bbox_results, segm_results = result
     encoded = [
         [m if isinstance(m, dict) else bitmap_to_rle(m, str_counts=False) for m in masks]
-        for masks in segm_results
+        for masks in result[1]
     ]
-    return bbox_results, encoded
+    return (result[0], encoded, *result[2:])
 
 
 def compact_prediction(sample):

@@ -188,6 +188,8 @@ def test_unknown_metric_and_result_count(coco_case):
     ds = CocoDataset(str(gt_file), pipeline=[], img_prefix=str(root / "imgs"), test_mode=True)
     empty = [[np.zeros((0, 5), np.float32)] * 3 for _ in range(len(ds))]
     with pytest.raises(KeyError, match="not supported"):
+        evaluate_coco(str(gt_file), empty, ds.img_ids, ds.cat_ids, metric="pose")
+    with pytest.raises(KeyError, match="'keypoints' needs keypoint results, got bbox results"):
         evaluate_coco(str(gt_file), empty, ds.img_ids, ds.cat_ids, metric="keypoints")
     with pytest.raises(ValueError, match="results for"):
         ds.evaluate(empty[:1])

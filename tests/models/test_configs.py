@@ -23,7 +23,7 @@ CONFIGS = sorted(
     for folder in ("", "small_data", "torchvision")
     for p in (ROOT / "configs" / folder).glob("*.py")
 )
-WIDTH, NUM_CLASSES = 16, 3
+WIDTH, NUM_CLASSES, NUM_KEYPOINTS = 16, 3, 4
 
 
 def test_every_family_and_backbone_has_configs():
@@ -37,6 +37,9 @@ def test_every_family_and_backbone_has_configs():
     assert {f"retinanet_{name}.py" for name in retinanet} <= names
     fcos = ("r50_caffe_fpn_gn-head_1x", "center-normbbox-centeronreg-giou_r50_caffe_fpn_gn-head_1x")
     assert {f"fcos_{name}.py" for name in fcos} <= names
+    keypoint = ("r50_fpn_1x", "r50_caffe_fpn_1x", "r101_fpn_1x", "x101_32x8d_fpn_1x")
+    assert {f"keypoint_rcnn_{name}.py" for name in keypoint} <= names
+    assert "keypoint_rcnn_r50_fpn_torchvision.py" in names
 
 
 def pipelines(cfg):
@@ -75,6 +78,12 @@ def shrink(model):
             )
             if roi_head.get("mask_roi_extractor"):
                 roi_head["mask_roi_extractor"]["out_channels"] = WIDTH
+        if roi_head.get("keypoint_head"):
+            roi_head["keypoint_roi_extractor"]["out_channels"] = WIDTH
+            roi_head["keypoint_head"].update(
+                in_channels=WIDTH, conv_out_channels=WIDTH, num_convs=2,
+                num_keypoints=NUM_KEYPOINTS,
+            )  # fmt: skip
     return model
 
 
@@ -87,6 +96,15 @@ def meta(h, w):
         flip=False,
         filename="synthetic.jpg",
     )
+
+
+def box_keypoints(boxes):
+    """(G, NUM_KEYPOINTS, 3): per box its corners (the last one unlabelled)."""
+    x0, y0, x1, y1 = boxes.unbind(1)
+    points = torch.stack([torch.stack([x0, y0], 1), torch.stack([x1, y0], 1),
+                          torch.stack([x1, y1], 1), torch.stack([x0, y1], 1)], 1)  # fmt: skip
+    visibility = torch.tensor([2.0, 2.0, 1.0, 0.0]).expand(len(boxes), -1)
+    return torch.cat([points * (visibility[..., None] > 0), visibility[..., None]], 2)
 
 
 def batch():
@@ -144,8 +162,15 @@ def test_config_builds_trains_and_infers(path):
     with_mask = any(s.get("with_mask") for s in train_pipeline if s["type"] == "LoadAnnotations")
     if not with_mask:
         data.pop("gt_masks")
+    with_keypoints = any(
+        s.get("with_keypoints") for s in train_pipeline if s["type"] == "LoadAnnotations"
+    )
     img = data.pop("img")
-    losses = model(img=img, data_samples=samples_from_lists(**data))
+    samples = samples_from_lists(**data)
+    if with_keypoints:
+        for sample in samples:
+            sample.gt_instances.keypoints = box_keypoints(sample.gt_instances.bboxes)
+    losses = model(img=img, data_samples=samples)
     total = sum(v for k, v in losses.items() if "loss" in k)
     assert torch.isfinite(total)
     total.backward()
@@ -158,6 +183,7 @@ def test_config_builds_trains_and_infers(path):
     expected.setdefault(kind, {"loss_rpn_cls", "loss_rpn_bbox", "loss_cls", "loss_bbox"})
     assert expected[kind] <= set(losses)
     assert ("loss_mask" in losses) == with_mask
+    assert ("loss_keypoint" in losses) == with_keypoints
 
     model.eval()
     # the test pipeline's layout: per image, a list of one augmentation
@@ -169,9 +195,14 @@ def test_config_builds_trains_and_infers(path):
     for output, m in zip(outputs, data["img_metas"]):
         pred = output.pred_instances
         expected_fields = ["bboxes", "scores"] if kind == "RPN" else ["bboxes", "scores", "labels"]
-        assert pred.keys() == expected_fields + (["masks"] if with_mask else [])
+        expected_fields += ["masks"] if with_mask else []
+        expected_fields += ["keypoints", "keypoint_scores"] if with_keypoints else []
+        assert pred.keys() == expected_fields
         assert pred.bboxes.dtype == torch.float32 and pred.bboxes.shape[1] == 4
         if kind != "RPN":
             assert ((pred.labels >= 0) & (pred.labels < NUM_CLASSES)).all()
         if with_mask:
             assert pred.masks.dtype == torch.bool and pred.masks.shape[1:] == m["ori_shape"][:2]
+        if with_keypoints:
+            assert pred.keypoints.shape == (len(pred), NUM_KEYPOINTS, 2)
+            assert pred.keypoint_scores.shape == (len(pred), NUM_KEYPOINTS)

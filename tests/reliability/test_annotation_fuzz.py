@@ -1,7 +1,8 @@
 """Fuzzing the COCO loader with hypothesis.
 
 Generated files: valid COCO files (1-3 images, 1-3 categories, boxes partly outside the
-images, polygon / compressed RLE / uncompressed RLE masks, crowd regions), then 0-3 random
+images, polygon / compressed RLE / uncompressed RLE masks, crowd regions, sometimes a
+category with keypoint names and a skeleton and keypoints on its annotations), then 0-3 random
 mutations anywhere in the tree (a key removed, a value replaced by any JSON value or by a
 weird number: NaN, inf, huge, negative, a list wrapped around it, a record duplicated so ids
 repeat, a list cut short, an RLE string replaced by random RLE characters) and sometimes the
@@ -9,7 +10,8 @@ text cut off.
 
 Property: ``CocoDataset`` either loads, and then every stored box is finite, has a positive
 size and lies inside its image, every label indexes ``CLASSES`` and every mask decodes to
-its image's size; or it raises the project's :class:`DatasetError` naming the file and the
+its image's size, every keypoint array is (n, K, 3) with finite values and visibilities
+0, 1 or 2; or it raises the project's :class:`DatasetError` naming the file and the
 record. Any other exception (or a crash in pycocotools) fails the test. The only warnings
 while loading are :class:`DatasetWarning`.
 
@@ -91,6 +93,11 @@ def valid_coco(draw):
     ]  # fmt: skip
     cat_ids = draw(st.lists(st.integers(0, 100), min_size=1, max_size=3, unique=True))
     categories = [dict(id=c, name=f"class{c}") for c in cat_ids]
+    num_keypoints = draw(st.sampled_from([0, 0, 1, 3]))
+    if num_keypoints:
+        names = ["left_a", "right_a", "b"][:num_keypoints]
+        skeleton = [[1, 2]] if num_keypoints > 1 else []
+        categories[0].update(keypoints=names, skeleton=skeleton)
     annotations = []
     for k in range(draw(st.integers(0, 5))):
         img = draw(st.sampled_from(images))
@@ -115,11 +122,18 @@ def valid_coco(draw):
                 bounds = np.concatenate([[0], np.flatnonzero(np.diff(flat)) + 1, [flat.size]])
                 counts = np.diff(bounds).tolist()
                 segm = {"size": [h, w], "counts": [0, *counts] if flat[0] else counts}
-        annotations.append(
-            dict(id=k + 1, image_id=img["id"], category_id=draw(st.sampled_from(cat_ids)),
-                 bbox=[x, y, bw, bh], area=1.0, iscrowd=draw(st.sampled_from([0, 0, 1])),
-                 segmentation=segm)
+        annotation = dict(
+            id=k + 1, image_id=img["id"], category_id=draw(st.sampled_from(cat_ids)),
+            bbox=[x, y, bw, bh], area=1.0, iscrowd=draw(st.sampled_from([0, 0, 1])),
+            segmentation=segm,
         )  # fmt: skip
+        if num_keypoints and annotation["category_id"] == cat_ids[0]:
+            points = []
+            for _ in range(num_keypoints):
+                v = draw(st.sampled_from([0, 1, 2]))
+                points += [draw(st.floats(0, w)), draw(st.floats(0, h)), v] if v else [0, 0, 0]
+            annotation.update(keypoints=points, num_keypoints=sum(p > 0 for p in points[2::3]))
+        annotations.append(annotation)
     return dict(images=images, annotations=annotations, categories=categories)
 
 
@@ -199,6 +213,11 @@ def check_loaded(ds):
             assert (boxes[:, :2] >= 0).all()
             assert (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all()
             assert ((labels >= 0) & (labels < len(ds.CLASSES))).all()
+        if ds.keypoint_meta is not None:
+            points = ann["keypoints"]
+            assert points.shape == (len(ann["bboxes"]), ds.keypoint_meta.num_keypoints, 3)
+            assert points.dtype == np.float32 and np.isfinite(points).all()
+            assert np.isin(points[..., 2], (0, 1, 2)).all()
         for mask in ann.get("masks", []):
             if isinstance(mask, dict):
                 bitmap = rle_to_bitmap(mask)

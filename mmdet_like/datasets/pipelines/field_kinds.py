@@ -15,6 +15,12 @@ import numpy as np
 
 from mmdet_like.registry import FIELD_KINDS
 from mmdet_like.structures.bbox import clip_bboxes, flip_bboxes
+from mmdet_like.structures.keypoints import (
+    crop_keypoints,
+    flip_keypoints,
+    resize_keypoints,
+    shift_keypoints,
+)
 
 
 @FIELD_KINDS.register()
@@ -65,6 +71,40 @@ class MaskField:
 
     def expand(self, value, shape, top, left, results):
         return value.expand(shape[0], shape[1], top, left)
+
+
+@FIELD_KINDS.register()
+class KeypointField:
+    """(n, K, 3) float32 ``x, y, visibility`` arrays (``gt_keypoints``): scaled, flipped with
+    the left / right pairs swapped (``results["keypoint_meta"]``, a
+    :class:`~mmdet_like.structures.keypoints.KeypointMeta` set by the dataset), cropped,
+    shifted; points that leave the image become unlabelled (visibility 0). The boxes decide
+    which instances a crop keeps."""
+
+    results_key = "keypoint_fields"
+
+    def resize(self, value, scale_factor, shape, results):
+        return resize_keypoints(value, scale_factor, shape)
+
+    def flip(self, value, shape, direction, results):
+        meta = results.get("keypoint_meta")
+        if meta is None:
+            raise KeyError(
+                "RandomFlip: keypoints need the dataset's flip pairs (results['keypoint_meta']"
+                ", set by a dataset with keypoints in pre_pipeline). Fix: load keypoints from "
+                "a CocoDataset with keypoint categories, or a dataset whose config declares "
+                "keypoint_meta=dict(names=..., flip_pairs=...)"
+            )
+        return flip_keypoints(value, shape, direction, meta)
+
+    def pad(self, value, shape, results):
+        return value
+
+    def crop(self, value, window, shape, results):
+        return crop_keypoints(value, window, shape), None
+
+    def expand(self, value, shape, top, left, results):
+        return shift_keypoints(value, left, top)
 
 
 def geometric_fields(results):

@@ -93,14 +93,19 @@ class LoadImageFromFile:
 @PIPELINES.register()
 class LoadAnnotations:
     """Copy ``ann_info`` into ``gt_bboxes`` (float32 (n, 4)), ``gt_bboxes_ignore``,
-    ``gt_labels`` (int64 (n,)) and ``gt_masks`` (:class:`BitmapMasks` with ``poly2mask``,
-    else :class:`PolygonMasks`)."""
+    ``gt_labels`` (int64 (n,)), ``gt_masks`` (:class:`BitmapMasks` with ``poly2mask``,
+    else :class:`PolygonMasks`) and ``gt_keypoints`` (float32 (n, K, 3) ``x, y,
+    visibility``, with ``with_keypoints``)."""
 
-    def __init__(self, with_bbox=True, with_label=True, with_mask=False, poly2mask=True):
+    def __init__(
+        self, with_bbox=True, with_label=True, with_mask=False, poly2mask=True,
+        with_keypoints=False,
+    ):  # fmt: skip
         self.with_bbox = with_bbox
         self.with_label = with_label
         self.with_mask = with_mask
         self.poly2mask = poly2mask
+        self.with_keypoints = with_keypoints
 
     def __call__(self, results):
         ann = results["ann_info"]
@@ -118,6 +123,16 @@ class LoadAnnotations:
         if self.with_mask:
             results["gt_masks"] = self._load_masks(results)
             results["mask_fields"].append("gt_masks")
+        if self.with_keypoints:
+            if "keypoints" not in ann:
+                info = results["img_info"]
+                raise DatasetError(
+                    f"{where(info['filename'], info.get('id'), 'keypoints')}: "
+                    "with_keypoints=True but the dataset has no keypoints. Fix: use a keypoint "
+                    "annotation file (categories listing 'keypoints') or with_keypoints=False."
+                )
+            results["gt_keypoints"] = np.asarray(ann["keypoints"], dtype=np.float32)
+            results.setdefault("keypoint_fields", []).append("gt_keypoints")
         return results
 
     def _load_masks(self, results):
@@ -146,7 +161,8 @@ class LoadAnnotations:
     def __repr__(self):
         return (
             f"LoadAnnotations(with_bbox={self.with_bbox}, with_label={self.with_label}, "
-            f"with_mask={self.with_mask}, poly2mask={self.poly2mask})"
+            f"with_mask={self.with_mask}, poly2mask={self.poly2mask}, "
+            f"with_keypoints={self.with_keypoints})"
         )
 
 

@@ -21,13 +21,24 @@ from mmdet_like.datasets.pipelines.field_kinds import geometric_fields
 from mmdet_like.registry import PIPELINES
 from mmdet_like.structures.bbox import bbox_overlaps, flip_bboxes  # noqa: F401 (re-exported)
 
-# keys that follow ``gt_bboxes`` / ``gt_bboxes_ignore`` when instances are dropped
+# keys that follow ``gt_bboxes`` / ``gt_bboxes_ignore`` when instances are dropped (and, for
+# ``gt_bboxes``, every other per-instance ``gt_*`` field of a field kind: ``gt_keypoints``)
 _COMPANIONS = {"gt_bboxes": ("gt_labels", "gt_masks"), "gt_bboxes_ignore": ("gt_labels_ignore",)}
+
+
+def _companions(results, key):
+    others = list(_COMPANIONS.get(key, ()))
+    if key == "gt_bboxes":
+        others += [
+            k for k, _ in geometric_fields(results)
+            if k.startswith("gt_") and k not in ("gt_bboxes", "gt_bboxes_ignore", *others)
+        ]  # fmt: skip
+    return others
 
 
 def _keep(results, key, valid):
     results[key] = results[key][valid]
-    for other in _COMPANIONS.get(key, ()):
+    for other in _companions(results, key):
         if other in results:
             results[other] = results[other][np.flatnonzero(valid)]
 

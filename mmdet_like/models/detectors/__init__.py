@@ -3,7 +3,13 @@
 from mmdet_like.models.detectors.base import BaseDetector, pad_images
 from mmdet_like.models.detectors.rpn import RPN
 from mmdet_like.models.detectors.single_stage import FCOS, RetinaNet, SingleStageDetector
-from mmdet_like.models.detectors.two_stage import FasterRCNN, FastRCNN, MaskRCNN, TwoStageDetector
+from mmdet_like.models.detectors.two_stage import (
+    FasterRCNN,
+    FastRCNN,
+    KeypointRCNN,
+    MaskRCNN,
+    TwoStageDetector,
+)
 
 __all__ = [
     "FCOS",
@@ -11,6 +17,7 @@ __all__ = [
     "BaseDetector",
     "FastRCNN",
     "FasterRCNN",
+    "KeypointRCNN",
     "MaskRCNN",
     "RetinaNet",
     "SingleStageDetector",

@@ -177,3 +177,18 @@ class MaskRCNN(FasterRCNN):
         if roi_head.get("mask_head") is None:
             raise ValueError("MaskRCNN: roi_head needs a mask_head")
         super().__init__(backbone, rpn_head, roi_head, neck, train_cfg, test_cfg, pretrained)
+
+
+@DETECTORS.register()
+class KeypointRCNN(FasterRCNN):
+    """Keypoint R-CNN: Faster R-CNN whose RoI head has a keypoint branch
+    (``keypoint_roi_extractor``, ``keypoint_head``); its predictions add ``keypoints``
+    (n, K, 2) and ``keypoint_scores`` (n, K)."""
+
+    def __init__(
+        self, backbone, rpn_head, roi_head, neck=None, train_cfg=None, test_cfg=None,
+        pretrained=None,
+    ):  # fmt: skip
+        if roi_head.get("keypoint_head") is None:
+            raise ValueError("KeypointRCNN: roi_head needs a keypoint_head")
+        super().__init__(backbone, rpn_head, roi_head, neck, train_cfg, test_cfg, pretrained)

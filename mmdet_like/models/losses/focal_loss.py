@@ -10,8 +10,11 @@ The reduced loss (``"mean"`` / ``"sum"``) goes through :class:`_SigmoidFocalLoss
 autograd function that keeps only its inputs for the backward pass (the logits, which the
 head's graph holds anyway, the (N,) labels and weights) and recomputes the gradient from them:
 no (N, C) intermediate (probabilities, one-hot targets, modulating factors) lives between the
-forward and the backward pass, where autograd through the formula keeps about six
-(``tests/models/test_focal_loss.py`` measures the saved tensors).
+forward and the backward pass, where autograd through the formula keeps about six. Both
+passes work through the rows in chunks of about ``CHUNK_ELEMENTS`` elements, so the
+temporaries of the formula never exceed a few chunks either: the loss's memory is its input
+and, in backward, the (N, C) gradient (``tests/models/test_focal_loss.py`` measures both the
+saved tensors and the peak of each pass).
 """
 
 import torch
@@ -21,13 +24,16 @@ from torch import nn
 from mmdet_like.models.losses.utils import check_reduction, weight_reduce_loss
 from mmdet_like.registry import LOSSES
 
+# Rows of the logits are processed in chunks of about this many elements (1 MB of float32):
+# the formula's dozen temporaries then stay in cache and far below the (N, C) input.
+CHUNK_ELEMENTS = 1 << 18
+
 
 def _onehot(labels, num_classes, dtype):
     """(N,) labels -> (N, C) targets: 1 at the label, 0 elsewhere (labels outside ``[0, C)``,
     the background or ignored anchors, are all zeros)."""
-    valid = (labels >= 0) & (labels < num_classes)
-    target = F.one_hot(labels.clamp(0, num_classes - 1), num_classes).to(dtype)
-    return target * valid[:, None].to(dtype)
+    classes = torch.arange(num_classes, device=labels.device)
+    return (labels[:, None] == classes).to(dtype)
 
 
 def sigmoid_focal_loss(pred, target, gamma=2.0, alpha=0.25):
@@ -43,47 +49,74 @@ def sigmoid_focal_loss(pred, target, gamma=2.0, alpha=0.25):
     return positive + negative
 
 
-def _focal_terms(pred, labels, gamma, alpha):
-    """Element-wise loss and its derivative with respect to ``pred``, (N, C) each, computed
-    without autograd (in float32 for half-precision logits)."""
+def _log_sigmoids(x):
+    """``(log sigmoid(x), log sigmoid(-x))`` of a tensor, stable for every ``x``:
+    ``log sigmoid(x) = min(x, 0) - log(1 + exp(-|x|))`` and ``log sigmoid(-x) = log
+    sigmoid(x) - x``. (Five times faster on the CPU than two ``F.logsigmoid`` calls, whose
+    kernel, like ``log1p``'s, is not vectorised; ``log(1 + e)`` loses only terms below the
+    float's epsilon.)"""
+    softplus_of_neg_abs = torch.log(1 + torch.exp(-x.abs()))
+    log_p = x.clamp(max=0) - softplus_of_neg_abs
+    return log_p, log_p - x
+
+
+def _focal_terms(pred, labels, gamma, alpha, with_grad):
+    """Element-wise loss, or its derivative with respect to ``pred`` (``with_grad``), of
+    (n, C) logits, computed without autograd (in float32 for half-precision logits)."""
     x = pred if pred.dtype in (torch.float32, torch.float64) else pred.float()
     target = _onehot(labels, x.size(1), x.dtype)
-    logp, log1mp = F.logsigmoid(x), F.logsigmoid(-x)
-    p = logp.exp()
+    logp, log1mp = _log_sigmoids(x)
+    p = torch.sigmoid(x)
     a_pos, a_neg = (alpha, 1 - alpha) if alpha >= 0 else (1.0, 1.0)
     one_minus_p = 1 - p
     pos_mod, neg_mod = one_minus_p**gamma, p**gamma
-    loss = target * (a_pos * pos_mod * -logp) + (1 - target) * (a_neg * neg_mod * -log1mp)
-    # d/dx of -(1-p)^g log p:       (1-p)^g (g p log p - (1-p))
-    # d/dx of -p^g log(1-p):         p^g (p - g (1-p) log(1-p))
-    grad = target * (a_pos * pos_mod * (gamma * p * logp - one_minus_p)) + (1 - target) * (
-        a_neg * neg_mod * (p - gamma * one_minus_p * log1mp)
-    )
-    return loss, grad
+    if not with_grad:
+        positive = (a_pos * pos_mod) * -logp
+        negative = (a_neg * neg_mod) * -log1mp
+    else:
+        # d/dx of -(1-p)^g log p:       (1-p)^g (g p log p - (1-p))
+        # d/dx of -p^g log(1-p):         p^g (p - g (1-p) log(1-p))
+        positive = (a_pos * pos_mod) * (gamma * p * logp - one_minus_p)
+        negative = (a_neg * neg_mod) * (p - gamma * one_minus_p * log1mp)
+    # target * positive + (1 - target) * negative
+    return negative.add_(target.mul_(positive.sub_(negative)))
+
+
+def _row_chunks(num_rows, num_cols):
+    """``slice`` objects over the rows, each of about ``CHUNK_ELEMENTS`` elements."""
+    step = max(1, CHUNK_ELEMENTS // max(num_cols, 1))
+    return [slice(start, start + step) for start in range(0, num_rows, step)]
 
 
 class _SigmoidFocalLossSum(torch.autograd.Function):
-    """``sum(weight[:, None] * focal(pred, labels))``; saves only its inputs."""
+    """``sum(weight[:, None] * focal(pred, labels))``; saves only its inputs and works
+    through the rows in chunks (no (N, C) temporary in either pass but the gradient)."""
 
     @staticmethod
     def forward(ctx, pred, labels, weight, gamma, alpha):
-        loss, _ = _focal_terms(pred, labels, gamma, alpha)
-        if weight is not None:
-            loss = loss * weight.to(loss.dtype)[:, None]
+        acc_dtype = torch.float64 if pred.dtype == torch.float64 else torch.float32
+        total = pred.new_zeros((), dtype=acc_dtype)
+        for rows in _row_chunks(pred.size(0), pred.size(1)):
+            loss = _focal_terms(pred[rows], labels[rows], gamma, alpha, with_grad=False)
+            if weight is not None:
+                loss = loss * weight[rows].to(loss.dtype)[:, None]
+            total += loss.sum(dtype=acc_dtype)
         ctx.save_for_backward(pred, labels, weight)
         ctx.gamma, ctx.alpha = gamma, alpha
-        return loss.sum().to(pred.dtype)
+        return total.to(pred.dtype)
 
     @staticmethod
     def backward(ctx, grad_output):
         pred, labels, weight = ctx.saved_tensors
-        _, grad = _focal_terms(pred, labels, ctx.gamma, ctx.alpha)
-        scale = grad_output.to(grad.dtype)
-        if weight is not None:
-            grad = grad * (weight.to(grad.dtype)[:, None] * scale)
-        else:
-            grad = grad * scale
-        return grad.to(pred.dtype), None, None, None, None
+        grad = torch.empty_like(pred)
+        for rows in _row_chunks(pred.size(0), pred.size(1)):
+            part = _focal_terms(pred[rows], labels[rows], ctx.gamma, ctx.alpha, with_grad=True)
+            scale = grad_output.to(part.dtype)
+            if weight is not None:
+                scale = weight[rows].to(part.dtype)[:, None] * scale
+            torch.mul(part, scale, out=part)
+            grad[rows] = part
+        return grad, None, None, None, None
 
 
 def focal_loss_sum(pred, labels, weight=None, gamma=2.0, alpha=0.25):

@@ -1,6 +1,11 @@
 """Second-stage (RoI) heads: RoI extractors (``ROI_EXTRACTORS``) and heads (``HEADS``)."""
 
 from mmdet_like.models.roi_heads.bbox_heads import Shared2FCBBoxHead, multiclass_nms
+from mmdet_like.models.roi_heads.keypoint_head import (
+    KeypointRCNNHead,
+    heatmaps_to_keypoints,
+    keypoint_heatmap_targets,
+)
 from mmdet_like.models.roi_heads.mask_heads import (
     FCNMaskHead,
     mask_targets,
@@ -13,9 +18,12 @@ from mmdet_like.models.roi_heads.standard_roi_head import BaseRoIHead, StandardR
 __all__ = [
     "BaseRoIHead",
     "FCNMaskHead",
+    "KeypointRCNNHead",
     "Shared2FCBBoxHead",
     "SingleRoIExtractor",
     "StandardRoIHead",
+    "heatmaps_to_keypoints",
+    "keypoint_heatmap_targets",
     "map_roi_levels",
     "mask_targets",
     "multiclass_nms",

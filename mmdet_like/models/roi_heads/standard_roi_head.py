@@ -31,6 +31,9 @@ class BaseRoIHead(torch.nn.Module):
     Args:
         bbox_roi_extractor, bbox_head: configs (``ROI_EXTRACTORS``, ``HEADS``).
         mask_roi_extractor, mask_head: optional mask branch configs.
+        keypoint_roi_extractor, keypoint_head: optional keypoint branch configs (Keypoint
+            R-CNN: RoIAlign 14x14 and ``KeypointRCNNHead``), run on the positives in
+            training and on the detections at test time.
         shared_head: optional ``SHARED_HEADS`` config: a module run on every pooled RoI
             feature before the box (and mask) heads, e.g. the last ResNet stage of C4
             models.
@@ -61,6 +64,8 @@ class BaseRoIHead(torch.nn.Module):
         share_roi_extractor=False,
         train_cfg=None,
         test_cfg=None,
+        keypoint_roi_extractor=None,
+        keypoint_head=None,
     ):
         super().__init__()
         self.share_roi_extractor = share_roi_extractor
@@ -69,6 +74,9 @@ class BaseRoIHead(torch.nn.Module):
         self.mask_head = None
         if mask_head is not None:
             self.init_mask_head(mask_roi_extractor, mask_head)
+        self.keypoint_head = None
+        if keypoint_head is not None:
+            self.init_keypoint_head(keypoint_roi_extractor, keypoint_head)
         self.train_cfg = train_cfg
         self.test_cfg = dict(self.default_test_cfg, **(test_cfg or {}))
         if train_cfg is not None:
@@ -94,6 +102,15 @@ class BaseRoIHead(torch.nn.Module):
             )
         self.mask_roi_extractor = build_from_cfg(mask_roi_extractor, ROI_EXTRACTORS)
 
+    def init_keypoint_head(self, keypoint_roi_extractor, keypoint_head):
+        if keypoint_roi_extractor is None:
+            raise ValueError(
+                f"{type(self).__name__}: a keypoint_head needs a keypoint_roi_extractor "
+                "(e.g. SingleRoIExtractor with RoIAlign output_size=14, sampling_ratio=2)"
+            )
+        self.keypoint_roi_extractor = build_from_cfg(keypoint_roi_extractor, ROI_EXTRACTORS)
+        self.keypoint_head = build_from_cfg(keypoint_head, HEADS)
+
     def init_assigner_sampler(self, train_cfg):
         """``self.assigner`` / ``self.sampler`` of ``train_cfg`` (lists for a list)."""
         if isinstance(train_cfg, (list, tuple)):
@@ -107,6 +124,10 @@ class BaseRoIHead(torch.nn.Module):
     @property
     def with_mask(self):
         return self.mask_head is not None
+
+    @property
+    def with_keypoint(self):
+        return self.keypoint_head is not None
 
     @property
     def with_shared_head(self):
@@ -123,6 +144,8 @@ class BaseRoIHead(torch.nn.Module):
         self.bbox_head.init_weights()
         if self.with_mask:
             self.mask_head.init_weights()
+        if self.with_keypoint:
+            self.keypoint_head.init_weights()
 
 
 @HEADS.register()
@@ -172,7 +195,8 @@ class StandardRoIHead(BaseRoIHead):
                 ``ignored_instances`` (crowd ``bboxes``), the meta.
 
         Returns:
-            ``dict(loss_cls, loss_bbox, acc[, loss_mask])``.
+            ``dict(loss_cls, loss_bbox, acc[, loss_mask][, loss_keypoint])`` (keypoints:
+            ``gt_instances.keypoints`` (G_i, K, 3), with a keypoint head).
         """
         if self.train_cfg is None:
             raise ValueError("StandardRoIHead: training needs train_cfg.rcnn (assigner, sampler)")
@@ -209,7 +233,23 @@ class StandardRoIHead(BaseRoIHead):
             mask_targets = self.mask_head.get_targets(sampling_results, gt_masks, self.train_cfg)
             pos_labels = torch.cat([res.pos_gt_labels for res in sampling_results])
             losses.update(self.mask_head.loss(mask_pred, mask_targets, pos_labels))
+        if self.with_keypoint:
+            losses.update(self._keypoint_loss(x, sampling_results, batch_gt_instances))
         return losses
+
+    def _keypoint_loss(self, x, sampling_results, batch_gt_instances):
+        """The keypoint branch's loss on the positives of the sampled RoIs."""
+        if any("keypoints" not in gt for gt in batch_gt_instances):
+            raise ValueError(
+                "StandardRoIHead: the keypoint head needs gt_instances.keypoints (load them "
+                "with LoadAnnotations(with_keypoints=True) from a dataset with keypoints)"
+            )
+        pos_rois = bbox2roi([res.pos_bboxes for res in sampling_results])
+        heatmaps = self.keypoint_head(self.keypoint_roi_extractor(x, pos_rois))
+        cells, valid = self.keypoint_head.get_targets(
+            sampling_results, [gt.keypoints for gt in batch_gt_instances]
+        )
+        return self.keypoint_head.loss(heatmaps, cells, valid, num_images=len(sampling_results))
 
     @torch.no_grad()
     def simple_test(self, x, proposals, img_metas, rescale=False):
@@ -240,7 +280,25 @@ class StandardRoIHead(BaseRoIHead):
             results.append(InstanceData(bboxes=boxes, scores=dets[:, 4], labels=labels))
         if self.with_mask:
             self._add_masks(x, results, input_boxes, img_metas, rescale)
+        if self.with_keypoint:
+            self._add_keypoints(x, results, input_boxes, img_metas, rescale)
         return results
+
+    def _add_keypoints(self, x, results, input_boxes, img_metas, rescale):
+        """``keypoints`` (n, K, 2) and ``keypoint_scores`` (n, K) of every image's
+        detections: the heatmaps of all images' detections at once, decoded on the boxes in
+        the input image (then divided by ``scale_factor`` when ``rescale``)."""
+        heatmaps = self.keypoint_head(self.keypoint_roi_extractor(x, bbox2roi(input_boxes)))
+        counts = [len(r) for r in results]
+        for res, meta, maps, boxes in zip(results, img_metas, heatmaps.split(counts), input_boxes):
+            points, scores = self.keypoint_head.get_keypoints(maps, boxes)
+            if rescale:
+                factor = torch.as_tensor(
+                    meta.get("scale_factor", 1.0), dtype=points.dtype, device=points.device
+                ).reshape(-1)
+                points = points / factor[:2] if factor.numel() > 1 else points / factor
+            res.keypoints = points
+            res.keypoint_scores = scores
 
     def _add_masks(self, x, results, input_boxes, img_metas, rescale):
         """Run the mask branch on all images' detections (``input_boxes``, in the input
@@ -275,6 +333,11 @@ class StandardRoIHead(BaseRoIHead):
             :class:`InstanceData` (``bboxes``, ``scores``, ``labels`` [, ``masks``]) in the
             original image.
         """
+        if self.with_keypoint:
+            raise ValueError(
+                "StandardRoIHead: test-time augmentation (several scales or flips) is not "
+                "available with a keypoint branch; test with one scale and flip=False"
+            )
         cfg = self.test_cfg
         boxes, scores, valid = [], [], []
         for x, proposals, meta in zip(feats_per_aug, proposals_per_aug, metas_per_aug):

@@ -1,6 +1,7 @@
 """Weights of torchvision's ``fasterrcnn_resnet50_fpn`` / ``maskrcnn_resnet50_fpn`` /
-``retinanet_resnet50_fpn`` / ``fcos_resnet50_fpn`` in our Faster / Mask R-CNN's, RetinaNet's
-and FCOS's layouts (configs in ``configs/torchvision/``).
+``keypointrcnn_resnet50_fpn`` / ``retinanet_resnet50_fpn`` / ``fcos_resnet50_fpn`` in our
+Faster / Mask / Keypoint R-CNN's, RetinaNet's and FCOS's layouts (configs in
+``configs/torchvision/``).
 
 Key mapping (``i`` a level or conv index):
 
@@ -21,6 +22,8 @@ torchvision                                  mmdet_like
 ``roi_heads.mask_predictor.conv5_mask``      ``roi_head.mask_head.upsample``
 ``roi_heads.mask_predictor.mask_fcn_logits``  ``roi_head.mask_head.conv_logits`` (background
                                              channel dropped)
+``roi_heads.keypoint_head.{2 i}``            ``roi_head.keypoint_head.convs.{2 i}``
+``roi_heads.keypoint_predictor.kps_score_lowres``  ``roi_head.keypoint_head.deconv``
 ``backbone.fpn.extra_blocks.p6`` / ``p7``    ``neck.extra_convs.0`` / ``.1``
 ``head.classification_head.conv.i.0``        ``bbox_head.cls_convs.{2 i}`` (RetinaNet)
 ``head.classification_head.conv.i``          ``bbox_head.cls_convs.i`` (FCOS: conv, GN, ReLU)
@@ -52,6 +55,8 @@ _RENAMES = (
     (r"^roi_heads\.box_predictor\.bbox_pred\.", "roi_head.bbox_head.fc_reg."),
     (r"^roi_heads\.mask_predictor\.conv5_mask\.", "roi_head.mask_head.upsample."),
     (r"^roi_heads\.mask_predictor\.mask_fcn_logits\.", "roi_head.mask_head.conv_logits."),
+    (r"^roi_heads\.keypoint_head\.(\d+)\.", r"roi_head.keypoint_head.convs.\1."),
+    (r"^roi_heads\.keypoint_predictor\.kps_score_lowres\.", "roi_head.keypoint_head.deconv."),
 )
 _MASK_CONV = re.compile(r"^roi_heads\.mask_head\.(?:(\d+)\.0|mask_fcn(\d+))\.")
 _DENSE_RENAMES = (
@@ -143,8 +148,9 @@ def convert_torchvision_detection(state_dict, keep_unused=False):
     dropped unless ``keep_unused``: the 80 classes left are in COCO category-id order, the
     labels of :class:`CocoDataset`. Other class counts keep every class.
 
-    ``meta`` has ``arch`` (``"mask_rcnn"``, ``"faster_rcnn"``, ``"retinanet"`` or
-    ``"fcos"``), ``num_classes`` and, for the COCO models, ``CLASSES``. RetinaNet's and
+    ``meta`` has ``arch`` (``"mask_rcnn"``, ``"faster_rcnn"``, ``"keypoint_rcnn"``,
+    ``"retinanet"`` or ``"fcos"``), ``num_classes`` and, for the COCO models (and the
+    person-only keypoint model), ``CLASSES``. RetinaNet's and
     FCOS's classifiers have a channel for torchvision's background class 0 (never a
     target); it is dropped, as the unused COCO ids are.
     """
@@ -172,7 +178,11 @@ def convert_torchvision_detection(state_dict, keep_unused=False):
         if logits in out:
             out[logits] = out[logits][kept].clone()
     with_mask = any(k.startswith("roi_head.mask_head.") for k in out)
-    meta = dict(arch="mask_rcnn" if with_mask else "faster_rcnn", num_classes=len(kept))
+    with_keypoints = any(k.startswith("roi_head.keypoint_head.") for k in out)
+    arch = "keypoint_rcnn" if with_keypoints else "mask_rcnn" if with_mask else "faster_rcnn"
+    meta = dict(arch=arch, num_classes=len(kept))
+    if with_keypoints and with_bg == 2 and names is None:
+        names = ["person"]  # keypointrcnn_resnet50_fpn: background and person
     if names is not None:
         meta["CLASSES"] = names
     return out, meta

@@ -1,0 +1,41 @@
+# Keypoint R-CNN, ResNet-50, caffe style (stride on the 1x1 conv), frozen BN: the seeds'
+# Detectron and Detectron.pytorch setting;
+# caffe image normalisation (BGR, mean subtraction only). The caffe-style ImageNet
+# weights are a local file, not downloadable by name: put them at
+# checkpoints/resnet50_caffe.pth (see docs/models.md).
+# 1x schedule.
+_base_ = "./keypoint_rcnn_r50_fpn_1x.py"
+model = dict(
+    pretrained="checkpoints/resnet50_caffe.pth",
+    backbone=dict(norm_cfg=dict(type="BN", requires_grad=False), style="caffe"),
+)
+img_norm_cfg = dict(mean=[102.9801, 115.9465, 122.7717], std=[1.0, 1.0, 1.0], to_rgb=False)
+train_pipeline = [
+    dict(type="LoadImageFromFile"),
+    dict(type="LoadAnnotations", with_bbox=True, with_keypoints=True),
+    dict(type="Resize", img_scale=(1333, 800), keep_ratio=True),
+    dict(type="RandomFlip", flip_ratio=0.5),
+    dict(type="Normalize", **img_norm_cfg),
+    dict(type="Pad", size_divisor=32),
+    dict(type="PackDetInputs"),
+]
+test_pipeline = [
+    dict(type="LoadImageFromFile"),
+    dict(
+        type="MultiScaleFlipAug",
+        img_scale=(1333, 800),
+        flip=False,
+        transforms=[
+            dict(type="Resize", keep_ratio=True),
+            dict(type="RandomFlip"),
+            dict(type="Normalize", **img_norm_cfg),
+            dict(type="Pad", size_divisor=32),
+            dict(type="PackDetInputs"),
+        ],
+    ),
+]
+data = dict(
+    train=dict(pipeline=train_pipeline),
+    val=dict(pipeline=test_pipeline),
+    test=dict(pipeline=test_pipeline),
+)

@@ -93,6 +93,32 @@ def test_dense_models_start_from_the_same_weights_and_detect_the_same(model):
     torch.testing.assert_close(mine.scores.max(), theirs["scores"][top], atol=1e-4, rtol=0)
 
 
+def test_keypoint_rcnn_pair_starts_equal_and_trains_on_the_same_keypoints():
+    """``--model keypoint_rcnn``: converted weights (the keypoint head too), the same
+    keypoint targets on both sides, and both models' keypoint losses on a small input."""
+    common = _common()
+    tv_model = common.torchvision_model(seed=0, model="keypoint_rcnn")
+    ours, _ = common.our_model(common.MODELS["keypoint_rcnn"]["config"], tv_model.state_dict())
+    torch.testing.assert_close(
+        ours.roi_head.keypoint_head.deconv.weight,
+        tv_model.roi_heads.keypoint_predictor.kps_score_lowres.weight,
+    )
+    samples = common.make_inputs()
+    points = samples[0]["keypoints"]
+    assert points.shape == (common.NUM_BOXES, 17, 3)
+    boxes = samples[0]["boxes"]
+    labelled = points[..., 2] > 0
+    assert 0 < labelled.mean() < 1
+    inside = (points[..., 0] >= boxes[:, None, 0]) & (points[..., 0] <= boxes[:, None, 2])
+    assert inside[labelled].all()
+    ours_batch = common.our_batch(samples, torch.device("cpu"), keypoints=True, masks=False)
+    _, targets = common.torchvision_batch(samples, torch.device("cpu"), masks=False,
+                                          keypoints=True)  # fmt: skip
+    gt = ours_batch["data_samples"][0].gt_instances
+    assert torch.equal(gt.keypoints, targets[0]["keypoints"])
+    assert (gt.labels == 0).all() and (targets[0]["labels"] == 1).all()
+
+
 def test_section_markers_keep_mask_rcnn_blocks_and_name_the_other_models():
     common = _common()
     args = type("Args", (), dict(device="cpu", amp=False, model="maskrcnn"))()

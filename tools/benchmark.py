@@ -1,11 +1,13 @@
 """Inference speed and memory: our detector against torchvision's, in one run.
 
-    python tools/benchmark.py [--model maskrcnn|retinanet|fcos] [--device cpu|cuda]
+    python tools/benchmark.py [--model maskrcnn|keypoint_rcnn|retinanet|fcos]
+        [--device cpu|cuda]
         [--iters 3] [--warmup 1] [--rounds 1] [--config CONFIG ...] [--amp]
         [--out docs/benchmarks.md]
 
-``--model``: Mask R-CNN, RetinaNet or FCOS, all R50-FPN (torchvision's
-``maskrcnn_resnet50_fpn``, ``retinanet_resnet50_fpn``, ``fcos_resnet50_fpn``).
+``--model``: Mask R-CNN, Keypoint R-CNN, RetinaNet or FCOS, all R50-FPN (torchvision's
+``maskrcnn_resnet50_fpn``, ``keypointrcnn_resnet50_fpn``, ``retinanet_resnet50_fpn``,
+``fcos_resnet50_fpn``).
 
 Each model runs in a fresh child process (so that its peak memory is its own) on the same batch
 of 2 images of 800 x 1216, from the same random weights (see

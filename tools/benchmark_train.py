@@ -1,11 +1,13 @@
 """Training speed and memory: our detector against torchvision's, in one run.
 
-    python tools/benchmark_train.py [--model maskrcnn|retinanet|fcos] [--device cpu|cuda]
+    python tools/benchmark_train.py [--model maskrcnn|keypoint_rcnn|retinanet|fcos]
+        [--device cpu|cuda]
         [--iters 3] [--warmup 1] [--rounds 1] [--config CONFIG ...] [--amp]
         [--out docs/benchmarks.md]
 
-``--model``: Mask R-CNN, RetinaNet or FCOS, all R50-FPN (torchvision's
-``maskrcnn_resnet50_fpn``, ``retinanet_resnet50_fpn``, ``fcos_resnet50_fpn``).
+``--model``: Mask R-CNN, Keypoint R-CNN, RetinaNet or FCOS, all R50-FPN (torchvision's
+``maskrcnn_resnet50_fpn``, ``keypointrcnn_resnet50_fpn``, ``retinanet_resnet50_fpn``,
+``fcos_resnet50_fpn``).
 
 Each model trains in a fresh child process (so that its peak memory is its own) on the same 2
 images of 800 x 1216 with 5 boxes (and masks, Mask R-CNN) each, from the same random weights
@@ -52,15 +54,16 @@ def child(args):
     torch.manual_seed(0)
     model, _ = build_pair(args.side, args.config, device, model=args.model)
     masks = MODELS[args.model]["masks"]
+    keypoints = MODELS[args.model].get("keypoints", False)
     model.train()
     samples = make_inputs()
     if args.side == "torchvision":
-        images, targets = torchvision_batch(samples, device, masks=masks)
+        images, targets = torchvision_batch(samples, device, masks=masks, keypoints=keypoints)
 
         def losses():
             return sum(model(images, targets).values())
     else:
-        batch = our_batch(samples, device, masks=masks)
+        batch = our_batch(samples, device, masks=masks, keypoints=keypoints)
 
         def losses():
             return parse_losses(model(**batch))[0]

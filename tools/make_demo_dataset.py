@@ -20,8 +20,10 @@ two corners of a rectangle, the upper two other tips of a star), ``bottom_left``
 ``bottom_right`` (the lower two corners of a rectangle, the base of a triangle, the lower
 two tips of a star); circles have none (all unlabelled). A point is at the centre of its
 vertex pixel; visibility 2 where the shape shows at that pixel, 1 where a later shape
-covers it, 0 (unlabelled) outside the image. The flip pairs follow from the names
-(``left`` / ``right``).
+covers it, 0 (unlabelled) outside the image or outside the instance's annotated box (the
+box of its visible part: a vertex of a shape cut off by another shape can lie beyond it,
+where a keypoint head, which predicts inside the box, cannot place it). The flip pairs
+follow from the names (``left`` / ``right``).
 """
 
 import argparse
@@ -172,6 +174,8 @@ def draw_image(rng, size=IMG_SIZE):
 def _keypoints(vertices, full, visible, size):
     """(K, 3) ``x, y, visibility`` of a shape's named vertices."""
     points = np.zeros((len(KEYPOINT_NAMES), 3))
+    ys, xs = np.nonzero(visible)
+    box = (xs.min() - 1, ys.min() - 1, xs.max() + 2, ys.max() + 2)  # the annotated box + 1 px
     for k, name in enumerate(KEYPOINT_NAMES):
         if name not in vertices:
             continue
@@ -179,6 +183,8 @@ def _keypoints(vertices, full, visible, size):
         col, row = int(np.floor(x)), int(np.floor(y))
         if not (0 <= col < size and 0 <= row < size):
             continue  # outside the image: unlabelled
+        if not (box[0] <= x <= box[2] and box[1] <= y <= box[3]):
+            continue  # cut off from the visible part's box: no box-based model can place it
         # the vertex pixel itself may fall just outside the rasterised shape: look around it
         window = (slice(max(row - 1, 0), row + 2), slice(max(col - 1, 0), col + 2))
         shown = visible[window].any() or not full[window].any()

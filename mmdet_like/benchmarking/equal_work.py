@@ -1,7 +1,7 @@
 """Equal work for the detector benchmarks (``tools/benchmark_train.py``, ``tools/benchmark.py``):
 the two models (ours from a config, torchvision's ``maskrcnn_resnet50_fpn``,
-``retinanet_resnet50_fpn`` or ``fcos_resnet50_fpn``: ``--model``) with the same random
-weights, and the same inputs in each side's format.
+``keypointrcnn_resnet50_fpn``, ``retinanet_resnet50_fpn`` or ``fcos_resnet50_fpn``:
+``--model``) with the same random weights, and the same inputs in each side's format.
 
 torchvision is the reference here, imported only by these functions (never by our models).
 
@@ -18,7 +18,8 @@ Equal work:
   and FCOS freeze them as torchvision does.
 - Inputs: 2 images of 800 x 1216 (torchvision's transform keeps that size: the short side is
   800 and the long side under 1333; both sides are multiples of 32, so neither pads), each
-  with 5 boxes (and their masks for Mask R-CNN), the same tensors on both sides.
+  with 5 boxes (and their masks for Mask R-CNN; for Keypoint R-CNN, all persons with 17
+  keypoints each, a fifth of them unlabelled), the same tensors on both sides.
 - Classifier: with random weights every class scores about 1/81 (RetinaNet and FCOS: the 0.01
   prior), below the score threshold, and inference would return nothing (no NMS, no masks).
   The benchmark scales the classifier's weights (the same factor on both sides) so that scores
@@ -60,6 +61,13 @@ MODELS = {
         classifier_scale=CLASSIFIER_SCALE,
         masks=True,
     ),
+    "keypoint_rcnn": dict(
+        torchvision="keypointrcnn_resnet50_fpn",
+        config="configs/torchvision/keypoint_rcnn_r50_fpn_torchvision.py",
+        classifier_scale=20.0,
+        masks=False,
+        keypoints=True,
+    ),
     "retinanet": dict(
         torchvision="retinanet_resnet50_fpn",
         config="configs/torchvision/retinanet_r50_fpn_torchvision.py",
@@ -77,6 +85,9 @@ MODELS = {
 }
 DEFAULT_MODEL = "maskrcnn"
 DEFAULT_CONFIG = MODELS[DEFAULT_MODEL]["config"]
+
+
+NUM_KEYPOINTS = 17
 
 
 def make_inputs(seed=0):
@@ -104,6 +115,16 @@ def make_inputs(seed=0):
             image[inside] = rng.integers(0, 256, 3, np.uint8)
         labels = rng.integers(0, NUM_CLASSES, NUM_BOXES)
         samples.append(dict(image=image, boxes=boxes, labels=labels, masks=masks))
+    # keypoints (Keypoint R-CNN) from a generator of their own: the draws above stay as
+    # they were
+    points_rng = np.random.default_rng(seed + 1000)
+    for sample in samples:
+        boxes = sample["boxes"]
+        u = points_rng.uniform(0, 1, (NUM_BOXES, NUM_KEYPOINTS, 2))
+        xy = boxes[:, None, :2] + u * (boxes[:, None, 2:] - boxes[:, None, :2])
+        visibility = np.where(points_rng.uniform(0, 1, (NUM_BOXES, NUM_KEYPOINTS)) < 0.2, 0, 2)
+        keypoints = np.concatenate([xy * (visibility[..., None] > 0), visibility[..., None]], 2)
+        sample["keypoints"] = keypoints.astype(np.float32)
     return samples
 
 
@@ -149,11 +170,37 @@ def _dense_detector(name, seed):
     return model
 
 
+def _keypoint_rcnn(seed):
+    """torchvision's Keypoint R-CNN R50-FPN (person + background, 17 keypoints) with frozen
+    batch norms and trainable_backbone_layers=3, one image size (800; torchvision's default
+    for this model draws one of six sizes per training batch)."""
+    from torchvision.models.detection import KeypointRCNN
+    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+    from torchvision.ops import FrozenBatchNorm2d
+
+    torch.manual_seed(seed)
+    backbone = resnet_fpn_backbone(
+        backbone_name="resnet50", weights=None, norm_layer=FrozenBatchNorm2d, trainable_layers=3
+    )
+    model = KeypointRCNN(
+        backbone, num_classes=2, num_keypoints=NUM_KEYPOINTS, min_size=IMAGE_HEIGHT,
+        max_size=1333, box_score_thresh=0.05,
+    )  # fmt: skip
+    with torch.no_grad():
+        _random_frozen_statistics(model, seed)
+        model.roi_heads.box_predictor.cls_score.weight.mul_(
+            MODELS["keypoint_rcnn"]["classifier_scale"]
+        )
+    return model
+
+
 def torchvision_model(seed=0, model=DEFAULT_MODEL):
     """torchvision's ``model`` (a key of ``MODELS``) with random weights, trained as from
     ImageNet weights."""
     if model not in MODELS:
         raise ValueError(f"unknown benchmark model {model!r}; choose one of {sorted(MODELS)}")
+    if model == "keypoint_rcnn":
+        return _keypoint_rcnn(seed)
     if model != "maskrcnn":
         tv_model = _dense_detector(model, seed)
         with torch.no_grad():
@@ -195,9 +242,10 @@ def build_pair(side, config, device, seed=0, model=DEFAULT_MODEL):
     return model.to(device), cfg
 
 
-def our_batch(samples, device, train=True, masks=True):
+def our_batch(samples, device, train=True, masks=True, keypoints=False):
     """Our forward arguments for the samples: the normalised (N, 3, H, W) batch and one
-    data sample per image (with its boxes, labels, and masks if ``masks``, when ``train``)."""
+    data sample per image (with its boxes, labels, and masks if ``masks``, when ``train``;
+    with ``keypoints``, every box a person (label 0) with its keypoints)."""
     mean = torch.tensor(MEAN).view(1, 3, 1, 1)
     std = torch.tensor(STD).view(1, 3, 1, 1)
     images = torch.stack([torch.from_numpy(s["image"]).permute(2, 0, 1) for s in samples])
@@ -209,19 +257,22 @@ def our_batch(samples, device, train=True, masks=True):
     for s in samples:
         gt = InstanceData()
         if train:
+            labels = torch.from_numpy(s["labels"]).to(device)
             gt = InstanceData(
                 bboxes=torch.from_numpy(s["boxes"]).to(device),
-                labels=torch.from_numpy(s["labels"]).to(device),
+                labels=torch.zeros_like(labels) if keypoints else labels,
             )
             if masks:
                 gt.masks = BitmapMasks(s["masks"], IMAGE_HEIGHT, IMAGE_WIDTH)
+            if keypoints:
+                gt.keypoints = torch.from_numpy(s["keypoints"]).to(device)
         data_samples.append(DetDataSample(dict(meta), gt_instances=gt))
     return dict(img=img, data_samples=data_samples)
 
 
-def torchvision_batch(samples, device, train=True, masks=True):
+def torchvision_batch(samples, device, train=True, masks=True, keypoints=False):
     """torchvision's forward arguments: images in [0, 1] and targets (labels 1-based; masks
-    if ``masks``)."""
+    if ``masks``; with ``keypoints``, every box a person (label 1) with its keypoints)."""
     images = [
         (torch.from_numpy(s["image"]).permute(2, 0, 1).float() / 255).to(device) for s in samples
     ]
@@ -229,11 +280,14 @@ def torchvision_batch(samples, device, train=True, masks=True):
         return images, None
     targets = []
     for s in samples:
+        labels = np.ones_like(s["labels"]) if keypoints else s["labels"] + 1
         target = dict(
             boxes=torch.from_numpy(s["boxes"]).to(device),
-            labels=torch.from_numpy(s["labels"] + 1).to(device),
+            labels=torch.from_numpy(labels).to(device),
         )
         if masks:
             target["masks"] = torch.from_numpy(s["masks"]).to(device)
+        if keypoints:
+            target["keypoints"] = torch.from_numpy(s["keypoints"]).to(device)
         targets.append(target)
     return images, targets

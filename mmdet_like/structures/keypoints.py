@@ -146,15 +146,21 @@ def _hide_outside(keypoints, height, width):
     return keypoints
 
 
+def _moved(keypoints, scale_x, scale_y, offset_x, offset_y):
+    """Labelled points (visibility > 0) mapped ``x -> x * scale_x + offset_x`` (likewise
+    ``y``); unlabelled points stay ``(0, 0, 0)``. A float32 copy."""
+    out = np.array(keypoints, dtype=np.float32, copy=True)
+    labelled = out[..., 2] > 0
+    out[..., 0] = np.where(labelled, out[..., 0] * scale_x + offset_x, 0)
+    out[..., 1] = np.where(labelled, out[..., 1] * scale_y + offset_y, 0)
+    return out
+
+
 def resize_keypoints(keypoints, scale_factor, shape):
     """(n, K, 3) keypoints scaled by ``scale_factor`` (``[w, h, w, h]`` or a number) into an
     image of ``shape`` (h, w, ...)."""
-    out = np.array(keypoints, dtype=np.float32, copy=True).reshape(keypoints.shape)
     factor = np.broadcast_to(np.asarray(scale_factor, dtype=np.float32).reshape(-1), (4,))
-    labelled = out[..., 2] > 0
-    out[..., 0] = np.where(labelled, out[..., 0] * factor[0], 0)
-    out[..., 1] = np.where(labelled, out[..., 1] * factor[1], 0)
-    return _hide_outside(out, shape[0], shape[1])
+    return _hide_outside(_moved(keypoints, factor[0], factor[1], 0, 0), shape[0], shape[1])
 
 
 def flip_keypoints(keypoints, shape, direction, meta):
@@ -162,29 +168,22 @@ def flip_keypoints(keypoints, shape, direction, meta):
     ``vertical``, ``diagonal``): coordinates mirrored and the keypoints reordered by the
     :class:`KeypointMeta`'s flip pairs."""
     height, width = shape[:2]
-    out = np.array(keypoints, dtype=np.float32, copy=True)
-    labelled = out[..., 2] > 0
-    if direction in ("horizontal", "diagonal"):
-        out[..., 0] = np.where(labelled, width - out[..., 0], 0)
-    if direction in ("vertical", "diagonal"):
-        out[..., 1] = np.where(labelled, height - out[..., 1], 0)
+    mirror_x = direction in ("horizontal", "diagonal")
+    mirror_y = direction in ("vertical", "diagonal")
+    out = _moved(
+        keypoints, -1 if mirror_x else 1, -1 if mirror_y else 1,
+        width if mirror_x else 0, height if mirror_y else 0,
+    )  # fmt: skip
     return out[:, meta.flip_permutation(direction)]
 
 
 def crop_keypoints(keypoints, window, shape):
     """(n, K, 3) keypoints of the crop ``window`` ``(x1, y1, x2, y2)`` (the crop's ``shape``);
     points outside it become unlabelled."""
-    out = np.array(keypoints, dtype=np.float32, copy=True)
-    labelled = out[..., 2] > 0
-    out[..., 0] = np.where(labelled, out[..., 0] - window[0], 0)
-    out[..., 1] = np.where(labelled, out[..., 1] - window[1], 0)
+    out = _moved(keypoints, 1, 1, -window[0], -window[1])
     return _hide_outside(out, shape[0], shape[1])
 
 
 def shift_keypoints(keypoints, left, top):
     """(n, K, 3) keypoints placed ``left``, ``top`` pixels into a larger canvas."""
-    out = np.array(keypoints, dtype=np.float32, copy=True)
-    labelled = out[..., 2] > 0
-    out[..., 0] = np.where(labelled, out[..., 0] + left, 0)
-    out[..., 1] = np.where(labelled, out[..., 1] + top, 0)
-    return out
+    return _moved(keypoints, 1, 1, left, top)

@@ -22,6 +22,7 @@ import numpy as np
 from mmdet_like.apis import inference_detector, init_detector
 from mmdet_like.apis.test import draw_result
 from mmdet_like.errors import run_tool
+from mmdet_like.structures import result_parts
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -29,9 +30,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 def scale_result(result, scale):
     """Per-class boxes (and boolean masks, and keypoints) of ``result`` enlarged ``scale``
     times."""
-    bbox_results = result[0] if isinstance(result, tuple) else result
-    segm_results = result[1] if isinstance(result, tuple) else None
-    keypoint_results = result[2] if isinstance(result, tuple) and len(result) > 2 else None
+    bbox_results, segm_results, keypoint_results = result_parts(result)
     boxes = []
     for per_class in bbox_results:
         scaled = np.array(per_class, dtype=np.float32).reshape(-1, 5)

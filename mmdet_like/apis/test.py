@@ -21,6 +21,7 @@ from mmdet_like.structures import (
     DetDataSample,
     compact_prediction,
     encode_mask_results,
+    result_parts,
     to_legacy_result,
 )
 
@@ -70,8 +71,7 @@ def draw_result(img, result, class_names=None, score_thr=0.3, thickness=1, font_
         per_class = [result.reshape(-1, 5)]
         segms, labelled = None, False
     else:
-        per_class, segms = (result[0], result[1]) if isinstance(result, tuple) else (result, None)
-        keypoints = result[2] if isinstance(result, tuple) and len(result) > 2 else None
+        per_class, segms, keypoints = result_parts(result)
         labelled = True
     for label, boxes in enumerate(per_class):
         boxes = np.asarray(boxes).reshape(-1, 5)

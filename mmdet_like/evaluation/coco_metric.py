@@ -26,6 +26,7 @@ from terminaltables import AsciiTable
 from mmdet_like.evaluation.mean_ap import log_text
 from mmdet_like.evaluation.recall import eval_recalls
 from mmdet_like.structures.bbox import bbox_xyxy_to_xywh
+from mmdet_like.structures.instances import result_parts
 from mmdet_like.structures.mask import bitmap_to_rle
 
 METRICS = ("bbox", "segm", "keypoints", "proposal", "proposal_fast")
@@ -111,7 +112,7 @@ def coco_detections(results, img_ids, cat_ids, kind="bbox"):
     cat_ids = [int(c) for c in cat_ids]
     for img_id, result in zip(img_ids, results):
         img_id = int(img_id)
-        det, seg = (result[0], result[1]) if isinstance(result, tuple) else (result, None)
+        det, seg, keypoints = result_parts(result)
         if len(det) != len(cat_ids):
             raise ValueError(
                 f"results2json: image {img_id} has results for {len(det)} classes, the "
@@ -125,7 +126,7 @@ def coco_detections(results, img_ids, cat_ids, kind="bbox"):
                 for row, score in rows:
                     dets.append(dict(image_id=img_id, bbox=row, score=score, category_id=cat_id))
             elif kind == "keypoints":
-                points = np.asarray(result[2][label], dtype=np.float64)
+                points = np.asarray(keypoints[label], dtype=np.float64)
                 points = points.reshape(len(boxes), points.size // max(len(boxes), 1)).tolist()
                 for (row, score), flat in zip(rows, points):
                     dets.append(dict(image_id=img_id, bbox=row, score=score,

@@ -95,6 +95,15 @@ def to_legacy_result(result, num_classes):
     return proposals_to_array(result)
 
 
+def result_parts(result):
+    """``(bbox_results, segm_results or None, keypoint_results or None)`` of one image's
+    per-class result: a list of box arrays, ``(bbox, segm)`` or ``(bbox, segm or None,
+    keypoints)`` (see :func:`detection_to_per_class`)."""
+    if not isinstance(result, tuple):
+        return result, None, None
+    return result[0], result[1], result[2] if len(result) > 2 else None
+
+
 def encode_mask_results(result):
     """One image's per-class result with its (H, W) masks replaced by compressed RLE dicts
     (counts as ``bytes``, what ``pycocotools.mask.encode`` returns); other results are

@@ -6,14 +6,14 @@ returns the keypoints, ``show_result`` draws them with the checkpoint's skeleton
 import json
 import pickle
 import re
-import subprocess
 
 import cv2
 import numpy as np
 import pytest
 
 from mmdet_like.apis import inference_detector, init_detector, show_result
-from tests.engine.cli_utils import PYTHON, ROOT, env, finish
+from tests.apis.test_test_tool import _run as run_tool
+from tests.engine.cli_utils import ROOT
 
 CONFIG = ROOT / "configs" / "demo" / "keypoint_rcnn_r18_fpn_demo.py"
 NUM_VAL, MAX_PER_IMG, K = 3, 6, 5
@@ -23,14 +23,9 @@ TEST_OPTIONS = (
 )  # fmt: skip
 
 
-def _run(args, cwd, timeout=240):
-    proc = subprocess.Popen(
-        [PYTHON, *map(str, args)], cwd=cwd, env=env(), stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )  # fmt: skip
-    rc, out = finish(proc, timeout=timeout)
-    assert rc == 0, out
-    return out
+def _run(args, cwd):
+    """Run a tool (tests/apis/test_test_tool.py's runner), with time for a training."""
+    return run_tool(args, cwd, timeout=240)
 
 
 @pytest.fixture(scope="module")

@@ -10,14 +10,14 @@ has ``max_per_img`` detections to draw, write and evaluate."""
 import json
 import pickle
 import re
-import subprocess
 
 import cv2
 import numpy as np
 import pytest
 
 from mmdet_like.apis import inference_detector, init_detector, show_result
-from tests.engine.cli_utils import PYTHON, ROOT, env, finish, load_tool
+from tests.apis.test_test_tool import _run as run_tool
+from tests.engine.cli_utils import ROOT, load_tool
 
 CONFIGS = {
     "retinanet": ROOT / "configs" / "demo" / "retinanet_r18_fpn_demo.py",
@@ -30,19 +30,9 @@ TEST_OPTIONS = (
 )  # fmt: skip
 
 
-def _run(args, cwd, timeout=180):
-    proc = subprocess.Popen(
-        [PYTHON, *map(str, args)],
-        cwd=cwd,
-        env=env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    rc, out = finish(proc, timeout=timeout)
-    assert rc == 0, out
-    return out
+def _run(args, cwd):
+    """Run a tool (tests/apis/test_test_tool.py's runner), with time for a training."""
+    return run_tool(args, cwd, timeout=180)
 
 
 @pytest.fixture(scope="module")

@@ -160,3 +160,22 @@ def test_rpn_head_is_an_anchor_head_and_detection_heads_give_no_proposals():
     head = build_detector(model, train_cfg, test_cfg).bbox_head
     with pytest.raises(NotImplementedError, match="gives no proposals"):
         head.get_proposals([], [], [])
+
+
+@pytest.mark.parametrize("nms_pre", [5, 40, 0])
+def test_top_pairs_ranked_on_logits_equal_ranked_on_scores(nms_pre):
+    """Ranking logits and activating only the kept pairs selects what thresholding and ranking
+    the sigmoid scores selects (the memory-saving path of RetinaNet and FCOS inference), also
+    where fewer pairs than nms_pre pass the threshold."""
+    from mmdet_like.models.dense_heads.anchor_head import top_pairs
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 30, 4) * 2 - 2.5  # about 12 of 120 pairs above 0.3 per image
+    expected = top_pairs(logits.sigmoid(), 0.3, nms_pre)
+    got = top_pairs(logits, 0.3, nms_pre, activation=torch.sigmoid)
+    kept = expected[0] > 0.3
+    assert torch.equal(got[0] > 0.3, kept)
+    assert 0 < int(kept[0].sum()) < 40
+    for want, have in zip(expected, got):
+        assert torch.equal(want[kept], have[kept])
+    assert bool((got[0][~kept] == -1).all())

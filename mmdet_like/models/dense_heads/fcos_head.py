@@ -318,11 +318,15 @@ class FCOSHead(BaseDenseHead):
             cls_scores, bbox_preds, centernesses, points.split(level_sizes),
             point_strides.split(level_sizes),
         ):  # fmt: skip
-            scores = flatten_levels([cls], self.num_classes).sigmoid()  # (N, K, C)
+            logits = flatten_levels([cls], self.num_classes)  # (N, K, C)
             centerness = flatten_levels([ctr], 1).sigmoid()  # (N, K, 1)
             if self.sqrt_score:
-                scores = (scores * centerness).sqrt()
-            selected, point_inds, labels = top_pairs(scores, cfg["score_thr"], cfg["nms_pre"])
+                scores = (logits.sigmoid() * centerness).sqrt()
+                selected, point_inds, labels = top_pairs(scores, cfg["score_thr"], cfg["nms_pre"])
+            else:  # ranked on the logits, only the kept pairs activated
+                selected, point_inds, labels = top_pairs(
+                    logits, cfg["score_thr"], cfg["nms_pre"], activation=torch.sigmoid
+                )
             final = selected
             if not self.sqrt_score:  # thresholded on the class score, scored with centre-ness
                 final = selected * centerness[..., 0].gather(1, point_inds)

@@ -204,6 +204,7 @@ HEADS = Registry("HEADS")
 ROI_EXTRACTORS = Registry("ROI_EXTRACTORS")
 ROI_LAYERS = Registry("ROI_LAYERS")  # RoI pooling ops used by the RoI extractors
 SHARED_HEADS = Registry("SHARED_HEADS")
+PLUGIN_LAYERS = Registry("PLUGIN_LAYERS")  # modules inserted into backbones (plugins=)
 LOSSES = Registry("LOSSES")
 DETECTORS = Registry("DETECTORS")
 # Task modules used by heads

@@ -9,8 +9,9 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmdet_like.models.layers import build_norm_layer, conv_norm
+from mmdet_like.models.plugins import add_block_plugins, build_plugin_layers
 from mmdet_like.models.utils import load_pretrained
-from mmdet_like.registry import BACKBONES
+from mmdet_like.registry import BACKBONES, PLUGIN_LAYERS
 
 STYLES = ("pytorch", "caffe")
 
@@ -37,9 +38,15 @@ def shortcut(downsample, x, fold_norm=True):
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 convs and a shortcut: (N, inplanes, H, W) -> (N, planes, H / stride, W / stride)."""
+    """Two 3x3 convs and a shortcut: (N, inplanes, H, W) -> (N, planes, H / stride, W / stride).
+
+    ``plugins``: ``dict(cfg=dict(type=...), position=...)`` entries; ``"after_conv1"`` runs
+    after conv1's norm and ReLU, ``"after_conv2"`` after conv2's norm (before the residual
+    add); both see ``planes`` channels.
+    """
 
     expansion = 1
+    plugin_positions = ("after_conv1", "after_conv2")
 
     def __init__(
         self,
@@ -53,6 +60,7 @@ class BasicBlock(nn.Module):
         groups=1,
         base_width=64,
         fold_norm=True,
+        plugins=None,
     ):
         super().__init__()
         self.fold_norm = fold_norm
@@ -65,6 +73,7 @@ class BasicBlock(nn.Module):
         self.bn2 = build_norm_layer(norm_cfg, planes)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
+        add_block_plugins(self, plugins, {"after_conv1": planes, "after_conv2": planes})
 
     @property
     def last_norm(self):
@@ -73,8 +82,13 @@ class BasicBlock(nn.Module):
     def forward(self, x):
         identity = shortcut(self.downsample, x, self.fold_norm)
         out = self.relu(conv_norm(self.conv1, self.bn1, x, self.fold_norm))
+        if self.after_conv1_plugins is not None:
+            out = self.after_conv1_plugins(out)
         out = conv_norm(self.conv2, self.bn2, out, self.fold_norm)
-        out += identity
+        if self.after_conv2_plugins is not None:  # not in place: a plugin's output
+            out = self.after_conv2_plugins(out) + identity
+        else:
+            out += identity
         return self.relu(out)
 
 
@@ -84,9 +98,15 @@ class Bottleneck(nn.Module):
     (N, inplanes, H, W) -> (N, planes * 4, H / stride, W / stride). ``style="pytorch"`` puts
     the stride on the 3x3 conv, ``"caffe"`` on the first 1x1 conv. The 3x3 conv has
     ``groups * floor(planes * base_width / 64)`` channels.
+
+    ``plugins``: ``dict(cfg=dict(type=...), position=...)`` entries; ``"after_conv1"`` and
+    ``"after_conv2"`` run after that conv's norm and ReLU (the 3x3 conv's width of
+    channels), ``"after_conv3"`` after conv3's norm, before the residual add
+    (``planes * 4`` channels).
     """
 
     expansion = 4
+    plugin_positions = ("after_conv1", "after_conv2", "after_conv3")
 
     def __init__(
         self,
@@ -100,6 +120,7 @@ class Bottleneck(nn.Module):
         groups=1,
         base_width=64,
         fold_norm=True,
+        plugins=None,
     ):
         super().__init__()
         self.fold_norm = fold_norm
@@ -114,6 +135,8 @@ class Bottleneck(nn.Module):
         self.bn3 = build_norm_layer(norm_cfg, planes * self.expansion)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
+        channels = {"after_conv1": width, "after_conv2": width, "after_conv3": planes * 4}
+        add_block_plugins(self, plugins, channels)
 
     @property
     def last_norm(self):
@@ -122,10 +145,58 @@ class Bottleneck(nn.Module):
     def forward(self, x):
         identity = shortcut(self.downsample, x, self.fold_norm)
         out = self.relu(conv_norm(self.conv1, self.bn1, x, self.fold_norm))
+        if self.after_conv1_plugins is not None:
+            out = self.after_conv1_plugins(out)
         out = self.relu(conv_norm(self.conv2, self.bn2, out, self.fold_norm))
+        if self.after_conv2_plugins is not None:
+            out = self.after_conv2_plugins(out)
         out = conv_norm(self.conv3, self.bn3, out, self.fold_norm)
-        out += identity
+        if self.after_conv3_plugins is not None:  # not in place: a plugin's output
+            out = self.after_conv3_plugins(out) + identity
+        else:
+            out += identity
         return self.relu(out)
+
+
+def make_res_layer(
+    block, inplanes, planes, num_blocks, stride=1, dilation=1, norm_cfg=None, **block_args
+):
+    """One ResNet stage (``layer1``..``layer4``): ``num_blocks`` blocks, the first with
+    ``stride`` and, when the stride or the channels change, a 1x1 conv + norm shortcut
+    (``downsample``). (N, inplanes, H, W) -> (N, planes * expansion, H / stride, W / stride).
+
+    ``block_args``: the blocks' other arguments (``style``, ``groups``, ``base_width``,
+    ``fold_norm``). Used by :class:`ResNet` and by the ``ResLayer`` shared head.
+    """
+    norm_cfg = norm_cfg or dict(type="BN")
+    out_channels = planes * block.expansion
+    downsample = None
+    if stride != 1 or inplanes != out_channels:
+        downsample = nn.Sequential(
+            nn.Conv2d(inplanes, out_channels, 1, stride=stride, bias=False),
+            build_norm_layer(norm_cfg, out_channels),
+        )
+    common = dict(block_args, norm_cfg=norm_cfg, dilation=dilation)
+    blocks = [block(inplanes, planes, stride, downsample=downsample, **common)]
+    blocks += [block(out_channels, planes, **common) for _ in range(1, num_blocks)]
+    return nn.Sequential(*blocks)
+
+
+def init_resnet_weights(module, zero_init_residual=True):
+    """Kaiming-normal convs and unit norms in ``module`` (a ResNet or some of its stages);
+    with ``zero_init_residual`` every block's last norm is zeroed (the block starts as its
+    shortcut)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, (_BatchNorm, nn.GroupNorm)) and m.weight is not None:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    if zero_init_residual:
+        for m in module.modules():
+            if isinstance(m, (BasicBlock, Bottleneck)):
+                if getattr(m.last_norm, "weight", None) is not None:
+                    m.last_norm.weight.data.zero_()
 
 
 @BACKBONES.register()
@@ -152,6 +223,20 @@ class ResNet(nn.Module):
             relative per layer). ``False``: the norm runs after the convolution.
         pretrained: ``"torchvision://resnet50"`` or a checkpoint path, loaded by
             :meth:`init_weights`.
+        plugins: modules inserted into the network (``PLUGIN_LAYERS``), a list of
+            ``dict(cfg=dict(type="NonLocal2d", ...), position=..., stages=(False, True,
+            True, False))``; each is built with ``in_channels`` set to the channels at its
+            position. ``position``: ``"after_conv1"``, ``"after_conv2"``, ``"after_conv3"``
+            (in every block of the selected stages, after that conv's norm and ReLU; after
+            the last conv's norm, before the residual add; ``after_conv3`` needs
+            Bottleneck blocks), ``"after_stage"`` (after the stage's last block) or
+            ``"after_backbone"`` (one module taking and returning the tuple of the
+            ``out_indices`` outputs, built with ``in_channels`` their channel list; no
+            ``stages``). ``stages``: one bool per stage, default all. Entries at the same
+            place run in list order. Plugins are named apart from the torchvision names
+            (``layer2.0.after_conv2_plugins.0.*``, ``layer3_after_stage_plugins.0.*``,
+            ``after_backbone_plugins.0.*``), are newly initialised when ``pretrained``
+            weights load, and are frozen with their stage by ``frozen_stages``.
     """
 
     arch_settings = {
@@ -180,6 +265,7 @@ class ResNet(nn.Module):
         base_width=64,
         fold_norm=True,
         base_channels=64,
+        plugins=None,
     ):
         super().__init__()
         if base_channels < 1:
@@ -210,6 +296,7 @@ class ResNet(nn.Module):
         self.base_width = base_width
         self.fold_norm = fold_norm
         block, stage_blocks = self.arch_settings[depth]
+        block_plugins, after_stage, after_backbone = self._sort_plugins(plugins, num_stages, block)
 
         self.conv1 = nn.Conv2d(in_channels, base_channels, 7, stride=2, padding=3, bias=False)
         self.bn1 = build_norm_layer(self.norm_cfg, base_channels)
@@ -221,58 +308,148 @@ class ResNet(nn.Module):
         self.out_channels = []
         for i in range(num_stages):
             planes = base_channels * 2**i
-            layer = self._make_layer(block, planes, stage_blocks[i], strides[i], dilations[i])
+            layer = self._make_layer(
+                block, planes, stage_blocks[i], strides[i], dilations[i], block_plugins[i]
+            )
             name = f"layer{i + 1}"
             self.add_module(name, layer)
             self.stage_names.append(name)
             self.out_channels.append(planes * block.expansion)
+            plugin_layers = build_plugin_layers(after_stage[i], planes * block.expansion)
+            setattr(self, f"{name}_after_stage_plugins", plugin_layers)
         self.out_channels = [self.out_channels[i] for i in self.out_indices]
+        self.after_backbone_plugins = build_plugin_layers(after_backbone, self.out_channels)
+        for module in self.after_backbone_plugins or ():
+            kept = getattr(module, "out_channels", self.out_channels)
+            if not isinstance(kept, (list, tuple)) or list(kept) != self.out_channels:
+                raise ValueError(
+                    f"{type(self).__name__}: the after_backbone plugin {type(module).__name__} "
+                    f"gives {module.out_channels} channels, the backbone's outputs have "
+                    f"{self.out_channels}; an after_backbone plugin must keep the shapes (leave "
+                    "its out_channels unset)"
+                )
 
         self.init_weights(load=False)
         self._freeze_stages()
 
-    def _make_layer(self, block, planes, num_blocks, stride, dilation):
-        downsample = None
-        if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = nn.Sequential(
-                nn.Conv2d(self.inplanes, planes * block.expansion, 1, stride=stride, bias=False),
-                build_norm_layer(self.norm_cfg, planes * block.expansion),
+    def _sort_plugins(self, plugins, num_stages, block):
+        """Check the ``plugins`` config and sort it by place: per stage, the entries for its
+        blocks (``dict(cfg=..., position=...)``) and the configs after it; then the configs
+        after the backbone."""
+        owner = type(self).__name__
+        positions = (*block.plugin_positions, "after_stage", "after_backbone")
+        block_plugins = [[] for _ in range(num_stages)]
+        after_stage = [[] for _ in range(num_stages)]
+        after_backbone = []
+        if plugins is None:
+            plugins = ()
+        if not isinstance(plugins, (list, tuple)):
+            raise ValueError(
+                f"{owner}: plugins must be a list of dict(cfg=dict(type=...), position=..., "
+                f"stages=...), got {plugins!r}"
             )
-        common = dict(
-            style=self.style,
-            norm_cfg=self.norm_cfg,
-            groups=self.groups,
-            base_width=self.base_width,
-            dilation=dilation,
-            fold_norm=self.fold_norm,
-        )
-        blocks = [block(self.inplanes, planes, stride, downsample=downsample, **common)]
+        for k, plugin in enumerate(plugins):
+            where = f"{owner}: plugins[{k}]"
+            if not isinstance(plugin, dict) or "cfg" not in plugin or "position" not in plugin:
+                raise ValueError(
+                    f"{where} must be dict(cfg=dict(type=...), position=..., stages=...), "
+                    f"got {plugin!r}"
+                )
+            unknown = sorted(set(plugin) - {"cfg", "position", "stages"})
+            if unknown:
+                raise ValueError(
+                    f"{where}: unknown key(s) {unknown}; it takes cfg, position, stages"
+                )
+            cfg, position, stages = plugin["cfg"], plugin["position"], plugin.get("stages")
+            if not isinstance(cfg, dict) or "type" not in cfg:
+                raise ValueError(
+                    f"{where}.cfg must be a dict with a type (one of {PLUGIN_LAYERS.names}), "
+                    f"got {cfg!r}"
+                )
+            if "in_channels" in cfg:
+                raise ValueError(
+                    f"{where}.cfg sets in_channels; remove it: {owner} builds the plugin with "
+                    "the channels at its position"
+                )
+            if position not in positions:
+                hint = ""
+                if position == "after_conv3":
+                    hint = (
+                        f"; {block.__name__} (ResNet-{self.depth}) has two convs: use "
+                        "after_conv2, its last conv before the residual add"
+                    )
+                raise ValueError(f"{where}: position {position!r} is not one of {positions}{hint}")
+            if position == "after_backbone":
+                if stages is not None:
+                    raise ValueError(
+                        f"{where}: remove stages; an after_backbone plugin takes all the "
+                        "out_indices outputs at once"
+                    )
+                after_backbone.append(cfg)
+                continue
+            if stages is None:
+                stages = (True,) * num_stages
+            if (
+                not isinstance(stages, (list, tuple))
+                or len(stages) != num_stages
+                or not all(isinstance(selected, bool) for selected in stages)
+            ):
+                raise ValueError(
+                    f"{where}: stages must be {num_stages} booleans, one per stage "
+                    f"(num_stages={num_stages}), got {stages!r}"
+                )
+            for i in (i for i, selected in enumerate(stages) if selected):
+                if position == "after_stage":
+                    after_stage[i].append(cfg)
+                else:
+                    block_plugins[i].append(dict(cfg=cfg, position=position))
+        return block_plugins, after_stage, after_backbone
+
+    def _make_layer(self, block, planes, num_blocks, stride, dilation, plugins=None):
+        layer = make_res_layer(
+            block, self.inplanes, planes, num_blocks, stride, dilation, norm_cfg=self.norm_cfg,
+            style=self.style, groups=self.groups, base_width=self.base_width,
+            fold_norm=self.fold_norm, plugins=plugins,
+        )  # fmt: skip
         self.inplanes = planes * block.expansion
-        blocks += [block(self.inplanes, planes, **common) for _ in range(1, num_blocks)]
-        return nn.Sequential(*blocks)
+        return layer
 
     def init_weights(self, load=True):
         """Kaiming-normal convs, unit norms (zeroed last norms with ``zero_init_residual``),
         then the ``pretrained`` weights when ``load`` and one is set."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, (_BatchNorm, nn.GroupNorm)) and m.weight is not None:
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        if self.zero_init_residual:
-            for m in self.modules():
-                if isinstance(m, (BasicBlock, Bottleneck)):
-                    if getattr(m.last_norm, "weight", None) is not None:
-                        m.last_norm.weight.data.zero_()
+        init_resnet_weights(self, self.zero_init_residual)
+        plugin_layers = self.plugin_layers()
+        for plugins in plugin_layers.values():  # their own initialisation, when they have one
+            for plugin in plugins:
+                if hasattr(plugin, "init_weights"):
+                    plugin.init_weights()
         if load and self.pretrained:
-            load_pretrained(self, self.pretrained)
+            # not ours: the classifier and the stages past num_stages (a C4 model's layer4
+            # is its ResLayer shared head's, loaded there)
+            unused = ("fc.",) + tuple(f"layer{i}." for i in range(len(self.stage_names) + 1, 5))
+            load_pretrained(
+                self,
+                self.pretrained,
+                ignore_prefixes=unused,
+                new_prefixes=[f"{name}." for name in plugin_layers],
+            )
+
+    def plugin_layers(self):
+        """``{module name: nn.Sequential}`` of every plugin insertion point in use."""
+        return {
+            name: module
+            for name, module in self.named_modules()
+            if name.rpartition(".")[2].endswith("_plugins")
+        }
 
     def _freeze_stages(self):
         frozen = []
         if self.frozen_stages >= 0:
             frozen += [self.conv1, self.bn1]
-        frozen += [getattr(self, f"layer{i}") for i in range(1, self.frozen_stages + 1)]
+        for i in range(1, self.frozen_stages + 1):
+            frozen.append(getattr(self, f"layer{i}"))
+            if getattr(self, f"layer{i}_after_stage_plugins") is not None:
+                frozen.append(getattr(self, f"layer{i}_after_stage_plugins"))
         for module in frozen:
             module.eval()
             for param in module.parameters():
@@ -294,6 +471,11 @@ class ResNet(nn.Module):
         outs = []
         for i, name in enumerate(self.stage_names):
             x = getattr(self, name)(x)
+            after_stage = getattr(self, f"{name}_after_stage_plugins")
+            if after_stage is not None:
+                x = after_stage(x)
             if i in self.out_indices:
                 outs.append(x)
+        if self.after_backbone_plugins is not None:
+            return tuple(self.after_backbone_plugins(tuple(outs)))
         return tuple(outs)

@@ -7,6 +7,7 @@ it. Our ResNet/ResNeXt use torchvision's module names, so the key mapping only d
 classifier (``fc.*``).
 """
 
+import logging
 import os
 import socket
 import warnings
@@ -104,11 +105,14 @@ def read_checkpoint_state_dict(path):
     }
 
 
-def load_state_dict_report(module, state_dict, ignore_prefixes=()):
+def load_state_dict_report(module, state_dict, ignore_prefixes=(), new_prefixes=()):
     """Load ``state_dict`` non-strictly, warn about mismatches; returns (missing, unexpected).
 
     Keys under ``ignore_prefixes`` (e.g. a classifier) are dropped first; shape mismatches
-    are reported as missing instead of raising.
+    are reported as missing instead of raising. ``new_prefixes`` name modules added to the
+    pretrained network (e.g. backbone plugins): their keys, absent from the weights, keep
+    their initialisation and are logged (``mmdet_like`` logger, INFO) as newly initialised,
+    neither warned about nor returned as missing.
     """
     own = module.state_dict()
     kept, mismatched = {}, []
@@ -120,7 +124,16 @@ def load_state_dict_report(module, state_dict, ignore_prefixes=()):
             continue
         kept[key] = value
     result = module.load_state_dict(kept, strict=False)
-    missing = list(result.missing_keys) + [m.split(":")[0] for m in mismatched]
+    new_prefixes = tuple(new_prefixes)
+    initialised = {k for k in result.missing_keys if new_prefixes and k.startswith(new_prefixes)}
+    if initialised:
+        modules = sorted({p for p in new_prefixes if any(k.startswith(p) for k in initialised)})
+        logging.getLogger("mmdet_like").info(
+            f"{type(module).__name__}: {len(initialised)} tensors of modules added to the "
+            f"pretrained network are newly initialised: {', '.join(modules)}"
+        )
+    missing = [k for k in result.missing_keys if k not in initialised]
+    missing += [m.split(":")[0] for m in mismatched]
     unexpected = list(result.unexpected_keys)
     if missing or unexpected:
         warnings.warn(
@@ -131,11 +144,11 @@ def load_state_dict_report(module, state_dict, ignore_prefixes=()):
     return missing, unexpected
 
 
-def load_pretrained(module, pretrained, ignore_prefixes=("fc.",)):
+def load_pretrained(module, pretrained, ignore_prefixes=("fc.",), new_prefixes=()):
     """Load ``torchvision://<name>`` or a local file into ``module``; returns (missing,
-    unexpected) keys."""
+    unexpected) keys (``new_prefixes``: see :func:`load_state_dict_report`)."""
     if pretrained.startswith(TORCHVISION_PREFIX):
         state_dict = load_torchvision_state_dict(pretrained[len(TORCHVISION_PREFIX) :])
     else:
         state_dict = read_checkpoint_state_dict(os.path.expanduser(pretrained))
-    return load_state_dict_report(module, state_dict, ignore_prefixes)
+    return load_state_dict_report(module, state_dict, ignore_prefixes, new_prefixes)

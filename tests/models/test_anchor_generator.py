@@ -109,3 +109,78 @@ def test_per_level_scales_give_torchvisions_retinanet_anchors():
     torch.testing.assert_close(torch.cat(ours.grid_priors(shapes)), expected)
     with pytest.raises(ValueError, match="2 lists of scales for 5 levels"):
         AnchorGenerator(strides=[8, 16, 32, 64, 128], ratios=[1.0], scales=[[1.0], [2.0]])
+
+
+FPN_STRIDES = [4, 8, 16, 32, 64]
+FEATMAP_SIZES = [(10, 12), (5, 6), (3, 3), (2, 2), (1, 1)]
+
+
+@pytest.mark.parametrize("center_offset", [0.0, 0.5])
+def test_sizes_equal_the_base_sizes_and_scales_form(center_offset):
+    ratios = [0.5, 1.0, 2.0]
+    by_sizes = AnchorGenerator(
+        FPN_STRIDES, ratios, sizes=[[32], [64], [128], [256], [512]], center_offset=center_offset
+    )
+    by_scales = AnchorGenerator(FPN_STRIDES, ratios, scales=[8], center_offset=center_offset)
+    assert by_sizes.num_base_anchors == [3] * 5
+    for ours, expected in zip(
+        by_sizes.grid_priors(FEATMAP_SIZES), by_scales.grid_priors(FEATMAP_SIZES)
+    ):
+        torch.testing.assert_close(ours, expected)
+
+
+def test_sizes_give_anchor_areas_of_size_squared_at_every_ratio():
+    sizes = [[32, 40], [64, 80], [128, 160], [256, 320], [512, 640]]
+    ratios = [0.25, 0.5, 1.0, 2.0]
+    generator = build_anchor_generator(
+        dict(type="AnchorGenerator", strides=FPN_STRIDES, ratios=ratios, sizes=sizes)
+    )
+    for level, base in enumerate(generator.base_anchors):
+        widths, heights = base[:, 2] - base[:, 0], base[:, 3] - base[:, 1]
+        # scale-major: the ratios of size 0, then those of size 1
+        expected_area = torch.tensor(sizes[level], dtype=torch.float32).repeat(len(ratios)) ** 2
+        order = torch.arange(len(ratios))[:, None] * 2 + torch.arange(2)[None, :]
+        torch.testing.assert_close(widths * heights, expected_area[order.reshape(-1)])
+        ratio_of_anchor = torch.tensor(ratios).repeat_interleave(2)
+        torch.testing.assert_close(heights / widths, ratio_of_anchor)
+
+
+def test_sizes_for_every_level_and_levels_with_different_anchor_counts():
+    shared = AnchorGenerator([8, 16], [1.0, 2.0], sizes=[32, 64])
+    assert shared.num_base_anchors == [4, 4]
+    torch.testing.assert_close(shared.base_anchors[0], shared.base_anchors[1])
+
+    uneven = AnchorGenerator([8, 16], [1.0], sizes=[[32], [64, 96, 128]])
+    assert uneven.num_base_anchors == [1, 3]
+    anchors = uneven.grid_priors([(4, 5), (2, 3)])
+    assert [tuple(a.shape) for a in anchors] == [(20, 4), (18, 4)]
+    flags = uneven.valid_flags([(4, 5), (2, 3)], (32, 40))
+    assert [f.numel() for f in flags] == [20, 18]
+    sides = anchors[1][:3, 2] - anchors[1][:3, 0]
+    torch.testing.assert_close(sides, torch.tensor([64.0, 96.0, 128.0]))
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (dict(scales=[8]), "cannot be combined with scales"),
+        (dict(octave_base_scale=4, scales_per_octave=3), "octave_base_scale"),
+        (dict(base_sizes=[4, 8]), "base_sizes"),
+    ],
+)
+def test_sizes_refuse_the_relative_form(extra, message):
+    with pytest.raises(ValueError, match=f"AnchorGenerator: sizes.*{message}"):
+        AnchorGenerator([4, 8], [1.0], sizes=[[32], [64]], **extra)
+
+
+def test_sizes_errors():
+    with pytest.raises(BuildError, match="3 lists of sizes for 2 levels"):
+        build_anchor_generator(
+            dict(type="AnchorGenerator", strides=[4, 8], ratios=[1.0], sizes=[[8], [16], [32]])
+        )
+    with pytest.raises(ValueError, match="sizes must be positive"):
+        AnchorGenerator([4, 8], [1.0], sizes=[[8], [0]])
+    with pytest.raises(ValueError, match="at least one size"):
+        AnchorGenerator([4, 8], [1.0], sizes=[[8], []])
+    with pytest.raises(ValueError, match="give one of sizes, scales"):
+        AnchorGenerator([4, 8], [1.0])

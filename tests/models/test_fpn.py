@@ -103,3 +103,58 @@ def test_norm_cfg_and_errors():
                 add_extra_convs="on_top",
             )
         )
+
+
+@pytest.mark.parametrize(
+    "norm_cfg, norm_type",
+    [
+        (dict(type="BN"), torch.nn.BatchNorm2d),
+        (dict(type="SyncBN"), torch.nn.SyncBatchNorm),  # runs as BN without a process group
+        (dict(type="GN", num_groups=4, requires_grad=True), torch.nn.GroupNorm),
+    ],
+)
+def test_norms_follow_every_conv_and_train(norm_cfg, norm_type):
+    torch.manual_seed(0)
+    neck = build_neck(
+        dict(
+            type="FPN",
+            in_channels=IN_CHANNELS,
+            out_channels=16,
+            num_outs=5,
+            add_extra_convs="on_output",
+            norm_cfg=norm_cfg,
+        )
+    )
+    convs = [*neck.lateral_convs, *neck.fpn_convs, *neck.extra_convs]
+    assert len(convs) == 9
+    for block in convs:
+        conv, norm = block
+        assert isinstance(norm, norm_type)
+        assert getattr(norm, "num_features", getattr(norm, "num_channels", None)) == 16
+        assert conv.bias is None  # the norm's shift replaces the conv bias
+    assert "lateral_convs.0.1.weight" in neck.state_dict()
+    neck.train()
+    outs = neck(backbone_features())
+    assert tuple(outs[-1].shape) == (2, 16, 2, 3)
+    # random weights: a plain sum of normalised outputs has no gradient
+    sum((o * torch.randn_like(o)).sum() for o in outs).backward()
+    for name, param in neck.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+    if norm_type is not torch.nn.GroupNorm:
+        first_norm = neck.lateral_convs[0][1]
+        assert int(first_norm.num_batches_tracked) == 1
+        assert first_norm.running_mean.abs().sum() > 0
+        neck.eval()
+        before = first_norm.running_mean.clone()
+        neck(backbone_features())
+        torch.testing.assert_close(first_norm.running_mean, before)
+
+
+def test_norm_output_is_normalised_per_group():
+    torch.manual_seed(0)
+    neck = FPN(IN_CHANNELS[:1], 8, num_outs=1, norm_cfg=dict(type="GN", num_groups=2))
+    with torch.no_grad():
+        lateral = neck.lateral_convs[0](backbone_features()[:1][0])
+    groups = lateral.view(2, 2, -1)
+    torch.testing.assert_close(groups.mean(-1), torch.zeros(2, 2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(groups.var(-1, unbiased=False), torch.ones(2, 2), atol=1e-3, rtol=0)

@@ -16,6 +16,7 @@ from mmdet_like.models.dense_heads.anchor_head import (
     flatten_levels,
 )
 from mmdet_like.models.dense_heads.sampled_anchors import add_at_cells, gather_cells
+from mmdet_like.models.layers import build_norm_layer
 from mmdet_like.ops import batched_nms
 from mmdet_like.registry import HEADS
 from mmdet_like.structures.bbox import clip_bboxes
@@ -51,9 +52,14 @@ class RPNHead(AnchorHead):
             anchors kept per level before NMS), ``nms_thr``, ``nms_post`` (per level after
             NMS, ``None``: no cap), ``max_num`` (per image), ``min_bbox_size``.
         sampled_anchor_training: :meth:`forward_train` runs the head with autograd at the
-            sampled anchors only (:meth:`predict_at`; the default, less work); False runs it
-            densely and takes the losses of :meth:`forward`'s outputs (:meth:`loss`). Both
-            give the same losses and gradients.
+            sampled anchors only (:meth:`predict_at`; less work); False runs it densely and
+            takes the losses of :meth:`forward`'s outputs (:meth:`loss`). Both give the same
+            losses and gradients. ``None`` (the default): True without ``norm_cfg``, False
+            with it.
+        norm_cfg: norm after the shared conv (before its ReLU; the conv then has no bias),
+            e.g. ``dict(type="GN", num_groups=32)``. A norm sees whole feature maps (batch
+            or group statistics), which the cells of :meth:`predict_at` are not, so a norm
+            trains densely: ``sampled_anchor_training=True`` with a norm is an error.
 
     Targets (:class:`AnchorTargets`): label 0 for positives, 1 (the background) for
     negatives. forward: tuple of L (N, in_channels, H_l, W_l) -> (list of L (N, A, H_l,
@@ -75,14 +81,25 @@ class RPNHead(AnchorHead):
         loss_bbox=None,
         train_cfg=None,
         test_cfg=None,
-        sampled_anchor_training=True,
+        sampled_anchor_training=None,
+        norm_cfg=None,
     ):
         loss_cls = loss_cls or dict(type="CrossEntropyLoss", use_sigmoid=True, loss_weight=1.0)
         if not loss_cls.get("use_sigmoid", False):
             raise ValueError("RPNHead: loss_cls must be a sigmoid loss (use_sigmoid=True)")
         if train_cfg is not None and "sampler" not in train_cfg:
             raise ValueError("RPNHead: train_cfg needs a sampler (e.g. RandomSampler)")
+        if norm_cfg is not None and sampled_anchor_training:
+            raise ValueError(
+                "RPNHead: sampled_anchor_training=True runs the shared conv at the sampled "
+                "anchors' cells only, where norm_cfg's batch or group statistics cannot be "
+                "computed; drop sampled_anchor_training (a normed head trains densely) or "
+                "norm_cfg"
+            )
+        if sampled_anchor_training is None:
+            sampled_anchor_training = norm_cfg is None
         self.sampled_anchor_training = bool(sampled_anchor_training)
+        self.norm_cfg = norm_cfg
         super().__init__(
             num_classes=1, in_channels=in_channels, feat_channels=feat_channels,
             anchor_generator=anchor_generator, bbox_coder=bbox_coder, loss_cls=loss_cls,
@@ -90,12 +107,20 @@ class RPNHead(AnchorHead):
         )  # fmt: skip
 
     def _init_layers(self):
-        self.rpn_conv = nn.Conv2d(self.in_channels, self.feat_channels, 3, padding=1)
+        self.rpn_conv = nn.Conv2d(
+            self.in_channels, self.feat_channels, 3, padding=1, bias=self.norm_cfg is None
+        )
+        self.rpn_norm = (
+            None if self.norm_cfg is None else build_norm_layer(self.norm_cfg, self.feat_channels)
+        )
         self.rpn_cls = nn.Conv2d(self.feat_channels, self.num_anchors, 1)
         self.rpn_reg = nn.Conv2d(self.feat_channels, self.num_anchors * 4, 1)
 
     def forward_single(self, x):
-        x = F.relu(self.rpn_conv(x))
+        x = self.rpn_conv(x)
+        if self.rpn_norm is not None:
+            x = self.rpn_norm(x)
+        x = F.relu(x)
         return self.rpn_cls(x), self.rpn_reg(x)
 
     def loss_of_samples(self, scores, deltas, targets):
@@ -107,12 +132,12 @@ class RPNHead(AnchorHead):
     def forward_train(self, feats, data_samples, proposal_cfg=None):
         """Training: the losses and, with ``proposal_cfg``, the proposals.
 
-        With ``sampled_anchor_training`` (the default): the same losses and gradients as
-        :meth:`loss` on :meth:`forward`, with less work: the losses reach only the sampled
-        anchors (S, a few hundred per image), so the head runs over whole feature maps without
-        autograd (for the proposals and the anchors), and again with autograd at the sampled
-        anchors' cells only (:meth:`predict_at`). The dense backward pass of the shared 3x3
-        conv, most of the head's cost, is never run. Without it, :meth:`loss` on
+        With ``sampled_anchor_training`` (the default without ``norm_cfg``): the same losses
+        and gradients as :meth:`loss` on :meth:`forward`, with less work: the losses reach only
+        the sampled anchors (S, a few hundred per image), so the head runs over whole feature
+        maps without autograd (for the proposals and the anchors), and again with autograd at the
+        sampled anchors' cells only (:meth:`predict_at`). The dense backward pass of the shared
+        3x3 conv, most of the head's cost, is never run. Without it, :meth:`loss` on
         :meth:`forward`'s outputs.
 
         Args:
@@ -154,6 +179,11 @@ class RPNHead(AnchorHead):
             (S,) objectness logits and (S, 4) deltas, equal to :meth:`forward`'s at those
             anchors.
         """
+        if self.rpn_norm is not None:
+            raise ValueError(
+                "RPNHead: predict_at cannot apply norm_cfg's norm at single cells; "
+                "a head with norm_cfg trains densely (sampled_anchor_training=False)"
+            )
         num_anchors = self.num_anchors
         sizes = [tuple(x.shape[-2:]) for x in feats]
         level_counts = torch.tensor([h * w * num_anchors for h, w in sizes])

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmdet_like.models.layers import build_norm_layer
 from mmdet_like.models.task_modules.multiclass_nms import multiclass_nms
 from mmdet_like.registry import BBOX_CODERS, HEADS, LOSSES, build_from_cfg
 
@@ -17,19 +18,37 @@ DEFAULT_BBOX_CODER = dict(
 )
 
 
+def _non_negative_int(value, head, name):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{head}: {name} must be an integer >= 0, got {value!r}")
+    return value
+
+
 @HEADS.register()
-class Shared2FCBBoxHead(nn.Module):
-    """Two shared fully connected layers, then a classifier and a box regressor.
+class ConvFCBBoxHead(nn.Module):
+    """Shared 3x3 convs, then shared fully connected layers, then a classifier and a box
+    regressor (mmdetection's ``ConvFCBBoxHead`` with shared branches only).
 
     Args:
         in_channels: channels of the RoI features.
         roi_feat_size: side of the (square) RoI features.
-        fc_out_channels: width of the two fc layers.
+        num_shared_convs: 3x3 convs (``conv_out_channels`` wide, padding 1), each followed by
+            the norm of ``norm_cfg`` (if any; the conv then has no bias) and a ReLU.
+        num_shared_fcs: fully connected layers (``fc_out_channels`` wide), each with a ReLU.
+        conv_out_channels, fc_out_channels: widths of the convs and of the fcs.
+        norm_cfg: norm after each shared conv, e.g. ``dict(type="GN", num_groups=32)``;
+            needs ``num_shared_convs > 0``.
+        with_avg_pool: global average pool after the convs instead of flattening
+            ((K, C, S, S) -> (K, C)).
         num_classes: object classes (background excluded).
         bbox_coder: box delta coder config.
         reg_class_agnostic: one box per RoI instead of one per class.
         loss_cls: a softmax loss over ``num_classes + 1`` outputs.
         loss_bbox: regression loss on the deltas.
+
+    Module names: ``shared_convs`` (Sequential conv[, norm], ReLU per conv), ``shared_fcs``
+    (Sequential Linear, ReLU per fc: ``shared_fcs.0``, ``shared_fcs.2``, ...), ``fc_cls``,
+    ``fc_reg``.
 
     forward: (K, in_channels, S, S) -> cls_score (K, num_classes + 1), bbox_pred
     (K, 4 * num_classes) (or (K, 4) when class agnostic).
@@ -39,7 +58,12 @@ class Shared2FCBBoxHead(nn.Module):
         self,
         in_channels=256,
         roi_feat_size=7,
+        num_shared_convs=0,
+        num_shared_fcs=2,
+        conv_out_channels=256,
         fc_out_channels=1024,
+        norm_cfg=None,
+        with_avg_pool=False,
         num_classes=80,
         bbox_coder=None,
         reg_class_agnostic=False,
@@ -47,29 +71,61 @@ class Shared2FCBBoxHead(nn.Module):
         loss_bbox=None,
     ):
         super().__init__()
+        name = type(self).__name__
+        self.num_shared_convs = _non_negative_int(num_shared_convs, name, "num_shared_convs")
+        self.num_shared_fcs = _non_negative_int(num_shared_fcs, name, "num_shared_fcs")
+        if norm_cfg is not None and num_shared_convs == 0:
+            raise ValueError(
+                f"{name}: norm_cfg normalises the shared convs but num_shared_convs=0; "
+                "set num_shared_convs > 0 or drop norm_cfg"
+            )
         self.in_channels = in_channels
         self.roi_feat_size = roi_feat_size
+        self.conv_out_channels = conv_out_channels
+        self.fc_out_channels = fc_out_channels
+        self.norm_cfg = norm_cfg
+        self.with_avg_pool = with_avg_pool
         self.num_classes = num_classes
         self.reg_class_agnostic = reg_class_agnostic
         self.bbox_coder = build_from_cfg(bbox_coder or DEFAULT_BBOX_CODER, BBOX_CODERS)
         loss_cls = loss_cls or dict(type="CrossEntropyLoss", use_sigmoid=False, loss_weight=1.0)
         if loss_cls.get("use_sigmoid", False):
-            raise ValueError("Shared2FCBBoxHead: loss_cls must be a softmax loss")
+            raise ValueError(f"{name}: loss_cls must be a softmax loss (use_sigmoid=False)")
         self.loss_cls = build_from_cfg(loss_cls, LOSSES)
         self.loss_bbox = build_from_cfg(
             loss_bbox or dict(type="SmoothL1Loss", beta=1.0, loss_weight=1.0), LOSSES
         )
-        self.shared_fcs = nn.Sequential(
-            nn.Linear(in_channels * roi_feat_size * roi_feat_size, fc_out_channels),
-            nn.ReLU(inplace=True),
-            nn.Linear(fc_out_channels, fc_out_channels),
-            nn.ReLU(inplace=True),
-        )
-        self.fc_cls = nn.Linear(fc_out_channels, num_classes + 1)
-        self.fc_reg = nn.Linear(fc_out_channels, 4 if reg_class_agnostic else 4 * num_classes)
+        convs, channels = [], in_channels
+        for _ in range(num_shared_convs):
+            convs.append(
+                nn.Conv2d(channels, conv_out_channels, 3, padding=1, bias=norm_cfg is None)
+            )
+            if norm_cfg is not None:
+                convs.append(build_norm_layer(norm_cfg, conv_out_channels))
+            convs.append(nn.ReLU(inplace=True))
+            channels = conv_out_channels
+        self.shared_convs = nn.Sequential(*convs)
+        features = channels if with_avg_pool else channels * roi_feat_size * roi_feat_size
+        fcs = []
+        for _ in range(num_shared_fcs):
+            fcs += [nn.Linear(features, fc_out_channels), nn.ReLU(inplace=True)]
+            features = fc_out_channels
+        self.shared_fcs = nn.Sequential(*fcs)
+        self.fc_cls = nn.Linear(features, num_classes + 1)
+        self.fc_reg = nn.Linear(features, 4 if reg_class_agnostic else 4 * num_classes)
         self.init_weights()
 
     def init_weights(self):
+        """mmdetection's: kaiming (fan_out) convs, norms at 1 / 0, xavier-uniform shared fcs,
+        normal classifier (std 0.01) and regressor (std 0.001), zero biases."""
+        for m in self.shared_convs:
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif getattr(m, "weight", None) is not None and m.weight.dim() == 1:
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
         for m in self.shared_fcs:
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
@@ -80,7 +136,9 @@ class Shared2FCBBoxHead(nn.Module):
         nn.init.zeros_(self.fc_reg.bias)
 
     def forward(self, x):
-        x = self.shared_fcs(x.flatten(1))
+        x = self.shared_convs(x)
+        x = x.mean(dim=(2, 3)) if self.with_avg_pool else x.flatten(1)
+        x = self.shared_fcs(x)
         return self.fc_cls(x), self.fc_reg(x)
 
     def get_targets(self, sampling_results, rcnn_train_cfg=None):
@@ -182,6 +240,81 @@ class Shared2FCBBoxHead(nn.Module):
             factor = torch.as_tensor(scale_factor, dtype=boxes.dtype, device=boxes.device)
             boxes = (boxes.view(boxes.size(0), -1, 4) / factor).view(boxes.size(0), -1)
         return nms_detections(boxes, scores, valid, cfg)
+
+
+def _fixed_layout(head, kwargs):
+    """Refuse the layout arguments that a fixed-layout head sets itself."""
+    fixed = sorted({"num_shared_convs", "num_shared_fcs"} & set(kwargs))
+    if fixed:
+        raise ValueError(
+            f"{head}: {', '.join(fixed)} is fixed by this head; use type='ConvFCBBoxHead' "
+            "to choose the numbers of shared convs and fcs"
+        )
+
+
+@HEADS.register()
+class Shared2FCBBoxHead(ConvFCBBoxHead):
+    """:class:`ConvFCBBoxHead` with two shared fcs and no convs (the FPN models' box head).
+
+    State dict: ``shared_fcs.0``, ``shared_fcs.2``, ``fc_cls``, ``fc_reg``.
+    forward: (K, in_channels, S, S) -> (K, num_classes + 1), (K, 4 * num_classes or 4).
+    """
+
+    def __init__(self, in_channels=256, roi_feat_size=7, fc_out_channels=1024, **kwargs):
+        _fixed_layout(type(self).__name__, kwargs)
+        super().__init__(
+            in_channels=in_channels,
+            roi_feat_size=roi_feat_size,
+            num_shared_convs=0,
+            num_shared_fcs=2,
+            fc_out_channels=fc_out_channels,
+            **kwargs,
+        )
+
+
+@HEADS.register()
+class Shared4Conv1FCBBoxHead(ConvFCBBoxHead):
+    """:class:`ConvFCBBoxHead` with four shared 3x3 convs (``conv_out_channels``, optional
+    ``norm_cfg``) and one fc (mmdetection's GN / "4conv1fc" box head).
+
+    forward: (K, in_channels, S, S) -> (K, num_classes + 1), (K, 4 * num_classes or 4).
+    """
+
+    def __init__(
+        self, in_channels=256, roi_feat_size=7, conv_out_channels=256, fc_out_channels=1024,
+        **kwargs,
+    ):  # fmt: skip
+        _fixed_layout(type(self).__name__, kwargs)
+        super().__init__(
+            in_channels=in_channels,
+            roi_feat_size=roi_feat_size,
+            num_shared_convs=4,
+            num_shared_fcs=1,
+            conv_out_channels=conv_out_channels,
+            fc_out_channels=fc_out_channels,
+            **kwargs,
+        )
+
+
+@HEADS.register()
+class BBoxHead(ConvFCBBoxHead):
+    """Only the classifier and the box regressor, on the flattened RoI features or, with
+    ``with_avg_pool`` (the C4 models' head on res5 features), on their spatial mean.
+
+    ``with_avg_pool`` defaults to False as in mmdetection: C4 configs set it.
+    forward: (K, in_channels, S, S) -> (K, num_classes + 1), (K, 4 * num_classes or 4).
+    """
+
+    def __init__(self, in_channels=256, roi_feat_size=7, with_avg_pool=False, **kwargs):
+        _fixed_layout(type(self).__name__, kwargs)
+        super().__init__(
+            in_channels=in_channels,
+            roi_feat_size=roi_feat_size,
+            num_shared_convs=0,
+            num_shared_fcs=0,
+            with_avg_pool=with_avg_pool,
+            **kwargs,
+        )
 
 
 def nms_detections(boxes, scores, valid, cfg):

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmdet_like.models.layers import build_norm_layer
 from mmdet_like.ops import roi_align
 from mmdet_like.registry import HEADS, LOSSES, build_from_cfg
 
@@ -189,9 +190,15 @@ class FCNMaskHead(nn.Module):
         num_convs, roi_feat_size, in_channels, conv_kernel_size, conv_out_channels: the FCN.
         num_classes: object classes; one mask per class unless ``class_agnostic``.
         upsample_ratio: stride of the deconv (masks are ``roi_feat_size * upsample_ratio``).
+        norm_cfg: norm after each conv (before its ReLU; the conv then has no bias), e.g.
+            ``dict(type="GN", num_groups=32)``. ``num_convs=0`` (the C4 models' head) feeds
+            the RoI features straight into the deconv.
         loss_mask: ``CrossEntropyLoss(use_mask=True)`` config.
         paste_mode: how test masks go into the image: ``"grid_sample"`` (:func:`paste_masks`)
             or ``"torchvision"`` (:func:`paste_masks_torchvision`, torchvision's behaviour).
+
+    Module names: ``convs`` (Sequential conv[, norm], ReLU per conv: ``convs.0``,
+    ``convs.2``, ... without a norm), ``upsample``, ``conv_logits``.
 
     forward: (P, in_channels, S, S) -> (P, num_classes or 1, S * r, S * r) logits.
     """
@@ -208,8 +215,17 @@ class FCNMaskHead(nn.Module):
         upsample_ratio=2,
         loss_mask=None,
         paste_mode="grid_sample",
+        norm_cfg=None,
     ):
         super().__init__()
+        if isinstance(num_convs, bool) or not isinstance(num_convs, int) or num_convs < 0:
+            raise ValueError(f"FCNMaskHead: num_convs must be an integer >= 0, got {num_convs!r}")
+        if norm_cfg is not None and num_convs == 0:
+            raise ValueError(
+                "FCNMaskHead: norm_cfg normalises the convs but num_convs=0; "
+                "set num_convs > 0 or drop norm_cfg"
+            )
+        self.norm_cfg = norm_cfg
         if paste_mode not in PASTE_MODES:
             raise ValueError(
                 f"FCNMaskHead: paste_mode must be one of {sorted(PASTE_MODES)}, got {paste_mode!r}"
@@ -225,12 +241,18 @@ class FCNMaskHead(nn.Module):
         layers = []
         channels = in_channels
         for _ in range(num_convs):
-            layers += [
+            layers.append(
                 nn.Conv2d(
-                    channels, conv_out_channels, conv_kernel_size, padding=conv_kernel_size // 2
-                ),
-                nn.ReLU(inplace=True),
-            ]
+                    channels,
+                    conv_out_channels,
+                    conv_kernel_size,
+                    padding=conv_kernel_size // 2,
+                    bias=norm_cfg is None,
+                )
+            )
+            if norm_cfg is not None:
+                layers.append(build_norm_layer(norm_cfg, conv_out_channels))
+            layers.append(nn.ReLU(inplace=True))
             channels = conv_out_channels
         self.convs = nn.Sequential(*layers)
         self.upsample = nn.ConvTranspose2d(
@@ -244,7 +266,8 @@ class FCNMaskHead(nn.Module):
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     def forward(self, x):
         x = self.relu(self.upsample(self.convs(x)))

@@ -20,6 +20,10 @@ class AnchorGenerator:
             (64, 80, 101), ... truncated to integers); or give ``octave_base_scale`` and
             ``scales_per_octave`` (RetinaNet style).
         base_sizes: base size per level (default: the strides).
+        sizes: instead of ``scales`` / ``base_sizes`` (detectron2's form): absolute anchor
+            sizes in pixels, one list per level (``[[32], [64], [128], [256], [512]]``) or
+            one list for every level; each size gives anchors of area ``size ** 2`` at every
+            ratio. Anchor centres use the strides.
         scale_major: base anchors ordered scale-major (all ratios of scale 0 first) or not.
         center_offset: anchor centres at ``(offset * stride)`` within each cell (0 or 0.5).
         cache_size: most (size, level, device, dtype) entries kept; the least recently used
@@ -43,18 +47,37 @@ class AnchorGenerator:
         center_offset=0.0,
         cache_size=128,
         round_base_anchors=False,
+        sizes=None,
     ):
         self.strides = [(s, s) if isinstance(s, (int, float)) else tuple(s) for s in strides]
+        if sizes is not None:
+            given = [
+                name
+                for name, value in [
+                    ("scales", scales),
+                    ("base_sizes", base_sizes),
+                    ("octave_base_scale", octave_base_scale),
+                    ("scales_per_octave", scales_per_octave),
+                ]
+                if value is not None
+            ]
+            if given:
+                raise ValueError(
+                    f"AnchorGenerator: sizes (absolute anchor sizes) cannot be combined with "
+                    f"{', '.join(given)}; give either sizes or scales (with base_sizes) / "
+                    "octave_base_scale + scales_per_octave"
+                )
         self.base_sizes = (
             list(base_sizes) if base_sizes is not None else [min(s) for s in self.strides]
         )
         if len(self.base_sizes) != len(self.strides):
             raise ValueError("AnchorGenerator: base_sizes and strides must have the same length")
-        if (scales is None) == (octave_base_scale is None):
+        if sizes is None and (scales is None) == (octave_base_scale is None):
             raise ValueError(
-                "AnchorGenerator: give either scales or octave_base_scale + scales_per_octave"
+                "AnchorGenerator: give one of sizes, scales or octave_base_scale + "
+                "scales_per_octave"
             )
-        if scales is None:
+        if sizes is None and scales is None:
             if scales_per_octave is None:
                 raise ValueError("AnchorGenerator: octave_base_scale needs scales_per_octave")
             scales = [
@@ -65,21 +88,27 @@ class AnchorGenerator:
                 f"AnchorGenerator: center_offset must be in [0, 1], got {center_offset}"
             )
         self.ratios = torch.tensor(ratios, dtype=torch.float32)
-        per_level = scales and isinstance(scales[0], (list, tuple))
-        if per_level and len(scales) != len(self.strides):
-            raise ValueError(
-                f"AnchorGenerator: {len(scales)} lists of scales for {len(self.strides)} levels"
-            )
-        self.level_scales = [
-            torch.tensor(scales[level] if per_level else scales, dtype=torch.float32)
-            for level in range(len(self.strides))
-        ]
+        self.level_sizes = None
+        if sizes is not None:
+            self.level_sizes = self._per_level("sizes", sizes)
+            if any(level.numel() == 0 or (level <= 0).any() for level in self.level_sizes):
+                raise ValueError(
+                    f"AnchorGenerator: every level needs at least one size and sizes must be "
+                    f"positive, got {sizes}"
+                )
+            self.level_scales = [
+                level / base for level, base in zip(self.level_sizes, self.base_sizes)
+            ]
+        else:
+            self.level_scales = self._per_level("scales", scales)
         self.scale_major = scale_major
         self.center_offset = center_offset
         self.round_base_anchors = round_base_anchors
         self.base_anchors = [
             self._base_anchors(size, level_scales)
-            for size, level_scales in zip(self.base_sizes, self.level_scales)
+            if self.level_sizes is None
+            else self._base_anchors(1.0, self.level_sizes[level], center_size=size)
+            for level, (size, level_scales) in enumerate(zip(self.base_sizes, self.level_scales))
         ]
         self.cache_size = cache_size
         self._cache = OrderedDict()
@@ -93,8 +122,22 @@ class AnchorGenerator:
         """Anchors per location, for each level."""
         return [anchors.size(0) for anchors in self.base_anchors]
 
-    def _base_anchors(self, base_size, scales):
-        """(A, 4) anchors centred at ``center_offset * base_size``; A = #scales * #ratios."""
+    def _per_level(self, name, values):
+        """One list for every level, or one list per level -> L (n_l,) float tensors."""
+        per_level = len(values) > 0 and isinstance(values[0], (list, tuple))
+        if per_level and len(values) != len(self.strides):
+            raise ValueError(
+                f"AnchorGenerator: {len(values)} lists of {name} for {len(self.strides)} levels "
+                f"(strides {self.strides}); give one list per level or one list for all"
+            )
+        return [
+            torch.tensor(values[level] if per_level else values, dtype=torch.float32)
+            for level in range(len(self.strides))
+        ]
+
+    def _base_anchors(self, base_size, scales, center_size=None):
+        """(A, 4) anchors of sides ``base_size * scales`` (at every ratio) centred at
+        ``center_offset * center_size`` (default ``base_size``); A = #scales * #ratios."""
         h_ratios = self.ratios.sqrt()
         w_ratios = 1.0 / h_ratios
         if self.scale_major:
@@ -103,7 +146,7 @@ class AnchorGenerator:
         else:
             ws = (base_size * scales[:, None] * w_ratios[None, :]).reshape(-1)
             hs = (base_size * scales[:, None] * h_ratios[None, :]).reshape(-1)
-        center = self.center_offset * base_size
+        center = self.center_offset * (base_size if center_size is None else center_size)
         anchors = torch.stack(
             [center - 0.5 * ws, center - 0.5 * hs, center + 0.5 * ws, center + 0.5 * hs], dim=-1
         )
@@ -159,8 +202,10 @@ class AnchorGenerator:
         return flags
 
     def __repr__(self):
+        sizes = None if self.level_sizes is None else [s.tolist() for s in self.level_sizes]
         return (
             f"AnchorGenerator(strides={self.strides}, ratios={self.ratios.tolist()}, "
             f"scales={[s.tolist() for s in self.level_scales]}, base_sizes={self.base_sizes}, "
+            f"sizes={sizes}, "
             f"center_offset={self.center_offset}, round_base_anchors={self.round_base_anchors})"
         )

@@ -12,7 +12,7 @@ PIP := $(PY) -m pip
 MAX_JOBS ?= 2
 OP_SOURCES := $(shell find ops -name '*.cpp' -o -name '*.cu' -o -name '*.h' -o -name '*.cuh')
 
-.PHONY: install test test-slow lint format bench-ops demo demo-retinanet demo-keypoints clean
+.PHONY: install test test-slow lint format bench-ops demo demo-retinanet demo-keypoints demo-cascade clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -81,6 +81,19 @@ demo-keypoints: install
 	$(PY) tools/demo_pictures.py $(KEYPOINT_CONFIG) $(KEYPOINT_WORK)/latest.pth \
 		$(DEMO_DATA)/val $(KEYPOINT_WORK)/detections.png
 	@echo "demo done: checkpoint, logs and detections.png in $(KEYPOINT_WORK)"
+
+# The Cascade Mask R-CNN demo: the Mask R-CNN demo's data, model and schedule with three box
+# stages (IoU 0.5 / 0.6 / 0.7).
+CASCADE_WORK ?= work_dirs/cascade_mask_rcnn_r18_fpn_demo
+CASCADE_CONFIG := configs/demo/cascade_mask_rcnn_r18_fpn_demo.py
+
+demo-cascade: install
+	$(PY) tools/make_demo_dataset.py $(DEMO_DATA)
+	$(PY) tools/train.py $(CASCADE_CONFIG) --work-dir $(CASCADE_WORK) --no-validate
+	$(PY) tools/test.py $(CASCADE_CONFIG) $(CASCADE_WORK)/latest.pth --eval bbox segm
+	$(PY) tools/demo_pictures.py $(CASCADE_CONFIG) $(CASCADE_WORK)/latest.pth \
+		$(DEMO_DATA)/val $(CASCADE_WORK)/detections.png
+	@echo "demo done: checkpoint, logs and detections.png in $(CASCADE_WORK)"
 
 bench-ops: install
 	$(PY) tools/benchmark_ops.py --out docs/benchmarks.md

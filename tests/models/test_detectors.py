@@ -15,7 +15,8 @@ C = 8
 STRIDES = [4, 8, 16, 32]
 
 
-def tiny_model(kind="MaskRCNN", num_classes=3):
+def tiny_model_cfg(kind="MaskRCNN", num_classes=3):
+    """(model, train_cfg, test_cfg) of a ResNet-18 FPN detector of width ``C``."""
     extractor = dict(
         type="SingleRoIExtractor",
         roi_layer=dict(type="RoIAlign", output_size=7, sampling_ratio=0, aligned=True),
@@ -76,8 +77,12 @@ def tiny_model(kind="MaskRCNN", num_classes=3):
     if kind == "RPN":  # a stand-alone RPN reads no second-stage settings
         train_cfg = dict(rpn=train_cfg["rpn"])
         test_cfg = dict(rpn=test_cfg["rpn"])
+    return model, train_cfg, test_cfg
+
+
+def tiny_model(kind="MaskRCNN", num_classes=3):
     torch.manual_seed(0)
-    detector = build_detector(model, train_cfg, test_cfg)
+    detector = build_detector(*tiny_model_cfg(kind, num_classes))
     detector.init_weights()
     return detector
 

@@ -4,6 +4,7 @@ from mmdet_like.models.detectors.base import BaseDetector, pad_images
 from mmdet_like.models.detectors.rpn import RPN
 from mmdet_like.models.detectors.single_stage import FCOS, RetinaNet, SingleStageDetector
 from mmdet_like.models.detectors.two_stage import (
+    CascadeRCNN,
     FasterRCNN,
     FastRCNN,
     KeypointRCNN,
@@ -15,6 +16,7 @@ __all__ = [
     "FCOS",
     "RPN",
     "BaseDetector",
+    "CascadeRCNN",
     "FastRCNN",
     "FasterRCNN",
     "KeypointRCNN",

@@ -17,7 +17,9 @@ class TwoStageDetector(BaseDetector):
             proposal settings used in training, and the RoI head's assigner/sampler.
         test_cfg: ``dict(rpn=..., rcnn=...)``.
         pretrained: backbone weights (``torchvision://resnet50`` or a file), loaded by
-            :meth:`init_weights`, never at build time.
+            :meth:`init_weights`, never at build time. A shared head that loads ResNet
+            weights (``ResLayer``, C4 models' res5) without a ``pretrained`` of its own
+            loads its stage from the backbone's file.
     """
 
     def __init__(
@@ -71,11 +73,21 @@ class TwoStageDetector(BaseDetector):
         return self.roi_head.with_mask
 
     def init_weights(self):
-        """Backbone weights (loading ``pretrained``), then the other parts' initialisation."""
+        """Backbone weights (loading ``pretrained``), then the other parts' initialisation;
+        a shared head without ``pretrained`` of its own loads the backbone's file (its
+        ``layer4.*`` for a res5 ``ResLayer``)."""
         self.init_backbone_neck()
         if self.rpn_head is not None:
             self.rpn_head.init_weights()
         self.roi_head.init_weights()
+        shared_head = getattr(self.roi_head, "shared_head", None)
+        backbone_weights = getattr(self.backbone, "pretrained", None)
+        if (
+            backbone_weights
+            and hasattr(shared_head, "load_pretrained")
+            and not getattr(shared_head, "pretrained", None)
+        ):
+            shared_head.load_pretrained(backbone_weights)
 
     def forward_train(self, img, data_samples):
         """Losses: ``loss_rpn_cls``, ``loss_rpn_bbox`` (with an RPN), ``loss_cls``,
@@ -191,4 +203,20 @@ class KeypointRCNN(FasterRCNN):
     ):  # fmt: skip
         if roi_head.get("keypoint_head") is None:
             raise ValueError("KeypointRCNN: roi_head needs a keypoint_head")
+        super().__init__(backbone, rpn_head, roi_head, neck, train_cfg, test_cfg, pretrained)
+
+
+@DETECTORS.register()
+class CascadeRCNN(FasterRCNN):
+    """Cascade R-CNN (and Cascade Mask R-CNN, with a mask branch): Faster R-CNN whose RoI
+    head is a :class:`~mmdet_like.models.roi_heads.CascadeRoIHead`."""
+
+    def __init__(
+        self, backbone, rpn_head, roi_head, neck=None, train_cfg=None, test_cfg=None,
+        pretrained=None,
+    ):  # fmt: skip
+        if roi_head.get("type") != "CascadeRoIHead":
+            raise ValueError(
+                f"CascadeRCNN: roi_head must be a CascadeRoIHead, got {roi_head.get('type')!r}"
+            )
         super().__init__(backbone, rpn_head, roi_head, neck, train_cfg, test_cfg, pretrained)

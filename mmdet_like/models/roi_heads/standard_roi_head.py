@@ -19,6 +19,21 @@ from mmdet_like.structures.instances import ignored_bboxes, unpack_gt_instances
 DEFAULT_TEST_CFG = dict(score_thr=0.05, nms=dict(iou_thr=0.5), max_per_img=100, mask_thr_binary=0.5)
 
 
+def assign_and_sample(assigner, sampler, proposal_boxes, batch_gt_instances, batch_gt_ignore):
+    """Per image, assign the (n_i, 4) ``proposal_boxes`` to the gt boxes and sample them.
+
+    Returns:
+        N :class:`SamplingResult` (per image: positives, then negatives; gt boxes added as
+        proposals when the sampler says so).
+    """
+    results = []
+    for boxes, gt, ignored in zip(proposal_boxes, batch_gt_instances, batch_gt_ignore):
+        boxes = boxes.detach()
+        assign_result = assigner.assign(boxes, gt.bboxes, ignored_bboxes(ignored), gt.labels)
+        results.append(sampler.sample(assign_result, boxes, gt.bboxes, gt.labels))
+    return results
+
+
 class BaseRoIHead(torch.nn.Module):
     """What every RoI head has: an optional shared head, a box branch and an optional mask
     branch, each built by a method a subclass may override, and the assigners and samplers
@@ -147,6 +162,80 @@ class BaseRoIHead(torch.nn.Module):
         if self.with_keypoint:
             self.keypoint_head.init_weights()
 
+    # ------------------------------------------------------------------------ detections
+    def _image_detections(self, bbox_head, rois, cls_score, bbox_pred, counts, img_metas,
+                          rescale):  # fmt: skip
+        """Per image, ``bbox_head.get_bboxes`` of its ``counts[i]`` rows of the (K, 5) RoIs,
+        (K, num_classes + 1) logits and (K, 4 or 4 * num_classes) deltas with ``test_cfg``.
+
+        Returns:
+            (N :class:`InstanceData` with ``bboxes``, ``scores``, ``labels`` (boxes divided
+            by ``scale_factor`` when ``rescale``), N (n_i, 4) boxes in the input image, on
+            which NMS ran and the mask branch runs).
+        """
+        results, input_boxes = [], []
+        for r, c, b, meta in zip(
+            rois.split(counts), cls_score.split(counts), bbox_pred.split(counts), img_metas
+        ):
+            dets, labels = bbox_head.get_bboxes(
+                r, c, b, meta["img_shape"], meta.get("scale_factor", 1.0), False, self.test_cfg
+            )
+            boxes = dets[:, :4]
+            input_boxes.append(boxes)
+            if rescale:
+                factor = torch.as_tensor(
+                    meta.get("scale_factor", 1.0), dtype=boxes.dtype, device=boxes.device
+                )
+                boxes = boxes / factor
+            results.append(InstanceData(bboxes=boxes, scores=dets[:, 4], labels=labels))
+        return results, input_boxes
+
+    # ------------------------------------------------------------------------ mask branch
+    def _mask_forward(self, x, rois):
+        """(K, 5) RoIs -> (K, num_classes or 1, M, M) mask logits."""
+        mask_feats = self.mask_roi_extractor(x, rois)
+        if self.with_shared_head and self.share_roi_extractor:
+            mask_feats = self.shared_head(mask_feats)
+        return self.mask_head(mask_feats)
+
+    def _mask_loss(self, x, sampling_results, batch_gt_instances, rcnn_train_cfg,
+                   bbox_feats=None):  # fmt: skip
+        """The mask branch's loss on the positives of the sampled RoIs (with
+        ``share_roi_extractor``: on their rows of ``bbox_feats``, the (K, C, S, S) features of
+        all sampled RoIs in ``bbox2roi`` order)."""
+        if any("masks" not in gt for gt in batch_gt_instances):
+            raise ValueError(
+                f"{type(self).__name__}: the mask head needs gt_instances.masks (load them "
+                "with LoadAnnotations(with_mask=True))"
+            )
+        gt_masks = [gt.masks for gt in batch_gt_instances]
+        if self.share_roi_extractor:
+            is_pos = torch.cat(
+                [
+                    torch.arange(r.bboxes.size(0), device=bbox_feats.device) < r.pos_inds.numel()
+                    for r in sampling_results
+                ]
+            )
+            mask_pred = self.mask_head(bbox_feats[is_pos])
+        else:
+            pos_rois = bbox2roi([res.pos_bboxes for res in sampling_results])
+            mask_pred = self._mask_forward(x, pos_rois)
+        mask_targets = self.mask_head.get_targets(sampling_results, gt_masks, rcnn_train_cfg)
+        pos_labels = torch.cat([res.pos_gt_labels for res in sampling_results])
+        return self.mask_head.loss(mask_pred, mask_targets, pos_labels)
+
+    def _add_masks(self, x, results, input_boxes, img_metas, rescale):
+        """Run the mask branch on all images' detections (``input_boxes``, in the input
+        image) at once and paste per image."""
+        mask_rois = bbox2roi(input_boxes)
+        mask_pred = self._mask_forward(x, mask_rois)
+        for res, meta, pred in zip(results, img_metas, mask_pred.split([len(r) for r in results])):
+            shape = meta["ori_shape"] if rescale else meta["img_shape"]
+            res.masks = self.mask_head.get_seg_masks(
+                pred, res.bboxes, res.labels, int(shape[0]), int(shape[1]),
+                self.test_cfg["mask_thr_binary"],
+            )  # fmt: skip
+
 
 @HEADS.register()
 class StandardRoIHead(BaseRoIHead):
@@ -177,12 +266,6 @@ class StandardRoIHead(BaseRoIHead):
         cls_score, bbox_pred = self.bbox_head(bbox_feats)
         return cls_score, bbox_pred, bbox_feats
 
-    def _mask_forward(self, x, rois):
-        mask_feats = self.mask_roi_extractor(x, rois)
-        if self.with_shared_head and self.share_roi_extractor:
-            mask_feats = self.shared_head(mask_feats)
-        return self.mask_head(mask_feats)
-
     def forward_train(self, x, proposals, data_samples):
         """Losses of the second stage.
 
@@ -201,38 +284,19 @@ class StandardRoIHead(BaseRoIHead):
         if self.train_cfg is None:
             raise ValueError("StandardRoIHead: training needs train_cfg.rcnn (assigner, sampler)")
         batch_gt_instances, batch_gt_ignore, _ = unpack_gt_instances(data_samples)
-        sampling_results = []
-        for gt, ignored, image_proposals in zip(batch_gt_instances, batch_gt_ignore, proposals):
-            boxes = image_proposals.bboxes.detach()
-            assign_result = self.assigner.assign(boxes, gt.bboxes, ignored_bboxes(ignored),
-                                                 gt.labels)  # fmt: skip
-            sampling_results.append(self.sampler.sample(assign_result, boxes, gt.bboxes, gt.labels))
+        sampling_results = assign_and_sample(
+            self.assigner, self.sampler, [p.bboxes for p in proposals], batch_gt_instances,
+            batch_gt_ignore,
+        )  # fmt: skip
         rois = bbox2roi([res.bboxes for res in sampling_results])
         cls_score, bbox_pred, bbox_feats = self._bbox_forward(x, rois)
         targets = self.bbox_head.get_targets(sampling_results, self.train_cfg)
         losses = self.bbox_head.loss(cls_score, bbox_pred, *targets)
 
         if self.with_mask:
-            if any("masks" not in gt for gt in batch_gt_instances):
-                raise ValueError(
-                    "StandardRoIHead: the mask head needs gt_instances.masks (load them with "
-                    "LoadAnnotations(with_mask=True))"
-                )
-            gt_masks = [gt.masks for gt in batch_gt_instances]
-            if self.share_roi_extractor:
-                is_pos = torch.cat(
-                    [
-                        torch.arange(r.bboxes.size(0), device=rois.device) < r.pos_inds.numel()
-                        for r in sampling_results
-                    ]
-                )
-                mask_pred = self.mask_head(bbox_feats[is_pos])
-            else:
-                pos_rois = bbox2roi([res.pos_bboxes for res in sampling_results])
-                mask_pred = self._mask_forward(x, pos_rois)
-            mask_targets = self.mask_head.get_targets(sampling_results, gt_masks, self.train_cfg)
-            pos_labels = torch.cat([res.pos_gt_labels for res in sampling_results])
-            losses.update(self.mask_head.loss(mask_pred, mask_targets, pos_labels))
+            losses.update(
+                self._mask_loss(x, sampling_results, batch_gt_instances, self.train_cfg, bbox_feats)
+            )
         if self.with_keypoint:
             losses.update(self._keypoint_loss(x, sampling_results, batch_gt_instances))
         return losses
@@ -257,27 +321,12 @@ class StandardRoIHead(BaseRoIHead):
         ``scores``, ``labels`` and, with a mask head, ``masks`` (n, H, W) bool (boxes in the
         original image when ``rescale``, else in the resized input; masks of the same
         image's size). ``proposals``: N :class:`InstanceData` with ``bboxes``."""
-        cfg = self.test_cfg
         rois = bbox2roi([p.bboxes for p in proposals])
         cls_score, bbox_pred, _ = self._bbox_forward(x, rois)
-        counts = [len(p) for p in proposals]
-        results, input_boxes = [], []
-        for i, (r, c, b) in enumerate(
-            zip(rois.split(counts), cls_score.split(counts), bbox_pred.split(counts))
-        ):
-            meta = img_metas[i]
-            # NMS and the mask branch work on boxes in the input image; rescaled after
-            dets, labels = self.bbox_head.get_bboxes(
-                r, c, b, meta["img_shape"], meta.get("scale_factor", 1.0), False, cfg
-            )
-            boxes = dets[:, :4]
-            input_boxes.append(boxes)
-            if rescale:
-                factor = torch.as_tensor(
-                    meta.get("scale_factor", 1.0), dtype=boxes.dtype, device=boxes.device
-                )
-                boxes = boxes / factor
-            results.append(InstanceData(bboxes=boxes, scores=dets[:, 4], labels=labels))
+        results, input_boxes = self._image_detections(
+            self.bbox_head, rois, cls_score, bbox_pred, [len(p) for p in proposals], img_metas,
+            rescale,
+        )  # fmt: skip
         if self.with_mask:
             self._add_masks(x, results, input_boxes, img_metas, rescale)
         if self.with_keypoint:
@@ -299,18 +348,6 @@ class StandardRoIHead(BaseRoIHead):
                 points = points / factor[:2] if factor.numel() > 1 else points / factor
             res.keypoints = points
             res.keypoint_scores = scores
-
-    def _add_masks(self, x, results, input_boxes, img_metas, rescale):
-        """Run the mask branch on all images' detections (``input_boxes``, in the input
-        image) at once and paste per image."""
-        mask_rois = bbox2roi(input_boxes)
-        mask_pred = self._mask_forward(x, mask_rois)
-        for res, meta, pred in zip(results, img_metas, mask_pred.split([len(r) for r in results])):
-            shape = meta["ori_shape"] if rescale else meta["img_shape"]
-            res.masks = self.mask_head.get_seg_masks(
-                pred, res.bboxes, res.labels, int(shape[0]), int(shape[1]),
-                self.test_cfg["mask_thr_binary"],
-            )  # fmt: skip
 
     @torch.no_grad()
     def aug_test(self, feats_per_aug, proposals_per_aug, metas_per_aug):

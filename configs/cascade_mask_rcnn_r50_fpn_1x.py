@@ -1,0 +1,7 @@
+# Cascade Mask R-CNN, ResNet-50-FPN, 1x schedule (12 epochs), COCO.
+_base_ = [
+    "_base_/models/cascade_mask_rcnn_r50_fpn.py",
+    "_base_/datasets/coco_instance.py",
+    "_base_/schedules/schedule_1x.py",
+    "_base_/default_runtime.py",
+]

@@ -1,9 +1,10 @@
-"""Every config in configs/, configs/small_data/ and configs/torchvision/ builds, trains one
-step and runs inference (with tiny widths).
+"""Every config in configs/ and its small_data/, torchvision/, gn/ and seed004/ folders
+builds, trains one step and runs inference (with tiny widths).
 
 The config's real backbone is built on the ``meta`` device (no memory, no weights) to check
-its arguments and that its output channels match the neck; the step itself runs with a
-ResNet-18 of the same style and norm settings, FPN width 16 and 3 classes.
+its arguments and that its output channels match the neck (or, without one, the RPN); the
+step itself runs with a ResNet-18 of the same style, norm, stages and plugins, FPN width 16,
+3 classes, and ResNet-18's last stage as the shared head where there is one.
 """
 
 from pathlib import Path
@@ -20,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # the seed-table configs at the top level, and the small-data and torchvision ones
 CONFIGS = sorted(
     p
-    for folder in ("", "small_data", "torchvision")
+    for folder in ("", "small_data", "torchvision", "gn", "seed004")
     for p in (ROOT / "configs" / folder).glob("*.py")
 )
 WIDTH, NUM_CLASSES, NUM_KEYPOINTS = 16, 3, 4
@@ -40,6 +41,9 @@ def test_every_family_and_backbone_has_configs():
     keypoint = ("r50_fpn_1x", "r50_caffe_fpn_1x", "r101_fpn_1x", "x101_32x8d_fpn_1x")
     assert {f"keypoint_rcnn_{name}.py" for name in keypoint} <= names
     assert "keypoint_rcnn_r50_fpn_torchvision.py" in names
+    cascade = {f"{family}_{backbone}_fpn_1x.py" for family in ("cascade_rcnn", "cascade_mask_rcnn")
+               for backbone in ("r50", "r101", "x101_32x4d")}  # fmt: skip
+    assert cascade <= names
 
 
 def pipelines(cfg):
@@ -49,11 +53,19 @@ def pipelines(cfg):
     return cfg.data.train.pipeline, (aug[0]["transforms"] if aug else test)
 
 
+def small_norm(norm_cfg):
+    """GroupNorm configs with 4 groups (the narrow widths here); others as they are."""
+    if norm_cfg and norm_cfg.get("type") == "GN":
+        return dict(norm_cfg, num_groups=4)
+    return norm_cfg
+
+
 def shrink(model):
-    """Tiny copy of a model config: ResNet-18 (the config's style/norm), narrow heads."""
+    """Tiny copy of a model config: ResNet-18 (the config's style, norm, stages and plugins),
+    narrow neck and heads; a shared head (C4, Res5 RoI heads) becomes ResNet-18's stage."""
     backbone = model["backbone"]
     model["pretrained"] = None
-    model["backbone"] = dict(
+    small = dict(
         type="ResNet",
         depth=18,
         style=backbone.get("style", "pytorch"),
@@ -61,23 +73,47 @@ def shrink(model):
         norm_eval=backbone.get("norm_eval", True),
         frozen_stages=backbone.get("frozen_stages", -1),
     )
-    model["neck"].update(in_channels=[64, 128, 256, 512], out_channels=WIDTH)
+    for key in ("num_stages", "strides", "dilations", "out_indices", "plugins"):
+        if key in backbone:
+            small[key] = backbone[key]
+    model["backbone"] = small
+    stage_channels = [64 * 2**i for i in small.get("out_indices", (0, 1, 2, 3))]
+    neck = model.get("neck")
+    if neck:
+        neck.update(in_channels=stage_channels, out_channels=WIDTH)
+        neck["norm_cfg"] = small_norm(neck.get("norm_cfg"))
+    features = WIDTH if neck else stage_channels[-1]
     if "rpn_head" in model:
-        model["rpn_head"].update(in_channels=WIDTH, feat_channels=WIDTH)
+        model["rpn_head"].update(in_channels=features, feat_channels=WIDTH)
+        if model["rpn_head"].get("norm_cfg"):
+            model["rpn_head"]["norm_cfg"] = small_norm(model["rpn_head"]["norm_cfg"])
     if "bbox_head" in model:  # single-stage
         model["bbox_head"].update(in_channels=WIDTH, feat_channels=WIDTH, num_classes=NUM_CLASSES)
-        if (model["bbox_head"].get("norm_cfg") or {}).get("type") == "GN":
-            model["bbox_head"]["norm_cfg"] = dict(model["bbox_head"]["norm_cfg"], num_groups=4)
+        model["bbox_head"]["norm_cfg"] = small_norm(model["bbox_head"].get("norm_cfg"))
     roi_head = model.get("roi_head")
     if roi_head:
-        roi_head["bbox_roi_extractor"]["out_channels"] = WIDTH
-        roi_head["bbox_head"].update(in_channels=WIDTH, fc_out_channels=32, num_classes=NUM_CLASSES)
+        roi_head["bbox_roi_extractor"]["out_channels"] = features
+        head_channels = features
+        if roi_head.get("shared_head"):  # ResNet-18's stage 4: 512 channels
+            roi_head["shared_head"].update(depth=18, in_channels=features)
+            head_channels = 512
+        bbox_head = roi_head["bbox_head"]
+        bbox_head.update(in_channels=head_channels, num_classes=NUM_CLASSES)
+        if "fc_out_channels" in bbox_head or bbox_head["type"].startswith("Shared"):
+            bbox_head["fc_out_channels"] = 32
+        if "conv_out_channels" in bbox_head:
+            bbox_head["conv_out_channels"] = WIDTH
+        bbox_head["norm_cfg"] = small_norm(bbox_head.get("norm_cfg"))
         if roi_head.get("mask_head"):
-            roi_head["mask_head"].update(
-                in_channels=WIDTH, conv_out_channels=WIDTH, num_classes=NUM_CLASSES
-            )
+            mask_head = roi_head["mask_head"]
+            shared = roi_head.get("share_roi_extractor", False)
+            mask_head.update(
+                in_channels=head_channels if shared else features, conv_out_channels=WIDTH,
+                num_classes=NUM_CLASSES,
+            )  # fmt: skip
+            mask_head["norm_cfg"] = small_norm(mask_head.get("norm_cfg"))
             if roi_head.get("mask_roi_extractor"):
-                roi_head["mask_roi_extractor"]["out_channels"] = WIDTH
+                roi_head["mask_roi_extractor"]["out_channels"] = features
         if roi_head.get("keypoint_head"):
             roi_head["keypoint_roi_extractor"]["out_channels"] = WIDTH
             roi_head["keypoint_head"].update(
@@ -145,7 +181,10 @@ def test_config_builds_trains_and_infers(path):
 
     with torch.device("meta"):  # the real backbone: arguments and channels, no memory
         real = build_backbone(model_cfg["backbone"])
-    assert real.out_channels == list(model_cfg["neck"]["in_channels"])
+    if model_cfg.get("neck"):
+        assert real.out_channels == list(model_cfg["neck"]["in_channels"])
+    else:  # C4: the RPN and the RoI extractor read the backbone's last output
+        assert real.out_channels[-1:] == [model_cfg["rpn_head"]["in_channels"]]
     assert not any(p.device.type != "meta" for p in real.parameters())
 
     torch.manual_seed(0)
@@ -179,6 +218,14 @@ def test_config_builds_trains_and_infers(path):
         "FastRCNN": {"loss_cls", "loss_bbox"},
         "RetinaNet": {"loss_cls", "loss_bbox"},
         "FCOS": {"loss_cls", "loss_bbox", "loss_centerness"},
+        "CascadeRCNN": {
+            "loss_rpn_cls",
+            "loss_rpn_bbox",
+            "s0.loss_cls",
+            "s0.loss_bbox",
+            "s2.loss_cls",
+            "s2.loss_bbox",
+        },
     }
     expected.setdefault(kind, {"loss_rpn_cls", "loss_rpn_bbox", "loss_cls", "loss_bbox"})
     assert expected[kind] <= set(losses)

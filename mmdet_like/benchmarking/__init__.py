@@ -22,6 +22,7 @@ from mmdet_like.benchmarking.equal_work import (
     make_inputs,
     our_batch,
     our_model,
+    randomise_norm_statistics,
     torchvision_batch,
     torchvision_model,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "parse_benchmark_args",
     "peak_memory_mb",
     "prepare_child",
+    "randomise_norm_statistics",
     "row_label",
     "run_child",
     "run_rounds",

@@ -128,18 +128,32 @@ def make_inputs(seed=0):
     return samples
 
 
+def randomise_norm_statistics(model, seed, types):
+    """Give every module of ``types`` (batch norms) random scales, shifts and variances
+    (from a generator seeded with ``seed``, in module order), so that the activations of a
+    randomly initialised network have a realistic range; call under ``torch.no_grad()``.
+
+    A batch norm with fixed statistics starts as the identity (scale 1, shift 0, variance 1),
+    which no trained network has."""
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, types):
+            n = module.running_var.numel()
+            weight = torch.rand(n, generator=generator) * 0.5 + 0.5
+            bias = torch.randn(n, generator=generator) * 0.1
+            running_var = torch.rand(n, generator=generator) * 0.5 + 0.75
+            if module.weight is not None:  # affine=False: no scale and shift
+                module.weight.copy_(weight)
+                module.bias.copy_(bias)
+            module.running_var.copy_(running_var)
+
+
 def _random_frozen_statistics(model, seed):
     """FrozenBatchNorm2d starts as the identity; give it random statistics so that the
     activations have a realistic range (the same numbers go into our model)."""
     from torchvision.ops import FrozenBatchNorm2d
 
-    generator = torch.Generator().manual_seed(seed)
-    for module in model.modules():
-        if isinstance(module, FrozenBatchNorm2d):
-            n = module.weight.numel()
-            module.weight.copy_(torch.rand(n, generator=generator) * 0.5 + 0.5)
-            module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
-            module.running_var.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
+    randomise_norm_statistics(model, seed, FrozenBatchNorm2d)
 
 
 def _dense_detector(name, seed):
@@ -243,14 +257,16 @@ def build_pair(side, config, device, seed=0, model=DEFAULT_MODEL):
 
 
 def our_batch(samples, device, train=True, masks=True, keypoints=False):
-    """Our forward arguments for the samples: the normalised (N, 3, H, W) batch and one
-    data sample per image (with its boxes, labels, and masks if ``masks``, when ``train``;
-    with ``keypoints``, every box a person (label 0) with its keypoints)."""
+    """Our forward arguments for the samples (images of one size): the normalised
+    (N, 3, H, W) batch and one data sample per image (with its boxes, labels, and masks if
+    ``masks``, when ``train``; with ``keypoints``, every box a person (label 0) with its
+    keypoints)."""
     mean = torch.tensor(MEAN).view(1, 3, 1, 1)
     std = torch.tensor(STD).view(1, 3, 1, 1)
     images = torch.stack([torch.from_numpy(s["image"]).permute(2, 0, 1) for s in samples])
     img = ((images.float() - mean) / std).to(device)
-    shape = (IMAGE_HEIGHT, IMAGE_WIDTH, 3)
+    height, width = images.shape[-2:]  # make_inputs': IMAGE_HEIGHT x IMAGE_WIDTH
+    shape = (height, width, 3)
     meta = dict(ori_shape=shape, img_shape=shape, pad_shape=shape,
                 scale_factor=np.ones(4, np.float32), flip=False)  # fmt: skip
     data_samples = []
@@ -263,7 +279,7 @@ def our_batch(samples, device, train=True, masks=True, keypoints=False):
                 labels=torch.zeros_like(labels) if keypoints else labels,
             )
             if masks:
-                gt.masks = BitmapMasks(s["masks"], IMAGE_HEIGHT, IMAGE_WIDTH)
+                gt.masks = BitmapMasks(s["masks"], height, width)
             if keypoints:
                 gt.keypoints = torch.from_numpy(s["keypoints"]).to(device)
         data_samples.append(DetDataSample(dict(meta), gt_instances=gt))

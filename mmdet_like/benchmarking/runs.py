@@ -17,11 +17,15 @@ import torch
 from mmdet_like.benchmarking.equal_work import DEFAULT_MODEL, MODELS, ROOT
 
 
-def machine_line(device):
+def machine_line(device, with_torchvision=True):
+    """The device and the library versions, for a table's first line (torchvision's
+    version with ``with_torchvision``: the tables where it is the reference side)."""
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
         name = f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+    if not with_torchvision:
+        return f"{name}; torch {torch.__version__}"
     import torchvision  # the reference side's version, in every table
 
     return f"{name}; torch {torch.__version__}, torchvision {torchvision.__version__}"

@@ -19,7 +19,7 @@ from mmdet_like.models.utils import PretrainedWeightsError
 from mmdet_like.registry import SHARED_HEADS, BuildError, build_from_cfg
 from mmdet_like.structures import DetDataSample, samples_from_lists
 from tests.models.test_configs import ROOT
-from tests.models.test_detectors import meta, synthetic_dataset
+from tests.models.test_detectors import meta, synthetic_dataset, train_on_synthetic_dataset
 
 BASE = 8  # base_channels of the tiny models: res4 has 8 * 4 * 4 = 128 channels, res5 256
 RES4, RES5 = BASE * 16, BASE * 32
@@ -316,19 +316,7 @@ def test_tiny_c4_mask_rcnn_learns_a_synthetic_dataset():
     torch.manual_seed(0)
     model = build_detector(model_cfg, train_cfg, test_cfg)
     model.init_weights()
-    images, boxes, labels, masks = synthetic_dataset()
-    metas = [meta(64, 64) for _ in range(len(images))]
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9, weight_decay=1e-4)
-    history = []
-    for _ in range(200):
-        losses = model(img=images, img_metas=metas, gt_bboxes=boxes, gt_labels=labels,
-                       gt_masks=masks)  # fmt: skip
-        total = sum(v for k, v in losses.items() if "loss" in k)
-        optimizer.zero_grad()
-        total.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-        optimizer.step()
-        history.append({k: float(v.detach()) for k, v in losses.items()})
+    history = train_on_synthetic_dataset(model, 200)
     totals = [sum(v for k, v in h.items() if "loss" in k) for h in history]
     print(f"total loss {np.mean(totals[:10]):.3f} -> {np.mean(totals[-10:]):.3f}")
     assert np.mean(totals[-10:]) < 0.5 * np.mean(totals[:10])

@@ -11,7 +11,12 @@ from mmdet_like.models import build_detector
 from mmdet_like.registry import BuildError
 from mmdet_like.structures import bbox_overlaps
 from tests.models.test_configs import ROOT
-from tests.models.test_detectors import meta, synthetic_dataset, tiny_model_cfg
+from tests.models.test_detectors import (
+    meta,
+    synthetic_dataset,
+    tiny_model_cfg,
+    train_on_synthetic_dataset,
+)
 
 STAGE_IOUS = (0.5, 0.6, 0.7)
 
@@ -234,19 +239,10 @@ def test_tiny_cascade_mask_rcnn_learns_and_later_stages_see_more_positives():
     the first stage classifies."""
     torch.manual_seed(0)
     model = tiny_cascade()
-    images, boxes, labels, masks = synthetic_dataset()
+    history = [sum(v for k, v in h.items() if "loss" in k)
+               for h in train_on_synthetic_dataset(model, 200)]  # fmt: skip
+    images, boxes, _, _ = synthetic_dataset()
     metas = [meta(64, 64) for _ in range(len(images))]
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9, weight_decay=1e-4)
-    history = []
-    for _ in range(200):
-        losses = model(img=images, img_metas=metas, gt_bboxes=boxes, gt_labels=labels,
-                       gt_masks=masks)  # fmt: skip
-        total = sum(v for k, v in losses.items() if "loss" in k)
-        optimizer.zero_grad()
-        total.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-        optimizer.step()
-        history.append(float(total.detach()))
     assert np.mean(history[-10:]) < 0.5 * np.mean(history[:10])
     model.eval()
     with torch.no_grad():

@@ -1,0 +1,335 @@
+"""tools/analysis_tools/: analyze_logs.py, eval_metric.py, confusion_matrix.py and
+analyze_results.py, run as users run them, on a demo dataset, hand-made results (the ground
+truth's boxes moved a little) and a json log the test writes in TextLoggerHook's format."""
+
+import importlib.util
+import json
+import pickle
+import re
+import subprocess
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.engine.cli_utils import PYTHON, ROOT, env, finish
+
+TOOLS = ROOT / "tools" / "analysis_tools"
+DEMO_CONFIG = ROOT / "configs" / "demo" / "mask_rcnn_r18_fpn_demo.py"
+NUM_VAL = 4
+METRIC_LINE = re.compile(r"^(\w[\w@]*): (-?\d+\.\d{4})$", re.M)
+
+
+def _run(args, cwd, expect_ok=True, timeout=120):
+    proc = subprocess.Popen(
+        [PYTHON, *map(str, args)],
+        cwd=cwd,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    rc, out = finish(proc, timeout=timeout)
+    assert (rc == 0) == expect_ok, out
+    return out
+
+
+def _tool(name, *args, cwd, expect_ok=True):
+    return _run([TOOLS / f"{name}.py", *args], cwd, expect_ok)
+
+
+def _load(name):
+    """``tools/analysis_tools/NAME.py`` imported as a module."""
+    spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _assert_picture(path, min_size=(100, 100)):
+    img = cv2.imread(str(path))
+    assert img is not None, path
+    assert img.shape[0] >= min_size[0] and img.shape[1] >= min_size[1]
+    assert img.std() > 5  # drawn, not blank
+    return img
+
+
+def _png_size(path):
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+# ------------------------------------------------------------------ analyze_logs
+
+
+def _write_log(path, times, losses, maps, iters=4, interval=2):
+    """A TextLoggerHook json log: training records every ``interval`` iterations of
+    ``iters`` an epoch, a validation record after each epoch."""
+    lines, k = [], 0
+    for epoch in range(1, len(maps) + 1):
+        for it in range(interval, iters + 1, interval):
+            lines.append(dict(mode="train", epoch=epoch, iter=it, lr=0.01, memory=100,
+                              time=times[k], data_time=0.01, loss_cls=losses[k],
+                              loss=2 * losses[k]))  # fmt: skip
+            k += 1
+        lines.append(dict(mode="val", epoch=epoch, iter=iters, bbox_mAP=maps[epoch - 1]))
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    return path
+
+
+@pytest.fixture
+def logs(tmp_path):
+    a = _write_log(tmp_path / "a.log.json", [0.5, 0.3, 0.2, 0.8, 0.4, 0.1],
+                   [1.0, 0.8, 0.7, 0.6, 0.5, 0.45], [0.1, 0.3, 0.4])  # fmt: skip
+    b = _write_log(tmp_path / "b.log.json", [0.2] * 6, [0.9, 0.7, 0.5, 0.4, 0.3, 0.2],
+                   [0.2, 0.35, 0.5])  # fmt: skip
+    return a, b
+
+
+def test_plot_curve_overlays_runs_on_epoch_and_iter_axes(logs, tmp_path):
+    a, b = logs
+    args = ["plot_curve", a, b, "--keys", "loss_cls", "bbox_mAP", "--legend", "run_a", "run_b"]
+    out = _tool("analyze_logs", *args, "--out", tmp_path / "c.png", cwd=tmp_path)
+    assert "written to" in out
+    width, height = _png_size(tmp_path / "c.png")
+    assert (width, height) == (800, 640)  # 8 x 3.2 inches a key at 100 dpi, two keys
+    _assert_picture(tmp_path / "c.png")
+
+    tool = _load("analyze_logs")
+    records = tool.load_log(str(a))
+    xs, ys = tool.curve(records, "loss_cls", "iter")
+    assert xs == [2, 4, 6, 8, 10, 12] and ys == [1.0, 0.8, 0.7, 0.6, 0.5, 0.45]
+    assert tool.curve(records, "loss_cls", "epoch")[0] == [0.5, 1.0, 1.5, 2.0, 2.5, 3.0]
+    assert tool.curve(records, "bbox_mAP", "epoch") == ([1.0, 2.0, 3.0], [0.1, 0.3, 0.4])
+    assert tool.curve(records, "bbox_mAP", "iter")[0] == [4, 8, 12]
+    curves = tool.plot_curve([str(a), str(b)], ["bbox_mAP"], str(tmp_path / "d.png"), x="iter")
+    assert curves[(str(b), "bbox_mAP")] == ([4, 8, 12], [0.2, 0.35, 0.5])
+
+
+def test_plot_curve_errors_name_the_log_and_its_keys(logs, tmp_path):
+    a, b = logs
+    out = _tool("analyze_logs", "plot_curve", a, "--keys", "segm_mAP", "--out",
+                tmp_path / "c.png", cwd=tmp_path, expect_ok=False)  # fmt: skip
+    assert f"{a}: no records with key(s) ['segm_mAP']" in out
+    assert "'loss_cls'" in out and "'bbox_mAP'" in out and "Traceback" not in out
+    out = _tool("analyze_logs", "plot_curve", tmp_path / "missing.json", "--out",
+                tmp_path / "c.png", cwd=tmp_path, expect_ok=False)  # fmt: skip
+    assert "missing.json' does not exist" in out and "Traceback" not in out
+    (tmp_path / "text.log").write_text("2026-12-03 INFO Epoch [1][2/4]\n")
+    out = _tool("analyze_logs", "cal_train_time", tmp_path / "text.log", cwd=tmp_path,
+                expect_ok=False)  # fmt: skip
+    assert "line 1: not JSON" in out and "Traceback" not in out
+    out = _tool("analyze_logs", "plot_curve", a, b, "--legend", "x", "--out",
+                tmp_path / "c.png", cwd=tmp_path, expect_ok=False)  # fmt: skip
+    assert "--legend: 1 names for 2 logs" in out
+
+
+def test_cal_train_time_prints_per_epoch_and_overall_times(logs, tmp_path):
+    a, _ = logs
+    out = _tool("analyze_logs", "cal_train_time", a, cwd=tmp_path)
+    times = np.array([0.5, 0.3, 0.2, 0.8, 0.4, 0.1]).reshape(3, 2)  # two records an epoch
+    for epoch, t in enumerate(times, 1):  # each record covers two iterations
+        assert (f"epoch {epoch}: average {t.mean():.4f} s/iter, fastest {t.min():.4f}, "
+                f"slowest {t.max():.4f}") in out  # fmt: skip
+    assert f"overall: average {times.mean():.4f} s/iter, fastest 0.1000, slowest 0.8000" in out
+    assert "fastest epoch 3, slowest epoch 2" in out  # averages 0.4, 0.5, 0.25
+
+
+# ------------------------------------------------------------------ dataset and results
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """A demo dataset of NUM_VAL val images in ``cwd/data/demo`` (the demo config's path)
+    and hand-made results: each ground-truth box moved by a pixel or two, with a rectangle
+    mask, plus a false detection."""
+    cwd = tmp_path_factory.mktemp("analysis")
+    _run([ROOT / "tools" / "make_demo_dataset.py", "data/demo", "--num-train", 2,
+          "--num-val", NUM_VAL, "--seed", 5], cwd)  # fmt: skip
+    ann = json.loads((cwd / "data/demo/annotations/instances_val.json").read_text())
+    cat_ids = sorted(c["id"] for c in ann["categories"])
+    rng = np.random.default_rng(0)
+    results = []
+    for img in sorted(ann["images"], key=lambda i: i["id"]):
+        boxes = [[] for _ in cat_ids]
+        for a in ann["annotations"]:
+            if a["image_id"] == img["id"] and not a.get("iscrowd", 0):
+                x, y, w, h = a["bbox"]
+                box = np.array([x, y, x + w, y + h]) + rng.uniform(-2, 2, 4)
+                boxes[cat_ids.index(a["category_id"])].append([*box, rng.uniform(0.5, 1)])
+        boxes[0].append([5, 5, 25, 25, 0.4])  # a false detection
+        per_class = [np.array(b, np.float32).reshape(-1, 5) for b in boxes]
+        masks = []
+        for b in per_class:
+            ms = []
+            for x1, y1, x2, y2, _ in b:
+                m = np.zeros((img["height"], img["width"]), bool)
+                m[int(max(y1, 0)) : int(y2), int(max(x1, 0)) : int(x2)] = True
+                ms.append(m)
+            masks.append(ms)
+        results.append((per_class, masks))
+    with open(cwd / "results.pkl", "wb") as f:
+        pickle.dump(results, f)
+    return cwd, results, ann
+
+
+def test_eval_metric_prints_what_test_py_prints(demo, monkeypatch, capsys):
+    cwd, results, _ = demo
+    out = _tool("eval_metric", DEMO_CONFIG, "results.pkl", "--eval", "bbox", "segm", cwd=cwd)
+    ours = dict(METRIC_LINE.findall(out))
+    assert 0.5 < float(ours["bbox_mAP"]) < 1 and 0 < float(ours["segm_mAP"]) < 1, out
+
+    # tools/test.py --eval on the same results (its inference replaced by them)
+    import torch
+
+    from mmdet_like.apis import build_detector
+    from mmdet_like.engine import load_config
+    from tests.engine.cli_utils import load_tool
+
+    monkeypatch.chdir(cwd)
+    cfg = load_config(str(DEMO_CONFIG))
+    model = build_detector(cfg.model, cfg.get("train_cfg"), cfg.get("test_cfg"))
+    classes = ("circle", "rectangle", "triangle", "star")
+    torch.save({"state_dict": model.state_dict(), "meta": {"CLASSES": classes}}, "m.pth")
+    test_tool = load_tool("test")
+    monkeypatch.setattr(test_tool, "single_gpu_test", lambda *args, **kwargs: results)
+    capsys.readouterr()
+    test_tool.main([str(DEMO_CONFIG), "m.pth", "--eval", "bbox", "segm"])
+    theirs = dict(METRIC_LINE.findall(capsys.readouterr().out))
+    assert len(theirs) == 24 and ours == theirs
+
+
+def test_eval_metric_errors(demo, tmp_path):
+    cwd, results, _ = demo
+    out = _tool("eval_metric", DEMO_CONFIG, "nothere.pkl", "--eval", "bbox", cwd=cwd,
+                expect_ok=False)  # fmt: skip
+    assert "results file 'nothere.pkl' does not exist" in out and "Traceback" not in out
+    with open(tmp_path / "short.pkl", "wb") as f:
+        pickle.dump(results[:2], f)
+    out = _tool("eval_metric", DEMO_CONFIG, tmp_path / "short.pkl", "--eval", "bbox", cwd=cwd,
+                expect_ok=False)  # fmt: skip
+    assert f"results of 2 images, the config's test dataset has {NUM_VAL}" in out
+    (tmp_path / "bad.pkl").write_bytes(b"not a pickle")
+    out = _tool("eval_metric", DEMO_CONFIG, tmp_path / "bad.pkl", "--eval", "bbox", cwd=cwd,
+                expect_ok=False)  # fmt: skip
+    assert "cannot be read as a results pickle" in out and "Traceback" not in out
+
+
+# ------------------------------------------------------------------ confusion_matrix
+
+
+def test_confusion_matrix_counts_a_hand_made_case(demo, tmp_path):
+    cwd, _, ann = demo
+    cat_ids = sorted(c["id"] for c in ann["categories"])
+    bg = len(cat_ids)
+    expected = np.zeros((bg + 1, bg + 1), np.int64)
+    results = []
+    for i, img in enumerate(sorted(ann["images"], key=lambda m: m["id"])):
+        per_class = [[] for _ in cat_ids]
+        gts = [a for a in ann["annotations"] if a["image_id"] == img["id"]]
+        assert gts and not any(a.get("iscrowd", 0) for a in gts)
+        for j, a in enumerate(gts):
+            x, y, w, h = a["bbox"]
+            label = cat_ids.index(a["category_id"])
+            box = [x, y, x + w, y + h, 0.9]
+            if i == 1 and j == 0:  # found as the next class
+                per_class[(label + 1) % bg].append(box)
+                expected[label, (label + 1) % bg] += 1
+            elif i == 2 and j == 0:  # missed
+                expected[label, bg] += 1
+            else:
+                per_class[label].append(box)
+                expected[label, label] += 1
+            if i == 0 and j == 0:  # a duplicate of a matched box: a false positive
+                per_class[label].append([x + 1, y, x + w + 1, y + h, 0.8])
+                expected[bg, label] += 1
+        per_class[2].append([200, 200, 220, 220, 0.5])  # outside the image: background
+        expected[bg, 2] += 1
+        per_class[3].append([x, y, x + w, y + h, 0.2])  # below --score-thr: not counted
+        results.append([np.array(b, np.float32).reshape(-1, 5) for b in per_class])
+    with open(tmp_path / "cm.pkl", "wb") as f:
+        pickle.dump(results, f)
+    out = _tool("confusion_matrix", DEMO_CONFIG, tmp_path / "cm.pkl", tmp_path / "cm",
+                "--score-thr", "0.3", cwd=cwd)  # fmt: skip
+    assert f"confusion matrix of {NUM_VAL} images written to" in out
+    saved = json.loads((tmp_path / "cm" / "confusion_matrix.json").read_text())
+    assert saved["classes"] == ["circle", "rectangle", "triangle", "star", "background"]
+    assert np.array_equal(np.array(saved["counts"]), expected)
+    rows = expected.sum(axis=1, keepdims=True)
+    assert np.allclose(saved["normalized"], expected / np.maximum(rows, 1))
+    assert _png_size(tmp_path / "cm" / "confusion_matrix.png") == (500, 500)
+    _assert_picture(tmp_path / "cm" / "confusion_matrix.png")
+
+
+def test_confusion_matrix_matching_is_greedy_by_score_and_one_to_one():
+    tool = _load("confusion_matrix")
+    gts = np.array([[0, 0, 10, 10], [20, 20, 30, 30]], np.float32)
+    dets = np.array([[0, 0, 10, 9], [0, 0, 10, 10], [50, 50, 60, 60]], np.float32)
+    pairs, lone_gt, lone_det = tool.match_image(
+        gts, np.array([0, 1]), dets, np.array([0.5, 0.9, 0.7]), np.array([0, 0, 1]), 0.5
+    )
+    assert pairs == [(0, 1)] and lone_gt == [1] and lone_det == [2, 0]
+
+
+# ------------------------------------------------------------------ analyze_results
+
+
+def test_analyze_results_ranks_images_by_their_own_ap_and_draws_them(demo, tmp_path):
+    cwd, results, ann = demo
+    results = list(results)
+    worst = 2
+    boxes, masks = results[worst]
+    results[worst] = ([b + np.array([30, 30, 30, 30, 0], np.float32) for b in boxes], masks)
+    with open(tmp_path / "r.pkl", "wb") as f:
+        pickle.dump(results, f)
+    out = _tool("analyze_results", DEMO_CONFIG, tmp_path / "r.pkl", tmp_path / "show",
+                "--topk", "2", cwd=cwd)  # fmt: skip
+    assert f"{NUM_VAL} images ranked by bbox AP; the best 2 and worst 2 drawn" in out
+
+    # each image's AP equals pycocotools run on a file holding that image alone
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    images = sorted(ann["images"], key=lambda m: m["id"])
+    cat_ids = sorted(c["id"] for c in ann["categories"])
+    aps = json.loads((tmp_path / "show" / "per_image_ap.json").read_text())
+    for img, result in zip(images, results):
+        own = [a for a in ann["annotations"] if a["image_id"] == img["id"]]
+        alone = dict(ann, images=[img], annotations=own)
+        gt = COCO()
+        gt.dataset = alone
+        gt.createIndex()
+        dets = [dict(image_id=img["id"], category_id=cat_ids[k],
+                     bbox=[float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])],
+                     score=float(b[4]))
+                for k, per in enumerate(result[0]) for b in per]  # fmt: skip
+        e = COCOeval(gt, gt.loadRes(dets), "bbox")
+        e.evaluate()
+        e.accumulate()
+        e.summarize()
+        assert aps[img["file_name"]] == pytest.approx(max(e.stats[0], 0.0), abs=1e-9)
+    assert (
+        min(aps, key=aps.get) == images[worst]["file_name"]
+        and aps[images[worst]["file_name"]] < 0.2
+    )
+    best = sorted(images, key=lambda m: -aps[m["file_name"]])
+
+    good = sorted((tmp_path / "show" / "good").glob("*.png"))
+    bad = sorted((tmp_path / "show" / "bad").glob("*.png"))
+    assert len(good) == 2 and len(bad) == 2
+    stem = images[worst]["file_name"].rsplit(".", 1)[0]
+    assert bad[0].name.startswith(f"00_{stem}_ap")
+    assert good[0].name.startswith("00_" + best[0]["file_name"].rsplit(".", 1)[0])
+    img = _assert_picture(bad[0])
+    assert img.shape == (128 * 2 + 20, 2 * 128 * 2 + 6, 3)  # a title strip, two 2x pictures
+    left, right = img[20:, :256], img[20:, 262:]
+    assert not np.array_equal(left, right)  # ground truth and (moved) predictions differ
+
+
+def test_analysis_tools_refuse_a_wrong_config_path(demo):
+    cwd, _, _ = demo
+    for name, extra in (("confusion_matrix", ["out"]), ("analyze_results", ["show"])):
+        out = _tool(name, "nope.py", "results.pkl", *extra, cwd=cwd, expect_ok=False)
+        assert "config file 'nope.py' does not exist" in out and "Traceback" not in out

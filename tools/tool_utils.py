@@ -1,0 +1,68 @@
+"""Shared by tools/analysis_tools/ and tools/model_converters/: how they find the package,
+load a config, build its training set and report a missing path as the project's error.
+
+The tools in the sub-folders are scripts, not a package: each puts ``tools/`` on
+``sys.path`` and imports this module.
+"""
+
+import os.path as osp
+
+from mmdet_like.errors import ProjectError
+
+
+class ToolError(ProjectError, ValueError):
+    """A wrong argument of a tool (a missing file, a config without the needed part)."""
+
+
+def require_file(path, what="file"):
+    """``path`` if it is a file, else a :class:`ToolError` saying what is wrong."""
+    if osp.isdir(path):
+        raise ToolError(f"{what} {path!r} is a folder, not a file")
+    if not osp.isfile(path):
+        raise ToolError(f"{what} {path!r} does not exist; check the path")
+    return path
+
+
+def load_tool_config(path, cfg_options=None):
+    """The config at ``path`` (with its ``--cfg-options``), checked the way training checks it."""
+    import mmdet_like  # noqa: F401  (registers every built-in)
+    from mmdet_like.apis.config_check import check_config
+    from mmdet_like.engine import load_config
+
+    require_file(path, "config file")
+    cfg = load_config(path, cfg_options)
+    check_config(cfg, path)
+    return cfg
+
+
+def build_train_dataset(cfg, config_path):
+    """``cfg.data.train`` built with its training pipeline (not in test mode)."""
+    from mmdet_like.datasets import build_dataset
+
+    if "train" not in (cfg.get("data") or {}):
+        raise ToolError(f"{config_path}: the config has no data.train")
+    return build_dataset(cfg.data.train, where="data.train")
+
+
+def build_model(cfg):
+    """The detector of ``cfg`` (no pretrained weights loaded), in eval mode."""
+    import copy
+
+    from mmdet_like.apis import build_detector
+
+    model_cfg = copy.deepcopy(cfg.model)
+    model_cfg["pretrained"] = None
+    if isinstance(model_cfg.get("backbone"), dict) and "pretrained" in model_cfg["backbone"]:
+        model_cfg["backbone"]["pretrained"] = None
+    return build_detector(model_cfg, cfg.get("train_cfg"), cfg.get("test_cfg")).eval()
+
+
+def training_boxes(sample):
+    """(n, 4) float array of the ``gt_instances.bboxes`` of one packed training sample."""
+    import numpy as np
+
+    boxes = getattr(sample["data_samples"].gt_instances, "bboxes", None)
+    if boxes is None:
+        return np.zeros((0, 4), np.float32)
+    boxes = boxes.numpy() if hasattr(boxes, "numpy") else np.asarray(boxes)
+    return boxes.reshape(-1, 4).astype(np.float64)

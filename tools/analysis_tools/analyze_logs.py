@@ -27,12 +27,10 @@ import os.path as osp
 import sys
 from collections import OrderedDict
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+import numpy as np
 
-import numpy as np  # noqa: E402
-from _common import AnalysisError, check_file  # noqa: E402
-
-from mmdet_like.errors import run_tool  # noqa: E402
+from mmdet_like.apis.analysis import AnalysisError, check_file
+from mmdet_like.errors import run_tool
 
 
 def load_log(path):

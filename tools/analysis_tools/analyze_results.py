@@ -19,17 +19,15 @@ import os
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+import cv2
+import numpy as np
+from tqdm import tqdm
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-from _common import AnalysisError, detections, load_results, load_test_dataset  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from mmdet_like.apis.test import class_color, draw_result  # noqa: E402
-from mmdet_like.engine import add_cfg_options_argument  # noqa: E402
-from mmdet_like.errors import run_tool  # noqa: E402
-from mmdet_like.evaluation.coco_metric import coco_detections  # noqa: E402
+from mmdet_like.apis.analysis import AnalysisError, detections, load_results, load_test_dataset
+from mmdet_like.apis.test import class_color, draw_result
+from mmdet_like.engine import add_cfg_options_argument
+from mmdet_like.errors import run_tool
+from mmdet_like.evaluation.coco_metric import coco_detections
 
 
 def per_image_ap(ann_file, results, img_ids, cat_ids):

@@ -16,15 +16,13 @@ import os
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # tools/
+import cv2
+import numpy as np
+from tqdm import tqdm
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-from tool_utils import ToolError, build_train_dataset, load_tool_config  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from mmdet_like.engine import add_cfg_options_argument  # noqa: E402
-from mmdet_like.errors import run_tool  # noqa: E402
+from mmdet_like.apis.tool_utils import ToolError, build_train_dataset, load_tool_config
+from mmdet_like.engine import add_cfg_options_argument
+from mmdet_like.errors import run_tool
 
 PALETTE = [(0, 200, 0), (220, 60, 20), (20, 60, 220), (0, 200, 220), (200, 0, 200), (220, 200, 0)]
 

@@ -22,14 +22,12 @@ import os
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+import numpy as np
+from tqdm import tqdm
 
-import numpy as np  # noqa: E402
-from _common import box_iou, detections, load_results, load_test_dataset  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from mmdet_like.engine import add_cfg_options_argument  # noqa: E402
-from mmdet_like.errors import run_tool  # noqa: E402
+from mmdet_like.apis.analysis import box_iou, detections, load_results, load_test_dataset
+from mmdet_like.engine import add_cfg_options_argument
+from mmdet_like.errors import run_tool
 
 
 def match_image(gt_boxes, gt_labels, det_boxes, det_scores, det_labels, iou_thr):

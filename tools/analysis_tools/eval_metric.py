@@ -9,17 +9,13 @@ dataset without one), and prints the same ``name: value`` lines.
 """
 
 import argparse
-import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-
-from _common import load_results, load_test_dataset  # noqa: E402
-
-from mmdet_like.apis.startup_check import check_evaluator  # noqa: E402
-from mmdet_like.engine import CfgOptionsAction, add_cfg_options_argument, get_logger  # noqa: E402
-from mmdet_like.errors import run_tool  # noqa: E402
-from mmdet_like.evaluation import build_evaluator  # noqa: E402
+from mmdet_like.apis.analysis import load_results, load_test_dataset
+from mmdet_like.apis.startup_check import check_evaluator
+from mmdet_like.engine import CfgOptionsAction, add_cfg_options_argument, get_logger
+from mmdet_like.errors import run_tool
+from mmdet_like.evaluation import build_evaluator
 
 
 def parse_args(argv=None):

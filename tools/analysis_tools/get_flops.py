@@ -21,19 +21,16 @@ image; the backbone and neck counts do not.
 """
 
 import argparse
-import os.path as osp
 import sys
 from collections import OrderedDict
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # tools/
+import torch
+from torch.utils.flop_counter import FlopCounterMode, register_flop_formula
 
-import torch  # noqa: E402
-from tool_utils import ToolError, build_model, load_tool_config  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode, register_flop_formula  # noqa: E402
-
-import mmdet_like.ops  # noqa: E402, F401  (registers torch.ops.mmdet_like)
-from mmdet_like.engine import add_cfg_options_argument  # noqa: E402
-from mmdet_like.errors import run_tool  # noqa: E402
+import mmdet_like.ops  # noqa: F401  (registers torch.ops.mmdet_like)
+from mmdet_like.apis.tool_utils import ToolError, build_model, load_tool_config
+from mmdet_like.engine import add_cfg_options_argument
+from mmdet_like.errors import run_tool
 
 IOU_FLOPS = 12
 BILINEAR_FLOPS = 8  # 4 weighted terms, a multiply-add each

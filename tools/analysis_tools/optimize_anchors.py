@@ -17,22 +17,19 @@ head's config and the mean best IoU of the boxes with the config's anchors and t
 
 import argparse
 import math
-import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # tools/
+import numpy as np
+from tqdm import tqdm
 
-import numpy as np  # noqa: E402
-from tool_utils import (  # noqa: E402
+from mmdet_like.apis.tool_utils import (
     ToolError,
     build_train_dataset,
     load_tool_config,
     training_boxes,
 )
-from tqdm import tqdm  # noqa: E402
-
-from mmdet_like.engine import add_cfg_options_argument  # noqa: E402
-from mmdet_like.errors import run_tool  # noqa: E402
+from mmdet_like.engine import add_cfg_options_argument
+from mmdet_like.errors import run_tool
 
 _SHAPE_KEYS = (
     "scales", "base_sizes", "octave_base_scale", "scales_per_octave", "sizes", "ratios",

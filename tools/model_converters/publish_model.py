@@ -15,16 +15,13 @@ import os
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # tools/
-
-from tool_utils import ToolError, require_file  # noqa: E402
-
-from mmdet_like.engine.checkpoint import (  # noqa: E402
+from mmdet_like.apis.tool_utils import ToolError, require_file
+from mmdet_like.engine.checkpoint import (
     atomic_torch_save,
     check_plain,
     load_checkpoint_file,
 )
-from mmdet_like.errors import run_tool  # noqa: E402
+from mmdet_like.errors import run_tool
 
 TRAINING_META_KEYS = ("rng", "hook_states", "inner_iter")  # only resuming needs them
 DROPPED_KEYS = ("optimizer",)

@@ -6,11 +6,11 @@ proposals for the first stage; the ground truth is added as proposals at every s
 its own assigner (IoU 0.5, 0.6, 0.7 in the published setting) and its own box coder (target
 stds halved from stage to stage, as the regressed boxes sit closer to their objects). The
 losses of stage ``t`` are weighted ``stage_loss_weights[t]`` and logged as ``s{t}.loss_cls``,
-``s{t}.loss_bbox``, ``s{t}.acc``. At test time every stage classifies the last stage's input
-boxes' ancestors along the cascade: the class probabilities are averaged over the stages and
-the boxes are those the last stage regresses (detectron2's and the paper's test rule); the
-mask branch (Cascade Mask R-CNN) runs once, on the final detections and, in training, on the
-last stage's positives.
+``s{t}.loss_bbox``, ``s{t}.acc``. At test time the RPN's proposals go through every stage,
+each stage classifying the boxes the one before regressed: the class probabilities of all
+stages are averaged, and the boxes are those the last stage regresses (detectron2's and the
+paper's test rule); the mask branch (Cascade Mask R-CNN) runs once, on the final detections
+and, in training, on the last stage's positives.
 """
 
 import copy
@@ -166,7 +166,8 @@ class CascadeRoIHead(BaseRoIHead):
         deltas = bbox_pred.detach()
         if not head.reg_class_agnostic:
             best = cls_score.detach()[:, : head.num_classes].argmax(1)
-            deltas = deltas.view(deltas.size(0), -1, 4)[torch.arange(deltas.size(0)), best]
+            rows = torch.arange(deltas.size(0), device=deltas.device)
+            deltas = deltas.view(deltas.size(0), -1, 4)[rows, best]
         boxes = head.bbox_coder.decode(rois[:, 1:5], deltas)
         if img_shapes is not None:
             limits = boxes.new_tensor([[s[1], s[0], s[1], s[0]] for s in img_shapes])

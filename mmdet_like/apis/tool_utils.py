@@ -1,9 +1,5 @@
-"""Shared by tools/analysis_tools/ and tools/model_converters/: how they find the package,
-load a config, build its training set and report a missing path as the project's error.
-
-The tools in the sub-folders are scripts, not a package: each puts ``tools/`` on
-``sys.path`` and imports this module.
-"""
+"""Shared by tools/analysis_tools/ and tools/model_converters/: loading a config, building
+its training set and model, and reporting a missing path as the project's error."""
 
 import os.path as osp
 

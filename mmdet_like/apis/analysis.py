@@ -1,9 +1,5 @@
 """What the analysis tools share: a config's test dataset, a ``results.pkl`` read with a
-clear error, per-image boxes and ground truth, box IoU.
-
-The tools import it as ``_common`` (their folder is first on ``sys.path`` when they run as
-scripts).
-"""
+clear error, per-image boxes and ground truth, box IoU."""
 
 import os.path as osp
 import pickle

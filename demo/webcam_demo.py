@@ -64,7 +64,7 @@ def main(argv=None):
                         break
                     if cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) < 1:
                         break  # the window was closed
-            except KeyboardInterrupt:
+            except KeyboardInterrupt:  # Ctrl-C ends the live loop like q does
                 pass
     finally:
         capture.release()

@@ -5,10 +5,16 @@
 #
 # Backbone weights: mmdetection starts from 'open-mmlab://detectron/resnet50_gn', Detectron's
 # ImageNet R-50-GN (trained with the stride on the 3x3 conv, i.e. style="pytorch", and the
-# caffe image normalisation below). That name is not loadable here: put those weights at
+# caffe image normalisation: the coco_instance_caffe dataset base). That name is not
+# loadable here: put those weights at
 # checkpoints/resnet50_gn.pth with our (torchvision) ResNet key names (mmcv's gn1/gn2/gn3 ->
 # bn1/bn2/bn3, downsample.1 as it is; see docs/models.md).
-_base_ = "../mask_rcnn_r50_fpn_2x.py"
+_base_ = [
+    "../_base_/models/mask_rcnn_r50_fpn.py",
+    "../_base_/datasets/coco_instance_caffe.py",
+    "../_base_/schedules/schedule_2x.py",
+    "../_base_/default_runtime.py",
+]
 _gn_norm_cfg = dict(type="GN", num_groups=32, requires_grad=True)
 model = dict(
     pretrained="checkpoints/resnet50_gn.pth",
@@ -18,34 +24,4 @@ model = dict(
         bbox_head=dict(type="Shared4Conv1FCBBoxHead", conv_out_channels=256, norm_cfg=_gn_norm_cfg),
         mask_head=dict(norm_cfg=_gn_norm_cfg),
     ),
-)
-img_norm_cfg = dict(mean=[102.9801, 115.9465, 122.7717], std=[1.0, 1.0, 1.0], to_rgb=False)
-train_pipeline = [
-    dict(type="LoadImageFromFile"),
-    dict(type="LoadAnnotations", with_bbox=True, with_mask=True),
-    dict(type="Resize", img_scale=(1333, 800), keep_ratio=True),
-    dict(type="RandomFlip", flip_ratio=0.5),
-    dict(type="Normalize", **img_norm_cfg),
-    dict(type="Pad", size_divisor=32),
-    dict(type="PackDetInputs"),
-]
-test_pipeline = [
-    dict(type="LoadImageFromFile"),
-    dict(
-        type="MultiScaleFlipAug",
-        img_scale=(1333, 800),
-        flip=False,
-        transforms=[
-            dict(type="Resize", keep_ratio=True),
-            dict(type="RandomFlip"),
-            dict(type="Normalize", **img_norm_cfg),
-            dict(type="Pad", size_divisor=32),
-            dict(type="PackDetInputs"),
-        ],
-    ),
-]
-data = dict(
-    train=dict(pipeline=train_pipeline),
-    val=dict(pipeline=test_pipeline),
-    test=dict(pipeline=test_pipeline),
 )

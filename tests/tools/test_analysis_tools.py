@@ -126,15 +126,44 @@ def test_plot_curve_errors_name_the_log_and_its_keys(logs, tmp_path):
     assert "--legend: 1 names for 2 logs" in out
 
 
-def test_cal_train_time_prints_per_epoch_and_overall_times(logs, tmp_path):
-    a, _ = logs
-    out = _tool("analyze_logs", "cal_train_time", a, cwd=tmp_path)
-    times = np.array([0.5, 0.3, 0.2, 0.8, 0.4, 0.1]).reshape(3, 2)  # two records an epoch
-    for epoch, t in enumerate(times, 1):  # each record covers two iterations
+def test_cal_train_time_leaves_out_each_epochs_first_record(tmp_path):
+    # three records an epoch, each covering two iterations; the first is the slow warm-up
+    times = np.array([2.0, 0.3, 0.5, 1.5, 0.2, 0.4, 1.0, 0.6, 0.1]).reshape(3, 3)
+    log = _write_log(tmp_path / "t.log.json", times.ravel().tolist(), [1.0] * 9,
+                     [0.1, 0.2, 0.3], iters=6)  # fmt: skip
+    out = _tool("analyze_logs", "cal_train_time", log, cwd=tmp_path)
+    assert "each epoch's first training record (data loader warm-up) left out" in out
+    for epoch, t in enumerate(times[:, 1:], 1):  # averages 0.4, 0.3, 0.35
         assert (f"epoch {epoch}: average {t.mean():.4f} s/iter, fastest {t.min():.4f}, "
-                f"slowest {t.max():.4f}") in out  # fmt: skip
-    assert f"overall: average {times.mean():.4f} s/iter, fastest 0.1000, slowest 0.8000" in out
-    assert "fastest epoch 3, slowest epoch 2" in out  # averages 0.4, 0.5, 0.25
+                f"slowest {t.max():.4f}\n") in out  # fmt: skip
+    assert "overall: average 0.3500 s/iter, fastest 0.1000, slowest 0.6000" in out
+    assert "fastest epoch 2, slowest epoch 1" in out
+
+    out = _tool("analyze_logs", "cal_train_time", log, "--include-outliers", cwd=tmp_path)
+    assert "every training record counted (--include-outliers)" in out
+    for epoch, t in enumerate(times, 1):
+        assert (f"epoch {epoch}: average {t.mean():.4f} s/iter, fastest {t.min():.4f}, "
+                f"slowest {t.max():.4f}\n") in out  # fmt: skip
+    assert f"overall: average {times.mean():.4f} s/iter, fastest 0.1000, slowest 2.0000" in out
+    assert "fastest epoch 3, slowest epoch 1" in out  # averages 0.933, 0.7, 0.567
+
+    # records covering different numbers of iterations weigh so; a lone record is kept
+    tool = _load("analyze_logs")
+    records = [dict(mode="train", epoch=1, iter=it, time=t)
+               for it, t in ((1, 5.0), (2, 0.4), (5, 0.2))]  # fmt: skip
+    records += [dict(mode="val", epoch=1, iter=5, bbox_mAP=0.1),
+                dict(mode="train", epoch=2, iter=5, time=0.7)]  # fmt: skip
+    stats = tool.train_times(records)
+    assert stats[1] == pytest.approx((0.25, 0.2, 0.4, 4.0, False))  # (0.4 * 1 + 0.2 * 3) / 4
+    assert stats[2] == pytest.approx((0.7, 0.7, 0.7, 5.0, True))
+    assert tool.train_times(records, include_outliers=True)[1][0] == pytest.approx(1.2)
+    out = _tool("analyze_logs", "cal_train_time",
+                _write_log(tmp_path / "one.log.json", [0.9], [1.0], [0.1], iters=2),
+                cwd=tmp_path)  # fmt: skip
+    assert (
+        "epoch 1: average 0.9000 s/iter, fastest 0.9000, slowest 0.9000 (its only record, kept)"
+        in out
+    )
 
 
 # ------------------------------------------------------------------ dataset and results

@@ -4,6 +4,7 @@
         --keys loss_cls bbox_mAP [--legend run1 run2] --out curves.png [--x epoch|iter]
         [--title TITLE]
     python tools/analysis_tools/analyze_logs.py cal_train_time LOG.json [LOG2.json ...]
+        [--include-outliers]
 
 A log is the ``{work_dir}/{timestamp}.log.json`` of ``TextLoggerHook``: one JSON object a
 line with ``mode`` ("train" / "val"), ``epoch`` (1-based), ``iter`` (1-based within the
@@ -17,7 +18,11 @@ epoch's iterations, is the largest ``iter`` among its training records.
 
 ``cal_train_time`` prints, per epoch and overall, the average time of an iteration (each
 record's ``time`` is the average of the iterations since the previous record, weighted so)
-and the fastest and slowest of the logged averages.
+and the fastest and slowest of the logged averages. As mmdetection's does, it leaves out
+each epoch's first training record, whose iterations include the data loader's warm-up
+(starting its workers, filling the prefetch queue) and are much slower than the rest;
+``--include-outliers`` keeps them. An epoch with a single record keeps it (nothing else to
+average), and the output says so.
 """
 
 import argparse
@@ -138,9 +143,11 @@ def plot_curve(logs, keys, out, legend=None, x="epoch", title=None):
     return curves
 
 
-def train_times(records):
-    """Epoch -> ``(average, fastest, slowest, iterations)`` of its training records' times;
-    the average weights each record by the iterations it covers."""
+def train_times(records, include_outliers=False):
+    """Epoch -> ``(average, fastest, slowest, iterations, first_kept)`` of its training
+    records' times; the average weights each record by the iterations it covers. Unless
+    ``include_outliers``, each epoch's first record is left out when the epoch has others
+    (``first_kept`` says whether it was counted)."""
     by_epoch = OrderedDict()
     last = {}
     for r in records:
@@ -152,28 +159,43 @@ def train_times(records):
         by_epoch.setdefault(epoch, []).append((float(r["time"]), covered))
     out = OrderedDict()
     for epoch, items in by_epoch.items():
+        first_kept = include_outliers or len(items) == 1
+        if not first_kept:
+            items = items[1:]
         times = np.array([t for t, _ in items])
         weights = np.array([n for _, n in items], dtype=np.float64)
-        out[epoch] = (float((times * weights).sum() / weights.sum()), times.min(), times.max(),
-                      float(weights.sum()))  # fmt: skip
+        out[epoch] = (float((times * weights).sum() / weights.sum()), float(times.min()),
+                      float(times.max()), float(weights.sum()), first_kept)  # fmt: skip
     return out
 
 
-def cal_train_time(path):
+def cal_train_time(path, include_outliers=False):
     """Print the iteration times of ``path``; returns ``{epoch: (avg, fastest, slowest)}``
-    and the overall ``(avg, fastest, slowest)``."""
-    per_epoch = train_times(load_log(path))
+    and the overall ``(avg, fastest, slowest)``. Each epoch's first record (the data
+    loader's warm-up) is left out unless ``include_outliers``."""
+    per_epoch = train_times(load_log(path), include_outliers)
     if not per_epoch:
         raise AnalysisError(f"{path}: no training records with 'time'")
     print(f"-----Analyze train time of {path}-----")
-    for epoch, (avg, fast, slow, _) in per_epoch.items():
-        print(f"epoch {epoch}: average {avg:.4f} s/iter, fastest {fast:.4f}, slowest {slow:.4f}")
-    total = sum(a * n for a, _, _, n in per_epoch.values())
-    iters = sum(n for *_, n in per_epoch.values())
+    if include_outliers:
+        print("every training record counted (--include-outliers)")
+    else:
+        print(
+            "each epoch's first training record (data loader warm-up) left out; "
+            "--include-outliers keeps it"
+        )
+    for epoch, (avg, fast, slow, _, first_kept) in per_epoch.items():
+        note = "" if include_outliers or not first_kept else " (its only record, kept)"
+        print(
+            f"epoch {epoch}: average {avg:.4f} s/iter, fastest {fast:.4f}, slowest {slow:.4f}"
+            + note
+        )
+    total = sum(v[0] * v[3] for v in per_epoch.values())
+    iters = sum(v[3] for v in per_epoch.values())
     overall = (
         total / iters,
-        min(f for _, f, _, _ in per_epoch.values()),
-        max(s for _, _, s, _ in per_epoch.values()),
+        min(v[1] for v in per_epoch.values()),
+        max(v[2] for v in per_epoch.values()),
     )
     avgs = {e: v[0] for e, v in per_epoch.items()}
     print(
@@ -196,6 +218,11 @@ def parse_args(argv=None):
     plot.add_argument("--title")
     times = sub.add_parser("cal_train_time", help="print the iteration times of a log")
     times.add_argument("logs", nargs="+", help="json log files (.log.json)")
+    times.add_argument(
+        "--include-outliers",
+        action="store_true",
+        help="count each epoch's first record too (left out by default: data loader warm-up)",
+    )
     return parser.parse_args(argv)
 
 
@@ -206,7 +233,7 @@ def main(argv=None):
         print(f"curves of {', '.join(args.keys)} written to {args.out}")
     else:
         for path in args.logs:
-            cal_train_time(path)
+            cal_train_time(path, args.include_outliers)
 
 
 if __name__ == "__main__":

@@ -45,17 +45,23 @@ def batched_nms(boxes, scores, idxs, iou_threshold):
     Returns:
         (M,) int64 indices of the kept boxes in descending score order.
     """
+    if torch.compiler.is_compiling():  # traced (torch.export): no branch on the box count
+        return _batched_nms_offset(boxes, scores, idxs, iou_threshold)
     if boxes.numel() == 0:
         return torch.empty((0,), dtype=torch.long, device=boxes.device)
     loop_above = BATCHED_NMS_LOOP_THRESHOLD.get(boxes.device.type, 4_000)
-    if boxes.size(0) > loop_above and not torch.compiler.is_compiling():
+    if boxes.size(0) > loop_above:
         return _batched_nms_per_class(boxes, scores, idxs, iou_threshold)
     return _batched_nms_offset(boxes, scores, idxs, iou_threshold)
 
 
 def _batched_nms_offset(boxes, scores, idxs, iou_threshold):
     # Shift each category to its own region of the plane so that categories cannot overlap.
-    max_coordinate = boxes.max()
+    if torch.compiler.is_compiling():
+        # a traced program may see no box at run time: the max of [boxes, 0] is defined then
+        max_coordinate = torch.cat([boxes.reshape(-1), boxes.new_zeros(1)]).max()
+    else:
+        max_coordinate = boxes.max()
     offsets = idxs.to(boxes) * (
         max_coordinate + torch.tensor(1, dtype=boxes.dtype, device=boxes.device)
     )

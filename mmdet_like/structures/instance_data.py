@@ -60,7 +60,9 @@ class InstanceData:
                 f"InstanceData: field {name!r} must have one entry per instance (a tensor, "
                 f"array, list or mask structure), got {type(value).__name__}"
             )
-        current = len(self) if self._fields else None
+        # the first field's length, not len(self): under torch.export a length can be a
+        # symbolic size that len() cannot return
+        current = next((_length(v) for v in self._fields.values()), None)
         others = [n for n in self._fields if n != name]
         if current is not None and others and length != current:
             raise ValueError(

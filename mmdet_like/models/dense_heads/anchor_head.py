@@ -424,9 +424,13 @@ class AnchorHead(BaseDenseHead):
             scores = logits.sigmoid() if self.use_sigmoid_cls else logits.softmax(-1)
             deltas = flatten_levels([reg], 4)
             num = scores.size(1)
-            if nms_pre and 0 < nms_pre < num:
+            tracing = torch.compiler.is_compiling()
+            if nms_pre and nms_pre > 0 and (tracing or nms_pre < num):
+                # traced (torch.export): the level's size is symbolic, no branch on it; the
+                # topk of min(nms_pre, size) anchors (all of a small level, reordered)
+                count = torch.sym_min(nms_pre, num) if tracing else nms_pre
                 object_scores = scores if self.use_sigmoid_cls else scores[..., :-1]
-                _, top = object_scores.max(-1).values.topk(nms_pre, dim=1)
+                _, top = object_scores.max(-1).values.topk(count, dim=1)
                 scores = scores.gather(1, top[..., None].expand(-1, -1, scores.size(-1)))
                 deltas = deltas.gather(1, top[..., None].expand(-1, -1, 4))
                 level_anchors = level_anchors[top]

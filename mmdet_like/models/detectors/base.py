@@ -43,9 +43,11 @@ def pad_images(img, size_divisor=32):
         height = max(i.shape[-2] for i in images)
         width = max(i.shape[-1] for i in images)
     div = max(int(size_divisor or 1), 1)
-    height, width = -(-height // div) * div, -(-width // div) * div
+    # rounded up with non-negative operands: ONNX integer division truncates toward zero
+    height, width = (height + div - 1) // div * div, (width + div - 1) // div * div
     if images is None:
-        if img.shape[-2:] == (height, width):
+        # traced (torch.export): always pad (maybe by 0); a branch on the size is a guard
+        if not torch.compiler.is_compiling() and img.shape[-2:] == (height, width):
             return img
         return F.pad(img, (0, width - img.shape[-1], 0, height - img.shape[-2]))
     batch = images[0].new_zeros((len(images), images[0].shape[0], height, width))

@@ -8,6 +8,7 @@ outputs.
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.fx.experimental.symbolic_shapes import guard_or_false
 
 from mmdet_like.models.layers import build_norm_layer
 from mmdet_like.models.task_modules.multiclass_nms import multiclass_nms
@@ -233,7 +234,7 @@ class ConvFCBBoxHead(nn.Module):
         Returns:
             (m, 5) ``[x1, y1, x2, y2, score]`` and (m,) int64 labels.
         """
-        if rois.size(0) == 0:
+        if guard_or_false(rois.size(0) == 0):  # traced: no branch on the RoI count
             return rois.new_zeros((0, 5)), torch.zeros(0, dtype=torch.long, device=rois.device)
         boxes, scores, valid = self.get_candidates(rois, cls_score, bbox_pred, img_shape, cfg)
         if rescale:

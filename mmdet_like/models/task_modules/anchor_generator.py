@@ -158,12 +158,13 @@ class AnchorGenerator:
         device = torch.device(device)
         if device.type == "cuda" and device.index is None:
             device = torch.device("cuda", torch.cuda.current_device())
-        key = (tuple(int(s) for s in featmap_size), level, device, dtype)
-        cached = self._cache.get(key)
+        tracing = torch.compiler.is_compiling()  # torch.export: symbolic sizes, no cache
+        key = None if tracing else (tuple(int(s) for s in featmap_size), level, device, dtype)
+        cached = None if tracing else self._cache.get(key)
         if cached is not None:
             self._cache.move_to_end(key)
             return cached
-        feat_h, feat_w = key[0]
+        feat_h, feat_w = featmap_size
         stride_w, stride_h = self.strides[level]
         shift_x = torch.arange(feat_w, device=device, dtype=torch.float32) * stride_w
         shift_y = torch.arange(feat_h, device=device, dtype=torch.float32) * stride_h
@@ -171,6 +172,8 @@ class AnchorGenerator:
         shifts = torch.stack([xx, yy, xx, yy], dim=-1).reshape(-1, 1, 4)
         base = self.base_anchors[level].to(device)
         anchors = (shifts + base[None]).reshape(-1, 4).to(dtype)
+        if tracing:
+            return anchors
         self._cache[key] = anchors
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)

@@ -1,0 +1,320 @@
+"""Export a detector to ONNX or a ``torch.export`` program, run the file, check it.
+
+```python
+from mmdet_like.apis import init_detector
+from mmdet_like.deployment import export_detector, prepare_input, run_exported, to_instances
+
+model = init_detector("configs/mask_rcnn_r50_fpn_1x.py", "latest.pth")
+image, meta = prepare_input(model.cfg, "demo/demo.jpg")
+export_detector(model, image, "mask_rcnn.onnx", dynamic=True)
+outputs = run_exported("mask_rcnn.onnx", image)  # onnxruntime, no custom library
+detections = to_instances(outputs, meta, model)  # boxes and masks in the original image
+```
+
+What the exported graph computes is :class:`~mmdet_like.deployment.exportable.ExportableDetector`
+(one image; the detector's own inference code); the test pipeline before it
+(:func:`prepare_input`) and the rescaling and mask pasting after it (:func:`to_instances`)
+stay in Python.
+"""
+
+import copy
+import os
+import os.path as osp
+import tempfile
+
+import numpy as np
+import torch
+
+from mmdet_like.apis.inference import _prepare
+from mmdet_like.deployment.exportable import (
+    ExportableDetector,
+    ExportError,
+    coarsest_stride,
+    image_meta,
+)
+from mmdet_like.errors import ProjectError
+from mmdet_like.structures.instance_data import DetDataSample, InstanceData
+
+FORMATS = ("onnx", "torch-export")
+# Range of the dynamic image sides: at least 2 cells at the coarsest level (the model's
+# coarsest stride + 1 px: 65 for an RPN on P2-P6, 129 for RetinaNet on P3-P7; torch.export
+# specialises sizes of 1), at most DYNAMIC_MAX_SIDE (only memory grows).
+DYNAMIC_MAX_SIDE = 8192
+# --verify: how far the exported program may be from PyTorch (float32, different kernels)
+BOX_TOLERANCE_PX = 1e-3
+SCORE_TOLERANCE = 1e-4
+MASK_PIXEL_TOLERANCE = 1e-3  # fraction of the masks' pixels that may flip at the threshold
+
+
+class DeploymentError(ProjectError, ValueError):
+    """An export, run or verification that cannot be done as asked (the message says why)."""
+
+
+def _project_error(exc):
+    return DeploymentError(str(exc)) if isinstance(exc, ExportError) else exc
+
+
+# --------------------------------------------------------------------------- input
+
+
+def _set_test_scale(steps, shape):
+    """Test pipeline steps resizing to exactly ``shape`` (H, W): ``img_scale`` (W, H) on the
+    resizing steps, ``keep_ratio=False``."""
+    found = False
+    for step in steps:
+        if not isinstance(step, dict):
+            continue
+        if step.get("type") == "MultiScaleFlipAug":
+            step["img_scale"] = (shape[1], shape[0])
+            found = True
+            _set_test_scale(step.get("transforms", []), shape)
+        elif step.get("type") == "Resize":
+            step["keep_ratio"] = False
+            if "img_scale" in step:
+                step["img_scale"] = (shape[1], shape[0])
+            found = True
+    return found
+
+
+def prepare_input(cfg, image, shape=None):
+    """The exported graph's input for ``image`` (a path or an (H, W, 3) BGR uint8 array):
+    the config's test pipeline (resize, normalise; not padded: the graph pads), with its
+    resize set to exactly ``shape`` (H, W) when given.
+
+    Returns:
+        (1, 3, h, w) float32 tensor and the image's meta (``ori_shape``, ``img_shape``,
+        ``scale_factor``, ...) for :func:`to_instances`.
+    """
+    if shape is not None:
+        cfg = copy.deepcopy(cfg)
+        test = cfg.data.test[0] if isinstance(cfg.data.test, (list, tuple)) else cfg.data.test
+        if not _set_test_scale(test.pipeline, shape):
+            raise DeploymentError(
+                "--shape: the test pipeline (data.test.pipeline) has no Resize or "
+                "MultiScaleFlipAug step to set the size on"
+            )
+    if isinstance(image, str) and not osp.isfile(image):
+        raise DeploymentError(f"image {image!r} does not exist; check the path")
+    try:
+        data = _prepare(image, cfg)
+    except (OSError, TypeError, AttributeError) as exc:
+        raise DeploymentError(f"image {image!r} could not be read: {exc}") from exc
+    tensors, samples = data["img"], data["data_samples"]
+    tensor = tensors[0] if isinstance(tensors, (list, tuple)) else tensors
+    sample = samples[0] if isinstance(samples, (list, tuple)) else samples
+    meta = dict(sample.metainfo)
+    if meta.get("flip"):
+        raise DeploymentError("the test pipeline flips the image; export needs flip=False")
+    height, width = int(meta["img_shape"][0]), int(meta["img_shape"][1])
+    return tensor[None, :, :height, :width].contiguous().float(), meta
+
+
+# --------------------------------------------------------------------------- export
+
+
+def dynamic_min_side(model):
+    """The smallest image side a ``--dynamic`` export of ``model`` accepts."""
+    return coarsest_stride(model) + 1
+
+
+def _dynamic_shapes(dynamic, min_side):
+    if not dynamic:
+        return None
+    height = torch.export.Dim("height", min=min_side, max=DYNAMIC_MAX_SIDE)
+    width = torch.export.Dim("width", min=min_side, max=DYNAMIC_MAX_SIDE)
+    return {"image": {2: height, 3: width}}
+
+
+def export_program(model, image, dynamic=True):
+    """``torch.export`` program of :class:`ExportableDetector` (``model`` on the CPU, in eval
+    mode), traced on ``image`` (1, 3, H, W); ``dynamic``: any H, W in
+    [:func:`dynamic_min_side`, ``DYNAMIC_MAX_SIDE``], else exactly the example's."""
+    try:
+        wrapper = ExportableDetector(model.cpu().eval())
+    except ExportError as exc:
+        raise _project_error(exc) from exc
+    min_side = dynamic_min_side(model)
+    if dynamic and min(image.shape[-2:]) < min_side:
+        raise DeploymentError(
+            f"--dynamic: the example image is {tuple(image.shape[-2:])}; both sides must be "
+            f"at least {min_side} for this model (use a larger image or --shape)"
+        )
+    with torch.no_grad():
+        return torch.export.export(
+            wrapper, (image.cpu(),), dynamic_shapes=_dynamic_shapes(dynamic, min_side),
+            strict=False,
+        )  # fmt: skip
+
+
+def export_detector(model, image, out, fmt="onnx", dynamic=True):
+    """Export ``model`` for inputs like ``image`` to ``out`` (``fmt``: ``onnx`` or
+    ``torch-export``, a ``.pt2`` file loaded with ``torch.export.load``); the file is
+    written atomically. Returns the output names."""
+    if fmt not in FORMATS:
+        raise DeploymentError(f"format {fmt!r} is not one of {FORMATS}")
+    program = export_program(model, image, dynamic)
+    wrapper_outputs = ExportableDetector(model).output_names
+    folder = osp.dirname(osp.abspath(out))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".export-", suffix=osp.splitext(out)[1], dir=folder)
+    os.close(fd)
+    try:
+        if fmt == "torch-export":
+            torch.export.save(program, tmp)
+        else:
+            _save_onnx(program, image, tmp, wrapper_outputs)
+        os.replace(tmp, out)
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
+    return wrapper_outputs
+
+
+def _save_onnx(program, image, path, output_names):
+    from mmdet_like.deployment.onnx_ops import ONNX_OPSET, translation_table
+
+    onnx_program = torch.onnx.export(
+        program, (image.cpu(),), input_names=["image"], output_names=output_names,
+        custom_translation_table=translation_table(), opset_version=ONNX_OPSET, dynamo=True,
+        external_data=False, verbose=False,
+    )  # fmt: skip
+    onnx_program.save(path, external_data=False)
+
+
+# --------------------------------------------------------------------------- run
+
+
+def run_exported(path, image):
+    """Run an exported file (``.onnx`` with onnxruntime's CPU provider; else a
+    ``torch.export`` ``.pt2``) on ``image`` (1, 3, H, W). Returns its outputs as numpy
+    arrays: ``dets`` (n, 5), ``labels`` (n,)[, ``mask_probs`` (n, M, M)]."""
+    if not osp.isfile(path):
+        raise DeploymentError(f"exported file {path!r} does not exist")
+    array = image.detach().cpu().float().numpy()
+    if path.endswith(".onnx"):
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        return session.run(None, {session.get_inputs()[0].name: array})
+    program = torch.export.load(path)
+    with torch.no_grad():
+        outputs = program.module()(torch.from_numpy(array))
+    return [o.numpy() for o in outputs]
+
+
+def to_instances(outputs, meta, model=None, mask_thr=None):
+    """Exported outputs -> :class:`InstanceData` in the original image: ``bboxes`` divided by
+    the meta's ``scale_factor``, ``scores``, ``labels`` and, with ``mask_probs``, ``masks``
+    (n, H, W) bool pasted at the original size with ``model``'s mask head (its
+    ``paste_mode``; ``mask_thr`` defaults to ``test_cfg.rcnn.mask_thr_binary``)."""
+    dets, labels = torch.from_numpy(np.asarray(outputs[0])), torch.from_numpy(outputs[1])
+    factor = torch.as_tensor(meta.get("scale_factor", 1.0), dtype=dets.dtype)
+    result = InstanceData(bboxes=dets[:, :4] / factor, scores=dets[:, 4], labels=labels)
+    if len(outputs) > 2:
+        if model is None:
+            raise DeploymentError("to_instances: pasting masks needs the model (its mask head)")
+        roi_head = model.roi_head
+        threshold = roi_head.test_cfg["mask_thr_binary"] if mask_thr is None else mask_thr
+        height, width = int(meta["ori_shape"][0]), int(meta["ori_shape"][1])
+        result.masks = roi_head.mask_head.paste_probs(
+            torch.from_numpy(outputs[2]), result.bboxes, height, width, threshold
+        )
+    return result
+
+
+# --------------------------------------------------------------------------- verify
+
+
+@torch.no_grad()
+def pytorch_instances(model, image):
+    """The detector's own inference (:meth:`BaseDetector.predict`) on the (1, 3, H, W)
+    input, in the input image's coordinates (masks at the input's size)."""
+    height, width = int(image.shape[-2]), int(image.shape[-1])
+    sample = DetDataSample(metainfo=image_meta(height, width))
+    return model.predict(image, [sample], rescale=False)[0].pred_instances
+
+
+def compare_detections(reference, exported):
+    """Match every exported detection to the reference's (same label, nearest box; order
+    may differ where scores tie within float noise) and measure the differences.
+
+    Args:
+        reference, exported: :class:`InstanceData` in the same image (``bboxes``, ``scores``,
+            ``labels`` [, ``masks``]).
+
+    Returns:
+        dict: ``reference`` / ``exported`` counts, ``matched``, ``max_box_diff_px``,
+        ``max_score_diff`` and, with masks, ``mask_pixels_differing`` (pixels in one mask
+        and not the other, as a fraction of the pixels in either).
+    """
+    report = dict(reference=len(reference), exported=len(exported), matched=0,
+                  max_box_diff_px=0.0, max_score_diff=0.0)  # fmt: skip
+    ref_boxes, exp_boxes = reference.bboxes.float(), exported.bboxes.float()
+    if len(reference) == 0 or len(exported) == 0:
+        return report
+    diff = (exp_boxes[:, None, :] - ref_boxes[None, :, :]).abs().amax(-1)  # (e, r)
+    diff = diff.masked_fill(exported.labels[:, None] != reference.labels[None, :], float("inf"))
+    unused = torch.ones(len(reference), dtype=torch.bool)
+    pairs = []
+    for i in range(len(exported)):  # a few hundred detections at most: greedy is enough
+        candidates = diff[i].masked_fill(~unused, float("inf"))
+        j = int(candidates.argmin())
+        if torch.isfinite(candidates[j]):
+            unused[j] = False
+            pairs.append((i, j))
+    if not pairs:
+        return report
+    exp_idx = torch.tensor([p[0] for p in pairs])
+    ref_idx = torch.tensor([p[1] for p in pairs])
+    report["matched"] = len(pairs)
+    report["max_box_diff_px"] = float(diff[exp_idx, ref_idx].max())
+    report["max_score_diff"] = float(
+        (exported.scores[exp_idx].float() - reference.scores[ref_idx].float()).abs().max()
+    )
+    if "masks" in exported and "masks" in reference:
+        exp_masks, ref_masks = exported.masks[exp_idx], reference.masks[ref_idx]
+        union = (exp_masks | ref_masks).sum().clamp(min=1)
+        report["mask_pixels_differing"] = float((exp_masks != ref_masks).sum() / union)
+    return report
+
+
+def verification_failures(report):
+    """What a :func:`compare_detections` report says is wrong (an empty list: none)."""
+    problems = []
+    if report["exported"] != report["reference"]:
+        problems.append(f"{report['exported']} detections against PyTorch's {report['reference']}")
+    if report["matched"] != report["exported"]:
+        problems.append(
+            f"{report['exported'] - report['matched']} detections match none of PyTorch's"
+        )
+    if report["max_box_diff_px"] > BOX_TOLERANCE_PX:
+        problems.append(
+            f"boxes differ by up to {report['max_box_diff_px']:.3g} px (> {BOX_TOLERANCE_PX})"
+        )
+    if report["max_score_diff"] > SCORE_TOLERANCE:
+        problems.append(
+            f"scores differ by up to {report['max_score_diff']:.3g} (> {SCORE_TOLERANCE})"
+        )
+    if report.get("mask_pixels_differing", 0.0) > MASK_PIXEL_TOLERANCE:
+        problems.append(
+            f"{report['mask_pixels_differing']:.2%} of mask pixels differ "
+            f"(> {MASK_PIXEL_TOLERANCE:.1%})"
+        )
+    return problems
+
+
+def verify_exported(model, path, image):
+    """Run the exported file and PyTorch on ``image`` (1, 3, H, W) and compare the
+    detections (:func:`compare_detections`, masks pasted at the input's size). Returns the
+    report; raises :class:`DeploymentError` listing what differs beyond the tolerances."""
+    reference = pytorch_instances(model, image)
+    outputs = run_exported(path, image)
+    height, width = int(image.shape[-2]), int(image.shape[-1])
+    exported = to_instances(outputs, image_meta(height, width), model)
+    report = compare_detections(reference, exported)
+    problems = verification_failures(report)
+    if problems:
+        raise DeploymentError(
+            f"{path}: the exported model differs from PyTorch: " + "; ".join(problems)
+        )
+    return report

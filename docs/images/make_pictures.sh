@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Regenerates the pictures of docs/useful_tools.md with the tools themselves, from the trained
+# demo Mask R-CNN (configs/demo/mask_rcnn_r18_fpn_demo.py, 8 epochs on data/demo) and the log
+# of the Cascade Mask R-CNN demo run. Run from the repository root:
+#
+#     bash docs/images/make_pictures.sh
+#
+# The tools write into $OUT (default /tmp/docpics); the chosen pictures are copied into
+# docs/images/, re-encoded losslessly at PNG compression 9 and, for the 128-pixel demo images,
+# enlarged 3 times (nearest neighbour, no pixel changed otherwise). Nothing is drawn here.
+set -euo pipefail
+
+PYTHON=${PYTHON:-python}
+OUT=${OUT:-/tmp/docpics}
+CONFIG=configs/demo/mask_rcnn_r18_fpn_demo.py
+CKPT=${CKPT:-work_dirs/pair_mask_rcnn/latest.pth}
+MASK_LOG=$(ls work_dirs/pair_mask_rcnn/*.log.json | tail -1)
+CASCADE_LOG=$(ls work_dirs/cascade_mask_rcnn_r18_fpn_demo/*.log.json | tail -1)
+ANN=data/demo/annotations/instances_val.json
+IMAGES=docs/images
+
+mkdir -p "$OUT" "$IMAGES"
+
+# copy SRC to DST, enlarged SCALE times (nearest neighbour), PNG compression 9
+save() {
+    "$PYTHON" -c 'import sys, cv2
+img = cv2.imread(sys.argv[1])
+s = int(sys.argv[3])
+img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_NEAREST) if s > 1 else img
+assert cv2.imwrite(sys.argv[2], img, [cv2.IMWRITE_PNG_COMPRESSION, 9])' "$1" "$2" "${3:-1}"
+}
+
+# results of the demo model on data/demo/val: results.pkl and results.{bbox,segm}.json
+"$PYTHON" tools/test.py $CONFIG "$CKPT" --out "$OUT/results.pkl" --eval bbox segm \
+    --eval-options jsonfile_prefix="$OUT/results"
+
+# analyze_logs plot_curve: loss curves of the two runs
+"$PYTHON" tools/analysis_tools/analyze_logs.py plot_curve "$MASK_LOG" "$CASCADE_LOG" \
+    --keys loss loss_mask --legend "Mask R-CNN" "Cascade Mask R-CNN" --out "$OUT/curves.png"
+save "$OUT/curves.png" $IMAGES/analyze_logs_loss.png
+
+# confusion_matrix
+"$PYTHON" tools/analysis_tools/confusion_matrix.py $CONFIG "$OUT/results.pkl" "$OUT/confusion"
+save "$OUT/confusion/confusion_matrix.png" $IMAGES/confusion_matrix.png
+
+# analyze_results: one of the worst images (val/000154.png), ground truth | predictions
+"$PYTHON" tools/analysis_tools/analyze_results.py $CONFIG "$OUT/results.pkl" "$OUT/show" \
+    --topk 3 --scale 3
+save "$(ls "$OUT"/show/bad/*_000154_*.png)" $IMAGES/analyze_results_bad.png
+
+# coco_error_analysis: the overall picture (mean over the categories, all areas)
+"$PYTHON" tools/analysis_tools/coco_error_analysis.py "$OUT/results.bbox.json" "$OUT/errors" \
+    --ann $ANN
+save "$OUT/errors/bbox/bbox-allclass-all.png" $IMAGES/coco_error_analysis_bbox_allclass.png
+
+# browse_dataset: training sample 4 as the model receives it (RandomFlip at random)
+"$PYTHON" tools/analysis_tools/browse_dataset.py $CONFIG --output-dir "$OUT/browse" \
+    --not-show --num-samples 5
+save "$OUT/browse/00004_000004.png" $IMAGES/browse_dataset.png 3
+
+# image_demo on one validation image
+"$PYTHON" demo/image_demo.py data/demo/val/000002.png $CONFIG "$CKPT" --out-dir "$OUT/demo"
+save "$OUT/demo/000002.png" $IMAGES/image_demo.png 3
+
+ls -l $IMAGES/*.png

@@ -152,8 +152,9 @@ def benchmark_config(config, image_path, iters, warmup, rounds):
         for _ in range(rounds):
             for runtime in RUNTIMES:
                 times[runtime].append(
-                    time_calls(lambda r=runtime: runtimes.call(r), torch.device("cpu"), iters,
-                               warmup)  # fmt: skip
+                    time_calls(
+                        lambda r=runtime: runtimes.call(r), torch.device("cpu"), iters, warmup
+                    )  # fmt: skip
                 )
     return dict(times=times, detections=detections, shape=tuple(image.shape[-2:]))
 
@@ -190,9 +191,7 @@ def main(argv=None):
     results = {}
     for config in args.config or DEFAULT_CONFIGS:
         print(f"{config}: exporting and timing ...", flush=True)
-        results[config] = benchmark_config(
-            config, args.image, args.iters, args.warmup, args.rounds
-        )
+        results[config] = benchmark_config(config, args.image, args.iters, args.warmup, args.rounds)
     text = table(results, args)
     print(text)
     if args.out:

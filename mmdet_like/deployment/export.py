@@ -187,7 +187,8 @@ def _save_onnx(program, image, path, output_names):
 def run_exported(path, image):
     """Run an exported file (``.onnx`` with onnxruntime's CPU provider; else a
     ``torch.export`` ``.pt2``) on ``image`` (1, 3, H, W). Returns its outputs as numpy
-    arrays: ``dets`` (n, 5), ``labels`` (n,)[, ``mask_probs`` (n, M, M)]."""
+    arrays: ``dets`` (n, 5), ``labels`` (n,)[, ``mask_probs`` (n, M, M)][,
+    ``keypoint_heatmaps`` (n, K, S, S)]."""
     if not osp.isfile(path):
         raise DeploymentError(f"exported file {path!r} does not exist")
     array = image.detach().cpu().float().numpy()
@@ -195,6 +196,13 @@ def run_exported(path, image):
         import onnxruntime
 
         session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        expected = session.get_inputs()[0].shape  # ints where fixed, names where dynamic
+        fixed = [(got, want) for got, want in zip(array.shape, expected) if isinstance(want, int)]
+        if len(array.shape) != len(expected) or any(got != want for got, want in fixed):
+            raise DeploymentError(
+                f"{path}: takes an image of shape {expected}, got {list(array.shape)}; export "
+                "with --dynamic for any size, or resize the image (--shape) to the file's size"
+            )
         return session.run(None, {session.get_inputs()[0].name: array})
     program = torch.export.load(path)
     with torch.no_grad():
@@ -204,21 +212,35 @@ def run_exported(path, image):
 
 def to_instances(outputs, meta, model=None, mask_thr=None):
     """Exported outputs -> :class:`InstanceData` in the original image: ``bboxes`` divided by
-    the meta's ``scale_factor``, ``scores``, ``labels`` and, with ``mask_probs``, ``masks``
+    the meta's ``scale_factor``, ``scores``, ``labels``; with ``mask_probs``, ``masks``
     (n, H, W) bool pasted at the original size with ``model``'s mask head (its
-    ``paste_mode``; ``mask_thr`` defaults to ``test_cfg.rcnn.mask_thr_binary``)."""
-    dets, labels = torch.from_numpy(np.asarray(outputs[0])), torch.from_numpy(outputs[1])
-    factor = torch.as_tensor(meta.get("scale_factor", 1.0), dtype=dets.dtype)
-    result = InstanceData(bboxes=dets[:, :4] / factor, scores=dets[:, 4], labels=labels)
-    if len(outputs) > 2:
-        if model is None:
-            raise DeploymentError("to_instances: pasting masks needs the model (its mask head)")
+    ``paste_mode``; ``mask_thr`` defaults to ``test_cfg.rcnn.mask_thr_binary``); with
+    ``keypoint_heatmaps``, ``keypoints`` (n, K, 2) and ``keypoint_scores`` (n, K) decoded by
+    its keypoint head. ``model`` names the outputs (it is needed beyond dets and labels)."""
+    names = ExportableDetector(model).output_names if model is not None else ["dets", "labels"]
+    if len(outputs) != len(names):
+        raise DeploymentError(
+            f"to_instances: {len(outputs)} outputs, but the model's export has {len(names)} "
+            f"({', '.join(names)}); pass the model the file was exported from"
+        )
+    named = {name: torch.from_numpy(np.asarray(value)) for name, value in zip(names, outputs)}
+    dets = named["dets"]
+    factor = torch.as_tensor(meta.get("scale_factor", 1.0), dtype=dets.dtype).reshape(-1)
+    boxes = dets[:, :4] / factor
+    result = InstanceData(bboxes=boxes, scores=dets[:, 4], labels=named["labels"])
+    if "mask_probs" in named:
         roi_head = model.roi_head
         threshold = roi_head.test_cfg["mask_thr_binary"] if mask_thr is None else mask_thr
         height, width = int(meta["ori_shape"][0]), int(meta["ori_shape"][1])
         result.masks = roi_head.mask_head.paste_probs(
-            torch.from_numpy(outputs[2]), result.bboxes, height, width, threshold
+            named["mask_probs"], boxes, height, width, threshold
         )
+    if "keypoint_heatmaps" in named:
+        points, scores = model.roi_head.keypoint_head.get_keypoints(
+            named["keypoint_heatmaps"], dets[:, :4]
+        )  # decoded on the boxes in the input image, as the detector does
+        result.keypoints = points / factor[:2] if factor.numel() > 1 else points / factor
+        result.keypoint_scores = scores
     return result
 
 
@@ -244,8 +266,9 @@ def compare_detections(reference, exported):
 
     Returns:
         dict: ``reference`` / ``exported`` counts, ``matched``, ``max_box_diff_px``,
-        ``max_score_diff`` and, with masks, ``mask_pixels_differing`` (pixels in one mask
-        and not the other, as a fraction of the pixels in either).
+        ``max_score_diff``, with keypoints ``max_keypoint_diff_px`` and, with masks,
+        ``mask_pixels_differing`` (pixels in one mask and not the other, as a fraction of the
+        pixels in either).
     """
     report = dict(reference=len(reference), exported=len(exported), matched=0,
                   max_box_diff_px=0.0, max_score_diff=0.0)  # fmt: skip
@@ -271,6 +294,10 @@ def compare_detections(reference, exported):
     report["max_score_diff"] = float(
         (exported.scores[exp_idx].float() - reference.scores[ref_idx].float()).abs().max()
     )
+    if "keypoints" in exported and "keypoints" in reference:
+        report["max_keypoint_diff_px"] = float(
+            (exported.keypoints[exp_idx] - reference.keypoints[ref_idx]).abs().max()
+        )
     if "masks" in exported and "masks" in reference:
         exp_masks, ref_masks = exported.masks[exp_idx], reference.masks[ref_idx]
         union = (exp_masks | ref_masks).sum().clamp(min=1)
@@ -294,6 +321,11 @@ def verification_failures(report):
     if report["max_score_diff"] > SCORE_TOLERANCE:
         problems.append(
             f"scores differ by up to {report['max_score_diff']:.3g} (> {SCORE_TOLERANCE})"
+        )
+    if report.get("max_keypoint_diff_px", 0.0) > BOX_TOLERANCE_PX:
+        problems.append(
+            f"keypoints differ by up to {report['max_keypoint_diff_px']:.3g} px "
+            f"(> {BOX_TOLERANCE_PX})"
         )
     if report.get("mask_pixels_differing", 0.0) > MASK_PIXEL_TOLERANCE:
         problems.append(

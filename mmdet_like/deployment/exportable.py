@@ -4,9 +4,9 @@
 two-stage detectors with an RPN, RetinaNet / FCOS and the other single-stage detectors) and
 runs the detector's own inference code on a single image: the exported program gives the
 detections :meth:`BaseDetector.predict` gives (same boxes, scores, labels, order). What the
-exported program does not do is what depends on the original image, done outside by
-:func:`postprocess` in Python: resizing boxes back to the original image and pasting the
-masks into it.
+exported program does not do is done outside by
+:func:`~mmdet_like.deployment.export.to_instances` in Python: resizing boxes back to the
+original image, pasting the masks into it and decoding keypoint heatmaps.
 
 Input and outputs (one image, any size within the export's range):
 
@@ -14,8 +14,15 @@ Input and outputs (one image, any size within the export's range):
   padded (the graph pads to the detector's ``size_divisor``);
 - ``dets``: (n, 5) ``[x1, y1, x2, y2, score]`` in the input image, descending score;
 - ``labels``: (n,) int64;
-- ``mask_probs`` (Mask R-CNN): (n, M, M) float, each detection's mask probabilities of its
-  class on the box (M the mask head's output size, 28).
+- ``mask_probs`` (with a mask head): (n, M, M) float, each detection's mask probabilities
+  of its class on the box (M the mask head's output size, 28);
+- ``keypoint_heatmaps`` (Keypoint R-CNN): (n, K, S, S) logits (S = 56), decoded into
+  keypoints by :func:`~mmdet_like.deployment.export.to_instances` (each heatmap is resized
+  to its own box's size, which a graph cannot express as one operator).
+
+Two-stage detectors export with their RoI head's ``detect_bboxes`` (Standard and Cascade RoI
+heads, FPN or C4), single-stage ones with their head's ``get_bboxes``. Soft-NMS does not
+export (no ONNX operator).
 """
 
 import torch
@@ -24,7 +31,7 @@ from torch import nn
 from mmdet_like.models.detectors.base import pad_images
 from mmdet_like.models.detectors.single_stage import SingleStageDetector
 from mmdet_like.models.detectors.two_stage import TwoStageDetector
-from mmdet_like.models.roi_heads.standard_roi_head import StandardRoIHead
+from mmdet_like.structures.bbox import bbox2roi
 from mmdet_like.structures.instance_data import DetDataSample
 
 
@@ -39,36 +46,22 @@ def _check_exportable(detector):
                 f"{type(detector).__name__}: a detector without an RPN takes precomputed "
                 "proposals; only detectors that find their own boxes export"
             )
-        roi_head = detector.roi_head
-        if not isinstance(roi_head, StandardRoIHead):
-            raise ExportError(
-                f"{type(detector).__name__}: its {type(roi_head).__name__} does not export yet "
-                "(StandardRoIHead does: Faster / Mask R-CNN, FPN or C4)"
-            )
-        if getattr(roi_head, "with_keypoint", False):
-            raise ExportError(
-                f"{type(detector).__name__}: keypoint heads do not export yet (boxes, "
-                "labels and masks do)"
-            )
-        nms_type = (roi_head.test_cfg or {}).get("nms", {}).get("type", "nms")
-        if nms_type != "nms":
-            raise ExportError(
-                f"test_cfg.rcnn.nms.type={nms_type!r}: Soft-NMS has no ONNX operator; export "
-                "with nms=dict(type='nms', iou_thr=...) (--cfg-options)"
-            )
-        return
-    if isinstance(detector, SingleStageDetector):
-        nms_type = (detector.bbox_head.test_cfg or {}).get("nms", {}).get("type", "nms")
-        if nms_type != "nms":
-            raise ExportError(
-                f"test_cfg.nms.type={nms_type!r}: Soft-NMS has no ONNX operator; export with "
-                "nms=dict(type='nms', iou_thr=...) (--cfg-options)"
-            )
-        return
-    raise ExportError(
-        f"{type(detector).__name__}: not an exportable detector (two-stage detectors with an "
-        "RPN and single-stage detectors export)"
-    )
+        head_cfg = detector.roi_head.test_cfg or {}
+        where = "test_cfg.rcnn"
+    elif isinstance(detector, SingleStageDetector):
+        head_cfg = detector.bbox_head.test_cfg or {}
+        where = "test_cfg"
+    else:
+        raise ExportError(
+            f"{type(detector).__name__}: not an exportable detector (two-stage detectors with "
+            "an RPN and single-stage detectors export)"
+        )
+    nms_type = head_cfg.get("nms", {}).get("type", "nms")
+    if nms_type != "nms":
+        raise ExportError(
+            f"{where}.nms.type={nms_type!r}: Soft-NMS has no ONNX operator; export with "
+            f"{where}.nms=dict(type='nms', iou_thr=...) (--cfg-options)"
+        )
 
 
 def coarsest_stride(detector):
@@ -90,18 +83,25 @@ def image_meta(height, width):
 
 
 class ExportableDetector(nn.Module):
-    """``forward(image (1, 3, H, W)) -> (dets (n, 5), labels (n,)[, mask_probs (n, M, M)])``
-    for a built detector in eval mode (see the module docstring)."""
+    """``forward(image (1, 3, H, W)) -> (dets (n, 5), labels (n,)[, mask_probs (n, M, M)][,
+    keypoint_heatmaps (n, K, S, S)])`` for a built detector in eval mode (see the module
+    docstring)."""
 
     def __init__(self, detector):
         super().__init__()
         _check_exportable(detector)
         self.detector = detector.eval()
-        self.with_mask = bool(getattr(detector, "with_mask", False))
+        roi_head = getattr(detector, "roi_head", None)
+        self.with_mask = bool(getattr(roi_head, "with_mask", False))
+        self.with_keypoint = bool(getattr(roi_head, "with_keypoint", False))
 
     @property
     def output_names(self):
-        return ["dets", "labels", "mask_probs"] if self.with_mask else ["dets", "labels"]
+        return (
+            ["dets", "labels"]
+            + ["mask_probs"] * self.with_mask
+            + ["keypoint_heatmaps"] * self.with_keypoint
+        )
 
     def forward(self, image):
         detector = self.detector
@@ -114,30 +114,18 @@ class ExportableDetector(nn.Module):
         feats = detector.extract_feat(batch)
         proposals = detector._rpn_proposals(feats, [meta])
         roi_head = detector.roi_head
-        rois = _image_rois(proposals[0].bboxes)
-        cls_score, bbox_pred, _ = roi_head._bbox_forward(feats, rois)
-        results, input_boxes = roi_head._image_detections(
-            roi_head.bbox_head,
-            rois,
-            cls_score,
-            bbox_pred,
-            [proposals[0].bboxes.size(0)],
-            [meta],
-            False,
-        )
+        results, input_boxes = roi_head.detect_bboxes(feats, proposals, [meta])
         result = results[0]
-        dets = _dets(result.bboxes, result.scores)
-        if not self.with_mask:
-            return dets, result.labels
-        mask_pred = roi_head._mask_forward(feats, _image_rois(input_boxes[0]))
-        return dets, result.labels, roi_head.mask_head.mask_probs(mask_pred, result.labels)
+        outputs = [_dets(result.bboxes, result.scores), result.labels]
+        rois = bbox2roi(input_boxes)
+        if self.with_mask:
+            mask_pred = roi_head._mask_forward(feats, rois)
+            outputs.append(roi_head.mask_head.mask_probs(mask_pred, result.labels))
+        if self.with_keypoint:
+            # decoding (a resize to each box's own size) happens outside: to_instances
+            outputs.append(roi_head.keypoint_head(roi_head.keypoint_roi_extractor(feats, rois)))
+        return tuple(outputs)
 
 
 def _dets(boxes, scores):
     return torch.cat([boxes, scores[:, None]], dim=1)
-
-
-def _image_rois(boxes):
-    """(n, 4) boxes of image 0 -> (n, 5) RoIs (``bbox2roi`` of one image, without its
-    per-image counts, which ONNX has no operator for)."""
-    return torch.cat([boxes.new_zeros((boxes.size(0), 1)), boxes[:, :4]], dim=1)

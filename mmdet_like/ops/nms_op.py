@@ -36,16 +36,22 @@ def _nms_fake(boxes, scores, iou_threshold):
     return boxes.new_empty((num_kept,), dtype=torch.long)
 
 
-def batched_nms(boxes, scores, idxs, iou_threshold):
+def batched_nms(boxes, scores, idxs, iou_threshold, num_categories=None):
     """NMS within each category: boxes of different ``idxs`` never suppress each other.
 
     Args:
         boxes: (N, 4); scores: (N,); idxs: (N,) int category (or image) index of each box.
+        num_categories: the number of categories when it is known (``idxs`` in
+            ``[0, num_categories)``); a traced program (torch.export, ONNX) then runs one NMS
+            per category, as eager mode does for many boxes, instead of one over all.
 
     Returns:
         (M,) int64 indices of the kept boxes in descending score order.
     """
     if torch.compiler.is_compiling():  # traced (torch.export): no branch on the box count
+        if num_categories:
+            return _batched_nms_static_categories(boxes, scores, idxs, iou_threshold,
+                                                  num_categories)  # fmt: skip
         return _batched_nms_offset(boxes, scores, idxs, iou_threshold)
     if boxes.numel() == 0:
         return torch.empty((0,), dtype=torch.long, device=boxes.device)
@@ -75,6 +81,18 @@ def _batched_nms_per_class(boxes, scores, idxs, iou_threshold):
         keep_mask[members[nms(boxes[members], scores[members], iou_threshold)]] = True
     kept = torch.where(keep_mask)[0]
     return kept[scores[kept].sort(descending=True, stable=True)[1]]
+
+
+def _batched_nms_static_categories(boxes, scores, idxs, iou_threshold, num_categories):
+    # one NMS per category in a loop of static length (a traced program cannot loop over the
+    # categories present); the same result as _batched_nms_per_class
+    kept = []
+    for category in range(num_categories):
+        members = torch.nonzero(idxs == category).reshape(-1)
+        kept.append(members[nms(boxes[members], scores[members], iou_threshold)])
+    kept = torch.cat(kept).sort().values  # input order (ties: lower index first, mostly)
+    # descending score; not the stable sort of eager mode, which ONNX cannot express
+    return kept[torch.argsort(scores[kept], descending=True)]
 
 
 def soft_nms(boxes, scores, iou_threshold=0.3, sigma=0.5, min_score=1e-3, method="linear"):

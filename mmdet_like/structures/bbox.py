@@ -170,6 +170,8 @@ def bbox2roi(bbox_list):
     if not bbox_list:
         raise ValueError("bbox2roi: got an empty list of images")
     boxes = torch.cat([b[:, :4] for b in bbox_list], dim=0)
+    if len(bbox_list) == 1:  # every RoI of image 0 (and no per-image counts: traceable)
+        return torch.cat([boxes.new_zeros((boxes.size(0), 1)), boxes], dim=1)
     counts = torch.tensor([b.size(0) for b in bbox_list], device=boxes.device)
     image_index = torch.repeat_interleave(
         torch.arange(len(bbox_list), device=boxes.device, dtype=boxes.dtype),

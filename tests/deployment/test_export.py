@@ -38,7 +38,7 @@ from mmdet_like.ops import nms, roi_align  # noqa: E402
 DEMO = ROOT / "configs" / "demo"
 # classifiers only: spread regressors would move boxes by exp(large deltas), unlike any
 # trained model, and multiply float noise with them
-CLASSIFIERS = ("rpn_cls", "fc_cls", "conv_logits", "retina_cls")
+CLASSIFIERS = ("rpn_cls", "fc_cls", "conv_logits", "retina_cls", "deconv")  # deconv: keypoints
 
 
 def _photo_bgr():
@@ -199,8 +199,8 @@ def test_retinanet_onnx_fixed_size_equals_pytorch(tmp_path):
     path = tmp_path / "retinanet.onnx"
     export_detector(model, image, str(path), "onnx", dynamic=False)
     _check_same(model, path, image)
-    with pytest.raises(Exception):  # a fixed-size file refuses another size
-        run_exported(str(path), torch.zeros(1, 3, 192, 160))
+    with pytest.raises(DeploymentError, match=r"takes an image of shape \[1, 3, 160, 192\]"):
+        run_exported(str(path), torch.zeros(1, 3, 192, 160))  # a fixed-size file, another size
 
 
 def test_compare_detections_finds_a_moved_box_and_a_missing_one():
@@ -223,17 +223,58 @@ def test_compare_detections_finds_a_moved_box_and_a_missing_one():
     assert problems == ["2 detections against PyTorch's 3"]
     relabelled = InstanceData(bboxes=boxes, scores=reference.scores,
                               labels=torch.tensor([0, 1, 2]))  # fmt: skip
-    assert "1 detections match none" in verification_failures(
-        compare_detections(reference, relabelled)
-    )[0]
+    assert (
+        "1 detections match none"
+        in verification_failures(compare_detections(reference, relabelled))[0]
+    )
 
 
-def test_models_that_cannot_export_say_why():
+def test_cascade_mask_rcnn_onnx_equals_pytorch(tmp_path):
+    model = _model(DEMO / "cascade_mask_rcnn_r18_fpn_demo.py")
+    image, _ = prepare_input(model.cfg, _photo_bgr(), (128, 160))
+    path = tmp_path / "cascade.onnx"
+    export_detector(model, image, str(path), "onnx", dynamic=False)
+    report = _check_same(model, path, image)
+    assert report["mask_pixels_differing"] <= 1e-3
+
+
+def test_c4_mask_rcnn_onnx_equals_pytorch(tmp_path):
+    """A shared res5 head, one RPN level (stride 16: any side from 17 px exports)."""
+    from tests.models.test_c4 import tiny
+
+    model = tiny("mask_rcnn_r50_caffe_c4").eval()
+    for name, module in model.named_modules():
+        if name.rsplit(".", 1)[-1] in CLASSIFIERS:
+            torch.nn.init.normal_(module.weight, std=0.3)
+    assert dynamic_min_side(model) == 17
+    image = torch.from_numpy(_photo_bgr()[::4, ::3].astype(np.float32) / 50.0 - 2.0)
+    image = image.permute(2, 0, 1)[None].contiguous()  # (1, 3, 128, 171), caffe-like scale
+    path = tmp_path / "c4.onnx"
+    export_detector(model, image, str(path), "onnx", dynamic=True)
+    _check_same(model, path, image)
+    _check_same(model, path, image[..., 5:101, 20:])  # another size through the same file
+
+
+def test_keypoint_rcnn_onnx_heatmaps_decode_to_pytorchs_keypoints(tmp_path):
+    model = _model(DEMO / "keypoint_rcnn_r18_fpn_demo.py")
+    image, meta = prepare_input(model.cfg, _photo_bgr())
+    path = tmp_path / "keypoint_rcnn.onnx"
+    names = export_detector(model, image, str(path), "onnx", dynamic=False)
+    assert names == ["dets", "labels", "keypoint_heatmaps"]
+    report = _check_same(model, path, image)
+    assert report["max_keypoint_diff_px"] <= 1e-3
+    # in the original image: points divided by the scale factor, as predict(rescale=True)
+    result = to_instances(run_exported(str(path), image), meta, model)
+    from mmdet_like.structures.instance_data import DetDataSample
+
+    expected = model.predict(image, [DetDataSample(metainfo=meta)], rescale=True)[0]
+    torch.testing.assert_close(result.keypoints, expected.pred_instances.keypoints,
+                               atol=1e-3, rtol=0)  # fmt: skip
+
+
+def test_soft_nms_cannot_export_and_says_why():
     from mmdet_like.deployment.exportable import ExportError
 
-    cascade = _model(DEMO / "cascade_mask_rcnn_r18_fpn_demo.py")
-    with pytest.raises(ExportError, match="CascadeRoIHead does not export yet"):
-        ExportableDetector(cascade)
     soft = _model(DEMO / "mask_rcnn_r18_fpn_demo.py",
                   **{"test_cfg.rcnn.nms": dict(type="soft_nms", iou_thr=0.3)})  # fmt: skip
     with pytest.raises(ExportError, match="Soft-NMS has no ONNX operator"):

@@ -92,7 +92,8 @@ def top_pairs(values, score_thr, nms_pre, activation=None):
     return top_scores, torch.div(top, num_classes, rounding_mode="floor"), top % num_classes
 
 
-def detections_per_image(scores, labels, boxes, keep, img_metas, cfg, rescale=False):
+def detections_per_image(scores, labels, boxes, keep, img_metas, cfg, rescale=False,
+                         num_classes=None):  # fmt: skip
     """The last step of a dense head's detection: per image, the candidates ``keep`` selects,
     clipped to the image, boxes under ``cfg["min_bbox_size"]`` dropped, class-wise NMS
     (``cfg["nms"]``), the ``cfg["max_per_img"]`` best.
@@ -101,6 +102,7 @@ def detections_per_image(scores, labels, boxes, keep, img_metas, cfg, rescale=Fa
         scores, labels: (N, P) candidate scores and labels; boxes: (N, P, 4) decoded boxes in
             the input image; keep: (N, P) bools.
         rescale: boxes divided by each meta's ``scale_factor`` (the original image).
+        num_classes: labels are in ``[0, num_classes)`` (:func:`nms_of_pairs`).
 
     Returns:
         N :class:`InstanceData` with ``bboxes`` (n, 4), ``scores`` (n,), ``labels`` (n,).
@@ -121,7 +123,7 @@ def detections_per_image(scores, labels, boxes, keep, img_metas, cfg, rescale=Fa
             image_boxes = image_boxes / factor
         dets, image_labels = nms_of_pairs(
             image_boxes, scores[i][image_keep], labels[i][image_keep], cfg["nms"],
-            cfg["max_per_img"],
+            cfg["max_per_img"], num_classes,
         )  # fmt: skip
         results.append(InstanceData(bboxes=dets[:, :4], scores=dets[:, 4], labels=image_labels))
     return results
@@ -485,4 +487,4 @@ class AnchorHead(BaseDenseHead):
             cls_scores, bbox_preds, cfg["score_thr"], cfg["nms_pre"]
         )
         return detections_per_image(scores, labels, boxes, scores > cfg["score_thr"], img_metas,
-                                    cfg, rescale)  # fmt: skip
+                                    cfg, rescale, self.num_classes)  # fmt: skip

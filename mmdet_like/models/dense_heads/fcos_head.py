@@ -340,5 +340,5 @@ class FCOSHead(BaseDenseHead):
         selected = torch.cat(all_selected, 1)
         return detections_per_image(
             torch.cat(all_scores, 1), torch.cat(all_labels, 1), torch.cat(all_boxes, 1),
-            selected > cfg["score_thr"], img_metas, cfg, rescale,
+            selected > cfg["score_thr"], img_metas, cfg, rescale, self.num_classes,
         )  # fmt: skip

@@ -258,7 +258,8 @@ class RPNHead(AnchorHead):
             size = cfg["min_bbox_size"]
             keep = ((boxes[:, 2] - boxes[:, 0]) > size) & ((boxes[:, 3] - boxes[:, 1]) > size)
             boxes, scores, levels = boxes[keep], scores[keep], levels[keep]
-        keep = batched_nms(boxes, scores, levels, cfg["nms_thr"])  # descending scores
+        keep = batched_nms(boxes, scores, levels, cfg["nms_thr"],
+                           num_categories=self.anchor_generator.num_levels)  # fmt: skip
         if cfg["nms_post"]:
             # rank of each kept box within its level, vectorised over levels
             onehot = F.one_hot(levels[keep], self.anchor_generator.num_levels)

@@ -236,20 +236,26 @@ class CascadeRoIHead(BaseRoIHead):
                 rois = torch.cat([rois[:, :1], boxes], 1)
         return stage_rois, stage_scores, bbox_pred
 
-    @torch.no_grad()
-    def simple_test(self, x, proposals, img_metas, rescale=False):
-        """Detections of every image, as :meth:`StandardRoIHead.simple_test`: the class
-        probabilities averaged over the stages, the last stage's boxes, class-wise NMS; masks
-        of the final detections with a mask branch."""
+    def detect_bboxes(self, x, proposals, img_metas, rescale=False):
+        """The box detections of every image (as :meth:`StandardRoIHead.detect_bboxes`): the
+        class probabilities averaged over the stages, the last stage's boxes, class-wise
+        NMS."""
         stage_rois, stage_scores, bbox_pred = self.stage_inputs(x, proposals, img_metas)
         mean_probs = torch.stack([s.float().softmax(1) for s in stage_scores]).mean(0)
         # the last head's get_bboxes takes logits: log-probabilities of the mean, whose
         # softmax is the mean itself (the probabilities sum to 1)
         mean_logits = mean_probs.log()
-        results, input_boxes = self._image_detections(
+        return self._image_detections(
             self.bbox_head[-1], stage_rois[-1], mean_logits, bbox_pred,
-            [len(p) for p in proposals], img_metas, rescale,
+            [p.bboxes.size(0) for p in proposals], img_metas, rescale,
         )  # fmt: skip
+
+    @torch.no_grad()
+    def simple_test(self, x, proposals, img_metas, rescale=False):
+        """Detections of every image, as :meth:`StandardRoIHead.simple_test`: the class
+        probabilities averaged over the stages, the last stage's boxes, class-wise NMS; masks
+        of the final detections with a mask branch."""
+        results, input_boxes = self.detect_bboxes(x, proposals, img_metas, rescale)
         if self.with_mask:
             self._add_masks(x, results, input_boxes, img_metas, rescale)
         return results

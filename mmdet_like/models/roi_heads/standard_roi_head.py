@@ -39,9 +39,11 @@ class BaseRoIHead(torch.nn.Module):
     branch, each built by a method a subclass may override, and the assigners and samplers
     of ``train_cfg`` (``train_cfg.rcnn``, a dict, or a list of dicts, one per stage, for
     multi-stage heads: then ``self.assigner`` / ``self.sampler`` are lists too). A subclass
-    adds ``forward_train(x, proposals, data_samples) -> dict of losses`` and
-    ``simple_test(x, proposals, img_metas, rescale=False) -> N InstanceData`` (proposals:
-    N :class:`InstanceData` with ``bboxes`` and optional ``scores``).
+    adds ``forward_train(x, proposals, data_samples) -> dict of losses``,
+    ``detect_bboxes(x, proposals, img_metas, rescale=False)`` (the box detections and their
+    boxes in the input image) and ``simple_test(x, proposals, img_metas, rescale=False) -> N
+    InstanceData`` (proposals: N :class:`InstanceData` with ``bboxes`` and optional
+    ``scores``).
 
     Args:
         bbox_roi_extractor, bbox_head: configs (``ROI_EXTRACTORS``, ``HEADS``).
@@ -321,17 +323,23 @@ class StandardRoIHead(BaseRoIHead):
         ``scores``, ``labels`` and, with a mask head, ``masks`` (n, H, W) bool (boxes in the
         original image when ``rescale``, else in the resized input; masks of the same
         image's size). ``proposals``: N :class:`InstanceData` with ``bboxes``."""
-        rois = bbox2roi([p.bboxes for p in proposals])
-        cls_score, bbox_pred, _ = self._bbox_forward(x, rois)
-        results, input_boxes = self._image_detections(
-            self.bbox_head, rois, cls_score, bbox_pred, [len(p) for p in proposals], img_metas,
-            rescale,
-        )  # fmt: skip
+        results, input_boxes = self.detect_bboxes(x, proposals, img_metas, rescale)
         if self.with_mask:
             self._add_masks(x, results, input_boxes, img_metas, rescale)
         if self.with_keypoint:
             self._add_keypoints(x, results, input_boxes, img_metas, rescale)
         return results
+
+    def detect_bboxes(self, x, proposals, img_metas, rescale=False):
+        """The box branch's detections of every image, before any mask or keypoint: N
+        :class:`InstanceData` (``bboxes``, ``scores``, ``labels``; boxes divided by
+        ``scale_factor`` when ``rescale``) and N (n_i, 4) boxes in the input image."""
+        rois = bbox2roi([p.bboxes for p in proposals])
+        cls_score, bbox_pred, _ = self._bbox_forward(x, rois)
+        return self._image_detections(
+            self.bbox_head, rois, cls_score, bbox_pred, [p.bboxes.size(0) for p in proposals],
+            img_metas, rescale,
+        )  # fmt: skip
 
     def _add_keypoints(self, x, results, input_boxes, img_metas, rescale):
         """``keypoints`` (n, K, 2) and ``keypoint_scores`` (n, K) of every image's

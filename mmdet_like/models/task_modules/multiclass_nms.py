@@ -31,13 +31,15 @@ def multiclass_nms(boxes, scores, score_thr, nms_cfg, max_num=-1, valid=None):
     valid = scores > score_thr if valid is None else valid & (scores > score_thr)
     roi_inds, labels = torch.nonzero(valid, as_tuple=True)
     return nms_of_pairs(boxes[roi_inds, labels], scores[roi_inds, labels], labels, nms_cfg,
-                        max_num)  # fmt: skip
+                        max_num, num_classes)  # fmt: skip
 
 
-def nms_of_pairs(boxes, scores, labels, nms_cfg, max_num=-1):
+def nms_of_pairs(boxes, scores, labels, nms_cfg, max_num=-1, num_classes=None):
     """Class-wise NMS (or Soft-NMS, see :func:`multiclass_nms`) of (box, class) candidates:
-    (m, 4) boxes, (m,) scores, (m,) int64 labels -> ((k, 5) ``[x1, y1, x2, y2, score]`` in
-    descending score order, (k,) labels), the best ``max_num`` (``<= 0``: all)."""
+    (m, 4) boxes, (m,) scores, (m,) int64 labels in ``[0, num_classes)`` -> ((k, 5)
+    ``[x1, y1, x2, y2, score]`` in descending score order, (k,) labels), the best
+    ``max_num`` (``<= 0``: all). ``num_classes``, when known, lets a traced program run one
+    NMS per class (:func:`~mmdet_like.ops.batched_nms`)."""
     nms_type = nms_cfg.get("type", "nms")
     if nms_type not in NMS_TYPES:
         raise ValueError(
@@ -53,7 +55,7 @@ def nms_of_pairs(boxes, scores, labels, nms_cfg, max_num=-1):
         boxes, labels = boxes[keep], labels[keep]
     else:
         iou_thr = nms_cfg.get("iou_thr", nms_cfg.get("iou_threshold", 0.5))
-        keep = batched_nms(boxes, scores, labels, iou_thr)
+        keep = batched_nms(boxes, scores, labels, iou_thr, num_categories=num_classes)
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
     if max_num > 0:
         boxes, scores, labels = boxes[:max_num], scores[:max_num], labels[:max_num]

@@ -13,8 +13,8 @@ set -euo pipefail
 PYTHON=${PYTHON:-python}
 OUT=${OUT:-/tmp/docpics}
 CONFIG=configs/demo/mask_rcnn_r18_fpn_demo.py
-CKPT=${CKPT:-work_dirs/pair_mask_rcnn/latest.pth}
-MASK_LOG=$(ls work_dirs/pair_mask_rcnn/*.log.json | tail -1)
+CKPT=${CKPT:-work_dirs/mask_rcnn_r18_fpn_demo/latest.pth}
+MASK_LOG=${MASK_LOG:-$(ls "$(dirname "$CKPT")"/*.log.json | tail -1)}
 CASCADE_LOG=$(ls work_dirs/cascade_mask_rcnn_r18_fpn_demo/*.log.json | tail -1)
 ANN=data/demo/annotations/instances_val.json
 IMAGES=docs/images

@@ -233,9 +233,11 @@ def test_cascade_mask_rcnn_onnx_equals_pytorch(tmp_path):
     model = _model(DEMO / "cascade_mask_rcnn_r18_fpn_demo.py")
     image, _ = prepare_input(model.cfg, _photo_bgr(), (128, 160))
     path = tmp_path / "cascade.onnx"
-    export_detector(model, image, str(path), "onnx", dynamic=False)
+    export_detector(model, image, str(path), "onnx", dynamic=True)
     report = _check_same(model, path, image)
     assert report["mask_pixels_differing"] <= 1e-3
+    other, _ = prepare_input(model.cfg, _photo_bgr(), (100, 90))
+    _check_same(model, path, other)
 
 
 def test_c4_mask_rcnn_onnx_equals_pytorch(tmp_path):

@@ -169,6 +169,12 @@ class CascadeRoIHead(BaseRoIHead):
             rows = torch.arange(deltas.size(0), device=deltas.device)
             deltas = deltas.view(deltas.size(0), -1, 4)[rows, best]
         boxes = head.bbox_coder.decode(rois[:, 1:5], deltas)
+        if img_shapes is not None and len(img_shapes) == 1:
+            # one image: its sides as scalars (a traced program keeps them symbolic)
+            height, width = img_shapes[0][0], img_shapes[0][1]
+            x1, y1, x2, y2 = boxes.unbind(1)
+            return torch.stack([x1.clamp(0, width), y1.clamp(0, height), x2.clamp(0, width),
+                                y2.clamp(0, height)], 1)  # fmt: skip
         if img_shapes is not None:
             limits = boxes.new_tensor([[s[1], s[0], s[1], s[0]] for s in img_shapes])
             limits = limits[rois[:, 0].long()]

@@ -73,10 +73,15 @@ def main(argv=None):
             f"{report['exported']} detections as PyTorch's, boxes within "
             f"{report['max_box_diff_px']:.2g} px, scores within {report['max_score_diff']:.2g}"
             + (
+                f", keypoints within {report['max_keypoint_diff_px']:.2g} px"
+                if "max_keypoint_diff_px" in report
+                else ""
+            )
+            + (
                 f", {report['mask_pixels_differing']:.3%} of mask pixels differ"
                 if "mask_pixels_differing" in report
                 else ""
-            )  # fmt: skip
+            )
         )
     return 0
 

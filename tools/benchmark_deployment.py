@@ -31,7 +31,13 @@ import tempfile
 
 import torch
 
-from mmdet_like.benchmarking import ROOT, machine_line, time_calls, write_section
+from mmdet_like.benchmarking import (
+    ROOT,
+    machine_line,
+    spread_prediction_layers,
+    time_calls,
+    write_section,
+)
 
 DEFAULT_CONFIGS = [
     "configs/faster_rcnn_r50_fpn_1x.py",
@@ -39,9 +45,6 @@ DEFAULT_CONFIGS = [
     "configs/retinanet_r50_fpn_1x.py",
 ]
 RUNTIMES = ("pytorch", "onnxruntime", "torch.export")
-# Re-drawn with a larger spread: an untrained classifier scores every box about the same, and
-# which of near-equal scores wins NMS is then decided by rounding, differently in each runtime
-CLASSIFIERS = ("rpn_cls", "fc_cls", "conv_logits", "retina_cls", "conv_cls")
 
 
 def parse_args(argv=None):
@@ -71,9 +74,7 @@ def build_benchmark_model(config, seed=0):
     torch.manual_seed(seed)
     model = build_model(cfg)
     model.init_weights()
-    for name, module in model.named_modules():
-        if name.rsplit(".", 1)[-1] in CLASSIFIERS:
-            torch.nn.init.normal_(module.weight, std=0.3)
+    spread_prediction_layers(model)
     model.cfg = cfg
     return model.eval()
 

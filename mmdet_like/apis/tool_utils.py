@@ -62,3 +62,23 @@ def training_boxes(sample):
         return np.zeros((0, 4), np.float32)
     boxes = boxes.numpy() if hasattr(boxes, "numpy") else np.asarray(boxes)
     return boxes.reshape(-1, 4).astype(np.float64)
+
+
+def save_converted_checkpoint(state_dict, meta, out_file, converter):
+    """Write a converted checkpoint (``state_dict`` and ``meta``, plain types only) atomically
+    and read it back the way users will (``torch.load(weights_only=True)``). ``meta`` gets the
+    ``converter``'s name, the versions and the time."""
+    import time
+
+    import torch
+
+    from mmdet_like.engine.checkpoint import atomic_torch_save, check_plain
+    from mmdet_like.version import __version__
+
+    meta.update(converter=converter, mmdet_like_version=__version__,
+                torch_version=str(torch.__version__), time=time.asctime())  # fmt: skip
+    checkpoint = {"state_dict": state_dict, "meta": meta}
+    check_plain(checkpoint, out_file)
+    atomic_torch_save(checkpoint, out_file)
+    torch.load(out_file, map_location="cpu", weights_only=True)  # reads back as promised
+    return meta

@@ -23,6 +23,7 @@ from mmdet_like.benchmarking.equal_work import (
     our_batch,
     our_model,
     randomise_norm_statistics,
+    spread_prediction_layers,
     torchvision_batch,
     torchvision_model,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "peak_memory_mb",
     "prepare_child",
     "randomise_norm_statistics",
+    "spread_prediction_layers",
     "row_label",
     "run_child",
     "run_rounds",

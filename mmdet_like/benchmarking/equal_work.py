@@ -235,6 +235,22 @@ def torchvision_model(seed=0, model=DEFAULT_MODEL):
     return tv_model
 
 
+# the last layers whose outputs rank or pick boxes: scores, mask logits, keypoint heatmaps
+PREDICTION_LAYERS = ("rpn_cls", "fc_cls", "conv_logits", "retina_cls", "conv_cls", "deconv")
+
+
+def spread_prediction_layers(model, std=0.3):
+    """Re-draw ``model``'s classifiers (and mask-logit and keypoint-heatmap layers) with
+    weights of std ``std``: an untrained model scores every box about the same, and which of
+    near-equal scores wins NMS (or an argmax) is then decided by rounding, differently in
+    each runtime. Box regressors are left alone (spread deltas move boxes by exp(delta))."""
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if name.rsplit(".", 1)[-1] in PREDICTION_LAYERS:
+                torch.nn.init.normal_(module.weight, std=std)
+    return model
+
+
 def our_model(config, torchvision_state):
     """Our detector from ``config`` with the converted weights of torchvision's model."""
     cfg = load_config(os.path.join(ROOT, config) if not os.path.isabs(config) else config)

@@ -3,23 +3,23 @@
 The exported files are run by stock onnxruntime (no custom library) and by
 ``torch.export.load``, and compared with the detector's own PyTorch inference on scikit-image's
 ``astronaut`` photograph: same detections and labels, boxes within 1e-3 px. The models are
-the tiny demo models, untrained; their classifiers are re-drawn with a larger spread so
-that scores differ by far more than float noise (an untrained head scores every box ~0.5,
+the tiny demo models, untrained; their classifiers (and mask-logit and heatmap layers) are
+re-drawn with a larger spread (``spread_prediction_layers``) so that scores differ by far more
+than float noise (an untrained head scores every box ~0.5,
 and the order of near-equal scores is then decided by rounding, in either runtime).
 """
-
-import subprocess
 
 import numpy as np
 import pytest
 import torch
 
-from tests.engine.cli_utils import PYTHON, ROOT, env, finish
+from tests.engine.cli_utils import ROOT, run_python
 
 onnxruntime = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 skdata = pytest.importorskip("skimage.data")
 
+from mmdet_like.benchmarking import spread_prediction_layers  # noqa: E402
 from mmdet_like.deployment import (  # noqa: E402
     DeploymentError,
     ExportableDetector,
@@ -36,9 +36,6 @@ from mmdet_like.deployment.onnx_ops import ONNX_OPSET, translation_table  # noqa
 from mmdet_like.ops import nms, roi_align  # noqa: E402
 
 DEMO = ROOT / "configs" / "demo"
-# classifiers only: spread regressors would move boxes by exp(large deltas), unlike any
-# trained model, and multiply float noise with them
-CLASSIFIERS = ("rpn_cls", "fc_cls", "conv_logits", "retina_cls", "deconv")  # deconv: keypoints
 
 
 def _photo_bgr():
@@ -55,9 +52,7 @@ def _model(config, **cfg_changes):
     torch.manual_seed(0)
     model = build_model(cfg)
     model.init_weights()
-    for name, module in model.named_modules():
-        if name.rsplit(".", 1)[-1] in CLASSIFIERS:
-            torch.nn.init.normal_(module.weight, std=0.3)
+    spread_prediction_layers(model)
     model.cfg = cfg
     return model.eval()
 
@@ -244,10 +239,7 @@ def test_c4_mask_rcnn_onnx_equals_pytorch(tmp_path):
     """A shared res5 head, one RPN level (stride 16: any side from 17 px exports)."""
     from tests.models.test_c4 import tiny
 
-    model = tiny("mask_rcnn_r50_caffe_c4").eval()
-    for name, module in model.named_modules():
-        if name.rsplit(".", 1)[-1] in CLASSIFIERS:
-            torch.nn.init.normal_(module.weight, std=0.3)
+    model = spread_prediction_layers(tiny("mask_rcnn_r50_caffe_c4").eval())
     assert dynamic_min_side(model) == 17
     image = torch.from_numpy(_photo_bgr()[::4, ::3].astype(np.float32) / 50.0 - 2.0)
     image = image.permute(2, 0, 1)[None].contiguous()  # (1, 3, 128, 171), caffe-like scale
@@ -294,16 +286,8 @@ def _save_checkpoint(model, path):
 
 
 def _run(args, cwd, expect_rc=0):
-    proc = subprocess.Popen(
-        [PYTHON, str(ROOT / "tools" / "deployment" / "pytorch2onnx.py"), *map(str, args)],
-        cwd=cwd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True,
-    )  # fmt: skip
-    rc, out = finish(proc, timeout=300)
-    assert rc == expect_rc, out
-    if expect_rc:
-        assert "Traceback" not in out, out
-    return out
+    tool = ROOT / "tools" / "deployment" / "pytorch2onnx.py"
+    return run_python([tool, *args], cwd, expect_rc, timeout=300)
 
 
 def test_pytorch2onnx_tool_exports_and_verifies(tmp_path):

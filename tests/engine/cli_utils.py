@@ -120,6 +120,21 @@ def finish(proc, timeout=120):
     return proc.returncode, out
 
 
+def run_python(args, cwd, expect_rc=0, timeout=180):
+    """``python ARGS...`` in ``cwd`` as users run a tool; its output (stdout and stderr).
+    The exit status must be ``expect_rc``; a failing run must print no traceback (the
+    project's errors are one line)."""
+    proc = subprocess.Popen(
+        [PYTHON, *map(str, args)], cwd=cwd, env=env(), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    rc, out = finish(proc, timeout=timeout)
+    assert rc == expect_rc, out
+    if expect_rc:
+        assert "Traceback" not in out, out
+    return out
+
+
 def weights(path):
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 

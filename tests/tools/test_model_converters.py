@@ -16,7 +16,6 @@ and ``C`` mask-logit channels, none for the background):
 import importlib.util
 import pickle
 import re
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,7 @@ from mmdet_like.engine.checkpoint import load_checkpoint
 from mmdet_like.errors import ProjectError
 from mmdet_like.models.utils import load_pretrained
 from mmdet_like.structures import DetDataSample
-from tests.engine.cli_utils import PYTHON, ROOT, env, finish
+from tests.engine.cli_utils import ROOT, run_python
 
 DETECTRON_TOOL = ROOT / "tools" / "model_converters" / "detectron2pytorch.py"
 MMDET_TOOL = ROOT / "tools" / "model_converters" / "mmdet2ours.py"
@@ -68,14 +67,8 @@ model = dict(
 
 
 def _run(args, cwd, expect_rc=0, timeout=120):
-    proc = subprocess.Popen(
-        [PYTHON, *map(str, args)], cwd=cwd, env=env(), stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )  # fmt: skip
-    rc, out = finish(proc, timeout=timeout)
-    assert rc == expect_rc, out
+    out = run_python(args, cwd, expect_rc, timeout)
     if expect_rc:
-        assert "Traceback" not in out, out
         errors = [line for line in out.splitlines() if ": error: " in line]
         assert len(errors) == 1, out
     return out

@@ -5,7 +5,6 @@ import hashlib
 import importlib.util
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import cv2
@@ -13,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.engine.cli_utils import PYTHON, ROOT, env, finish, load_tool
+from tests.engine.cli_utils import ROOT, load_tool, run_python
 
 DEMO_CONFIG = ROOT / "configs" / "demo" / "mask_rcnn_r18_fpn_demo.py"
 DEMO_CLASSES = ["circle", "rectangle", "triangle", "star"]
@@ -27,15 +26,7 @@ def _tool_module(path):
 
 
 def _run(args, cwd, expect_rc=0, timeout=180):
-    proc = subprocess.Popen(
-        [PYTHON, *map(str, args)], cwd=cwd, env=env(), stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )  # fmt: skip
-    rc, out = finish(proc, timeout=timeout)
-    assert rc == expect_rc, out
-    if expect_rc:
-        assert "Traceback" not in out, out
-    return out
+    return run_python(args, cwd, expect_rc, timeout)
 
 
 @pytest.fixture(scope="module")

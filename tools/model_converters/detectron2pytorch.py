@@ -21,12 +21,14 @@ where it came from.
 import argparse
 import os.path as osp
 import sys
-import time
 
-import torch
-
-from mmdet_like.apis.tool_utils import ToolError, build_model, load_tool_config, require_file
-from mmdet_like.engine.checkpoint import atomic_torch_save, check_plain
+from mmdet_like.apis.tool_utils import (
+    ToolError,
+    build_model,
+    load_tool_config,
+    require_file,
+    save_converted_checkpoint,
+)
 from mmdet_like.errors import run_tool
 from mmdet_like.models.utils.foreign_checkpoints import (
     DETECTRON_MODELS,
@@ -34,7 +36,6 @@ from mmdet_like.models.utils.foreign_checkpoints import (
     convert_detectron,
     read_detectron_pickle,
 )
-from mmdet_like.version import __version__
 
 
 def convert(in_file, out_file, model=None, depth=None, to_rgb=False, config=None):
@@ -53,21 +54,12 @@ def convert(in_file, out_file, model=None, depth=None, to_rgb=False, config=None
         else:
             compare_with_model(state_dict, detector.state_dict(), in_file, config)
     source_config = info.pop("cfg", None)
-    meta.update(
-        source=osp.basename(in_file),
-        source_info=info,
-        converter="tools/model_converters/detectron2pytorch.py",
-        mmdet_like_version=__version__,
-        torch_version=str(torch.__version__),
-        time=time.asctime(),
-    )
+    meta.update(source=osp.basename(in_file), source_info=info)
     if source_config is not None:
         meta["source_config"] = source_config
-    checkpoint = {"state_dict": state_dict, "meta": meta}
-    check_plain(checkpoint, out_file)
-    atomic_torch_save(checkpoint, out_file)
-    torch.load(out_file, map_location="cpu", weights_only=True)  # reads back as promised
-    return meta
+    return save_converted_checkpoint(
+        state_dict, meta, out_file, "tools/model_converters/detectron2pytorch.py"
+    )
 
 
 def parse_args(argv=None):

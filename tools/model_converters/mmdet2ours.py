@@ -18,19 +18,21 @@ atomically and holds only tensors and plain types (``torch.load(weights_only=Tru
 import argparse
 import os.path as osp
 import sys
-import time
 
-import torch
-
-from mmdet_like.apis.tool_utils import ToolError, build_model, load_tool_config, require_file
-from mmdet_like.engine.checkpoint import atomic_torch_save, check_plain, load_checkpoint_file
+from mmdet_like.apis.tool_utils import (
+    ToolError,
+    build_model,
+    load_tool_config,
+    require_file,
+    save_converted_checkpoint,
+)
+from mmdet_like.engine.checkpoint import load_checkpoint_file
 from mmdet_like.errors import run_tool
 from mmdet_like.models.utils.foreign_checkpoints import (
     MMDET_VERSIONS,
     compare_with_model,
     convert_mmdet,
 )
-from mmdet_like.version import __version__
 
 
 def convert(in_file, out_file, version="auto", config=None):
@@ -55,10 +57,6 @@ def convert(in_file, out_file, version="auto", config=None):
         source=osp.basename(in_file),
         num_classes=info["num_classes"],
         notes=info["notes"],
-        converter="tools/model_converters/mmdet2ours.py",
-        mmdet_like_version=__version__,
-        torch_version=str(torch.__version__),
-        time=time.asctime(),
     )
     for key in ("mmdet_version", "epoch", "iter"):
         if isinstance(source_meta.get(key), (str, int)):
@@ -68,11 +66,9 @@ def convert(in_file, out_file, version="auto", config=None):
     classes = source_meta.get("CLASSES")
     if isinstance(classes, (list, tuple)) and all(isinstance(c, str) for c in classes):
         meta["CLASSES"] = list(classes)
-    out = {"state_dict": state_dict, "meta": meta}
-    check_plain(out, out_file)
-    atomic_torch_save(out, out_file)
-    torch.load(out_file, map_location="cpu", weights_only=True)  # reads back as promised
-    return meta
+    return save_converted_checkpoint(
+        state_dict, meta, out_file, "tools/model_converters/mmdet2ours.py"
+    )
 
 
 def parse_args(argv=None):

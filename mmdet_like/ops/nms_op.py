@@ -85,7 +85,8 @@ def _batched_nms_per_class(boxes, scores, idxs, iou_threshold):
 
 def _batched_nms_static_categories(boxes, scores, idxs, iou_threshold, num_categories):
     # one NMS per category in a loop of static length (a traced program cannot loop over the
-    # categories present); the same result as _batched_nms_per_class
+    # categories present); the boxes _batched_nms_per_class keeps, in its order but for
+    # exact score ties
     kept = []
     for category in range(num_categories):
         members = torch.nonzero(idxs == category).reshape(-1)

@@ -108,6 +108,10 @@ class ExportableDetector(nn.Module):
         height, width = image.shape[-2], image.shape[-1]
         meta = image_meta(height, width)
         batch = pad_images(image, detector.size_divisor)
+        if detector.channels_last_inference and image.device.type == "cpu":
+            # as BaseDetector.predict: oneDNN's channels-last convolutions (a torch.export
+            # program keeps the layout; ONNX has none and ignores it)
+            batch = batch.contiguous(memory_format=torch.channels_last)
         if isinstance(detector, SingleStageDetector):
             result = detector.predict_instances(batch, [DetDataSample(metainfo=meta)])[0]
             return _dets(result.bboxes, result.scores), result.labels

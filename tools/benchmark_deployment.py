@@ -31,13 +31,25 @@ import tempfile
 
 import torch
 
+from mmdet_like.apis.tool_utils import build_model, load_tool_config
 from mmdet_like.benchmarking import (
     ROOT,
+    equal_detections_test_cfg,
     machine_line,
+    resolve_config,
     spread_prediction_layers,
     time_calls,
     write_section,
 )
+from mmdet_like.deployment import (
+    compare_detections,
+    export_detector,
+    prepare_input,
+    pytorch_instances,
+    to_instances,
+)
+from mmdet_like.deployment.export import verification_failures
+from mmdet_like.deployment.exportable import image_meta
 
 DEFAULT_CONFIGS = [
     "configs/faster_rcnn_r50_fpn_1x.py",
@@ -58,19 +70,11 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def _resolve(path):
-    return path if osp.exists(path) else osp.join(ROOT, path)
-
-
 def build_benchmark_model(config, seed=0):
     """The config's detector, random weights under ``seed``, returning 100 detections an
     image whatever its scores."""
-    from mmdet_like.apis.tool_utils import build_model, load_tool_config
-
-    cfg = load_tool_config(_resolve(config))
-    head_cfg = cfg.test_cfg.rcnn if "rcnn" in cfg.test_cfg else cfg.test_cfg
-    head_cfg["score_thr"] = 0.0
-    head_cfg["max_per_img"] = 100
+    path = resolve_config(config)
+    cfg = equal_detections_test_cfg(load_tool_config(path), path)
     torch.manual_seed(seed)
     model = build_model(cfg)
     model.init_weights()
@@ -85,8 +89,6 @@ class Runtimes:
 
     def __init__(self, model, image, folder):
         import onnxruntime
-
-        from mmdet_like.deployment import export_detector
 
         self.model, self.image = model, image
         onnx_path = osp.join(folder, "model.onnx")
@@ -103,15 +105,10 @@ class Runtimes:
         self.program = torch.export.load(program_path).module()
 
     def _instances(self, outputs):
-        from mmdet_like.deployment import to_instances
-        from mmdet_like.deployment.exportable import image_meta
-
         height, width = self.image.shape[-2:]
         return to_instances(outputs, image_meta(int(height), int(width)), self.model)
 
     def pytorch(self):
-        from mmdet_like.deployment import pytorch_instances
-
         return pytorch_instances(self.model, self.image)
 
     def onnxruntime(self):
@@ -128,9 +125,6 @@ class Runtimes:
 
 def check_equal_work(runtimes):
     """Every runtime's detections equal PyTorch's (else a RuntimeError)."""
-    from mmdet_like.deployment import compare_detections
-    from mmdet_like.deployment.export import verification_failures
-
     reference = runtimes.pytorch()
     for runtime in RUNTIMES[1:]:
         report = compare_detections(reference, runtimes.call(runtime))
@@ -142,8 +136,6 @@ def check_equal_work(runtimes):
 
 def benchmark_config(config, image_path, iters, warmup, rounds):
     """{runtime: list of per-round timed-call lists} and the detection count of one config."""
-    from mmdet_like.deployment import prepare_input
-
     model = build_benchmark_model(config)
     image, _ = prepare_input(model.cfg, image_path)
     with tempfile.TemporaryDirectory() as folder:

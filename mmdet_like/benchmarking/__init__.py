@@ -28,14 +28,17 @@ from mmdet_like.benchmarking.equal_work import (
     torchvision_model,
 )
 from mmdet_like.benchmarking.runs import (
+    DETECTIONS_PER_IMAGE,
     TORCHVISION_CACHED,
     current_rss_mb,
     emit_result,
+    equal_detections_test_cfg,
     machine_line,
     our_side_caches,
     parse_benchmark_args,
     peak_memory_mb,
     prepare_child,
+    resolve_config,
     row_label,
     run_child,
     run_rounds,
@@ -49,6 +52,7 @@ from mmdet_like.benchmarking.runs import (
 
 __all__ = [
     "CLASSIFIER_SCALE",
+    "DETECTIONS_PER_IMAGE",
     "DEFAULT_CONFIG",
     "DEFAULT_MODEL",
     "IMAGE_HEIGHT",
@@ -64,6 +68,7 @@ __all__ = [
     "build_pair",
     "current_rss_mb",
     "emit_result",
+    "equal_detections_test_cfg",
     "machine_line",
     "make_inputs",
     "our_batch",
@@ -72,6 +77,7 @@ __all__ = [
     "parse_benchmark_args",
     "peak_memory_mb",
     "prepare_child",
+    "resolve_config",
     "randomise_norm_statistics",
     "spread_prediction_layers",
     "row_label",

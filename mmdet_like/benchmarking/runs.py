@@ -15,6 +15,11 @@ import time
 import torch
 
 from mmdet_like.benchmarking.equal_work import DEFAULT_MODEL, MODELS, ROOT
+from mmdet_like.engine import ConfigError
+from mmdet_like.engine.config import ConfigFileNotFoundError
+
+# detections an image when every model must return as many (test score threshold 0)
+DETECTIONS_PER_IMAGE = 100
 
 
 def machine_line(device, with_torchvision=True):
@@ -213,3 +218,38 @@ def summarise(results):
     if "detections" in best:
         summary["detections"] = best["detections"]
     return summary
+
+
+def resolve_config(path):
+    """``path`` as an absolute path: itself if absolute, else from the current folder if a
+    file is there, else from the repository root."""
+    if os.path.isabs(path):
+        candidates = [path]
+    else:
+        candidates = list(dict.fromkeys([os.path.abspath(path), os.path.join(ROOT, path)]))
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            return candidate
+    raise ConfigFileNotFoundError(
+        f"config {path!r} does not exist (looked for {' and '.join(candidates)}); give a "
+        "config file, e.g. --config configs/cascade_mask_rcnn_r50_fpn_1x.py"
+    )
+
+
+def equal_detections_test_cfg(cfg, path):
+    """Set the final stage's test score threshold to 0 and ``max_per_img`` to 100 (``rcnn``
+    of a two-stage test config, each entry if it is a list; the test config itself for a
+    single-stage one), so that every model returns 100 detections per image."""
+    test_cfg = cfg.get("test_cfg") or cfg.model.get("test_cfg")
+    if not test_cfg:
+        raise ConfigError(f"{path}: no test_cfg, so its detections cannot be made equal")
+    final = test_cfg.get("rcnn", test_cfg)
+    for stage in final if isinstance(final, (list, tuple)) else [final]:
+        if "score_thr" not in stage:
+            raise ConfigError(
+                f"{path}: test_cfg{'.rcnn' if 'rcnn' in test_cfg else ''} has no score_thr, "
+                "so its detections cannot be made equal (a detector with boxes is needed)"
+            )
+        stage["score_thr"] = 0.0
+        stage["max_per_img"] = DETECTIONS_PER_IMAGE
+    return cfg

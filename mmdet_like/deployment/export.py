@@ -28,9 +28,9 @@ import torch
 from mmdet_like.apis.inference import _prepare
 from mmdet_like.deployment.exportable import (
     ExportableDetector,
-    ExportError,
     coarsest_stride,
     image_meta,
+    output_names,
 )
 from mmdet_like.errors import ProjectError
 from mmdet_like.structures.instance_data import DetDataSample, InstanceData
@@ -48,10 +48,6 @@ MASK_PIXEL_TOLERANCE = 1e-3  # fraction of the masks' pixels that may flip at th
 
 class DeploymentError(ProjectError, ValueError):
     """An export, run or verification that cannot be done as asked (the message says why)."""
-
-
-def _project_error(exc):
-    return DeploymentError(str(exc)) if isinstance(exc, ExportError) else exc
 
 
 # --------------------------------------------------------------------------- input
@@ -129,10 +125,7 @@ def export_program(model, image, dynamic=True):
     """``torch.export`` program of :class:`ExportableDetector` (``model`` on the CPU, in eval
     mode), traced on ``image`` (1, 3, H, W); ``dynamic``: any H, W in
     [:func:`dynamic_min_side`, ``DYNAMIC_MAX_SIDE``], else exactly the example's."""
-    try:
-        wrapper = ExportableDetector(model.cpu().eval())
-    except ExportError as exc:
-        raise _project_error(exc) from exc
+    wrapper = ExportableDetector(model.cpu().eval())
     min_side = dynamic_min_side(model)
     if dynamic and min(image.shape[-2:]) < min_side:
         raise DeploymentError(
@@ -153,7 +146,7 @@ def export_detector(model, image, out, fmt="onnx", dynamic=True):
     if fmt not in FORMATS:
         raise DeploymentError(f"format {fmt!r} is not one of {FORMATS}")
     program = export_program(model, image, dynamic)
-    wrapper_outputs = ExportableDetector(model).output_names
+    wrapper_outputs = output_names(model)
     folder = osp.dirname(osp.abspath(out))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".export-", suffix=osp.splitext(out)[1], dir=folder)
@@ -217,7 +210,7 @@ def to_instances(outputs, meta, model=None, mask_thr=None):
     ``paste_mode``; ``mask_thr`` defaults to ``test_cfg.rcnn.mask_thr_binary``); with
     ``keypoint_heatmaps``, ``keypoints`` (n, K, 2) and ``keypoint_scores`` (n, K) decoded by
     its keypoint head. ``model`` names the outputs (it is needed beyond dets and labels)."""
-    names = ExportableDetector(model).output_names if model is not None else ["dets", "labels"]
+    names = output_names(model) if model is not None else ["dets", "labels"]
     if len(outputs) != len(names):
         raise DeploymentError(
             f"to_instances: {len(outputs)} outputs, but the model's export has {len(names)} "

@@ -28,6 +28,7 @@ export (no ONNX operator).
 import torch
 from torch import nn
 
+from mmdet_like.errors import ProjectError
 from mmdet_like.models.detectors.base import pad_images
 from mmdet_like.models.detectors.single_stage import SingleStageDetector
 from mmdet_like.models.detectors.two_stage import TwoStageDetector
@@ -35,7 +36,7 @@ from mmdet_like.structures.bbox import bbox2roi
 from mmdet_like.structures.instance_data import DetDataSample
 
 
-class ExportError(ValueError):
+class ExportError(ProjectError, ValueError):
     """A detector or setting the exporter cannot handle (the message says which and why)."""
 
 
@@ -82,6 +83,18 @@ def image_meta(height, width):
     )  # fmt: skip
 
 
+def output_names(detector):
+    """The names of the exported graph's outputs for ``detector``: ``dets``, ``labels`` and,
+    with such a branch, ``mask_probs`` and ``keypoint_heatmaps``."""
+    roi_head = getattr(detector, "roi_head", None)
+    names = ["dets", "labels"]
+    if getattr(roi_head, "with_mask", False):
+        names.append("mask_probs")
+    if getattr(roi_head, "with_keypoint", False):
+        names.append("keypoint_heatmaps")
+    return names
+
+
 class ExportableDetector(nn.Module):
     """``forward(image (1, 3, H, W)) -> (dets (n, 5), labels (n,)[, mask_probs (n, M, M)][,
     keypoint_heatmaps (n, K, S, S)])`` for a built detector in eval mode (see the module
@@ -91,17 +104,7 @@ class ExportableDetector(nn.Module):
         super().__init__()
         _check_exportable(detector)
         self.detector = detector.eval()
-        roi_head = getattr(detector, "roi_head", None)
-        self.with_mask = bool(getattr(roi_head, "with_mask", False))
-        self.with_keypoint = bool(getattr(roi_head, "with_keypoint", False))
-
-    @property
-    def output_names(self):
-        return (
-            ["dets", "labels"]
-            + ["mask_probs"] * self.with_mask
-            + ["keypoint_heatmaps"] * self.with_keypoint
-        )
+        self.output_names = output_names(detector)
 
     def forward(self, image):
         detector = self.detector
@@ -122,10 +125,10 @@ class ExportableDetector(nn.Module):
         result = results[0]
         outputs = [_dets(result.bboxes, result.scores), result.labels]
         rois = bbox2roi(input_boxes)
-        if self.with_mask:
+        if "mask_probs" in self.output_names:
             mask_pred = roi_head._mask_forward(feats, rois)
             outputs.append(roi_head.mask_head.mask_probs(mask_pred, result.labels))
-        if self.with_keypoint:
+        if "keypoint_heatmaps" in self.output_names:
             # decoding (a resize to each box's own size) happens outside: to_instances
             outputs.append(roi_head.keypoint_head(roi_head.keypoint_roi_extractor(feats, rois)))
         return tuple(outputs)

@@ -120,7 +120,8 @@ _NUMPY_GLOBALS = {
 
 
 class _RefusedGlobal(Exception):
-    pass
+    """A pickle asked for a class outside ``_NUMPY_GLOBALS`` (its ``module.name`` is the
+    message); turned into a :class:`ForeignCheckpointError` naming the file."""
 
 
 class _ArraysOnlyUnpickler(pickle.Unpickler):

@@ -81,6 +81,32 @@ def read_version():
         return re.search(r'__version__ = "([^"]+)"', f.read()).group(1)
 
 
+def make_extensions():
+    """The compiled ops as a list of one extension, or none (a pure-Python package that runs
+    the PyTorch/torchvision fallback ops, see mmdet_like/ops/_ext_loader.py).
+
+    ``MMDET_LIKE_WITH_OPS=0`` builds none; ``=1`` requires them (no C++ compiler is then an
+    error); unset, they are built where the C++ compiler (``$CXX``, default ``c++``) exists.
+    """
+    with_ops = os.environ.get("MMDET_LIKE_WITH_OPS", "").strip()
+    if with_ops == "0":
+        print("setup.py: MMDET_LIKE_WITH_OPS=0: building no compiled ops; mmdet_like will run "
+              "the slower PyTorch/torchvision fallback ops")  # fmt: skip
+        return []
+    compiler = (os.environ.get("CXX") or "c++").split()[0]
+    if shutil.which(compiler) is None:
+        if with_ops == "1":
+            raise SystemExit(
+                f"setup.py: MMDET_LIKE_WITH_OPS=1 but no C++ compiler {compiler!r} was found "
+                "(set CXX to one, or MMDET_LIKE_WITH_OPS=0 to install without the compiled ops)."
+            )
+        print(f"setup.py: no C++ compiler {compiler!r} found (set CXX to one): building no "
+              "compiled ops; mmdet_like will run the slower PyTorch/torchvision fallback ops. "
+              "Install a compiler and reinstall to build them.")  # fmt: skip
+        return []
+    return [make_extension()]
+
+
 def make_extension():
     sources = sorted(glob.glob(os.path.join("ops", "**", "*.cpp"), recursive=True))
     cuda_sources = sorted(glob.glob(os.path.join("ops", "**", "*.cu"), recursive=True))
@@ -134,7 +160,7 @@ setup(
     description="Object detection toolbox: config-driven two-stage and one-stage detectors",
     packages=find_packages(exclude=("tests", "tests.*", "tools", "configs")),
     python_requires=">=3.10",
-    ext_modules=[make_extension()],
+    ext_modules=make_extensions(),
     cmdclass={"build_ext": BuildOpsExtension},
     zip_safe=False,
 )

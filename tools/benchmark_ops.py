@@ -1,13 +1,16 @@
-"""Time mmdet_like's compiled ops against torchvision.ops in the same run, on equal inputs.
+"""Time mmdet_like's compiled ops against their fallback and torchvision.ops in the same run.
 
     python tools/benchmark_ops.py [--device cpu|cuda] [--repeat 5] [--out docs/benchmarks.md]
-        [--contend N] [--quick]
+        [--contend N] [--quick] [--no-fallback]
 
-Prints a table of the best of the repeated times (the least disturbed by other load) and
-the ratio ours / torchvision (below 1.0: we are faster)
+Prints a table of the best of the repeated times (the least disturbed by other load), the
+ratio ours / torchvision (below 1.0: we are faster) and the ratio ours / fallback (what the
+compiled ops buy over the PyTorch/torchvision fallback that runs where the extension is not
+built, mmdet_like/ops/fallback.py; it is called directly, as its kernels are registered),
 and, with --out, writes it into that markdown file between markers of its own (other
-sections of the file are kept). Before timing, each pair of results is checked to be equal
-work: roi_align outputs and gradients agree, nms keeps the same boxes.
+sections of the file are kept). Before timing, the results are checked to be equal work:
+roi_align outputs and gradients agree, nms keeps the same boxes, soft_nms (which torchvision
+does not have) keeps the same boxes with the same scores in the fallback.
 
 ``--contend N`` starts N busy single-threaded processes (a numpy matrix-product loop, like a
 training run's data-loader workers) before timing and stops them after: on a machine with
@@ -25,8 +28,8 @@ import torch
 import torchvision
 
 from mmdet_like.benchmarking import time_calls, write_section
-from mmdet_like.errors import run_tool
-from mmdet_like.ops import nms, roi_align
+from mmdet_like.errors import ProjectError, run_tool
+from mmdet_like.ops import backend, fallback, nms, roi_align, soft_nms
 
 IMAGE_HEIGHT, IMAGE_WIDTH = 800, 1216
 
@@ -88,30 +91,36 @@ def stop_busy_processes(procs):
         proc.wait()
 
 
-def bench_roi_align(device, repeat, generator, quick=False):
+def bench_roi_align(device, repeat, generator, quick=False, with_fallback=True):
     rows = []
     # small: a mask-head-sized call of a few RoIs, where a parallel region costs the most
     feature = torch.randn(2, 256, 50, 76, generator=generator).to(device)
     small_rois = make_rois(16, generator, device)
     small_rois[:, 1:] /= 4  # inside a 200 x 304 image
     name = "roi_align 16 rois (200 x 304 image), sampling_ratio=2"
-    rows += _roi_align_rows(feature, small_rois, 2, device, repeat, generator, name)
+    rows += _roi_align_rows(feature, small_rois, 2, device, repeat, generator, name, with_fallback)
     feature = torch.randn(2, 256, IMAGE_HEIGHT // 4, IMAGE_WIDTH // 4, generator=generator)
     feature = feature.to(device)
     for num_rois in (512,) if quick else (512, 2000):
         rois = make_rois(num_rois, generator, device)
         for sampling_ratio in (2,) if quick else (0, 2):
             name = f"roi_align {num_rois} rois, sampling_ratio={sampling_ratio}"
-            rows += _roi_align_rows(feature, rois, sampling_ratio, device, repeat, generator, name)
+            rows += _roi_align_rows(
+                feature, rois, sampling_ratio, device, repeat, generator, name, with_fallback
+            )
     return rows
 
 
-def _roi_align_rows(feature, rois, sampling_ratio, device, repeat, generator, name):
-    """Forward, and forward+backward, rows of one roi_align case (outputs checked equal)."""
+def _roi_align_rows(feature, rois, sampling_ratio, device, repeat, generator, name,
+                    with_fallback=True):  # fmt: skip
+    """Forward, and forward+backward, rows of one roi_align case (outputs checked equal):
+    ``(name, ours, fallback or None, torchvision)`` seconds."""
     rows = []
     num_rois = rois.size(0)
     grad = torch.randn(num_rois, feature.size(1), 7, 7, generator=generator).to(device)
     args = (7, 0.25, sampling_ratio, True)
+    op_args = (0.25, 7, 7, sampling_ratio, True)  # the op's own argument order
+    backward_args = (0.25, 7, 7, *feature.shape, sampling_ratio, True)
     ours_in = feature.clone().requires_grad_(True)
     ref_in = feature.clone().requires_grad_(True)
 
@@ -123,22 +132,36 @@ def _roi_align_rows(feature, rois, sampling_ratio, device, repeat, generator, na
         x.grad = None
         torchvision.ops.roi_align(x, r, *a).backward(g)
 
+    def fallback_fwd_bwd(x=feature, r=rois, g=grad):
+        # the fallback's forward and backward kernels, as autograd calls them
+        fallback.roi_align(x, r, *op_args)
+        return fallback.roi_align_backward(g, r, *backward_args)
+
     ours_fwd_bwd()
     ref_fwd_bwd()
     torch.testing.assert_close(ours_in.grad, ref_in.grad, atol=1e-4, rtol=1e-4)
+    t_fallback_f = t_fallback = None
+    if with_fallback:
+        torch.testing.assert_close(fallback_fwd_bwd(), ours_in.grad, atol=1e-4, rtol=1e-4)
     with torch.no_grad():
         t_ours_f = best_time(lambda a=args, r=rois: roi_align(feature, r, *a), device, repeat)
+        if with_fallback:
+            t_fallback_f = best_time(
+                lambda r=rois: fallback.roi_align(feature, r, *op_args), device, repeat
+            )
         t_ref_f = best_time(
             lambda a=args, r=rois: torchvision.ops.roi_align(feature, r, *a), device, repeat
         )
+        if with_fallback:
+            t_fallback = best_time(fallback_fwd_bwd, device, repeat)
     t_ours = best_time(ours_fwd_bwd, device, repeat)
     t_ref = best_time(ref_fwd_bwd, device, repeat)
-    rows.append((name + ", forward", t_ours_f, t_ref_f))
-    rows.append((name + ", forward+backward", t_ours, t_ref))
+    rows.append((name + ", forward", t_ours_f, t_fallback_f, t_ref_f))
+    rows.append((name + ", forward+backward", t_ours, t_fallback, t_ref))
     return rows
 
 
-def bench_nms(device, repeat, generator, quick=False):
+def bench_nms(device, repeat, generator, quick=False, with_fallback=True):
     rows = []
     for num in (1_000, 2_000, 5_000) if quick else (1_000, 2_000, 5_000, 20_000):
         boxes, scores = make_proposals(num, generator, device)
@@ -147,17 +170,69 @@ def bench_nms(device, repeat, generator, quick=False):
             ref = torchvision.ops.nms(boxes, scores, iou)
             assert torch.equal(ours, ref), "nms results differ from torchvision"
             t_ours = best_time(lambda b=boxes, s=scores, i=iou: nms(b, s, i), device, repeat)
+            t_fallback = None
+            if with_fallback:
+                assert torch.equal(fallback.nms(boxes, scores, iou), ours), "fallback nms differs"
+                t_fallback = best_time(
+                    lambda b=boxes, s=scores, i=iou: fallback.nms(b, s, i), device, repeat
+                )
             t_ref = best_time(
                 lambda b=boxes, s=scores, i=iou: torchvision.ops.nms(b, s, i), device, repeat
             )
-            rows.append((f"nms {num} boxes, IoU {iou} (keeps {len(ours)})", t_ours, t_ref))
+            name = f"nms {num} boxes, IoU {iou} (keeps {len(ours)})"
+            rows.append((name, t_ours, t_fallback, t_ref))
     return rows
+
+
+def bench_soft_nms(device, repeat, generator, quick=False):
+    """soft_nms against its fallback (torchvision has none): per-class candidates of a
+    detector's last step, many overlapping (linear and gaussian decay, min_score 1e-3)."""
+    rows = []
+    for num in (300, 1_000) if quick else (300, 1_000, 3_000):
+        boxes, scores = make_proposals(num, generator, device)
+        for method, code in (("linear", 1), ("gaussian", 2)):
+            args = (0.3, 0.5, 1e-3, code)
+            ours_dets, ours_keep = soft_nms(boxes, scores, 0.3, 0.5, 1e-3, method)
+            dets, keep = fallback.soft_nms(boxes.cpu(), scores.cpu(), *args)
+            assert torch.equal(keep, ours_keep.cpu()), "fallback soft_nms differs"
+            torch.testing.assert_close(dets, ours_dets.cpu(), rtol=1e-6, atol=0)
+            t_ours = best_time(
+                lambda b=boxes, s=scores, m=method: soft_nms(b, s, 0.3, 0.5, 1e-3, m),
+                device, repeat,
+            )  # fmt: skip
+            t_fallback = best_time(
+                lambda b=boxes, s=scores, a=args: fallback.soft_nms(b.cpu(), s.cpu(), *a),
+                device, repeat,
+            )  # fmt: skip
+            name = f"soft_nms {num} boxes, {method} (keeps {len(keep)})"
+            rows.append((name, t_ours, t_fallback, None))
+    return rows
+
+
+def cpu_model():
+    """The CPU's model name (what ``lscpu`` prints), or the architecture where unknown."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def machine_description(device):
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    return f"{cpu_model()}, {platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def _ms(seconds):
+    return "–" if seconds is None else f"{seconds * 1e3:.2f}"
+
+
+def _ratio(ours, other):
+    return "–" if other is None else f"{ours / other:.2f}x"
 
 
 def render(rows, device, contend=0):
@@ -168,13 +243,15 @@ def render(rows, device, contend=0):
     )
     header = (
         f"Device: {device.type} ({machine_description(device)}); torch {torch.__version__}, "
-        f"torchvision {torchvision.__version__}. Best of repeated runs, both sides in the same "
+        f"torchvision {torchvision.__version__}. Best of repeated runs, all sides in the same "
         f"process.{load}\n\n"
-        "| op | ours (ms) | torchvision (ms) | ours / torchvision |\n|---|---:|---:|---:|\n"
+        "| op | ours (ms) | fallback (ms) | torchvision (ms) | ours / torchvision "
+        "| ours / fallback |\n|---|---:|---:|---:|---:|---:|\n"
     )
     body = "".join(
-        f"| {name} | {ours * 1e3:.2f} | {ref * 1e3:.2f} | {ours / ref:.2f}x |\n"
-        for name, ours, ref in rows
+        f"| {name} | {_ms(ours)} | {_ms(fb)} | {_ms(ref)} | {_ratio(ours, ref)} "
+        f"| {_ratio(ours, fb)} |\n"
+        for name, ours, fb, ref in rows
     )
     return header + body
 
@@ -184,22 +261,36 @@ def main():
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--out", help="markdown file to write the table into")
-    parser.add_argument("--only", choices=["roi_align", "nms"], help="run one group only")
+    parser.add_argument(
+        "--only", choices=["roi_align", "nms", "soft_nms"], help="run one group only"
+    )
     parser.add_argument(
         "--contend", type=int, default=0, metavar="N",
         help="time beside N busy single-threaded processes",
     )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="leave out the largest inputs")
+    parser.add_argument(
+        "--no-fallback", action="store_true", help="leave out the fallback's column (slow)"
+    )
     args = parser.parse_args()
+    if backend() != "compiled":
+        raise ProjectError(
+            "benchmark_ops compares the compiled ops with their fallback, but this process "
+            "runs the fallback (mmdet_like.ops.backend() is 'fallback'): build the extension "
+            "(make install) and unset MMDET_LIKE_OPS_BACKEND"
+        )
+    with_fallback = not args.no_fallback
     device = torch.device(args.device)
     generator = torch.Generator().manual_seed(0)
     rows = []
     busy = start_busy_processes(args.contend)
     try:
         if args.only in (None, "roi_align"):
-            rows += bench_roi_align(device, args.repeat, generator, args.quick)
+            rows += bench_roi_align(device, args.repeat, generator, args.quick, with_fallback)
         if args.only in (None, "nms"):
-            rows += bench_nms(device, args.repeat, generator, args.quick)
+            rows += bench_nms(device, args.repeat, generator, args.quick, with_fallback)
+        if args.only in (None, "soft_nms") and with_fallback:
+            rows += bench_soft_nms(device, args.repeat, generator, args.quick)
     finally:
         stop_busy_processes(busy)
     table = render(rows, device, args.contend)

@@ -164,10 +164,12 @@ def row_label(key, model=DEFAULT_MODEL):
 
 def our_side_caches(device):
     """Whether our side runs with the CPU caching allocator: on the CPU, as the tools do
-    (``MMDET_LIKE_CPU_CACHING_ALLOCATOR=0`` switches it off for both)."""
-    from mmdet_like.ops import cpu_caching_allocator_switched_on
+    (``MMDET_LIKE_CPU_CACHING_ALLOCATOR=0`` switches it off for both), where it exists (it
+    is compiled code: not with the fallback ops)."""
+    from mmdet_like.ops import cpu_caching_allocator_available, cpu_caching_allocator_switched_on
 
-    return device == "cpu" and cpu_caching_allocator_switched_on()
+    on = device == "cpu" and cpu_caching_allocator_switched_on()
+    return on and cpu_caching_allocator_available()
 
 
 def prepare_child(args):

@@ -1,7 +1,14 @@
-"""Python faces of the compiled ops (sources in ``ops/`` at the repository root)."""
+"""Python faces of the compiled ops (sources in ``ops/`` at the repository root), or of their
+PyTorch/torchvision fallback where the extension is not built (:func:`backend` says which)."""
 
-from mmdet_like.ops._ext_loader import ExtensionError, built_with_cuda, parallel_regions_opened
+from mmdet_like.ops._ext_loader import (
+    ExtensionError,
+    backend,
+    built_with_cuda,
+    parallel_regions_opened,
+)
 from mmdet_like.ops.cpu_caching_allocator import (
+    cpu_caching_allocator_available,
     cpu_caching_allocator_enabled,
     cpu_caching_allocator_stats,
     cpu_caching_allocator_switched_on,
@@ -16,8 +23,10 @@ from mmdet_like.ops.roi_align_op import RoIAlign, roi_align
 __all__ = [
     "ExtensionError",
     "RoIAlign",
+    "backend",
     "batched_nms",
     "built_with_cuda",
+    "cpu_caching_allocator_available",
     "cpu_caching_allocator_enabled",
     "cpu_caching_allocator_stats",
     "cpu_caching_allocator_switched_on",

@@ -10,7 +10,9 @@ ever had in use at once first unmaps the least recently freed blocks, so peak me
 what it is without the cache.
 
 ``tools/train.py`` and ``tools/test.py`` enable it on the CPU;
-``MMDET_LIKE_CPU_CACHING_ALLOCATOR=0`` in the environment turns that off.
+``MMDET_LIKE_CPU_CACHING_ALLOCATOR=0`` in the environment turns that off. It is compiled code:
+with the fallback ops (``mmdet_like.ops.backend() == "fallback"``) enabling it returns False
+and torch's default allocator stays in place.
 """
 
 import os
@@ -18,9 +20,7 @@ from typing import NamedTuple
 
 import torch
 
-from mmdet_like.ops._ext_loader import load_extension
-
-load_extension()
+from mmdet_like.ops._ext_loader import backend
 
 ENV_SWITCH = "MMDET_LIKE_CPU_CACHING_ALLOCATOR"
 DEFAULT_MIN_BLOCK_BYTES = 1 << 20
@@ -37,11 +37,17 @@ class CachingAllocatorStats(NamedTuple):
     released_blocks: int  # cached blocks unmapped to make room or on release
 
 
+def cpu_caching_allocator_available():
+    """Whether the caching allocator exists here: it is part of the compiled extension."""
+    return backend() == "compiled"
+
+
 def enable_cpu_caching_allocator(min_block_bytes=DEFAULT_MIN_BLOCK_BYTES):
     """Make the caching allocator torch's CPU allocator. Returns True if it is in place.
 
     Tensors allocated before keep their own allocator; new CPU tensors of at least
-    ``min_block_bytes`` come from the cache.
+    ``min_block_bytes`` come from the cache. With the fallback ops it returns False (and logs
+    once that the allocator is not available).
     """
     return bool(torch.ops.mmdet_like.enable_cpu_caching_allocator(int(min_block_bytes)))
 

@@ -13,9 +13,16 @@ import pytest
 import torch
 
 from mmdet_like.ops import (
+    backend,
     cpu_caching_allocator_enabled,
     cpu_caching_allocator_stats,
     enable_cpu_caching_allocator,
+)
+
+pytestmark = pytest.mark.skipif(
+    backend() != "compiled",
+    reason="the caching allocator is part of the compiled extension; the fallback has none "
+    "(tests/ops/test_fallback.py checks that enabling it returns False)",
 )
 
 MiB = 1 << 20

@@ -1,0 +1,309 @@
+"""The ops of mmdet_like without the compiled extension: plain functions with the signatures
+and the semantics of the ``torch.ops.mmdet_like`` schemas (``ops/registration.cpp``).
+
+``mmdet_like/ops/_ext_loader.py`` registers them as the kernels of ``torch.ops.mmdet_like``
+when the compiled extension is not built, or when ``MMDET_LIKE_OPS_BACKEND=fallback``; the
+tests call them directly, beside the compiled kernels in the same process.
+
+- ``roi_align`` and its backward run torchvision's kernels, which take the same samples with
+  the same bilinear weights as ours (``ops/roi_align/roi_align_common.h``, in the same order
+  of operations) and differ only in the order they sum them (results agree to rounding).
+  Around them, what ours does and torchvision's would not: half and bfloat16 run in float32
+  (ours accumulates them in float32; torchvision's CPU kernel has no bfloat16 and sums half in
+  half), the rois are converted to that type (torchvision requires the input's), a map
+  without rows or columns pools to zero (torchvision would read outside it), an aligned RoI
+  of no width or height with adaptive sampling pools to zero (torchvision's CPU kernel sizes
+  a buffer by the product of two sample counts that can then have opposite signs), and on
+  the CPU a batch index outside the input raises.
+- ``nms`` runs torchvision's nms on the boxes in the order of a stable descending sort of the
+  scores, with the scores replaced by their ranks: ties keep the lower index first, whatever
+  sort torchvision uses. torchvision compares the IoU with the threshold as ours does (in the
+  box type against the double threshold on the CPU, against the float threshold on CUDA).
+- ``soft_nms`` is plain numpy on the CPU tensors' memory: one vectorised step per selected
+  box, with the arithmetic of ``ops/nms/soft_nms_cpu.cpp`` (IoU in the box type, thresholds
+  compared in double).
+- The CPU caching allocator (``ops/memory/``) has no fallback: enabling it returns False.
+"""
+
+import contextlib
+import logging
+
+import numpy as np
+import torch
+import torchvision  # noqa: F401  (registers torch.ops.torchvision)
+
+logger = logging.getLogger("mmdet_like")
+
+# float32 exactly holds the ranks 1 .. 2**24 that nms passes to torchvision as scores
+_MAX_EXACT_FLOAT32_RANK = 1 << 24
+
+
+def _type_name(dtype):
+    """The name c10 gives a dtype in error messages ("Float", "Half", ...)."""
+    return torch.empty(0, dtype=dtype).type().rsplit(".", 1)[-1].removesuffix("Tensor")
+
+
+def _opmath(dtype):
+    """The type ours computes in: float32 for half and bfloat16, else the type itself."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def _without_autocast(device):
+    """torchvision's ops have autocast kernels of their own; ours have none (roi_align's is
+    registered in Python, above the kernel), so the kernels run in the types they are given."""
+    if device.type in ("cpu", "cuda") and torch.is_autocast_enabled(device.type):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
+def build_info():
+    """What ``mmdet_like._ext`` reports about its build; here: the running torch, and whether
+    torchvision's CUDA kernels (the fallback's) exist."""
+    version = ".".join(torch.__version__.split("+")[0].split(".")[:3])
+    cuda = torch._C._dispatch_has_kernel_for_dispatch_key("torchvision::nms", "CUDA")
+    return f"torch={version};cuda={int(cuda)}"
+
+
+def parallel_regions_opened():
+    """The fallback's kernels are torch's and torchvision's: it opens none of its own."""
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# roi_align
+
+
+def _check_roi_align_args(input, rois, pooled_height, pooled_width, op):
+    if input.dim() != 4:
+        raise RuntimeError(f"{op}: input must be (N, C, H, W), got shape {list(input.shape)}")
+    if rois.dim() != 2 or rois.size(1) != 5:
+        raise RuntimeError(
+            f"{op}: rois must be (K, 5) [batch_idx, x1, y1, x2, y2], got shape {list(rois.shape)}"
+        )
+    if pooled_height <= 0 or pooled_width <= 0:
+        raise RuntimeError(
+            f"{op}: output_size must be positive, got ({pooled_height}, {pooled_width})"
+        )
+    if not input.is_floating_point():
+        raise RuntimeError(f"{op}: input must be a floating tensor, got {_type_name(input.dtype)}")
+    if not rois.is_floating_point():
+        raise RuntimeError(f"{op}: rois must be a floating tensor, got {_type_name(rois.dtype)}")
+    if input.device != rois.device:
+        raise RuntimeError(
+            f"{op}: input is on {input.device} but rois are on {rois.device}; move both to "
+            "the same device"
+        )
+
+
+def _prepare_rois(rois, dtype, batch_size, spatial_scale, sampling_ratio, aligned):
+    """The rois in ``dtype``, checked and made safe for torchvision's kernels (see the module
+    docstring)."""
+    rois = rois.to(dtype)
+    if rois.device.type == "cpu" and rois.size(0):
+        batch = rois[:, 0].trunc()  # ours casts it to int64 (towards zero)
+        bad = ~((batch >= 0) & (batch < batch_size))
+        if bool(bad.any()):
+            k = int(bad.nonzero()[0, 0])
+            raise RuntimeError(
+                f"roi_align: rois[{k}, 0] = {float(rois[k, 0]):g} is not a batch index of the "
+                f"input (batch size {batch_size})"
+            )
+    if aligned and sampling_ratio <= 0:
+        # ceil(size / bins) <= 0 samples per bin side: ours takes none; so does torchvision
+        # for a RoI of exactly zero size, which such a RoI becomes here.
+        scale = torch.tensor(spatial_scale, dtype=dtype)  # the kernels' T(spatial_scale)
+        start = rois[:, 1:3] * scale - 0.5
+        size = (rois[:, 3:5] * scale - 0.5) - start
+        empty = (size <= 0).any(dim=1)
+        rois = torch.cat([rois[:, :1], rois[:, 1:].masked_fill(empty[:, None], 0)], dim=1)
+    return rois
+
+
+def roi_align(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned):
+    """``mmdet_like::roi_align``: (K, C, pooled_height, pooled_width), the input's type."""
+    _check_roi_align_args(input, rois, pooled_height, pooled_width, "roi_align")
+    shape = (rois.size(0), input.size(1), pooled_height, pooled_width)
+    if rois.size(0) == 0 or input.size(1) == 0:
+        return input.new_empty(shape)
+    if input.size(2) == 0 or input.size(3) == 0:
+        return input.new_zeros(shape)
+    work = _opmath(input.dtype)
+    rois = _prepare_rois(rois, work, input.size(0), spatial_scale, sampling_ratio, aligned)
+    with _without_autocast(input.device):
+        output = torch.ops.torchvision.roi_align(
+            input.to(work), rois, spatial_scale, pooled_height, pooled_width, sampling_ratio,
+            aligned,
+        )  # fmt: skip
+    return output.to(input.dtype)
+
+
+def roi_align_backward(
+    grad, rois, spatial_scale, pooled_height, pooled_width, batch_size, channels, height, width,
+    sampling_ratio, aligned,
+):  # fmt: skip
+    """``mmdet_like::_roi_align_backward``: the gradient of the (N, C, H, W) input, summed in
+    float32 for half and bfloat16 gradients; the gradient's type."""
+    if not (
+        grad.dim() == 4
+        and grad.size(0) == rois.size(0)
+        and grad.size(1) == channels
+        and grad.size(2) == pooled_height
+        and grad.size(3) == pooled_width
+    ):
+        raise RuntimeError(
+            f"_roi_align_backward: grad must be (K, C, ph, pw) = ({rois.size(0)}, {channels}, "
+            f"{pooled_height}, {pooled_width}), got {list(grad.shape)}"
+        )
+    if grad.numel() == 0 or height == 0 or width == 0:
+        return grad.new_zeros((batch_size, channels, height, width))
+    work = _opmath(grad.dtype)
+    rois = _prepare_rois(rois, work, batch_size, spatial_scale, sampling_ratio, aligned)
+    with _without_autocast(grad.device):
+        grad_input = torch.ops.torchvision._roi_align_backward(
+            grad.to(work), rois, spatial_scale, pooled_height, pooled_width, batch_size,
+            channels, height, width, sampling_ratio, aligned,
+        )  # fmt: skip
+    return grad_input.to(grad.dtype)
+
+
+# ---------------------------------------------------------------------------------------
+# nms
+
+
+def _check_nms_args(boxes, scores, op):
+    if boxes.dim() != 2 or boxes.size(1) != 4:
+        raise RuntimeError(
+            f"{op}: boxes must be (N, 4) [x1, y1, x2, y2], got shape {list(boxes.shape)}"
+        )
+    if scores.dim() != 1 or scores.size(0) != boxes.size(0):
+        raise RuntimeError(
+            f"{op}: scores must be (N,) with N = {boxes.size(0)} boxes, got shape "
+            f"{list(scores.shape)}"
+        )
+    if not (boxes.is_floating_point() and scores.is_floating_point()):
+        raise RuntimeError(
+            f"{op}: boxes and scores must be floating tensors, got {_type_name(boxes.dtype)} "
+            f"and {_type_name(scores.dtype)}"
+        )
+    if boxes.device != scores.device:
+        raise RuntimeError(
+            f"{op}: boxes are on {boxes.device} but scores are on {scores.device}; move both "
+            "to the same device"
+        )
+
+
+def nms(boxes, scores, iou_threshold):
+    """``mmdet_like::nms``: int64 indices of the kept boxes, in descending score order (ties:
+    the lower index first). Half and bfloat16 boxes are compared in float32."""
+    _check_nms_args(boxes, scores, "nms")
+    num = boxes.size(0)
+    if num == 0:
+        return torch.empty((0,), dtype=torch.long, device=boxes.device)
+    work = _opmath(boxes.dtype)
+    # the CPU kernel sorts the scores converted to the boxes' type, the CUDA kernel as given
+    key = scores.to(work) if boxes.device.type == "cpu" else scores
+    order = key.sort(descending=True, stable=True).indices
+    sorted_boxes = boxes.to(work)[order]
+    if work == torch.float32 and num > _MAX_EXACT_FLOAT32_RANK:
+        # ranks would tie; equal scores may then come in torchvision's order
+        ranks = key[order].to(work)
+    else:
+        ranks = torch.arange(num, 0, -1, dtype=work, device=boxes.device)
+    with _without_autocast(boxes.device):
+        kept = torch.ops.torchvision.nms(sorted_boxes, ranks, iou_threshold)
+    return order[kept]
+
+
+def soft_nms(boxes, scores, iou_threshold, sigma, min_score, method):
+    """``mmdet_like::soft_nms`` (CPU): ``(dets (M, 5) [x1, y1, x2, y2, decayed score],
+    keep (M,) int64)`` in selection order; method 0 hard, 1 linear, 2 gaussian."""
+    _check_nms_args(boxes, scores, "soft_nms")
+    if not 0 <= method <= 2:
+        raise RuntimeError(
+            f"soft_nms: method must be 0 (hard), 1 (linear) or 2 (gaussian), got {method}"
+        )
+    if method == 2 and not sigma > 0:
+        raise RuntimeError(f"soft_nms: sigma must be positive, got {sigma:g}")
+    if boxes.dtype != scores.dtype:
+        raise RuntimeError(
+            "soft_nms: boxes and scores must have the same dtype, got "
+            f"{_type_name(boxes.dtype)} and {_type_name(scores.dtype)}"
+        )
+    if boxes.dtype not in (torch.float32, torch.float64):
+        raise RuntimeError(f"\"soft_nms_cpu\" not implemented for '{_type_name(boxes.dtype)}'")
+    # numpy: a step is some twenty small array operations, a few microseconds each in numpy
+    # against ten times that in torch; IEEE arithmetic in the same type, so the same results
+    box = boxes.detach().numpy()
+    score = scores.detach().numpy()
+    # candidates in descending score order (stable: ties select the earlier input box)
+    order = scores.detach().sort(descending=True, stable=True).indices.numpy()
+    alive = order[score[order].astype(np.float64) >= min_score]  # input indices in play
+    # per candidate: x1, y1, x2, y2, area, decayed score (in the boxes' type)
+    data = np.empty((len(alive), 6), dtype=box.dtype)
+    data[:, :4] = box[alive]
+    data[:, 4] = (data[:, 2] - data[:, 0]) * (data[:, 3] - data[:, 1])
+    data[:, 5] = score[alive]
+    keep, kept_scores = [], []
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+        while len(alive):
+            best = int(data[:, 5].argmax())  # the first of equal maxima, as the kernel's >
+            bx1, by1, bx2, by2, best_area, best_score = data[best]
+            keep.append(int(alive[best]))
+            kept_scores.append(best_score)
+            # the IoU with each candidate, as nms_detail::box_iou computes it
+            w = np.maximum(np.minimum(data[:, 2], bx2) - np.maximum(data[:, 0], bx1), 0)
+            h = np.maximum(np.minimum(data[:, 3], by2) - np.maximum(data[:, 1], by1), 0)
+            inter = w * h
+            iou = inter / ((best_area + data[:, 4]) - inter)
+            if method == 0:
+                decayed = data[:, 5] * (~(iou.astype(np.float64) > iou_threshold))
+            elif method == 1:
+                over = iou.astype(np.float64) > iou_threshold
+                decayed = data[:, 5] * np.where(over, 1 - iou, np.ones_like(iou))
+            else:
+                iou64 = iou.astype(np.float64)
+                decayed = data[:, 5] * np.exp(-iou64 * iou64 / sigma).astype(data.dtype)
+            survive = decayed.astype(np.float64) >= min_score
+            survive[best] = False  # the selected box leaves the candidates
+            data[:, 5] = decayed
+            alive, data = alive[survive], data[survive]
+    kept = torch.tensor(keep, dtype=torch.long)
+    dets = torch.cat([boxes.detach()[kept], torch.tensor(np.array(kept_scores, dtype=box.dtype)
+                      ).reshape(-1, 1)], dim=1)  # fmt: skip
+    return dets, kept
+
+
+# ---------------------------------------------------------------------------------------
+# the CPU caching allocator (compiled only)
+
+_allocator_notice_given = False
+
+
+def enable_cpu_caching_allocator(min_block_bytes):
+    """Not available without the compiled extension: returns False (and says so once)."""
+    global _allocator_notice_given
+    if min_block_bytes <= 0:
+        raise RuntimeError(f"min_block_bytes must be positive, got {min_block_bytes}")
+    if not _allocator_notice_given:
+        _allocator_notice_given = True
+        logger.info(
+            "mmdet_like.ops: the CPU caching allocator is part of the compiled extension; "
+            "with the fallback ops torch's default CPU allocator stays in place"
+        )
+    return False
+
+
+def disable_cpu_caching_allocator():
+    return True  # the default allocator is in place
+
+
+def cpu_caching_allocator_enabled():
+    return False
+
+
+def cpu_caching_allocator_stats():
+    return [0, 0, 0, 0, 0, 0]
+
+
+def cpu_caching_allocator_release():
+    return None

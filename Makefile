@@ -12,16 +12,24 @@ PIP := $(PY) -m pip
 MAX_JOBS ?= 2
 OP_SOURCES := $(shell find ops -name '*.cpp' -o -name '*.cu' -o -name '*.h' -o -name '*.cuh')
 
-.PHONY: install test test-slow lint format bench-ops demo demo-retinanet demo-keypoints demo-cascade clean
+.PHONY: install test test-slow lint format bench-ops demo demo-retinanet demo-keypoints demo-cascade \
+	constraints clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.deps: requirements.txt requirements/build.txt requirements/tests.txt | $(VENV)/bin/python
+REQUIREMENTS := requirements.txt $(wildcard requirements/*.txt)
+
+# The runtime ranges of requirements.txt, the extras the suite tests ([export], [tensorboard],
+# [tests]) and the build tools, at the exact versions of requirements/constraints.txt.
+$(VENV)/.deps: $(REQUIREMENTS) | $(VENV)/bin/python
 	$(PIP) install --upgrade pip
-	$(PIP) install -r requirements.txt -r requirements/build.txt -r requirements/tests.txt
+	$(PIP) install -c requirements/constraints.txt -r requirements.txt \
+		-r requirements/build.txt -r requirements/tests.txt
 	touch $@
 
+# The package in editable mode, its ops compiled against the torch of .venv (hence
+# --no-build-isolation). MMDET_LIKE_WITH_OPS=0 installs it without compiling anything.
 $(VENV)/.ops: $(VENV)/.deps setup.py pyproject.toml $(OP_SOURCES)
 	MAX_JOBS=$(MAX_JOBS) $(PIP) install -e . --no-build-isolation --no-deps
 	touch $@
@@ -36,8 +44,12 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# pytest on every core (pytest-xdist; each worker gets its share of torch's threads, see
+# tests/conftest.py); TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= auto
+
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope
 
 test-slow: install
 	$(PY) -m pytest -q -m slow
@@ -97,6 +109,12 @@ demo-cascade: install
 
 bench-ops: install
 	$(PY) tools/benchmark_ops.py --out docs/benchmarks.md
+
+# Rewrite requirements/constraints.txt from .venv, after a tested upgrade.
+constraints: install
+	{ sed -n '1,3p' requirements/constraints.txt; $(PIP) freeze --exclude-editable | \
+		grep -v -e '^nvidia-' -e '^mmdet.like'; } > requirements/constraints.txt.new
+	mv requirements/constraints.txt.new requirements/constraints.txt
 
 clean:
 	rm -rf build *.egg-info mmdet_like/_ext*.so $(VENV)/.ops

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -154,13 +155,74 @@ class BuildOpsExtension(BuildExtension):
         self.build_temp = os.path.join(ROOT, "build", "temp")
 
 
+def read_requirements(path):
+    """The requirement lines of a requirements file (``-r`` includes followed; comments,
+    options and blank lines dropped)."""
+    found = []
+    with open(os.path.join(ROOT, path)) as f:
+        for line in f:
+            line = line.split("#", 1)[0].strip()
+            if line.startswith("-r "):
+                include = os.path.join(os.path.dirname(path), line[3:].strip())
+                found += read_requirements(include)
+            elif line and not line.startswith("-"):
+                found.append(line)
+    return found
+
+
+def runtime_requirements(with_ops):
+    """requirements.txt, with torch pinned to the release the compiled ops are built against.
+
+    The extension links against one torch's C++ ABI, so a build with ops requires exactly
+    that torch (major.minor.patch, any local tag such as +cpu or +cu130); without ops the
+    range of requirements.txt stands.
+    """
+    requirements = read_requirements("requirements.txt")
+    if with_ops:
+        import torch
+
+        built_for = torch.__version__.split("+")[0]
+        requirements = [
+            f"torch=={built_for}" if re.match(r"torch\b", r) else r for r in requirements
+        ]
+    return requirements
+
+
+class BuildPyWithResources(build_py):
+    """Copies configs/, tools/ and demo/ into mmdet_like/.mim of the build (the wheel), so
+    an installed package finds them (mmdet_like.get_config, the mmdet-like command)."""
+
+    def run(self):
+        super().run()
+        if self.editable_mode:  # an editable install reads the repository's folders
+            return
+        for kind in ("configs", "tools", "demo"):
+            target = os.path.join(self.build_lib, "mmdet_like", ".mim", kind)
+            if os.path.isdir(target):
+                shutil.rmtree(target)
+            shutil.copytree(
+                os.path.join(ROOT, kind),
+                target,
+                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+            )
+
+
+EXTENSIONS = make_extensions()
+
 setup(
     name="mmdet_like",
     version=read_version(),
     description="Object detection toolbox: config-driven two-stage and one-stage detectors",
     packages=find_packages(exclude=("tests", "tests.*", "tools", "configs")),
     python_requires=">=3.10",
-    ext_modules=make_extensions(),
-    cmdclass={"build_ext": BuildOpsExtension},
+    install_requires=runtime_requirements(with_ops=bool(EXTENSIONS)),
+    extras_require={
+        "export": read_requirements("requirements/export.txt"),
+        "tensorboard": read_requirements("requirements/tensorboard.txt"),
+        "tests": read_requirements("requirements/tests.txt"),
+    },
+    entry_points={"console_scripts": ["mmdet-like = mmdet_like.cli:main"]},
+    ext_modules=EXTENSIONS,
+    cmdclass={"build_ext": BuildOpsExtension, "build_py": BuildPyWithResources},
     zip_safe=False,
 )

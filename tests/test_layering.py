@@ -14,8 +14,9 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "mmdet_like"
 # modules at the bottom that every layer may use
 BASE = {"errors", "registry", "version", "checkpoint_file"}
-# deployment (export) sits beside apis, on top: only tools and benchmarks may import it
-TOP = {"apis", "benchmarking", "deployment"}
+# deployment (export) sits beside apis, on top: only tools and benchmarks may import it;
+# cli (the mmdet-like command) runs the tools
+TOP = {"apis", "benchmarking", "deployment", "cli"}
 FORBIDDEN = {
     "models": {"datasets", "engine", "evaluation"} | TOP,
     "datasets": {"models", "engine"} | TOP,

@@ -302,6 +302,26 @@ def _failing_file(files):
     return f"{files[0]}: cannot be loaded{chain}"
 
 
+def _shipped_config_or_raise(filename):
+    """The shipped config a non-existent path names (``mask_rcnn_r50_fpn_1x``, or a path such
+    as ``configs/mask_rcnn_r50_fpn_1x.py`` typed outside the repository), else the error."""
+    from mmdet_like.engine.config_files import ConfigNameError, get_config_path
+
+    name = filename.replace(osp.sep, "/")
+    if name.startswith("configs/"):
+        name = name[len("configs/") :]
+    if not osp.isabs(filename) and not name.startswith("."):
+        try:
+            return get_config_path(name)
+        except ConfigNameError:
+            pass
+    raise ConfigFileNotFoundError(
+        f"config file {filename!r} does not exist; check the path (relative paths are from "
+        "the current folder), or give the name of a config that ships with mmdet_like, e.g. "
+        "mask_rcnn_r50_fpn_1x (`mmdet-like list-configs` lists them)"
+    )
+
+
 def load_config(filename, cfg_options=None, warn_unknown_keys=True):
     """Read a config file, apply ``cfg_options`` (a dict or KEY=VALUE strings), import
     ``custom_imports`` and warn about unknown top-level keys.
@@ -309,10 +329,7 @@ def load_config(filename, cfg_options=None, warn_unknown_keys=True):
     Returns an :class:`mmengine.config.Config` (a dict with attribute access).
     """
     if not osp.isfile(filename):
-        raise ConfigFileNotFoundError(
-            f"config file {filename!r} does not exist; check the path (relative paths are from "
-            "the current folder)"
-        )
+        filename = _shipped_config_or_raise(filename)
     files = check_config_bases(filename)
     try:
         cfg = Config.fromfile(filename, import_custom_modules=False)

@@ -133,7 +133,12 @@ def test_wheel_carries_dependencies_configs_tools_and_runs_installed(tmp_path):
         "print(mmdet_like.__file__)\n"
         "print(mmdet_like.get_config_path('mask_rcnn_r50_fpn_1x'))\n"
         "print(ops.backend())\n"
-        "raise SystemExit(main(['print-config', 'faster_rcnn_r50_fpn_1x']))\n"
+        "assert main(['print-config', 'faster_rcnn_r50_fpn_1x']) == 0\n"
+        # a short training by config name from the installed package, on the fallback ops
+        "assert main(['make-demo-dataset', 'data/demo', '--num-train', '2', '--num-val', '1'])"
+        " == 0\n"
+        "raise SystemExit(main(['train', 'mask_rcnn_r18_fpn_demo', '--work-dir', 'work',"
+        " '--no-validate', '--cfg-options', 'total_epochs=1', 'data.imgs_per_gpu=2']))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", script], cwd=tmp_path, env=run_env, capture_output=True,
@@ -145,4 +150,6 @@ def test_wheel_carries_dependencies_configs_tools_and_runs_installed(tmp_path):
     assert lines[1] == str(site / "mmdet_like" / ".mim" / "configs" / "mask_rcnn_r50_fpn_1x.py")
     assert lines[2] == "fallback"
     assert "type='FasterRCNN'" in out.stdout
+    assert (tmp_path / "work" / "latest.pth").is_file()
+    assert (tmp_path / "work" / "mask_rcnn_r18_fpn_demo.py").is_file()  # the config, dumped
     assert Path(mmdet_like.__file__).parent == ROOT / "mmdet_like"  # this process: the checkout

@@ -79,6 +79,7 @@ def main(argv=None):
     # MMDET_LIKE_CPU_CACHING_ALLOCATOR=0).
     cpu_caching = enable_cpu_caching_allocator_from_env()
     cfg = load_config(args.config, args.cfg_options)
+    args.config = cfg.filename  # a shipped config's name resolved to its file
     # every key read and of the right type, before anything is built (mmdetection v2 names
     # are rewritten to ours, with a note for the log)
     notes = check_config(cfg, args.config)

@@ -86,6 +86,17 @@ def get_config_path(name):
     )
 
 
+def resolve_config_argument(path_or_name):
+    """A tool's config argument as a file: itself where that file exists, else the shipped
+    config of that name, else unchanged (so that the tool's own check reports it)."""
+    if os.path.isfile(path_or_name):
+        return path_or_name
+    try:
+        return get_config_path(path_or_name)
+    except ConfigNameError:
+        return path_or_name
+
+
 def get_config(name, cfg_options=None):
     """Load the shipped config called ``name`` (``load_config`` on its path)."""
     from mmdet_like.engine.config import load_config

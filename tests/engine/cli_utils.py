@@ -1,15 +1,25 @@
-"""Helpers to write toy configs and run tools/ the way users do (subprocesses)."""
+"""Helpers to write toy configs and run tools/ the way users do: in a subprocess
+(:func:`run_python`, where the process is the point) or in this process exactly as the
+tool's ``__main__`` block runs it (:func:`run_tool_here`, without 2-4 s of imports a run)."""
 
+import contextlib
 import importlib.util
+import io
 import json
+import logging
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
+
+from mmdet_like.errors import run_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -38,6 +48,145 @@ def load_tool(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+_TOOL_MODULES = {}
+
+
+def tool_module(path):
+    """``tools/PATH`` (``"analysis_tools/get_flops.py"``, ``"print_config"``) imported once a
+    session as a module; its ``__main__`` block does not run."""
+    path = Path(path)
+    path = path if path.is_absolute() else ROOT / "tools" / path
+    path = path.with_suffix(".py").resolve()
+    if path not in _TOOL_MODULES:
+        environ = dict(os.environ)  # tools/train.py, test.py set variables at import
+        try:
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        finally:
+            _restore_environ(environ)
+        _TOOL_MODULES[path] = module
+    return _TOOL_MODULES[path]
+
+
+def _restore_environ(saved):
+    for key in set(os.environ) - set(saved):
+        del os.environ[key]
+    for key, value in saved.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
+
+
+class _Both(io.TextIOBase):
+    """A stream writing to its own buffer and to the combined one (as ``2>&1`` does)."""
+
+    def __init__(self, combined):
+        self.own, self.combined = io.StringIO(), combined
+
+    def writable(self):
+        return True
+
+    def write(self, text):
+        self.own.write(text)
+        self.combined.write(text)
+        return len(text)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Python's own ``showwarning``: to ``sys.stderr`` (pytest records warnings instead)."""
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+class ToolRun(tuple):
+    """``(status, output)`` of a tool run (output: stdout and stderr as ``2>&1`` gives
+    them), with ``.stdout`` and ``.stderr`` apart."""
+
+    def __new__(cls, status, output, stdout, stderr):
+        run = super().__new__(cls, (status, output))
+        run.status, run.output, run.stdout, run.stderr = status, output, stdout, stderr
+        return run
+
+
+@contextlib.contextmanager
+def _process_like_state(argv, cwd):
+    """``sys.argv`` and the working directory set for a run; warnings shown on stderr with
+    Python's default filters; the project's logger without handlers (``get_logger`` adds
+    them on the redirected streams). Afterwards all of that, the environment, the RNGs (some
+    tools seed them) and matplotlib's backend are restored and its figures closed."""
+    saved_argv, saved_cwd, environ = sys.argv, os.getcwd(), dict(os.environ)
+    rngs = torch.get_rng_state(), np.random.get_state(), random.getstate()  # noqa: NPY002
+    logger = logging.getLogger("mmdet_like")
+    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
+    for handler in handlers:  # get_logger adds handlers on the redirected streams
+        logger.removeHandler(handler)
+    matplotlib = sys.modules.get("matplotlib")
+    backend = matplotlib.rcParams._get_backend_or_none() if matplotlib else None
+    sys.argv = list(argv)
+    os.chdir(cwd)
+    try:
+        with warnings.catch_warnings():
+            warnings.resetwarnings()  # Python's defaults, shown on stderr
+            for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning,
+                             ResourceWarning):  # fmt: skip
+                warnings.simplefilter("ignore", category)
+            # torch's @record (tools/train.py, test.py) cannot enable the fault handler on a
+            # StringIO; the process it stands for has a real stderr and no such warning
+            warnings.filterwarnings("ignore", "Unable to enable fault handler", UserWarning)
+            warnings.showwarning = _show_warning
+            yield
+    finally:
+        sys.argv = saved_argv
+        os.chdir(saved_cwd)
+        _restore_environ(environ)
+        torch.set_rng_state(rngs[0])
+        np.random.set_state(rngs[1])  # noqa: NPY002
+        random.setstate(rngs[2])
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+            handler.close()
+        for handler in handlers:
+            logger.addHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+        if "matplotlib.pyplot" in sys.modules:
+            sys.modules["matplotlib.pyplot"].close("all")
+        if backend is not None and sys.modules["matplotlib"].get_backend() != backend:
+            sys.modules["matplotlib"].use(backend)
+
+
+def call_tool(script, *args, cwd):
+    """``python tools/SCRIPT ARGS...`` in ``cwd``, run in this process as the script's
+    ``__main__`` block runs it: ``sys.exit(run_tool(main))``. A :class:`SystemExit` (argparse's
+    status 2, ``sys.exit("message")``) ends it as it ends the process; any other exception is a
+    bug and propagates with its traceback. A failing run must print no traceback."""
+    module = tool_module(script)
+    output = io.StringIO()
+    stdout, stderr = _Both(output), _Both(output)
+    argv = [str(Path(module.__file__)), *map(str, args)]
+    with _process_like_state(argv, cwd), contextlib.redirect_stdout(stdout):
+        with contextlib.redirect_stderr(stderr):
+            try:
+                status = run_tool(module.main)
+            except SystemExit as exc:
+                if exc.code is None or isinstance(exc.code, int):
+                    status = exc.code or 0
+                else:  # sys.exit("message"): printed to stderr, status 1
+                    print(exc.code, file=sys.stderr)
+                    status = 1
+    run = ToolRun(status, output.getvalue(), stdout.own.getvalue(), stderr.own.getvalue())
+    if status:
+        assert "Traceback" not in run.output, run.output
+    return run
+
+
+def run_tool_here(args, cwd, expect_rc=0):
+    """:func:`run_python` for ``args = [tools/SCRIPT.py, ARGS...]``, run in this process
+    (:func:`call_tool`); the status must be ``expect_rc``. Its output (stdout and stderr)."""
+    run = call_tool(args[0], *args[1:], cwd=cwd)
+    assert run.status == expect_rc, run.output
+    return run.output
 
 
 def write_config(path, extra="", imgs_per_gpu=4, num_samples=32):

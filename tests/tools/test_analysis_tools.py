@@ -1,18 +1,20 @@
 """tools/analysis_tools/: analyze_logs.py, eval_metric.py, confusion_matrix.py and
 analyze_results.py, run as users run them, on a demo dataset, hand-made results (the ground
-truth's boxes moved a little) and a json log the test writes in TextLoggerHook's format."""
+truth's boxes moved a little) and a json log the test writes in TextLoggerHook's format.
 
-import importlib.util
+The tools run in this process as their ``__main__`` blocks run them (``call_tool``); one
+test runs each script in a subprocess, where the process (one error line, the exit status,
+no traceback) is the point."""
+
 import json
 import pickle
 import re
-import subprocess
 
 import cv2
 import numpy as np
 import pytest
 
-from tests.engine.cli_utils import PYTHON, ROOT, env, finish
+from tests.engine.cli_utils import ROOT, call_tool, load_tool, run_python, tool_module
 
 TOOLS = ROOT / "tools" / "analysis_tools"
 DEMO_CONFIG = ROOT / "configs" / "demo" / "mask_rcnn_r18_fpn_demo.py"
@@ -20,31 +22,17 @@ NUM_VAL = 4
 METRIC_LINE = re.compile(r"^(\w[\w@]*): (-?\d+\.\d{4})$", re.M)
 
 
-def _run(args, cwd, expect_ok=True, timeout=120):
-    proc = subprocess.Popen(
-        [PYTHON, *map(str, args)],
-        cwd=cwd,
-        env=env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    rc, out = finish(proc, timeout=timeout)
-    assert (rc == 0) == expect_ok, out
-    return out
-
-
 def _tool(name, *args, cwd, expect_ok=True):
-    return _run([TOOLS / f"{name}.py", *args], cwd, expect_ok)
+    """``python tools/analysis_tools/NAME.py ARGS`` in ``cwd``, run in this process; its
+    output (a failing run's without a traceback)."""
+    status, out = call_tool(TOOLS / f"{name}.py", *args, cwd=cwd)
+    assert (status == 0) == expect_ok, out
+    return out
 
 
 def _load(name):
     """``tools/analysis_tools/NAME.py`` imported as a module."""
-    spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return tool_module(TOOLS / f"{name}.py")
 
 
 def _assert_picture(path, min_size=(100, 100)):
@@ -175,8 +163,9 @@ def demo(tmp_path_factory):
     and hand-made results: each ground-truth box moved by a pixel or two, with a rectangle
     mask, plus a false detection."""
     cwd = tmp_path_factory.mktemp("analysis")
-    _run([ROOT / "tools" / "make_demo_dataset.py", "data/demo", "--num-train", 2,
-          "--num-val", NUM_VAL, "--seed", 5], cwd)  # fmt: skip
+    load_tool("make_demo_dataset").make_dataset(
+        str(cwd / "data" / "demo"), num_train=2, num_val=NUM_VAL, seed=5
+    )
     ann = json.loads((cwd / "data/demo/annotations/instances_val.json").read_text())
     cat_ids = sorted(c["id"] for c in ann["categories"])
     rng = np.random.default_rng(0)
@@ -215,7 +204,6 @@ def test_eval_metric_prints_what_test_py_prints(demo, monkeypatch, capsys):
 
     from mmdet_like.apis import build_detector
     from mmdet_like.engine import load_config
-    from tests.engine.cli_utils import load_tool
 
     monkeypatch.chdir(cwd)
     cfg = load_config(str(DEMO_CONFIG))
@@ -359,6 +347,23 @@ def test_analyze_results_ranks_images_by_their_own_ap_and_draws_them(demo, tmp_p
 
 def test_analysis_tools_refuse_a_wrong_config_path(demo):
     cwd, _, _ = demo
-    for name, extra in (("confusion_matrix", ["out"]), ("analyze_results", ["show"])):
+    for name, extra in (("confusion_matrix", ["out"]), ("analyze_results", ["show"]),
+                        ("eval_metric", ["--eval", "bbox"])):  # fmt: skip
         out = _tool(name, "nope.py", "results.pkl", *extra, cwd=cwd, expect_ok=False)
         assert "config file 'nope.py' does not exist" in out and "Traceback" not in out
+
+
+def test_each_script_prints_one_error_line_and_exits_1(demo, logs, tmp_path):
+    """The scripts as processes: status 1, the error on one line, no traceback."""
+    cwd, _, _ = demo
+    runs = [
+        ("confusion_matrix", "nope.py", "results.pkl", "out"),
+        ("analyze_results", "nope.py", "results.pkl", "show"),
+        ("eval_metric", DEMO_CONFIG, "nothere.pkl", "--eval", "bbox"),
+        ("analyze_logs", "plot_curve", logs[0], "--keys", "segm_mAP", "--out", tmp_path / "c.png"),
+    ]
+    for name, *args in runs:
+        out = run_python([TOOLS / f"{name}.py", *args], cwd, expect_rc=1)
+        errors = [line for line in out.splitlines() if ": error: " in line]
+        assert len(errors) == 1 and errors[0].startswith(f"{name}.py: error: "), out
+        assert "does not exist" in errors[0] or "no records with key(s)" in errors[0], out

@@ -1,8 +1,10 @@
 """tools/analysis_tools/coco_error_analysis.py and mmdet_like/evaluation/error_analysis.py
-on a tiny COCO file written here: detections crafted so that each curve's AP is known."""
+on a tiny COCO file written here: detections crafted so that each curve's AP is known.
+
+The tool runs in this process as its ``__main__`` block runs it (``call_tool``), and once in
+a subprocess, where the process (one error line, exit status 1, no traceback) is the point."""
 
 import json
-import subprocess
 
 import cv2
 import numpy as np
@@ -15,7 +17,7 @@ from mmdet_like.evaluation.error_analysis import (
     ErrorAnalysisError,
     analyze_errors,
 )
-from tests.engine.cli_utils import PYTHON, ROOT, env, finish
+from tests.engine.cli_utils import ROOT, call_tool, run_python
 
 TOOL = ROOT / "tools" / "analysis_tools" / "coco_error_analysis.py"
 SIZE = 100
@@ -81,11 +83,9 @@ def _assert_picture(path):
 
 
 def _run(*args, cwd, expect_ok=True):
-    proc = subprocess.Popen([PYTHON, str(TOOL), *map(str, args)], cwd=cwd, env=env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)  # fmt: skip
-    rc, out = finish(proc, timeout=120)
-    assert (rc == 0) == expect_ok, out
+    """The tool run in this process; its output (a failing run's without a traceback)."""
+    status, out = call_tool(TOOL, *args, cwd=cwd)
+    assert (status == 0) == expect_ok, out
     return out
 
 
@@ -202,6 +202,12 @@ def test_bad_inputs_are_one_line_errors(ann_file, tmp_path):
     out = _run(bad_cat, tmp_path / "o", "--ann", ann_file, cwd=tmp_path, expect_ok=False)
     assert "category ids [7] that the annotation file does not have" in out
     assert "Traceback" not in out and not (tmp_path / "o").exists()
+    # the script as a process: status 1, the error on one line, no traceback
+    out = run_python([TOOL, tmp_path / "missing.json", tmp_path / "o", "--ann", ann_file],
+                     tmp_path, expect_rc=1)  # fmt: skip
+    errors = [line for line in out.splitlines() if ": error: " in line]
+    assert len(errors) == 1 and errors[0].startswith("coco_error_analysis.py: error: results file")
+    assert "does not exist" in errors[0], out
 
     def error(res, ann=ann_file, **kwargs):
         with pytest.raises(ErrorAnalysisError) as info:

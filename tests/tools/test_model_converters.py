@@ -4,7 +4,9 @@ Each test builds a tiny model of ours from a config, writes its weights in the f
 naming scheme and class layout (the inverse mappings below, written independently of the
 package's), runs the tool as a user would and checks the round trip: every key back, every
 tensor equal, the class-layout moves explicitly, and the same detections from the converted
-checkpoint as from the original model.
+checkpoint as from the original model. The tools run in this process as their ``__main__``
+blocks run them (``call_tool``); each error test runs its script once in a subprocess, where
+the process (one error line, exit status 1, no traceback) is the point.
 
 Class layouts (ours: background LAST in ``fc_cls``, ``4 C`` class-specific ``fc_reg`` rows
 and ``C`` mask-logit channels, none for the background):
@@ -13,7 +15,6 @@ and ``C`` mask-logit channels, none for the background):
 - detectron2 and mmdetection v2: ours.
 """
 
-import importlib.util
 import pickle
 import re
 from pathlib import Path
@@ -27,7 +28,7 @@ from mmdet_like.engine.checkpoint import load_checkpoint
 from mmdet_like.errors import ProjectError
 from mmdet_like.models.utils import load_pretrained
 from mmdet_like.structures import DetDataSample
-from tests.engine.cli_utils import ROOT, run_python
+from tests.engine.cli_utils import ROOT, run_python, run_tool_here, tool_module
 
 DETECTRON_TOOL = ROOT / "tools" / "model_converters" / "detectron2pytorch.py"
 MMDET_TOOL = ROOT / "tools" / "model_converters" / "mmdet2ours.py"
@@ -66,8 +67,10 @@ model = dict(
 """
 
 
-def _run(args, cwd, expect_rc=0, timeout=120):
-    out = run_python(args, cwd, expect_rc, timeout)
+def _run(args, cwd, expect_rc=0, subprocess=False):
+    """``python ARGS`` in ``cwd``: in this process, or with ``subprocess`` in its own; a
+    failing run prints one error line and no traceback."""
+    out = run_python(args, cwd, expect_rc) if subprocess else run_tool_here(args, cwd, expect_rc)
     if expect_rc:
         errors = [line for line in out.splitlines() if ": error: " in line]
         assert len(errors) == 1, out
@@ -330,25 +333,19 @@ def test_detectron_imagenet_resnet_folds_conv_bias_and_reverses_channels(tmp_pat
 
 
 def _failing(tool, tmp_path):
-    """``fails(*args, one_line=False)``: the tool's error message, from a subprocess (one
-    line, status 1, no traceback: ``one_line``) or from its ``main`` called here."""
-    module = _tool_module(tool)
+    """``fails(*args, one_line=False)``: the tool's error message, from the tool run as its
+    ``__main__`` block runs it (one line, status 1, no traceback: ``one_line``; in a
+    subprocess with ``one_line="subprocess"``) or from its ``main`` called here."""
+    module = tool_module(tool)
 
     def fails(*args, one_line=False):
         if one_line:
-            return _run([tool, *args], tmp_path, expect_rc=1)
+            return _run([tool, *args], tmp_path, 1, subprocess=one_line == "subprocess")
         with pytest.raises(ProjectError) as info:
             module.main([str(a) for a in args])
         return str(info.value)
 
     return fails
-
-
-def _tool_module(path):
-    spec = importlib.util.spec_from_file_location(Path(path).stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_detectron_errors(tmp_path, monkeypatch):
@@ -366,7 +363,7 @@ def test_detectron_errors(tmp_path, monkeypatch):
 
     out = fails(write("unknown.pkl", {**blobs, "res6_0_foo_w": np.ones(2)}), "o.pth", one_line=1)
     assert "res6_0_foo_w" in out and "does not know" in out
-    out = fails("missing.pkl", "o.pth", one_line=True)
+    out = fails("missing.pkl", "o.pth", one_line="subprocess")
     assert "missing.pkl" in out and "does not exist" in out
     (tmp_path / "notes.txt").write_text("not weights\n")
     assert "not a readable pickle" in fails("notes.txt", "o.pth")
@@ -522,7 +519,7 @@ def test_mmdet_errors(tmp_path, monkeypatch):
     assert "mmdet_version 1.0.0 says v1" in out
     out = fails(v2, meta=dict(mmdet_version="3.1.0"))
     assert "mmdetection 3.1.0" in out and "--version 2" in out
-    out = run("missing.pth", "o.pth", one_line=True)
+    out = run("missing.pth", "o.pth", one_line="subprocess")
     assert "does not exist" in out
     torch.save({"weights": torch.ones(2)}, tmp_path / "foreign.pth")
     assert "no 'state_dict'" in run("foreign.pth", "o.pth")

@@ -1,8 +1,12 @@
 """tools/model_converters/publish_model.py and tools/analysis_tools/ (get_flops,
-optimize_anchors, browse_dataset), run on data and models made here."""
+optimize_anchors, browse_dataset), run on data and models made here.
+
+The tools run in this process as their ``__main__`` blocks run them (``run_tool_here``);
+each script's error case runs once in a subprocess, where the process (one error line, exit
+status 1, no traceback) is the point. tools/test.py stays a subprocess: it swaps the
+process's CPU allocator (``enable_cpu_caching_allocator_from_env``)."""
 
 import hashlib
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -12,21 +16,25 @@ import numpy as np
 import pytest
 import torch
 
-from tests.engine.cli_utils import ROOT, load_tool, run_python
+from tests.engine.cli_utils import ROOT, load_tool, run_python, run_tool_here, tool_module
 
 DEMO_CONFIG = ROOT / "configs" / "demo" / "mask_rcnn_r18_fpn_demo.py"
 DEMO_CLASSES = ["circle", "rectangle", "triangle", "star"]
 
 
-def _tool_module(path):
-    spec = importlib.util.spec_from_file_location(Path(path).stem, ROOT / "tools" / path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _run(args, cwd, expect_rc=0):
+    """``python ARGS`` in ``cwd``, a tool run in this process; its output."""
+    return run_tool_here(args, cwd, expect_rc)
 
 
-def _run(args, cwd, expect_rc=0, timeout=180):
-    return run_python(args, cwd, expect_rc, timeout)
+def _one_error_line(args, cwd, expected):
+    """The script as a process: exit status 1, the error ``expected`` on one line, no
+    traceback (``run_python``)."""
+    out = run_python(args, cwd, expect_rc=1)
+    errors = [line for line in out.splitlines() if ": error: " in line]
+    assert len(errors) == 1 and expected in errors[0], out
+    assert errors[0].startswith(f"{Path(args[0]).name}: error: "), out
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +93,7 @@ def test_publish_model_drops_training_state_and_tools_accept_it(demo):
         assert torch.equal(published["state_dict"][name], value), name
     assert path.stat().st_size < (demo / "work" / "latest.pth").stat().st_size
 
-    out = _run(
+    out = run_python(
         [ROOT / "tools" / "test.py", DEMO_CONFIG, path, "--out", "pub/results.pkl",
          "--cfg-options", "data.workers_per_gpu=0"],
         demo,
@@ -95,7 +103,8 @@ def test_publish_model_drops_training_state_and_tools_accept_it(demo):
 
 def test_publish_model_errors(demo, tmp_path):
     tool = "tools/model_converters/publish_model.py"
-    out = _run([ROOT / tool, tmp_path / "missing.pth", tmp_path / "o.pth"], demo, expect_rc=1)
+    out = _one_error_line([ROOT / tool, tmp_path / "missing.pth", tmp_path / "o.pth"], demo,
+                          "does not exist")  # fmt: skip
     assert "does not exist" in out
     torch.save({"weights": torch.ones(2)}, tmp_path / "foreign.pth")
     out = _run([ROOT / tool, tmp_path / "foreign.pth", tmp_path / "o.pth"], demo, expect_rc=1)
@@ -113,7 +122,7 @@ model = dict(backbone=dict(base_channels=8), neck=dict(in_channels=[8, 16, 32, 6
 def test_get_flops_counts_convs_params_and_roi_align(tmp_path):
     config = tmp_path / "tiny.py"
     config.write_text(TINY_CONFIG.format(demo=DEMO_CONFIG))
-    tool = _tool_module("analysis_tools/get_flops.py")
+    tool = tool_module("analysis_tools/get_flops.py")
     cfg = tool.load_tool_config(str(config))
     model = tool.build_model(cfg)
     groups, total, by_op = tool.count(model, 64, 96)
@@ -146,10 +155,12 @@ def test_get_flops_counts_convs_params_and_roi_align(tmp_path):
     assert int(re.search(r"Total FLOPs: (\d+)", out).group(1)) > groups["backbone"][0]
     out = _run([ROOT / "tools/analysis_tools/get_flops.py", tmp_path / "no.py"], tmp_path, 1)
     assert "does not exist" in out
+    _one_error_line([ROOT / "tools/analysis_tools/get_flops.py", tmp_path / "no.py"], tmp_path,
+                    "does not exist")  # fmt: skip
 
 
 def test_roi_align_formula():
-    tool = _tool_module("analysis_tools/get_flops.py")
+    tool = tool_module("analysis_tools/get_flops.py")
     rois = torch.tensor([[0, 0, 0, 16, 8], [0, 0, 0, 3, 3]], dtype=torch.float32)
     # sampling_ratio 2: 4 samples a bin; 0: ceil(h/ph) * ceil(w/pw) per RoI
     assert tool.roi_align_flops(rois, 4, 2, 2, 1.0, 2) == 8 * 4 * 2 * 2 * 2 * 4
@@ -214,7 +225,7 @@ def test_optimize_anchors_covers_both_clusters(tmp_path):
     namespace = {}
     exec(text, {"dict": dict}, namespace)  # the printed lines are config syntax
     generator = namespace["model"]["rpn_head"]["anchor_generator"]
-    tool = _tool_module("analysis_tools/optimize_anchors.py")
+    tool = tool_module("analysis_tools/optimize_anchors.py")
     sizes = np.array([s for level in generator["sizes"] for s in level])
     anchors = tool.grid_anchors(sizes, np.array(generator["ratios"]))
     for w, h in (SMALL, LARGE):  # doubled by Resize (64 -> 128)
@@ -237,6 +248,8 @@ def test_optimize_anchors_covers_both_clusters(tmp_path):
         tmp_path, expect_rc=1,
     )  # fmt: skip
     assert "multiple of levels x ratios" in out
+    _one_error_line([ROOT / "tools/analysis_tools/optimize_anchors.py", config, "--num-anchors",
+                     7], tmp_path, "multiple of levels x ratios")  # fmt: skip
 
 
 # ------------------------------------------------------------------ browse_dataset
@@ -255,7 +268,7 @@ def test_browse_dataset_draws_the_training_samples(demo, monkeypatch):
         img = cv2.imread(str(path))
         assert img.shape == (128, 128, 3) and img.std() > 5
 
-    tool = _tool_module("analysis_tools/browse_dataset.py")
+    tool = tool_module("analysis_tools/browse_dataset.py")
     cfg = tool.load_tool_config(str(DEMO_CONFIG))
     monkeypatch.chdir(demo)  # the config's data paths are relative
     dataset = tool.build_train_dataset(cfg, str(DEMO_CONFIG))
@@ -271,3 +284,5 @@ def test_browse_dataset_draws_the_training_samples(demo, monkeypatch):
         demo, expect_rc=1,
     )  # fmt: skip
     assert "nothing to do" in out
+    _one_error_line([ROOT / "tools/analysis_tools/browse_dataset.py", DEMO_CONFIG, "--not-show"],
+                    demo, "nothing to do")  # fmt: skip

@@ -13,8 +13,6 @@ cannot be applied raise :class:`ConfigError` (argparse: exit 2 with the message)
 
 import argparse
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +22,7 @@ import mmdet_like.models  # noqa: F401 (registers the detectors)
 from mmdet_like.engine import ConfigError, add_cfg_options_argument, load_config
 from mmdet_like.engine.config import parse_cfg_options, parse_cfg_value
 from mmdet_like.registry import DATASETS, DETECTORS, BuildError, RegistryError, build_from_cfg
+from tests.engine.cli_utils import call_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -222,20 +221,15 @@ def test_cfg_option_that_cannot_be_applied_names_it(tmp_path):
 
 
 def test_print_config_tool_never_runs_option_values(tmp_path):
+    """tools/print_config.py run in this process as its ``__main__`` block runs it (a value
+    run as code would create the marker here just as in a subprocess)."""
     marker = tmp_path / "MARKER"
     cfg_file = write(tmp_path / "c.py", "optimizer = dict(lr=0.1)\n")
     values = hostile_values(marker)[:3]
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "print_config.py"), str(cfg_file),
-         "--cfg-options", *[f"x{i}={v}" for i, v in enumerate(values)]],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
+    out = call_tool("print_config.py", cfg_file, "--cfg-options",
+                    *[f"x{i}={v}" for i, v in enumerate(values)], cwd=tmp_path)  # fmt: skip
+    assert out.status == 0, out.stderr
     assert not marker.exists()
     assert "system('touch" in out.stdout  # printed back as the string it was
-    bad = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "print_config.py"), str(cfg_file),
-         "--cfg-options", "a..b=1"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
-    )  # fmt: skip
-    assert bad.returncode == 2 and "the key 'a..b' must be" in bad.stderr
+    bad = call_tool("print_config.py", cfg_file, "--cfg-options", "a..b=1", cwd=tmp_path)
+    assert bad.status == 2 and "the key 'a..b' must be" in bad.stderr

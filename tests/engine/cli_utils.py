@@ -123,9 +123,9 @@ def _process_like_state(argv, cwd):
         logger.removeHandler(handler)
     matplotlib = sys.modules.get("matplotlib")
     backend = matplotlib.rcParams._get_backend_or_none() if matplotlib else None
-    sys.argv = list(argv)
-    os.chdir(cwd)
     try:
+        sys.argv = list(argv)
+        os.chdir(cwd)
         with warnings.catch_warnings():
             warnings.resetwarnings()  # Python's defaults, shown on stderr
             for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning,
@@ -160,8 +160,13 @@ def call_tool(script, *args, cwd):
     """``python tools/SCRIPT ARGS...`` in ``cwd``, run in this process as the script's
     ``__main__`` block runs it: ``sys.exit(run_tool(main))``. A :class:`SystemExit` (argparse's
     status 2, ``sys.exit("message")``) ends it as it ends the process; any other exception is a
-    bug and propagates with its traceback. A failing run must print no traceback."""
+    bug and propagates with its traceback. A failing run must print no traceback.
+
+    Not for tools/train.py and test.py: they swap the process's CPU allocator at start
+    (``enable_cpu_caching_allocator_from_env``); run those with :func:`run_python`."""
     module = tool_module(script)
+    if hasattr(module, "enable_cpu_caching_allocator_from_env"):
+        raise ValueError(f"{script} changes this process's CPU allocator: use run_python")
     output = io.StringIO()
     stdout, stderr = _Both(output), _Both(output)
     argv = [str(Path(module.__file__)), *map(str, args)]

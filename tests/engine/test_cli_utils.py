@@ -107,3 +107,11 @@ def test_a_bug_propagates_and_a_failing_run_may_not_print_a_traceback(fake_tool,
     finally:
         module.main = original
     assert tool_module(fake_tool) is module  # imported once
+
+
+def test_train_and_test_py_are_refused_they_change_the_processs_allocator(tmp_path):
+    environ = dict(os.environ)
+    for script in ("train.py", "test.py"):
+        with pytest.raises(ValueError, match="CPU allocator: use run_python"):
+            call_tool(script, "config.py", cwd=tmp_path)
+    assert dict(os.environ) == environ  # their ONEDNN_PRIMITIVE_CACHE_CAPACITY at import

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from mmdet_like.apis import inference_detector, init_detector
+from mmdet_like.apis import demos, inference_detector, init_detector
 from mmdet_like.apis.demos import draw_detections
-from mmdet_like.apis.test import class_color
+from mmdet_like.apis.test import class_color, draw_result
 from mmdet_like.engine.checkpoint import save_checkpoint
 from tests.engine.cli_utils import PYTHON, ROOT, env, finish
 
@@ -126,15 +126,40 @@ def test_image_demo_on_a_file_and_a_folder(work):
         assert drawn is not None and drawn.shape == source.shape, rel
         assert np.abs(drawn.astype(int) - source.astype(int)).sum() > 1000, rel
     assert not (work / "all" / "notes.txt").exists()
+    # the same computation in two processes with the same settings (env() sets
+    # OMP_NUM_THREADS=1 for both): the same detections, the same pixels
     np.testing.assert_array_equal(
         cv2.imread(str(work / "one" / "a.png")), cv2.imread(str(work / "all" / "a.png"))
     )
 
-    # the same pixels as the API draws them (masks blended, boxes, labels)
-    model = init_detector(str(MASK_RCNN), str(work / "mask_rcnn.pth"))
-    expected = draw_detections(model, cv2.imread(str(work / "images" / "a.png")), 0.0)
-    np.testing.assert_array_equal(cv2.imread(str(work / "one" / "a.png")), expected)
 
+def test_image_demo_writes_what_draw_result_draws_of_its_detections(work, monkeypatch):
+    """The tool's picture, pixel for pixel, is the API's drawing (masks blended, boxes,
+    labels) of the detections the tool computed: both drawn from one result (two
+    inferences, in two processes or with other thread counts, may round differently)."""
+    image_demo = _load_demo("image_demo")
+    seen = []
+
+    def recording_inference(model, frame):
+        result = inference_detector(model, frame)
+        seen.append((model, frame.copy(), result))
+        return result
+
+    monkeypatch.setattr(demos, "inference_detector", recording_inference)
+    monkeypatch.chdir(work)
+    image_demo.main(["images/a.png", str(MASK_RCNN), "mask_rcnn.pth", "--out-dir", "recorded",
+                     "--score-thr", "0"])  # fmt: skip
+    ((model, frame, result),) = seen
+    np.testing.assert_array_equal(frame, cv2.imread(str(work / "images" / "a.png")))
+    assert sum(len(boxes) for boxes in result[0]) > 0
+    expected = draw_result(
+        frame, result, model.CLASSES, score_thr=0.0, skeleton=model.KEYPOINT_SKELETON
+    )
+    np.testing.assert_array_equal(cv2.imread(str(work / "recorded" / "a.png")), expected)
+    assert np.abs(expected.astype(int) - frame.astype(int)).sum() > 1000
+
+
+def test_image_demo_above_every_score_draws_nothing(work):
     # a higher threshold draws nothing on an untrained model
     rc, out = _demo(
         "image_demo", "images/a.png", MASK_RCNN, "mask_rcnn.pth", "--out-dir", "none",

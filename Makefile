@@ -49,7 +49,7 @@ format: install
 TEST_WORKERS ?= auto
 
 test: lint
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope --durations=25
 
 test-slow: install
 	$(PY) -m pytest -q -m slow

@@ -18,7 +18,7 @@ astronaut by default) goes through the config's test pipeline once; then, on tha
 - torch.export: the loaded ``.pt2`` program's module and the same pasting.
 
 Before timing, the three must give the same detections (:func:`compare_detections`: same
-count and labels, boxes within 1e-3 px), else the run stops (unequal work). Reported per
+count and labels, boxes within --verify's bound), else the run stops (unequal work). Reported per
 config and runtime: the best timed call over the rounds, the median, and the time as a ratio
 to PyTorch's. ``--out`` writes the table into its block of the file.
 """
@@ -127,7 +127,7 @@ def check_equal_work(runtimes):
     """Every runtime's detections equal PyTorch's (else a RuntimeError)."""
     reference = runtimes.pytorch()
     for runtime in RUNTIMES[1:]:
-        report = compare_detections(reference, runtimes.call(runtime))
+        report = compare_detections(reference, runtimes.call(runtime), runtimes.image.shape[-2:])
         problems = verification_failures(report)
         if problems:
             raise RuntimeError(f"{runtime}: not the same work as PyTorch: {'; '.join(problems)}")

@@ -32,8 +32,9 @@ def test_values_and_gradients_equal_torchvision(gamma, alpha, chunk, monkeypatch
     weight = torch.rand(len(labels), dtype=torch.float64)
     weight[::7] = 0
     expected = ops.sigmoid_focal_loss(logits, onehot(labels, 7), alpha, gamma, reduction="none")
-    # divided by the avg_factor plus float32's eps, as every loss of the package does
-    expected = (expected * weight[:, None]).sum() / (37.0 + torch.finfo(torch.float32).eps)
+    # divided by the avg_factor plus the machine eps (float64's for a float64 loss), as every
+    # loss of the package does
+    expected = (expected * weight[:, None]).sum() / (37.0 + torch.finfo(torch.float64).eps)
     (want,) = torch.autograd.grad(expected, logits)
     loss = FocalLoss(gamma=gamma, alpha=alpha)(logits, labels, weight, avg_factor=37.0)
     (got,) = torch.autograd.grad(loss, logits)

@@ -99,8 +99,7 @@ def _sorted(boxes, scores, labels, masks):
     return boxes[order], scores[order], labels[order], masks[order]
 
 
-def test_mask_rcnn_matches_torchvision(tmp_path):
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
+def test_mask_rcnn_matches_torchvision(tmp_path, at_most_4_threads):
     tv_model = _torchvision_model()
     ours = _ours(tmp_path, tv_model, fold_norm=False)
     rgb = skdata.astronaut()  # (512, 512, 3) uint8 RGB photograph

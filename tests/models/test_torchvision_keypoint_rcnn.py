@@ -27,7 +27,7 @@ from mmdet_like.engine import load_config
 from mmdet_like.models.utils.torchvision_detection import convert_torchvision_detection
 from mmdet_like.structures import DetDataSample, InstanceData
 from tests.engine.cli_utils import load_tool
-from tests.models.test_torchvision_training_equivalence import HEIGHT, TAKE_ALL, WIDTH, _batch
+from tests.models.test_torchvision_training_equivalence import FLOAT32_SIZE, TAKE_ALL, _batch
 from tests.models.torchvision_helpers import freeze_batch_norms
 
 skdata = pytest.importorskip("skimage.data")
@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "torchvision" / "keypoint_rcnn_r50_fpn_torchvision.py"
 MIN_SIZE, MAX_SIZE = 320, 512
 K = 17
+HEIGHT, WIDTH = FLOAT32_SIZE  # the training batch: the photographs at 320 x 448
 
 
 def _torchvision_model(**kwargs):
@@ -58,8 +59,7 @@ def _config(**overrides):
     return cfg
 
 
-def test_inference_matches_torchvision(tmp_path):
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
+def test_inference_matches_torchvision(tmp_path, at_most_4_threads):
     tv_model = _torchvision_model(min_size=MIN_SIZE, max_size=MAX_SIZE, box_score_thresh=0.0).eval()
     src, dst = tmp_path / "torchvision.pth", tmp_path / "converted.pth"
     torch.save(tv_model.state_dict(), src)
@@ -109,9 +109,8 @@ def _people_keypoints(boxes, seed):
     return torch.stack([xs * labelled, ys * labelled, visibility], 2)
 
 
-def test_training_losses_match_torchvision():
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
-    images, targets = _batch()
+def test_training_losses_match_torchvision(at_most_4_threads):
+    images, targets = _batch((HEIGHT, WIDTH), torch.float32)
     tv_model = _torchvision_model(
         min_size=HEIGHT, max_size=WIDTH, image_mean=[0.0] * 3, image_std=[1.0] * 3,
         rpn_batch_size_per_image=TAKE_ALL, rpn_positive_fraction=1.0,

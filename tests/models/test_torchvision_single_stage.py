@@ -107,8 +107,7 @@ def _flatten(bbox_results):
 
 
 @pytest.mark.parametrize("arch, count", [("retinanet", 300), ("fcos", 100)])
-def test_inference_matches_torchvision(tmp_path, arch, count):
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
+def test_inference_matches_torchvision(tmp_path, arch, count, at_most_4_threads):
     tv_model = _torchvision_model(arch, min_size=HEIGHT, max_size=WIDTH).eval()
     cfg = _config(arch)
     pipeline = cfg.data.test.pipeline
@@ -192,8 +191,7 @@ LOSS_NAMES = {
 
 
 @pytest.mark.parametrize("arch", ["retinanet", "fcos"])
-def test_training_step_matches_torchvision(arch):
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
+def test_training_step_matches_torchvision(arch, at_most_4_threads):
     images, targets = _batch()
     tv_model = _torchvision_model(
         arch, min_size=HEIGHT, max_size=WIDTH, image_mean=[0.0] * 3, image_std=[1.0] * 3

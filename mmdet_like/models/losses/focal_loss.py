@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmdet_like.models.losses.utils import check_reduction, weight_reduce_loss
+from mmdet_like.models.losses.utils import avg_factor_eps, check_reduction, weight_reduce_loss
 from mmdet_like.registry import LOSSES
 
 # Rows of the logits are processed in chunks of about this many elements (1 MB of float32):
@@ -182,4 +182,4 @@ class FocalLoss(nn.Module):
             return self.loss_weight * total
         if avg_factor is None:
             return self.loss_weight * total / max(pred.numel(), 1)
-        return self.loss_weight * total / (avg_factor + torch.finfo(torch.float32).eps)
+        return self.loss_weight * total / (avg_factor + avg_factor_eps(total.dtype))

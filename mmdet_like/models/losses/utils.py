@@ -11,6 +11,13 @@ def check_reduction(reduction):
     return reduction
 
 
+def avg_factor_eps(dtype):
+    """What ``avg_factor`` is increased by (mmdetection's guard against dividing by 0): the
+    float32 machine epsilon, or float64's for a float64 loss (float32's would change a
+    float64 loss by 1.2e-7 / avg_factor, far above float64 rounding)."""
+    return torch.finfo(torch.float64 if dtype == torch.float64 else torch.float32).eps
+
+
 def reduce_loss(loss, reduction):
     """Reduce an element-wise loss by ``"none"``, ``"mean"`` or ``"sum"``."""
     if reduction == "mean":
@@ -31,7 +38,7 @@ def weight_reduce_loss(loss, weight=None, reduction="mean", avg_factor=None):
     if avg_factor is None:
         return reduce_loss(loss, reduction)
     if reduction == "mean":
-        return loss.sum() / (avg_factor + torch.finfo(torch.float32).eps)
+        return loss.sum() / (avg_factor + avg_factor_eps(loss.dtype))
     if reduction == "sum":
         raise ValueError('avg_factor can not be used with reduction="sum"')
     return loss

@@ -44,7 +44,11 @@ class DeltaXYWHBBoxCoder:
                 f"DeltaXYWHBBoxCoder.encode: shapes differ, {tuple(bboxes.shape)} vs "
                 f"{tuple(gt_bboxes.shape)}"
             )
-        bboxes, gt_bboxes = bboxes.float(), gt_bboxes.float()
+        # at least float32 (half-precision boxes are encoded in float32), float64 kept
+        dtype = torch.promote_types(
+            torch.promote_types(bboxes.dtype, gt_bboxes.dtype), torch.float32
+        )
+        bboxes, gt_bboxes = bboxes.to(dtype), gt_bboxes.to(dtype)
         pw = bboxes[..., 2] - bboxes[..., 0]
         ph = bboxes[..., 3] - bboxes[..., 1]
         px = (bboxes[..., 0] + bboxes[..., 2]) * 0.5

@@ -203,15 +203,17 @@ def nms(boxes, scores, iou_threshold):
     # the CPU kernel sorts the scores converted to the boxes' type, the CUDA kernel as given
     key = scores.to(work) if boxes.device.type == "cpu" else scores
     order = key.sort(descending=True, stable=True).indices
-    sorted_boxes = boxes.to(work)[order]
+    # index_select, not boxes[order]: on the CPU that indexing opens a parallel region, which
+    # costs milliseconds where other processes keep the cores busy
+    sorted_boxes = boxes.to(work).index_select(0, order)
     if work == torch.float32 and num > _MAX_EXACT_FLOAT32_RANK:
         # ranks would tie; equal scores may then come in torchvision's order
-        ranks = key[order].to(work)
+        ranks = key.index_select(0, order).to(work)
     else:
         ranks = torch.arange(num, 0, -1, dtype=work, device=boxes.device)
     with _without_autocast(boxes.device):
         kept = torch.ops.torchvision.nms(sorted_boxes, ranks, iou_threshold)
-    return order[kept]
+    return order.index_select(0, kept)
 
 
 def soft_nms(boxes, scores, iou_threshold, sigma, min_score, method):

@@ -46,6 +46,7 @@ def test_unequal_work_stops_the_run(tool):
 
     class StandIn:
         shift = {"pytorch": 0.0, "onnxruntime": 0.0, "torch.export": 0.0}
+        image = torch.zeros(1, 3, 128, 128)  # box bound: BOX_TOLERANCE x 128 = 0.0256 px
 
         def call(self, runtime):
             moved = boxes + torch.tensor([0.0, 0, self.shift[runtime], 0])
@@ -57,6 +58,6 @@ def test_unequal_work_stops_the_run(tool):
 
     runtimes = StandIn()
     assert tool.check_equal_work(runtimes) == 2
-    runtimes.shift = dict(runtimes.shift, onnxruntime=0.01)
+    runtimes.shift = dict(runtimes.shift, onnxruntime=0.1)
     with pytest.raises(RuntimeError, match="onnxruntime: not the same work as PyTorch: boxes"):
         tool.check_equal_work(runtimes)

@@ -92,8 +92,12 @@ def test_inference_matches_torchvision(tmp_path, at_most_4_threads):
     np.testing.assert_allclose(
         points[order, :, :2], want["keypoints"].numpy()[want_order, :, :2], rtol=0, atol=1e-2
     )
+    # keypoint scores are heatmap logits (up to ~100 here): their float32 rounding scales
+    # with them. Measured (ATen AVX2 / default, oneDNN AVX2 / SSE41, 1 and 2 threads, AVX2
+    # CPU): up to 3.6e-4 at a largest score of 97, 3.7e-6 of it; the bound is 3e-5 of it.
+    want_scores = want["keypoints_scores"].numpy()[want_order]
     np.testing.assert_allclose(
-        points[order, :, 2], want["keypoints_scores"].numpy()[want_order], rtol=0, atol=1e-4
+        points[order, :, 2], want_scores, rtol=0, atol=3e-5 * np.abs(want_scores).max()
     )
 
 

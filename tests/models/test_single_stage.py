@@ -176,6 +176,11 @@ def test_top_pairs_ranked_on_logits_equal_ranked_on_scores(nms_pre):
     kept = expected[0] > 0.3
     assert torch.equal(got[0] > 0.3, kept)
     assert 0 < int(kept[0].sum()) < 40
-    for want, have in zip(expected, got):
+    # the same pairs (locations and labels exactly); the scores are the sigmoid of the same
+    # logits, but taken at other places of another tensor: ATen's vectorised and scalar
+    # sigmoid differ by up to 2 ulps (1.7e-7 relative; 4% of values on AVX2, measured on
+    # 20,000), and which elements take which path depends on the vector width
+    torch.testing.assert_close(got[0][kept], expected[0][kept], rtol=5e-7, atol=0)
+    for want, have in zip(expected[1:], got[1:]):
         assert torch.equal(want[kept], have[kept])
     assert bool((got[0][~kept] == -1).all())

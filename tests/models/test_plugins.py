@@ -447,7 +447,10 @@ def test_non_local_embedded_gaussian_multiplies_by_the_scale(sub_sample):
     with torch.no_grad():
         for conv in (module.theta, module.phi, module.g, module.conv_out):
             conv.weight.normal_(std=0.5)
-    x = torch.randn(2, 32, 6, 8)
+    # in float64: the module and the written-out formula sum in other orders, which in
+    # float32 differ with the CPU's kernels; in float64 by ~1e-14
+    module.double()
+    x = torch.randn(2, 32, 6, 8, dtype=torch.float64)
     with torch.no_grad():
         out = module(x)
         multiplied = non_local_reference(module, x, 16**-0.5, "softmax")
@@ -455,9 +458,9 @@ def test_non_local_embedded_gaussian_multiplies_by_the_scale(sub_sample):
         unscaled = non_local_reference(module, x, 1.0, "softmax")
         module.use_scale = False
         out_unscaled = module(x)
-    torch.testing.assert_close(out, multiplied, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out, multiplied, rtol=1e-10, atol=1e-10)
     assert (out - divided).abs().max() > 1e-2  # the old mmdetection bug would match this
-    torch.testing.assert_close(out_unscaled, unscaled, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out_unscaled, unscaled, rtol=1e-10, atol=1e-10)
     assert (out - unscaled).abs().max() > 1e-2
 
 
@@ -466,13 +469,13 @@ def test_non_local_dot_product_divides_by_the_positions(sub_sample):
     torch.manual_seed(0)
     module = NonLocal2d(16, mode="dot_product", sub_sample=sub_sample, norm_cfg=dict(type="BN"))
     perturb(module, std=0.5)
-    module.eval()
-    x = torch.randn(2, 16, 6, 8)
+    module.eval().double()  # float64, as above: float32 differed by up to 3.4e-7 of the output
+    x = torch.randn(2, 16, 6, 8, dtype=torch.float64)
     with torch.no_grad():
         expected = non_local_reference(module, x, None, "dot_product")
         # conv_out's norm is part of the output: apply it to the reference's branch
         branch = module.norm(expected - x)
-        torch.testing.assert_close(module(x), x + branch, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(module(x), x + branch, rtol=1e-10, atol=1e-10)
 
 
 def test_non_local_sub_sample_shapes():

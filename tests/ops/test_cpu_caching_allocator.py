@@ -16,6 +16,7 @@ from mmdet_like.ops import (
     backend,
     cpu_caching_allocator_enabled,
     cpu_caching_allocator_stats,
+    disable_cpu_caching_allocator,
     enable_cpu_caching_allocator,
 )
 
@@ -26,6 +27,16 @@ pytestmark = pytest.mark.skipif(
 )
 
 MiB = 1 << 20
+
+
+@pytest.fixture(autouse=True)
+def default_allocator_afterwards():
+    """Tests that enable the cache in this process leave torch's default allocator behind
+    them (later tests in this worker measure memory with the profiler)."""
+    was_enabled = cpu_caching_allocator_enabled()
+    yield
+    if not was_enabled:
+        assert disable_cpu_caching_allocator()
 
 
 def _run(code):
@@ -181,3 +192,26 @@ def test_the_tools_switch_is_read_from_the_environment(monkeypatch):
         assert enable_cpu_caching_allocator_from_env() is False
     monkeypatch.setenv("MMDET_LIKE_CPU_CACHING_ALLOCATOR", "1")
     assert enable_cpu_caching_allocator_from_env() is True
+
+
+def test_the_profiler_sees_allocations_and_frees_of_both_block_kinds():
+    """torch.profiler(profile_memory=True) records the cache's blocks as it records the
+    default allocator's: each allocation with its requested size, each free with minus it."""
+    from torch.profiler import ProfilerActivity, profile
+
+    assert enable_cpu_caching_allocator()
+    large_bytes, small_bytes = 3 * MiB, 4000
+    torch.empty(large_bytes // 4).fill_(1.0)  # a cached block of this class: the next is a hit
+
+    def memory_events():
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            large = torch.empty(large_bytes // 4)
+            small = torch.empty(small_bytes // 4)
+            del large, small
+        return [e.nbytes() for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+
+    hits = cpu_caching_allocator_stats().hits
+    changes = memory_events()
+    assert cpu_caching_allocator_stats().hits == hits + 1
+    for nbytes in (large_bytes, small_bytes):
+        assert changes.count(nbytes) == 1 and changes.count(-nbytes) == 1, (nbytes, changes)

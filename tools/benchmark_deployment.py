@@ -43,9 +43,10 @@ from mmdet_like.benchmarking import (
 )
 from mmdet_like.deployment import (
     compare_detections,
-    export_detector,
+    export_program,
     prepare_input,
     pytorch_instances,
+    save_program,
     to_instances,
 )
 from mmdet_like.deployment.export import verification_failures
@@ -93,8 +94,9 @@ class Runtimes:
         self.model, self.image = model, image
         onnx_path = osp.join(folder, "model.onnx")
         program_path = osp.join(folder, "model.pt2")
-        export_detector(model, image, onnx_path, "onnx", dynamic=True)
-        export_detector(model, image, program_path, "torch-export", dynamic=True)
+        program = export_program(model, image, dynamic=True)  # traced once, saved twice
+        save_program(program, model, image, program_path, "torch-export")
+        save_program(program, model, image, onnx_path, "onnx")
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         self.session = onnxruntime.InferenceSession(

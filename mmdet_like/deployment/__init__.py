@@ -9,6 +9,7 @@ from mmdet_like.deployment.export import (
     prepare_input,
     pytorch_instances,
     run_exported,
+    save_program,
     to_instances,
     verify_exported,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "prepare_input",
     "pytorch_instances",
     "run_exported",
+    "save_program",
     "to_instances",
     "verify_exported",
 ]

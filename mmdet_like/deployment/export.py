@@ -158,7 +158,15 @@ def export_detector(model, image, out, fmt="onnx", dynamic=True):
     written atomically. Returns the output names."""
     if fmt not in FORMATS:
         raise DeploymentError(f"format {fmt!r} is not one of {FORMATS}")
-    program = export_program(model, image, dynamic)
+    return save_program(export_program(model, image, dynamic), model, image, out, fmt)
+
+
+def save_program(program, model, image, out, fmt="onnx"):
+    """Write ``program`` (:func:`export_program` of ``model`` on ``image``) to ``out`` as
+    ``fmt`` (see :func:`export_detector`), atomically. One program serves both formats, so a
+    caller wanting both traces the model once. Returns the output names."""
+    if fmt not in FORMATS:
+        raise DeploymentError(f"format {fmt!r} is not one of {FORMATS}")
     wrapper_outputs = output_names(model)
     folder = osp.dirname(osp.abspath(out))
     os.makedirs(folder, exist_ok=True)

@@ -2,7 +2,9 @@
 (subprocesses), on untrained demo models saved with the project's checkpoint writer: with
 ``--score-thr 0`` an untrained Mask R-CNN still gives detections (near-uniform class scores)
 to draw. Also their errors: a missing path, an unreadable image or video, no camera and a
-checkpoint of another model are one line each, no traceback, a non-zero exit."""
+checkpoint of another model are one line each, no traceback, a non-zero exit (one of them
+per script in a subprocess; the others in this process as the scripts' ``__main__`` blocks
+run them, ``call_tool``)."""
 
 import importlib.util
 import os
@@ -17,7 +19,7 @@ from mmdet_like.apis import demos, inference_detector, init_detector
 from mmdet_like.apis.demos import draw_detections
 from mmdet_like.apis.test import class_color, draw_result
 from mmdet_like.engine.checkpoint import save_checkpoint
-from tests.engine.cli_utils import PYTHON, ROOT, env, finish
+from tests.engine.cli_utils import PYTHON, ROOT, call_tool, env, finish
 
 MASK_RCNN = ROOT / "configs" / "demo" / "mask_rcnn_r18_fpn_demo.py"
 RETINANET = ROOT / "configs" / "demo" / "retinanet_r18_fpn_demo.py"
@@ -40,6 +42,11 @@ def _demo(name, *args, cwd, extra_env=None):
         start_new_session=True,
     )
     return finish(proc, timeout=120)
+
+
+def _demo_here(name, *args, cwd):
+    """:func:`_demo` in this process (``call_tool``): (exit status, stdout + stderr)."""
+    return call_tool(ROOT / "demo" / f"{name}.py", *args, cwd=cwd)
 
 
 def _picture(height, width, seed):
@@ -160,8 +167,9 @@ def test_image_demo_writes_what_draw_result_draws_of_its_detections(work, monkey
 
 
 def test_image_demo_above_every_score_draws_nothing(work):
-    # a higher threshold draws nothing on an untrained model
-    rc, out = _demo(
+    # a higher threshold draws nothing on an untrained model (in this process: the script's
+    # own process runs in test_image_demo_on_a_file_and_a_folder)
+    rc, out = _demo_here(
         "image_demo", "images/a.png", MASK_RCNN, "mask_rcnn.pth", "--out-dir", "none",
         "--score-thr", 1.01, cwd=work,
     )  # fmt: skip
@@ -246,11 +254,12 @@ def test_webcam_demo_without_camera_or_display_is_a_clear_error(work):
     rc, out = _demo("webcam_demo", MASK_RCNN, "mask_rcnn.pth", "--camera-id", 57, cwd=work)
     _assert_clear_error(rc, out, "no camera could be opened with --camera-id 57")
 
-    environ = {"DISPLAY": "", "WAYLAND_DISPLAY": ""}
-    rc, out = _demo(
-        "webcam_demo", MASK_RCNN, "mask_rcnn.pth", "--camera-id", "clip.mp4", cwd=work,
-        extra_env=environ,
-    )  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DISPLAY", "")
+        patch.setenv("WAYLAND_DISPLAY", "")
+        rc, out = _demo_here(
+            "webcam_demo", MASK_RCNN, "mask_rcnn.pth", "--camera-id", "clip.mp4", cwd=work
+        )
     _assert_clear_error(rc, out, "no display to open the window on")
 
 
@@ -274,5 +283,8 @@ def test_webcam_demo_without_camera_or_display_is_a_clear_error(work):
     ],
 )  # fmt: skip
 def test_demo_errors_are_one_clear_line(work, name, args, message):
-    rc, out = _demo(name, *args, cwd=work)
+    # the first error of each script in its own process (exit status and all), the others
+    # in this one
+    first = message in ("missing.png: no such", "missing.mp4: no such video file")
+    rc, out = (_demo if first else _demo_here)(name, *args, cwd=work)
     _assert_clear_error(rc, out, message)

@@ -2,7 +2,9 @@
 match the data, a checkpoint of another model or class order, metrics that cannot run on
 the dataset, ``--show`` without a display, and ``tools/check_dataset.py``. Each is refused
 before any image goes through the model, with one message (no traceback) that names both
-sides and the key to change, and a non-zero exit status."""
+sides and the key to change, and a non-zero exit status. One run of each tool is its own
+process (``run``); the others run in this process as the tool's ``__main__`` block runs it
+(``run_here``)."""
 
 import subprocess
 
@@ -19,7 +21,7 @@ from mmdet_like.apis.startup_check import (
 from mmdet_like.engine import load_config, save_checkpoint
 from mmdet_like.evaluation import EvaluationError, build_evaluator
 from mmdet_like.structures import DatasetGroundTruth
-from tests.engine.cli_utils import PYTHON, ROOT, env, finish, load_tool
+from tests.engine.cli_utils import PYTHON, ROOT, call_tool, env, finish, load_tool
 
 DEMO_CONFIG = ROOT / "configs" / "demo" / "mask_rcnn_r18_fpn_demo.py"
 NAMES = ("circle", "rectangle", "triangle", "star")
@@ -37,6 +39,11 @@ def run(tool, cwd, *args, environ=None):
         start_new_session=True,
     )
     return finish(proc, timeout=180)
+
+
+def run_here(tool, cwd, *args):
+    """:func:`run` in this process (``call_tool``): (exit status, stdout + stderr)."""
+    return call_tool(tool, *args, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +70,7 @@ def checkpoint_of(cwd, name, num_classes=4, classes=NAMES):
 @pytest.mark.parametrize("num_classes", [2, 80])
 def test_train_refuses_class_counts_that_do_not_match_the_dataset(demo, num_classes):
     options = [f"{key}={num_classes}" for key in CLASS_KEYS]
-    rc, out = run(
+    rc, out = (run if num_classes == 2 else run_here)(  # one in its own process
         "train.py",
         demo,
         DEMO_CONFIG,
@@ -97,12 +104,12 @@ def test_test_tool_refuses_a_checkpoint_of_another_model_unless_allow_partial(de
         "--cfg-options",
         "data.workers_per_gpu=0",
     ]
-    rc, out = run(*args)
+    rc, out = run_here(*args)
     assert rc == 1 and "Traceback" not in out, out
     assert "does not fit the model of the config" in out
     assert "roi_head.bbox_head.fc_cls.weight" in out and "shape mismatch" in out
     assert "--allow-partial" in out and "inference" not in out
-    rc, out = run(*args, "--allow-partial")
+    rc, out = run_here(*args, "--allow-partial")
     assert rc == 0, out
     assert "bbox_mAP" in out
 
@@ -111,12 +118,12 @@ def test_test_tool_refuses_a_checkpoint_of_another_class_order(demo):
     reordered = checkpoint_of(demo, "reordered.pth", classes=NAMES[::-1])
     args = ["test.py", demo, DEMO_CONFIG, reordered, "--eval", "bbox", "--cfg-options",
             "data.workers_per_gpu=0"]  # fmt: skip
-    rc, out = run(*args)
+    rc, out = run_here(*args)
     assert rc == 1 and "Traceback" not in out, out
     assert "in that order" in out
     assert "data.test.classes=('star', 'triangle', 'rectangle', 'circle')" in out
     # the fix it names works: the same checkpoint with the classes in its order
-    rc, out = run(*args, "data.test.classes=('star','triangle','rectangle','circle')")
+    rc, out = run_here(*args, "data.test.classes=('star','triangle','rectangle','circle')")
     assert rc == 0, out
 
 
@@ -129,9 +136,10 @@ def test_test_tool_refuses_class_counts_before_inference(demo):
     assert "model.roi_head.bbox_head.num_classes is 3" in out and "data.test (CocoDataset" in out
 
 
-def test_show_without_a_display_says_so(demo):
-    environ = {k: v for k, v in env().items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
-    rc, out = run("test.py", demo, DEMO_CONFIG, demo / "demo.pth", "--show", environ=environ)
+def test_show_without_a_display_says_so(demo, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    rc, out = run_here("test.py", demo, DEMO_CONFIG, demo / "demo.pth", "--show")
     assert rc == 2, out
     assert "--show needs a display" in out and "--show-dir" in out
 
@@ -178,12 +186,12 @@ def test_check_dataset_runs_the_start_up_checks_and_finds_missing_images(demo):
     assert "image files: all 4 checked exist" in out and "image files: all 3 checked exist" in out
     (demo / "data" / "demo" / "val" / "000001.png").rename(demo / "moved.png")
     try:
-        rc, out = run("check_dataset.py", demo, DEMO_CONFIG, "--quick")
+        rc, out = run_here("check_dataset.py", demo, DEMO_CONFIG, "--quick")
         assert rc == 1, out
         assert "1 of 3 image files checked do not exist" in out and "000001.png" in out
         assert "Fix: check img_prefix" in out
         # the project's own errors are printed as they are (with their fix), not unwrapped
-        rc, out = run(
+        rc, out = run_here(
             "check_dataset.py",
             demo,
             DEMO_CONFIG,
@@ -193,7 +201,7 @@ def test_check_dataset_runs_the_start_up_checks_and_finds_missing_images(demo):
         assert rc == 1 and "Traceback" not in out, out
         assert "ERROR: " in out and "FileNotFoundError" not in out and "Fix:" in out
         # and the model's class counts against the data
-        rc, out = run(
+        rc, out = run_here(
             "check_dataset.py",
             demo,
             DEMO_CONFIG,

@@ -114,8 +114,12 @@ def _process_like_state(argv, cwd):
     """``sys.argv`` and the working directory set for a run; warnings shown on stderr with
     Python's default filters; the project's logger without handlers (``get_logger`` adds
     them on the redirected streams). Afterwards all of that, the environment, the RNGs (some
-    tools seed them) and matplotlib's backend are restored and its figures closed."""
+    tools seed them), the CPU allocator and matplotlib's backend are restored and its
+    figures closed."""
+    from mmdet_like.ops import cpu_caching_allocator_enabled, disable_cpu_caching_allocator
+
     saved_argv, saved_cwd, environ = sys.argv, os.getcwd(), dict(os.environ)
+    caching_allocator = cpu_caching_allocator_enabled()
     rngs = torch.get_rng_state(), np.random.get_state(), random.getstate()  # noqa: NPY002
     logger = logging.getLogger("mmdet_like")
     handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
@@ -137,6 +141,8 @@ def _process_like_state(argv, cwd):
             warnings.showwarning = _show_warning
             yield
     finally:
+        if cpu_caching_allocator_enabled() and not caching_allocator:
+            disable_cpu_caching_allocator()  # tensors it handed out stay valid
         sys.argv = saved_argv
         os.chdir(saved_cwd)
         _restore_environ(environ)
@@ -162,11 +168,10 @@ def call_tool(script, *args, cwd):
     status 2, ``sys.exit("message")``) ends it as it ends the process; any other exception is a
     bug and propagates with its traceback. A failing run must print no traceback.
 
-    Not for tools/train.py and test.py: they swap the process's CPU allocator at start
-    (``enable_cpu_caching_allocator_from_env``); run those with :func:`run_python`."""
+    tools/train.py and test.py make the CPU caching allocator torch's allocator as they start
+    (``enable_cpu_caching_allocator_from_env``), here as in their own process; afterwards
+    the allocator this process had is put back."""
     module = tool_module(script)
-    if hasattr(module, "enable_cpu_caching_allocator_from_env"):
-        raise ValueError(f"{script} changes this process's CPU allocator: use run_python")
     output = io.StringIO()
     stdout, stderr = _Both(output), _Both(output)
     argv = [str(Path(module.__file__)), *map(str, args)]

@@ -109,9 +109,29 @@ def test_a_bug_propagates_and_a_failing_run_may_not_print_a_traceback(fake_tool,
     assert tool_module(fake_tool) is module  # imported once
 
 
-def test_train_and_test_py_are_refused_they_change_the_processs_allocator(tmp_path):
-    environ = dict(os.environ)
-    for script in ("train.py", "test.py"):
-        with pytest.raises(ValueError, match="CPU allocator: use run_python"):
-            call_tool(script, "config.py", cwd=tmp_path)
-    assert dict(os.environ) == environ  # their ONEDNN_PRIMITIVE_CACHE_CAPACITY at import
+def test_test_py_runs_here_and_the_allocator_it_switches_on_is_put_back(tmp_path):
+    """tools/test.py makes the CPU caching allocator torch's (where the compiled ops are);
+    after the run this process has the allocator it had, and its import-time variable
+    (ONEDNN_PRIMITIVE_CACHE_CAPACITY) is gone again."""
+    from mmdet_like.ops import cpu_caching_allocator_available, cpu_caching_allocator_enabled
+
+    environ, before = dict(os.environ), cpu_caching_allocator_enabled()
+    switched_on = []
+    module = tool_module("test.py")
+    original = module.main
+
+    def main():
+        switched_on.append(module.enable_cpu_caching_allocator_from_env())
+        kept.append(torch.ones(1 << 20))  # a block of the cache, alive after the run
+        return 3
+
+    kept = []
+    try:
+        module.main = main
+        assert call_tool("test.py", "config.py", cwd=tmp_path).status == 3
+    finally:
+        module.main = original
+    assert switched_on == [cpu_caching_allocator_available()]
+    assert cpu_caching_allocator_enabled() == before
+    assert float(kept[0].sum()) == 1 << 20
+    assert dict(os.environ) == environ

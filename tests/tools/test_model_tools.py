@@ -3,8 +3,7 @@ optimize_anchors, browse_dataset), run on data and models made here.
 
 The tools run in this process as their ``__main__`` blocks run them (``run_tool_here``);
 each script's error case runs once in a subprocess, where the process (one error line, exit
-status 1, no traceback) is the point. tools/test.py stays a subprocess: it swaps the
-process's CPU allocator (``enable_cpu_caching_allocator_from_env``)."""
+status 1, no traceback) is the point."""
 
 import hashlib
 import json
@@ -93,7 +92,7 @@ def test_publish_model_drops_training_state_and_tools_accept_it(demo):
         assert torch.equal(published["state_dict"][name], value), name
     assert path.stat().st_size < (demo / "work" / "latest.pth").stat().st_size
 
-    out = run_python(
+    out = run_tool_here(
         [ROOT / "tools" / "test.py", DEMO_CONFIG, path, "--out", "pub/results.pkl",
          "--cfg-options", "data.workers_per_gpu=0"],
         demo,

@@ -11,15 +11,16 @@ import cv2
 import numpy as np
 
 from mmdet_like.apis import inference_detector, init_detector, show_result
-from tests.apis.test_test_tool import _run as run_tool
-from tests.engine.cli_utils import ROOT
+from tests.engine.cli_utils import ROOT, run_tool_here
 
 CONFIG = ROOT / "configs" / "demo" / "cascade_mask_rcnn_r18_fpn_demo.py"
 NUM_VAL, MAX_PER_IMG = 2, 5
 
 
 def test_cascade_demo_config_trains_tests_and_draws(tmp_path):
-    run = lambda args: run_tool(args, tmp_path, timeout=240)  # noqa: E731
+    # in this process as the tools' __main__ blocks run them (their own processes run in
+    # tests/apis/test_test_tool.py)
+    run = lambda args: run_tool_here(args, tmp_path)  # noqa: E731
     run([ROOT / "tools" / "make_demo_dataset.py", "data/demo", "--num-train", 4, "--num-val",
          NUM_VAL, "--seed", 3])  # fmt: skip
     out = run(

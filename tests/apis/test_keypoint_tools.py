@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 from mmdet_like.apis import inference_detector, init_detector, show_result
-from tests.apis.test_test_tool import _run as run_tool
-from tests.engine.cli_utils import ROOT
+from tests.engine.cli_utils import ROOT, run_tool_here
 
 CONFIG = ROOT / "configs" / "demo" / "keypoint_rcnn_r18_fpn_demo.py"
 NUM_VAL, MAX_PER_IMG, K = 3, 6, 5
@@ -24,8 +23,9 @@ TEST_OPTIONS = (
 
 
 def _run(args, cwd):
-    """Run a tool (tests/apis/test_test_tool.py's runner), with time for a training."""
-    return run_tool(args, cwd, timeout=240)
+    """Run a tool in this process as its ``__main__`` block runs it (their own processes
+    run in tests/apis/test_test_tool.py): its output."""
+    return run_tool_here(args, cwd)
 
 
 @pytest.fixture(scope="module")

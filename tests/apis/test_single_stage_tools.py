@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 
 from mmdet_like.apis import inference_detector, init_detector, show_result
-from tests.apis.test_test_tool import _run as run_tool
-from tests.engine.cli_utils import ROOT, load_tool
+from tests.engine.cli_utils import ROOT, load_tool, run_tool_here
 
 CONFIGS = {
     "retinanet": ROOT / "configs" / "demo" / "retinanet_r18_fpn_demo.py",
@@ -31,8 +30,9 @@ TEST_OPTIONS = (
 
 
 def _run(args, cwd):
-    """Run a tool (tests/apis/test_test_tool.py's runner), with time for a training."""
-    return run_tool(args, cwd, timeout=180)
+    """Run a tool in this process as its ``__main__`` block runs it (their own processes
+    run in tests/apis/test_test_tool.py): its output."""
+    return run_tool_here(args, cwd)
 
 
 @pytest.fixture(scope="module")

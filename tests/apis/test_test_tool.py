@@ -1,5 +1,8 @@
 """tools/make_demo_dataset.py, tools/train.py -> tools/test.py (one process and two gloo
-processes through tools/dist_test.sh), single_gpu_test and fuse_conv_bn, on CPU."""
+processes through tools/dist_test.sh), single_gpu_test and fuse_conv_bn, on CPU. Each script
+runs once in its own process (the fixtures, dist_test.sh, demo_pictures); the other runs of
+train.py and test.py run in this process as their ``__main__`` blocks run them
+(``run_tool_here``)."""
 
 import json
 import pickle
@@ -14,7 +17,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.engine.cli_utils import PYTHON, ROOT, env, finish, free_port, load_tool
+from tests.engine.cli_utils import PYTHON, ROOT, env, finish, free_port, load_tool, run_tool_here
 
 DEMO_CONFIG = ROOT / "configs" / "demo" / "mask_rcnn_r18_fpn_demo.py"
 NUM_VAL = 5  # odd: two ranks get a padded share
@@ -193,7 +196,7 @@ def test_a_pipeline_of_data_samples_tests_to_the_same_results(trained, single_re
         "dict(type='Pad', size_divisor=32), dict(type='PackDetInputs')])]\n"
         "data = dict(test=dict(pipeline=test_pipeline))\n"
     )
-    out = _run(
+    out = run_tool_here(
         [ROOT / "tools" / "test.py", config, "work/latest.pth", "--eval", "bbox", "segm",
          "--out", "out/packed.pkl", "--cfg-options", "data.workers_per_gpu=0"],
         trained,
@@ -228,17 +231,20 @@ def test_training_on_data_samples_logs_the_losses_of_training_on_lists(trained):
     ]  # fmt: skip
     runs = {}
     for name, cfg in (("lists", DEMO_CONFIG), ("samples", config)):
-        out = _run([ROOT / "tools" / "train.py", cfg, "--work-dir", f"work_{name}", *args],
-                   trained)  # fmt: skip
+        out = run_tool_here(
+            [ROOT / "tools" / "train.py", cfg, "--work-dir", f"work_{name}", *args], trained
+        )
         runs[name] = re.findall(r"Epoch \[1\]\[\d/3\].*?(loss_rpn_cls: .*)$", out, flags=re.M)
     assert len(runs["lists"]) == 3 and runs["samples"] == runs["lists"]
 
 
 def test_test_tool_format_only_writes_coco_json(trained, single_results):
     _, results, _ = single_results
-    out = _test_tool(
-        trained, "--format-only", "--eval-options", "jsonfile_prefix=out/json/demo",
-        "--cfg-options", "data.workers_per_gpu=0",
+    out = run_tool_here(
+        [ROOT / "tools" / "test.py", DEMO_CONFIG, "work/latest.pth", "--format-only",
+         "--eval-options", "jsonfile_prefix=out/json/demo", "--cfg-options",
+         "data.workers_per_gpu=0"],
+        trained,
     )  # fmt: skip
     assert "bbox_mAP" not in out
     bbox_json = json.loads((trained / "out/json/demo.bbox.json").read_text())

@@ -16,7 +16,8 @@ STRIDES = [4, 8, 16, 32]
 
 
 def tiny_model_cfg(kind="MaskRCNN", num_classes=3):
-    """(model, train_cfg, test_cfg) of a ResNet-18 FPN detector of width ``C``."""
+    """(model, train_cfg, test_cfg) of a ResNet-18 FPN detector of width ``C`` on a quarter-
+    width ResNet-18 (base channels 16: stages of 16-128 channels)."""
     extractor = dict(
         type="SingleRoIExtractor",
         roi_layer=dict(type="RoIAlign", output_size=7, sampling_ratio=0, aligned=True),
@@ -25,8 +26,10 @@ def tiny_model_cfg(kind="MaskRCNN", num_classes=3):
     )
     model = dict(
         type=kind,
-        backbone=dict(type="ResNet", depth=18, norm_cfg=dict(type="BN", requires_grad=False)),
-        neck=dict(type="FPN", in_channels=[64, 128, 256, 512], out_channels=C, num_outs=5),
+        backbone=dict(
+            type="ResNet", depth=18, base_channels=16, norm_cfg=dict(type="BN", requires_grad=False)
+        ),
+        neck=dict(type="FPN", in_channels=[16, 32, 64, 128], out_channels=C, num_outs=5),
         rpn_head=dict(
             type="RPNHead",
             in_channels=C,

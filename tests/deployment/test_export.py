@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.engine.cli_utils import ROOT, run_python
+from tests.engine.cli_utils import ROOT, run_python, run_tool_here
 
 onnxruntime = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -233,48 +233,6 @@ def test_compare_detections_finds_a_moved_box_and_a_missing_one():
     )
 
 
-def test_cascade_mask_rcnn_onnx_equals_pytorch(tmp_path):
-    model = _model(DEMO / "cascade_mask_rcnn_r18_fpn_demo.py")
-    image, _ = prepare_input(model.cfg, _photo_bgr(), (128, 160))
-    path = tmp_path / "cascade.onnx"
-    export_detector(model, image, str(path), "onnx", dynamic=True)
-    report = _check_same(model, path, image)
-    assert report["mask_pixels_differing"] <= 1e-3
-    other, _ = prepare_input(model.cfg, _photo_bgr(), (100, 90))
-    _check_same(model, path, other)
-
-
-def test_c4_mask_rcnn_onnx_equals_pytorch(tmp_path):
-    """A shared res5 head, one RPN level (stride 16: any side from 17 px exports)."""
-    from tests.models.test_c4 import tiny
-
-    model = spread_prediction_layers(tiny("mask_rcnn_r50_caffe_c4").eval())
-    assert dynamic_min_side(model) == 17
-    image = torch.from_numpy(_photo_bgr()[::4, ::3].astype(np.float32) / 50.0 - 2.0)
-    image = image.permute(2, 0, 1)[None].contiguous()  # (1, 3, 128, 171), caffe-like scale
-    path = tmp_path / "c4.onnx"
-    export_detector(model, image, str(path), "onnx", dynamic=True)
-    _check_same(model, path, image)
-    _check_same(model, path, image[..., 5:101, 20:])  # another size through the same file
-
-
-def test_keypoint_rcnn_onnx_heatmaps_decode_to_pytorchs_keypoints(tmp_path):
-    model = _model(DEMO / "keypoint_rcnn_r18_fpn_demo.py")
-    image, meta = prepare_input(model.cfg, _photo_bgr())
-    path = tmp_path / "keypoint_rcnn.onnx"
-    names = export_detector(model, image, str(path), "onnx", dynamic=False)
-    assert names == ["dets", "labels", "keypoint_heatmaps"]
-    report = _check_same(model, path, image)
-    assert report["max_keypoint_diff_px"] <= report["box_tolerance_px"]
-    # in the original image: points divided by the scale factor, as predict(rescale=True)
-    result = to_instances(run_exported(str(path), image), meta, model)
-    from mmdet_like.structures.instance_data import DetDataSample
-
-    expected = model.predict(image, [DetDataSample(metainfo=meta)], rescale=True)[0]
-    torch.testing.assert_close(result.keypoints, expected.pred_instances.keypoints,
-                               atol=box_tolerance_px(meta["ori_shape"]), rtol=0)  # fmt: skip
-
-
 def test_soft_nms_cannot_export_and_says_why():
     from mmdet_like.deployment.exportable import ExportError
 
@@ -294,14 +252,21 @@ def _save_checkpoint(model, path):
                                                            "star"]))  # fmt: skip
 
 
+TOOL = ROOT / "tools" / "deployment" / "pytorch2onnx.py"
+
+
 def _run(args, cwd, expect_rc=0):
-    tool = ROOT / "tools" / "deployment" / "pytorch2onnx.py"
-    return run_python([tool, *args], cwd, expect_rc, timeout=300)
+    return run_python([TOOL, *args], cwd, expect_rc, timeout=300)
+
+
+def _run_here(args, cwd, expect_rc=0):
+    """:func:`_run` in this process, as the tool's ``__main__`` block runs it."""
+    return run_tool_here([TOOL, *args], cwd, expect_rc)
 
 
 def test_pytorch2onnx_tool_exports_and_verifies(tmp_path):
-    """The tool end to end (RetinaNet: the quickest export; the other families are
-    exported in-process above)."""
+    """The tool end to end in its own process (RetinaNet: the quickest export; the other
+    families are exported in-process above), then its errors in this process."""
     import cv2
 
     config = DEMO / "retinanet_r18_fpn_demo.py"
@@ -317,13 +282,13 @@ def test_pytorch2onnx_tool_exports_and_verifies(tmp_path):
     assert (tmp_path / "m.onnx").stat().st_size > 100_000
     assert not list(tmp_path.glob(".export-*"))  # written atomically, nothing left over
     # errors: one line, non-zero, no traceback, nothing written
-    out = _run([config, ckpt, "--out", tmp_path / "m.pt2", "--image", photo], tmp_path, 1)
+    out = _run_here([config, ckpt, "--out", tmp_path / "m.pt2", "--image", photo], tmp_path, 1)
     assert "ends in .onnx" in out
-    out = _run([config, ckpt, "--out", tmp_path / "x.onnx", "--image", tmp_path / "none.jpg"],
-               tmp_path, 1)  # fmt: skip
+    missing = tmp_path / "none.jpg"
+    out = _run_here([config, ckpt, "--out", tmp_path / "x.onnx", "--image", missing], tmp_path, 1)
     assert "none.jpg" in out and "does not exist" in out
-    out = _run([config, ckpt, "--out", tmp_path / "x.onnx", "--image", photo,
-                "--cfg-options", "test_cfg.nms.type=soft_nms"], tmp_path, 1)  # fmt: skip
+    out = _run_here([config, ckpt, "--out", tmp_path / "x.onnx", "--image", photo,
+                     "--cfg-options", "test_cfg.nms.type=soft_nms"], tmp_path, 1)  # fmt: skip
     assert "Soft-NMS has no ONNX operator" in out
     assert not (tmp_path / "x.onnx").exists()
 

@@ -8,6 +8,10 @@ The toolkit is looked up here, before ``torch.utils.cpp_extension`` is imported,
 that module guesses ``CUDA_HOME`` from the folder of the first ``nvcc`` on the PATH. On
 machines where ``nvcc`` is a wrapper script (``/usr/local/bin/nvcc``) that guess is
 ``/usr/local``, which holds no ``lib64/libcudart``, and the link fails.
+
+torch is imported only where the ops are built: a build without them
+(``MMDET_LIKE_WITH_OPS=0``, or no C++ compiler) needs no torch, and build_backend.py asks
+pip for torch in the build environment only then.
 """
 
 import glob
@@ -70,12 +74,6 @@ if CUDA_HOME:
     os.environ["CUDA_HOME"] = CUDA_HOME
 os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
 
-from torch.utils.cpp_extension import (  # noqa: E402  (needs CUDA_HOME set first)
-    BuildExtension,
-    CppExtension,
-    CUDAExtension,
-)
-
 
 def read_version():
     with open(os.path.join(ROOT, "mmdet_like", "version.py")) as f:
@@ -109,6 +107,9 @@ def make_extensions():
 
 
 def make_extension():
+    # imported here (with CUDA_HOME set above): a build without the ops needs no torch
+    from torch.utils.cpp_extension import CppExtension, CUDAExtension
+
     sources = sorted(glob.glob(os.path.join("ops", "**", "*.cpp"), recursive=True))
     cuda_sources = sorted(glob.glob(os.path.join("ops", "**", "*.cu"), recursive=True))
     force_cuda = os.environ.get("FORCE_CUDA", "0") == "1"
@@ -146,13 +147,17 @@ def make_extension():
     )
 
 
-class BuildOpsExtension(BuildExtension):
-    """Compiles in ``build/temp`` (not pip's throw-away folder), so that ninja recompiles
-    only the sources that changed since the last build."""
+def build_ops_extension():
+    """torch's ``BuildExtension`` compiling in ``build/temp`` (not pip's throw-away folder), so
+    that ninja recompiles only the sources that changed since the last build."""
+    from torch.utils.cpp_extension import BuildExtension
 
-    def finalize_options(self):
-        super().finalize_options()
-        self.build_temp = os.path.join(ROOT, "build", "temp")
+    class BuildOpsExtension(BuildExtension):
+        def finalize_options(self):
+            super().finalize_options()
+            self.build_temp = os.path.join(ROOT, "build", "temp")
+
+    return BuildOpsExtension
 
 
 def read_requirements(path):
@@ -208,6 +213,9 @@ class BuildPyWithResources(build_py):
 
 
 EXTENSIONS = make_extensions()
+COMMANDS = {"build_py": BuildPyWithResources}
+if EXTENSIONS:
+    COMMANDS["build_ext"] = build_ops_extension()
 
 setup(
     name="mmdet_like",
@@ -223,6 +231,6 @@ setup(
     },
     entry_points={"console_scripts": ["mmdet-like = mmdet_like.cli:main"]},
     ext_modules=EXTENSIONS,
-    cmdclass={"build_ext": BuildOpsExtension, "build_py": BuildPyWithResources},
+    cmdclass=COMMANDS,
     zip_safe=False,
 )

@@ -1,16 +1,19 @@
 """The package as pip installs it: configs found by name, the mmdet-like command, and a wheel
 that carries its dependencies, configs and tools.
 
-The wheel test builds without the compiled ops (``MMDET_LIKE_WITH_OPS=0``, seconds instead of
-minutes), unpacks it outside the repository and runs it there: the installed package finds
-its configs in ``mmdet_like/.mim`` and runs on the fallback ops.
+The wheel test builds a source distribution, then the wheel from that (so the sdist holds
+all a build needs), without the compiled ops (``MMDET_LIKE_WITH_OPS=0``, seconds instead of
+minutes); it unpacks the wheel outside the repository and runs it there: the installed
+package finds its configs in ``mmdet_like/.mim`` and runs on the fallback ops.
 """
 
 import email
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -79,13 +82,54 @@ def _copy_source(target):
     shutil.copytree(ROOT, target, ignore=ignore)
 
 
+def _build_backend():
+    spec = importlib.util.spec_from_file_location("build_backend", ROOT / "build_backend.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_build_asks_for_torch_only_where_it_compiles_the_ops(monkeypatch):
+    backend = _build_backend()
+    monkeypatch.delenv("MMDET_LIKE_WITH_OPS", raising=False)
+    monkeypatch.chdir(ROOT)
+    for hook in ("get_requires_for_build_wheel", "get_requires_for_build_editable"):
+        assert {"torch>=2.13", "ninja"} <= set(getattr(backend, hook)())
+    monkeypatch.setenv("MMDET_LIKE_WITH_OPS", "0")
+    for hook in ("get_requires_for_build_wheel", "get_requires_for_build_editable"):
+        assert not [r for r in getattr(backend, hook)() if r.startswith(("torch", "ninja"))]
+
+
+SDIST_MEMBERS = (
+    "build_backend.py", "setup.py", "pyproject.toml", "requirements.txt",
+    "requirements/export.txt", "ops/nms/nms_cpu.cpp", "configs/mask_rcnn_r50_fpn_1x.py",
+    "tools/train.py", "demo/image_demo.py", "mmdet_like/__init__.py",
+)  # fmt: skip
+
+
 def test_wheel_carries_dependencies_configs_tools_and_runs_installed(tmp_path):
     source = tmp_path / "source"
     _copy_source(source)
     env = dict(os.environ, MMDET_LIKE_WITH_OPS="0")
+    # the source distribution, by the build backend pip calls (in a process of its own)
+    code = (
+        "import sys; sys.path.insert(0, '.'); import build_backend; "
+        f"print(build_backend.build_sdist({str(tmp_path / 'sdist')!r}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=source, env=env,
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    sdist = tmp_path / "sdist" / out.stdout.split()[-1]
+    with tarfile.open(sdist) as archive:
+        archive.extractall(tmp_path / "unpacked", filter="data")
+        top = archive.getnames()[0].split("/")[0]
+        members = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    for member in SDIST_MEMBERS:
+        assert member in members, member
+    # the wheel, built from the unpacked source distribution
     out = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation",
-         "-w", str(tmp_path / "dist"), "-q"],
+        [sys.executable, "-m", "pip", "wheel", str(tmp_path / "unpacked" / top), "--no-deps",
+         "--no-build-isolation", "-w", str(tmp_path / "dist"), "-q"],
         env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr

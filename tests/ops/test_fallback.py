@@ -575,6 +575,29 @@ def test_setup_builds_no_extension_without_ops_or_compiler():
     assert "setup.py:" not in printed["default"].split("RESULTS")[0]
 
 
+def test_setup_without_ops_needs_no_torch():
+    """Without the ops setup.py never imports torch (build_backend.py then asks for none in
+    the build environment), and the requirements keep requirements.txt's torch range."""
+    code = SETUP_EXTENSIONS.replace(
+        "import json, os, runpy, sys, setuptools",
+        "import json, os, runpy, sys, setuptools\nsys.modules['torch'] = None  # unimportable",
+    ).replace(
+        'results[name] = [e.name for e in captured.pop("ext_modules")]',
+        'results[name] = [[e.name for e in captured.pop("ext_modules")],'
+        ' captured.pop("install_requires")]',
+    )
+    scenarios = {k: SETUP_SCENARIOS[k] for k in ("without ops", "without compiler")}
+    out = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(scenarios)], cwd=ROOT, capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    results = json.loads(out.stdout.split("RESULTS ", 1)[1])
+    for name in scenarios:
+        extensions, requires = results[name]
+        assert extensions == [] and "torch>=2.13" in requires, (name, results[name])
+
+
 # ------------------------------------------------------------------------------ end to end
 
 # one tiny detector of each family (tests/models/test_configs.py shrinks them)
@@ -739,9 +762,18 @@ def test_every_family_runs_on_the_fallback_as_on_compiled(tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one core each, for this process and the child
     try:
-        (tmp_path / "compiled").mkdir()
-        ours_onnx = onnx_file(tmp_path / "compiled")
         ours = {name: family_results(name) for name in FAMILIES}
+        # the compiled ops' ONNX file from a fresh process too, as the fallback's: a process
+        # that exported other graphs before (a pytest worker) may name values differently
+        (tmp_path / "compiled").mkdir()
+        compiled_onnx = subprocess.run(
+            [sys.executable, "-c", "import sys; sys.path.insert(0, 'tests/ops'); import "
+             "test_fallback; test_fallback.onnx_file(sys.argv[1])", str(tmp_path / "compiled")],
+            cwd=ROOT, env=dict(os.environ, MMDET_LIKE_OPS_BACKEND="compiled"),
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert compiled_onnx.returncode == 0, compiled_onnx.stdout + compiled_onnx.stderr
+        ours_onnx = (tmp_path / "compiled" / "ops.onnx").read_bytes()
     finally:
         torch.set_num_threads(threads)
         stdout, stderr = child.communicate(timeout=600)

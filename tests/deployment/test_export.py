@@ -13,6 +13,8 @@ across CPU kernel settings: see mmdet_like/deployment/export.py); these models s
 inside it (under 1e-4 px), as --verify's report shows.
 """
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -193,16 +195,6 @@ def test_faster_rcnn_torch_export_program_equals_pytorch(tmp_path):
     _check_same(model, path, other)
 
 
-def test_retinanet_onnx_fixed_size_equals_pytorch(tmp_path):
-    model = _model(DEMO / "retinanet_r18_fpn_demo.py")
-    image, _ = prepare_input(model.cfg, _photo_bgr(), (160, 192))
-    path = tmp_path / "retinanet.onnx"
-    export_detector(model, image, str(path), "onnx", dynamic=False)
-    _check_same(model, path, image)
-    with pytest.raises(DeploymentError, match=r"takes an image of shape \[1, 3, 160, 192\]"):
-        run_exported(str(path), torch.zeros(1, 3, 192, 160))  # a fixed-size file, another size
-
-
 def test_compare_detections_finds_a_moved_box_and_a_missing_one():
     from mmdet_like.deployment.export import BOX_TOLERANCE, verification_failures
     from mmdet_like.structures.instance_data import InstanceData
@@ -265,8 +257,9 @@ def _run_here(args, cwd, expect_rc=0):
 
 
 def test_pytorch2onnx_tool_exports_and_verifies(tmp_path):
-    """The tool end to end in its own process (RetinaNet: the quickest export; the other
-    families are exported in-process above), then its errors in this process."""
+    """The tool end to end in its own process (RetinaNet: the quickest export; its --verify
+    is the RetinaNet export's proof, the other families are exported in-process above and
+    in test_export_families.py), then its errors in this process."""
     import cv2
 
     config = DEMO / "retinanet_r18_fpn_demo.py"
@@ -278,7 +271,8 @@ def test_pytorch2onnx_tool_exports_and_verifies(tmp_path):
     out = _run([config, ckpt, "--out", tmp_path / "m.onnx", "--image", photo, "--dynamic",
                 "--shape", "160", "192", "--verify"], tmp_path)  # fmt: skip
     assert "outputs dets, labels)" in out and "any size" in out
-    assert "detections as PyTorch's, boxes within" in out
+    verified = re.search(r": (\d+) detections as PyTorch's, boxes within", out)
+    assert verified and int(verified.group(1)) > 5, out  # enough detections to compare
     assert (tmp_path / "m.onnx").stat().st_size > 100_000
     assert not list(tmp_path.glob(".export-*"))  # written atomically, nothing left over
     # errors: one line, non-zero, no traceback, nothing written

@@ -14,6 +14,7 @@ pytest.importorskip("skimage.data")
 
 from mmdet_like.benchmarking import spread_prediction_layers  # noqa: E402
 from mmdet_like.deployment import (  # noqa: E402
+    DeploymentError,
     export_detector,
     prepare_input,
     run_exported,
@@ -56,6 +57,12 @@ def test_keypoint_rcnn_onnx_heatmaps_decode_to_pytorchs_keypoints(tmp_path):
     assert names == ["dets", "labels", "keypoint_heatmaps"]
     report = _check_same(model, path, image)
     assert report["max_keypoint_diff_px"] <= report["box_tolerance_px"]
+    # a fixed-size file refuses another size, saying which it takes
+    height, width = image.shape[-2:]
+    with pytest.raises(
+        DeploymentError, match=rf"takes an image of shape \[1, 3, {height}, {width}\]"
+    ):
+        run_exported(str(path), torch.zeros(1, 3, height + 32, width))
     # in the original image: points divided by the scale factor, as predict(rescale=True)
     result = to_instances(run_exported(str(path), image), meta, model)
     from mmdet_like.structures.instance_data import DetDataSample

@@ -307,7 +307,7 @@ def test_tiny_model_trains_a_step_and_infers(name, tmp_path):
 
 def test_tiny_c4_mask_rcnn_learns_a_synthetic_dataset():
     """A tiny C4 Mask R-CNN trained from scratch (trainable norms, as the demo's) drives its
-    total loss down within 200 iterations."""
+    total loss down within 100 iterations."""
     model_cfg, train_cfg, test_cfg = tiny_cfg("mask_rcnn_r50_caffe_c4", base=4)
     train_cfg["rcnn"]["sampler"]["num"] = 32  # res5 on the RoIs: most of an iteration's time
     trainable = dict(type="BN", requires_grad=True)
@@ -316,7 +316,8 @@ def test_tiny_c4_mask_rcnn_learns_a_synthetic_dataset():
     torch.manual_seed(0)
     model = build_detector(model_cfg, train_cfg, test_cfg)
     model.init_weights()
-    history = train_on_synthetic_dataset(model, 200)
+    # measured: the total falls to 0.22 of its start in 100 iterations (0.13 in 200)
+    history = train_on_synthetic_dataset(model, 100)
     totals = [sum(v for k, v in h.items() if "loss" in k) for h in history]
     print(f"total loss {np.mean(totals[:10]):.3f} -> {np.mean(totals[-10:]):.3f}")
     assert np.mean(totals[-10:]) < 0.5 * np.mean(totals[:10])

@@ -287,6 +287,33 @@ def test_pytorch2onnx_tool_exports_and_verifies(tmp_path):
     assert not (tmp_path / "x.onnx").exists()
 
 
+def test_run_exported_loads_a_file_again_when_it_is_rewritten(tmp_path):
+    """Loaded files are kept between runs (loading a dynamic .pt2 takes seconds); a file
+    written again at the same path is loaded again."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    def write(op, path):
+        tensor = helper.make_tensor_value_info
+        graph = helper.make_graph(
+            [helper.make_node(op, ["image"], ["out"])], "g",
+            [tensor("image", TensorProto.FLOAT, [1, 3, 2, 2])],
+            [tensor("out", TensorProto.FLOAT, [1, 3, 2, 2])],
+        )  # fmt: skip
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        tmp = tmp_path / "tmp.onnx"
+        onnx.save(model, str(tmp))
+        tmp.replace(path)  # as export_detector writes: atomically
+
+    path = tmp_path / "m.onnx"
+    image = torch.arange(12.0).reshape(1, 3, 2, 2)
+    write("Identity", path)
+    assert np.array_equal(run_exported(str(path), image)[0], image.numpy())
+    assert np.array_equal(run_exported(str(path), image)[0], image.numpy())
+    write("Neg", path)
+    assert np.array_equal(run_exported(str(path), image)[0], -image.numpy())
+
+
 def test_pytorch_instances_are_the_detectors_own(tmp_path):
     """The reference of --verify is BaseDetector.predict (channels-last and all), not the
     export wrapper: the wrapper on the same input agrees with it."""

@@ -9,7 +9,6 @@ only for the ops), so pip does not fetch one into the throw-away build environme
 
 import os
 
-from setuptools import build_meta as _setuptools
 from setuptools.build_meta import (  # noqa: F401  (the rest of the hooks, unchanged)
     build_editable,
     build_sdist,
@@ -18,6 +17,10 @@ from setuptools.build_meta import (  # noqa: F401  (the rest of the hooks, uncha
     prepare_metadata_for_build_wheel,
 )
 
+# What setuptools itself asks for (its hooks add "wheel" to pyproject.toml's requires);
+# answered without running setup.py, which needs torch where it builds the ops: torch is
+# only being asked for here.
+SETUPTOOLS_BUILD_REQUIREMENTS = ["wheel"]
 OPS_BUILD_REQUIREMENTS = ["ninja", "torch>=2.13"]
 
 
@@ -30,12 +33,12 @@ def ops_build_requirements():
 
 
 def get_requires_for_build_wheel(config_settings=None):
-    return _setuptools.get_requires_for_build_wheel(config_settings) + ops_build_requirements()
+    return SETUPTOOLS_BUILD_REQUIREMENTS + ops_build_requirements()
 
 
 def get_requires_for_build_editable(config_settings=None):
-    return _setuptools.get_requires_for_build_editable(config_settings) + ops_build_requirements()
+    return SETUPTOOLS_BUILD_REQUIREMENTS + ops_build_requirements()
 
 
 def get_requires_for_build_sdist(config_settings=None):
-    return _setuptools.get_requires_for_build_sdist(config_settings) + ops_build_requirements()
+    return ops_build_requirements()  # the sdist lists the extension, made with torch's helpers

@@ -30,7 +30,7 @@ $(VENV)/.deps: $(REQUIREMENTS) | $(VENV)/bin/python
 
 # The package in editable mode, its ops compiled against the torch of .venv (hence
 # --no-build-isolation). MMDET_LIKE_WITH_OPS=0 installs it without compiling anything.
-$(VENV)/.ops: $(VENV)/.deps setup.py pyproject.toml $(OP_SOURCES)
+$(VENV)/.ops: $(VENV)/.deps setup.py build_backend.py pyproject.toml $(OP_SOURCES)
 	MAX_JOBS=$(MAX_JOBS) $(PIP) install -e . --no-build-isolation --no-deps
 	touch $@
 

@@ -25,38 +25,3 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_cuda)
         if "slow" in item.keywords and not run_slow:
             item.add_marker(skip_slow)
-    longest_modules_first(config, items)
-
-
-# The modules whose tests take longest (pytest --durations on this 2-core machine, 2026-12-07;
-# seconds of one xdist worker), longest first. pytest-xdist's --dist loadscope hands whole
-# modules to the workers in collection order: starting with these and ending with the many
-# short modules keeps one worker from running a long module alone at the end (the longest-
-# first rule of scheduling). Only the order changes, never what runs.
-LONGEST_MODULES = (
-    "tests/deployment/test_export.py",  # ~170 s
-    "tests/deployment/test_export_families.py",  # ~110 s
-    "tests/engine/test_train_cli.py",  # ~75 s
-    "tests/models/test_torchvision_training_equivalence.py",  # ~70 s
-    "tests/models/test_torchvision_single_stage.py",  # ~45 s
-    "tests/models/test_torchvision_keypoint_rcnn.py",  # ~45 s
-    "tests/apis/test_test_tool.py",  # ~45 s
-    "tests/deployment/test_benchmark_deployment.py",  # ~40 s
-    "tests/models/test_configs.py",  # ~35 s
-    "tests/apis/test_demos.py",  # ~35 s
-    "tests/ops/test_cpu_caching_allocator.py",  # ~33 s
-    "tests/test_benchmark_accuracy.py",  # ~29 s
-    "tests/ops/test_fallback.py",  # ~28 s
-)
-
-
-def longest_modules_first(config, items):
-    """Sort ``items`` with the :data:`LONGEST_MODULES` first (stable: the other modules, and
-    each module's tests, keep their order)."""
-    rank = {path: i for i, path in enumerate(LONGEST_MODULES)}
-    root = config.rootpath
-
-    def module_rank(item):
-        return rank.get(item.path.relative_to(root).as_posix(), len(rank))
-
-    items.sort(key=module_rank)

@@ -8,10 +8,10 @@ outputs.
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.fx.experimental.symbolic_shapes import guard_or_false
 
 from mmdet_like.models.layers import build_norm_layer
 from mmdet_like.models.task_modules.multiclass_nms import multiclass_nms
+from mmdet_like.models.utils.symbolic import is_zero_count
 from mmdet_like.registry import BBOX_CODERS, HEADS, LOSSES, build_from_cfg
 
 DEFAULT_BBOX_CODER = dict(
@@ -234,7 +234,7 @@ class ConvFCBBoxHead(nn.Module):
         Returns:
             (m, 5) ``[x1, y1, x2, y2, score]`` and (m,) int64 labels.
         """
-        if guard_or_false(rois.size(0) == 0):  # traced: no branch on the RoI count
+        if is_zero_count(rois.size(0)):  # traced: no branch on the RoI count
             return rois.new_zeros((0, 5)), torch.zeros(0, dtype=torch.long, device=rois.device)
         boxes, scores, valid = self.get_candidates(rois, cls_score, bbox_pred, img_shape, cfg)
         if rescale:

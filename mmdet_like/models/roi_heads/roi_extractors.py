@@ -2,8 +2,8 @@
 
 import torch
 from torch import nn
-from torch.fx.experimental.symbolic_shapes import guard_or_false
 
+from mmdet_like.models.utils.symbolic import is_zero_count
 from mmdet_like.ops import RoIAlign
 from mmdet_like.registry import ROI_EXTRACTORS, ROI_LAYERS, build_from_cfg
 
@@ -67,7 +67,7 @@ class SingleRoIExtractor(nn.Module):
                 f"SingleRoIExtractor: {num_levels} strides configured, got {len(feats)} levels"
             )
         out = feats[0].new_zeros((rois.size(0), self.out_channels, *self.output_size))
-        if guard_or_false(rois.size(0) == 0):  # traced: no branch on the RoI count
+        if is_zero_count(rois.size(0)):  # traced: no branch on the RoI count
             return out
         rois = rois.to(feats[0].dtype)
         if num_levels == 1:

@@ -49,7 +49,7 @@ from mmdet_like.deployment import (
     save_program,
     to_instances,
 )
-from mmdet_like.deployment.export import verification_failures
+from mmdet_like.deployment.export import onnxruntime_session, verification_failures
 from mmdet_like.deployment.exportable import image_meta
 
 DEFAULT_CONFIGS = [
@@ -89,19 +89,13 @@ class Runtimes:
     :class:`InstanceData` in the input's coordinates."""
 
     def __init__(self, model, image, folder):
-        import onnxruntime
-
         self.model, self.image = model, image
         onnx_path = osp.join(folder, "model.onnx")
         program_path = osp.join(folder, "model.pt2")
         program = export_program(model, image, dynamic=True)  # traced once, saved twice
         save_program(program, model, image, program_path, "torch-export")
         save_program(program, model, image, onnx_path, "onnx")
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        self.session = onnxruntime.InferenceSession(
-            onnx_path, options, providers=["CPUExecutionProvider"]
-        )
+        self.session = onnxruntime_session(onnx_path)
         self.input_name = self.session.get_inputs()[0].name
         self.array = image.numpy()
         self.program = torch.export.load(program_path).module()

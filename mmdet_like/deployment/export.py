@@ -250,9 +250,20 @@ def _load_exported(path, inode, mtime_ns, size):
     Faster R-CNN program takes 12 s in ``torch.export.load``, its run 0.05 s), and
     ``--verify`` runs a file on several inputs."""
     if path.endswith(".onnx"):
-        onnxruntime = require_export_extra("onnxruntime")
-        return onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        return onnxruntime_session(path)
     return torch.export.load(path).module()
+
+
+def onnxruntime_session(path):
+    """An onnxruntime CPU session of ``path`` running on as many threads as PyTorch
+    (``torch.get_num_threads()``), so that the two runtimes do equal work side by side and
+    a session does not take the cores PyTorch was told to leave to others (onnxruntime's
+    default is every physical core, busy-waiting between operators)."""
+    onnxruntime = require_export_extra("onnxruntime")
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
 def to_instances(outputs, meta, model=None, mask_thr=None):

@@ -37,7 +37,11 @@ from mmdet_like.deployment import (  # noqa: E402
     to_instances,
     verify_exported,
 )
-from mmdet_like.deployment.export import box_tolerance_px, dynamic_min_side  # noqa: E402
+from mmdet_like.deployment.export import (  # noqa: E402
+    box_tolerance_px,
+    dynamic_min_side,
+    onnxruntime_session,
+)
 from mmdet_like.deployment.onnx_ops import ONNX_OPSET, translation_table  # noqa: E402
 from mmdet_like.ops import nms, roi_align  # noqa: E402
 
@@ -90,7 +94,7 @@ def _onnx_run(fn, args, path, dynamic_shapes=None):
         dynamo=True, external_data=False, verbose=False,
     )  # fmt: skip
     onnx_program.save(str(path), external_data=False)
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = onnxruntime_session(str(path))
     names = [i.name for i in session.get_inputs()]
     return session, names
 
@@ -312,6 +316,14 @@ def test_run_exported_loads_a_file_again_when_it_is_rewritten(tmp_path):
     assert np.array_equal(run_exported(str(path), image)[0], image.numpy())
     write("Neg", path)
     assert np.array_equal(run_exported(str(path), image)[0], -image.numpy())
+    # the session runs on PyTorch's threads, not on every core
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        options = onnxruntime_session(str(path)).get_session_options()
+        assert (options.intra_op_num_threads, options.inter_op_num_threads) == (1, 1)
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_pytorch_instances_are_the_detectors_own(tmp_path):

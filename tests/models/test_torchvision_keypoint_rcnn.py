@@ -6,9 +6,11 @@ torchvision's model (random weights, fixed seed, frozen batch norms with random 
 stem and first stage frozen) is converted by tools/convert_torchvision_detection.py.
 
 Inference: both run on scikit-image's ``astronaut`` (a photograph of a person) resized to
-320 x 512, every score kept (threshold 0); the box classifier's person weights are scaled
-so that scores differ between boxes. The 100 detections must have the same labels, boxes
-within 1e-2 px, scores within 1e-4, keypoints within 1e-2 px and keypoint scores within 1e-4.
+320 x 512, every score kept (threshold 0), the best 20 detections on both sides (the keypoint
+head's eight 512-channel convolutions on each detection are most of the test's time); the box
+classifier's person weights are scaled so that scores differ between boxes. The detections
+must have the same labels, boxes within 1e-2 px, scores within 1e-4, keypoints within 1e-2 px
+and keypoint scores within the bound below.
 
 Training: the two photographs of the Mask / Faster R-CNN step test (``astronaut``,
 ``coffee``, 320 x 448) with people boxes and 17 keypoints each (some outside their box,
@@ -37,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "torchvision" / "keypoint_rcnn_r50_fpn_torchvision.py"
 MIN_SIZE, MAX_SIZE = 320, 512
 K = 17
+DETS = 20  # detections per image at inference, both sides
 HEIGHT, WIDTH = FLOAT32_SIZE  # the training batch: the photographs at 320 x 448
 
 
@@ -60,12 +63,14 @@ def _config(**overrides):
 
 
 def test_inference_matches_torchvision(tmp_path, at_most_4_threads):
-    tv_model = _torchvision_model(min_size=MIN_SIZE, max_size=MAX_SIZE, box_score_thresh=0.0).eval()
+    tv_model = _torchvision_model(
+        min_size=MIN_SIZE, max_size=MAX_SIZE, box_score_thresh=0.0, box_detections_per_img=DETS
+    ).eval()
     src, dst = tmp_path / "torchvision.pth", tmp_path / "converted.pth"
     torch.save(tv_model.state_dict(), src)
     meta = load_tool("convert_torchvision_detection").convert(str(src), str(dst))
     assert (meta["arch"], meta["num_classes"], meta["CLASSES"]) == ("keypoint_rcnn", 1, ["person"])
-    cfg = _config(test_cfg=dict(rcnn=dict(score_thr=0.0)))
+    cfg = _config(test_cfg=dict(rcnn=dict(score_thr=0.0, max_per_img=DETS)))
     pipeline = cfg.data.test.pipeline
     pipeline[1]["img_scale"] = (MAX_SIZE, MIN_SIZE)
     cfg.data.test.pipeline = pipeline
@@ -85,10 +90,10 @@ def test_inference_matches_torchvision(tmp_path, at_most_4_threads):
     dets, points = bbox_results[0], keypoint_results[0]
     order = np.argsort(-dets[:, 4], kind="stable")
     want_order = np.argsort(-want["scores"].numpy(), kind="stable")
-    assert len(dets) == len(want["boxes"]) == 100
+    assert len(dets) == len(want["boxes"]) == DETS
     np.testing.assert_allclose(dets[order, :4], want["boxes"].numpy()[want_order], atol=1e-2)
     np.testing.assert_allclose(dets[order, 4], want["scores"].numpy()[want_order], atol=1e-4)
-    assert points.shape == (100, K, 3)
+    assert points.shape == (DETS, K, 3)
     np.testing.assert_allclose(
         points[order, :, :2], want["keypoints"].numpy()[want_order, :, :2], rtol=0, atol=1e-2
     )

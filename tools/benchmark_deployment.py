@@ -1,13 +1,14 @@
 """Inference time of exported detectors against PyTorch, in one run, on equal work.
 
     python tools/benchmark_deployment.py [--config CONFIG ...] [--image demo/demo.jpg]
-        [--iters 3] [--warmup 1] [--rounds 2] [--out docs/deployment.md]
+        [--iters 3] [--warmup 1] [--rounds 2] [--fixed-size] [--out docs/deployment.md]
 
 For each config (default: Faster R-CNN, Mask R-CNN and RetinaNet R-50-FPN) the model is built
 with random weights under one seed (``pretrained=None``; classifiers drawn with std 0.3 so
 that scores do not tie), ``score_thr=0`` and
 ``max_per_img=100`` so that it returns 100 detections whatever its scores, and exported
-(``--dynamic``) to ONNX and to a ``torch.export`` program. The image (scikit-image's
+(``--dynamic``; with ``--fixed-size``, for the input's size only, as pytorch2onnx.py without
+``--dynamic``) to ONNX and to a ``torch.export`` program. The image (scikit-image's
 astronaut by default) goes through the config's test pipeline once; then, on that one
 (1, 3, H, W) input, in every round one after the other:
 
@@ -67,6 +68,11 @@ def parse_args(argv=None):
     parser.add_argument("--iters", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--fixed-size",
+        action="store_true",
+        help="export for the input's size only (default: any size)",
+    )
     parser.add_argument("--out", help="write the table into this markdown file")
     return parser.parse_args(argv)
 
@@ -88,11 +94,11 @@ class Runtimes:
     """The three ways to run one exported model on one input, each returning
     :class:`InstanceData` in the input's coordinates."""
 
-    def __init__(self, model, image, folder):
+    def __init__(self, model, image, folder, dynamic=True):
         self.model, self.image = model, image
         onnx_path = osp.join(folder, "model.onnx")
         program_path = osp.join(folder, "model.pt2")
-        program = export_program(model, image, dynamic=True)  # traced once, saved twice
+        program = export_program(model, image, dynamic)  # traced once, saved twice
         save_program(program, model, image, program_path, "torch-export")
         save_program(program, model, image, onnx_path, "onnx")
         self.session = onnxruntime_session(onnx_path)
@@ -130,12 +136,12 @@ def check_equal_work(runtimes):
     return len(reference)
 
 
-def benchmark_config(config, image_path, iters, warmup, rounds):
+def benchmark_config(config, image_path, iters, warmup, rounds, dynamic=True):
     """{runtime: list of per-round timed-call lists} and the detection count of one config."""
     model = build_benchmark_model(config)
     image, _ = prepare_input(model.cfg, image_path)
     with tempfile.TemporaryDirectory() as folder:
-        runtimes = Runtimes(model, image, folder)
+        runtimes = Runtimes(model, image, folder, dynamic)
         detections = check_equal_work(runtimes)
         times = {runtime: [] for runtime in RUNTIMES}
         for _ in range(rounds):
@@ -152,7 +158,8 @@ def table(results, args):
     lines = [
         f"{machine_line(torch.device('cpu'), with_torchvision=False)}; onnxruntime "
         f"{_onnxruntime_version()}; image {osp.basename(args.image)}; {args.iters} timed calls "
-        f"after {args.warmup} warm-up, best of {args.rounds} rounds",
+        f"after {args.warmup} warm-up, best of {args.rounds} rounds; "
+        f"{'fixed-size' if args.fixed_size else 'dynamic-size'} exports",
         "",
         "| config | input | detections | runtime | best (s) | median (s) | time vs PyTorch |",
         "|---|---|---|---|---|---|---|",
@@ -180,7 +187,9 @@ def main(argv=None):
     results = {}
     for config in args.config or DEFAULT_CONFIGS:
         print(f"{config}: exporting and timing ...", flush=True)
-        results[config] = benchmark_config(config, args.image, args.iters, args.warmup, args.rounds)
+        results[config] = benchmark_config(
+            config, args.image, args.iters, args.warmup, args.rounds, not args.fixed_size
+        )
     text = table(results, args)
     print(text)
     if args.out:

@@ -83,3 +83,29 @@ def test_every_project_error_class_is_a_project_error():
         assert issubclass(cls, ProjectError), cls
     # and still the built-in class callers catch
     assert issubclass(RegistryError, KeyError) and issubclass(ConfigError, ValueError)
+
+
+def _scripts():
+    return sorted(
+        p for folder in ("tools", "demo") for p in (ROOT / folder).rglob("*.py")
+        if "__pycache__" not in p.parts
+    )  # fmt: skip
+
+
+def test_every_script_runs_its_main_through_run_tool():
+    """Every tools/ and demo/ script ends in ``if __name__ == "__main__":
+    sys.exit(run_tool(main))``, so each prints the project's errors as the processes above
+    do; tests may then run a script's errors in-process (``call_tool``) instead of in a
+    process of its own."""
+    import ast
+
+    scripts = _scripts()
+    assert len(scripts) > 25
+    for script in scripts:
+        tree = ast.parse(script.read_text())
+        blocks = [
+            node for node in tree.body
+            if isinstance(node, ast.If) and ast.unparse(node.test) == "__name__ == '__main__'"
+        ]  # fmt: skip
+        assert len(blocks) == 1, f"{script}: no single __main__ block"
+        assert [ast.unparse(s) for s in blocks[0].body] == ["sys.exit(run_tool(main))"], script

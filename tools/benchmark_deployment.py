@@ -28,6 +28,7 @@ import argparse
 import os
 import os.path as osp
 import statistics
+import sys
 import tempfile
 
 import torch
@@ -52,6 +53,7 @@ from mmdet_like.deployment import (
 )
 from mmdet_like.deployment.export import onnxruntime_session, verification_failures
 from mmdet_like.deployment.exportable import image_meta
+from mmdet_like.errors import run_tool
 
 DEFAULT_CONFIGS = [
     "configs/faster_rcnn_r50_fpn_1x.py",
@@ -199,4 +201,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(run_tool(main))

@@ -14,7 +14,14 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.engine.cli_utils import ROOT, call_tool, load_tool, run_python, tool_module
+from tests.engine.cli_utils import (
+    ROOT,
+    call_tool,
+    load_tool,
+    run_python,
+    run_tool_here,
+    tool_module,
+)
 
 TOOLS = ROOT / "tools" / "analysis_tools"
 DEMO_CONFIG = ROOT / "configs" / "demo" / "mask_rcnn_r18_fpn_demo.py"
@@ -354,7 +361,9 @@ def test_analysis_tools_refuse_a_wrong_config_path(demo):
 
 
 def test_each_script_prints_one_error_line_and_exits_1(demo, logs, tmp_path):
-    """The scripts as processes: status 1, the error on one line, no traceback."""
+    """Status 1, the error on one line, no traceback: the last script as a process, the
+    others through their ``__main__`` block in this process (every script's block is
+    ``sys.exit(run_tool(main))``: tests/test_tool_errors.py)."""
     cwd, _, _ = demo
     runs = [
         ("confusion_matrix", "nope.py", "results.pkl", "out"),
@@ -362,8 +371,9 @@ def test_each_script_prints_one_error_line_and_exits_1(demo, logs, tmp_path):
         ("eval_metric", DEMO_CONFIG, "nothere.pkl", "--eval", "bbox"),
         ("analyze_logs", "plot_curve", logs[0], "--keys", "segm_mAP", "--out", tmp_path / "c.png"),
     ]
-    for name, *args in runs:
-        out = run_python([TOOLS / f"{name}.py", *args], cwd, expect_rc=1)
+    for i, (name, *args) in enumerate(runs):
+        run = run_python if i == len(runs) - 1 else run_tool_here
+        out = run([TOOLS / f"{name}.py", *args], cwd, expect_rc=1)
         errors = [line for line in out.splitlines() if ": error: " in line]
         assert len(errors) == 1 and errors[0].startswith(f"{name}.py: error: "), out
         assert "does not exist" in errors[0] or "no records with key(s)" in errors[0], out

@@ -16,6 +16,7 @@ docs/deployment.md has the details.
 
 import argparse
 import os.path as osp
+import sys
 import time
 
 from mmdet_like.apis.tool_utils import ToolError, require_file
@@ -91,4 +92,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_tool(main))
+    sys.exit(run_tool(main))

@@ -106,10 +106,19 @@ def main(argv=None):
         init_dist(args.launcher, **(cfg.get("dist_params") or {}))
     rank, world_size = get_dist_info()
 
+    seed = init_random_seed(args.seed if args.seed is not None else cfg.get("seed"))
+    deterministic = args.deterministic or cfg.get("deterministic", False)
+    cfg.seed = seed
+    config_text = cfg.pretty_text  # formatted once (yapf: half a second a call)
     timestamp = time.strftime("%Y%m%d_%H%M%S", time.localtime())
     if rank == 0:
         os.makedirs(osp.abspath(cfg.work_dir), exist_ok=True)
-        cfg.dump(osp.join(cfg.work_dir, osp.basename(args.config)))
+        dumped = osp.join(cfg.work_dir, osp.basename(args.config))
+        if dumped.endswith(".py"):
+            with open(dumped, "w", encoding="utf-8") as f:
+                f.write(config_text)  # what cfg.dump writes for a .py config
+        else:
+            cfg.dump(dumped)
     log_file = osp.join(cfg.work_dir, f"{timestamp}.log") if rank == 0 else None
     logger = get_logger(log_file=log_file, log_level=cfg.log_level)
     logger.info(
@@ -122,13 +131,9 @@ def main(argv=None):
     logger.info("CPU caching allocator: %s", "on" if cpu_caching else "off")
     for note in notes:
         logger.info("config: %s", note)
-    logger.info("config:\n%s", cfg.pretty_text)
-
-    seed = init_random_seed(args.seed if args.seed is not None else cfg.get("seed"))
-    deterministic = args.deterministic or cfg.get("deterministic", False)
+    logger.info("config:\n%s", config_text)
     logger.info("seed %d, deterministic: %s", seed, deterministic)
     set_random_seed(seed, deterministic)
-    cfg.seed = seed
 
     model = build_detector(cfg.model, cfg.get("train_cfg"), cfg.get("test_cfg"))
     # Pretrained backbone weights are loaded here, not at build time. A run that resumes or
@@ -143,7 +148,7 @@ def main(argv=None):
         if "pipeline" in cfg.data.train:
             val_cfg.pipeline = cfg.data.train.pipeline
         datasets.append(build_dataset(val_cfg, where="data.val"))
-    meta = {"config": cfg.pretty_text, "seed": seed, "mmdet_like_version": __version__}
+    meta = {"config": config_text, "seed": seed, "mmdet_like_version": __version__}
     train_detector(
         model,
         datasets,

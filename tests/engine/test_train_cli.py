@@ -33,7 +33,11 @@ def test_train_from_config_losses_go_down_and_kill_resume_is_exact(tmp_path):
 
     records = [r for r in log_records(tmp_path / "full") if r["mode"] == "train"]
     assert records[-1]["loss"] < 0.2 * records[0]["loss"]
-    assert (tmp_path / "full" / "toy.py").exists()  # merged config written to the work dir
+    # the merged config written to the work dir, the run's seed in it, as in the checkpoints
+    dumped = (tmp_path / "full" / "toy.py").read_text()
+    assert "seed = 0" in dumped.splitlines()
+    meta = torch.load(tmp_path / "full" / "epoch_1.pth", weights_only=True)["meta"]
+    assert meta["config"] == dumped and meta["seed"] == 0
 
     assert (tmp_path / "epoch" / "latest.pth").resolve().name == "epoch_2.pth"
     assert (tmp_path / "iter" / "latest.pth").resolve().name == "iter_18.pth"

@@ -109,3 +109,23 @@ def test_every_script_runs_its_main_through_run_tool():
         ]  # fmt: skip
         assert len(blocks) == 1, f"{script}: no single __main__ block"
         assert [ast.unparse(s) for s in blocks[0].body] == ["sys.exit(run_tool(main))"], script
+
+
+def test_ctrl_c_in_any_tool_is_one_line_and_status_130(capsys, monkeypatch):
+    from mmdet_like.errors import StoppedBySignal, run_tool
+
+    monkeypatch.setattr("sys.argv", ["some_tool.py"])
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    assert run_tool(interrupted) == 130
+    assert capsys.readouterr().err == "some_tool.py: interrupted (Ctrl-C)\n"
+
+    def stopped():
+        raise StoppedBySignal("stopped by SIGTERM at epoch 1; checkpoint c.pth", 15)
+
+    assert run_tool(stopped) == 143
+    assert (
+        capsys.readouterr().err == "some_tool.py: stopped by SIGTERM at epoch 1; checkpoint c.pth\n"
+    )

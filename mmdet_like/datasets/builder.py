@@ -60,7 +60,9 @@ def die_with_parent(parent_pid):
 
 def worker_init_fn(worker_id, rank, num_workers, parent_pid=None):
     """Seed python, numpy and torch in a data-loader worker, and tie its life to the
-    process that started it (:func:`die_with_parent`).
+    process that started it (:func:`die_with_parent`); it ignores SIGINT and SIGTERM, which
+    the training process handles (it stops the workers itself: see
+    mmdet_like/engine/interrupts.py).
 
     The seed derives from the one torch gives the worker (drawn from the loader's generator,
     which the runner seeds from the run's seed and the epoch, so it changes every epoch and
@@ -69,6 +71,8 @@ def worker_init_fn(worker_id, rank, num_workers, parent_pid=None):
     """
     if parent_pid is not None:
         die_with_parent(parent_pid)
+    for signum in (signal.SIGINT, signal.SIGTERM):  # the training process's to handle
+        signal.signal(signum, signal.SIG_IGN)
     seed = (torch.initial_seed() + rank * num_workers) % 2**32
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002 (the global RNG is what is seeded)

@@ -31,10 +31,12 @@ from mmdet_like.engine.dist import (
     get_dist_info,
     is_distributed,
 )
+from mmdet_like.engine.hooks.checkpoint import CheckpointHook, update_latest
 from mmdet_like.engine.hooks.hook import Hook, get_priority
+from mmdet_like.engine.interrupts import SignalWatcher
 from mmdet_like.engine.log_buffer import LogBuffer
 from mmdet_like.engine.logging import get_logger
-from mmdet_like.errors import ProjectError
+from mmdet_like.errors import ProjectError, StoppedBySignal
 from mmdet_like.registry import HOOKS, RUNNERS, build_from_cfg
 from mmdet_like.structures.instance_data import DetDataSample, InstanceData
 
@@ -146,7 +148,13 @@ class EpochBasedRunner:
         logger: a ``logging.Logger`` (default: the ``mmdet_like`` logger).
         meta: plain values saved in every checkpoint (config text, seed, CLASSES, ...).
         max_epochs: number of training epochs.
+
+    During :meth:`run` (from the main thread) SIGINT and SIGTERM stop the run after the
+    iteration in progress, with an iteration checkpoint (see mmdet_like/engine/interrupts.py;
+    ``handle_signals = False`` keeps the process's own handlers).
     """
+
+    handle_signals = True
 
     def __init__(
         self, model, optimizer=None, work_dir=None, logger=None, meta=None, max_epochs=None
@@ -179,6 +187,8 @@ class EpochBasedRunner:
         self._max_epochs = max_epochs
         self._max_iters = None
         self._stage = None
+        self._signals = None  # the SignalWatcher while run() runs
+        self._loader_iter = None  # the data loader's iterator of the running epoch
 
     # --------------------------------------------------------------------- properties
     @property
@@ -314,17 +324,78 @@ class EpochBasedRunner:
         self.logger.info(
             "workflow: %s, max: %d epochs; work_dir: %s", workflow, self._max_epochs, self.work_dir
         )
-        self.call_hook("before_run")
-        while self.epoch < self._max_epochs:
-            for (mode, epochs), loader in zip(workflow, data_loaders):
-                for _ in range(epochs):
-                    if mode == "train" and self.epoch >= self._max_epochs:
-                        break
-                    self.train(loader) if mode == "train" else self.val(loader)
-        self.call_hook("after_run")
+        watcher = SignalWatcher(self.logger)
+        self._signals = watcher if self.handle_signals and watcher.install() else None
+        try:
+            self.call_hook("before_run")
+            while self.epoch < self._max_epochs:
+                for (mode, epochs), loader in zip(workflow, data_loaders):
+                    for _ in range(epochs):
+                        if mode == "train" and self.epoch >= self._max_epochs:
+                            break
+                        if self._signalled():
+                            self._stop_for_signal(0)
+                        self.train(loader) if mode == "train" else self.val(loader)
+            self.call_hook("after_run")
+        except KeyboardInterrupt as exc:
+            if self._signals is None or not self._signals.requested:
+                raise
+            kept = self.last_checkpoint or "none (no checkpoint was written in this run)"
+            raise StoppedBySignal(
+                f"stopped at once by a second signal in epoch {self.epoch + 1}, without "
+                f"saving; the last checkpoint is {kept}; resume with --auto-resume",
+                self._signals.signum,
+            ) from exc
+        finally:
+            if self._signals is not None:
+                self._signals.uninstall()
+                self._signals = None
+
+    def _signalled(self):
+        """The signal number (SIGINT / SIGTERM) that asked this run to stop, else 0; in a
+        process group, the ranks agree (a rank stops when any rank was signalled)."""
+        local = self._signals.signum if self._signals is not None and self._signals.requested else 0
+        if not is_distributed():
+            return local
+        flag = torch.tensor([int(local)], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return int(flag.item())
+
+    def _stop_for_signal(self, inner_done):
+        """Stop the run on a signal after ``inner_done`` iterations of the running train
+        epoch (0 between epochs or in validation): the loader's workers shut down, an
+        iteration checkpoint written, and :class:`StoppedBySignal` raised."""
+        import signal
+
+        signum = self._signalled() or signal.SIGINT
+        shutdown = getattr(self._loader_iter, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
+        self._loader_iter = None
+        folder = next(
+            (h.out_dir for h in self._hooks if isinstance(h, CheckpointHook) and h.out_dir),
+            self.work_dir,
+        )
+        filename = f"iter_{self.iter}.pth"
+        self.save_checkpoint(folder, filename, progress=(self.epoch, self.iter, inner_done))
+        if self.rank == 0:
+            update_latest(folder, filename)
+        if inner_done:
+            where = (
+                f"epoch {self.epoch + 1}, iteration {inner_done}/{len(self.data_loader)} "
+                f"(global iteration {self.iter})"
+            )
+        else:
+            where = f"the end of epoch {self.epoch} (global iteration {self.iter})"
+        raise StoppedBySignal(
+            f"stopped by {signal.Signals(signum).name} at {where}; checkpoint "
+            f"{osp.join(folder, filename)}; resume with --auto-resume",
+            signum,
+        )
 
     def _epoch_batches(self, data_loader, skip_batches):
-        """Iterator over ``data_loader`` for this epoch, skipping ``skip_batches`` batches."""
+        """Iterator over ``data_loader`` for this epoch, skipping ``skip_batches`` batches
+        (the loader's own iterator is kept in ``_loader_iter``, to stop its workers)."""
         sampler = getattr(data_loader, "sampler", None)
         if getattr(data_loader, "batch_sampler", None) is not None:
             sampler = getattr(data_loader.batch_sampler, "sampler", sampler)
@@ -339,8 +410,10 @@ class EpochBasedRunner:
             generator.manual_seed(base * 1_000_003 + self.epoch)
         if skip_batches and hasattr(sampler, "set_skip") and data_loader.batch_size:
             sampler.set_skip(skip_batches * data_loader.batch_size)
-            return iter(data_loader)
-        return itertools.islice(iter(data_loader), skip_batches, None)
+            self._loader_iter = iter(data_loader)
+            return self._loader_iter
+        self._loader_iter = iter(data_loader)
+        return itertools.islice(self._loader_iter, skip_batches, None)
 
     def _guard_collectives(self, func, where):
         """Run ``func``; in a process group, turn a failed collective into a named error."""
@@ -389,6 +462,8 @@ class EpochBasedRunner:
                 self._guard_collectives(step, f"at epoch {self.epoch + 1}, iteration {index + 1}")
                 self._iter += 1
                 done = index + 1
+                if self._signalled():
+                    self._stop_for_signal(done)
         except RuntimeError as exc:
             if _is_worker_death(exc):
                 raise self._worker_death_error(exc, done) from exc
@@ -417,6 +492,8 @@ class EpochBasedRunner:
 
                 self._guard_collectives(step, f"in val epoch {self.epoch}, iteration {index + 1}")
                 done = index + 1
+                if self._signalled():
+                    self._stop_for_signal(0)
         except RuntimeError as exc:
             if _is_worker_death(exc):
                 raise self._worker_death_error(exc, done) from exc
@@ -475,7 +552,8 @@ class EpochBasedRunner:
 
     # -------------------------------------------------------------------- checkpoints
     def _progress_for_checkpoint(self):
-        """(finished epochs, finished iterations, finished iterations in this epoch)."""
+        """(finished epochs, finished iterations, finished iterations in this epoch), as the
+        hook stage that saves sees them."""
         if self._stage == "after_train_epoch":
             return self.epoch + 1, self.iter, 0
         if self._stage == "after_train_iter":
@@ -501,12 +579,14 @@ class EpochBasedRunner:
                 "gradients are not finite)."
             )
 
-    def save_checkpoint(self, out_dir, filename, save_optimizer=True, meta=None):
-        """Write ``out_dir/filename`` (rank 0 only) with everything :meth:`resume` needs.
+    def save_checkpoint(self, out_dir, filename, save_optimizer=True, meta=None, progress=None):
+        """Write ``out_dir/filename`` (rank 0 only) with everything :meth:`resume` needs;
+        ``progress``: (finished epochs, iterations, iterations in this epoch) when not
+        what the saving hook's stage implies.
 
         Refuses (:class:`NonFiniteWeightsError`) to save weights that hold NaN or inf.
         """
-        epoch, iteration, inner_iter = self._progress_for_checkpoint()
+        epoch, iteration, inner_iter = progress or self._progress_for_checkpoint()
         path = osp.join(out_dir, filename)
         self._check_finite_weights(path, iteration)
         full_meta = dict(self.meta)

@@ -3,6 +3,7 @@
 import re
 import time
 
+import pytest
 import torch
 
 from tests.engine.cli_utils import (
@@ -41,6 +42,40 @@ def test_train_from_config_losses_go_down_and_kill_resume_is_exact(tmp_path):
 
     assert (tmp_path / "epoch" / "latest.pth").resolve().name == "epoch_2.pth"
     assert (tmp_path / "iter" / "latest.pth").resolve().name == "iter_18.pth"
+    # stopped by a signal after the iteration in progress, with a checkpoint of it
+    stop_at = "custom_hooks=[dict(type='SignalAtIterHook',iteration=13,{})]"
+    with_workers = "data.workers_per_gpu=2"
+    sigint = start_train(config, tmp_path / "sigint", "--seed", "0", "--cfg-options",
+                         stop_at.format("group=True"), with_workers)  # fmt: skip
+    sigterm = start_train(config, tmp_path / "sigterm", "--seed", "0", "--cfg-options",
+                          stop_at.format("signal_name='SIGTERM'"))  # fmt: skip
+    # Ctrl-C while the epoch's checkpoint is written: the save completes, then the run stops
+    at_save = start_train(config, tmp_path / "at_save", "--seed", "0", "--cfg-options",
+                          stop_at.format("epoch=2,group=True").replace("iteration=13,", ""),
+                          with_workers)  # fmt: skip
+    mid_epoch = "epoch 2, iteration 6/8 (global iteration 14)"
+    runs = (
+        (sigint, "sigint", "SIGINT", 130, mid_epoch, 14),
+        (sigterm, "sigterm", "SIGTERM", 143, mid_epoch, 14),
+        (at_save, "at_save", "SIGINT", 130, "the end of epoch 2 (global iteration 16)", 16),
+    )
+    for proc, folder, name, status, where, iteration in runs:
+        rc, out = finish(proc)
+        work_dir = tmp_path / folder
+        assert rc == status, out
+        assert "Traceback" not in out and "Error" not in out, out
+        assert out.strip().splitlines()[-1] == (
+            f"train.py: stopped by {name} at {where}; checkpoint "
+            f"{work_dir / f'iter_{iteration}.pth'}; resume with --auto-resume"
+        )
+        assert (work_dir / "latest.pth").resolve().name == f"iter_{iteration}.pth"
+    assert (tmp_path / "at_save" / "epoch_2.pth").is_file()
+    resumed_sigint = start_train(config, tmp_path / "sigint", "--seed", "0", "--auto-resume",
+                                 "--cfg-options", with_workers)  # fmt: skip
+    resumed_sigterm = start_train(config, tmp_path / "sigterm", "--seed", "0", "--auto-resume")
+    resumed_at_save = start_train(config, tmp_path / "at_save", "--seed", "0", "--auto-resume",
+                                  "--cfg-options", with_workers)  # fmt: skip
+
     resumed = start_train(
         config,
         tmp_path / "epoch",
@@ -58,10 +93,21 @@ def test_train_from_config_losses_go_down_and_kill_resume_is_exact(tmp_path):
     rc, out = finish(resumed_iter)
     assert rc == 0, out
     assert "(2 done in this epoch)" in out
+    resumed_mid_epoch = "epoch 1, iter 14 (6 done in this epoch)"
+    for proc, progress in (
+        (resumed_sigint, resumed_mid_epoch),
+        (resumed_sigterm, resumed_mid_epoch),
+        (resumed_at_save, "epoch 2, iter 16 (0 done in this epoch)"),
+    ):
+        rc, out = finish(proc)
+        assert rc == 0, out
+        assert progress in out, out
 
     reference = torch.load(tmp_path / "full" / "epoch_4.pth", weights_only=True)
     assert reference["meta"]["epoch"] == 4 and reference["meta"]["iter"] == 32
-    for path in (tmp_path / "epoch" / "epoch_4.pth", tmp_path / "iter" / "iter_32.pth"):
+    finals = ["epoch/epoch_4.pth", "iter/iter_32.pth"]
+    finals += [f"{folder}/epoch_4.pth" for folder in ("sigint", "sigterm", "at_save")]
+    for path in (tmp_path / final for final in finals):
         ckpt = torch.load(path, weights_only=True)
         # an iteration checkpoint of the last iteration: 3 finished epochs + 8 iterations
         done = (ckpt["meta"]["epoch"], ckpt["meta"]["inner_iter"])
@@ -135,3 +181,44 @@ def test_a_hanging_rank_times_out_with_an_error_naming_it(tmp_path):
     assert time.monotonic() - start < 60
     assert "DistributedError" in out, out
     assert "rank(s) 1 died or hang" in out, out
+
+
+def test_a_second_signal_stops_at_once_without_saving(tmp_path):
+    extra = (
+        "total_epochs = 1\n"
+        "custom_hooks = [dict(type='SignalAtIterHook', iteration=3, again_after=1.5)]\n"
+    )
+    config = write_config(tmp_path / "twice.py", extra)
+    rc, out = finish(start_train(config, tmp_path / "wd", "--seed", "0"))
+    assert rc == 130, out
+    assert "Traceback" not in out, out
+    assert out.strip().splitlines()[-1] == (
+        "train.py: stopped at once by a second signal in epoch 1, without saving; the last "
+        "checkpoint is none (no checkpoint was written in this run); resume with --auto-resume"
+    )
+    assert not list((tmp_path / "wd").glob("*.pth"))
+
+
+def test_a_signal_repeated_at_once_is_one_request(monkeypatch):
+    """A terminal's Ctrl-C reaches the process twice (directly and forwarded by a
+    launcher): one request to stop after the iteration; one later is a second press."""
+    import os
+    import signal
+
+    from mmdet_like.engine import interrupts
+
+    watcher = interrupts.SignalWatcher()
+    previous = signal.getsignal(signal.SIGINT)
+    assert watcher.install()
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.01)
+        assert watcher.signum == signal.SIGINT
+        monkeypatch.setattr(interrupts, "REPEAT_WINDOW_S", 0.0)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1.0)
+        assert signal.getsignal(signal.SIGINT) is previous  # put back by the second
+    finally:
+        watcher.uninstall()

@@ -102,6 +102,46 @@ class KillAtIterHook(Hook):
 
 
 @HOOKS.register(force=True)
+class SignalAtIterHook(Hook):
+    """Sends ``signal_name`` (``"SIGINT"``, ``"SIGTERM"``) before global iteration
+    ``iteration`` (0-based): to this process, or with ``group=True`` to its whole process
+    group (the data-loader workers too, as a terminal's Ctrl-C does). ``again_after``:
+    seconds after which the same signal is sent a second time, waiting here for it. With
+    ``epoch`` instead of ``iteration``: at the end of that (1-based) epoch, before its
+    checkpoint is written (the hook runs before CheckpointHook)."""
+
+    priority = "VERY_HIGH"
+
+    def __init__(
+        self, iteration=None, signal_name="SIGINT", group=False, again_after=None, epoch=None
+    ):
+        self.iteration = iteration
+        self.epoch = epoch
+        self.signum = getattr(signal, signal_name)
+        self.group = group
+        self.again_after = again_after
+
+    def _send(self):
+        if self.group:
+            os.killpg(os.getpgrp(), self.signum)
+        else:
+            os.kill(os.getpid(), self.signum)
+
+    def after_train_epoch(self, runner):
+        if runner.epoch + 1 == self.epoch:
+            self._send()
+
+    def before_train_iter(self, runner):
+        if runner.iter != self.iteration:
+            return
+        self._send()
+        if self.again_after is not None:
+            time.sleep(self.again_after)
+            self._send()
+            time.sleep(5)  # the second signal ends the run during this wait
+
+
+@HOOKS.register(force=True)
 class HangAtIterHook(Hook):
     """Sleeps ``seconds`` before global iteration ``iteration`` on ``rank``."""
 

@@ -79,14 +79,14 @@ class KillBeforeLatestHook(Hook):
     def before_run(self, runner):
         from mmdet_like.engine.hooks import checkpoint as checkpoint_hook
 
-        real_update = checkpoint_hook._update_latest
+        real_update = checkpoint_hook.update_latest
 
         def update_latest(out_dir, filename):
             if filename == f"epoch_{self.epoch}.pth":
                 _kill_self()
             return real_update(out_dir, filename)
 
-        checkpoint_hook._update_latest = update_latest
+        checkpoint_hook.update_latest = update_latest
 
 
 @HOOKS.register(force=True)

@@ -102,14 +102,14 @@ def test_failed_latest_update_leaves_the_complete_checkpoint_found(tmp_path, mon
     from mmdet_like.engine import find_latest_checkpoint
     from mmdet_like.engine.hooks import checkpoint as checkpoint_hook
 
-    real_update = checkpoint_hook._update_latest
+    real_update = checkpoint_hook.update_latest
 
     def update_latest(out_dir, filename):
         if filename == "epoch_2.pth":
             raise ENOSPC
         return real_update(out_dir, filename)
 
-    monkeypatch.setattr(checkpoint_hook, "_update_latest", update_latest)
+    monkeypatch.setattr(checkpoint_hook, "update_latest", update_latest)
     runner = toy_runner(tmp_path, max_epochs=3, checkpoint_config={"interval": 1})
     with pytest.raises(CheckpointError, match="could not point latest.pth at it") as info:
         run(runner)

@@ -11,7 +11,7 @@ from mmdet_like.registry import HOOKS
 ON_ERROR = ("stop", "warn")
 
 
-def _update_latest(out_dir, filename):
+def update_latest(out_dir, filename):
     """Point ``out_dir/latest.pth`` at ``filename`` atomically (symlink, else a copy)."""
     latest = osp.join(out_dir, "latest.pth")
     tmp = osp.join(out_dir, f".latest.pth.{os.getpid()}.tmp")
@@ -86,7 +86,7 @@ class CheckpointHook(Hook):
             runner.save_checkpoint(self.out_dir, filename, save_optimizer=self.save_optimizer)
             saved = True
             if runner.rank == 0:
-                _update_latest(self.out_dir, filename)
+                update_latest(self.out_dir, filename)
         except OSError as exc:
             self._failed(runner, osp.join(self.out_dir, filename), saved, exc)
             return

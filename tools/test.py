@@ -21,6 +21,7 @@ import os
 import os.path as osp
 import pickle
 import sys
+import tempfile
 
 # oneDNN, torch's CPU convolution library, caches a compiled kernel for every input shape it
 # meets (up to 1024 by default). The RoI heads see a new number of RoIs at every iteration,
@@ -37,6 +38,7 @@ from mmdet_like.apis.config_check import check_config
 from mmdet_like.apis.startup_check import (
     check_class_counts,
     check_evaluator,
+    check_evaluator_outputs,
     load_checkpoint_for_testing,
 )
 from mmdet_like.datasets import build_dataloader, build_dataset
@@ -182,6 +184,8 @@ def main(argv=None):
 
     # Every weight comes from the checkpoint: no pretrained backbone is loaded.
     model = build_detector(cfg.model, cfg.get("train_cfg"), cfg.get("test_cfg"))
+    if evaluator is not None:  # e.g. segm needs a mask head: refused before inference
+        check_evaluator_outputs(evaluator, model, "--eval")
     dataset_classes = getattr(dataset, "CLASSES", None)
     checkpoint = load_checkpoint_for_testing(
         model, args.checkpoint, dataset_classes, "test", args.allow_partial, logger
@@ -222,15 +226,36 @@ def main(argv=None):
             print(f"{kind} results written to {path}")
     metrics = None
     if args.eval:
-        if evaluator is not None:
-            metrics = evaluator(results, dataset.ground_truth(), logger)
-        else:
-            metrics = dataset.evaluate(
-                results, metric=args.eval, logger=logger, **args.eval_options
+        kept = args.out or _keep_results(results)
+        try:
+            if evaluator is not None:
+                metrics = evaluator(results, dataset.ground_truth(), logger)
+            else:
+                metrics = dataset.evaluate(
+                    results, metric=args.eval, logger=logger, **args.eval_options
+                )
+        except BaseException:
+            print(
+                f"test.py: the evaluation failed; the results of {len(results)} images are "
+                f"kept in {kept} (evaluate them again with tools/analysis_tools/eval_metric.py "
+                f"{args.config} {kept} --eval ...)",
+                file=sys.stderr,
             )
+            raise
+        if not args.out:
+            os.remove(kept)
         for name, value in metrics.items():
             print(f"{name}: {float(value):.4f}")
     return metrics
+
+
+def _keep_results(results):
+    """Write ``results`` to a temporary pickle before evaluating (without --out), so that a
+    failing metric loses no inference; returns its path (removed once the metrics ran)."""
+    fd, path = tempfile.mkstemp(prefix="test_results_", suffix=".pkl")
+    with os.fdopen(fd, "wb") as f:
+        pickle.dump(results, f, protocol=pickle.HIGHEST_PROTOCOL)
+    return path
 
 
 if __name__ == "__main__":

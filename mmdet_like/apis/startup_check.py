@@ -125,6 +125,34 @@ def check_evaluator(evaluator, ground_truth, split="val"):
             check(ground_truth, f"data.{split}")
 
 
+def model_outputs(model):
+    """What ``model`` (a detector, possibly wrapped) predicts: ``{"proposals"}`` for an RPN,
+    else ``"boxes"`` plus ``"masks"`` and ``"keypoints"`` when it has those heads."""
+    model = getattr(model, "module", model)
+    from mmdet_like.models.detectors.rpn import RPN
+
+    if isinstance(model, RPN):
+        return {"proposals"}
+    outputs = {"boxes"}
+    if getattr(model, "with_mask", False):
+        outputs.add("masks")
+    if getattr(getattr(model, "roi_head", None), "with_keypoint", False):
+        outputs.add("keypoints")
+    return outputs
+
+
+def check_evaluator_outputs(evaluator, model, where="evaluation.metric"):
+    """Every metric of ``evaluator`` can be computed from what ``model`` predicts (before any
+    inference): e.g. ``segm`` needs a mask head. ``where``: the option that named the
+    metrics, for the message."""
+    outputs = model_outputs(model)
+    name = type(getattr(model, "module", model)).__name__
+    for metric in getattr(evaluator, "metrics", []):
+        check = getattr(metric, "check_model_outputs", None)
+        if check is not None:
+            check(outputs, name, where)
+
+
 def _classes_problem(checkpoint_classes, dataset_classes, split):
     ours, theirs = [str(c) for c in checkpoint_classes], [str(c) for c in dataset_classes]
     if ours == theirs:

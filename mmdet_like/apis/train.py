@@ -7,7 +7,11 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from mmdet_like.apis.config_check import EVAL_HOOK_KEYS
-from mmdet_like.apis.startup_check import check_class_counts, check_evaluator
+from mmdet_like.apis.startup_check import (
+    check_class_counts,
+    check_evaluator,
+    check_evaluator_outputs,
+)
 from mmdet_like.datasets import build_dataloader, build_dataset
 from mmdet_like.engine import (
     DistEvalHook,
@@ -161,6 +165,7 @@ def train_detector(
         hook_args = eval_hook_args(cfg, val_dataset)
         if hook_args.get("evaluator") is not None:  # the metrics run on this dataset
             check_evaluator(hook_args["evaluator"], val_dataset.ground_truth(), "val")
+            check_evaluator_outputs(hook_args["evaluator"], model, "evaluation.metric")
         hook_cls = DistEvalHook if distributed else EvalHook
         runner.register_hook(hook_cls(val_loader, **hook_args))
 

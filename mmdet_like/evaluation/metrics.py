@@ -13,6 +13,7 @@ A new metric is one class: subclass :class:`BaseMetric`, set ``names``, implemen
 """
 
 import abc
+import difflib
 import inspect
 
 from mmdet_like.errors import ProjectError
@@ -36,13 +37,25 @@ def as_per_class_results(results, num_classes):
             for r in results]  # fmt: skip
 
 
+# what a model predicts, as :func:`mmdet_like.apis.startup_check.model_outputs` names it
+OUTPUT_WORDS = {
+    "boxes": "boxes with classes",
+    "masks": "masks",
+    "keypoints": "keypoints",
+    "proposals": "class-agnostic proposals (an RPN)",
+}
+
+
 class BaseMetric(abc.ABC):
     """A metric: ``compute(results, ground_truth, logger) -> dict of floats``.
 
-    ``names`` are the metric names (``evaluation=dict(metric=...)``) this class answers to.
+    ``names`` are the metric names (``evaluation=dict(metric=...)``) this class answers to;
+    ``needs`` maps a name to the model outputs it can be computed from (any one of them:
+    ``"boxes"``, ``"masks"``, ``"keypoints"``, ``"proposals"``; a name not in it runs on any).
     """
 
     names = ()
+    needs = {}
 
     def __init__(self, metric=None):
         metrics = list(self.names[:1]) if metric is None else metric
@@ -58,6 +71,23 @@ class BaseMetric(abc.ABC):
         """Raise :class:`EvaluationError` when this metric cannot run on ``ground_truth``
         (called at start-up, before any inference; ``where`` names the dataset's config
         key in the message). Every metric runs on every dataset unless it says otherwise."""
+
+    def check_model_outputs(self, outputs, model_name, where=None):
+        """Raise :class:`EvaluationError` when a metric needs a prediction that a model
+        predicting ``outputs`` (a set of the words of ``needs``) does not make (called at
+        start-up, before any inference)."""
+        named = f"{where}: " if where else ""
+        for metric in self.metrics:
+            needs = self.needs.get(metric)
+            if needs is None or set(needs) & set(outputs):
+                continue
+            predicts = " and ".join(OUTPUT_WORDS[o] for o in sorted(outputs))
+            usable = [n for n in self.names if set(self.needs.get(n, outputs)) & set(outputs)]
+            raise EvaluationError(
+                f"{named}metric {metric!r} needs {OUTPUT_WORDS[needs[0]]} and the model "
+                f"({model_name}) predicts {predicts}: drop {metric!r} from the metrics (this "
+                f"model can be evaluated with {usable}), or test a model that predicts them"
+            )
 
     @abc.abstractmethod
     def compute(self, results, ground_truth, logger=None):
@@ -81,6 +111,7 @@ class CocoMetric(BaseMetric):
     the ground truth's keypoint set (``ground_truth.keypoint_sigmas``)."""
 
     names = COCO_METRIC_NAMES
+    needs = {"bbox": ("boxes",), "segm": ("masks",), "keypoints": ("keypoints",)}
 
     def __init__(self, metric="bbox", classwise=False, proposal_nums=(100, 300, 1000),
                  iou_thrs=None, jsonfile_prefix=None, backend="pycocotools"):  # fmt: skip
@@ -130,6 +161,7 @@ class VOCMetric(BaseMetric):
     per-class table; ignore boxes are neither true nor false positives."""
 
     names = ("mAP",)
+    needs = {"mAP": ("boxes",)}
 
     def __init__(self, metric="mAP", iou_thrs=(0.5,), ap_mode="area"):
         super().__init__(metric)
@@ -152,6 +184,7 @@ class RecallMetric(BaseMetric):
     thresholds) and ``recall@N@IoU``."""
 
     names = ("recall",)
+    needs = {"recall": ("proposals",)}
 
     def __init__(self, metric="recall", proposal_nums=(100, 300, 1000), iou_thrs=(0.5,)):
         super().__init__(metric)
@@ -194,7 +227,13 @@ def metric_class_of(name):
         if name in getattr(cls, "names", ()):
             return cls
     known = sorted({n for e in METRICS.names for n in getattr(METRICS.get(e), "names", ())})
-    raise EvaluationError(f"evaluation: unknown metric {name!r}; known metrics: {known}")
+    same_but_case = [k for k in known if k.lower() == str(name).lower()]
+    close = same_but_case or difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise EvaluationError(
+        f"evaluation: unknown metric {name!r}.{hint} Known metrics: {known} (names are "
+        "case-sensitive)"
+    )
 
 
 def _accepted(cls, options):

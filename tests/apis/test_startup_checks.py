@@ -7,6 +7,8 @@ process (``run``); the others run in this process as the tool's ``__main__`` blo
 (``run_here``)."""
 
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +18,9 @@ from mmdet_like.apis.startup_check import (
     StartupCheckError,
     check_class_counts,
     check_evaluator,
+    check_evaluator_outputs,
     class_count_fields,
+    model_outputs,
 )
 from mmdet_like.engine import load_config, save_checkpoint
 from mmdet_like.evaluation import EvaluationError, build_evaluator
@@ -211,3 +215,76 @@ def test_check_dataset_runs_the_start_up_checks_and_finds_missing_images(demo):
         assert rc == 1 and "model.roi_head.bbox_head.num_classes is 5" in out, out
     finally:
         (demo / "moved.png").rename(demo / "data" / "demo" / "val" / "000001.png")
+
+
+FASTER_OPTIONS = (
+    "model.type=FasterRCNN",
+    "model.roi_head.mask_head=None",
+    "model.roi_head.mask_roi_extractor=None",
+)
+
+
+def test_test_tool_refuses_metrics_the_model_cannot_predict_before_inference(demo):
+    """--eval segm on a box-only model (issue 27: it used to fail after the whole inference)."""
+    rc, out = run_here("test.py", demo, DEMO_CONFIG, demo / "demo.pth", "--eval", "bbox",
+                       "segm", "--cfg-options", *FASTER_OPTIONS)  # fmt: skip
+    assert rc == 1, out
+    assert (
+        "test.py: error: --eval: metric 'segm' needs masks and the model (FasterRCNN) predicts "
+        "boxes with classes: drop 'segm' from the metrics (this model can be evaluated with "
+        "['bbox', 'proposal', 'proposal_fast']), or test a model that predicts them"
+    ) in out
+    assert "testing 3 images" not in out  # refused before inference
+
+
+def test_model_outputs_and_what_each_metric_needs():
+    cfg = load_config(str(DEMO_CONFIG))
+    mask_rcnn = build_detector(cfg.model, cfg.train_cfg, cfg.test_cfg)
+    assert model_outputs(mask_rcnn) == {"boxes", "masks"}
+    check_evaluator_outputs(build_evaluator(["bbox", "segm", "mAP"]), mask_rcnn)
+    with pytest.raises(EvaluationError, match="metric 'keypoints' needs keypoints"):
+        check_evaluator_outputs(build_evaluator("keypoints"), mask_rcnn)
+    with pytest.raises(EvaluationError, match="metric 'recall' needs class-agnostic proposals"):
+        check_evaluator_outputs(build_evaluator("recall"), mask_rcnn)
+    rpn_cfg = load_config(str(ROOT / "configs" / "rpn_r50_fpn_1x.py"))
+    rpn = build_detector(rpn_cfg.model, rpn_cfg.train_cfg, rpn_cfg.test_cfg)
+    assert model_outputs(rpn) == {"proposals"}
+    check_evaluator_outputs(build_evaluator(["proposal_fast", "recall"]), rpn)
+    with pytest.raises(EvaluationError, match=r"evaluated with \['proposal', 'proposal_fast'\]"):
+        check_evaluator_outputs(build_evaluator("bbox"), rpn, "--eval")
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"), [("map", "Did you mean 'mAP'?"), ("BBOX", "Did you mean 'bbox'?"),
+                       ("segn", "Did you mean 'segm'?"), ("accuracy", "Known metrics")],
+)  # fmt: skip
+def test_a_misspelt_metric_gets_the_name_it_resembles(name, hint):
+    with pytest.raises(EvaluationError, match=f"unknown metric '{name}'") as info:
+        build_evaluator(name)
+    assert hint in str(info.value)
+    assert ("Did you mean" in str(info.value)) == (name != "accuracy")
+
+
+def test_a_failing_metric_keeps_the_results_of_the_inference(demo, monkeypatch):
+    import pickle
+    import re
+
+    from mmdet_like.evaluation.metrics import CocoMetric
+
+    def fails(self, results, ground_truth, logger=None):
+        raise EvaluationError("pycocotools failed")
+
+    monkeypatch.setattr(CocoMetric, "compute", fails)
+    rc, out = run_here("test.py", demo, DEMO_CONFIG, demo / "demo.pth", "--eval", "bbox")
+    assert rc == 1, out
+    kept = re.search(r"the results of 3 images are kept in (\S+\.pkl)", out)
+    assert kept and "pycocotools failed" in out, out
+    with open(kept.group(1), "rb") as f:
+        assert len(pickle.load(f)) == 3
+    Path(kept.group(1)).unlink()
+    # evaluation that succeeds leaves no file behind
+    monkeypatch.undo()
+    before = set(Path(tempfile.gettempdir()).glob("test_results_*.pkl"))
+    rc, out = run_here("test.py", demo, DEMO_CONFIG, demo / "demo.pth", "--eval", "bbox")
+    assert rc == 0, out
+    assert set(Path(tempfile.gettempdir()).glob("test_results_*.pkl")) == before

@@ -28,6 +28,7 @@ from mmdet_like import __version__
 from mmdet_like.apis import build_detector, init_random_seed, set_random_seed, train_detector
 from mmdet_like.apis.config_check import check_config
 from mmdet_like.apis.startup_check import check_class_counts
+from mmdet_like.apis.train import apply_auto_scale_lr
 from mmdet_like.datasets import build_dataset
 from mmdet_like.engine import (
     add_cfg_options_argument,
@@ -41,10 +42,28 @@ from mmdet_like.ops import enable_cpu_caching_allocator_from_env
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description="Train a detector")
+    parser = argparse.ArgumentParser(description="Train a detector", allow_abbrev=False)
     parser.add_argument("config", help="config file")
     parser.add_argument("--work-dir", help="where logs and checkpoints go")
     parser.add_argument("--resume-from", help="checkpoint to resume from")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        metavar="CHECKPOINT",
+        help="mmdetection 3.x's flag: alone, as --auto-resume; with a checkpoint, as --resume-from",
+    )
+    parser.add_argument(
+        "--amp",
+        action="store_true",
+        help="mixed precision: float16 autocast with a dynamic loss scale on a GPU, bfloat16 "
+        "autocast on the CPU (the config's fp16=dict(...) when it has one)",
+    )
+    parser.add_argument(
+        "--auto-scale-lr",
+        action="store_true",
+        help="scale optimizer.lr by the real batch over auto_scale_lr.base_batch_size",
+    )
     parser.add_argument(
         "--auto-resume",
         action="store_true",
@@ -87,10 +106,23 @@ def main(argv=None):
         cfg.work_dir = args.work_dir
     elif cfg.get("work_dir") is None:
         cfg.work_dir = osp.join("./work_dirs", osp.splitext(osp.basename(args.config))[0])
+    if args.resume is not None and args.resume_from is not None:
+        sys.exit("--resume CHECKPOINT and --resume-from: give one")
+    if args.resume not in (None, "auto"):
+        args.resume_from = args.resume
     if args.resume_from is not None:
         cfg.resume_from = args.resume_from
-    if args.auto_resume:
+    if args.auto_resume or args.resume == "auto":
         cfg.auto_resume = True
+    amp_note = None
+    if args.amp:
+        if cfg.get("fp16") is not None:
+            amp_note = f"--amp: the config's fp16={dict(cfg.fp16)!r} is used"
+        else:
+            cfg.fp16 = (
+                dict(dtype="float16") if torch.cuda.is_available() else dict(dtype="bfloat16")
+            )
+            amp_note = f"--amp: mixed precision, fp16={dict(cfg.fp16)!r}"
     if args.gpus is not None:
         if args.gpus > 1 and args.launcher == "none":
             sys.exit(
@@ -105,6 +137,7 @@ def main(argv=None):
     if distributed:
         init_dist(args.launcher, **(cfg.get("dist_params") or {}))
     rank, world_size = get_dist_info()
+    scale_note = apply_auto_scale_lr(cfg, world_size, args.auto_scale_lr)
 
     seed = init_random_seed(args.seed if args.seed is not None else cfg.get("seed"))
     deterministic = args.deterministic or cfg.get("deterministic", False)
@@ -129,8 +162,9 @@ def main(argv=None):
         world_size,
     )
     logger.info("CPU caching allocator: %s", "on" if cpu_caching else "off")
-    for note in notes:
-        logger.info("config: %s", note)
+    for note in [*notes, amp_note, scale_note]:
+        if note is not None:
+            logger.info("config: %s", note)
     logger.info("config:\n%s", config_text)
     logger.info("seed %d, deterministic: %s", seed, deterministic)
     set_random_seed(seed, deterministic)

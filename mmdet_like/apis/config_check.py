@@ -21,6 +21,7 @@ import numbers
 
 from mmdet_like.engine.config import ConfigError
 from mmdet_like.engine.hooks.lr_updater import LR_POLICIES
+from mmdet_like.models.init_cfg import translate_init_cfgs, whole_model_checkpoint
 from mmdet_like.registry import (
     DATASETS,
     HOOKS,
@@ -173,7 +174,29 @@ def apply_mmdet_v2_aliases(cfg):
                 f"v2's: read as total_epochs={epochs!r}{replaced}"
             )
         cfg.pop("runner")
+    notes += _read_init_cfgs(cfg)
     return notes
+
+
+def _read_init_cfgs(cfg):
+    """mmdetection's ``init_cfg`` in the model (mmdet_like/models/init_cfg.py): a whole-model
+    ``Pretrained`` becomes ``load_from``, a part's becomes its ``pretrained``."""
+    model = cfg.get("model")
+    if not isinstance(model, dict):
+        return []
+    notes = []
+    checkpoint = whole_model_checkpoint(model)
+    if checkpoint is not None:
+        if cfg.get("load_from") not in (None, checkpoint):
+            raise ConfigCheckError(
+                f"model.init_cfg loads {checkpoint!r} and load_from={cfg.load_from!r}: keep one"
+            )
+        cfg["load_from"] = checkpoint
+        notes.append(
+            f"model.init_cfg=dict(type='Pretrained', checkpoint={checkpoint!r}) is "
+            f"mmdetection's: read as load_from={checkpoint!r}"
+        )
+    return notes + translate_init_cfgs(model)
 
 
 # ---------------------------------------------------------------------------- sections
@@ -264,6 +287,19 @@ def _check_optimizer_config(problems, cfg):
             "optimizer_config.grad_clip.norm_type",
             f"must be a number or 'inf', got {_shown(norm_type)}",
         )
+
+
+def _check_auto_scale_lr(problems, cfg):
+    if not isinstance(cfg, dict):
+        problems.add("auto_scale_lr", f"must be dict(enable=..., base_batch_size=N), got {cfg!r}")
+        return
+    problems.unknown_keys("auto_scale_lr", cfg, ("enable", "base_batch_size"))
+    if "base_batch_size" not in cfg:
+        problems.add("auto_scale_lr", "needs base_batch_size (the batch optimizer.lr is for)")
+    else:
+        problems.integer("auto_scale_lr.base_batch_size", cfg["base_batch_size"], 1)
+    if not isinstance(cfg.get("enable", False), bool):
+        problems.add("auto_scale_lr.enable", f"must be True or False, got {cfg['enable']!r}")
 
 
 def _check_lr_config(problems, cfg):
@@ -401,6 +437,8 @@ def check_config(cfg, filename="config"):
         _check_hook_list(problems, "custom_hooks", cfg.custom_hooks)
     if cfg.get("total_epochs") is not None:
         problems.integer("total_epochs", cfg.total_epochs, 1)
+    if cfg.get("auto_scale_lr") is not None:
+        _check_auto_scale_lr(problems, cfg.auto_scale_lr)
     if problems.lines:
         count = len(problems.lines)
         raise ConfigCheckError(

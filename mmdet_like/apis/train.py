@@ -22,6 +22,7 @@ from mmdet_like.engine import (
     get_dist_info,
     get_logger,
 )
+from mmdet_like.engine.config import ConfigError
 from mmdet_like.engine.dist import broadcast_object
 from mmdet_like.evaluation import build_evaluator
 
@@ -50,6 +51,38 @@ def set_random_seed(seed, deterministic=False):
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
         torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def apply_auto_scale_lr(cfg, world_size, enable=False):
+    """mmdetection's ``auto_scale_lr=dict(enable=True, base_batch_size=16)`` (or ``enable``
+    from ``--auto-scale-lr``): ``optimizer.lr`` was set for ``base_batch_size`` images a step;
+    it is scaled by the real batch (``world_size x data.imgs_per_gpu``) over that (the linear
+    scaling rule), in place. Returns the line to log (None when there is nothing to say)."""
+    auto = cfg.get("auto_scale_lr")
+    if auto is None:
+        if enable:
+            raise ConfigError(
+                "--auto-scale-lr: the config has no auto_scale_lr=dict(base_batch_size=N), the "
+                "batch size its optimizer.lr was set for"
+            )
+        return None
+    if not (enable or auto.get("enable", False)):
+        return (
+            f"auto_scale_lr: off (enable=False): optimizer.lr={cfg.optimizer.lr} as set, for a "
+            f"batch of {world_size * cfg.data.imgs_per_gpu} images"
+        )
+    base = auto.get("base_batch_size")
+    if not isinstance(base, int) or isinstance(base, bool) or base < 1:
+        raise ConfigError(
+            f"auto_scale_lr.base_batch_size must be a whole number >= 1, got {base!r}"
+        )
+    batch = world_size * cfg.data.imgs_per_gpu
+    old = cfg.optimizer.lr
+    cfg.optimizer.lr = old * batch / base
+    return (
+        f"auto_scale_lr: batch {batch} ({world_size} process(es) x {cfg.data.imgs_per_gpu} "
+        f"images) against base_batch_size {base}: optimizer.lr {old} -> {cfg.optimizer.lr:g}"
+    )
 
 
 def eval_hook_args(cfg, dataset):

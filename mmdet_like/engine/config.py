@@ -37,6 +37,7 @@ KNOWN_TOP_LEVEL_KEYS = {
     "optimizer",
     "optimizer_config",
     "fp16",
+    "auto_scale_lr",  # dict(enable=..., base_batch_size=N): lr scaled to the real batch
     "lr_config",
     "checkpoint_config",
     "log_config",

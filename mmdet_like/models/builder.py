@@ -1,5 +1,7 @@
 """``build_*`` helpers: config dict -> model part, through the registries."""
 
+import logging
+
 from mmdet_like.registry import (
     ANCHOR_GENERATORS,
     BACKBONES,
@@ -65,8 +67,14 @@ def build_iou_calculator(cfg):
 def build_detector(cfg, train_cfg=None, test_cfg=None):
     """Build a detector; ``train_cfg``/``test_cfg`` are passed to it unless ``None``.
 
-    They may be given here or inside ``cfg``, not both.
+    They may be given here or inside ``cfg``, not both. mmdetection's ``init_cfg`` entries
+    are read as ours (mmdet_like/models/init_cfg.py).
     """
+    from mmdet_like.models.init_cfg import translated_model_cfg
+
+    cfg, notes = translated_model_cfg(cfg)  # mmdetection's init_cfg, read as ours
+    for note in notes:
+        logging.getLogger("mmdet_like").info("config: %s", note)
     default_args = {}
     for name, value in (("train_cfg", train_cfg), ("test_cfg", test_cfg)):
         if value is None:

@@ -3,8 +3,6 @@ and mask heads. :class:`ResLayer` is a ResNet stage, the RoI head of C4 models (
 res4's RoI features) and of Res5-on-FPN heads.
 """
 
-import os
-
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -15,11 +13,9 @@ from mmdet_like.models.backbones.resnet import (
     make_res_layer,
 )
 from mmdet_like.models.utils.pretrained import (
-    TORCHVISION_PREFIX,
     PretrainedWeightsError,
     load_state_dict_report,
-    load_torchvision_state_dict,
-    read_checkpoint_state_dict,
+    read_pretrained,
 )
 from mmdet_like.registry import SHARED_HEADS
 
@@ -130,10 +126,7 @@ class ResLayer(nn.Module):
         Returns:
             (missing, unexpected) key lists of this head.
         """
-        if pretrained.startswith(TORCHVISION_PREFIX):
-            state_dict = load_torchvision_state_dict(pretrained[len(TORCHVISION_PREFIX) :])
-        else:
-            state_dict = read_checkpoint_state_dict(os.path.expanduser(pretrained))
+        state_dict = read_pretrained(pretrained)
         prefix = f"{self.layer_name}."
         stage_weights = {k: v for k, v in state_dict.items() if k.startswith(prefix)}
         if not stage_weights:  # a C4 head left at random would train to nothing, silently

@@ -144,11 +144,33 @@ def load_state_dict_report(module, state_dict, ignore_prefixes=(), new_prefixes=
     return missing, unexpected
 
 
-def load_pretrained(module, pretrained, ignore_prefixes=("fc.",), new_prefixes=()):
-    """Load ``torchvision://<name>`` or a local file into ``module``; returns (missing,
-    unexpected) keys (``new_prefixes``: see :func:`load_state_dict_report`)."""
+def read_pretrained(pretrained):
+    """The state dict ``pretrained`` names: ``torchvision://<name>``, a local file, or
+    ``dict(checkpoint=one of those, prefix="backbone.")`` (the weights under ``prefix``, with
+    it taken off: e.g. a backbone's from a whole detector's checkpoint; what mmdetection's
+    ``init_cfg=dict(type="Pretrained", checkpoint=..., prefix=...)`` loads)."""
+    prefix = ""
+    if isinstance(pretrained, dict):
+        prefix = pretrained.get("prefix") or ""
+        pretrained = pretrained["checkpoint"]
     if pretrained.startswith(TORCHVISION_PREFIX):
         state_dict = load_torchvision_state_dict(pretrained[len(TORCHVISION_PREFIX) :])
     else:
         state_dict = read_checkpoint_state_dict(os.path.expanduser(pretrained))
+    if not prefix:
+        return state_dict
+    prefix = prefix if prefix.endswith(".") else prefix + "."
+    selected = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    if not selected:
+        raise PretrainedWeightsError(
+            f"{pretrained}: no weights under the prefix {prefix!r} (its keys begin "
+            f"{sorted(state_dict)[:3]}); fix init_cfg.prefix"
+        )
+    return selected
+
+
+def load_pretrained(module, pretrained, ignore_prefixes=("fc.",), new_prefixes=()):
+    """Load ``pretrained`` (see :func:`read_pretrained`) into ``module``; returns (missing,
+    unexpected) keys (``new_prefixes``: see :func:`load_state_dict_report`)."""
+    state_dict = read_pretrained(pretrained)
     return load_state_dict_report(module, state_dict, ignore_prefixes, new_prefixes)

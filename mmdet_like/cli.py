@@ -57,7 +57,9 @@ COMMANDS = {
         "convert_torchvision_detection.py",
         "convert torchvision detection weights",
     ),
-    "voc2coco": ("tools", "dataset_converters/voc2coco.py", "Pascal VOC XML -> COCO json"),
+    "voc2coco": ("tools", "dataset_converters/voc2coco.py", "VOC / LabelImg XML -> COCO json"),
+    "yolo2coco": ("tools", "dataset_converters/yolo2coco.py", "YOLO labels -> COCO json"),
+    "labelme2coco": ("tools", "dataset_converters/labelme2coco.py", "LabelMe json -> COCO json"),
     "via2coco": ("tools", "dataset_converters/via2coco.py", "VIA polygons -> COCO json"),
     "masks2coco": ("tools", "dataset_converters/masks2coco.py", "mask images -> COCO json"),
 }

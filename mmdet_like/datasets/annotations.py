@@ -173,6 +173,17 @@ class AnnotationTable:
             None if self.keypoints is None else self.keypoints.select(indices),
         )
 
+    def instances_without_mask(self):
+        """(N,) bool over all instances (in ``bboxes.data`` order): True where the instance
+        has no segmentation (every instance when the table has no masks)."""
+        if self.masks is None:
+            return np.ones(len(self.bboxes.data), dtype=bool)
+        empty = pickle.dumps([], protocol=pickle.HIGHEST_PROTOCOL)
+        candidates = np.flatnonzero(np.diff(self.masks.offsets) == len(empty))
+        result = np.zeros(len(self.masks), dtype=bool)
+        result[candidates] = [self.masks.get_bytes(int(k)) == empty for k in candidates]
+        return result
+
     def instance_masks(self, index):
         """The serialised masks (polygon lists / RLE dicts) of image ``index``, in order."""
         if self.masks is None:

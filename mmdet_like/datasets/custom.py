@@ -38,6 +38,7 @@ from mmdet_like.datasets.errors import (
     where,
 )
 from mmdet_like.datasets.pipelines import Compose
+from mmdet_like.datasets.pipelines.loading import LoadAnnotations
 from mmdet_like.datasets.validate import (
     describe,
     numeric_array,
@@ -50,6 +51,17 @@ from mmdet_like.datasets.validate import (
 from mmdet_like.registry import DATASETS
 
 MAX_RETRIES = 100
+
+
+def _transforms(pipeline):
+    """Every transform of ``pipeline`` (a :class:`Compose`), those nested in wrappers with a
+    ``transforms`` list (e.g. ``MultiScaleFlipAug``) included."""
+    inner = getattr(pipeline, "transforms", None)
+    if isinstance(inner, Compose):
+        inner = inner.transforms
+    for t in inner if isinstance(inner, (list, tuple)) else ():
+        yield t
+        yield from _transforms(t)
 
 
 def _warn_skipped(exc):
@@ -165,6 +177,40 @@ class CustomDataset(Dataset):
                     self.proposals = self.proposals.select(keep)
         self._set_group_flag()
         self.pipeline = Compose(pipeline)
+        self._check_masks_for_pipeline()
+
+    def _check_masks_for_pipeline(self):
+        """Refuse a pipeline that loads masks (``LoadAnnotations(with_mask=True)``) when
+        instances of this dataset have no segmentation: the mask head would be trained on
+        empty masks. Crowd / difficult (ignored) instances need none."""
+        if not any(
+            isinstance(t, LoadAnnotations) and t.with_mask for t in _transforms(self.pipeline)
+        ):
+            return
+        missing = self.table.instances_without_mask() & ~self.table.ignore.data
+        total = int((~self.table.ignore.data).sum())
+        if not missing.any():
+            return
+        fix = (
+            "Fix: train a box-only model (e.g. a Faster R-CNN config: LoadAnnotations without "
+            "with_mask), or annotate outlines (polygons, e.g. with LabelMe, then "
+            "tools/dataset_converters/labelme2coco.py)"
+        )
+        if missing.sum() == total:
+            raise DatasetError(
+                f"{self.ann_file}: the pipeline loads masks (LoadAnnotations with_mask=True) but "
+                "no annotation of this file has a segmentation (box-only data, e.g. from "
+                f"voc2coco.py or YOLO detection labels). {fix}."
+            )
+        first = int(np.flatnonzero(missing)[0])
+        image = int(np.searchsorted(self.table.bboxes.offsets, first, side="right")) - 1
+        raise DatasetError(
+            f"{self.ann_file}: the pipeline loads masks (LoadAnnotations with_mask=True) but "
+            f"{int(missing.sum())} of the {total} annotations have no segmentation (the first "
+            f"in image id {int(self.table.img_ids[image])}, "
+            f"{self.table.filenames.get_str(image)!r}); the mask head would learn empty masks "
+            f"for them. {fix}, or add the missing outlines."
+        )
 
     def _build_keypoint_meta(self, cfg):
         """A :class:`KeypointMeta` of ``cfg`` (its arguments); a bad value is a

@@ -1,7 +1,10 @@
 """``VOCDataset``: Pascal VOC xml annotations; ``difficult`` objects become ignore boxes.
 
 ``ann_file`` is an image-set list (``ImageSets/Main/train.txt``, one image id a line) and
-``img_prefix`` the VOC folder holding ``JPEGImages/<id>.jpg`` and ``Annotations/<id>.xml``.
+``img_prefix`` the VOC folder holding ``Annotations/<id>.xml`` and the images in
+``JPEGImages/``: the file the xml's ``<filename>`` names (any extension); where that file
+is missing, the one image of the same name stem (with a warning); for an xml without
+``<filename>``, the image ``<id>.*`` (``<id>.jpg`` when there is none).
 VOC boxes are 1-based inclusive pixel indices; they become continuous boxes
 ``[xmin - 1, ymin - 1, xmax, ymax]``.
 """
@@ -15,6 +18,7 @@ import cv2
 from mmdet_like.datasets.annotations import AnnotationTable
 from mmdet_like.datasets.custom import CustomDataset
 from mmdet_like.datasets.errors import DatasetError, DatasetWarning, ProblemLog, check_box, where
+from mmdet_like.datasets.image_files import ImageFolder
 from mmdet_like.datasets.validate import require_size
 from mmdet_like.registry import DATASETS
 
@@ -28,7 +32,7 @@ VOC_CLASSES = (
 def parse_voc_xml(xml_path):
     """One VOC xml -> ``(filename, width, height, objects)``; ``objects`` is a list of
     ``(name, [xmin, ymin, xmax, ymax] as in the file, difficult)``. Width/height are ``None``
-    when the file has no ``size``."""
+    when the file has no ``size``; ``filename`` is ``None`` when it has no ``<filename>``."""
     try:
         root = ET.parse(xml_path).getroot()
     except ET.ParseError as exc:
@@ -38,6 +42,11 @@ def parse_voc_xml(xml_path):
             f"{xml_path}: annotation xml not found. Fix: check img_prefix (the VOC folder with "
             "Annotations/) and the image-set list."
         ) from exc
+    if root.tag != "annotation":
+        raise DatasetError(
+            f"{xml_path}: not a Pascal VOC annotation (its root element is <{root.tag}>, not "
+            "<annotation>). Fix: export the annotations in Pascal VOC format (one xml an image)."
+        )
     size = root.find("size")
     width = height = None
     if size is not None and size.find("width") is not None:
@@ -54,10 +63,15 @@ def parse_voc_xml(xml_path):
                 f"numbers, got {size.findtext('width')!r} and {size.findtext('height')!r}. Fix "
                 "the xml (or remove <size> to read it from the image)."
             ) from exc
-    filename = root.findtext("filename")
+    filename = (root.findtext("filename") or "").strip() or None
     objects = []
     for obj in root.findall("object"):
         name = (obj.findtext("name") or "").strip()
+        if not name:
+            raise DatasetError(
+                f"{where(xml_path, None, 'name')}: object {len(objects)} has no <name> (its "
+                "class). Fix: name its class in the xml."
+            )
         try:
             difficult = int(float(obj.findtext("difficult") or 0)) == 1
         except (TypeError, ValueError) as exc:
@@ -106,10 +120,11 @@ class VOCDataset(CustomDataset):
         log = ProblemLog(ann_file, self.strict)
         images, instances = [], []
         seen = set()
+        image_folder = ImageFolder(osp.join(self.img_prefix, "JPEGImages"))
         for index, img_name in enumerate(names):
             xml_path = osp.join(self.img_prefix, "Annotations", f"{img_name}.xml")
-            _, width, height, objects = parse_voc_xml(xml_path)
-            filename = osp.join("JPEGImages", f"{img_name}.jpg")
+            named, width, height, objects = parse_voc_xml(xml_path)
+            filename = self._image_file(image_folder, named, img_name, xml_path, log)
             if width is None:
                 # IMREAD_COLOR applies the EXIF orientation, as LoadImageFromFile does.
                 img = cv2.imread(osp.join(self.img_prefix, filename), cv2.IMREAD_COLOR)
@@ -150,3 +165,19 @@ class VOCDataset(CustomDataset):
                 "set classes= to the object names used in Annotations/*.xml."
             )
         return AnnotationTable.build(images, instances)
+
+    @staticmethod
+    def _image_file(image_folder, named, img_name, xml_path, log):
+        """``JPEGImages/<file>``: the xml's ``<filename>`` where that file exists, else the
+        one image of the same name stem (reported to ``log``), else ``<filename>`` (or
+        ``<id>.jpg`` without one), which loading then reports as missing."""
+        found, stand_in = image_folder.find(named, img_name, xml_path)
+        if found is None:
+            found = named or f"{img_name}.jpg"
+        elif stand_in:
+            log.add(
+                f"{where(xml_path, img_name, 'filename')}: names image {named or img_name!r}, "
+                f"which is not in JPEGImages/; using {found!r} (the same name stem). Fix: "
+                "correct <filename> in the xml."
+            )
+        return osp.join("JPEGImages", found)

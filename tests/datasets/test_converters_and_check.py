@@ -55,6 +55,8 @@ def test_voc2coco_matches_voc_dataset(tmp_path):
     first = coco["annotations"][0]
     assert first["bbox"] == [0, 0, 20, 20] and first["iscrowd"] == 0
     assert coco["annotations"][1]["iscrowd"] == 1  # difficult
+    # boxes, no box-shaped masks (a mask model would learn rectangles from them)
+    assert not any("segmentation" in a for a in coco["annotations"])
     out = tmp_path / "coco.json"
     out.write_text(json.dumps(coco))
     ds = CocoDataset(str(out), pipeline=[], img_prefix=str(tmp_path / "JPEGImages"),

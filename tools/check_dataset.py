@@ -8,14 +8,16 @@ are built through the ``DATASETS`` registry with their pipelines, which runs eve
 load-time check (missing image folder, broken json, boxes outside the image, unknown
 category ids or class names, nothing left after filtering, a transform that cannot be
 built), and checked against the model (its class counts) and the evaluation (the metrics
-can run on the val split). Every image file must exist (``--quick``: 100 images a split,
-drawn at random). Prints per split: images, instances per class, ignored boxes, image
-sizes, empty images and the repaired problems; errors as the training would print them.
-Exit code 1 if anything fails.
+can run on the val split). Every image file is decoded as the pipeline's
+``LoadImageFromFile`` reads it, in threads (one a core) with a progress bar: missing,
+unreadable, empty, truncated, undecodable files, files that are not images and images of
+another size than their annotation's are each reported with the file and the fix
+(``--quick``: 100 images a split, drawn at random). Prints per split: images, instances per
+class, ignored boxes, image sizes, empty images and the repaired problems; errors as the
+training would print them. Exit code 1 if anything fails.
 """
 
 import argparse
-import os.path as osp
 import random
 import sys
 import warnings
@@ -26,6 +28,7 @@ from terminaltables import AsciiTable
 import mmdet_like  # noqa: F401  (registers every built-in)
 from mmdet_like.apis.config_check import check_config
 from mmdet_like.apis.startup_check import check_class_counts, check_evaluator
+from mmdet_like.datasets.image_check import problems_report
 from mmdet_like.engine import add_cfg_options_argument, load_config
 from mmdet_like.errors import ProjectError, run_tool
 from mmdet_like.evaluation import build_evaluator
@@ -79,21 +82,34 @@ def _error_line(exc):
     return f"ERROR ({type(exc).__name__}): {exc}"
 
 
-def missing_images(dataset, quick, seed=0):
-    """``(checked, missing paths)`` of the image files of ``dataset`` (every one, or
-    :data:`QUICK_IMAGES` drawn at random per leaf dataset with ``quick``)."""
-    checked, missing = 0, []
+def image_problems(dataset, quick, seed=0, progress=None):
+    """``(checked, problems)``: the image files of ``dataset`` (every one, or
+    :data:`QUICK_IMAGES` drawn at random per leaf dataset with ``quick``) decoded as its
+    pipeline reads them and compared with their annotated sizes
+    (``CustomDataset.check_image_files``), and the ``ImageProblem`` of each that cannot be
+    used."""
+    checked, problems = 0, []
     rng = random.Random(seed)
     for leaf in _leaves(dataset):
         indices = range(len(leaf.table))
         if quick and len(indices) > QUICK_IMAGES:
             indices = sorted(rng.sample(indices, QUICK_IMAGES))
-        for index in indices:
-            path = osp.join(leaf.img_prefix or "", leaf.get_img_info(index)["filename"])
-            checked += 1
-            if not osp.isfile(path):
-                missing.append(path)
-    return checked, missing
+        checked += len(indices)
+        problems += leaf.check_image_files(indices, progress=progress)
+    return checked, problems
+
+
+def without_image_check(cfg):
+    """A dataset config with ``check_images`` off (in wrapped datasets too): this tool
+    checks the images itself, after the summary."""
+    cfg = dict(cfg)
+    if cfg.get("check_images"):
+        cfg["check_images"] = False
+    if isinstance(cfg.get("dataset"), dict):
+        cfg["dataset"] = without_image_check(cfg["dataset"])
+    if isinstance(cfg.get("datasets"), (list, tuple)):
+        cfg["datasets"] = [without_image_check(d) for d in cfg["datasets"]]
+    return cfg
 
 
 def check_split(name, cfg, full_cfg, quick=False):
@@ -103,7 +119,7 @@ def check_split(name, cfg, full_cfg, quick=False):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            dataset = build_from_cfg(cfg, DATASETS)
+            dataset = build_from_cfg(without_image_check(cfg), DATASETS)
         except Exception as exc:  # report every failing split, not only the first
             print(_error_line(exc))
             return False
@@ -129,17 +145,16 @@ def check_split(name, cfg, full_cfg, quick=False):
     print(f"width: {s['width'][0]}..{s['width'][1]}, height: {s['height'][0]}..{s['height'][1]}")
     for w in caught:
         print(f"WARNING: {w.message}")
-    checked, missing = missing_images(dataset, quick)
+    checked, problems = image_problems(dataset, quick, progress=f"{name}: decoding images")
     sampled = " (a random sample: --quick)" if quick and checked < s["images"] else ""
-    if missing:
-        shown = "\n  ".join(missing[:10]) + ("\n  ..." if len(missing) > 10 else "")
+    if problems:
+        report = "\n".join(problems_report(problems, checked, note=f" checked{sampled}"))
         print(
-            f"ERROR: {len(missing)} of {checked} image files checked{sampled} do not exist:"
-            f"\n  {shown}\nFix: check img_prefix (and data_root) and the image files."
+            f"ERROR: {report}\nFix each file as its line says, or take it out of the annotations."
         )
         ok = False
     else:
-        print(f"image files: all {checked} checked{sampled} exist")
+        print(f"image files: all {checked} checked{sampled} decode whole, at their annotated sizes")
     return ok
 
 
@@ -149,7 +164,7 @@ def main(argv=None):
     parser.add_argument(
         "--quick",
         action="store_true",
-        help=f"check that {QUICK_IMAGES} image files a split exist (drawn at random), not all",
+        help=f"decode {QUICK_IMAGES} image files a split (drawn at random), not all",
     )
     add_cfg_options_argument(parser)
     args = parser.parse_args(argv)

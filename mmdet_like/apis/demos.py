@@ -19,6 +19,8 @@ import torch
 
 from mmdet_like.apis.inference import inference_detector, init_detector
 from mmdet_like.apis.test import draw_result
+from mmdet_like.datasets.errors import ImageReadError
+from mmdet_like.datasets.image_check import read_image_file
 from mmdet_like.errors import ProjectError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -101,12 +103,14 @@ def find_images(path):
 
 
 def read_image(path):
-    """The (H, W, 3) BGR image at ``path``; :class:`DemoError` if it cannot be decoded."""
-    with _quiet_opencv():
-        img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None:
-        raise DemoError(f"{path}: not a readable image (OpenCV cannot decode it)")
-    return img
+    """The (H, W, 3) BGR image at ``path``, read as training reads it
+    (:func:`~mmdet_like.datasets.image_check.read_image_file`); :class:`DemoError` naming
+    the file if it is empty, truncated, not an image or cannot be decoded."""
+    try:
+        with _quiet_opencv():
+            return read_image_file(path)
+    except ImageReadError as exc:
+        raise DemoError(f"{path}: not a readable image ({exc.reason}). Fix: {exc.fix}") from None
 
 
 def write_image(path, img):

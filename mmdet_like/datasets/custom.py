@@ -26,6 +26,7 @@ import random
 import warnings
 
 import numpy as np
+import torch.distributed as torch_dist
 from torch.utils.data import Dataset
 
 from mmdet_like.datasets.annotations import AnnotationTable, RaggedArray
@@ -37,7 +38,8 @@ from mmdet_like.datasets.errors import (
     check_box,
     where,
 )
-from mmdet_like.datasets.pipelines import Compose
+from mmdet_like.datasets.image_check import check_image_files, problems_report
+from mmdet_like.datasets.pipelines import Compose, LoadImageFromFile
 from mmdet_like.datasets.pipelines.loading import LoadAnnotations
 from mmdet_like.datasets.validate import (
     describe,
@@ -51,6 +53,7 @@ from mmdet_like.datasets.validate import (
 from mmdet_like.registry import DATASETS
 
 MAX_RETRIES = 100
+CHECK_IMAGES_SHOWN = 10  # files named in the error of check_images=True
 
 
 def _transforms(pipeline):
@@ -106,6 +109,12 @@ class CustomDataset(Dataset):
             default: the ``left`` / ``right`` names), ``vertical_flip_pairs``, ``sigmas``
             (OKS, one per keypoint, for ``--eval keypoints``). A COCO file's categories give
             the names and skeleton; the config then adds (or overrides) the rest.
+        check_images: decode every image file (after filtering) when the dataset is built,
+            as the pipeline's ``LoadImageFromFile`` reads it, and raise one
+            :class:`DatasetError` listing the files that cannot be used (missing, empty,
+            truncated, not an image, undecodable, another size than the annotation's);
+            :meth:`check_image_files` in threads, with a progress bar on rank 0. Off by
+            default (it reads the whole dataset once more).
     """
 
     CLASSES = None
@@ -125,6 +134,7 @@ class CustomDataset(Dataset):
         strict=False,
         skip_bad_images=False,
         keypoint_meta=None,
+        check_images=False,
     ):
         self.data_root = data_root
         self.ann_file = self._join(ann_file)
@@ -178,6 +188,8 @@ class CustomDataset(Dataset):
         self._set_group_flag()
         self.pipeline = Compose(pipeline)
         self._check_masks_for_pipeline()
+        if check_images:
+            self._check_images()
 
     def _check_masks_for_pipeline(self):
         """Refuse a pipeline that loads masks (``LoadAnnotations(with_mask=True)``) when
@@ -211,6 +223,34 @@ class CustomDataset(Dataset):
             f"{self.table.filenames.get_str(image)!r}); the mask head would learn empty masks "
             f"for them. {fix}, or add the missing outlines."
         )
+
+    def check_image_files(self, indices=None, workers=None, progress=None):
+        """Decode the image files of the images ``indices`` (default: all) as the pipeline's
+        ``LoadImageFromFile`` reads them (its ``color_type``) and compare their sizes with
+        the annotations' (:func:`~mmdet_like.datasets.image_check.check_image_files`, in
+        ``workers`` threads, ``progress`` the description of a progress bar). Returns the
+        :class:`~mmdet_like.datasets.image_check.ImageProblem` of each file that cannot be
+        used."""
+        indices = range(len(self)) if indices is None else indices
+        infos = [self.get_img_info(i) for i in indices]
+        images = [(osp.join(self.img_prefix or "", info["filename"]), info) for info in infos]
+        loaders = [t for t in self.pipeline.transforms if isinstance(t, LoadImageFromFile)]
+        color_type = loaders[0].color_type if loaders else "color"
+        return check_image_files(images, color_type, workers, progress)
+
+    def _check_images(self):
+        """``check_images=True``: every image file, or one error listing the bad ones."""
+        distributed = torch_dist.is_available() and torch_dist.is_initialized()
+        rank = torch_dist.get_rank() if distributed else 0
+        progress = f"{type(self).__name__}: decoding every image" if rank == 0 else None
+        problems = self.check_image_files(progress=progress)
+        if problems:
+            report = "\n".join(problems_report(problems, len(self), shown=CHECK_IMAGES_SHOWN))
+            raise DatasetError(
+                f"{self.ann_file}: check_images=True: {report}\nFix each file as its line says, "
+                "or take it out of the annotations (tools/check_dataset.py CONFIG lists every "
+                "one)."
+            )
 
     def _build_keypoint_meta(self, cfg):
         """A :class:`KeypointMeta` of ``cfg`` (its arguments); a bad value is a

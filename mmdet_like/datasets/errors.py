@@ -13,12 +13,16 @@ class DatasetError(ProjectError, ValueError):
 
 
 class ImageReadError(DatasetError):
-    """An image file that is missing or cannot be decoded (see ``skip_bad_images``)."""
+    """An image file that is missing or cannot be decoded (see ``skip_bad_images``):
+    ``filename``, ``reason``, the ``kind`` of problem and its ``fix`` (see
+    :mod:`mmdet_like.datasets.image_check`)."""
 
-    def __init__(self, message, filename=None, reason=None):
+    def __init__(self, message, filename=None, reason=None, kind=None, fix=None):
         super().__init__(message)
         self.filename = filename
         self.reason = reason
+        self.kind = kind
+        self.fix = fix
 
 
 class DatasetWarning(UserWarning):

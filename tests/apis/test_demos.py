@@ -78,6 +78,8 @@ def work(tmp_path_factory):
     cv2.imwrite(str(images / "sub" / "b.jpg"), _picture(100, 150, 1))
     (images / "notes.txt").write_text("not an image")
     (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    jpeg = cv2.imencode(".jpg", _picture(64, 64, 2))[1].tobytes()
+    (root / "cut.jpg").write_bytes(jpeg[: len(jpeg) // 2])  # a download cut short
     (root / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video" * 10)
 
     width, height = VIDEO_SIZE
@@ -269,6 +271,8 @@ def test_webcam_demo_without_camera_or_display_is_a_clear_error(work):
         ("image_demo", ["missing.png", MASK_RCNN, "mask_rcnn.pth"], "missing.png: no such"),
         ("image_demo", ["broken.png", MASK_RCNN, "mask_rcnn.pth", "--out-dir", "x"],
          "broken.png: not a readable image"),
+        ("image_demo", ["cut.jpg", MASK_RCNN, "mask_rcnn.pth", "--out-dir", "x"],
+         "cut.jpg: not a readable image (truncated: the JPEG data ends"),
         ("image_demo", ["images", MASK_RCNN, "missing.pth"], "missing.pth: no such checkpoint"),
         ("image_demo", ["images", MASK_RCNN, "retinanet.pth", "--out-dir", "x"],
          "retinanet.pth does not fit the model of the config"),

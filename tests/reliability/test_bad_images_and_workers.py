@@ -48,6 +48,12 @@ total_epochs = 2
 """
 
 
+REASONS = {  # how the warning names what is wrong with the file
+    "not an image": "not an image OpenCV can decode (it starts with b'this is not an i')",
+    "truncated": "truncated: the PNG data ends",
+}
+
+
 def corrupt(path, kind):
     if kind == "not an image":
         path.write_bytes(b"this is not an image\n" * 10)
@@ -102,8 +108,9 @@ def test_skip_bad_images_replaces_the_sample_warns_and_counts(tmp_path, kind):
     rc, out = train(tmp_path, "data.train.skip_bad_images=True")
     assert rc == 0, out
     # sampled once an epoch, so skipped twice; each time a warning names the file
-    warning = f"skipping image {bad} (unreadable or empty image; skip_bad_images=True)"
+    warning = f"skipping image {bad} ({REASONS[kind]}"
     assert out.count(warning) == 2, out
+    assert "skip_bad_images=True): replaced by another image" in out
     seen = json.loads((tmp_path / "work" / "filenames.json").read_text())
     assert len(seen) == 6 and all(len(batch) == 2 for batch in seen)
     assert BAD not in {name for batch in seen for name in batch}  # never reached the model
@@ -134,7 +141,7 @@ def test_skipped_images_are_summed_over_ranks(tmp_path):
     assert rc0 == rc1 == 0, out0 + out1
     # the rank that meets the bad image names it (ranks > 0 as a DatasetWarning on stderr);
     # rank 0 logs the total over both ranks (seed 0: once an epoch)
-    warning = f"skipping image {bad} (unreadable or empty image; skip_bad_images=True)"
+    warning = f"skipping image {bad} ({REASONS['truncated']}"
     assert warning in out0 + out1
     assert train_records(tmp_path / "work")[-1]["skipped_images"] == 2
 

@@ -2,45 +2,18 @@
 
 import os.path as osp
 
-import mmcv
 import numpy as np
 
 from mmdet_like.datasets.errors import DatasetError, ImageReadError, where
+from mmdet_like.datasets.image_check import check_image_size, read_image_file
 from mmdet_like.registry import PIPELINES
 from mmdet_like.structures.mask import BitmapMasks, PolygonMasks, polygons_to_bitmap, rle_to_bitmap
 
 
-def check_image_size(img, img_info, filename):
-    """Raise :class:`DatasetError` when the decoded image's size differs from the
-    annotation's ``width``/``height`` (boxes and masks would then be misplaced).
-
-    The image is compared as read, i.e. after its EXIF orientation was applied (mmcv /
-    OpenCV do that for ``color_type="color"`` and ``"grayscale"``).
-    """
-    width, height = img_info.get("width"), img_info.get("height")
-    if width is None or height is None:
-        return
-    h, w = img.shape[:2]
-    if (h, w) == (int(height), int(width)):
-        return
-    hint = ""
-    if (w, h) == (int(height), int(width)):
-        hint = (
-            " Width and height are swapped: the file most likely has an EXIF orientation tag, "
-            "which is applied when it is read, while the annotation describes the stored, "
-            "unrotated pixels."
-        )
-    raise DatasetError(
-        f"{where(filename, img_info.get('id'), 'width/height')}: the image is {w}x{h} "
-        f"(width x height, as read) but the annotation says {width}x{height}.{hint} Fix: make "
-        "the annotation's width/height (and its boxes) match the image as displayed, or "
-        "re-save the image (e.g. without the EXIF orientation tag)."
-    )
-
-
 @PIPELINES.register()
 class LoadImageFromFile:
-    """Read ``img_prefix/img_info["filename"]`` with mmcv.
+    """Read ``img_prefix/img_info["filename"]`` with
+    :func:`~mmdet_like.datasets.image_check.read_image_file` (mmcv's decoding).
 
     Adds ``filename``, ``ori_filename``, ``img`` ((H, W, 3) uint8 BGR, or float32 with
     ``to_float32``), ``img_shape``, ``ori_shape`` and ``img_fields``.
@@ -48,8 +21,10 @@ class LoadImageFromFile:
     With the default ``color_type="color"`` every format OpenCV reads becomes (H, W, 3)
     uint8 BGR: grayscale is replicated to 3 channels, 16-bit images are scaled to 8 bits
     (value // 256), CMYK JPEGs are converted, an alpha channel is dropped, and the EXIF
-    orientation is applied. An image whose size (as read) differs from ``img_info``'s
-    ``width``/``height`` raises :class:`DatasetError` (see :func:`check_image_size`).
+    orientation is applied. A file that is missing, empty, truncated, not an image or
+    undecodable raises :class:`ImageReadError`; an image whose size (as read) differs from
+    ``img_info``'s ``width``/``height`` raises :class:`DatasetError` (see
+    :func:`~mmdet_like.datasets.image_check.check_image_size`).
     """
 
     def __init__(self, to_float32=False, color_type="color"):
@@ -61,20 +36,17 @@ class LoadImageFromFile:
         name = results["img_info"]["filename"]
         filename = osp.join(prefix, name) if prefix else name
         try:
-            img = mmcv.imread(filename, flag=self.color_type)
-        except (FileNotFoundError, OSError) as exc:
-            img = None
-            reason = str(exc)
-        else:
-            reason = "unreadable or empty image"
-        if img is None:
+            img = read_image_file(filename, self.color_type)
+        except ImageReadError as exc:
             raise ImageReadError(
                 f"{where(filename, results['img_info'].get('id'), 'filename')}: cannot read the "
-                f"image ({reason}). Fix: check img_prefix and the file, or (training) set "
-                "skip_bad_images=True in the dataset config to train on without it.",
+                f"image ({exc.reason}). Fix: {exc.fix}; or (training) set skip_bad_images=True "
+                "in the dataset config to train on without it.",
                 filename,
-                reason,
-            )
+                exc.reason,
+                exc.kind,
+                exc.fix,
+            ) from None
         check_image_size(img, results["img_info"], filename)
         if self.to_float32:
             img = img.astype(np.float32)

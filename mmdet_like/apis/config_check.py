@@ -36,7 +36,7 @@ GRAD_CLIP_KEYS = ("max_norm", "norm_type", "error_if_nonfinite", "foreach")
 PARAMWISE_KEYS = ("bias_lr_mult", "bias_decay_mult", "norm_decay_mult")
 LOG_CONFIG_KEYS = ("interval", "hooks")
 # the evaluation hook's own keys; the rest are the metric's options
-EVAL_HOOK_KEYS = ("interval", "tmpdir", "gpu_collect", "save_best", "rule")
+EVAL_HOOK_KEYS = ("interval", "tmpdir", "gpu_collect", "save_best", "rule", "by_epoch")
 
 
 class ConfigCheckError(ConfigError):
@@ -128,8 +128,9 @@ def apply_mmdet_v2_aliases(cfg):
     - ``data.samples_per_gpu`` -> ``data.imgs_per_gpu`` (it replaces an ``imgs_per_gpu``
       inherited from a base config, and the note says so);
     - ``runner=dict(type="EpochBasedRunner", max_epochs=N)`` -> ``total_epochs=N`` (it
-      replaces an inherited ``total_epochs``; ``IterBasedRunner`` is refused: training here
-      is by epochs);
+      replaces an inherited ``total_epochs``); ``runner=dict(type="IterBasedRunner",
+      max_iters=N)`` is kept (training by iterations) and makes checkpoints, evaluation and
+      the LR schedule count iterations;
     - ``evaluation.save_best`` (and ``rule``) are read by the evaluation hook as they are;
     - a top-level ``classes`` is a helper variable the data configs use, as any other.
     """
@@ -153,10 +154,13 @@ def apply_mmdet_v2_aliases(cfg):
             )
         runner = dict(runner)
         kind = runner.pop("type", "EpochBasedRunner")
+        if kind == "IterBasedRunner":
+            return notes + _iteration_runner_notes(cfg, runner) + _read_init_cfgs(cfg)
         if kind != "EpochBasedRunner":
             raise ConfigCheckError(
-                f"runner.type={kind!r}: mmdet_like trains by epochs (EpochBasedRunner); "
-                "set runner=dict(type='EpochBasedRunner', max_epochs=N) or total_epochs=N"
+                f"runner.type={kind!r}: one of 'EpochBasedRunner' (runner=dict(type="
+                "'EpochBasedRunner', max_epochs=N), or total_epochs=N) and 'IterBasedRunner' "
+                "(runner=dict(type='IterBasedRunner', max_iters=N))"
             )
         unknown = sorted(set(runner) - {"max_epochs"})
         if unknown:
@@ -176,6 +180,28 @@ def apply_mmdet_v2_aliases(cfg):
         cfg.pop("runner")
     notes += _read_init_cfgs(cfg)
     return notes
+
+
+def _iteration_runner_notes(cfg, runner):
+    """``runner=dict(type="IterBasedRunner", max_iters=N)``: kept (apis.train builds that
+    runner); checkpoints, evaluation and the LR schedule count iterations unless the config
+    says ``by_epoch=True`` for them (as mmdetection does)."""
+    unknown = sorted(set(runner) - {"max_iters"})
+    if unknown or not _is_int(runner.get("max_iters")) or runner["max_iters"] < 1:
+        raise ConfigCheckError(
+            f"runner: IterBasedRunner takes max_iters, a whole number >= 1 (got "
+            f"{ {k: v for k, v in runner.items()} })"
+        )
+    cfg["runner"] = dict(type="IterBasedRunner", max_iters=runner["max_iters"])
+    counted = [key for key in ("checkpoint_config", "evaluation", "lr_config")
+               if isinstance(cfg.get(key), dict) and "by_epoch" not in cfg[key]]  # fmt: skip
+    for key in counted:
+        cfg[key]["by_epoch"] = False
+    note = f"runner=dict(type='IterBasedRunner', max_iters={runner['max_iters']}): training by "
+    note += "iterations (total_epochs is not read)"
+    if counted:
+        note += f"; {', '.join(counted)} count iterations (by_epoch=False)"
+    return [note]
 
 
 def _read_init_cfgs(cfg):

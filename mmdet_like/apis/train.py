@@ -17,6 +17,7 @@ from mmdet_like.engine import (
     DistEvalHook,
     EpochBasedRunner,
     EvalHook,
+    IterBasedRunner,
     build_optimizer,
     find_latest_checkpoint,
     get_dist_info,
@@ -172,14 +173,15 @@ def train_detector(
         meta.setdefault("keypoint_meta", keypoint_meta.to_dict())
     if seed is not None:
         meta.setdefault("seed", int(seed))
-    runner = EpochBasedRunner(
-        model,
-        optimizer,
-        work_dir=cfg.work_dir,
-        logger=logger,
-        meta=meta,
-        max_epochs=cfg.total_epochs,
-    )
+    iteration_based = (cfg.get("runner") or {}).get("type") == "IterBasedRunner"
+    if iteration_based:  # runner=dict(type="IterBasedRunner", max_iters=N): see config_check
+        runner = IterBasedRunner(
+            model, optimizer, cfg.work_dir, logger, meta, max_iters=cfg.runner.max_iters
+        )
+    else:
+        runner = EpochBasedRunner(
+            model, optimizer, cfg.work_dir, logger, meta, max_epochs=cfg.total_epochs
+        )
     if timestamp is not None:
         runner.timestamp = timestamp
     runner.register_training_hooks(
@@ -216,5 +218,7 @@ def train_detector(
         world_size,
         cfg.data.imgs_per_gpu,
     )
-    runner.run(data_loaders, workflow, cfg.total_epochs)
+    runner.run(
+        data_loaders, workflow, cfg.runner.max_iters if iteration_based else cfg.total_epochs
+    )
     return runner

@@ -36,6 +36,7 @@ from mmdet_like.engine.optimizer import build_optimizer
 from mmdet_like.engine.runner import (
     DataLoaderWorkerError,
     EpochBasedRunner,
+    IterBasedRunner,
     NonFiniteLossError,
     NonFiniteWeightsError,
     move_to_device,
@@ -51,6 +52,7 @@ __all__ = [
     "ConfigError",
     "DataLoaderWorkerError",
     "EpochBasedRunner",
+    "IterBasedRunner",
     "LogBuffer",
     "NonFiniteLossError",
     "NonFiniteWeightsError",

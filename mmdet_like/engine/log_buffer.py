@@ -6,7 +6,9 @@ from collections import defaultdict
 class LogBuffer:
     """``history[key]`` is a list of ``(value, count)`` since the start of the epoch.
 
-    ``eval_output`` holds the metrics of the last evaluation until they are logged.
+    ``eval_output`` holds the metrics of the last evaluation until they are logged;
+    ``eval_iter`` the global iteration (1-based) after which an evaluation by iterations
+    (``EvalHook(by_epoch=False)``) computed them, else None.
     ``counters`` holds event counts since the run started (e.g. ``skipped_steps``,
     ``skipped_images``), added to every training log record; :meth:`clear` keeps them.
     """
@@ -14,6 +16,7 @@ class LogBuffer:
     def __init__(self):
         self.history = defaultdict(list)
         self.eval_output = {}
+        self.eval_iter = None
         self.counters = {}
 
     def count(self, key, n=1):
@@ -23,6 +26,7 @@ class LogBuffer:
     def clear(self):
         self.history.clear()
         self.eval_output = {}
+        self.eval_iter = None
 
     def update(self, values, count=1):
         """Append ``values`` (name -> float) with weight ``count`` (e.g. the batch size)."""

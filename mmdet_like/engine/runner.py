@@ -188,6 +188,7 @@ class EpochBasedRunner:
         self._max_iters = None
         self._stage = None
         self._signals = None  # the SignalWatcher while run() runs
+        self._iter_limit = None  # IterBasedRunner: training ends after this many iterations
         self._loader_iter = None  # the data loader's iterator of the running epoch
 
     # --------------------------------------------------------------------- properties
@@ -314,24 +315,27 @@ class EpochBasedRunner:
                     "needs a whole number of epochs >= 1"
                 )
             if mode == "train":
-                self._max_iters = self._max_epochs * len(loader)
+                self._max_iters = self._iter_limit or self._max_epochs * len(loader)
         if not any(mode == "train" for mode, _ in workflow):
             raise ValueError(
                 f"workflow {workflow} has no 'train' phase: the run ends after "
                 f"{self._max_epochs} training epochs, so it would never end. Add "
                 "('train', 1) to the workflow; to only evaluate a checkpoint use tools/test.py"
             )
-        self.logger.info(
-            "workflow: %s, max: %d epochs; work_dir: %s", workflow, self._max_epochs, self.work_dir
+        length = (
+            f"{self._iter_limit} iterations" if self._iter_limit else f"{self._max_epochs} epochs"
         )
+        self.logger.info("workflow: %s, max: %s; work_dir: %s", workflow, length, self.work_dir)
         watcher = SignalWatcher(self.logger)
         self._signals = watcher if self.handle_signals and watcher.install() else None
         try:
             self.call_hook("before_run")
-            while self.epoch < self._max_epochs:
+            while self.epoch < self._max_epochs and not self._iterations_done():
                 for (mode, epochs), loader in zip(workflow, data_loaders):
                     for _ in range(epochs):
-                        if mode == "train" and self.epoch >= self._max_epochs:
+                        if mode == "train" and (
+                            self.epoch >= self._max_epochs or self._iterations_done()
+                        ):
                             break
                         if self._signalled():
                             self._stop_for_signal(0)
@@ -350,6 +354,10 @@ class EpochBasedRunner:
             if self._signals is not None:
                 self._signals.uninstall()
                 self._signals = None
+
+    def _iterations_done(self):
+        """An iteration-based run (:class:`IterBasedRunner`) has done all its iterations."""
+        return self._iter_limit is not None and self._iter >= self._iter_limit
 
     def _signalled(self):
         """The signal number (SIGINT / SIGTERM) that asked this run to stop, else 0; in a
@@ -464,6 +472,8 @@ class EpochBasedRunner:
                 done = index + 1
                 if self._signalled():
                     self._stop_for_signal(done)
+                if self._iterations_done():
+                    break  # IterBasedRunner: the last, partial epoch ends here
         except RuntimeError as exc:
             if _is_worker_death(exc):
                 raise self._worker_death_error(exc, done) from exc
@@ -647,3 +657,31 @@ class EpochBasedRunner:
             self._resume_inner_iter,
         )
         return checkpoint
+
+
+@RUNNERS.register()
+class IterBasedRunner(EpochBasedRunner):
+    """Trains for ``max_iters`` iterations (mmdetection's ``runner=dict(type="IterBasedRunner",
+    max_iters=N)``, detectron2's ``SOLVER.MAX_ITER``): the data loader's epochs run one after
+    another (reshuffled each, as in epoch-based training) and the last stops at ``max_iters``.
+    Count checkpoints, evaluation and the LR schedule in iterations
+    (``checkpoint_config.by_epoch=False``, ``evaluation.by_epoch=False``,
+    ``lr_config.by_epoch=False``). Resume, mid-epoch included, is as exact as epoch-based.
+    """
+
+    def __init__(
+        self, model, optimizer=None, work_dir=None, logger=None, meta=None, max_iters=None
+    ):
+        super().__init__(model, optimizer, work_dir, logger, meta)
+        self._iter_limit = max_iters
+
+    def run(self, data_loaders, workflow, max_iters=None):
+        """Run ``workflow`` until ``max_iters`` training iterations are done."""
+        self._iter_limit = max_iters if max_iters is not None else self._iter_limit
+        if not isinstance(self._iter_limit, int) or self._iter_limit < 1:
+            raise ValueError(
+                f"IterBasedRunner: max_iters must be a whole number >= 1, got {self._iter_limit!r}"
+            )
+        train = [loader for (mode, _), loader in zip(workflow, data_loaders) if mode == "train"]
+        epochs = math.ceil(self._iter_limit / len(train[0])) if train else 1
+        super().run(data_loaders, workflow, max_epochs=epochs)

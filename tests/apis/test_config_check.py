@@ -103,8 +103,20 @@ def test_mmdetection_v2_names_are_read_with_a_note():
     cfg = load_config(MASK_RCNN, ["runner=dict(type='EpochBasedRunner', max_epochs=3)"])
     assert "replacing total_epochs=12" in check_config(cfg, MASK_RCNN)[0]
     assert cfg.total_epochs == 3
+    cfg = load_config(MASK_RCNN, ["runner=dict(type='IterBasedRunner', max_iters=100)"])
+    assert check_config(cfg, MASK_RCNN) == [
+        "runner=dict(type='IterBasedRunner', max_iters=100): training by iterations "
+        "(total_epochs is not read); checkpoint_config, evaluation, lr_config count "
+        "iterations (by_epoch=False)"
+    ]
+    assert cfg.runner == dict(type="IterBasedRunner", max_iters=100)
+    assert cfg.checkpoint_config.by_epoch is False and cfg.lr_config.by_epoch is False
     for options, message in [
-        (["runner=dict(type='IterBasedRunner', max_iters=100)"], "trains by epochs"),
+        (
+            ["runner=dict(type='IterBasedRunner', max_epochs=100)"],
+            "IterBasedRunner takes max_iters",
+        ),
+        (["runner=dict(type='IterRunner', max_iters=100)"], "one of 'EpochBasedRunner'"),
         (["runner=dict(max_epochs=3, max_iters=5)"], "runner takes max_epochs"),
     ]:
         with pytest.raises(ConfigCheckError, match=message):

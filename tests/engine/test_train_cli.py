@@ -222,3 +222,46 @@ def test_a_signal_repeated_at_once_is_one_request(monkeypatch):
         assert signal.getsignal(signal.SIGINT) is previous  # put back by the second
     finally:
         watcher.uninstall()
+
+
+def test_iteration_based_training_counts_iterations_and_resumes_exactly(tmp_path):
+    """mmdetection's runner=dict(type="IterBasedRunner", max_iters=N): 20 iterations over an
+    8-iteration loader (2.5 epochs); checkpoints, evaluation and LR steps by iterations; a
+    run killed after its iter_12 checkpoint resumes to the same weights."""
+    extra = (
+        "runner = dict(type='IterBasedRunner', max_iters=20)\n"
+        "checkpoint_config = dict(interval=6)\n"
+        "evaluation = dict(interval=5)\n"
+        "lr_config = dict(warmup_iters=4, step=[15])\n"
+        "log_config = dict(interval=5)\n"
+    )
+    config = write_config(tmp_path / "iters.py", extra)
+    full = start_train(config, tmp_path / "full", "--seed", "0")
+    killed = start_train(config, tmp_path / "killed", "--seed", "0", "--cfg-options",
+                         "custom_hooks=[dict(type='KillAtIterHook',iteration=13)]")  # fmt: skip
+    rc, out = finish(full)
+    assert rc == 0, out
+    assert "training by iterations" in out and "max: 20 iterations" in out
+    assert finish(killed)[0] == -9
+    names = sorted(p.name for p in (tmp_path / "full").glob("iter_*.pth"))
+    assert names == ["iter_12.pth", "iter_18.pth", "iter_20.pth", "iter_6.pth"]
+    assert not list((tmp_path / "full").glob("epoch_*.pth"))
+    records = log_records(tmp_path / "full")
+    evaluated = [(r["epoch"], r["iter"]) for r in records if r["mode"] == "val"]
+    assert evaluated == [(1, 5), (2, 2), (2, 7), (3, 4)]  # after global iterations 5, 10, 15, 20
+    assert all("mse" in r for r in records if r["mode"] == "val")
+    lrs = {(r["epoch"], r["iter"]): r["lr"] for r in records if r["mode"] == "train"}
+    assert lrs[(2, 5)] == pytest.approx(0.01) and lrs[(3, 4)] == pytest.approx(0.001)
+    final = torch.load(tmp_path / "full" / "iter_20.pth", weights_only=True)
+    assert (final["meta"]["iter"], final["meta"]["epoch"], final["meta"]["inner_iter"]) == (
+        20,
+        2,
+        4,
+    )
+
+    rc, out = finish(start_train(config, tmp_path / "killed", "--seed", "0", "--auto-resume"))
+    assert rc == 0, out
+    assert "iter 12 (4 done in this epoch)" in out, out
+    resumed = torch.load(tmp_path / "killed" / "iter_20.pth", weights_only=True)
+    for key, value in final["state_dict"].items():
+        assert torch.equal(resumed["state_dict"][key], value), key

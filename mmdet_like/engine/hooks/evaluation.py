@@ -160,7 +160,8 @@ def multi_process_inference(
 
 @HOOKS.register()
 class EvalHook(Hook):
-    """Evaluate ``dataloader`` every ``interval`` epochs; metrics go to the loggers.
+    """Evaluate ``dataloader`` every ``interval`` epochs (``by_epoch=False``: iterations, for
+    iteration-based training); metrics go to the loggers.
 
     ``evaluator``: a callable ``(results, ground_truth, logger) -> dict`` (an
     :class:`mmdet_like.evaluation.Evaluator`, built by ``apis.train`` from the config's
@@ -188,6 +189,7 @@ class EvalHook(Hook):
         evaluator=None,
         save_best=None,
         rule=None,
+        by_epoch=True,
         **eval_kwargs,
     ):
         if not hasattr(dataloader, "dataset"):
@@ -199,6 +201,7 @@ class EvalHook(Hook):
             )
         self.dataloader = dataloader
         self.interval = interval
+        self.by_epoch = by_epoch
         self.tmpdir = tmpdir
         self.gpu_collect = gpu_collect
         self.evaluator = evaluator
@@ -238,7 +241,8 @@ class EvalHook(Hook):
             return
         previous = self.best_checkpoint
         self.best_score = score
-        name = f"best_{key}_epoch_{runner.epoch + 1}.pth"
+        unit, number = ("epoch", runner.epoch + 1) if self.by_epoch else ("iter", runner.iter + 1)
+        name = f"best_{key}_{unit}_{number}.pth"
         self.best_checkpoint = runner.save_checkpoint(runner.work_dir, name)
         if (
             previous
@@ -269,11 +273,21 @@ class EvalHook(Hook):
         return metrics
 
     def after_train_epoch(self, runner):
-        if not self.every_n_epochs(runner, self.interval):
+        if not self.by_epoch or not self.every_n_epochs(runner, self.interval):
             return
         results = self.inference(runner)
         if runner.rank == 0:
             self.evaluate(runner, results)
+
+    def after_train_iter(self, runner):
+        last = runner.max_iters is not None and runner.iter + 1 == runner.max_iters
+        if self.by_epoch or not (self.every_n_iters(runner, self.interval) or last):
+            return
+        results = self.inference(runner)
+        runner.model.train()  # back to training for the rest of the epoch
+        if runner.rank == 0:
+            self.evaluate(runner, results)
+            runner.log_buffer.eval_iter = runner.iter + 1
 
 
 @HOOKS.register()

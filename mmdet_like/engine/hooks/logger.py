@@ -48,9 +48,16 @@ class LoggerHook(Hook):
 
     def after_train_iter(self, runner):
         done = runner.inner_iter + 1
-        end = done == len(runner.data_loader) and not self.ignore_last
-        if not (self.every_n_inner_iters(runner, self.interval) or end):
-            return
+        last = done == len(runner.data_loader) or runner.iter + 1 == runner.max_iters
+        if self.every_n_inner_iters(runner, self.interval) or (last and not self.ignore_last):
+            self._log_train(runner, done)
+        if runner.log_buffer.eval_output and runner.log_buffer.eval_iter == runner.iter + 1:
+            # an evaluation by iterations (EvalHook(by_epoch=False)) after this iteration
+            evaluated = {"mode": "val", "epoch": runner.epoch + 1, "iter": done}
+            evaluated.update(runner.log_buffer.eval_output)
+            self._emit(runner, evaluated)
+
+    def _log_train(self, runner, done):
         values = runner.log_buffer.average(last=max(done - self._last_logged, 1))
         self._last_logged = done
         record = {
@@ -66,7 +73,7 @@ class LoggerHook(Hook):
         self._emit(runner, record)
 
     def after_train_epoch(self, runner):
-        if runner.log_buffer.eval_output:
+        if runner.log_buffer.eval_output and runner.log_buffer.eval_iter is None:
             record = {"mode": "val", "epoch": runner.epoch + 1, "iter": runner.inner_iter + 1}
             record.update(runner.log_buffer.eval_output)
             self._emit(runner, record)

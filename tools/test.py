@@ -4,6 +4,9 @@
         [--format-only] [--eval-options KEY=VALUE ...] [--show] [--show-dir DIR]
         [--show-score-thr 0.3] [--gpu-collect] [--tmpdir DIR] [--fuse-conv-bn]
         [--allow-partial] [--launcher none|pytorch|slurm] [--cfg-options KEY=VALUE ...]
+        [--slice-size H W [--slice-overlap 0.2] [--slice-merge nms|nmm]
+         [--slice-match-metric iou|ios] [--slice-match-threshold 0.5] [--slice-full-image]
+         [--slice-batch-size 1]]
 
 Before any image is read the config is checked (keys, types), the model's class counts
 against the test dataset's, the metrics against its annotations, and the checkpoint against
@@ -11,6 +14,10 @@ the model and the dataset's classes (every weight and shape; the classes in the 
 order): a mismatch is an error naming the key to change, unless --allow-partial.
 
 Several processes: tools/dist_test.sh CONFIG CHECKPOINT N [ARGS].
+
+``--slice-size H W`` tests with sliced inference (large images, small objects): each image
+is cut into overlapping H x W tiles, the model runs on the tiles and their detections are
+merged (mmdet_like/apis/slicing.py, docs/evaluation.md); with one or several processes.
 
 ``--format-only`` writes the COCO result json files ``PREFIX.bbox.json`` (``.segm.json``) for
 ``--eval-options jsonfile_prefix=PREFIX`` (default: ``--out`` without its extension).
@@ -35,6 +42,14 @@ from torch.distributed.elastic.multiprocessing.errors import record
 
 from mmdet_like.apis import build_detector, multi_gpu_test, single_gpu_test
 from mmdet_like.apis.config_check import check_config
+from mmdet_like.apis.slicing import (
+    MATCH_METRICS,
+    MERGE_METHODS,
+    SLICE_DEFAULTS,
+    SlicedDetector,
+    SliceOptionsError,
+    check_slice_options,
+)
 from mmdet_like.apis.startup_check import (
     check_class_counts,
     check_evaluator,
@@ -108,6 +123,7 @@ def parse_args(argv=None):
     )
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
     add_cfg_options_argument(parser, example="data.test.ann_file=...")
+    add_slice_arguments(parser)
     parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not (args.out or args.eval or args.format_only or args.show or args.show_dir):
@@ -123,6 +139,7 @@ def parse_args(argv=None):
         parser.error("--eval and --format-only cannot be combined")
     if args.out is not None and not args.out.endswith((".pkl", ".pickle")):
         parser.error(f"--out {args.out}: the output file must be a .pkl or .pickle file")
+    args.slice_options = slice_options(parser, args)
     if args.format_only and "jsonfile_prefix" not in args.eval_options:
         if args.out is None:
             parser.error(
@@ -131,6 +148,75 @@ def parse_args(argv=None):
             )
         args.eval_options["jsonfile_prefix"] = osp.splitext(args.out)[0]
     return args
+
+
+_SLICE_ARGUMENTS = {
+    "slice_overlap": "overlap",
+    "slice_merge": "merge",
+    "slice_match_metric": "match_metric",
+    "slice_match_threshold": "match_threshold",
+    "slice_full_image": "full_image",
+    "slice_batch_size": "batch_size",
+}
+
+
+def add_slice_arguments(parser):
+    """The ``--slice-*`` options of sliced inference (defaults: ``SLICE_DEFAULTS``)."""
+    defaults = SLICE_DEFAULTS
+    group = parser.add_argument_group(
+        "sliced inference", "test on overlapping tiles of each image (large images, small objects)"
+    )
+    group.add_argument(
+        "--slice-size", type=int, nargs=2, metavar=("H", "W"), help="tile height and width"
+    )
+    group.add_argument(
+        "--slice-overlap",
+        type=float,
+        metavar="R",
+        help=f"share of a tile's side overlapping its neighbour (default {defaults['overlap']})",
+    )
+    group.add_argument(
+        "--slice-merge",
+        choices=MERGE_METHODS,
+        help="merge the tiles' duplicates by class-wise NMS (default) or NMM (union boxes)",
+    )
+    group.add_argument(
+        "--slice-match-metric", choices=MATCH_METRICS, help="box overlap measure (default iou)"
+    )
+    group.add_argument(
+        "--slice-match-threshold",
+        type=float,
+        metavar="T",
+        help=f"overlap above which boxes are merged (default {defaults['match_threshold']})",
+    )
+    group.add_argument(
+        "--slice-full-image",
+        action="store_true",
+        default=None,
+        help="run the whole image too and merge its detections with the tiles'",
+    )
+    group.add_argument(
+        "--slice-batch-size",
+        type=int,
+        metavar="N",
+        help=f"tiles run at a time (default {defaults['batch_size']})",
+    )
+
+
+def slice_options(parser, args):
+    """The sliced-inference options of ``args`` (None without ``--slice-size``)."""
+    given = {key: getattr(args, name) for name, key in _SLICE_ARGUMENTS.items()}
+    given = {key: value for key, value in given.items() if value is not None}
+    if args.slice_size is None:
+        if given:
+            flags = sorted(f"--{name.replace('_', '-')}" for name in _SLICE_ARGUMENTS
+                           if getattr(args, name) is not None)  # fmt: skip
+            parser.error(f"{' '.join(flags)} need --slice-size H W")
+        return None
+    try:
+        return check_slice_options(dict(given, size=tuple(args.slice_size)))
+    except SliceOptionsError as exc:
+        parser.error(str(exc))
 
 
 def has_display():
@@ -196,6 +282,10 @@ def main(argv=None):
         model.eval()
         model = fuse_conv_bn(model)
     model = model.to(_device(cfg))
+    if args.slice_options is not None:
+        model.cfg = cfg  # its test pipeline prepares the tiles
+        model = SlicedDetector(model, **args.slice_options)
+        logger.info("sliced inference: %s", args.slice_options)
     logger.info(
         "testing %d images of %s on %s, %d process(es)",
         len(dataset),

@@ -7,6 +7,12 @@ from mmdet_like.apis.inference import (
     init_detector,
     show_result,
 )
+from mmdet_like.apis.slicing import (
+    SlicedDetector,
+    merge_detections,
+    slice_windows,
+    sliced_inference_samples,
+)
 from mmdet_like.apis.test import (
     draw_result,
     encode_mask_results,
@@ -22,6 +28,7 @@ from mmdet_like.models import build_detector  # the one detector builder
 
 __all__ = [
     "LoadImageFromArray",
+    "SlicedDetector",
     "build_detector",
     "draw_result",
     "encode_mask_results",
@@ -29,9 +36,12 @@ __all__ = [
     "inference_detector_samples",
     "init_detector",
     "init_random_seed",
+    "merge_detections",
     "multi_gpu_test",
     "set_random_seed",
     "show_result",
     "single_gpu_test",
+    "slice_windows",
+    "sliced_inference_samples",
     "train_detector",
 ]

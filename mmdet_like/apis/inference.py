@@ -116,7 +116,8 @@ class LoadImageFromArray:
         return results
 
 
-def _test_pipeline(cfg, from_array):
+def _test_pipeline_steps(cfg):
+    """A copy of the config's test pipeline steps (``data.test.pipeline``)."""
     data = cfg.get("data") or {}
     test = data.get("test") or {}
     if isinstance(test, (list, tuple)):
@@ -124,6 +125,11 @@ def _test_pipeline(cfg, from_array):
     steps = copy.deepcopy(list(test.get("pipeline") or cfg.get("test_pipeline") or []))
     if not steps:
         raise ValueError("inference_detector: the config has no data.test.pipeline")
+    return steps
+
+
+def _test_pipeline(cfg, from_array):
+    steps = _test_pipeline_steps(cfg)
     if from_array:
         if isinstance(steps[0], dict) and steps[0].get("type") == "LoadImageFromFile":
             steps[0] = LoadImageFromArray()
@@ -141,7 +147,7 @@ def _prepare(img, cfg):
 
 
 @torch.no_grad()
-def inference_detector(model, imgs):
+def inference_detector(model, imgs, slice=None):
     """Detections of one image or a list of images (paths or (H, W, 3) BGR uint8 arrays).
 
     Each image goes through the config's test pipeline (``data.test.pipeline``; for an array
@@ -152,39 +158,57 @@ def inference_detector(model, imgs):
     result for a single input, a list for a list. This per-class format is made here, at
     the edge, from the predicted data samples (:func:`inference_detector_samples` returns
     the samples themselves).
+
+    ``slice``: sliced inference for large images, e.g. ``dict(size=(640, 640),
+    overlap=0.2)``: the model runs on overlapping tiles and their detections are merged
+    (options: :func:`mmdet_like.apis.slicing.sliced_inference_samples`).
     """
     single = not isinstance(imgs, (list, tuple))
-    samples = inference_detector_samples(model, [imgs] if single else list(imgs))
+    samples = inference_detector_samples(model, [imgs] if single else list(imgs), slice=slice)
     num_classes = getattr(model, "num_classes", None)
     results = [to_legacy_result(s, num_classes) for s in samples]
     return results[0] if single else results
 
 
+def _model_inputs(data):
+    """One image's test-pipeline output -> (its list of augmented tensors, their samples)."""
+    tensors = data["img"]
+    if "data_samples" in data:
+        samples = data["data_samples"]
+    elif "img_metas" in data:  # a Collect pipeline
+        samples = samples_from_lists(
+            data["img_metas"] if isinstance(data["img_metas"], list) else [data["img_metas"]]
+        )
+    else:
+        raise ValueError(
+            "inference_detector: the test pipeline must end in PackDetInputs (or Collect)"
+        )
+    # one image: a list of its augmentations (MultiScaleFlipAug gives lists already)
+    tensors = tensors if isinstance(tensors, (list, tuple)) else [tensors]
+    samples = list(samples) if isinstance(samples, (list, tuple)) else [samples]
+    return tensors, samples
+
+
 @torch.no_grad()
-def inference_detector_samples(model, imgs):
+def inference_detector_samples(model, imgs, batch_size=1, slice=None):
     """As :func:`inference_detector`, but returns one :class:`DetDataSample` per image
     with ``pred_instances`` (``bboxes``, ``scores``, ``labels`` [, ``masks`` (n, H, W)
-    bool]) in the original image."""
+    bool]) in the original image. ``batch_size`` images run through the model at a time
+    (padded to the largest of them); ``slice``: as in :func:`inference_detector`."""
+    if slice is not None:
+        # imported here: mmdet_like.apis.slicing runs its tiles through this module
+        from mmdet_like.apis.slicing import check_slice_options, sliced_inference_samples
+
+        options = check_slice_options(slice)
+        return [sliced_inference_samples(model, img, **options) for img in imgs]
     device = next(model.parameters()).device
+    step = max(int(batch_size), 1)
     out = []
-    for img in imgs:
-        data = _prepare(img, model.cfg)
-        tensors = data["img"]
-        if "data_samples" in data:
-            samples = data["data_samples"]
-        elif "img_metas" in data:  # a Collect pipeline
-            samples = samples_from_lists(
-                data["img_metas"] if isinstance(data["img_metas"], list) else [data["img_metas"]]
-            )
-        else:
-            raise ValueError(
-                "inference_detector: the test pipeline must end in PackDetInputs (or Collect)"
-            )
-        # one image: a list of its augmentations (MultiScaleFlipAug gives lists already)
-        tensors = tensors if isinstance(tensors, (list, tuple)) else [tensors]
-        tensors = [t.to(device) for t in tensors]
-        samples = list(samples) if isinstance(samples, (list, tuple)) else [samples]
-        out.extend(model(img=[tensors], data_samples=[samples], return_loss=False, rescale=True))
+    for start in range(0, len(imgs), step):
+        batch = [_model_inputs(_prepare(img, model.cfg)) for img in imgs[start : start + step]]
+        tensors = [[t.to(device) for t in augs] for augs, _ in batch]
+        samples = [augs for _, augs in batch]
+        out.extend(model(img=tensors, data_samples=samples, return_loss=False, rescale=True))
     return out
 
 

@@ -1,7 +1,7 @@
 """Draw a small, deterministic COCO-format instance-segmentation dataset of shapes.
 
     python tools/make_demo_dataset.py OUT [--num-train 1000] [--num-val 200] [--seed 0]
-        [--keypoints]
+        [--keypoints] [--format coco|labelme]
 
 Writes ``OUT/train/*.png``, ``OUT/val/*.png`` and ``OUT/annotations/instances_{train,val}.json``
 (with ``--keypoints``, ``OUT/annotations/keypoints_{train,val}.json`` too: the same images and
@@ -12,6 +12,12 @@ checkers). Shapes drawn later occlude earlier ones: each annotation is the *visi
 its shape (an RLE mask, its tight box and pixel area); shapes left mostly hidden are not
 annotated. Image ``i`` of a split depends only on ``(seed, split, i)``, so the same seed gives
 identical files, and more images extend a split without changing the first ones.
+
+``--format labelme`` writes the same kind of images as a LabelMe folder instead, as a person
+annotating their own photos would have it: ``OUT/NNNNNN.png`` and ``OUT/NNNNNN.json`` for
+``num_train + num_val`` images (no split: tools/dataset_converters/labelme2coco.py splits),
+each instance one ``polygon`` shape per connected visible part (parts of one instance share
+a ``group_id``).
 
 Keypoints: one set of five named points shared by the shapes, each point named by where it
 lies in the image, so that a horizontal flip maps every name to its mirror name:
@@ -242,6 +248,46 @@ def make_split(out, split, num_images, seed):
     )
 
 
+def _labelme_shapes(instances):
+    """LabelMe shapes of ``(label, visible mask, keypoints)`` instances: the outline of each
+    connected part as a polygon (pixel centres), the parts of one instance in one group."""
+    shapes = []
+    for group, (label, mask, _) in enumerate(instances):
+        contours, _ = cv2.findContours(
+            mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+        )
+        parts = [c.reshape(-1, 2) for c in contours if len(c) >= 3]
+        for part in parts:
+            shapes.append({
+                "label": CLASSES[label], "points": part.astype(float).tolist(),
+                "group_id": group if len(parts) > 1 else None, "shape_type": "polygon",
+                "flags": {},
+            })  # fmt: skip
+    return shapes
+
+
+def make_labelme_folder(out, num_images, seed=0):
+    """``num_images`` images with their LabelMe json files in ``out``; returns the number
+    of polygon shapes written."""
+    os.makedirs(out, exist_ok=True)
+    count = 0
+    for i in range(num_images):
+        rng = np.random.default_rng([seed, _SPLIT_IDS["train"], i])
+        img, instances = draw_image(rng)
+        name = f"{i:06d}"
+        if not cv2.imwrite(osp.join(out, f"{name}.png"), img):
+            raise OSError(f"cannot write {osp.join(out, name)}.png")
+        shapes = _labelme_shapes(instances)
+        count += len(shapes)
+        labelme = {
+            "version": "5.4.1", "flags": {}, "shapes": shapes, "imagePath": f"{name}.png",
+            "imageData": None, "imageHeight": IMG_SIZE, "imageWidth": IMG_SIZE,
+        }  # fmt: skip
+        with open(osp.join(out, f"{name}.json"), "w", encoding="utf-8") as f:
+            json.dump(labelme, f, indent=1)
+    return count
+
+
 def make_dataset(out, num_train=1000, num_val=200, seed=0, keypoints=False):
     """Write the dataset under ``out``; returns ``{split: annotation file}`` (with
     ``keypoints``, also ``{"<split>_keypoints": keypoint annotation file}``)."""
@@ -269,6 +315,10 @@ def parse_args(argv=None):
         "--keypoints", action="store_true",
         help="also write annotations/keypoints_{train,val}.json (the shapes' named vertices)",
     )  # fmt: skip
+    parser.add_argument(
+        "--format", choices=["coco", "labelme"], default="coco",
+        help="coco (default) or a LabelMe folder of num-train + num-val images",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -276,6 +326,11 @@ def main(argv=None):
     args = parse_args(argv)
     if args.num_train < 0 or args.num_val < 0:
         raise SystemExit("--num-train and --num-val must be >= 0")
+    if args.format == "labelme":
+        total = args.num_train + args.num_val
+        shapes = make_labelme_folder(args.out, total, args.seed)
+        print(f"{total} images with LabelMe json ({shapes} polygons) -> {args.out}")
+        return
     files = make_dataset(args.out, args.num_train, args.num_val, args.seed, args.keypoints)
     for split, path in files.items():
         with open(path, encoding="utf-8") as f:

@@ -113,6 +113,48 @@ def test_make_demo_dataset_is_deterministic_and_annotates_visible_parts(tmp_path
     assert len(labels_seen) >= 3
 
 
+def test_make_demo_dataset_labelme_folder_converts_to_the_same_instances(tmp_path):
+    """``--format labelme`` (docs/own_dataset.md's starting point): through labelme2coco.py,
+    the same images and instances (class, box within a pixel) as the COCO files."""
+    tool = load_tool("make_demo_dataset")
+    args = ["--format", "labelme", "--num-train", 5, "--num-val", 1]
+    out = run_tool_here([ROOT / "tools" / "make_demo_dataset.py", tmp_path / "labelme", *args],
+                        tmp_path)  # fmt: skip
+    assert "6 images with LabelMe json" in out
+    coco, _ = tool.make_split(str(tmp_path / "coco"), "train", 6, seed=0)
+    run_tool_here([ROOT / "tools" / "dataset_converters" / "labelme2coco.py", tmp_path / "labelme",
+                   tmp_path / "converted.json", "--classes", *tool.CLASSES], tmp_path)  # fmt: skip
+    converted = json.loads((tmp_path / "converted.json").read_text())
+    names = {c["id"]: c["name"] for c in converted["categories"]}
+    assert [names[i] for i in sorted(names)] == list(tool.CLASSES)
+
+    def per_image(data, name_of_image):
+        rows = {}
+        for ann in data["annotations"]:
+            rows.setdefault(name_of_image[ann["image_id"]], []).append(
+                (ann["category_id"], np.asarray(ann["bbox"], dtype=float))
+            )
+        return {k: sorted(v, key=lambda r: (r[0], *r[1])) for k, v in rows.items()}
+
+    want = per_image(coco, {i["id"]: i["file_name"] for i in coco["images"]})
+    got = per_image(converted, {i["id"]: Path(i["file_name"]).name for i in converted["images"]})
+    assert sorted(got) == sorted(want) and sum(map(len, want.values())) >= 6
+    exact = total = 0
+    for name, rows in want.items():
+        assert [r[0] for r in got[name]] == [r[0] for r in rows], name
+        for (_, box), (_, wanted) in zip(got[name], rows):
+            # the polygon runs through the outer pixels' centres: its box is a pixel smaller;
+            # parts one pixel thin have no polygon, so a box may be smaller still
+            x1, y1, w, h = box
+            wx1, wy1, ww, wh = wanted
+            assert x1 >= wx1 and y1 >= wy1 and x1 + w <= wx1 + ww - 1 and y1 + h <= wy1 + wh - 1
+            assert w * h >= 0.7 * (ww - 1) * (wh - 1), (name, box, wanted)
+            exact += bool(np.allclose(box, [wx1, wy1, ww - 1, wh - 1], atol=0.01))
+            total += 1
+    assert exact >= 0.8 * total, (exact, total)
+    assert any(ann["segmentation"] for ann in converted["annotations"])
+
+
 def test_fuse_conv_bn_keeps_outputs():
     from mmdet_like.models.backbones import ResNet
     from mmdet_like.models.layers.norm import FrozenBatchNorm2d

@@ -1,0 +1,30 @@
+# Your own data, the example of docs/own_dataset.md: the demo Mask R-CNN (half-width
+# ResNet-18, 128 px images, trained from scratch) on a COCO json made from a LabelMe folder:
+#   python tools/make_demo_dataset.py data/shapes_labelme --format labelme \
+#       --num-train 240 --num-val 60
+#   python tools/dataset_converters/labelme2coco.py data/shapes_labelme data/shapes/annotations \
+#       --split train=0.75,val=0.25 --seed 0
+#   python tools/check_dataset.py configs/examples/mask_rcnn_r18_fpn_own_shapes.py
+#   python tools/train.py configs/examples/mask_rcnn_r18_fpn_own_shapes.py
+# For photographs, start from a full-size config (e.g. configs/mask_rcnn_r50_fpn_1x.py with
+# model.pretrained) and configs/_base_/datasets/coco_custom.py instead.
+_base_ = ["../demo/mask_rcnn_r18_fpn_demo.py"]
+
+# the classes as labelme2coco.py printed them (the json's category names, in this order)
+classes = ("circle", "rectangle", "star", "triangle")
+ann_dir = "data/shapes/annotations/"
+img_prefix = "data/shapes_labelme/"  # the folder labelme2coco.py printed
+data = dict(
+    imgs_per_gpu=4,
+    workers_per_gpu=0,
+    # decode every image before the first iteration (a corrupt file stops it at once)
+    train=dict(
+        classes=classes, ann_file=ann_dir + "train.json", img_prefix=img_prefix, check_images=True
+    ),  # fmt: skip
+    val=dict(classes=classes, ann_file=ann_dir + "val.json", img_prefix=img_prefix),
+    test=dict(classes=classes, ann_file=ann_dir + "val.json", img_prefix=img_prefix),
+)
+model = dict(roi_head=dict(bbox_head=dict(num_classes=4), mask_head=dict(num_classes=4)))
+total_epochs = 12
+checkpoint_config = dict(interval=4)
+work_dir = "work_dirs/own_shapes"

@@ -179,6 +179,7 @@ class EpochBasedRunner:
         self._max_epochs = max_epochs
         self._max_iters = None
         self._stage = None
+        self.stop_reason = None  # set by request_stop
 
     # --------------------------------------------------------------------- properties
     @property
@@ -282,7 +283,8 @@ class EpochBasedRunner:
 
     # ------------------------------------------------------------------------ running
     def run(self, data_loaders, workflow, max_epochs=None):
-        """Run ``workflow`` until ``max_epochs`` training epochs are done.
+        """Run ``workflow`` until ``max_epochs`` training epochs are done (or a hook calls
+        :meth:`request_stop`).
 
         ``data_loaders[i]`` is the loader of ``workflow[i]`` = ``(mode, epochs)`` with mode
         "train" or "val" (val = losses on the val set, no optimizer step).
@@ -314,14 +316,36 @@ class EpochBasedRunner:
         self.logger.info(
             "workflow: %s, max: %d epochs; work_dir: %s", workflow, self._max_epochs, self.work_dir
         )
+        self.stop_reason = None
         self.call_hook("before_run")
-        while self.epoch < self._max_epochs:
+        while self.epoch < self._max_epochs and self.stop_reason is None:
             for (mode, epochs), loader in zip(workflow, data_loaders):
                 for _ in range(epochs):
+                    if self.stop_reason is not None:  # request_stop: at an epoch's end
+                        break
                     if mode == "train" and self.epoch >= self._max_epochs:
                         break
                     self.train(loader) if mode == "train" else self.val(loader)
+        if self.stop_reason is not None:
+            self.logger.info(
+                "training stopped after epoch %d of %d: %s",
+                self.epoch,
+                self._max_epochs,
+                self.stop_reason,
+            )
         self.call_hook("after_run")
+
+    def request_stop(self, reason):
+        """End the run at the next epoch boundary (e.g. early stopping).
+
+        The current train or val epoch finishes with all its hooks (checkpoint, evaluation,
+        logging); then :meth:`run` runs no further epoch, logs one line with ``reason`` and
+        calls ``after_run`` as at a normal end. The first request's reason is kept
+        (``stop_reason``); :meth:`run` clears it as it starts. In a process group every rank
+        must request it in the same epoch (e.g. a decision broadcast from rank 0).
+        """
+        if self.stop_reason is None:
+            self.stop_reason = str(reason)
 
     def _epoch_batches(self, data_loader, skip_batches):
         """Iterator over ``data_loader`` for this epoch, skipping ``skip_batches`` batches."""

@@ -21,7 +21,8 @@ $(VENV)/bin/python:
 REQUIREMENTS := requirements.txt $(wildcard requirements/*.txt)
 
 # The runtime ranges of requirements.txt, the extras the suite tests ([export], [tensorboard],
-# [tests]) and the build tools, at the exact versions of requirements/constraints.txt.
+# [wandb], [mlflow], [tests]) and the build tools, at the exact versions of
+# requirements/constraints.txt.
 $(VENV)/.deps: $(REQUIREMENTS) | $(VENV)/bin/python
 	$(PIP) install --upgrade pip
 	$(PIP) install -c requirements/constraints.txt -r requirements.txt \

@@ -227,6 +227,8 @@ setup(
     extras_require={
         "export": read_requirements("requirements/export.txt"),
         "tensorboard": read_requirements("requirements/tensorboard.txt"),
+        "wandb": read_requirements("requirements/wandb.txt"),
+        "mlflow": read_requirements("requirements/mlflow.txt"),
         "tests": read_requirements("requirements/tests.txt"),
     },
     entry_points={"console_scripts": ["mmdet-like = mmdet_like.cli:main"]},

@@ -190,6 +190,7 @@ class EpochBasedRunner:
         self._signals = None  # the SignalWatcher while run() runs
         self._iter_limit = None  # IterBasedRunner: training ends after this many iterations
         self._loader_iter = None  # the data loader's iterator of the running epoch
+        self.stop_reason = None  # set by request_stop
 
     # --------------------------------------------------------------------- properties
     @property
@@ -293,7 +294,8 @@ class EpochBasedRunner:
 
     # ------------------------------------------------------------------------ running
     def run(self, data_loaders, workflow, max_epochs=None):
-        """Run ``workflow`` until ``max_epochs`` training epochs are done.
+        """Run ``workflow`` until ``max_epochs`` training epochs are done (or a hook calls
+        :meth:`request_stop`).
 
         ``data_loaders[i]`` is the loader of ``workflow[i]`` = ``(mode, epochs)`` with mode
         "train" or "val" (val = losses on the val set, no optimizer step).
@@ -328,11 +330,18 @@ class EpochBasedRunner:
         self.logger.info("workflow: %s, max: %s; work_dir: %s", workflow, length, self.work_dir)
         watcher = SignalWatcher(self.logger)
         self._signals = watcher if self.handle_signals and watcher.install() else None
+        self.stop_reason = None
         try:
             self.call_hook("before_run")
-            while self.epoch < self._max_epochs and not self._iterations_done():
+            while (
+                self.epoch < self._max_epochs
+                and not self._iterations_done()
+                and self.stop_reason is None
+            ):
                 for (mode, epochs), loader in zip(workflow, data_loaders):
                     for _ in range(epochs):
+                        if self.stop_reason is not None:  # request_stop: at an epoch's end
+                            break
                         if mode == "train" and (
                             self.epoch >= self._max_epochs or self._iterations_done()
                         ):
@@ -340,6 +349,13 @@ class EpochBasedRunner:
                         if self._signalled():
                             self._stop_for_signal(0)
                         self.train(loader) if mode == "train" else self.val(loader)
+            if self.stop_reason is not None:
+                self.logger.info(
+                    "training stopped after epoch %d of %d: %s",
+                    self.epoch,
+                    self._max_epochs,
+                    self.stop_reason,
+                )
             self.call_hook("after_run")
         except KeyboardInterrupt as exc:
             if self._signals is None or not self._signals.requested:
@@ -400,6 +416,18 @@ class EpochBasedRunner:
             f"{osp.join(folder, filename)}; resume with --auto-resume",
             signum,
         )
+
+    def request_stop(self, reason):
+        """End the run at the next epoch boundary (e.g. early stopping).
+
+        The current train or val epoch finishes with all its hooks (checkpoint, evaluation,
+        logging); then :meth:`run` runs no further epoch, logs one line with ``reason`` and
+        calls ``after_run`` as at a normal end. The first request's reason is kept
+        (``stop_reason``); :meth:`run` clears it as it starts. In a process group every rank
+        must request it in the same epoch (e.g. a decision broadcast from rank 0).
+        """
+        if self.stop_reason is None:
+            self.stop_reason = str(reason)
 
     def _epoch_batches(self, data_loader, skip_batches):
         """Iterator over ``data_loader`` for this epoch, skipping ``skip_batches`` batches

@@ -1,12 +1,18 @@
 """Built-in hooks (importing this package registers them all in ``HOOKS``)."""
 
 from mmdet_like.engine.hooks.checkpoint import CheckpointHook
+from mmdet_like.engine.hooks.early_stopping import EarlyStoppingHook, MonitoredMetricError
 from mmdet_like.engine.hooks.evaluation import (
     DistEvalHook,
     EvalHook,
     collect_results,
     multi_process_inference,
     single_process_inference,
+)
+from mmdet_like.engine.hooks.experiment_loggers import (
+    LoggerBackendError,
+    MLflowLoggerHook,
+    WandbLoggerHook,
 )
 from mmdet_like.engine.hooks.hook import PRIORITIES, Hook, get_priority
 from mmdet_like.engine.hooks.iter_timer import IterTimerHook
@@ -28,19 +34,24 @@ __all__ = [
     "CheckpointHook",
     "CosineLrUpdaterHook",
     "DistEvalHook",
+    "EarlyStoppingHook",
     "EmptyCacheHook",
     "EvalHook",
     "ExpLrUpdaterHook",
     "FixedLrUpdaterHook",
     "Hook",
     "IterTimerHook",
+    "LoggerBackendError",
     "LoggerHook",
     "LrUpdaterHook",
+    "MLflowLoggerHook",
+    "MonitoredMetricError",
     "OptimizerHook",
     "PolyLrUpdaterHook",
     "StepLrUpdaterHook",
     "TensorboardLoggerHook",
     "TextLoggerHook",
+    "WandbLoggerHook",
     "build_lr_updater_hook",
     "collect_results",
     "get_priority",

@@ -1,4 +1,5 @@
-"""Logger hooks: console + ``{timestamp}.log.json`` (TextLoggerHook), TensorBoard."""
+"""Logger hooks: console + ``{timestamp}.log.json`` (TextLoggerHook), TensorBoard; W&B and
+MLflow in :mod:`mmdet_like.engine.hooks.experiment_loggers`."""
 
 import datetime
 import json
@@ -38,6 +39,26 @@ class LoggerHook(Hook):
 
     def write(self, runner, record):
         raise NotImplementedError
+
+    @staticmethod
+    def global_step(runner, record):
+        """The step to log ``record`` at: the global iteration it ends (1-based); an
+        evaluation or ``val`` workflow record at the last training iteration before it (an
+        evaluation by iterations is logged in that iteration's ``after_train_iter``)."""
+        in_iteration = record["mode"] == "train" or runner._stage == "after_train_iter"
+        return runner.iter + 1 if in_iteration else runner.iter
+
+    @staticmethod
+    def scalars(record):
+        """``{"{mode}/{key}": value}`` for every number of ``record`` but its epoch and
+        iteration (losses, ``lr``, times, metrics, counters)."""
+        return {
+            f"{record['mode']}/{key}": value
+            for key, value in record.items()
+            if key not in ("mode", "epoch", "iter")
+            and isinstance(value, int | float)
+            and not isinstance(value, bool)
+        }
 
     def _emit(self, runner, record):
         if runner.rank == 0:
@@ -87,6 +108,7 @@ class LoggerHook(Hook):
             "lr": runner.current_lr()[0] if runner.current_lr() else None,
             "memory": memory_mb(runner.device),
         }
+        record.update({k: values[k] for k in ("time", "data_time") if k in values})
         record.update({k: v for k, v in values.items() if k not in record})
         self._emit(runner, record)
 
@@ -136,8 +158,8 @@ class TextLoggerHook(LoggerHook):
 
 @HOOKS.register()
 class TensorboardLoggerHook(LoggerHook):
-    """Scalars ``{mode}/{key}`` at step = global iteration, in ``log_dir`` (default:
-    ``{work_dir}/tf_logs``). Needs the ``tensorboard`` package."""
+    """Scalars ``{mode}/{key}`` at step = global iteration (:meth:`LoggerHook.global_step`),
+    in ``log_dir`` (default: ``{work_dir}/tf_logs``). Needs the ``tensorboard`` package."""
 
     def __init__(self, interval=50, ignore_last=False, log_dir=None):
         super().__init__(interval, ignore_last)
@@ -158,10 +180,9 @@ class TensorboardLoggerHook(LoggerHook):
         self.writer = SummaryWriter(self.log_dir)
 
     def write(self, runner, record):
-        for key, value in record.items():
-            if key in ("mode", "epoch", "iter") or not isinstance(value, int | float):
-                continue
-            self.writer.add_scalar(f"{record['mode']}/{key}", value, runner.iter + 1)
+        step = self.global_step(runner, record)
+        for tag, value in self.scalars(record).items():
+            self.writer.add_scalar(tag, value, step)
         self.writer.flush()
 
     def after_run(self, runner):

@@ -377,13 +377,21 @@ class EpochBasedRunner:
 
     def _signalled(self):
         """The signal number (SIGINT / SIGTERM) that asked this run to stop, else 0; in a
-        process group, the ranks agree (a rank stops when any rank was signalled)."""
+        process group, the ranks agree (a rank stops when any rank was signalled; a rank
+        that died or hangs is named as in the training step)."""
         local = self._signals.signum if self._signals is not None and self._signals.requested else 0
         if not is_distributed():
             return local
-        flag = torch.tensor([int(local)], device=self.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return int(flag.item())
+
+        def agree():
+            flag = torch.tensor([int(local)], device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            return int(flag.item())
+
+        self._signal_flag = self._guard_collectives(
+            agree, f"at epoch {self.epoch + 1}, after global iteration {self.iter}"
+        )
+        return self._signal_flag
 
     def _stop_for_signal(self, inner_done):
         """Stop the run on a signal after ``inner_done`` iterations of the running train
@@ -391,7 +399,7 @@ class EpochBasedRunner:
         iteration checkpoint written, and :class:`StoppedBySignal` raised."""
         import signal
 
-        signum = self._signalled() or signal.SIGINT
+        signum = getattr(self, "_signal_flag", 0) or self._signalled() or signal.SIGINT
         shutdown = getattr(self._loader_iter, "_shutdown_workers", None)
         if shutdown is not None:
             shutdown()

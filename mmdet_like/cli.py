@@ -52,6 +52,11 @@ COMMANDS = {
         "convert Detectron / detectron2 weights",
     ),
     "mmdet2ours": ("tools", "model_converters/mmdet2ours.py", "convert mmdetection weights"),
+    "mmdet3-config": (
+        "tools",
+        "misc/mmdet3_config_to_ours.py",
+        "convert an mmdetection 3.x config to ours",
+    ),
     "convert-torchvision": (
         "tools",
         "convert_torchvision_detection.py",

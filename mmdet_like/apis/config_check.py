@@ -21,6 +21,7 @@ import numbers
 
 from mmdet_like.engine.config import ConfigError
 from mmdet_like.engine.hooks.lr_updater import LR_POLICIES
+from mmdet_like.engine.mmdet3_config import refuse_mmdet3_config
 from mmdet_like.models.init_cfg import translate_init_cfgs, whole_model_checkpoint
 from mmdet_like.registry import (
     DATASETS,
@@ -435,6 +436,7 @@ def check_config(cfg, filename="config"):
     Returns the alias notes (one line each, for the log); raises
     :class:`ConfigCheckError` listing every problem.
     """
+    refuse_mmdet3_config(cfg, filename)
     notes = apply_mmdet_v2_aliases(cfg)
     problems = _Problems()
     if cfg.get("data") is not None:

@@ -325,17 +325,23 @@ def _shipped_config_or_raise(filename):
 
 def load_config(filename, cfg_options=None, warn_unknown_keys=True):
     """Read a config file, apply ``cfg_options`` (a dict or KEY=VALUE strings), import
-    ``custom_imports`` and warn about unknown top-level keys.
+    ``custom_imports`` and warn about unknown top-level keys. An mmdetection 3.x config is
+    refused (:class:`~mmdet_like.engine.mmdet3_config.Mmdet3ConfigError`, naming the
+    converter).
 
     Returns an :class:`mmengine.config.Config` (a dict with attribute access).
     """
+    from mmdet_like.engine.mmdet3_config import refuse_mmdet3_config, refuse_mmdet3_source
+
     if not osp.isfile(filename):
         filename = _shipped_config_or_raise(filename)
+    refuse_mmdet3_source(filename)  # before its _base_ files, which may be mmdetection's
     files = check_config_bases(filename)
     try:
         cfg = Config.fromfile(filename, import_custom_modules=False)
     except Exception as exc:  # mmengine's errors do not say which file
         raise ConfigError(f"{_failing_file(files)}: {type(exc).__name__}: {exc}") from exc
+    refuse_mmdet3_config(cfg, filename)
     if cfg_options:
         if not isinstance(cfg_options, dict):
             cfg_options = parse_cfg_options(cfg_options)

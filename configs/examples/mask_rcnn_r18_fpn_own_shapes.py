@@ -2,7 +2,8 @@
 # ResNet-18, 128 px images, trained from scratch) on a COCO json made from a LabelMe folder:
 #   python tools/make_demo_dataset.py data/shapes_labelme --format labelme \
 #       --num-train 240 --num-val 60
-#   python tools/dataset_converters/labelme2coco.py data/shapes_labelme data/shapes/annotations \
+#   python tools/dataset_converters/labelme2coco.py data/shapes_labelme \
+#       data/shapes_labelme/annotations \
 #       --split train=0.75,val=0.25 --seed 0
 #   python tools/check_dataset.py configs/examples/mask_rcnn_r18_fpn_own_shapes.py
 #   python tools/train.py configs/examples/mask_rcnn_r18_fpn_own_shapes.py
@@ -12,17 +13,20 @@ _base_ = ["../demo/mask_rcnn_r18_fpn_demo.py"]
 
 # the classes as labelme2coco.py printed them (the json's category names, in this order)
 classes = ("circle", "rectangle", "star", "triangle")
-ann_dir = "data/shapes/annotations/"
-img_prefix = "data/shapes_labelme/"  # the folder labelme2coco.py printed
+# the LabelMe folder: file names in the jsons labelme2coco.py wrote are relative to it
+data_root = "data/shapes_labelme/"
 data = dict(
     imgs_per_gpu=4,
     workers_per_gpu=0,
     # decode every image before the first iteration (a corrupt file stops it at once)
     train=dict(
-        classes=classes, ann_file=ann_dir + "train.json", img_prefix=img_prefix, check_images=True
-    ),  # fmt: skip
-    val=dict(classes=classes, ann_file=ann_dir + "val.json", img_prefix=img_prefix),
-    test=dict(classes=classes, ann_file=ann_dir + "val.json", img_prefix=img_prefix),
+        classes=classes,
+        ann_file=data_root + "annotations/train.json",
+        img_prefix=data_root,
+        check_images=True,
+    ),
+    val=dict(classes=classes, ann_file=data_root + "annotations/val.json", img_prefix=data_root),
+    test=dict(classes=classes, ann_file=data_root + "annotations/val.json", img_prefix=data_root),
 )
 model = dict(roi_head=dict(bbox_head=dict(num_classes=4), mask_head=dict(num_classes=4)))
 total_epochs = 12

@@ -700,8 +700,8 @@ class Conversion:
             length, by_epoch = iters, False
             self.notes.append(
                 f"train_cfg.type='IterBasedTrainLoop' is written as runner=dict(type="
-                f"'IterBasedRunner', max_iters={iters}): mmdet_like must support "
-                "iteration-based runs (docs/config.md); evaluation.interval is in iterations"
+                f"'IterBasedRunner', max_iters={iters}): training by iterations, evaluation, "
+                "checkpoints and the LR schedule counting iterations (docs/config.md)"
             )
         else:
             raise self.error(
@@ -885,19 +885,11 @@ class Conversion:
         if cfg.get("default_scope", "mmdet") != "mmdet":
             self.left_out("default_scope", cfg["default_scope"], "ours has mmdetection's parts")
         scale = cfg.get("auto_scale_lr")
-        if isinstance(scale, dict):
-            if scale.get("enable"):
-                self.left_out(
-                    "auto_scale_lr.enable", True,
-                    "mmdet_like does not rescale the LR: set optimizer.lr for your total batch "
-                    f"(lr x batch / {scale.get('base_batch_size')})",
-                )  # fmt: skip
-            elif scale.get("base_batch_size"):
-                self.notes.append(
-                    f"optimizer.lr is for {scale['base_batch_size']} images a batch "
-                    "(auto_scale_lr.base_batch_size: processes x data.imgs_per_gpu); scale it "
-                    "with the batch"
-                )
+        if isinstance(scale, dict) and scale.get("base_batch_size"):
+            # read by tools/train.py as mmdetection does (docs/config.md)
+            entries["auto_scale_lr"] = dict(
+                enable=bool(scale.get("enable", False)), base_batch_size=scale["base_batch_size"]
+            )
         return entries
 
 
@@ -1214,6 +1206,8 @@ def convert_mmdet3_config(cfg, source="config"):
     if evaluator is not None:
         evaluation = conv.evaluation(evaluator, interval, (data or {}).get("val"))
         if evaluation is not None:
+            if not by_epoch:  # evaluation.interval counts iterations
+                evaluation["by_epoch"] = False
             entries["evaluation"] = evaluation
     test_evaluator = cfg.get("test_evaluator")
     if test_evaluator is not None and not _same(test_evaluator, evaluator):

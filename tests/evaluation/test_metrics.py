@@ -92,7 +92,7 @@ def test_coco_metric_equals_evaluate_coco(tmp_path):
 
 
 def test_errors_name_the_metric_the_option_and_the_fix():
-    with pytest.raises(EvaluationError, match="unknown metric 'mAp'.*known metrics"):
+    with pytest.raises(EvaluationError, match="unknown metric 'mAp'. Did you mean 'mAP'.*Known"):
         build_evaluator("mAp")
     with pytest.raises(EvaluationError, match=r"option\(s\) \['classwize'\]"):
         build_evaluator("bbox", classwize=True)

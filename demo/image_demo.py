@@ -2,6 +2,7 @@
 
     python demo/image_demo.py IMG_OR_DIR CONFIG CHECKPOINT [--out-dir demo_out]
         [--score-thr 0.3] [--device cpu]
+        [--thickness PX] [--font-scale S] [--palette NAME | R,G,B ...]
 
 Boxes, class names and scores, masks (half-transparent) and keypoints (joined by the
 checkpoint's skeleton) of the detections scoring at least ``--score-thr`` are drawn on each
@@ -19,6 +20,7 @@ from mmdet_like.apis.demos import (
     DemoError,
     add_model_arguments,
     draw_detections,
+    draw_style,
     find_images,
     load_model,
     read_image,
@@ -39,6 +41,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    style = draw_style(args)
     images = find_images(args.img)
     outputs = [osp.join(args.out_dir, rel) for _, rel in images]
     for (path, _), out in zip(images, outputs):
@@ -47,7 +50,7 @@ def main(argv=None):
     model = load_model(args.config, args.checkpoint, args.device)
     pairs = list(zip(images, outputs))
     for (path, _), out in tqdm(pairs, unit="images", disable=len(pairs) == 1):
-        write_image(out, draw_detections(model, read_image(path), args.score_thr))
+        write_image(out, draw_detections(model, read_image(path), args.score_thr, style))
     print(f"{len(pairs)} image(s) with their detections -> {args.out_dir}")
 
 

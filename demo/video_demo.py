@@ -1,7 +1,7 @@
 """Draw a detector's detections on every frame of a video.
 
     python demo/video_demo.py VIDEO CONFIG CHECKPOINT --out OUT.mp4 [--score-thr 0.3]
-        [--device cpu]
+        [--device cpu] [--thickness PX] [--font-scale S] [--palette NAME | R,G,B ...]
 
 Reads with OpenCV (``cv2.VideoCapture``) and writes an mp4v video of the input's frame rate
 and size, each frame with the boxes, class names and scores, masks (half-transparent) and
@@ -17,6 +17,7 @@ from mmdet_like.apis.demos import (
     DemoError,
     add_model_arguments,
     draw_detections,
+    draw_style,
     load_model,
     open_video,
     open_video_writer,
@@ -37,6 +38,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    style = draw_style(args)
     capture = open_video(args.video)
     try:
         fps, width, height, count = video_properties(capture)
@@ -52,7 +54,7 @@ def main(argv=None):
         try:
             with tqdm(total=count or None, unit="frames") as bar:
                 while ok:
-                    writer.write(draw_detections(model, frame, args.score_thr))
+                    writer.write(draw_detections(model, frame, args.score_thr, style))
                     written += 1
                     bar.update()
                     ok, frame = capture.read()

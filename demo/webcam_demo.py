@@ -1,7 +1,7 @@
 """Draw a detector's detections live on a camera's frames, in a window.
 
     python demo/webcam_demo.py CONFIG CHECKPOINT [--camera-id 0] [--score-thr 0.5]
-        [--device cpu]
+        [--device cpu] [--thickness PX] [--font-scale S] [--palette NAME | R,G,B ...]
 
 ``--camera-id``: a camera index, or a stream URL or video file. Press ``q`` (or Esc) in the
 window, close it, or Ctrl-C to stop. No camera, or no display to open the window on, is an
@@ -18,6 +18,7 @@ from mmdet_like.apis.demos import (
     DemoError,
     add_model_arguments,
     draw_detections,
+    draw_style,
     has_display,
     load_model,
     open_camera,
@@ -39,6 +40,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    style = draw_style(args)
     model = load_model(args.config, args.checkpoint, args.device)
     capture = open_camera(args.camera_id)
     frames = 0
@@ -57,7 +59,7 @@ def main(argv=None):
                             raise DemoError(f"camera {args.camera_id} opened but gave no frame")
                         print(f"camera {args.camera_id}: no more frames")
                         break
-                    cv2.imshow(WINDOW, draw_detections(model, frame, args.score_thr))
+                    cv2.imshow(WINDOW, draw_detections(model, frame, args.score_thr, style))
                     frames += 1
                     bar.update()
                     if (cv2.waitKey(1) & 0xFF) in QUIT_KEYS:

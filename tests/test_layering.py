@@ -1,6 +1,7 @@
 """The layering of ../shared/ARCHITECTURE.md, checked on the source: who may import whom.
 
-tools -> {apis, deployment} -> {models, datasets, engine, evaluation} -> structures -> ops
+tools -> {apis, deployment} -> {models, datasets, engine, evaluation, visualization}
+-> structures -> ops
 (deployment may use apis, apis not deployment). Every import
 of ``mmdet_like.<package>`` is read from the syntax tree (function-level imports too), so a
 lazy import cannot hide a dependency.
@@ -22,8 +23,10 @@ FORBIDDEN = {
     "datasets": {"models", "engine"} | TOP,
     "engine": {"models", "datasets", "evaluation"} | TOP,
     "evaluation": {"models", "datasets", "engine"} | TOP,
-    "structures": {"models", "datasets", "engine", "evaluation"} | TOP,
-    "ops": {"models", "datasets", "engine", "evaluation", "structures"} | TOP,
+    "structures": {"models", "datasets", "engine", "evaluation", "visualization"} | TOP,
+    # drawing (boxes, masks, labels, keypoints): beside the middle layers, on structures
+    "visualization": {"models", "datasets", "engine", "evaluation"} | TOP,
+    "ops": {"models", "datasets", "engine", "evaluation", "structures", "visualization"} | TOP,
     "apis": {"deployment", "benchmarking"},
 }
 

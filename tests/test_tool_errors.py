@@ -72,14 +72,43 @@ def test_test_tool_with_a_missing_checkpoint_and_check_dataset_with_a_bad_config
     assert "bad.py" in out.stderr
 
 
+@pytest.mark.parametrize(
+    ("script", "args"),
+    [
+        ("tools/test.py", ["c.py", "m.pth", "--show-dir", "out"]),
+        ("tools/demo_pictures.py", ["c.py", "m.pth", "images", "out.png"]),
+        ("tools/analysis_tools/analyze_results.py", ["c.py", "r.pkl", "out"]),
+        ("tools/analysis_tools/browse_dataset.py", ["c.py", "--output-dir", "out"]),
+        ("demo/image_demo.py", ["a.png", "c.py", "m.pth"]),
+    ],
+)
+def test_every_drawing_tool_refuses_a_bad_drawing_option_in_one_line(script, args, tmp_path):
+    # checked before any file is read: the paths need not exist
+    for option, value, message in [
+        ("--thickness", "0.5", "--thickness 0.5: must be a whole number of pixels"),
+        ("--font-scale", "big", "--font-scale big: must be a number above 0"),
+        ("--palette", "1,2", "--palette 1,2: a colour is R,G,B"),
+    ]:
+        run = call_tool(ROOT / script, *args, option, value, cwd=tmp_path)
+        errors = [line for line in run.stderr.splitlines() if ": error: " in line]
+        assert run.status == 1 and len(errors) == 1 and message in errors[0], run.output
+
+
+def test_test_tool_drawing_options_need_show_dir(tmp_path):
+    run = call_tool(ROOT / "tools/test.py", "c.py", "m.pth", "--out", "r.pkl", "--thickness",
+                    "2", cwd=tmp_path)  # fmt: skip
+    assert run.status == 2 and "--thickness set how --show / --show-dir draw" in run.stderr
+
+
 def test_every_project_error_class_is_a_project_error():
     from mmdet_like.datasets import DatasetError
     from mmdet_like.engine import CheckpointError, ConfigError
     from mmdet_like.engine.runner import DataLoaderWorkerError, NonFiniteLossError
     from mmdet_like.registry import BuildError, RegistryError
+    from mmdet_like.visualization import DrawOptionError
 
     for cls in (DatasetError, CheckpointError, ConfigError, DataLoaderWorkerError,
-                NonFiniteLossError, BuildError, RegistryError):  # fmt: skip
+                NonFiniteLossError, BuildError, RegistryError, DrawOptionError):  # fmt: skip
         assert issubclass(cls, ProjectError), cls
     # and still the built-in class callers catch
     assert issubclass(RegistryError, KeyError) and issubclass(ConfigError, ValueError)

@@ -1,14 +1,16 @@
 """Draw a trained detector's results on a few images into one picture (a grid).
 
     python tools/demo_pictures.py CONFIG CHECKPOINT IMAGE_DIR OUT.png [--num 8] [--cols 4]
-        [--scale 3] [--score-thr 0.5] [--device cpu]
+        [--scale 3] [--score-thr 0.5] [--device cpu] [--thickness PX] [--font-scale S]
+        [--palette NAME | R,G,B ...]
 
 Takes the first ``--num`` images of ``IMAGE_DIR`` (sorted by name), runs
 ``inference_detector`` on each, enlarges each image ``--scale`` times (nearest neighbour, so
 that labels drawn on small images stay readable), draws the boxes, masks, keypoints (joined
 by the checkpoint's skeleton), class names and scores of detections scoring at least
-``--score-thr``, and tiles the pictures in a grid of ``--cols`` columns. ``make demo`` uses
-it for the picture in the README.
+``--score-thr`` (line width and font from the enlarged image's size unless given), and
+tiles the pictures in a grid of ``--cols`` columns. ``make demo`` uses it for the picture in
+the README.
 """
 
 import argparse
@@ -20,9 +22,9 @@ import cv2
 import numpy as np
 
 from mmdet_like.apis import inference_detector, init_detector
-from mmdet_like.apis.test import draw_result
 from mmdet_like.errors import run_tool
 from mmdet_like.structures import result_parts
+from mmdet_like.visualization import add_draw_arguments, draw_result, style_from_args
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -77,6 +79,7 @@ def parse_args(argv=None):
     parser.add_argument("--scale", type=int, default=3, help="enlargement (default 3)")
     parser.add_argument("--score-thr", type=float, default=0.5, help="lowest score drawn")
     parser.add_argument("--device", default="cpu")
+    add_draw_arguments(parser)
     args = parser.parse_args(argv)
     if args.num < 1 or args.cols < 1 or args.scale < 1:
         parser.error("--num, --cols and --scale must be at least 1")
@@ -85,6 +88,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    style = style_from_args(args)
     if not osp.isdir(args.image_dir):
         raise SystemExit(f"{args.image_dir}: no such folder of images")
     names = sorted(n for n in os.listdir(args.image_dir) if n.lower().endswith(IMAGE_SUFFIXES))
@@ -104,9 +108,8 @@ def main(argv=None):
                 scale_result(result, args.scale),
                 model.CLASSES,
                 score_thr=args.score_thr,
-                thickness=2,
-                font_scale=0.45,
                 skeleton=model.KEYPOINT_SKELETON,
+                style=style,
             )
         )
     out_dir = osp.dirname(osp.abspath(args.out))

@@ -2,7 +2,8 @@
 
     python tools/test.py CONFIG CHECKPOINT [--out results.pkl] [--eval bbox segm proposal]
         [--format-only] [--eval-options KEY=VALUE ...] [--show] [--show-dir DIR]
-        [--show-score-thr 0.3] [--gpu-collect] [--tmpdir DIR] [--fuse-conv-bn]
+        [--show-score-thr 0.3] [--thickness PX] [--font-scale S] [--palette NAME | R,G,B ...]
+        [--gpu-collect] [--tmpdir DIR] [--fuse-conv-bn]
         [--allow-partial] [--launcher none|pytorch|slurm] [--cfg-options KEY=VALUE ...]
         [--slice-size H W [--slice-overlap 0.2] [--slice-merge nms|nmm]
          [--slice-match-metric iou|ios] [--slice-match-threshold 0.5] [--slice-full-image]
@@ -69,6 +70,7 @@ from mmdet_like.errors import run_tool
 from mmdet_like.evaluation import build_evaluator
 from mmdet_like.models.utils import fuse_conv_bn
 from mmdet_like.ops import enable_cpu_caching_allocator_from_env
+from mmdet_like.visualization import add_draw_arguments, style_from_args
 
 
 def parse_args(argv=None):
@@ -102,6 +104,7 @@ def parse_args(argv=None):
     parser.add_argument(
         "--show-score-thr", type=float, default=0.3, help="lowest score drawn (default 0.3)"
     )
+    add_draw_arguments(parser)  # --thickness --font-scale --palette, for --show / --show-dir
     parser.add_argument(
         "--gpu-collect",
         action="store_true",
@@ -137,6 +140,11 @@ def parse_args(argv=None):
         )
     if args.eval and args.format_only:
         parser.error("--eval and --format-only cannot be combined")
+    drawing = [f"--{name.replace('_', '-')}" for name in ("thickness", "font_scale", "palette")
+               if getattr(args, name) is not None]  # fmt: skip
+    if drawing and not (args.show or args.show_dir):
+        parser.error(f"{' '.join(drawing)} set how --show / --show-dir draw; add --show-dir DIR")
+    args.draw_style = style_from_args(args)  # a bad value: one line naming the option
     if args.out is not None and not args.out.endswith((".pkl", ".pickle")):
         parser.error(f"--out {args.out}: the output file must be a .pkl or .pickle file")
     args.slice_options = slice_options(parser, args)
@@ -297,7 +305,9 @@ def main(argv=None):
     if distributed:
         results = multi_gpu_test(model, data_loader, args.tmpdir, args.gpu_collect)
     else:
-        results = single_gpu_test(model, data_loader, args.show, args.show_dir, args.show_score_thr)
+        results = single_gpu_test(
+            model, data_loader, args.show, args.show_dir, args.show_score_thr, args.draw_style
+        )
     if distributed and (args.show or args.show_dir):
         logger.warning("--show / --show-dir are only supported with one process; ignored")
 

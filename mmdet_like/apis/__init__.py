@@ -14,7 +14,6 @@ from mmdet_like.apis.slicing import (
     sliced_inference_samples,
 )
 from mmdet_like.apis.test import (
-    draw_result,
     encode_mask_results,
     multi_gpu_test,
     single_gpu_test,
@@ -25,8 +24,10 @@ from mmdet_like.apis.train import (
     train_detector,
 )
 from mmdet_like.models import build_detector  # the one detector builder
+from mmdet_like.visualization import DrawStyle, draw_result  # the one drawing module
 
 __all__ = [
+    "DrawStyle",
     "LoadImageFromArray",
     "SlicedDetector",
     "build_detector",

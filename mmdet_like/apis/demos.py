@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from mmdet_like.apis.inference import inference_detector, init_detector
-from mmdet_like.apis.test import draw_result
 from mmdet_like.datasets.errors import ImageReadError
 from mmdet_like.datasets.image_check import read_image_file
 from mmdet_like.errors import ProjectError
+from mmdet_like.visualization import add_draw_arguments, draw_result, style_from_args
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -31,7 +31,9 @@ class DemoError(ProjectError, ValueError):
 
 
 def add_model_arguments(parser, score_thr=0.3):
-    """``CONFIG CHECKPOINT [--score-thr] [--device]``, the arguments every demo takes."""
+    """``CONFIG CHECKPOINT [--score-thr] [--device] [--thickness] [--font-scale]
+    [--palette]``, the arguments every demo takes (the drawing ones:
+    :func:`~mmdet_like.visualization.add_draw_arguments`, read by :func:`draw_style`)."""
     parser.add_argument("config", help="config file")
     parser.add_argument("checkpoint", help="checkpoint file (trained with that config)")
     parser.add_argument(
@@ -41,7 +43,14 @@ def add_model_arguments(parser, score_thr=0.3):
         help=f"lowest score drawn (default {score_thr})",
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    add_draw_arguments(parser)
     return parser
+
+
+def draw_style(args):
+    """The checked :class:`~mmdet_like.visualization.DrawStyle` of a demo's ``--thickness``,
+    ``--font-scale`` and ``--palette`` (a bad value: one line naming the option)."""
+    return style_from_args(args)
 
 
 def _check_device(device):
@@ -72,14 +81,17 @@ def load_model(config, checkpoint, device="cpu"):
     return init_detector(config, checkpoint, device=device)
 
 
-def draw_detections(model, frame, score_thr=0.3):
+def draw_detections(model, frame, score_thr=0.3, style=None):
     """A copy of BGR ``frame`` with ``model``'s detections scoring at least ``score_thr``
     drawn: boxes, class names and scores, masks blended at half opacity, keypoints joined by
-    the checkpoint's skeleton (as :func:`mmdet_like.apis.show_result` draws them)."""
+    the checkpoint's skeleton (as :func:`mmdet_like.apis.show_result` draws them), in
+    ``style`` (a :class:`~mmdet_like.visualization.DrawStyle`; None: sizes from the frame,
+    the default palette)."""
     result = inference_detector(model, frame)
     return draw_result(
-        frame, result, model.CLASSES, score_thr=score_thr, skeleton=model.KEYPOINT_SKELETON
-    )
+        frame, result, model.CLASSES, score_thr=score_thr, skeleton=model.KEYPOINT_SKELETON,
+        style=style,
+    )  # fmt: skip
 
 
 def find_images(path):

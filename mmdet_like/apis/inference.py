@@ -6,6 +6,8 @@ from mmdet_like.apis import inference_detector, init_detector, show_result
 model = init_detector("configs/mask_rcnn_r50_fpn_1x.py", "work_dirs/latest.pth")
 result = inference_detector(model, "demo.jpg")  # or a BGR array, or a list of either
 show_result("demo.jpg", result, model.CLASSES, out_file="demo_out.jpg")
+# line width and font from the image size; or fixed, with another palette:
+show_result("demo.jpg", result, model.CLASSES, thickness=3, font_scale=0.8, palette="tab20")
 ```
 """
 
@@ -17,12 +19,12 @@ import torch
 
 import mmdet_like.datasets  # noqa: F401 (registers the pipeline transforms)
 from mmdet_like.apis.startup_check import check_class_counts, load_checkpoint_for_testing
-from mmdet_like.apis.test import draw_result
 from mmdet_like.datasets.pipelines import Compose
 from mmdet_like.engine import get_logger, load_config
 from mmdet_like.models import build_detector
 from mmdet_like.registry import DATASETS
 from mmdet_like.structures import samples_from_lists, to_legacy_result
+from mmdet_like.visualization import DrawStyle, draw_result
 
 
 def _config(config, cfg_options=None):
@@ -212,13 +214,19 @@ def inference_detector_samples(model, imgs, batch_size=1, slice=None):
     return out
 
 
-def show_result(img, result, class_names=None, score_thr=0.3, out_file=None, skeleton=()):
-    """Draw boxes, labels, masks and keypoints (joined by ``skeleton``'s 0-based index
-    pairs, e.g. ``model.KEYPOINT_SKELETON``) of ``result`` (from :func:`inference_detector`)
-    scoring at least ``score_thr`` on a copy of ``img`` (a path or BGR array); write it to
-    ``out_file`` when given. Returns the drawn image."""
+def show_result(img, result, class_names=None, score_thr=0.3, out_file=None, skeleton=(),
+                thickness=None, font_scale=None, palette="default"):  # fmt: skip
+    """Draw boxes, labels ("``class 0.93``" on a filled rectangle), masks (translucent) and
+    keypoints (joined by ``skeleton``'s 0-based index pairs, e.g. ``model.KEYPOINT_SKELETON``)
+    of ``result`` (from :func:`inference_detector`) scoring at least ``score_thr`` on a copy
+    of ``img`` (a path or BGR array); write it to ``out_file`` when given. Returns the drawn
+    image. ``thickness`` (line width, px), ``font_scale`` (None: both from the image size)
+    and ``palette`` (``'default'``, ``'tab10'``, ``'tab20'``, ``'random'`` or RGB tuples):
+    :mod:`mmdet_like.visualization.draw`."""
+    style = DrawStyle.of(thickness, font_scale, palette)  # checked before the image is read
     image = mmcv.imread(img) if isinstance(img, str) else np.asarray(img)
-    drawn = draw_result(image, result, class_names, score_thr=score_thr, skeleton=skeleton)
+    drawn = draw_result(image, result, class_names, score_thr=score_thr, skeleton=skeleton,
+                        style=style)  # fmt: skip
     if out_file is not None:
         mmcv.imwrite(drawn, out_file)
     return drawn

@@ -4,15 +4,13 @@ several gathered in dataset order), with optional drawing of the detections.
 The loop is the engine's (:func:`mmdet_like.engine.single_process_inference`, also run by
 the evaluation hooks); here masks are compressed to RLE as they come (``(H, W)`` boolean
 masks of every detection would not fit in memory for a large dataset) and images can be
-drawn on the way.
+drawn on the way (by :mod:`mmdet_like.visualization`).
 """
 
 import os
 import os.path as osp
 
 import cv2
-import numpy as np
-import pycocotools.mask as mask_utils
 
 import mmdet_like.models  # noqa: F401 (registers the detectors build_detector looks up)
 from mmdet_like.engine.dist import get_dist_info
@@ -21,87 +19,9 @@ from mmdet_like.structures import (
     DetDataSample,
     compact_prediction,
     encode_mask_results,
-    result_parts,
     to_legacy_result,
 )
-
-_PALETTE = (
-    (220, 20, 60), (0, 130, 200), (60, 180, 75), (255, 225, 25), (145, 30, 180),
-    (245, 130, 48), (70, 240, 240), (240, 50, 230), (210, 245, 60), (0, 128, 128),
-)  # fmt: skip
-
-
-def _decode_mask(mask):
-    if isinstance(mask, dict):
-        return mask_utils.decode(mask).astype(bool)
-    return np.asarray(mask, dtype=bool)
-
-
-def class_color(label):
-    """BGR colour of class ``label`` (a fixed palette, repeated)."""
-    r, g, b = _PALETTE[int(label) % len(_PALETTE)]
-    return b, g, r
-
-
-def draw_keypoints(img, points, skeleton=(), color=(0, 255, 255), radius=2, thickness=1):
-    """Draw one instance's keypoints ((K, 2) or (K, 3) ``x, y[, score]``) and the
-    ``skeleton``'s lines (0-based index pairs) on ``img`` in place."""
-    points = np.asarray(points, dtype=np.float64).reshape(-1, np.shape(points)[-1])
-    centres = [(round(float(x)), round(float(y))) for x, y in points[:, :2]]
-    for a, b in skeleton:
-        cv2.line(img, centres[a], centres[b], color, thickness, cv2.LINE_AA)
-    for centre in centres:
-        cv2.circle(img, centre, radius, color, -1, cv2.LINE_AA)
-    return img
-
-
-def draw_result(img, result, class_names=None, score_thr=0.3, thickness=1, font_scale=0.35,
-                skeleton=()):  # fmt: skip
-    """A copy of BGR image ``img`` with the detections of ``result`` drawn on it.
-
-    ``result``: per-class (n, 5) box arrays, optionally with per-class masks
-    (``(bbox_results, segm_results)``, masks boolean arrays or RLE dicts) and keypoints
-    (``(bbox_results, segm_results or None, keypoint_results)``, (n, K, 3) arrays: drawn as
-    points joined by the ``skeleton``'s 0-based index pairs), or an (n, 5) array of proposals
-    (drawn without labels). Detections scoring below ``score_thr`` are skipped.
-    """
-    out = np.ascontiguousarray(img, dtype=np.uint8).copy()
-    keypoints = None
-    if isinstance(result, np.ndarray):
-        per_class = [result.reshape(-1, 5)]
-        segms, labelled = None, False
-    else:
-        per_class, segms, keypoints = result_parts(result)
-        labelled = True
-    for label, boxes in enumerate(per_class):
-        boxes = np.asarray(boxes).reshape(-1, 5)
-        color = class_color(label)
-        for j, box in enumerate(boxes):
-            score = float(box[4])
-            if score < score_thr:
-                continue
-            if segms is not None:
-                mask = _decode_mask(segms[label][j])
-                if mask.shape == out.shape[:2]:
-                    tint = np.asarray(color, dtype=np.float32)
-                    out[mask] = (0.5 * out[mask] + 0.5 * tint).astype(np.uint8)
-            x1, y1, x2, y2 = (round(float(v)) for v in box[:4])
-            cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness)
-            if keypoints is not None:
-                draw_keypoints(out, keypoints[label][j], skeleton, color, thickness=thickness)
-            if labelled:
-                name = class_names[label] if class_names is not None else str(label)
-                cv2.putText(
-                    out,
-                    f"{name} {score:.2f}",
-                    (x1, max(y1 - 2, 8)),
-                    cv2.FONT_HERSHEY_SIMPLEX,
-                    font_scale,
-                    color,
-                    1,
-                    cv2.LINE_AA,
-                )
-    return out
+from mmdet_like.visualization import DrawStyle, draw_result
 
 
 def _first_aug(value):
@@ -114,7 +34,7 @@ def _skeleton_of(dataset):
     return () if meta is None else meta.skeleton
 
 
-def _show_callback(class_names, show, out_dir, score_thr, skeleton=()):
+def _show_callback(class_names, show, out_dir, score_thr, skeleton=(), style=None):
     """``on_batch`` callback drawing every image of the batch (window and/or files)."""
 
     def on_batch(data_batch, outputs):
@@ -123,7 +43,7 @@ def _show_callback(class_names, show, out_dir, score_thr, skeleton=()):
             img = cv2.imread(meta["filename"], cv2.IMREAD_COLOR)
             if img is None:
                 raise FileNotFoundError(f"cannot read {meta['filename']} to draw its results")
-            drawn = draw_result(img, result, class_names, score_thr, skeleton=skeleton)
+            drawn = draw_result(img, result, class_names, score_thr, skeleton=skeleton, style=style)
             if out_dir:
                 name = meta.get("ori_filename") or osp.basename(meta["filename"])
                 path = osp.join(out_dir, name)
@@ -181,19 +101,24 @@ def _per_class_callback(model):
     return on_batch
 
 
-def single_gpu_test(model, data_loader, show=False, out_dir=None, show_score_thr=0.3):
+def single_gpu_test(model, data_loader, show=False, out_dir=None, show_score_thr=0.3,
+                    draw_style=None):  # fmt: skip
     """Results of ``model`` for every image of ``data_loader.dataset``, in order.
 
     Masks are returned as RLE dicts. ``show`` opens a window per image; ``out_dir`` saves
     the drawn detections there (under each image's file name); ``show_score_thr`` is the
-    lowest score drawn.
+    lowest score drawn; ``draw_style`` (a :class:`~mmdet_like.visualization.DrawStyle`:
+    thickness, font scale, palette) how (default: sizes from each image, default palette).
     """
     draw = None
     if show or out_dir:
+        if draw_style is not None and not isinstance(draw_style, DrawStyle):
+            raise TypeError(f"draw_style must be a DrawStyle, got {type(draw_style).__name__}")
         class_names = getattr(data_loader.dataset, "CLASSES", None)
         draw = _show_callback(
-            class_names, show, out_dir, show_score_thr, _skeleton_of(data_loader.dataset)
-        )
+            class_names, show, out_dir, show_score_thr, _skeleton_of(data_loader.dataset),
+            draw_style,
+        )  # fmt: skip
     return single_process_inference(
         model, data_loader, show_progress=True,
         on_batch=_pipeline(_per_class_callback(model), draw, _encode_callback),

@@ -17,10 +17,12 @@ import pytest
 import torch
 from torch import nn
 
+from mmdet_like.visualization import draw_result
 from tests.engine.cli_utils import PYTHON, ROOT, env, finish, free_port, load_tool, run_tool_here
 
 DEMO_CONFIG = ROOT / "configs" / "demo" / "mask_rcnn_r18_fpn_demo.py"
 NUM_VAL = 5  # odd: two ranks get a padded share
+SHOW_OPTIONS = {"thickness": 2, "font_scale": 0.4, "palette": "tab20"}  # single_results's
 
 
 def _run(args, cwd, timeout=120, script=None):
@@ -67,11 +69,13 @@ def trained(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def single_results(trained):
-    """tools/test.py --eval bbox segm --out --show-dir: (output, results, show dir)."""
+    """tools/test.py --eval bbox segm --out --show-dir (drawn with the options of
+    :data:`SHOW_OPTIONS`): (output, results, show dir)."""
     out = _test_tool(
         trained,
         "--eval", "bbox", "segm", "--out", "out/results.pkl", "--show-dir", "out/show",
-        "--show-score-thr", "0.0", "--cfg-options", "data.workers_per_gpu=0",
+        "--show-score-thr", "0.0", "--thickness", "2", "--font-scale", "0.4", "--palette",
+        "tab20", "--cfg-options", "data.workers_per_gpu=0",
     )  # fmt: skip
     with open(trained / "out" / "results.pkl", "rb") as f:
         results = pickle.load(f)
@@ -211,12 +215,17 @@ def test_test_tool_evaluates_pickles_and_draws(trained, single_results):
             num_dets += len(boxes)
 
     coco = json.loads((trained / "data/demo/annotations/instances_val.json").read_text())
+    classes = [c["name"] for c in coco["categories"]]
     drawn_changed = 0
-    for img in coco["images"]:
+    for img, result in zip(coco["images"], results, strict=True):
         drawn = cv2.imread(str(show_dir / img["file_name"]))
         source = cv2.imread(str(trained / "data/demo/val" / img["file_name"]))
         assert drawn is not None and drawn.shape == source.shape
         drawn_changed += int(not np.array_equal(drawn, source))
+        # the picture is the API's drawing, with the tool's options, of the very detections
+        # the tool wrote to results.pkl (one inference: the same numbers)
+        expected = draw_result(source, result, classes, 0.0, **SHOW_OPTIONS)
+        np.testing.assert_array_equal(drawn, expected, err_msg=img["file_name"])
     assert drawn_changed == sum(any(len(b) for b in bbox_results) for bbox_results, _ in results), (
         "exactly the images with detections have something drawn on them"
     )

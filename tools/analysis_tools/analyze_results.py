@@ -1,7 +1,8 @@
 """The best and worst images of saved results by per-image bbox AP, drawn.
 
     python tools/analysis_tools/analyze_results.py CONFIG results.pkl SHOW_DIR [--topk 20]
-        [--show-score-thr 0.3] [--scale 2] [--cfg-options KEY=VALUE ...]
+        [--show-score-thr 0.3] [--scale 2] [--thickness PX] [--font-scale S]
+        [--palette NAME | R,G,B ...] [--cfg-options KEY=VALUE ...]
 
 Each image's bbox AP (IoU 0.5:0.95) is COCO's, computed by pycocotools on that image alone
 (images without ground truth have none and are not ranked). The ``--topk`` images of highest
@@ -24,10 +25,16 @@ import numpy as np
 from tqdm import tqdm
 
 from mmdet_like.apis.analysis import AnalysisError, detections, load_results, load_test_dataset
-from mmdet_like.apis.test import class_color, draw_result
 from mmdet_like.engine import add_cfg_options_argument
 from mmdet_like.errors import run_tool
 from mmdet_like.evaluation.coco_metric import coco_detections
+from mmdet_like.visualization import (
+    DrawStyle,
+    add_draw_arguments,
+    draw_ground_truth,
+    draw_result,
+    style_from_args,
+)
 
 
 def per_image_ap(ann_file, results, img_ids, cat_ids):
@@ -63,21 +70,11 @@ def per_image_ap(ann_file, results, img_ids, cat_ids):
     return out
 
 
-def draw_ground_truth(img, ann, class_names, thickness=1, font_scale=0.35):
-    """A copy of ``img`` with the ground-truth boxes and class names of ``ann`` drawn."""
-    out = img.copy()
-    for box, label in zip(ann["bboxes"], ann["labels"]):
-        x1, y1, x2, y2 = (round(float(v)) for v in box[:4])
-        color = class_color(int(label))
-        cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness)
-        cv2.putText(out, class_names[int(label)], (x1, max(y1 - 2, 8)),
-                    cv2.FONT_HERSHEY_SIMPLEX, font_scale, color, 1, cv2.LINE_AA)  # fmt: skip
-    return out
-
-
-def side_by_side(img, ann, result, class_names, ap, score_thr=0.3, scale=2, gap=6):
+def side_by_side(img, ann, result, class_names, ap, score_thr=0.3, scale=2, gap=6, style=None):
     """Ground truth (left) and detections (right) of one BGR image, enlarged ``scale``
-    times, under a title strip."""
+    times, under a title strip; both drawn in ``style`` (a
+    :class:`~mmdet_like.visualization.DrawStyle`)."""
+    style = style or DrawStyle()
     big = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
     ann = dict(ann, bboxes=np.asarray(ann["bboxes"], np.float32).reshape(-1, 4) * scale)
     boxes, scores, labels = detections(result, len(class_names), score_thr)
@@ -85,8 +82,8 @@ def side_by_side(img, ann, result, class_names, ap, score_thr=0.3, scale=2, gap=
         np.concatenate([boxes[labels == k] * scale, scores[labels == k, None]], axis=1)
         for k in range(len(class_names))
     ]
-    left = draw_ground_truth(big, ann, class_names)
-    right = draw_result(big, per_class, class_names, score_thr)
+    left = draw_ground_truth(big, ann["bboxes"], ann["labels"], class_names, style=style)
+    right = draw_result(big, per_class, class_names, score_thr, style=style)
     h, w = big.shape[:2]
     canvas = np.full((h + 20, 2 * w + gap, 3), 255, np.uint8)
     canvas[20:, :w] = left
@@ -106,6 +103,7 @@ def parse_args(argv=None):
     parser.add_argument("--topk", type=int, default=20, help="images drawn of each end")
     parser.add_argument("--show-score-thr", type=float, default=0.3, help="lowest score drawn")
     parser.add_argument("--scale", type=int, default=2, help="enlargement of the pictures")
+    add_draw_arguments(parser)
     add_cfg_options_argument(parser, example="data.test.ann_file=...")
     args = parser.parse_args(argv)
     if args.topk < 1 or args.scale < 1:
@@ -115,6 +113,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    style = style_from_args(args)
     _, dataset = load_test_dataset(args.config, args.cfg_options)
     gt = dataset.ground_truth() if hasattr(dataset, "ground_truth") else None
     if gt is None or gt.coco is None or not isinstance(gt.coco, str):
@@ -140,7 +139,7 @@ def main(argv=None):
                 raise AnalysisError(f"{path}: cannot read this image (missing or not an image)")
             ap = aps[gt.img_ids[i]]
             picture = side_by_side(img, dataset.get_ann_info(i), results[i], dataset.CLASSES,
-                                   ap, args.show_score_thr, args.scale)  # fmt: skip
+                                   ap, args.show_score_thr, args.scale, style=style)  # fmt: skip
             stem = osp.splitext(osp.basename(info["filename"]))[0]
             cv2.imwrite(osp.join(args.show_dir, folder, f"{rank:02d}_{stem}_ap{ap:.3f}.png"),
                         picture)  # fmt: skip

@@ -1,7 +1,8 @@
 """Draw what the training pipeline gives the model, to check a dataset and its transforms.
 
     python tools/analysis_tools/browse_dataset.py CONFIG [--output-dir DIR] [--not-show]
-        [--num-samples N] [--cfg-options K=V ...]
+        [--num-samples N] [--thickness PX] [--font-scale S] [--palette NAME | R,G,B ...]
+        [--cfg-options K=V ...]
 
 Every sample of ``data.train`` goes through the training pipeline (augmentations included);
 its image is de-normalised (the pipeline's ``img_norm_cfg``) and drawn with the boxes and
@@ -23,8 +24,7 @@ from tqdm import tqdm
 from mmdet_like.apis.tool_utils import ToolError, build_train_dataset, load_tool_config
 from mmdet_like.engine import add_cfg_options_argument
 from mmdet_like.errors import run_tool
-
-PALETTE = [(0, 200, 0), (220, 60, 20), (20, 60, 220), (0, 200, 220), (200, 0, 200), (220, 200, 0)]
+from mmdet_like.visualization import add_draw_arguments, draw_ground_truth, style_from_args
 
 
 def denormalize(img, norm_cfg):
@@ -47,8 +47,9 @@ def _array(value):
     return value.numpy() if hasattr(value, "numpy") else np.asarray(value)
 
 
-def draw_sample(sample, classes):
-    """The sample's image with its ground truth drawn on it (BGR uint8)."""
+def draw_sample(sample, classes, style=None):
+    """The sample's image with its ground truth drawn on it (BGR uint8), in ``style`` (a
+    :class:`~mmdet_like.visualization.DrawStyle`; None: sizes from the image)."""
     data_sample = sample["data_samples"]
     canvas = denormalize(sample["img"], data_sample.metainfo.get("img_norm_cfg"))
     gt = data_sample.gt_instances
@@ -56,31 +57,16 @@ def draw_sample(sample, classes):
     boxes = _array(getattr(gt, "bboxes", None))
     masks = _array(getattr(gt, "masks", None))
     keypoints = _array(getattr(gt, "keypoints", None))
-    count = 0 if boxes is None else len(boxes)
-    color_of = [PALETTE[int(labels[i]) % len(PALETTE)] if labels is not None else PALETTE[0]
-                for i in range(count)]  # fmt: skip
-    if masks is not None and len(masks):
+    boxes = np.zeros((0, 4)) if boxes is None else boxes
+    if masks is not None:  # the masks of the image before padding: placed on the padded one
         h, w = canvas.shape[:2]
-        for i, mask in enumerate(masks.astype(bool)):
-            region = np.zeros((h, w), bool)
-            mh, mw = min(h, mask.shape[0]), min(w, mask.shape[1])
-            region[:mh, :mw] = mask[:mh, :mw]
-            color = np.asarray(color_of[i] if i < count else PALETTE[0], np.float32)
-            canvas[region] = (0.5 * canvas[region] + 0.5 * color).astype(np.uint8)
-    for i in range(count):
-        x1, y1, x2, y2 = (int(round(v)) for v in boxes[i][:4])
-        cv2.rectangle(canvas, (x1, y1), (x2, y2), color_of[i], 1)
-        if labels is not None:
-            label = int(labels[i])
-            name = classes[label] if classes is not None and label < len(classes) else str(label)
-            cv2.putText(canvas, name, (x1, max(y1 - 2, 8)), cv2.FONT_HERSHEY_SIMPLEX, 0.3,
-                        color_of[i], 1, cv2.LINE_AA)  # fmt: skip
+        placed = np.zeros((len(masks), h, w), bool)
+        mh, mw = min(h, masks.shape[1]), min(w, masks.shape[2])
+        placed[:, :mh, :mw] = masks.astype(bool)[:, :mh, :mw]
+        masks = list(placed)
     if keypoints is not None:
-        for points in keypoints.reshape(len(keypoints), -1, 3):
-            for x, y, visible in points:
-                if visible > 0:
-                    cv2.circle(canvas, (int(round(x)), int(round(y))), 2, (0, 0, 255), -1)
-    return canvas
+        keypoints = keypoints.reshape(len(keypoints), -1, 3)
+    return draw_ground_truth(canvas, boxes, labels, classes, masks, keypoints, style=style)
 
 
 def output_name(index, sample):
@@ -94,8 +80,9 @@ def has_display():
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-def browse(dataset, output_dir=None, show=False, num_samples=None):
-    """Draw the first ``num_samples`` (all) samples; returns the written paths."""
+def browse(dataset, output_dir=None, show=False, num_samples=None, style=None):
+    """Draw the first ``num_samples`` (all) samples in ``style``; returns the written
+    paths."""
     classes = getattr(dataset, "CLASSES", None)
     if output_dir:
         os.makedirs(output_dir, exist_ok=True)
@@ -103,7 +90,7 @@ def browse(dataset, output_dir=None, show=False, num_samples=None):
     written = []
     for index in tqdm(range(count), desc="samples", unit="img"):
         sample = dataset[index]
-        canvas = draw_sample(sample, classes)
+        canvas = draw_sample(sample, classes, style)
         if output_dir:
             path = osp.join(output_dir, output_name(index, sample))
             if not cv2.imwrite(path, canvas):
@@ -122,12 +109,14 @@ def parse_args(argv=None):
     parser.add_argument("--output-dir", default=None, help="write one PNG per sample here")
     parser.add_argument("--not-show", action="store_true", help="do not open a window")
     parser.add_argument("--num-samples", type=int, default=None, help="only the first N")
+    add_draw_arguments(parser)
     add_cfg_options_argument(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    style = style_from_args(args)
     show = not args.not_show
     if show and not has_display():
         print("browse_dataset: no display; not showing (pass --not-show to silence this)")
@@ -137,7 +126,9 @@ def main(argv=None):
     if args.output_dir and osp.isfile(args.output_dir):
         raise ToolError(f"--output-dir {args.output_dir!r} is a file, not a folder")
     cfg = load_tool_config(args.config, args.cfg_options)
-    written = browse(build_train_dataset(cfg, args.config), args.output_dir, show, args.num_samples)
+    written = browse(
+        build_train_dataset(cfg, args.config), args.output_dir, show, args.num_samples, style
+    )
     if args.output_dir:
         print(f"{len(written)} images written to {args.output_dir}")
     return 0

@@ -355,8 +355,43 @@ def test_confusion_matrix_counts_a_hand_made_case(demo, tmp_path):
     assert np.array_equal(np.array(saved["counts"]), expected)
     rows = expected.sum(axis=1, keepdims=True)
     assert np.allclose(saved["normalized"], expected / np.maximum(rows, 1))
-    assert _png_size(tmp_path / "cm" / "confusion_matrix.png") == (500, 500)
     _assert_picture(tmp_path / "cm" / "confusion_matrix.png")
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ["circle", "background"],  # a figure narrower than the title
+        [f"a_rather_long_class_name_{i}" for i in range(12)] + ["background"],
+        ["a class name far longer than the matrix is wide, " * 2, "b", "background"],
+        [f"class_{i}" for i in range(80)] + ["background"],  # COCO's classes: no numbers
+    ],
+    ids=["two_classes", "long_names", "very_long_name", "81_classes"],
+)
+def test_confusion_matrix_picture_holds_its_title_and_class_names(tmp_path, monkeypatch, names):
+    import matplotlib.pyplot as plt
+
+    tool = _load("confusion_matrix")
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure the tool draws
+    out = tmp_path / "cm.png"
+    title = "confusion matrix (score >= 0.3, IoU >= 0.5)"
+    tool.plot_matrix(np.eye(len(names)), names, str(out), title)
+    (fig,) = figures
+    renderer = fig.canvas.get_renderer()  # the saved picture's (saved at the figure's dpi)
+    assert _png_size(out) == (round(fig.bbox.width), round(fig.bbox.height))
+    ax = fig.axes[0]
+    (heading,) = [t for t in fig.findobj(plt.Text) if t.get_text() == title]
+    texts = [heading, ax.xaxis.label, ax.yaxis.label]
+    texts += ax.get_xticklabels() + ax.get_yticklabels() + fig.axes[1].get_yticklabels()
+    assert [t.get_text() for t in ax.get_xticklabels()] == names
+    for text in texts:
+        box = text.get_window_extent(renderer)
+        inside = (box.x0 >= 0 and box.y0 >= 0 and box.x1 <= fig.bbox.width
+                  and box.y1 <= fig.bbox.height)  # fmt: skip
+        assert inside, (text.get_text()[:30], box.bounds, fig.bbox.bounds)
+    assert ax.get_window_extent(renderer).width > 2 * fig.dpi  # the matrix not squeezed
+    plt.close(fig)
 
 
 def test_confusion_matrix_matching_is_greedy_by_score_and_one_to_one():

@@ -91,3 +91,93 @@ def test_print_config_tool(configs):
         check=True,
     ).stdout
     assert "total_epochs = 24" in out and "type='AdamW'" in out and "ann='y'" in out
+
+
+@pytest.fixture
+def rooted_configs(tmp_path):
+    """A base building its paths from ``data_root`` (a wrapped dataset, a list, a path
+    outside the root, a sibling folder of the root) and a child that sets only
+    ``data_root`` and one path of its own."""
+    (tmp_path / "base.py").write_text(
+        "data_root = 'data/coco/'\n"
+        "data = dict(\n"
+        "    imgs_per_gpu=2,\n"
+        "    train=dict(type='RepeatDataset', times=3, dataset=dict(type='CocoDataset',\n"
+        "        ann_file=data_root + 'annotations/train.json',\n"
+        "        img_prefix=data_root + 'train2017/')),\n"
+        "    val=dict(type='CocoDataset', ann_file=data_root + 'annotations/val.json',\n"
+        "        img_prefix=data_root + 'val2017/',\n"
+        "        proposal_file=data_root + 'proposals/val.pkl'),\n"
+        "    test=dict(type='ConcatDataset', datasets=[dict(type='CocoDataset',\n"
+        "        ann_file=data_root + 'annotations/a.json', img_prefix='elsewhere/'),\n"
+        "        dict(type='CocoDataset', ann_file='data/coco2/b.json', img_prefix='')]),\n"
+        ")\n"
+    )
+    (tmp_path / "child.py").write_text(
+        "_base_ = ['./base.py']\n"
+        "data_root = 'data/mine'\n"  # no trailing slash: the paths still get one
+        "data = dict(val=dict(ann_file='data/coco/annotations/val.json'))\n"  # its own: kept
+    )
+    return tmp_path
+
+
+def test_child_data_root_rederives_the_paths_it_inherits(rooted_configs):
+    from mmdet_like.apis.config_check import check_config
+    from mmdet_like.engine.config import load_notes
+
+    cfg = load_config(str(rooted_configs / "child.py"))
+    data = cfg.data
+    assert data.train.type == "RepeatDataset" and data.train.times == 3
+    assert data.train.dataset.ann_file == "data/mine/annotations/train.json"
+    assert data.train.dataset.img_prefix == "data/mine/train2017/"
+    assert data.val.ann_file == "data/coco/annotations/val.json"  # set by the child: kept
+    assert data.val.img_prefix == "data/mine/val2017/"
+    assert data.val.proposal_file == "data/mine/proposals/val.pkl"
+    first, second = data.test.datasets
+    assert first.ann_file == "data/mine/annotations/a.json" and first.img_prefix == "elsewhere/"
+    assert second.ann_file == "data/coco2/b.json" and second.img_prefix == ""  # not under it
+    assert cfg.data_root == "data/mine" and data.imgs_per_gpu == 2
+    moved = (
+        "data.train.dataset.ann_file, data.train.dataset.img_prefix, data.val.img_prefix, "
+        "data.val.proposal_file, data.test.datasets[0].ann_file"
+    )
+    note = (
+        "data_root 'data/mine' replaces the base's 'data/coco/': the inherited paths under it "
+        f"moved to 'data/mine' ({moved}); paths the config sets itself are kept"
+    )
+    assert load_notes(cfg) == [note]
+    assert check_config(cfg, "child.py") == [note]  # logged by train.py / test.py
+    assert "_load_notes" not in cfg.pretty_text  # a note, not a config key
+
+    # the base itself and a child with the base's root: as they are; a grandchild that
+    # keeps the child's root: the child's paths, with its note
+    (rooted_configs / "grandchild.py").write_text("_base_ = ['./child.py']\nseed = 0\n")
+    (rooted_configs / "same.py").write_text("_base_ = ['./base.py']\ndata_root = 'data/coco/'\n")
+    cases = (("base", "data/coco/", []), ("same", "data/coco/", []),
+             ("grandchild", "data/mine/", [note]))  # fmt: skip
+    for name, root, notes in cases:
+        cfg = load_config(str(rooted_configs / f"{name}.py"))
+        assert cfg.data.train.dataset.ann_file == root + "annotations/train.json"
+        assert load_notes(cfg) == notes
+    # a middle config that moves the root, its child that moves it again
+    (rooted_configs / "again.py").write_text("_base_ = ['./child.py']\ndata_root = '/srv/d/'\n")
+    cfg = load_config(str(rooted_configs / "again.py"))
+    assert cfg.data.train.dataset.img_prefix == "/srv/d/train2017/"
+    assert cfg.data.val.ann_file == "data/coco/annotations/val.json"  # not under data/mine
+    assert len(load_notes(cfg)) == 2
+
+
+def test_data_root_alone_points_an_inherited_config_at_other_data(tmp_path, monkeypatch):
+    # the fix the dataset's "image folder does not exist" message suggests
+    from mmdet_like.datasets import build_dataset
+    from tests.engine.cli_utils import load_tool
+
+    load_tool("make_demo_dataset").make_dataset(str(tmp_path / "shapes"), num_train=2,
+                                                num_val=1, seed=0)  # fmt: skip
+    monkeypatch.chdir(tmp_path)  # no data/demo here: the demo config's own paths fail
+    demo = ROOT / "configs" / "demo" / "mask_rcnn_r18_fpn_demo.py"
+    with pytest.raises(Exception, match="data_root alone: the paths follow it"):
+        build_dataset(load_config(str(demo)).data.train)
+    (tmp_path / "mine.py").write_text(f"_base_ = [{str(demo)!r}]\ndata_root = 'shapes/'\n")
+    dataset = build_dataset(load_config(str(tmp_path / "mine.py")).data.train)
+    assert len(dataset) == 2 and dataset.img_prefix == "shapes/train/"

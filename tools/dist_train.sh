@@ -5,7 +5,8 @@
 #
 # Multi-node: run it on every node with the same MASTER_ADDR and PORT, NNODES the number of
 # nodes and NODE_RANK 0..NNODES-1. The interpreter: PYTHON, else the active virtual
-# environment's, else the project's .venv, else python3 (tools/launch_common.sh).
+# environment's, else the project's .venv, else python3 (tools/launch_common.sh); one that
+# cannot import torch stops the script with one line saying which it was and how to choose.
 set -euo pipefail
 if [ $# -lt 2 ]; then
     echo "usage: $0 CONFIG GPUS [train.py args]" >&2

@@ -19,7 +19,7 @@ mmdetection v2 names are accepted and rewritten to ours first, each with a one-l
 import difflib
 import numbers
 
-from mmdet_like.engine.config import ConfigError
+from mmdet_like.engine.config import ConfigError, load_notes
 from mmdet_like.engine.hooks.lr_updater import LR_POLICIES
 from mmdet_like.engine.mmdet3_config import refuse_mmdet3_config
 from mmdet_like.models.init_cfg import translate_init_cfgs, whole_model_checkpoint
@@ -433,11 +433,12 @@ def _check_evaluation(problems, cfg):
 def check_config(cfg, filename="config"):
     """Check ``cfg`` (a loaded config, changed in place by the mmdetection v2 aliases).
 
-    Returns the alias notes (one line each, for the log); raises
-    :class:`ConfigCheckError` listing every problem.
+    Returns the notes (one line each, for the log): :func:`load_config`'s (inherited paths
+    re-derived for a ``data_root``) and the aliases'; raises :class:`ConfigCheckError`
+    listing every problem.
     """
     refuse_mmdet3_config(cfg, filename)
-    notes = apply_mmdet_v2_aliases(cfg)
+    notes = [*load_notes(cfg), *apply_mmdet_v2_aliases(cfg)]
     problems = _Problems()
     if cfg.get("data") is not None:
         _check_data(problems, cfg.data)

@@ -82,6 +82,14 @@ def _warn_skipped(exc):
         warnings.warn(message, DatasetWarning, stacklevel=3)
 
 
+# where the paths come from (docs/config.md, "data_root"): a child config that sets only
+# data_root moves the paths it inherits (mmdet_like.engine.config.reroot_inherited_data)
+DATA_ROOT_HINT = (
+    " (relative paths are joined to the dataset's data_root; a config that inherits its "
+    "paths from a base's data_root can set data_root alone: the paths follow it)"
+)
+
+
 @DATASETS.register()
 class CustomDataset(Dataset):
     """A detection dataset: annotations in compact arrays, a pipeline, an evaluation.
@@ -161,12 +169,12 @@ class CustomDataset(Dataset):
         if self.img_prefix and not osp.isdir(self.img_prefix):
             raise DatasetError(
                 f"{type(self).__name__}: image folder {self.img_prefix!r} does not exist "
-                f"(ann_file {self.ann_file}). Fix: set img_prefix (and data_root) to the "
-                "folder holding the images."
+                f"(ann_file {self.ann_file}). Fix: set img_prefix to the folder holding the "
+                f"images{DATA_ROOT_HINT}."
             )
         if not osp.isfile(self.ann_file):
             raise DatasetError(
-                f"{self.ann_file}: annotation file not found. Fix: check ann_file and data_root."
+                f"{self.ann_file}: annotation file not found. Fix: check ann_file{DATA_ROOT_HINT}."
             )
         self.table = self.load_annotations(self.ann_file)
         if self.keypoint_meta is None and self._keypoint_cfg:

@@ -2,15 +2,20 @@
 
 Configs are Python files read by :class:`mmengine.config.Config`. This module adds what the
 engine needs around it: command-line overrides parsed as literals (never evaluated as
-code), ``custom_imports``, and a warning for top-level keys that nothing reads.
+code), ``custom_imports``, a warning for top-level keys that nothing reads, and
+``data_root`` re-derivation: a config that sets its own ``data_root`` moves the data paths
+it inherits from the old root to its own (:func:`reroot_inherited_data`).
 """
 
 import argparse
 import ast
+import contextlib
+import copy
 import difflib
 import importlib
 import os.path as osp
 import re
+import threading
 import warnings
 
 from mmengine.config import Config
@@ -323,11 +328,126 @@ def _shipped_config_or_raise(filename):
     )
 
 
+_UNSET = object()  # a key the child config does not set
+
+
+def _rerooted(path, old_root, new_root):
+    """``path`` moved from ``old_root`` to ``new_root``, or None where it is not under
+    ``old_root`` (``data/coco`` holds ``data/coco/x`` but not ``data/coco2/x``)."""
+    if path == old_root:
+        return new_root
+    if not path.startswith(old_root):
+        return None
+    rest = path[len(old_root) :]
+    if not old_root.endswith("/"):
+        if not rest.startswith("/"):
+            return None
+        rest = rest[1:]
+    return new_root + rest if new_root.endswith("/") or not rest else f"{new_root}/{rest}"
+
+
+def _reroot_values(value, own, old_root, new_root, where, rewritten):
+    """``value`` (inherited, at ``where``) with every string under ``old_root`` that the
+    child config does not set itself (``own``: the child's value there, ``_UNSET``) moved
+    to ``new_root``; the paths changed are appended to ``rewritten``."""
+    if own is not _UNSET and not (isinstance(own, dict) and isinstance(value, dict)):
+        return value  # the child's own value replaces it
+    if isinstance(own, dict) and own.get("_delete_"):
+        return value  # replaced as a whole by the child's
+    if isinstance(value, dict):
+        for key in list(value):
+            child = own.get(key, _UNSET) if isinstance(own, dict) else _UNSET
+            value[key] = _reroot_values(value[key], child, old_root, new_root,
+                                        f"{where}.{key}", rewritten)  # fmt: skip
+        return value
+    if isinstance(value, list | tuple):
+        items = [_reroot_values(item, _UNSET, old_root, new_root, f"{where}[{i}]", rewritten)
+                 for i, item in enumerate(value)]  # fmt: skip
+        return type(value)(items)
+    if isinstance(value, str):
+        moved = _rerooted(value, old_root, new_root)
+        if moved is not None and moved != value:
+            rewritten.append(where)
+            return moved
+    return value
+
+
+def reroot_inherited_data(own, base, notes):
+    """``base`` (the merged base configs of a config file) with its ``data`` paths
+    re-derived for the file's own ``data_root`` (``own``: the file's own top-level values).
+
+    mmdetection-style configs build their paths from a helper, ``ann_file=data_root +
+    "annotations/..."`` in a base; the strings are made when the base is read, so a child
+    that only sets ``data_root = "data/mine/"`` would keep every path under the base's root.
+    Where the child's ``data_root`` differs from the base's, each string in the base's
+    ``data`` (datasets, their wrappers' datasets, lists) that starts with the base's root and
+    that the child does not set itself is moved to the child's root. One line naming the
+    roots and the keys moved is appended to ``notes``."""
+    old_root, new_root = base.get("data_root"), own.get("data_root")
+    if not (isinstance(old_root, str) and isinstance(new_root, str) and old_root):
+        return base
+    if old_root == new_root or not isinstance(base.get("data"), dict):
+        return base
+    own_data = own.get("data", _UNSET)
+    rewritten = []
+    data = _reroot_values(copy.deepcopy(base["data"]), own_data, old_root, new_root, "data",
+                          rewritten)  # fmt: skip
+    if not rewritten:
+        return base
+    base = copy.copy(base)
+    base["data"] = data
+    notes.append(
+        f"data_root {new_root!r} replaces the base's {old_root!r}: the inherited paths under "
+        f"it moved to {new_root!r} ({', '.join(rewritten)}); paths the config sets itself are "
+        "kept"
+    )
+    return base
+
+
+_MERGE_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _rerooting_merges(notes):
+    """While mmengine reads a config, each file's merge onto its bases goes through
+    :func:`reroot_inherited_data` (mmengine merges a file's own values, ``a``, into its
+    merged bases, ``b``, with ``Config._merge_a_into_b``; nested calls are left as they
+    are)."""
+    merge = Config.__dict__["_merge_a_into_b"].__func__
+    depth = 0
+
+    def merging(a, b, allow_list_keys=False):
+        nonlocal depth
+        if depth == 0 and isinstance(a, dict) and isinstance(b, dict):
+            b = reroot_inherited_data(a, b, notes)
+        depth += 1
+        try:
+            return merge(a, b, allow_list_keys)
+        finally:
+            depth -= 1
+
+    with _MERGE_LOCK:
+        Config._merge_a_into_b = staticmethod(merging)
+        try:
+            yield
+        finally:
+            Config._merge_a_into_b = staticmethod(merge)
+
+
+def load_notes(cfg):
+    """The notes :func:`load_config` made while reading ``cfg`` (inherited paths
+    re-derived for a ``data_root``), one line each, for the log."""
+    return list(vars(cfg).get("_load_notes", ()))
+
+
 def load_config(filename, cfg_options=None, warn_unknown_keys=True):
     """Read a config file, apply ``cfg_options`` (a dict or KEY=VALUE strings), import
     ``custom_imports`` and warn about unknown top-level keys. An mmdetection 3.x config is
     refused (:class:`~mmdet_like.engine.mmdet3_config.Mmdet3ConfigError`, naming the
     converter).
+
+    A file that sets its own ``data_root`` re-derives the data paths it inherits from its
+    bases' (:func:`reroot_inherited_data`); :func:`load_notes` gives the line saying so.
 
     Returns an :class:`mmengine.config.Config` (a dict with attribute access).
     """
@@ -337,10 +457,13 @@ def load_config(filename, cfg_options=None, warn_unknown_keys=True):
         filename = _shipped_config_or_raise(filename)
     refuse_mmdet3_source(filename)  # before its _base_ files, which may be mmdetection's
     files = check_config_bases(filename)
+    notes = []
     try:
-        cfg = Config.fromfile(filename, import_custom_modules=False)
+        with _rerooting_merges(notes):
+            cfg = Config.fromfile(filename, import_custom_modules=False)
     except Exception as exc:  # mmengine's errors do not say which file
         raise ConfigError(f"{_failing_file(files)}: {type(exc).__name__}: {exc}") from exc
+    object.__setattr__(cfg, "_load_notes", notes)  # not a config key: not dumped
     refuse_mmdet3_config(cfg, filename)
     if cfg_options:
         if not isinstance(cfg_options, dict):

@@ -69,6 +69,7 @@ def test_text_logger_writes_json_lines_with_all_fields(tmp_path):
             "mode",
             "epoch",
             "iter",
+            "iters_per_epoch",
             "lr",
             "time",
             "data_time",
@@ -78,6 +79,7 @@ def test_text_logger_writes_json_lines_with_all_fields(tmp_path):
             "loss",
         } <= set(record)
         assert record["time"] >= record["data_time"] >= 0 and record["memory"] > 0
+        assert record["iters_per_epoch"] == 4
         assert record["loss"] == pytest.approx(record["loss_mse"])  # mae is not a loss
     assert [(r["epoch"], r["iter"]) for r in val] == [(1, 2), (2, 2)]
     assert {"loss_mse", "loss", "lr"} <= set(val[0]) and "grad_norm" not in val[0]

@@ -5,6 +5,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,51 @@ def test_scripts_use_the_project_venv_then_the_active_one_then_python(project, s
     assert calls[0] == str(chosen)
     expected_tool = "test.py" if "test" in script else "train.py"
     assert any(arg.endswith(expected_tool) for arg in calls)
+
+
+TORCHRUN_SCRIPTS = ("dist_train.sh", "dist_test.sh")
+HINT = "choose the Python with PYTHON=/path/to/python {} ... or activate the virtual environment"
+
+
+@pytest.mark.parametrize("script", TORCHRUN_SCRIPTS)
+def test_a_python_without_torch_stops_with_one_line_naming_it(project, script):
+    folder, log = project
+    # this interpreter without its site-packages (-S): no torch
+    bare = folder / "bare-python"
+    bare.write_text(f'#!/usr/bin/env bash\nexec {sys.executable} -S "$@"\n')
+    bare.chmod(0o755)
+    done = run(folder, script, PYTHON=str(bare))
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert lines == [
+        f"{folder / 'tools' / script}: {bare} (PYTHON) cannot import torch (No module named "
+        f"'torch'); " + HINT.format(folder / "tools" / script) + " where torch and mmdet_like "
+        "are installed"
+    ]
+    assert not log.exists()  # torchrun never started
+    done = run(folder, script, PYTHON=str(folder / "no-such-python"))
+    assert done.returncode == 1
+    assert done.stderr.startswith(
+        f"{folder / 'tools' / script}: {folder / 'no-such-python'} (PYTHON) is not a program; "
+    )
+
+
+@pytest.mark.parametrize("script", TORCHRUN_SCRIPTS)
+def test_python3_from_the_path_without_torch_says_how_it_was_chosen(project, script):
+    system = Path("/usr/bin/python3")
+    has_torch = system.exists() and subprocess.run([system, "-c", "import torch"]).returncode == 0
+    if not system.exists() or has_torch:
+        pytest.skip("needs a /usr/bin/python3 without torch")
+    folder, log = project
+    shutil.rmtree(folder / ".venv")
+    # a clean environment: no PYTHON, no VIRTUAL_ENV, a PATH without the project's venv
+    cmd = ["bash", str(folder / "tools" / script), *ARGS[script]]
+    done = subprocess.run(cmd, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.startswith(
+        f"{folder / 'tools' / script}: /usr/bin/python3 (python3 from the PATH: no PYTHON, no "
+        f"active virtual environment, no {folder}/.venv) cannot import torch (No module named "
+        "'torch'); " + HINT.format(folder / "tools" / script)
+    )
+    assert not log.exists()

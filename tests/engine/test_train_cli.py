@@ -11,6 +11,7 @@ from tests.engine.cli_utils import (
     log_records,
     start_dist_train,
     start_train,
+    tool_module,
     weights,
     write_config,
 )
@@ -102,6 +103,16 @@ def test_train_from_config_losses_go_down_and_kill_resume_is_exact(tmp_path):
         rc, out = finish(proc)
         assert rc == 0, out
         assert progress in out, out
+    # the stopped run's log and the resumed run's (one file if both started in one second):
+    # analyze_logs.py plot_curve on the work dir puts every record at its iteration
+    analyze_logs = tool_module("analysis_tools/analyze_logs.py")
+    run = str(tmp_path / "sigint")
+    for x, at in (
+        ("iter", [4, 8, 12, 16, 20, 24, 28, 32]),
+        ("epoch", [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0]),
+    ):
+        curves = analyze_logs.plot_curve([run], ["loss"], str(tmp_path / f"{x}.png"), x=x)
+        assert curves[(run, "loss")][0] == at
 
     reference = torch.load(tmp_path / "full" / "epoch_4.pth", weights_only=True)
     assert reference["meta"]["epoch"] == 4 and reference["meta"]["iter"] == 32

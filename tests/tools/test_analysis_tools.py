@@ -103,6 +103,78 @@ def test_plot_curve_overlays_runs_on_epoch_and_iter_axes(logs, tmp_path):
     assert curves[(str(b), "bbox_mAP")] == ([4, 8, 12], [0.2, 0.35, 0.5])
 
 
+def _records(epoch, iters, iters_per_epoch=None, val=False):
+    """Training records at ``iters`` of ``epoch`` (``loss`` = the global iteration, from 8
+    iterations an epoch), then an evaluation record when ``val``."""
+    records = [dict(mode="train", epoch=epoch, iter=it, loss=float((epoch - 1) * 8 + it))
+               for it in iters]  # fmt: skip
+    if val:
+        records.append(dict(mode="val", epoch=epoch, iter=8, bbox_mAP=0.1 * epoch))
+    if iters_per_epoch:
+        for r in records:
+            r["iters_per_epoch"] = iters_per_epoch
+    return records
+
+
+def _write_records(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return str(path)
+
+
+@pytest.mark.parametrize("iters_per_epoch", [None, 8], ids=["old_log", "new_log"])
+def test_plot_curve_places_an_interrupted_and_resumed_runs_records(tmp_path, iters_per_epoch):
+    # 8 iterations an epoch, logged every 2; stopped by a signal after iteration 6 of epoch 2
+    # (iter_14.pth), resumed from there with --auto-resume: a second log in the work dir
+    tool = _load("analyze_logs")
+    work_dir = tmp_path / "work"
+    work_dir.mkdir()
+    first = _write_records(work_dir / "20260101_100000.log.json",
+                           _records(1, [2, 4, 6, 8], iters_per_epoch, val=True)
+                           + _records(2, [2, 4, 6], iters_per_epoch))  # fmt: skip
+    resumed = _write_records(work_dir / "20260101_110000.log.json",
+                             _records(2, [8], iters_per_epoch, val=True)
+                             + _records(3, [2, 4, 6, 8], iters_per_epoch, val=True))  # fmt: skip
+    at_iter = [2.0, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24]
+    # each log on its own: its records where they were in the run
+    curves = tool.plot_curve([first, resumed], ["loss"], str(tmp_path / "a.png"), x="iter")
+    assert curves[(first, "loss")][0] == at_iter[:7]
+    assert curves[(resumed, "loss")][0] == at_iter[7:]
+    curves = tool.plot_curve([first, resumed], ["loss"], str(tmp_path / "b.png"))
+    assert curves[(first, "loss")][0] == pytest.approx([x / 8 for x in at_iter[:7]])
+    assert curves[(resumed, "loss")][0] == pytest.approx([x / 8 for x in at_iter[7:]])
+    # the work dir, or the logs joined by commas: one run, one curve, losses at their places
+    for run in (str(work_dir), f"{first},{resumed}"):
+        curves = tool.plot_curve([run], ["loss", "bbox_mAP"], str(tmp_path / "c.png"), x="iter")
+        assert curves[(run, "loss")] == (at_iter, at_iter)
+        assert curves[(run, "bbox_mAP")] == ([8, 16, 24], pytest.approx([0.1, 0.2, 0.3]))
+    out = _tool("analyze_logs", "plot_curve", work_dir, "--keys", "loss", "--out",
+                tmp_path / "d.png", cwd=tmp_path)  # fmt: skip
+    assert "written to" in out
+    _assert_picture(tmp_path / "d.png")
+
+    # resumed from epoch_1.pth instead: epoch 2 redone; its first records are dropped
+    redone = _records(2, [2, 4, 6, 8], iters_per_epoch, val=True)
+    for r in redone[:4]:
+        r["loss"] += 100.0  # told apart from the first run's
+    _write_records(work_dir / "20260101_110000.log.json", redone)
+    xs, ys = tool.curve(tool.load_run(str(work_dir)), "loss", "epoch")
+    assert xs == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0])
+    assert ys == [2, 4, 6, 8, 110, 112, 114, 116]
+
+
+def test_plot_curve_places_a_partial_epoch_by_its_records_length(tmp_path):
+    # a log that stops in its first epoch: only iters_per_epoch says how long the epoch is
+    tool = _load("analyze_logs")
+    log = _write_records(tmp_path / "x.log.json", _records(1, [2, 4, 6], 8))
+    assert tool.curve(tool.load_log(log), "loss", "epoch")[0] == [0.25, 0.5, 0.75]
+    # an evaluation by iterations (EvalHook(by_epoch=False)) at its iteration, not epoch end
+    records = _records(1, [4, 8], 8) + [
+        dict(mode="val", epoch=2, iter=4, iters_per_epoch=8, bbox_mAP=0.5)
+    ]
+    assert tool.curve(records, "bbox_mAP", "iter") == ([12], [0.5])
+    assert tool.logged_keys(records) == ["loss", "bbox_mAP"]
+
+
 def test_plot_curve_errors_name_the_log_and_its_keys(logs, tmp_path):
     a, b = logs
     out = _tool("analyze_logs", "plot_curve", a, "--keys", "segm_mAP", "--out",
@@ -283,8 +355,43 @@ def test_confusion_matrix_counts_a_hand_made_case(demo, tmp_path):
     assert np.array_equal(np.array(saved["counts"]), expected)
     rows = expected.sum(axis=1, keepdims=True)
     assert np.allclose(saved["normalized"], expected / np.maximum(rows, 1))
-    assert _png_size(tmp_path / "cm" / "confusion_matrix.png") == (500, 500)
     _assert_picture(tmp_path / "cm" / "confusion_matrix.png")
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ["circle", "background"],  # a figure narrower than the title
+        [f"a_rather_long_class_name_{i}" for i in range(12)] + ["background"],
+        ["a class name far longer than the matrix is wide, " * 2, "b", "background"],
+        [f"class_{i}" for i in range(80)] + ["background"],  # COCO's classes: no numbers
+    ],
+    ids=["two_classes", "long_names", "very_long_name", "81_classes"],
+)
+def test_confusion_matrix_picture_holds_its_title_and_class_names(tmp_path, monkeypatch, names):
+    import matplotlib.pyplot as plt
+
+    tool = _load("confusion_matrix")
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure the tool draws
+    out = tmp_path / "cm.png"
+    title = "confusion matrix (score >= 0.3, IoU >= 0.5)"
+    tool.plot_matrix(np.eye(len(names)), names, str(out), title)
+    (fig,) = figures
+    renderer = fig.canvas.get_renderer()  # the saved picture's (saved at the figure's dpi)
+    assert _png_size(out) == (round(fig.bbox.width), round(fig.bbox.height))
+    ax = fig.axes[0]
+    (heading,) = [t for t in fig.findobj(plt.Text) if t.get_text() == title]
+    texts = [heading, ax.xaxis.label, ax.yaxis.label]
+    texts += ax.get_xticklabels() + ax.get_yticklabels() + fig.axes[1].get_yticklabels()
+    assert [t.get_text() for t in ax.get_xticklabels()] == names
+    for text in texts:
+        box = text.get_window_extent(renderer)
+        inside = (box.x0 >= 0 and box.y0 >= 0 and box.x1 <= fig.bbox.width
+                  and box.y1 <= fig.bbox.height)  # fmt: skip
+        assert inside, (text.get_text()[:30], box.bounds, fig.bbox.bounds)
+    assert ax.get_window_extent(renderer).width > 2 * fig.dpi  # the matrix not squeezed
+    plt.close(fig)
 
 
 def test_confusion_matrix_matching_is_greedy_by_score_and_one_to_one():

@@ -1,6 +1,6 @@
 """Plot training curves, or print iteration times, from the json logs a training writes.
 
-    python tools/analysis_tools/analyze_logs.py plot_curve LOG.json [LOG2.json ...]
+    python tools/analysis_tools/analyze_logs.py plot_curve LOG [LOG2 ...]
         --keys loss_cls bbox_mAP [--legend run1 run2] --out curves.png [--x epoch|iter]
         [--title TITLE]
     python tools/analysis_tools/analyze_logs.py cal_train_time LOG.json [LOG2.json ...]
@@ -8,13 +8,21 @@
 
 A log is the ``{work_dir}/{timestamp}.log.json`` of ``TextLoggerHook``: one JSON object a
 line with ``mode`` ("train" / "val"), ``epoch`` (1-based), ``iter`` (1-based within the
-epoch) and the logged values (losses and ``time`` in training records, metrics such as
-``bbox_mAP`` in validation records).
+epoch), ``iters_per_epoch`` (training and evaluation records; older logs lack it) and the
+logged values (losses and ``time`` in training records, metrics such as ``bbox_mAP`` in
+validation records). Each run of a work dir writes its own log, so a run that was
+interrupted and resumed (``--auto-resume``) has several; for ``plot_curve`` a LOG is one
+run: a log file, a run's log files joined by commas (oldest first), or a work directory
+(all its logs, oldest first).
 
-``plot_curve`` draws one panel per key, every log's curve in it. Training records are at
-``epoch - 1 + iter / N`` (``--x epoch``) or at the global iteration ``(iterations of the
-epochs before) + iter`` (``--x iter``); validation records at the end of their epoch. N, an
-epoch's iterations, is the largest ``iter`` among its training records.
+``plot_curve`` draws one panel per key, every run's curve in it. A record is at the global
+iteration it ends, ``(epoch - 1) * N + iter``: divided by N with ``--x epoch``, as is
+with ``--x iter``; ``val`` workflow losses (whose ``iter`` counts validation batches) and
+the evaluations of older logs at the end of their epoch. N, the epoch's length, is the
+record's ``iters_per_epoch``, or for older logs the largest training ``iter`` of the run, so
+the records of an interrupted epoch (from the iteration checkpoint's run and the resumed
+one) land where they were in the epoch. Where a resumed run redid iterations (resumed from
+an earlier checkpoint), the later records replace the earlier ones from there on.
 
 ``cal_train_time`` prints, per epoch and overall, the average time of an iteration (each
 record's ``time`` is the average of the iterations since the previous record, weighted so)
@@ -26,6 +34,7 @@ average), and the output says so.
 """
 
 import argparse
+import glob
 import json
 import os
 import os.path as osp
@@ -35,6 +44,7 @@ from collections import OrderedDict
 import numpy as np
 
 from mmdet_like.apis.analysis import AnalysisError, check_file
+from mmdet_like.engine.hooks.logger import POSITION_KEYS
 from mmdet_like.errors import run_tool
 
 
@@ -61,36 +71,75 @@ def load_log(path):
     return records
 
 
-def epoch_lengths(records):
-    """Epoch -> its number of iterations (the largest ``iter`` of its training records)."""
-    lengths = {}
-    for r in records:
-        if r["mode"] == "train":
-            lengths[r["epoch"]] = max(lengths.get(r["epoch"], 0), int(r["iter"]))
-    return lengths
+def run_epoch_length(records):
+    """The run's epoch length for records without ``iters_per_epoch`` (``val`` workflow
+    records; every record of a log written before records held it): the largest
+    ``iters_per_epoch`` of the records, else the largest training ``iter``. Every epoch of a
+    run has the same length; taking the largest over all epochs (not each epoch's own) keeps
+    an interrupted epoch, whose records stop early, from being stretched over a whole epoch."""
+    lengths = [int(r["iters_per_epoch"]) for r in records if r.get("iters_per_epoch")]
+    if lengths:
+        return max(lengths)
+    return max((int(r["iter"]) for r in records if r["mode"] == "train"), default=0)
+
+
+def global_iter(record, length):
+    """Where ``record`` is in the run, in training iterations (a float: the end of its epoch
+    for a ``val`` workflow record, whose ``iter`` counts validation batches)."""
+    length = record.get("iters_per_epoch") or length
+    if record["mode"] == "train" or "iters_per_epoch" in record:
+        return (record["epoch"] - 1) * length + int(record["iter"])
+    return record["epoch"] * length  # evaluation of an old log, or val workflow losses
+
+
+def place(records):
+    """``records`` of one run, in the order written (a run's log, then its resumptions'),
+    each with ``_at``, the global iteration it ends, and ``_length``, its epoch's length.
+    A run resumed from an iteration checkpoint goes on where the interrupted one stopped, so
+    its records follow on; a run resumed from an earlier checkpoint redoes iterations: where
+    a training record is not past the last one, the records before it from that place on
+    are dropped (the run went on from the redone iterations), so the curve never steps back
+    nor holds two values at one place."""
+    length = run_epoch_length(records) or 1
+    kept, last_train = [], None
+    for record in records:
+        at = global_iter(record, length)
+        if record["mode"] == "train":
+            if last_train is not None and at <= last_train:
+                kept = [r for r in kept if r["_at"] < at]
+            last_train = at
+        kept.append({**record, "_at": at, "_length": record.get("iters_per_epoch") or length})
+    return kept
+
+
+def run_logs(spec):
+    """The json logs of one run named by a command-line LOG: a file, files joined by commas
+    (in that order), or a work directory (its ``*.log.json``, oldest first: their names are
+    the runs' start times)."""
+    if osp.isdir(spec):
+        paths = sorted(glob.glob(osp.join(spec, "*.log.json")))
+        if not paths:
+            raise AnalysisError(f"{spec}: a directory without .log.json files")
+        return paths
+    return [p for p in spec.split(",") if p] if "," in spec else [spec]
+
+
+def load_run(spec):
+    """The placed records (:func:`place`) of the run ``spec`` names (:func:`run_logs`)."""
+    return place([r for path in run_logs(spec) for r in load_log(path)])
 
 
 def curve(records, key, x="epoch"):
-    """``(xs, ys)`` of ``key`` in ``records``, ``x`` "epoch" or "iter" (see the module)."""
-    lengths = epoch_lengths(records)
-    before, total = {}, 0  # iterations of the epochs before each epoch
-    for epoch in sorted(lengths):
-        before[epoch] = total
-        total += lengths[epoch]
+    """``(xs, ys)`` of ``key`` in ``records`` (one run's, placed or not), ``x`` "epoch" or
+    "iter" (see the module)."""
+    if records and "_at" not in records[0]:
+        records = place(records)
     xs, ys = [], []
     for r in records:
         value = r.get(key)
         if not isinstance(value, int | float) or isinstance(value, bool):
             continue
-        epoch = r["epoch"]
-        length = lengths.get(epoch, 0)
-        if r["mode"] == "train":
-            pos = (epoch - 1 + r["iter"] / length) if x == "epoch" else before[epoch] + r["iter"]
-        elif x == "epoch":
-            pos = float(epoch)
-        else:
-            pos = before.get(epoch, total) + length
-        xs.append(pos)
+        xs.append(r["_at"] / r["_length"] if x == "epoch" else r["_at"])
         ys.append(float(value))
     return xs, ys
 
@@ -99,7 +148,7 @@ def logged_keys(records):
     keys = OrderedDict()
     for r in records:
         for k, v in r.items():
-            if k not in ("mode", "epoch", "iter") and isinstance(v, int | float):
+            if k not in POSITION_KEYS and not k.startswith("_") and isinstance(v, int | float):
                 keys[k] = None
     return list(keys)
 
@@ -113,10 +162,13 @@ def plot_curve(logs, keys, out, legend=None, x="epoch", title=None):
     import matplotlib.pyplot as plt
 
     if legend is None:
-        legend = [osp.basename(p).removesuffix(".json") for p in logs]
+        legend = [
+            osp.basename(osp.normpath(p)) if osp.isdir(p) else osp.basename(p).removesuffix(".json")
+            for p in logs
+        ]
     if len(legend) != len(logs):
         raise AnalysisError(f"--legend: {len(legend)} names for {len(logs)} logs; give one a log")
-    records = {path: load_log(path) for path in logs}
+    records = {path: load_run(path) for path in logs}
     for path, recs in records.items():
         missing = [k for k in keys if not curve(recs, k, x)[0]]
         if missing:
@@ -210,7 +262,11 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Analyze json training logs")
     sub = parser.add_subparsers(dest="task", required=True)
     plot = sub.add_parser("plot_curve", help="plot logged values of one or more runs")
-    plot.add_argument("logs", nargs="+", help="json log files (.log.json)")
+    plot.add_argument(
+        "logs",
+        nargs="+",
+        help="one a run: a .log.json file, a resumed run's files joined by commas, or a work dir",
+    )
     plot.add_argument("--keys", nargs="+", default=["loss"], help="values to plot")
     plot.add_argument("--legend", nargs="+", help="one name a log (default: file names)")
     plot.add_argument("--out", required=True, help="output picture (.png)")

@@ -29,6 +29,9 @@ from mmdet_like.apis.analysis import box_iou, detections, load_results, load_tes
 from mmdet_like.engine import add_cfg_options_argument
 from mmdet_like.errors import run_tool
 
+CELL_INCHES = 0.5
+ANNOTATED_CLASSES = 30  # past this many classes (background included), cells hold no numbers
+
 
 def match_image(gt_boxes, gt_labels, det_boxes, det_scores, det_labels, iou_thr):
     """``(pairs, unmatched_gt, unmatched_det)`` of one image: ``pairs`` a list of
@@ -72,29 +75,56 @@ def normalize_rows(counts):
 
 
 def plot_matrix(normalized, names, out, title):
+    """Draw the row-normalised matrix (percent) into the PNG ``out``. The figure is sized to
+    what it holds, so that nothing is clipped: a cell of ``CELL_INCHES`` a class (smaller,
+    without the numbers, past ``ANNOTATED_CLASSES`` classes), the longest class name as
+    measured (beside the matrix and, slanted, under it), and the title."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     n = len(names)
-    size = max(4.0, 0.6 * n + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
+    annotated = n <= ANNOTATED_CLASSES
+    cell = CELL_INCHES if annotated else CELL_INCHES / 2
+    fontsize = 9 if annotated else 7
+    fig = plt.figure(dpi=100, layout="constrained")
+    ax = fig.add_subplot()
     image = ax.imshow(normalized * 100, cmap="Blues", vmin=0, vmax=100)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    ax.set_xticks(range(n), names, rotation=45, ha="right")
-    ax.set_yticks(range(n), names)
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    ax.set_xticks(range(n), names, rotation=45, ha="right", rotation_mode="anchor",
+                  fontsize=fontsize)  # fmt: skip
+    ax.set_yticks(range(n), names, fontsize=fontsize)
     ax.set_xlabel("predicted")
     ax.set_ylabel("ground truth")
-    ax.set_title(title)
-    if n <= 30:
+    heading = fig.suptitle(title)
+    if annotated:
         for i in range(n):
             for j in range(n):
                 value = normalized[i, j] * 100
                 color = "white" if value > 50 else "black"
                 ax.text(j, i, f"{value:.0f}", ha="center", va="center", color=color, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
+    # text extents do not depend on the figure's size: measure them, then size the figure
+    renderer = fig.canvas.get_renderer()
+
+    def largest(texts, side):
+        """The largest width or height of ``texts``, in inches."""
+        sizes = [getattr(t.get_window_extent(renderer), side) for t in texts]
+        return max(sizes, default=0.0) / fig.dpi
+
+    side = max(2.5, cell * n)  # the matrix
+    beside = largest(ax.get_yticklabels(), "width")  # the names left of the matrix
+    slant = largest(ax.get_xticklabels(), "width")  # how far the first slanted one reaches left
+    under = largest(ax.get_xticklabels(), "height")  # the slanted names under the matrix
+    axis_label, colorbar, margin = 0.35, 1.0, 0.3
+    width = max(axis_label + max(beside, slant) + side + colorbar, largest([heading], "width"))
+    height = largest([heading], "height") + side + under + axis_label
+    # whole pixels: the picture is exactly the figure laid out
+    fig.set_size_inches(
+        np.ceil((width + 2 * margin) * fig.dpi) / fig.dpi,
+        np.ceil((height + 2 * margin) * fig.dpi) / fig.dpi,
+    )
+    fig.savefig(out, dpi=fig.dpi)
     plt.close(fig)
 
 

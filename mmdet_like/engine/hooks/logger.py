@@ -20,14 +20,20 @@ def memory_mb(device):
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
+POSITION_KEYS = ("mode", "epoch", "iter", "iters_per_epoch")
+"""The keys of a log record that say where it is in the run (not logged values)."""
+
+
 class LoggerHook(Hook):
     """Builds log records every ``interval`` iterations and at epoch ends; rank 0 writes.
 
     A record is a dict: ``mode`` ("train" / "val"), ``epoch`` (1-based), ``iter``
-    (1-based within the epoch), ``lr``, ``time``, ``data_time``, ``memory`` and every
-    averaged loss / metric; training records also hold the log buffer's counters (totals
-    since the run started, e.g. ``skipped_steps``, ``skipped_images``). Subclasses
-    implement :meth:`write`.
+    (1-based within the epoch), ``iters_per_epoch`` (training records and evaluation
+    results: the training epoch's length, so that a record's place in the run is known from
+    the record alone, in a resumed run's log too), ``lr``, ``time``, ``data_time``,
+    ``memory`` and every averaged loss / metric; training records also hold the log
+    buffer's counters (totals since the run started, e.g. ``skipped_steps``,
+    ``skipped_images``). Subclasses implement :meth:`write`.
     """
 
     priority = "VERY_LOW"
@@ -55,7 +61,7 @@ class LoggerHook(Hook):
         return {
             f"{record['mode']}/{key}": value
             for key, value in record.items()
-            if key not in ("mode", "epoch", "iter")
+            if key not in POSITION_KEYS
             and isinstance(value, int | float)
             and not isinstance(value, bool)
         }
@@ -74,7 +80,8 @@ class LoggerHook(Hook):
             self._log_train(runner, done)
         if runner.log_buffer.eval_output and runner.log_buffer.eval_iter == runner.iter + 1:
             # an evaluation by iterations (EvalHook(by_epoch=False)) after this iteration
-            evaluated = {"mode": "val", "epoch": runner.epoch + 1, "iter": done}
+            evaluated = {"mode": "val", "epoch": runner.epoch + 1, "iter": done,
+                         "iters_per_epoch": len(runner.data_loader)}  # fmt: skip
             evaluated.update(runner.log_buffer.eval_output)
             self._emit(runner, evaluated)
 
@@ -85,6 +92,7 @@ class LoggerHook(Hook):
             "mode": "train",
             "epoch": runner.epoch + 1,
             "iter": done,
+            "iters_per_epoch": len(runner.data_loader),
             "lr": runner.current_lr()[0] if runner.current_lr() else None,
             "memory": memory_mb(runner.device),
         }
@@ -95,7 +103,8 @@ class LoggerHook(Hook):
 
     def after_train_epoch(self, runner):
         if runner.log_buffer.eval_output and runner.log_buffer.eval_iter is None:
-            record = {"mode": "val", "epoch": runner.epoch + 1, "iter": runner.inner_iter + 1}
+            record = {"mode": "val", "epoch": runner.epoch + 1, "iter": runner.inner_iter + 1,
+                      "iters_per_epoch": len(runner.data_loader)}  # fmt: skip
             record.update(runner.log_buffer.eval_output)
             self._emit(runner, record)
 
@@ -147,7 +156,7 @@ class TextLoggerHook(LoggerHook):
             )
         else:
             head = f"Epoch({record['mode']}) [{record['epoch']}][{record['iter']}]\t"
-        skip = {"mode", "epoch", "iter", "lr"}
+        skip = {*POSITION_KEYS, "lr"}
         items = []
         for key, value in record.items():
             if key in skip or value is None:

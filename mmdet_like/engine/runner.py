@@ -686,11 +686,13 @@ class EpochBasedRunner:
             set_rng_states(meta["rng"])
         self.last_checkpoint = path
         self.logger.info(
-            "resumed from %s: epoch %d, iter %d (%d done in this epoch)",
+            "resumed from %s: epoch %d, iter %d (%d done in this epoch); training goes on in "
+            "epoch %d",  # epochs count whole epochs done; the log's Epoch [N] counts from 1
             path,
             self._epoch,
             self._iter,
             self._resume_inner_iter,
+            self._epoch + 1,
         )
         return checkpoint
 

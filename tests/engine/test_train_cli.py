@@ -94,7 +94,7 @@ def test_train_from_config_losses_go_down_and_kill_resume_is_exact(tmp_path):
     rc, out = finish(resumed_iter)
     assert rc == 0, out
     assert "(2 done in this epoch)" in out
-    resumed_mid_epoch = "epoch 1, iter 14 (6 done in this epoch)"
+    resumed_mid_epoch = "epoch 1, iter 14 (6 done in this epoch); training goes on in epoch 2"
     for proc, progress in (
         (resumed_sigint, resumed_mid_epoch),
         (resumed_sigterm, resumed_mid_epoch),

@@ -324,7 +324,9 @@ def draw_instances(img, boxes, labels, scores=None, masks=None, keypoints=None,
     without a score, as for ground truth), ``masks`` n (H, W) boolean arrays or RLE dicts
     (None: no masks; one of another size than the image is skipped), ``keypoints``
     (n, K, 2|3) (points whose third value is not above ``keypoint_thr`` left out). Masks
-    are filled first, then boxes and keypoints, then every label on top."""
+    are filled first, then boxes and keypoints, then every label on top; within each, the
+    instances in increasing score, so that where they overlap the most confident one is
+    seen (its label is not hidden under a weaker duplicate's)."""
     style = style or DrawStyle()
     out = np.ascontiguousarray(img, dtype=np.uint8).copy()
     height, width = out.shape[:2]
@@ -334,22 +336,24 @@ def draw_instances(img, boxes, labels, scores=None, masks=None, keypoints=None,
     has_labels = labels is not None
     labels = np.zeros(count, int) if labels is None else np.asarray(labels).astype(int)
     colors = [style.color(label) for label in labels]
+    order = range(count) if scores is None else np.argsort(np.asarray(scores), kind="stable")
     if masks is not None:
-        for i, mask in enumerate(masks):
-            mask = _decode_mask(mask)
+        for i in order:
+            mask = _decode_mask(masks[i])
             if mask.shape != out.shape[:2]:
                 continue
             tint = np.asarray(colors[i], dtype=np.float32)
             alpha = style.mask_alpha
             out[mask] = ((1 - alpha) * out[mask] + alpha * tint).astype(np.uint8)
     corners = [tuple(round(float(v)) for v in box) for box in boxes]
-    for i, (x1, y1, x2, y2) in enumerate(corners):
-        draw_box(out, (x1, y1, x2, y2), colors[i], thickness)
+    for i in order:
+        draw_box(out, corners[i], colors[i], thickness)
         if keypoints is not None:
             draw_keypoints(out, keypoints[i], skeleton, colors[i], radius=thickness + 1,
                            thickness=thickness, score_thr=keypoint_thr)  # fmt: skip
     if show_labels and has_labels:
-        for i, (x1, y1, _, _) in enumerate(corners):
+        for i in order:
+            x1, y1 = corners[i][:2]
             label = int(labels[i])
             name = (
                 class_names[label]

@@ -107,6 +107,27 @@ def test_label_sits_on_a_filled_rectangle_of_the_class_colour():
     assert np.all(drawn[top : bottom - 2, right + 1 :] == GREY)
 
 
+def test_where_detections_overlap_the_most_confident_is_drawn_on_top():
+    """Duplicates of one object (a star found as star 0.79, triangle 0.46, rectangle 0.42,
+    as a weakly trained model gives) share a corner: the label left readable is the
+    confident one's, whatever the order of the classes."""
+    style = DrawStyle.of(thickness=2, font_scale=0.6)
+    box = [40, 80, 200, 150]
+    per_class = [np.zeros((0, 5), np.float32) for _ in range(4)]
+    for label, score in ((1, 0.42), (2, 0.79), (3, 0.46)):
+        per_class[label] = np.array([[*box, score]], np.float32)
+    drawn = draw_result(_blank(160, 240), per_class, ["circle", "rectangle", "star", "tri"],
+                        style=style)  # fmt: skip
+    _, font_scale, text_thickness = style.sizes(160, 240)
+    left, top, right, bottom = label_rectangle("star 0.79", 40, 80, (160, 240, 3), font_scale,
+                                               text_thickness)  # fmt: skip
+    inside = drawn[top : bottom + 1, left : right + 1]
+    counts = {k: int(np.all(inside == style.color(k), axis=2).sum()) for k in (1, 2, 3)}
+    assert counts[2] > 5 * max(counts[1], counts[3]), counts
+    # the box edge too: the star's colour on the shared top edge
+    assert tuple(drawn[81, 120]) == style.color(2)
+
+
 def test_label_goes_inside_the_box_at_the_top_and_stays_in_the_image():
     text_args = (0.5, 1)
     left, top, right, bottom = label_rectangle("star 0.50", 230, 0, (100, 240, 3), *text_args)

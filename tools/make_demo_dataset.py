@@ -1,7 +1,7 @@
 """Draw a small, deterministic COCO-format instance-segmentation dataset of shapes.
 
     python tools/make_demo_dataset.py OUT [--num-train 1000] [--num-val 200] [--seed 0]
-        [--keypoints] [--format coco|labelme]
+        [--keypoints] [--format coco|labelme] [--large-objects]
 
 Writes ``OUT/train/*.png``, ``OUT/val/*.png`` and ``OUT/annotations/instances_{train,val}.json``
 (with ``--keypoints``, ``OUT/annotations/keypoints_{train,val}.json`` too: the same images and
@@ -12,6 +12,12 @@ checkers). Shapes drawn later occlude earlier ones: each annotation is the *visi
 its shape (an RLE mask, its tight box and pixel area); shapes left mostly hidden are not
 annotated. Image ``i`` of a split depends only on ``(seed, split, i)``, so the same seed gives
 identical files, and more images extend a split without changing the first ones.
+
+``--large-objects`` draws a set of few large objects instead (closer to photographs of
+people or animals than the default's many small shapes): images of 256-320 px on the longer
+side, landscape or portrait (the shorter side 60-85% of the longer), 1-3 shapes each, every
+annotated instance's box (of its visible part) 30-90% of the image's shorter side on its
+longer side (see :func:`draw_large_image`). The default output does not change with it.
 
 ``--format labelme`` writes the same kind of images as a LabelMe folder instead, as a person
 annotating their own photos would have it: ``OUT/NNNNNN.png`` and ``OUT/NNNNNN.json`` for
@@ -48,14 +54,21 @@ CLASSES = ("circle", "rectangle", "triangle", "star")
 IMG_SIZE = 128
 MIN_VISIBLE_FRACTION = 0.4  # shapes with less of their area visible are dropped
 MIN_VISIBLE_PIXELS = 30
+# --large-objects: image sides, shapes per image, instance box size (its longer side over the
+# image's shorter side)
+LARGE_LONG_SIDE = (256, 320)
+LARGE_SHORT_RATIO = (0.6, 0.85)
+LARGE_NUM_SHAPES = (1, 3)
+LARGE_OBJECT_FRACTION = (0.3, 0.9)
 _SPLIT_IDS = {"train": 0, "val": 1}
 KEYPOINT_NAMES = ("top", "top_left", "top_right", "bottom_left", "bottom_right")
 # 1-based (COCO's convention) pairs of KEYPOINT_NAMES joined when drawn
 KEYPOINT_SKELETON = ((1, 2), (1, 3), (2, 3), (2, 4), (3, 5), (4, 5))
 
 
-def _background(rng, size):
-    """A (size, size, 3) uint8 textured background."""
+def _background(rng, size, shape=None):
+    """A (size, size, 3) uint8 textured background; with ``shape`` ``(h, w)`` (both at most
+    ``size``), its top-left ``(h, w, 3)`` part."""
     kind = rng.integers(4)
     base = rng.uniform(40, 215, size=3)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
@@ -79,7 +92,8 @@ def _background(rng, size):
         low = rng.uniform(-50, 50, size=(6, 6, 3)).astype(np.float32)
         img = base + cv2.resize(low, (size, size), interpolation=cv2.INTER_CUBIC)
     img = img + rng.normal(0, rng.uniform(3, 14), size=(size, size, 3))
-    return np.clip(img, 0, 255).astype(np.uint8)
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    return img if shape is None else np.ascontiguousarray(img[: shape[0], : shape[1]])
 
 
 def _polygon(rng, cls, cx, cy, radius):
@@ -125,7 +139,8 @@ def _named_vertices(cls, polygon):
 
 
 def _shape_mask(cls, polygon, cx, cy, radius, size):
-    mask = np.zeros((size, size), np.uint8)
+    """Boolean mask of a shape in an image of ``size`` (an int: square, or ``(h, w)``)."""
+    mask = np.zeros(size if isinstance(size, tuple) else (size, size), np.uint8)
     if cls == "circle":
         cv2.circle(mask, (round(cx), round(cy)), round(radius), 1, thickness=-1)
     else:
@@ -173,12 +188,64 @@ def draw_image(rng, size=IMG_SIZE):
         area = int(visible.sum())
         if area < MIN_VISIBLE_PIXELS or area < MIN_VISIBLE_FRACTION * full.sum():
             continue
-        instances.append((label, visible, _keypoints(vertices, full, visible, size)))
+        instances.append((label, visible, _keypoints(vertices, full, visible)))
     return img, instances
 
 
-def _keypoints(vertices, full, visible, size):
+def _box_long_side(mask):
+    """The longer side (px) of a mask's tight box; 0 for an empty mask."""
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return 0
+    return int(max(xs.max() - xs.min(), ys.max() - ys.min())) + 1
+
+
+def draw_large_image(rng):
+    """One ``--large-objects`` image and its visible instances, as :func:`draw_image`.
+
+    The image is ``LARGE_LONG_SIDE`` px on its longer side, landscape or portrait. Each of
+    its 1-3 shapes is centred at least its radius from the border and its box is
+    ``LARGE_OBJECT_FRACTION`` of the shorter side on its longer side (redrawn until it is),
+    so every annotated box is within those bounds too; a shape later covered so that
+    less than ``MIN_VISIBLE_FRACTION`` of it or a box under that fraction stays visible is
+    not annotated. The last shape is never covered, so every image has an instance.
+    """
+    long_side = int(rng.integers(LARGE_LONG_SIDE[0], LARGE_LONG_SIDE[1] + 1))
+    short_side = int(round(long_side * rng.uniform(*LARGE_SHORT_RATIO)))
+    height, width = (short_side, long_side) if rng.integers(2) else (long_side, short_side)
+    low, high = (round(f * short_side) for f in LARGE_OBJECT_FRACTION)
+    img = _background(rng, long_side, (height, width)).astype(np.float32)
+    background_mean = img.reshape(-1, 3).mean(0)
+    shapes = []  # (label, full mask, visible mask, named vertices)
+    for _ in range(int(rng.integers(LARGE_NUM_SHAPES[0], LARGE_NUM_SHAPES[1] + 1))):
+        label = int(rng.integers(len(CLASSES)))
+        cls = CLASSES[label]
+        while True:  # most draws fit; the loop ends with probability 1
+            radius = rng.uniform(low / 2, high / 2)
+            cx = rng.uniform(radius, width - radius)
+            cy = rng.uniform(radius, height - radius)
+            polygon = _polygon(rng, cls, cx, cy, radius)
+            mask = _shape_mask(cls, polygon, cx, cy, radius, (height, width))
+            if low <= _box_long_side(mask) <= high:
+                break
+        color = _shape_color(rng, background_mean)
+        shade = rng.normal(0, rng.uniform(2, 10), size=(height, width, 1))
+        img[mask] = np.clip(color + shade[mask], 0, 255)
+        for _, _, visible, _ in shapes:
+            visible &= ~mask
+        shapes.append((label, mask, mask.copy(), _named_vertices(cls, polygon)))
+    img = cv2.GaussianBlur(np.clip(img, 0, 255).astype(np.uint8), (3, 3), 0.6)
+    instances = []
+    for label, full, visible, vertices in shapes:
+        if visible.sum() < MIN_VISIBLE_FRACTION * full.sum() or _box_long_side(visible) < low:
+            continue
+        instances.append((label, visible, _keypoints(vertices, full, visible)))
+    return img, instances
+
+
+def _keypoints(vertices, full, visible):
     """(K, 3) ``x, y, visibility`` of a shape's named vertices."""
+    height, width = visible.shape
     points = np.zeros((len(KEYPOINT_NAMES), 3))
     ys, xs = np.nonzero(visible)
     box = (xs.min() - 1, ys.min() - 1, xs.max() + 2, ys.max() + 2)  # the annotated box + 1 px
@@ -187,7 +254,7 @@ def _keypoints(vertices, full, visible, size):
             continue
         x, y = vertices[name]
         col, row = int(np.floor(x)), int(np.floor(y))
-        if not (0 <= col < size and 0 <= row < size):
+        if not (0 <= col < width and 0 <= row < height):
             continue  # outside the image: unlabelled
         if not (box[0] <= x <= box[2] and box[1] <= y <= box[3]):
             continue  # cut off from the visible part's box: no box-based model can place it
@@ -219,19 +286,20 @@ def _annotation(ann_id, img_id, label, mask, keypoints=None):
     }  # fmt: skip
 
 
-def make_split(out, split, num_images, seed):
-    """Draw ``num_images`` images into ``out/split``; returns the COCO dicts without and
-    with keypoints."""
+def make_split(out, split, num_images, seed, large_objects=False):
+    """Draw ``num_images`` images (:func:`draw_large_image`'s with ``large_objects``) into
+    ``out/split``; returns the COCO dicts without and with keypoints."""
     os.makedirs(osp.join(out, split), exist_ok=True)
     images, annotations, with_keypoints = [], [], []
     for i in range(num_images):
         rng = np.random.default_rng([seed, _SPLIT_IDS[split], i])
-        img, instances = draw_image(rng)
+        img, instances = draw_large_image(rng) if large_objects else draw_image(rng)
         file_name = f"{i:06d}.png"
         if not cv2.imwrite(osp.join(out, split, file_name), img):
             raise OSError(f"cannot write {osp.join(out, split, file_name)}")
         img_id = i + 1
-        images.append({"id": img_id, "file_name": file_name, "width": IMG_SIZE, "height": IMG_SIZE})
+        height, width = img.shape[:2]
+        images.append({"id": img_id, "file_name": file_name, "width": width, "height": height})
         for label, mask, keypoints in instances:
             ann_id = len(annotations) + 1
             annotations.append(_annotation(ann_id, img_id, label, mask))
@@ -266,14 +334,14 @@ def _labelme_shapes(instances):
     return shapes
 
 
-def make_labelme_folder(out, num_images, seed=0):
-    """``num_images`` images with their LabelMe json files in ``out``; returns the number
-    of polygon shapes written."""
+def make_labelme_folder(out, num_images, seed=0, large_objects=False):
+    """``num_images`` images (:func:`draw_large_image`'s with ``large_objects``) with their
+    LabelMe json files in ``out``; returns the number of polygon shapes written."""
     os.makedirs(out, exist_ok=True)
     count = 0
     for i in range(num_images):
         rng = np.random.default_rng([seed, _SPLIT_IDS["train"], i])
-        img, instances = draw_image(rng)
+        img, instances = draw_large_image(rng) if large_objects else draw_image(rng)
         name = f"{i:06d}"
         if not cv2.imwrite(osp.join(out, f"{name}.png"), img):
             raise OSError(f"cannot write {osp.join(out, name)}.png")
@@ -281,20 +349,21 @@ def make_labelme_folder(out, num_images, seed=0):
         count += len(shapes)
         labelme = {
             "version": "5.4.1", "flags": {}, "shapes": shapes, "imagePath": f"{name}.png",
-            "imageData": None, "imageHeight": IMG_SIZE, "imageWidth": IMG_SIZE,
+            "imageData": None, "imageHeight": img.shape[0], "imageWidth": img.shape[1],
         }  # fmt: skip
         with open(osp.join(out, f"{name}.json"), "w", encoding="utf-8") as f:
             json.dump(labelme, f, indent=1)
     return count
 
 
-def make_dataset(out, num_train=1000, num_val=200, seed=0, keypoints=False):
-    """Write the dataset under ``out``; returns ``{split: annotation file}`` (with
-    ``keypoints``, also ``{"<split>_keypoints": keypoint annotation file}``)."""
+def make_dataset(out, num_train=1000, num_val=200, seed=0, keypoints=False, large_objects=False):
+    """Write the dataset (the ``--large-objects`` one with ``large_objects``) under ``out``;
+    returns ``{split: annotation file}`` (with ``keypoints``, also ``{"<split>_keypoints":
+    keypoint annotation file}``)."""
     os.makedirs(osp.join(out, "annotations"), exist_ok=True)
     files = {}
     for split, num in (("train", num_train), ("val", num_val)):
-        coco, coco_keypoints = make_split(out, split, num, seed)
+        coco, coco_keypoints = make_split(out, split, num, seed, large_objects)
         written = {split: ("instances", coco)}
         if keypoints:
             written[f"{split}_keypoints"] = ("keypoints", coco_keypoints)
@@ -319,6 +388,11 @@ def parse_args(argv=None):
         "--format", choices=["coco", "labelme"], default="coco",
         help="coco (default) or a LabelMe folder of num-train + num-val images",
     )  # fmt: skip
+    parser.add_argument(
+        "--large-objects", action="store_true",
+        help="1-3 large shapes (30-90%% of the shorter side) on 256-320 px images, landscape "
+        "or portrait, instead of the default 128 px images of small shapes",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -328,10 +402,12 @@ def main(argv=None):
         raise SystemExit("--num-train and --num-val must be >= 0")
     if args.format == "labelme":
         total = args.num_train + args.num_val
-        shapes = make_labelme_folder(args.out, total, args.seed)
+        shapes = make_labelme_folder(args.out, total, args.seed, args.large_objects)
         print(f"{total} images with LabelMe json ({shapes} polygons) -> {args.out}")
         return
-    files = make_dataset(args.out, args.num_train, args.num_val, args.seed, args.keypoints)
+    files = make_dataset(
+        args.out, args.num_train, args.num_val, args.seed, args.keypoints, args.large_objects
+    )
     for split, path in files.items():
         with open(path, encoding="utf-8") as f:
             coco = json.load(f)

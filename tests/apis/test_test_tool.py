@@ -117,6 +117,42 @@ def test_make_demo_dataset_is_deterministic_and_annotates_visible_parts(tmp_path
     assert len(labels_seen) >= 3
 
 
+def test_make_demo_dataset_large_objects_has_the_advertised_sizes(tmp_path):
+    """``--large-objects``: 256-320 px images of both orientations, 1-3 instances each, every
+    instance's mask and box 30-90% of the shorter side; the same seed gives the same data."""
+    tool = load_tool("make_demo_dataset")
+    first = tool.make_dataset(str(tmp_path / "a"), 12, 2, seed=3, large_objects=True)
+    tool.make_dataset(str(tmp_path / "b"), 12, 2, seed=3, large_objects=True)
+    for split in ("train", "val"):
+        a_json = Path(first[split]).read_text()
+        assert a_json == (tmp_path / "b" / "annotations" / f"instances_{split}.json").read_text()
+    coco = json.loads(Path(first["train"]).read_text())
+    orientations, counts = set(), []
+    for img in coco["images"]:
+        width, height = img["width"], img["height"]
+        pixels = cv2.imread(str(tmp_path / "a" / "train" / img["file_name"]))
+        assert pixels.shape == (height, width, 3)
+        assert 256 <= max(width, height) <= 320 and min(width, height) >= 0.6 * 256 - 1
+        orientations.add(width > height)
+        anns = [a for a in coco["annotations"] if a["image_id"] == img["id"]]
+        counts.append(len(anns))
+        masks = []
+        for ann in anns:
+            mask = mask_utils.decode(ann["segmentation"]).astype(bool)
+            assert mask.shape == (height, width)
+            ys, xs = np.nonzero(mask)
+            x, y, w, h = ann["bbox"]
+            assert [x, y, x + w - 1, y + h - 1] == [xs.min(), ys.min(), xs.max(), ys.max()]
+            assert ann["area"] == mask.sum()
+            short = min(width, height)
+            assert round(0.3 * short) <= max(w, h) <= round(0.9 * short), (ann, width, height)
+            masks.append(mask)
+        if len(masks) > 1:
+            assert np.stack(masks).sum(0).max() == 1, img
+    assert orientations == {True, False}
+    assert min(counts) >= 1 and max(counts) <= 3 and len(set(counts)) >= 2, counts
+
+
 def test_make_demo_dataset_labelme_folder_converts_to_the_same_instances(tmp_path):
     """``--format labelme`` (docs/own_dataset.md's starting point): through labelme2coco.py,
     the same images and instances (class, box within a pixel) as the COCO files."""

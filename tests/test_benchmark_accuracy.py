@@ -123,6 +123,80 @@ def test_torchvision_model_has_the_config_sizes(tool):
     assert type(faster).__name__ == "FasterRCNN"
 
 
+def test_plain_recipe_model_has_its_samplers_proposals_and_torchvision_defaults(tool):
+    cfg = load_config(MASK_CONFIG)
+    cfg.model.roi_head.bbox_roi_extractor.roi_layer.sampling_ratio = 0  # the plain: still 2
+    cfg.train_cfg.rpn.assigner.pos_iou_thr = 0.6  # the plain: torchvision's 0.7
+    model = tool.build_torchvision_model(cfg, num_classes=2, recipe="torchvision-plain")
+    assert model.rpn.fg_bg_sampler.batch_size_per_image == 128
+    assert model.rpn._pre_nms_top_n == dict(training=600, testing=300)
+    assert model.rpn._post_nms_top_n == dict(training=300, testing=300)
+    assert model.rpn.proposal_matcher.high_threshold == 0.7
+    heads = model.roi_heads
+    assert heads.fg_bg_sampler.batch_size_per_image == 64
+    assert heads.fg_bg_sampler.positive_fraction == 0.25
+    assert heads.box_roi_pool.sampling_ratio == heads.mask_roi_pool.sampling_ratio == 2
+    assert heads.box_coder.weights == (10.0, 10.0, 5.0, 5.0)
+    # the sizes still follow the config
+    assert heads.box_head.fc7.out_features == 256
+    assert heads.mask_predictor.conv5_mask.out_channels == 64
+    assert (model.transform.min_size, model.transform.max_size) == ((320,), 320)
+    faster = tool.build_torchvision_model(
+        load_config(FASTER_CONFIG), num_classes=2, recipe="torchvision-plain"
+    )
+    assert faster.roi_heads.fg_bg_sampler.batch_size_per_image == 64
+    with pytest.raises(tool.BenchmarkError, match="recipe"):
+        tool.build_torchvision_model(cfg, num_classes=2, recipe="plain")
+
+
+def test_plain_recipe_optimizer_schedule_and_sampler(tool):
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    optimizer = tool.plain_optimizer(model)
+    assert type(optimizer).__name__ == "AdamW"
+    # every parameter (conv and norm weights and biases) decayed by 1e-4, one LR
+    grouped = [p for g in optimizer.param_groups for p in g["params"]]
+    assert {id(p) for p in grouped} == {id(p) for p in model.parameters()} and len(grouped) == 4
+    assert {g["weight_decay"] for g in optimizer.param_groups} == {1e-4}
+    num_iters = 300
+    scheduler = tool.plain_lr_scheduler(optimizer, num_iters)
+    lrs = []
+    for _ in range(num_iters):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    # linear from 0 over 100 iterations, then cosine from 2e-3 to 0 at iteration 300
+    for i, want in ((0, 0.0), (1, 2e-5), (50, 1e-3), (100, 2e-3), (200, 1e-3),
+                    (250, 1e-3 * (1 + np.cos(np.pi * 0.75)))):  # fmt: skip
+        assert lrs[i] == pytest.approx(want, rel=1e-9, abs=1e-15), i
+    assert 0 < lrs[-1] < 1e-6
+    assert all(a > b for a, b in zip(lrs[100:], lrs[101:], strict=False))
+    # batches of 4 drawn with replacement: repeats inside an epoch-sized window, seeded
+    sampler = tool.ReplacementSampler(5, 40, seed=0)
+    indices = list(sampler)
+    assert len(sampler) == len(indices) == 40 and set(indices) <= set(range(5))
+    assert any(len(set(indices[k : k + 5])) < 5 for k in range(0, 40, 5))
+    assert list(tool.ReplacementSampler(5, 40, seed=0)) == indices
+    assert list(tool.ReplacementSampler(5, 40, seed=1)) != indices
+
+
+def test_table_says_which_recipe_each_side_trained_with(tool):
+    cfg = load_config(MASK_CONFIG)
+    args = SimpleNamespace(config=MASK_CONFIG, device="cpu", iters=5, seed=0)
+    metrics = dict(AP=0.5, AP50=0.7, AP75=0.4)
+    rows = [
+        dict(side=side, iterations=5, train_time_s=1.0, trainable_params=1e6, bbox=metrics,
+             segm=metrics, train_images=6, val_images=2, recipe=recipe, batch=batch)
+        for side, recipe, batch in (("ours", "config", 2), ("torchvision", "torchvision-plain", 4))
+    ]  # fmt: skip
+    table = tool.render_table(rows, args, cfg, with_masks=True)
+    assert "5 iterations of 2 (ours) / 4 (torchvision) images" in table
+    recipes = table.split("Recipes (how each side trained):")[1].split("Not matched")[0]
+    ours, theirs = [line for line in recipes.splitlines() if line.startswith("- ")]
+    assert ours.startswith("- ours: the config's")
+    assert theirs.startswith("- torchvision: issue 28's plain loop: AdamW LR 2e-3")
+    assert "not trained alike" in theirs
+
+
 @pytest.mark.parametrize(
     "lr_config",
     [

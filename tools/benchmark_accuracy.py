@@ -2,7 +2,8 @@
 
     python tools/benchmark_accuracy.py CONFIG --data ANN_TRAIN ANN_VAL IMG_DIR --iters N
         [--val-img-dir DIR] [--seed 0] [--sides ours torchvision] [--device cpu|cuda]
-        [--work-dir DIR] [--out-json FILE] [--cfg-options KEY=VALUE ...]
+        [--work-dir DIR] [--out-json FILE] [--recipe config|torchvision-plain]
+        [--cfg-options KEY=VALUE ...]
 
 Trains (1) our two-stage FPN R-CNN of CONFIG through our runner and (2) torchvision's
 ``MaskRCNN`` (``FasterRCNN`` when the config has no mask head) built to the config's sizes
@@ -26,6 +27,17 @@ CONFIG's ``num_classes`` and data paths are replaced. The config's ``total_epoch
 iterations as one pass of the runner (the loader restarted, with the next epoch's shuffle,
 as often as N needs), so that a per-iteration schedule spans the N iterations, as it does on
 torchvision's side.
+
+``--recipe torchvision-plain`` gives up that alikeness on torchvision's side on purpose: it
+trains with issue 28's plain loop (:data:`PLAIN_RECIPE`, :data:`PLAIN_MODEL_ARGS`): AdamW,
+LR 2e-3, weight decay 1e-4 on every parameter, LR linear from 0 over 100 iterations then
+cosine to 0 at the end of the run, no gradient clipping, 4 images a batch drawn at random
+with replacement (no epochs, no grouping), horizontal flip 0.5; RPN 128 sampled anchors an
+image, 600 / 300 proposals before / after NMS in training, 300 / 300 in testing; 64 sampled
+RoIs an image; torchvision's defaults for the rest (thresholds, RoIAlign with 2 samples,
+normalisation). Only the sizes (ResNet, FPN, anchors, RoI and box FC sizes, mask head,
+image size) still come from CONFIG; our side keeps the config's recipe. Under the table
+the tool says which recipe each side trained with.
 
 Smaller images for a quick run (the pipelines' steps are addressed by index):
 ``--cfg-options data.train.pipeline.2.img_scale="(128,128)"
@@ -57,6 +69,32 @@ from torch import nn  # noqa: E402
 from mmdet_like.errors import ProjectError, run_tool
 
 SIDES = ("ours", "torchvision")
+RECIPES = ("config", "torchvision-plain")
+# issue 28's plain torchvision training loop (--recipe torchvision-plain)
+PLAIN_RECIPE = dict(lr=2e-3, weight_decay=1e-4, warmup_iters=100, batch=4, flip_ratio=0.5)
+# its model's settings (torchvision constructor arguments); the rest are torchvision's defaults
+PLAIN_MODEL_ARGS = dict(
+    rpn_batch_size_per_image=128,
+    rpn_pre_nms_top_n_train=600,
+    rpn_post_nms_top_n_train=300,
+    rpn_pre_nms_top_n_test=300,
+    rpn_post_nms_top_n_test=300,
+    box_batch_size_per_image=64,
+)
+# constructor arguments read from the config that the plain recipe leaves at their defaults
+_CONFIG_ONLY_ARGS = (
+    "image_mean", "image_std", "size_divisible", "rpn_nms_thresh", "rpn_fg_iou_thresh",
+    "rpn_bg_iou_thresh", "rpn_positive_fraction", "box_score_thresh", "box_nms_thresh",
+    "box_detections_per_img", "box_fg_iou_thresh", "box_bg_iou_thresh", "box_positive_fraction",
+    "bbox_reg_weights",
+)  # fmt: skip
+PLAIN_RECIPE_TEXT = (
+    "issue 28's plain loop: AdamW LR 2e-3, weight decay 1e-4 on every parameter, LR linear "
+    "from 0 over 100 iterations then cosine to 0, no gradient clipping, 4 images a batch drawn "
+    "with replacement (no epochs, no grouping), flip 0.5; RPN 128 anchors an image, 600/300 "
+    "proposals in training, 300/300 in testing; 64 RoIs an image; torchvision's defaults for "
+    "thresholds, RoIAlign (2 samples) and normalisation; sizes from the config"
+)
 _RESNET_DEPTHS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)),
                   50: ("bottleneck", (3, 4, 6, 3)), 101: ("bottleneck", (3, 4, 23, 3)),
                   152: ("bottleneck", (3, 8, 36, 3))}  # fmt: skip
@@ -377,14 +415,17 @@ def build_torchvision_resnet(backbone_cfg):
     return net, block.expansion
 
 
-def _roi_pool(extractor_cfg, strides):
+def _roi_pool(extractor_cfg, strides, plain=False):
     """torchvision's ``MultiScaleRoIAlign`` for our ``SingleRoIExtractor``: same output size,
-    sampling ratio and level mapping (``canonical_scale`` from our ``finest_scale``)."""
+    sampling ratio and level mapping (``canonical_scale`` from our ``finest_scale``); with
+    ``plain``, only the output size: torchvision's 2 samples and level mapping."""
     from torchvision.ops import MultiScaleRoIAlign
 
     layer = extractor_cfg["roi_layer"]
     extractor_strides = list(extractor_cfg["featmap_strides"])
     names = [str(strides.index(s)) for s in extractor_strides]
+    if plain:
+        return MultiScaleRoIAlign(names, output_size=layer["output_size"], sampling_ratio=2)
     # torchvision: level floor(4 + log2(s / canonical_scale)) - log2(first stride);
     # ours: floor(log2(s / finest_scale)): equal when canonical = finest * 2 ** (4 - log2 first)
     canonical = extractor_cfg.get("finest_scale", 56) * 2 ** (4 - math.log2(extractor_strides[0]))
@@ -396,10 +437,17 @@ def _roi_pool(extractor_cfg, strides):
     )
 
 
-def build_torchvision_model(cfg, num_classes):
+def build_torchvision_model(cfg, num_classes, recipe="config"):
     """torchvision's ``MaskRCNN`` (``FasterRCNN`` without a mask head) sized as ``cfg.model``,
     with ``num_classes`` object classes (its predictors have ``num_classes + 1`` outputs,
-    background first). Raises :class:`BenchmarkError` for a model it cannot mirror."""
+    background first). Raises :class:`BenchmarkError` for a model it cannot mirror.
+
+    ``recipe="torchvision-plain"``: :data:`PLAIN_MODEL_ARGS` for the samplers and proposal
+    counts and torchvision's defaults for the other settings; only the sizes follow ``cfg``.
+    """
+    if recipe not in RECIPES:
+        raise BenchmarkError(f"recipe {recipe!r}: one of {', '.join(RECIPES)}")
+    plain = recipe == "torchvision-plain"
     from torchvision.models.detection import FasterRCNN, MaskRCNN
     from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.models.detection.backbone_utils import BackboneWithFPN
@@ -476,7 +524,7 @@ def build_torchvision_model(cfg, num_classes):
         rpn_bg_iou_thresh=rpn_train.assigner.neg_iou_thr,
         rpn_batch_size_per_image=rpn_train.sampler.num,
         rpn_positive_fraction=rpn_train.sampler.pos_fraction,
-        box_roi_pool=_roi_pool(model_cfg.roi_head.bbox_roi_extractor, strides),
+        box_roi_pool=_roi_pool(model_cfg.roi_head.bbox_roi_extractor, strides, plain),
         box_head=TwoMLPHead(neck.out_channels * roi_size**2, bbox_head.fc_out_channels),
         box_predictor=FastRCNNPredictor(bbox_head.fc_out_channels, num_classes + 1),
         box_score_thresh=rcnn_test.get("score_thr", 0.05),
@@ -488,13 +536,17 @@ def build_torchvision_model(cfg, num_classes):
         box_positive_fraction=rcnn_train.sampler.pos_fraction,
         bbox_reg_weights=tuple(1.0 / s for s in stds),
     )
+    if plain:
+        for key in _CONFIG_ONLY_ARGS:
+            del common[key]
+        common.update(PLAIN_MODEL_ARGS)
     if not with_masks:
         return FasterRCNN(backbone, **common)
     mask_head = model_cfg.roi_head.mask_head
     width = mask_head.get("conv_out_channels", 256)
     return MaskRCNN(
         backbone,
-        mask_roi_pool=_roi_pool(model_cfg.roi_head.mask_roi_extractor, strides),
+        mask_roi_pool=_roi_pool(model_cfg.roi_head.mask_roi_extractor, strides, plain),
         mask_head=MaskRCNNHeads(
             mask_head.get("in_channels", neck.out_channels),
             [width] * mask_head.get("num_convs", 4),
@@ -763,6 +815,8 @@ def run_ours(cfg, args, work_dir):
         test_time_s=test_time,
         train_images=len(dataset),
         trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        recipe="config",
+        batch=int(cfg.data.imgs_per_gpu),
     )
     detections = [per_class_to_flat(r) for r in results]
     img_ids = [int(i) for i in val_dataset.img_ids]
@@ -874,6 +928,48 @@ class EpochShuffleSampler(torch.utils.data.Sampler):
         return iter(np.resize(order, len(self)).tolist())
 
 
+class ReplacementSampler(torch.utils.data.Sampler):
+    """The plain recipe's sampling: ``num_samples`` indices of ``n`` images drawn uniformly
+    at random with replacement (seeded by ``seed + epoch``): no epochs, no grouping."""
+
+    def __init__(self, n, num_samples, seed):
+        self.n, self.num_samples, self.seed, self.epoch = n, num_samples, seed, 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __len__(self):
+        return self.num_samples
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randint(self.n, (self.num_samples,), generator=generator).tolist())
+
+
+def plain_optimizer(model):
+    """The plain recipe's AdamW: one group of every trained parameter (norms and biases
+    too), all with weight decay ``PLAIN_RECIPE["weight_decay"]``."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(
+        params, lr=PLAIN_RECIPE["lr"], weight_decay=PLAIN_RECIPE["weight_decay"]
+    )
+
+
+def plain_lr_factor(i, num_iters, warmup_iters=PLAIN_RECIPE["warmup_iters"]):
+    """The plain recipe's LR at iteration ``i`` (0-based) over the base LR: ``i /
+    warmup_iters`` while warming up, then cosine from 1 to 0 at ``i == num_iters`` (a run of
+    at most ``warmup_iters`` iterations only warms up)."""
+    if i < warmup_iters:
+        return i / warmup_iters
+    return 0.5 * (1 + math.cos(math.pi * (i - warmup_iters) / (num_iters - warmup_iters)))
+
+
+def plain_lr_scheduler(optimizer, num_iters):
+    """The plain recipe's schedule (:func:`plain_lr_factor`) of ``optimizer``: iteration 0's
+    LR once built, iteration ``i``'s after ``i`` calls of ``step()``."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: plain_lr_factor(i, num_iters))
+
+
 def tuple_collate(batch):
     """A list of (image, target) -> (images, targets), torchvision's detection batch."""
     return tuple(zip(*batch))
@@ -891,32 +987,43 @@ def run_torchvision(cfg, args, names, with_masks):
 
     device = torch.device(args.device)
     settings = training_settings(cfg)
+    plain = args.recipe == "torchvision-plain"
+    batch = PLAIN_RECIPE["batch"] if plain else settings["batch"]
+    to_rgb = True if plain else settings["to_rgb"]  # torchvision's default mean/std are RGB
     set_random_seed(args.seed)
-    model = build_torchvision_model(cfg, len(names)).to(device)
+    model = build_torchvision_model(cfg, len(names), args.recipe).to(device)
     dataset = TorchvisionCocoTrain(
         cfg.data.train.ann_file,
         cfg.data.train.img_prefix,
         names,
         with_masks,
-        settings["flip_ratio"],
-        settings["to_rgb"],
+        PLAIN_RECIPE["flip_ratio"] if plain else settings["flip_ratio"],
+        to_rgb,
         settings["min_size"],
         settings["filter_empty_gt"],
     )
     if len(dataset) == 0:
         raise BenchmarkError(f"{cfg.data.train.ann_file}: no training image left")
-    sampler = EpochShuffleSampler(len(dataset), settings["batch"], args.seed)
+    if plain:
+        sampler = ReplacementSampler(len(dataset), args.iters * batch, args.seed)
+    else:
+        sampler = EpochShuffleSampler(len(dataset), batch, args.seed)
     loader = torch.utils.data.DataLoader(
         dataset,
-        batch_size=settings["batch"],
+        batch_size=batch,
         sampler=sampler,
         num_workers=settings["workers"],
         collate_fn=tuple_collate,
         generator=torch.Generator().manual_seed(args.seed),
     )
-    optimizer = build_optimizer(model, cfg.optimizer)
-    scheduler = torchvision_lr_scheduler(optimizer, settings["lr_config"], args.iters)
-    grad_clip = settings["grad_clip"]
+    if plain:
+        optimizer = plain_optimizer(model)
+        scheduler = plain_lr_scheduler(optimizer, args.iters)
+        grad_clip = None
+    else:
+        optimizer = build_optimizer(model, cfg.optimizer)
+        scheduler = torchvision_lr_scheduler(optimizer, settings["lr_config"], args.iters)
+        grad_clip = settings["grad_clip"]
     interval = (cfg.get("log_config") or {}).get("interval", 50)
     params = [p for p in model.parameters() if p.requires_grad]
     model.train()
@@ -970,7 +1077,7 @@ def run_torchvision(cfg, args, names, with_masks):
     with torch.no_grad():
         for img in images:
             path = osp.join(cfg.data.val.img_prefix, img["file_name"])
-            image = torch.from_numpy(read_image(path, settings["to_rgb"])).permute(2, 0, 1)
+            image = torch.from_numpy(read_image(path, to_rgb)).permute(2, 0, 1)
             output = model([image.float().div_(255).to(device)])[0]
             det = dict(
                 boxes=output["boxes"].cpu().numpy(),
@@ -990,6 +1097,8 @@ def run_torchvision(cfg, args, names, with_masks):
         test_time_s=test_time,
         train_images=len(dataset),
         trainable_params=sum(p.numel() for p in params),
+        recipe=args.recipe,
+        batch=batch,
     )
     return info, detections, [img["id"] for img in images], [id_of[n] for n in names]
 
@@ -1018,6 +1127,11 @@ def parse_args(argv=None):
     parser.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if available")
     parser.add_argument("--work-dir", help="default: work_dirs/benchmark_accuracy/CONFIG_NAME")
     parser.add_argument("--out-json", help="write the numbers to this json file")
+    parser.add_argument(
+        "--recipe", choices=RECIPES, default="config",
+        help="how torchvision's side trains: config (default: as ours, from the config) or "
+        "torchvision-plain (issue 28's plain loop; see the module doc)",
+    )  # fmt: skip
     add_cfg_options_argument(parser)
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -1073,9 +1187,13 @@ def render_table(rows, args, cfg, with_masks):
     """The markdown table (plus a header line and the unmatched settings) of ``rows``."""
     settings = training_settings(cfg)
     first = rows[0]
+    batches = sorted({row.get("batch", settings["batch"]) for row in rows})
+    batch = " / ".join(
+        f"{row.get('batch', settings['batch'])} ({row['side']})" for row in rows
+    ) if len(batches) > 1 else str(batches[0])  # fmt: skip
     lines = [
         f"`{args.config}` on {first['train_images']} train / {first['val_images']} val images "
-        f"({args.device}), {args.iters} iterations of {settings['batch']} images, max side "
+        f"({args.device}), {args.iters} iterations of {batch} images, max side "
         f"{settings['img_scale'][0]}, seed {args.seed}; each side in its own process.",
         "",
         "| side | iterations | train time (s) | trainable params | bbox AP | bbox AP50 "
@@ -1092,7 +1210,14 @@ def render_table(rows, args, cfg, with_masks):
         )
     model = "MaskRCNN" if with_masks else "FasterRCNN"
     lines += ["", f"torchvision: `torchvision.models.detection.{model}` of the config's sizes."]
-    lines += ["", "Not matched:"]
+    lines += ["", "Recipes (how each side trained):"]
+    for row in rows:
+        if row.get("recipe") == "torchvision-plain":
+            text = f"{PLAIN_RECIPE_TEXT}. NOT the config's recipe: the sides are not trained alike"
+        else:
+            text = "the config's (optimizer, LR schedule, batch, clipping, samplers, proposals)"
+        lines.append(f"- {row['side']}: {text}")
+    lines += ["", "Not matched (besides the recipes):"]
     lines += [f"- {note}" for note in unmatched_settings(cfg)]
     if any(row.get("cpu_caching_allocator") for row in rows):
         lines.append("- ours runs with our CPU caching allocator, as tools/train.py does")
@@ -1104,7 +1229,8 @@ def run_parent(args, argv):
     cfg, _, with_masks = prepare_config(
         args.config, args.cfg_options, args.ann_train, args.ann_val, args.img_dir, args.val_img_dir
     )
-    build_torchvision_model(cfg, 1)  # fails here, not after our side trained, if it cannot
+    # fails here, not after our side trained, if it cannot
+    build_torchvision_model(cfg, 1, args.recipe)
     os.makedirs(args.work_dir, exist_ok=True)
     rows = []
     for side in dict.fromkeys(args.sides):
@@ -1131,6 +1257,7 @@ def run_parent(args, argv):
             config=args.config,
             iters=args.iters,
             seed=args.seed,
+            recipe=args.recipe,
             device=args.device,
             data=dict(
                 ann_train=args.ann_train,

@@ -195,6 +195,10 @@ def test_table_says_which_recipe_each_side_trained_with(tool):
     assert ours.startswith("- ours: the config's")
     assert theirs.startswith("- torchvision: issue 28's plain loop: AdamW LR 2e-3")
     assert "not trained alike" in theirs
+    # the batching is the plain recipe's, not a "not matched" note of the config's
+    assert "GroupSampler" not in table.split("Not matched")[1]
+    rows[1]["recipe"] = "config"
+    assert "GroupSampler" in tool.render_table(rows, args, cfg, with_masks=True)
 
 
 @pytest.mark.parametrize(

@@ -557,8 +557,9 @@ def build_torchvision_model(cfg, num_classes, recipe="config"):
     )
 
 
-def unmatched_settings(cfg):
-    """Short notes on what torchvision's side does differently from ``cfg`` (each a str)."""
+def unmatched_settings(cfg, recipe="config"):
+    """Short notes on what torchvision's side does differently from ``cfg`` (each a str);
+    with ``recipe="torchvision-plain"`` the batching is the recipe's (said with it)."""
     model_cfg, train_cfg, test_cfg = cfg.model, cfg.train_cfg, cfg.test_cfg
     roi_head, rpn_head = model_cfg.roi_head, model_cfg.rpn_head
     notes = [
@@ -625,10 +626,11 @@ def unmatched_settings(cfg):
             "resize: ours cv2 in the data pipeline (sizes rounded), torchvision bilinear "
             "interpolation in the model (sizes floored)"
         )
-    notes.append(
-        "batches: ours groups landscape and portrait images apart (GroupSampler), torchvision "
-        "shuffles all images together"
-    )
+    if recipe == "config":
+        notes.append(
+            "batches: ours groups landscape and portrait images apart (GroupSampler), "
+            "torchvision shuffles all images together"
+        )
     return notes
 
 
@@ -1218,7 +1220,9 @@ def render_table(rows, args, cfg, with_masks):
             text = "the config's (optimizer, LR schedule, batch, clipping, samplers, proposals)"
         lines.append(f"- {row['side']}: {text}")
     lines += ["", "Not matched (besides the recipes):"]
-    lines += [f"- {note}" for note in unmatched_settings(cfg)]
+    plain = any(row.get("recipe") == "torchvision-plain" for row in rows)
+    recipe = "torchvision-plain" if plain else "config"
+    lines += [f"- {note}" for note in unmatched_settings(cfg, recipe)]
     if any(row.get("cpu_caching_allocator") for row in rows):
         lines.append("- ours runs with our CPU caching allocator, as tools/train.py does")
     return "\n".join(lines) + "\n"
@@ -1266,7 +1270,7 @@ def run_parent(args, argv):
                 val_img_dir=args.val_img_dir,
             ),
             sides={row.pop("side"): row for row in rows},
-            not_matched=unmatched_settings(cfg),
+            not_matched=unmatched_settings(cfg, args.recipe),
         )
         os.makedirs(osp.dirname(osp.abspath(args.out_json)), exist_ok=True)
         with open(args.out_json, "w") as f:

@@ -160,6 +160,18 @@ def _shape_color(rng, background_mean):
     return color
 
 
+def _paint_shape(rng, img, background_mean, shapes, label, polygon, mask):
+    """Paint the shape of ``mask`` on float ``img`` (H, W, 3) in a shaded colour apart from
+    the background, take what it covers out of the earlier shapes' visible masks and append
+    it to ``shapes`` as ``(label, full mask, visible mask, named vertices)``."""
+    color = _shape_color(rng, background_mean)
+    shade = rng.normal(0, rng.uniform(2, 10), size=(*img.shape[:2], 1))
+    img[mask] = np.clip(color + shade[mask], 0, 255)
+    for _, _, visible, _ in shapes:
+        visible &= ~mask
+    shapes.append((label, mask, mask.copy(), _named_vertices(CLASSES[label], polygon)))
+
+
 def draw_image(rng, size=IMG_SIZE):
     """One image and its visible instances: ``(img, [(label, visible mask, keypoints),
     ...])``, keypoints a (K, 3) float array ``x, y, visibility`` (:data:`KEYPOINT_NAMES`)."""
@@ -176,12 +188,7 @@ def draw_image(rng, size=IMG_SIZE):
         mask = _shape_mask(cls, polygon, cx, cy, radius, size)
         if mask.sum() < MIN_VISIBLE_PIXELS:
             continue
-        color = _shape_color(rng, background_mean)
-        shade = rng.normal(0, rng.uniform(2, 10), size=(size, size, 1))
-        img[mask] = np.clip(color + shade[mask], 0, 255)
-        for _, _, visible, _ in shapes:
-            visible &= ~mask
-        shapes.append((label, mask, mask.copy(), _named_vertices(cls, polygon)))
+        _paint_shape(rng, img, background_mean, shapes, label, polygon, mask)
     img = cv2.GaussianBlur(np.clip(img, 0, 255).astype(np.uint8), (3, 3), 0.6)
     instances = []
     for label, full, visible, vertices in shapes:
@@ -228,12 +235,7 @@ def draw_large_image(rng):
             mask = _shape_mask(cls, polygon, cx, cy, radius, (height, width))
             if low <= _box_long_side(mask) <= high:
                 break
-        color = _shape_color(rng, background_mean)
-        shade = rng.normal(0, rng.uniform(2, 10), size=(height, width, 1))
-        img[mask] = np.clip(color + shade[mask], 0, 255)
-        for _, _, visible, _ in shapes:
-            visible &= ~mask
-        shapes.append((label, mask, mask.copy(), _named_vertices(cls, polygon)))
+        _paint_shape(rng, img, background_mean, shapes, label, polygon, mask)
     img = cv2.GaussianBlur(np.clip(img, 0, 255).astype(np.uint8), (3, 3), 0.6)
     instances = []
     for label, full, visible, vertices in shapes:

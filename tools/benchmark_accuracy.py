@@ -626,10 +626,16 @@ def unmatched_settings(cfg, recipe="config"):
             "resize: ours cv2 in the data pipeline (sizes rounded), torchvision bilinear "
             "interpolation in the model (sizes floored)"
         )
-    if recipe == "config":
+    ours_sampler = (cfg.data.get("sampler") or {}).get("type", "GroupSampler")
+    if recipe == "config" and ours_sampler == "GroupSampler":
         notes.append(
             "batches: ours groups landscape and portrait images apart (GroupSampler), "
             "torchvision shuffles all images together"
+        )
+    elif recipe == "config" and ours_sampler == "ReplacementSampler":
+        notes.append(
+            "batches: ours draws images with replacement (ReplacementSampler), torchvision "
+            "shuffles all images once an epoch"
         )
     return notes
 
@@ -781,7 +787,12 @@ def run_ours(cfg, args, work_dir):
     model = model.to(device)
     dataset = build_dataset(cfg.data.train)
     loader = build_dataloader(
-        dataset, cfg.data.imgs_per_gpu, cfg.data.workers_per_gpu, shuffle=True, seed=args.seed
+        dataset,
+        cfg.data.imgs_per_gpu,
+        cfg.data.workers_per_gpu,
+        shuffle=True,
+        seed=args.seed,
+        sampler_cfg=cfg.data.get("sampler"),
     )
     runner = EpochBasedRunner(
         model,

@@ -19,6 +19,7 @@ mmdetection v2 names are accepted and rewritten to ours first, each with a one-l
 import difflib
 import numbers
 
+from mmdet_like.datasets.samplers import TRAIN_SAMPLERS
 from mmdet_like.engine.config import ConfigError, load_notes
 from mmdet_like.engine.hooks.lr_updater import LR_POLICIES
 from mmdet_like.engine.mmdet3_config import refuse_mmdet3_config
@@ -32,7 +33,9 @@ from mmdet_like.registry import (
     accepted_arguments,
 )
 
-DATA_KEYS = ("imgs_per_gpu", "workers_per_gpu", "train", "val", "test", "test_imgs_per_gpu")
+DATA_KEYS = (
+    "imgs_per_gpu", "workers_per_gpu", "train", "val", "test", "test_imgs_per_gpu", "sampler",
+)  # fmt: skip
 GRAD_CLIP_KEYS = ("max_norm", "norm_type", "error_if_nonfinite", "foreach")
 PARAMWISE_KEYS = ("bias_lr_mult", "bias_decay_mult", "norm_decay_mult")
 LOG_CONFIG_KEYS = ("interval", "hooks")
@@ -266,6 +269,17 @@ def _check_data(problems, data):
         problems.integer("data.test_imgs_per_gpu", data["test_imgs_per_gpu"], 1)
     if "workers_per_gpu" in data:
         problems.integer("data.workers_per_gpu", data["workers_per_gpu"], 0)
+    sampler = data.get("sampler")
+    if sampler is not None and (
+        not isinstance(sampler, dict)
+        or sampler.get("type") not in TRAIN_SAMPLERS
+        or set(sampler) != {"type"}
+    ):
+        problems.add(
+            "data.sampler",
+            f"must be dict(type=NAME) with NAME one of {', '.join(TRAIN_SAMPLERS)} (or left out "
+            f"for GroupSampler), got {_shown(sampler)}",
+        )
     for split in ("train", "val", "test"):
         if data.get(split) is not None:
             _check_dataset(problems, f"data.{split}", data[split])
@@ -350,7 +364,8 @@ def _check_lr_config(problems, cfg):
     if "warmup_iters" in cfg:
         problems.integer("lr_config.warmup_iters", cfg["warmup_iters"], 0)
     if "warmup_ratio" in cfg:
-        problems.number("lr_config.warmup_ratio", cfg["warmup_ratio"], positive=True)
+        linear = cfg.get("warmup") == "linear"
+        problems.number("lr_config.warmup_ratio", cfg["warmup_ratio"], positive=not linear)
     if "step" in cfg:
         step = cfg["step"]
         steps = step if isinstance(step, (list, tuple)) else [step]

@@ -149,6 +149,7 @@ def train_detector(
             dist=distributed,
             shuffle=True,
             seed=seed,
+            sampler_cfg=cfg.data.get("sampler"),
         )
         for ds in datasets
     ]

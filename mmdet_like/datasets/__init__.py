@@ -17,7 +17,12 @@ from mmdet_like.datasets.dataset_wrappers import (
     repeat_factors,
 )
 from mmdet_like.datasets.errors import DatasetError, DatasetWarning
-from mmdet_like.datasets.samplers import DistributedGroupSampler, GroupSampler
+from mmdet_like.datasets.samplers import (
+    DistributedGroupSampler,
+    GroupSampler,
+    ReplacementSampler,
+    ShuffleSampler,
+)
 from mmdet_like.datasets.voc import VOCDataset
 
 __all__ = [
@@ -33,6 +38,8 @@ __all__ = [
     "PackedBytes",
     "RaggedArray",
     "RepeatDataset",
+    "ReplacementSampler",
+    "ShuffleSampler",
     "VOCDataset",
     "build_dataloader",
     "build_dataset",

@@ -13,7 +13,7 @@ import torch.distributed as torch_dist
 from torch.utils.data import DataLoader, DistributedSampler
 
 from mmdet_like.datasets.collate import STACK_KEYS, collate
-from mmdet_like.datasets.samplers import DistributedGroupSampler, GroupSampler, SeededSamples
+from mmdet_like.datasets.samplers import SeededSamples, build_train_sampler
 from mmdet_like.registry import DATASETS, BuildError, build_from_cfg
 
 
@@ -87,12 +87,15 @@ def build_dataloader(
     shuffle=True,
     seed=None,
     collate_fn=None,
+    sampler_cfg=None,
     **kwargs,
 ):
     """A DataLoader of batches of ``imgs_per_gpu`` images for this process.
 
-    Training (``shuffle=True``): ``GroupSampler`` (one process) or
-    ``DistributedGroupSampler`` (each rank its share), each sample with a seed of its own
+    Training (``shuffle=True``): the sampler of ``sampler_cfg`` (the config's
+    ``data.sampler``; :func:`~mmdet_like.datasets.samplers.build_train_sampler`), by default
+    ``GroupSampler`` (one process) or ``DistributedGroupSampler`` (each rank its share),
+    each sample with a seed of its own
     from ``seed``, the epoch and its place in the epoch's order, under which the pipeline's
     random transforms draw (:class:`~mmdet_like.datasets.samplers.SeededSamples`): the same
     augmentations whatever the number of workers, and after a resume. Testing
@@ -110,12 +113,9 @@ def build_dataloader(
         collate_fn = partial(collate, stack_keys=getattr(dataset, "STACK_KEYS", STACK_KEYS))
     rank, world_size = _dist_info()
     if shuffle:
-        if dist:
-            sampler = DistributedGroupSampler(
-                dataset, imgs_per_gpu, world_size, rank, seed, seed_samples=True
-            )
-        else:
-            sampler = GroupSampler(dataset, imgs_per_gpu, seed, seed_samples=True)
+        sampler = build_train_sampler(
+            sampler_cfg, dataset, imgs_per_gpu, seed, dist, world_size, rank
+        )
         dataset = SeededSamples(dataset)
     else:
         sampler = DistributedSampler(dataset, world_size, rank, shuffle=False) if dist else None

@@ -1,4 +1,5 @@
-"""Samplers that keep images of similar aspect ratio in the same batch.
+"""Training samplers: aspect-ratio groups (the default), one plain shuffle, or draws with
+replacement; picked by the config's ``data.sampler`` (:func:`build_train_sampler`).
 
 A dataset with a ``flag`` array (one group id per image, e.g. 1 for landscape and 0 for
 portrait) is sampled so that every batch of ``samples_per_gpu`` images comes from one group;
@@ -205,3 +206,92 @@ class DistributedGroupSampler(_SkippableSampler):
 
     def __len__(self):
         return self.num_samples
+
+
+class _UngroupedSampler(_SkippableSampler):
+    """An epoch of ``len(dataset)`` indices (rounded up to whole batches on every rank),
+    rank ``r`` of ``num_replicas`` taking the ``r``-th contiguous share of one order that
+    every rank draws alike (same seed and epoch). Batches mix landscape and portrait images
+    (the collate pads them to the batch's largest size)."""
+
+    def __init__(
+        self, dataset, samples_per_gpu=1, num_replicas=1, rank=0, seed=0, seed_samples=False
+    ):
+        super().__init__(dataset, samples_per_gpu, seed, seed_samples)
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} is not in [0, {num_replicas})")
+        self.num_replicas = num_replicas
+        self.rank = rank
+        per_step = samples_per_gpu * num_replicas
+        self.num_samples = math.ceil(len(dataset) / per_step) * samples_per_gpu
+
+    def _order(self, generator):
+        raise NotImplementedError
+
+    def _indices(self):
+        order = self._order(self._generator()).tolist()
+        total = self.num_samples * self.num_replicas
+        order = (order * math.ceil(total / max(len(order), 1)))[:total]  # pad by repeating
+        start = self.rank * self.num_samples
+        return order[start : start + self.num_samples]
+
+    def _seed_offset(self):
+        return self.rank * self.num_samples
+
+    def __len__(self):
+        return self.num_samples
+
+
+@SAMPLERS.register()
+class ShuffleSampler(_UngroupedSampler):
+    """Every image once an epoch in a fresh random order, with no aspect-ratio grouping
+    (torchvision's reference scripts without ``--aspect-ratio-group-factor``)."""
+
+    def _order(self, generator):
+        return torch.randperm(len(self.dataset), generator=generator)
+
+
+@SAMPLERS.register()
+class ReplacementSampler(_UngroupedSampler):
+    """``len(dataset)`` images an epoch drawn uniformly at random with replacement (an image
+    may come twice in an epoch, or not at all): a loop that draws each batch at random
+    from all images, cut into epochs only for the runner's bookkeeping."""
+
+    def _order(self, generator):
+        n = len(self.dataset)
+        return torch.randint(n, (n,), generator=generator)
+
+
+TRAIN_SAMPLERS = ("GroupSampler", "ShuffleSampler", "ReplacementSampler")
+
+
+def build_train_sampler(
+    sampler_cfg, dataset, samples_per_gpu, seed, dist=False, num_replicas=1, rank=0
+):
+    """The training sampler of the config's ``data.sampler`` (``None``: ``GroupSampler``,
+    ``DistributedGroupSampler`` when ``dist``), yielding ``(index, seed)`` pairs.
+
+    ``sampler_cfg``: ``dict(type=NAME)`` with NAME one of :data:`TRAIN_SAMPLERS`.
+    """
+    cfg = dict(sampler_cfg or {"type": "GroupSampler"})
+    kind = cfg.pop("type", None)
+    if kind not in TRAIN_SAMPLERS:
+        raise ValueError(
+            f"data.sampler: type={kind!r} is not a training sampler; use one of "
+            f"{', '.join(TRAIN_SAMPLERS)} (or leave data.sampler out for GroupSampler)"
+        )
+    if cfg:
+        raise ValueError(
+            f"data.sampler: {kind} takes no options here, got {sorted(cfg)}; the batch size is "
+            "data.imgs_per_gpu and the seed the run's"
+        )
+    if kind == "GroupSampler":
+        if dist:
+            return DistributedGroupSampler(
+                dataset, samples_per_gpu, num_replicas, rank, seed, seed_samples=True
+            )
+        return GroupSampler(dataset, samples_per_gpu, seed, seed_samples=True)
+    cls = ShuffleSampler if kind == "ShuffleSampler" else ReplacementSampler
+    if not dist:
+        num_replicas, rank = 1, 0
+    return cls(dataset, samples_per_gpu, num_replicas, rank, seed, seed_samples=True)

@@ -1,11 +1,21 @@
-"""Samplers (aspect-ratio groups, ranks, skipping), collate and worker seeding."""
+"""Samplers (aspect-ratio groups, plain shuffle, draws with replacement, ranks, skipping),
+collate and worker seeding."""
 
 import random
 
 import numpy as np
+import pytest
 import torch
 
-from mmdet_like.datasets import DistributedGroupSampler, GroupSampler, build_dataloader, collate
+from mmdet_like.datasets import (
+    DistributedGroupSampler,
+    GroupSampler,
+    ReplacementSampler,
+    ShuffleSampler,
+    build_dataloader,
+    collate,
+)
+from mmdet_like.datasets.samplers import SeededSamples, build_train_sampler
 from tests.engine.toy import ToyRegressionDataset
 
 
@@ -36,6 +46,80 @@ def test_distributed_group_sampler_shares():
     for share in shares:
         for start in range(0, len(share), 2):
             assert len({i % 2 for i in share[start : start + 2]}) == 1
+
+
+def test_shuffle_sampler_mixes_groups_and_covers_every_image_once():
+    dataset = ToyRegressionDataset(num_samples=21, groups=2)
+    sampler = ShuffleSampler(dataset, samples_per_gpu=4, seed=3)
+    indices = list(sampler)
+    assert len(indices) == len(sampler) == 24  # 21 rounded up to whole batches
+    assert set(indices) == set(range(21)) and len(set(indices[:21])) == 21
+    batches = [indices[i : i + 4] for i in range(0, 24, 4)]
+    assert any(len({i % 2 for i in b}) == 2 for b in batches)  # groups mixed
+    assert list(sampler) == indices
+    sampler.set_epoch(1)
+    assert list(sampler) != indices
+
+
+def test_replacement_sampler_draws_with_replacement_seeded_per_epoch():
+    dataset = ToyRegressionDataset(num_samples=40, groups=2)
+    sampler = ReplacementSampler(dataset, samples_per_gpu=4, seed=5)
+    epochs = []
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        epochs.append(list(sampler))
+    assert all(len(e) == len(sampler) == 40 for e in epochs)
+    # 40 draws out of 40 with replacement repeat an image (probability 1 - 40!/40**40)
+    assert all(len(set(e)) < 40 for e in epochs)
+    assert all(0 <= i < 40 for e in epochs for i in e)
+    assert epochs[0] != epochs[1] != epochs[2]
+    sampler.set_epoch(0)
+    assert list(sampler) == epochs[0]
+    sampler.set_skip(8)
+    assert list(sampler) == epochs[0][8:]
+
+
+@pytest.mark.parametrize("cls", [ShuffleSampler, ReplacementSampler])
+def test_ungrouped_samplers_split_one_order_between_ranks(cls):
+    dataset = ToyRegressionDataset(num_samples=21, groups=2)
+    single = cls(dataset, 2, num_replicas=1, rank=0, seed=0)
+    shares = [list(cls(dataset, 2, num_replicas=3, rank=r, seed=0)) for r in range(3)]
+    assert [len(s) for s in shares] == [8, 8, 8]  # 21 rounded up to 24 = 3 ranks x 4 x 2
+    order = list(single)
+    assert sum(shares, [])[:21] == order[:21]
+    with pytest.raises(ValueError, match="rank 3"):
+        cls(dataset, 2, num_replicas=3, rank=3)
+
+
+def test_build_train_sampler_from_the_config_and_its_errors():
+    dataset = ToyRegressionDataset(num_samples=9, groups=2)
+    assert type(build_train_sampler(None, dataset, 2, 0)) is GroupSampler
+    assert type(build_train_sampler(None, dataset, 2, 0, dist=True, num_replicas=2)) is (
+        DistributedGroupSampler
+    )
+    sampler = build_train_sampler({"type": "ReplacementSampler"}, dataset, 2, 0)
+    assert type(sampler) is ReplacementSampler and sampler.seed_samples
+    with pytest.raises(ValueError, match="'Random' is not a training sampler; use one of"):
+        build_train_sampler({"type": "Random"}, dataset, 2, 0)
+    with pytest.raises(ValueError, match="takes no options here"):
+        build_train_sampler({"type": "ShuffleSampler", "shuffle": False}, dataset, 2, 0)
+    loader = build_dataloader(dataset, 3, 0, seed=1, sampler_cfg={"type": "ShuffleSampler"})
+    assert type(loader.sampler) is ShuffleSampler and isinstance(loader.dataset, SeededSamples)
+    assert sorted(i for i, _ in loader.sampler) == list(range(9))
+
+
+def test_config_check_names_a_bad_data_sampler():
+    from mmdet_like.apis.config_check import check_config
+    from mmdet_like.engine.config import Config, ConfigError
+
+    cfg = Config.fromfile("configs/small_data/faster_rcnn_r18_fpn_small.py")
+    cfg.data.sampler = {"type": "ReplacementSampler"}
+    check_config(cfg)
+    cfg.data.sampler = {"type": "AspectRatioBatchSampler"}
+    with pytest.raises(
+        ConfigError, match=r"data\.sampler: must be dict\(type=NAME\) with NAME one"
+    ):
+        check_config(cfg)
 
 
 def test_collate_stacks_the_images_only_and_keeps_per_image_values_as_lists():

@@ -59,6 +59,15 @@ def test_warmups_then_step(tmp_path, warmup, factor):
     expect(lrs, [B * factor(i) for i in range(4)] + [B] * 8 + [B / 10] * 4)
 
 
+def test_linear_warmup_from_zero(tmp_path):
+    lrs = run_schedule(
+        tmp_path,
+        {"policy": "fixed", "warmup": "linear", "warmup_iters": 4, "warmup_ratio": 0.0},
+        epochs=2,
+    )
+    expect(lrs, [B * i / 4 for i in range(4)] + [B] * 4)
+
+
 def test_warmup_by_epochs(tmp_path):
     lrs = run_schedule(
         tmp_path,
@@ -108,3 +117,8 @@ def test_unknown_policy_and_bad_warmup():
         build_lr_updater_hook({"policy": "stepp", "step": [1]})
     with pytest.raises(Exception, match="warmup must be"):
         build_lr_updater_hook({"policy": "step", "step": [1], "warmup": "lin"})
+    for warmup in ("exp", "constant"):
+        with pytest.raises(Exception, match=f"{warmup} warmup: warmup_ratio must be in"):
+            build_lr_updater_hook(
+                {"policy": "step", "step": [1], "warmup": warmup, "warmup_ratio": 0.0}
+            )

@@ -46,7 +46,8 @@ class LrUpdaterHook(Hook):
         by_epoch: the schedule's progress is the epoch (True) or the iteration (False).
         warmup: None, "constant", "linear" or "exp".
         warmup_iters: length of the warmup in iterations (ignored with ``warmup_epochs``).
-        warmup_ratio: LR factor at the first iteration.
+        warmup_ratio: LR factor at the first iteration (0 allowed for a linear warmup: it
+            starts from LR 0, as torchvision's reference scripts with ``warmup_factor=0``).
         warmup_epochs: length of the warmup in epochs (converted with the loader length).
     """
 
@@ -57,8 +58,13 @@ class LrUpdaterHook(Hook):
     ):
         if warmup not in (None, "constant", "linear", "exp"):
             raise ValueError(f"warmup must be None, 'constant', 'linear' or 'exp', got {warmup!r}")
-        if warmup is not None and not 0 < warmup_ratio <= 1:
-            raise ValueError(f"warmup_ratio must be in (0, 1], got {warmup_ratio}")
+        if warmup == "linear" and not 0 <= warmup_ratio <= 1:
+            raise ValueError(f"linear warmup: warmup_ratio must be in [0, 1], got {warmup_ratio}")
+        if warmup in ("constant", "exp") and not 0 < warmup_ratio <= 1:
+            raise ValueError(
+                f"{warmup} warmup: warmup_ratio must be in (0, 1], got {warmup_ratio} "
+                "(0 would hold the LR at 0)"
+            )
         self.by_epoch = by_epoch
         self.warmup = warmup
         self.warmup_iters = warmup_iters

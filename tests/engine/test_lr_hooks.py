@@ -82,6 +82,19 @@ def test_cosine_by_iteration(tmp_path):
     expect(lrs, [B / 2 * (1 + math.cos(math.pi * i / 16)) for i in range(16)])
 
 
+def test_cosine_after_a_linear_warmup_from_zero(tmp_path):
+    # issue 28's plain loop: i / 4 for 4 iterations, then cosine from B to 0 over the other 12
+    lrs = run_schedule(
+        tmp_path,
+        {"policy": "cosine", "by_epoch": False, "min_lr_ratio": 0.0, "warmup": "linear",
+         "warmup_iters": 4, "warmup_ratio": 0.0, "anneal_after_warmup": True},
+    )  # fmt: skip
+    expect(lrs, [B * i / 4 for i in range(4)]
+           + [B / 2 * (1 + math.cos(math.pi * i / 12)) for i in range(12)])  # fmt: skip
+    with pytest.raises(Exception, match="anneal_after_warmup needs by_epoch=False"):
+        run_schedule(tmp_path, {"policy": "cosine", "min_lr": 0.0, "anneal_after_warmup": True})
+
+
 def test_cosine_min_lr_ratio_by_epoch(tmp_path):
     lrs = run_schedule(tmp_path, {"policy": "CosineAnnealing", "min_lr_ratio": 0.1})
     per_epoch = [B / 10 + 0.5 * 0.9 * B * (1 + math.cos(math.pi * e / 4)) for e in range(4)]

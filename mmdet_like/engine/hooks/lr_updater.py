@@ -161,17 +161,33 @@ class StepLrUpdaterHook(LrUpdaterHook):
 
 @HOOKS.register()
 class CosineLrUpdaterHook(LrUpdaterHook):
-    """Cosine annealing from base_lr to ``min_lr`` (or base_lr * ``min_lr_ratio``)."""
+    """Cosine annealing from base_lr to ``min_lr`` (or base_lr * ``min_lr_ratio``).
 
-    def __init__(self, min_lr=None, min_lr_ratio=None, **kwargs):
+    By default the cosine spans the whole run and the warmup factor scales its first values
+    (mmcv's schedule). ``anneal_after_warmup=True`` (per-iteration schedules only) starts the
+    cosine at the warmup's end instead: base_lr right after the warmup, then down to the
+    target over the remaining iterations (torchvision's and mmengine's warmup followed by a
+    cosine scheduler that begins where the warmup ends).
+    """
+
+    def __init__(self, min_lr=None, min_lr_ratio=None, anneal_after_warmup=False, **kwargs):
         if (min_lr is None) == (min_lr_ratio is None):
             raise ValueError("CosineLrUpdaterHook: set exactly one of min_lr, min_lr_ratio")
         self.min_lr = min_lr
         self.min_lr_ratio = min_lr_ratio
+        self.anneal_after_warmup = anneal_after_warmup
         super().__init__(**kwargs)
+        if anneal_after_warmup and (self.by_epoch or self.warmup_epochs is not None):
+            raise ValueError(
+                "CosineLrUpdaterHook: anneal_after_warmup needs by_epoch=False and warmup_iters "
+                "(not warmup_epochs)"
+            )
 
     def get_lr(self, runner, base_lr):
         progress, max_progress = self.progress(runner)
+        if self.anneal_after_warmup and self.warmup is not None:
+            start = min(self.warmup_iters, max_progress - 1)
+            progress, max_progress = max(progress - start, 0), max_progress - start
         target = self.min_lr if self.min_lr is not None else base_lr * self.min_lr_ratio
         return target + 0.5 * (base_lr - target) * (1 + math.cos(math.pi * progress / max_progress))
 

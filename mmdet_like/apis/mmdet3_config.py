@@ -122,7 +122,9 @@ NO_EFFECT = {
     "pin_memory": [True, False],
     "drop_last": [False],
     "collate_fn": [{"type": "default_collate"}, {"type": "pseudo_collate"}],
-    "batch_sampler": [None, {"type": "AspectRatioBatchSampler"}],  # ours groups by aspect
+    # ours groups by aspect by default; a training batch_sampler=None is data.sampler
+    # ShuffleSampler (read in MMDet3Config.data)
+    "batch_sampler": [None, {"type": "AspectRatioBatchSampler"}],
     # the data preprocessor's (masks are padded with the image here)
     "pad_mask": [True, False],
     "mask_pad_value": [0],
@@ -570,6 +572,10 @@ class Conversion:
                     "ours shuffles the training set in aspect-ratio groups and keeps the "
                     "order in testing",
                 )  # fmt: skip
+            if split == "train" and "batch_sampler" in loader and loader["batch_sampler"] is None:
+                # no aspect-ratio grouping: plain shuffled batches
+                loader.pop("batch_sampler")
+                data["sampler"] = dict(type="ShuffleSampler")
             for key, value in loader.items():
                 self.drop(f"{path}.{key}", key, value, "no counterpart here")
             if dataset is not None:

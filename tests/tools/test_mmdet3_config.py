@@ -322,6 +322,7 @@ def test_a_self_contained_user_config_converts_with_what_is_left_out_listed(tmp_
     assert train.dataset.classes == ("cat", "dog", "bird") == ours.data.val.classes
     assert train.dataset.filter_empty_gt is False and train.dataset.min_size is None
     assert ours.data.imgs_per_gpu == 4 and ours.data.workers_per_gpu == 3
+    assert "sampler" not in ours.data  # AspectRatioBatchSampler: our default GroupSampler
     resize = step(train.dataset.pipeline, "Resize")
     assert resize == dict(type="Resize", img_scale=[(1333, 640), (1333, 800)],
                           multiscale_mode="value", keep_ratio=True)  # fmt: skip
@@ -403,6 +404,19 @@ def test_what_has_no_counterpart_is_an_error_naming_it(tmp_path, change, message
     assert run.status == 1
     assert message in run.stderr and "nothing was written" in run.stderr
     assert not (tmp_path / "ours.py").exists()
+
+
+def test_a_3x_run_without_aspect_ratio_batches_gets_our_shuffle_sampler(tmp_path):
+    source = tmp_path / "plain_batches.py"
+    source.write_text(
+        CUSTOM.replace(
+            'batch_sampler=dict(type="AspectRatioBatchSampler"),', "batch_sampler=None,"
+        )
+    )
+    out, _ = convert(str(source), tmp_path)
+    ours = load_config(out)
+    assert ours.data.sampler == dict(type="ShuffleSampler")
+    assert check_config(ours, out) == []
 
 
 def test_an_iteration_based_3x_run_is_written_as_an_iteration_based_runner(tmp_path):

@@ -409,9 +409,7 @@ def test_what_has_no_counterpart_is_an_error_naming_it(tmp_path, change, message
 def test_a_3x_run_without_aspect_ratio_batches_gets_our_shuffle_sampler(tmp_path):
     source = tmp_path / "plain_batches.py"
     source.write_text(
-        CUSTOM.replace(
-            'batch_sampler=dict(type="AspectRatioBatchSampler"),', "batch_sampler=None,"
-        )
+        CUSTOM.replace('batch_sampler=dict(type="AspectRatioBatchSampler"),', "batch_sampler=None,")
     )
     out, _ = convert(str(source), tmp_path)
     ours = load_config(out)

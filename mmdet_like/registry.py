@@ -213,6 +213,7 @@ BBOX_CODERS = Registry("BBOX_CODERS")
 BBOX_ASSIGNERS = Registry("BBOX_ASSIGNERS")
 BBOX_SAMPLERS = Registry("BBOX_SAMPLERS")
 IOU_CALCULATORS = Registry("IOU_CALCULATORS")
+MATCH_COSTS = Registry("MATCH_COSTS")  # costs of one-to-one (Hungarian) assignment
 # Layers chosen by config (norm_cfg, conv_cfg)
 NORM_LAYERS = Registry("NORM_LAYERS")
 # Data

@@ -5,6 +5,7 @@ import torch
 
 from mmdet_like.models import build_assigner, build_sampler
 from mmdet_like.models.task_modules import AssignResult, MaxIoUAssigner, RandomSampler
+from mmdet_like.structures import InstanceData
 
 # overlaps (G=2, N=6) given directly to assign_wrt_overlaps
 OVERLAPS = torch.tensor(
@@ -93,7 +94,11 @@ def test_assign_with_boxes_and_crowd_ignore():
     )
     gts = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
     crowd = torch.tensor([[90.0, 90.0, 200.0, 200.0]])
-    result = assigner.assign(bboxes, gts, gt_bboxes_ignore=crowd, gt_labels=torch.tensor([4]))
+    result = assigner.assign(
+        InstanceData(priors=bboxes),
+        InstanceData(bboxes=gts, labels=torch.tensor([4])),
+        InstanceData(bboxes=crowd),
+    )
     assert result.gt_inds.tolist() == [1, -1, 0, 0]
     assert result.labels.tolist() == [4, -1, -1, -1]
     assert result.max_overlaps[1] == -1
@@ -101,11 +106,15 @@ def test_assign_with_boxes_and_crowd_ignore():
 
 def test_no_gt_all_negative_and_no_candidates():
     assigner = MaxIoUAssigner(pos_iou_thr=0.5, neg_iou_thr=0.4)
-    result = assigner.assign(torch.rand(5, 4), torch.zeros(0, 4), gt_labels=torch.zeros(0).long())
+    no_gts = InstanceData(bboxes=torch.zeros(0, 4), labels=torch.zeros(0).long())
+    result = assigner.assign(InstanceData(priors=torch.rand(5, 4)), no_gts)
     assert result.gt_inds.tolist() == [0] * 5
     assert result.labels.tolist() == [-1] * 5
     assert result.num_gts == 0
-    empty = assigner.assign(torch.zeros(0, 4), torch.tensor([[0.0, 0.0, 5.0, 5.0]]))
+    empty = assigner.assign(
+        InstanceData(priors=torch.zeros(0, 4)),
+        InstanceData(bboxes=torch.tensor([[0.0, 0.0, 5.0, 5.0]])),
+    )
     assert empty.gt_inds.shape == (0,)
 
 

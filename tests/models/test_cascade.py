@@ -101,9 +101,9 @@ def test_each_stage_has_its_coder_and_later_stages_sample_the_refined_boxes(monk
     for stage, assigner in enumerate(model.roi_head.assigner):
         original = assigner.assign
 
-        def recording(boxes, *args, _original=original, _stage=stage):
-            seen.append((_stage, boxes.clone()))
-            return _original(boxes, *args)
+        def recording(pred_instances, *args, _original=original, _stage=stage, **kwargs):
+            seen.append((_stage, pred_instances.priors.clone()))
+            return _original(pred_instances, *args, **kwargs)
 
         monkeypatch.setattr(assigner, "assign", recording)
     regressed = []

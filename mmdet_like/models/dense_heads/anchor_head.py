@@ -29,7 +29,6 @@ from mmdet_like.registry import (
 )
 from mmdet_like.structures.bbox import clip_bboxes
 from mmdet_like.structures.instance_data import InstanceData
-from mmdet_like.structures.instances import ignored_bboxes
 
 DEFAULT_ANCHOR_GENERATOR = dict(
     type="AnchorGenerator", scales=[8], ratios=[0.5, 1.0, 2.0], strides=[4, 8, 16, 32, 64]
@@ -298,6 +297,8 @@ class AnchorHead(BaseDenseHead):
         allowed_border = self.train_cfg.get("allowed_border", -1)
         pos_weight = self.train_cfg.get("pos_weight", -1)
         pos_weight = 1.0 if pos_weight <= 0 else float(pos_weight)
+        pred_instances = InstanceData(priors=anchors)
+        num_level_priors = [h * w * self.num_anchors for h, w in featmap_sizes]
         image_inds, anchor_inds, labels, label_weights, bbox_targets = [], [], [], [], []
         for i, (gt, meta) in enumerate(zip(batch_gt_instances, batch_img_metas)):
             pad_shape = meta.get("pad_shape", meta["img_shape"])
@@ -305,10 +306,11 @@ class AnchorHead(BaseDenseHead):
                 self.anchor_generator.valid_flags(featmap_sizes, pad_shape[:2], anchors.device)
             )
             inside = anchor_inside_flags(anchors, valid, meta["img_shape"], allowed_border)
-            ignore = None
-            if batch_gt_instances_ignore is not None:
-                ignore = ignored_bboxes(batch_gt_instances_ignore[i])
-            assign_result = self.assigner.assign(anchors, gt.bboxes, ignore, valid_mask=inside)
+            ignore = None if batch_gt_instances_ignore is None else batch_gt_instances_ignore[i]
+            assign_result = self.assigner.assign(
+                pred_instances, gt, ignore, valid_mask=inside, num_level_priors=num_level_priors,
+                img_meta=meta,
+            )  # fmt: skip
             sampling = self.sampler.sample(assign_result, anchors, gt.bboxes)
             pos_inds, neg_inds = sampling.pos_inds, sampling.neg_inds
             num_pos, num_neg = pos_inds.numel(), neg_inds.numel()

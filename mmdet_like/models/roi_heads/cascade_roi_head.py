@@ -194,7 +194,7 @@ class CascadeRoIHead(BaseRoIHead):
         for stage in range(self.num_stages):
             sampling_results = assign_and_sample(
                 self.assigner[stage], self.sampler[stage], stage_boxes, batch_gt_instances,
-                batch_gt_ignore,
+                batch_gt_ignore, batch_metas,
             )  # fmt: skip
             rois = bbox2roi([res.bboxes for res in sampling_results])
             cls_score, bbox_pred = self._bbox_forward(stage, x, rois)

@@ -14,22 +14,26 @@ from mmdet_like.registry import (
 )
 from mmdet_like.structures.bbox import bbox2roi, bbox_mapping, bbox_mapping_back
 from mmdet_like.structures.instance_data import InstanceData
-from mmdet_like.structures.instances import ignored_bboxes, unpack_gt_instances
+from mmdet_like.structures.instances import unpack_gt_instances
 
 DEFAULT_TEST_CFG = dict(score_thr=0.05, nms=dict(iou_thr=0.5), max_per_img=100, mask_thr_binary=0.5)
 
 
-def assign_and_sample(assigner, sampler, proposal_boxes, batch_gt_instances, batch_gt_ignore):
-    """Per image, assign the (n_i, 4) ``proposal_boxes`` to the gt boxes and sample them.
+def assign_and_sample(assigner, sampler, proposal_boxes, batch_gt_instances, batch_gt_ignore,
+                      batch_img_metas):  # fmt: skip
+    """Per image, assign the (n_i, 4) ``proposal_boxes`` (the assigner's priors) to the gts
+    of ``batch_gt_instances`` (crowds of ``batch_gt_ignore`` ignored) and sample them.
 
     Returns:
         N :class:`SamplingResult` (per image: positives, then negatives; gt boxes added as
         proposals when the sampler says so).
     """
     results = []
-    for boxes, gt, ignored in zip(proposal_boxes, batch_gt_instances, batch_gt_ignore):
+    for boxes, gt, ignored, meta in zip(
+        proposal_boxes, batch_gt_instances, batch_gt_ignore, batch_img_metas
+    ):
         boxes = boxes.detach()
-        assign_result = assigner.assign(boxes, gt.bboxes, ignored_bboxes(ignored), gt.labels)
+        assign_result = assigner.assign(InstanceData(priors=boxes), gt, ignored, img_meta=meta)
         results.append(sampler.sample(assign_result, boxes, gt.bboxes, gt.labels))
     return results
 
@@ -285,10 +289,10 @@ class StandardRoIHead(BaseRoIHead):
         """
         if self.train_cfg is None:
             raise ValueError("StandardRoIHead: training needs train_cfg.rcnn (assigner, sampler)")
-        batch_gt_instances, batch_gt_ignore, _ = unpack_gt_instances(data_samples)
+        batch_gt_instances, batch_gt_ignore, batch_metas = unpack_gt_instances(data_samples)
         sampling_results = assign_and_sample(
             self.assigner, self.sampler, [p.bboxes for p in proposals], batch_gt_instances,
-            batch_gt_ignore,
+            batch_gt_ignore, batch_metas,
         )  # fmt: skip
         rois = bbox2roi([res.bboxes for res in sampling_results])
         cls_score, bbox_pred, bbox_feats = self._bbox_forward(x, rois)

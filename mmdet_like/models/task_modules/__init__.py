@@ -1,9 +1,19 @@
-"""Anchors, box coders, assigners and samplers used by heads."""
+"""Anchors, box coders, assigners (with their match costs) and samplers used by heads."""
 
 from mmdet_like.models.task_modules.anchor_generator import AnchorGenerator
 from mmdet_like.models.task_modules.assign_result import AssignResult
+from mmdet_like.models.task_modules.atss_assigner import ATSSAssigner
+from mmdet_like.models.task_modules.base_assigner import BaseAssigner
 from mmdet_like.models.task_modules.delta_xywh_bbox_coder import DeltaXYWHBBoxCoder
+from mmdet_like.models.task_modules.hungarian_assigner import HungarianAssigner
 from mmdet_like.models.task_modules.iou2d_calculator import BboxOverlaps2D
+from mmdet_like.models.task_modules.match_costs import (
+    BaseMatchCost,
+    BBoxL1Cost,
+    ClassificationCost,
+    FocalLossCost,
+    IoUCost,
+)
 from mmdet_like.models.task_modules.max_iou_assigner import MaxIoUAssigner
 from mmdet_like.models.task_modules.multiclass_nms import (
     batched_soft_nms,
@@ -14,10 +24,18 @@ from mmdet_like.models.task_modules.random_sampler import RandomSampler, random_
 from mmdet_like.models.task_modules.sampling_result import SamplingResult
 
 __all__ = [
+    "ATSSAssigner",
     "AnchorGenerator",
     "AssignResult",
+    "BBoxL1Cost",
+    "BaseAssigner",
+    "BaseMatchCost",
     "BboxOverlaps2D",
+    "ClassificationCost",
     "DeltaXYWHBBoxCoder",
+    "FocalLossCost",
+    "HungarianAssigner",
+    "IoUCost",
     "MaxIoUAssigner",
     "PseudoSampler",
     "RandomSampler",

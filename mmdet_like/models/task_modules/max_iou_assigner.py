@@ -3,11 +3,12 @@
 import torch
 
 from mmdet_like.models.task_modules.assign_result import AssignResult
+from mmdet_like.models.task_modules.base_assigner import BaseAssigner, ignore_boxes_of
 from mmdet_like.registry import BBOX_ASSIGNERS, IOU_CALCULATORS, build_from_cfg
 
 
 @BBOX_ASSIGNERS.register()
-class MaxIoUAssigner:
+class MaxIoUAssigner(BaseAssigner):
     """Max-IoU assignment (Faster R-CNN).
 
     Each candidate gets -1 (ignored) first, then:
@@ -58,29 +59,29 @@ class MaxIoUAssigner:
             iou_calculator or dict(type="BboxOverlaps2D"), IOU_CALCULATORS
         )
 
-    def assign(self, bboxes, gt_bboxes, gt_bboxes_ignore=None, gt_labels=None, valid_mask=None):
-        """Assign gts to the candidates of one image.
+    def assign(self, pred_instances, gt_instances, gt_instances_ignore=None, *,
+               valid_mask=None, num_level_priors=None, img_meta=None):  # fmt: skip
+        """Assign gts to the candidates of one image (:meth:`BaseAssigner.assign`).
 
         Args:
-            bboxes: (N, 4) candidates.
-            gt_bboxes: (G, 4) ground truth (G may be 0: all candidates negative).
-            gt_bboxes_ignore: (K, 4) crowd boxes to ignore, optional.
-            gt_labels: (G,) labels, optional.
+            pred_instances: ``priors`` (N, 4) candidates (columns after the 4th ignored).
+            gt_instances: ``bboxes`` (G, 4) (G may be 0: all candidates negative), optional
+                ``labels`` (G,).
+            gt_instances_ignore: optional ``bboxes`` (K, 4) crowd boxes to ignore.
             valid_mask: (N,) bools, optional: invalid candidates (e.g. anchors outside the
                 image) get overlaps -1, so they are ignored and claimed by no gt.
+            num_level_priors, img_meta: not read.
 
         Returns:
-            :class:`AssignResult`.
+            :class:`AssignResult`; ``max_overlaps`` the best IoU of each candidate with any
+            gt (-1 where invalid or ignored as crowd).
         """
-        bboxes, gt_bboxes = bboxes[:, :4], gt_bboxes[:, :4]
+        bboxes, gt_bboxes = pred_instances.priors[:, :4], gt_instances.bboxes[:, :4]
+        gt_labels = gt_instances.get("labels")
+        gt_bboxes_ignore = ignore_boxes_of(gt_instances_ignore)
         overlaps = self.iou_calculator(gt_bboxes, bboxes)  # (G, N)
         ignored = None if valid_mask is None else ~valid_mask
-        if (
-            self.ignore_iof_thr > 0
-            and gt_bboxes_ignore is not None
-            and gt_bboxes_ignore.numel() > 0
-            and bboxes.numel() > 0
-        ):
+        if self.ignore_iof_thr > 0 and gt_bboxes_ignore is not None and bboxes.numel() > 0:
             if self.ignore_wrt_candidates:
                 iofs = self.iou_calculator(bboxes, gt_bboxes_ignore, mode="iof")  # (N, K)
                 ignore_max = iofs.max(dim=1).values
@@ -139,6 +140,6 @@ class MaxIoUAssigner:
 
         labels = None
         if gt_labels is not None:
-            assigned_labels = gt_labels[(gt_inds - 1).clamp(min=0)].long()
+            assigned_labels = gt_labels.to(device)[(gt_inds - 1).clamp(min=0)].long()
             labels = torch.where(gt_inds > 0, assigned_labels, torch.full_like(assigned_labels, -1))
         return AssignResult(num_gts, gt_inds, max_overlaps, labels)

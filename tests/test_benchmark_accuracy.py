@@ -1,5 +1,7 @@
 """tools/benchmark_accuracy.py: torchvision's model built to the config's sizes, its LR
-schedule equal to ours, an end-to-end run of both sides on a tiny dataset, and the errors."""
+schedule equal to ours, ``--same-init`` (the hand-over of one side's initialisation to the
+other, checked in float64 on a photograph), an end-to-end run of both sides on a tiny
+dataset, and the errors."""
 
 import json
 import subprocess
@@ -13,6 +15,8 @@ import torch
 
 from mmdet_like.engine import build_optimizer, load_config
 from mmdet_like.engine.hooks.lr_updater import build_lr_updater_hook
+from mmdet_like.models.utils import convert_torchvision_detection
+from mmdet_like.structures import DetDataSample
 from tests.datasets.tiny_data import rect_poly
 from tests.engine.cli_utils import ROOT, env, load_tool
 
@@ -202,7 +206,7 @@ def test_our_lr_hook_gives_the_plain_recipe_schedule(tool):
 
 def test_table_says_which_recipe_each_side_trained_with(tool):
     cfg = load_config(MASK_CONFIG)
-    args = SimpleNamespace(config=MASK_CONFIG, device="cpu", iters=5, seed=0)
+    args = SimpleNamespace(config=MASK_CONFIG, device="cpu", iters=5, seed=0, same_init=None)
     metrics = dict(AP=0.5, AP50=0.7, AP75=0.4)
     rows = [
         dict(side=side, iterations=5, train_time_s=1.0, trainable_params=1e6, bbox=metrics,
@@ -342,3 +346,243 @@ def test_one_evaluation_scores_detections_of_either_format(tool, tmp_path):
             assert metrics[kind]["AP"] == pytest.approx(1.0), (kind, metrics)
     empty = tool.evaluate_coco_results(str(ann), dict(bbox=[], segm=[]), cat_ids)
     assert empty == {k: dict(AP=0.0, AP50=0.0, AP75=0.0) for k in ("bbox", "segm")}
+
+
+# ------------------------------------------------------------------ --same-init
+
+# a context block after the last stage: ours has it, torchvision's ResNet cannot
+CONTEXT_BLOCK = (
+    "model.backbone.plugins=[{'cfg': {'type': 'ContextBlock', 'ratio': 0.25}, "
+    "'position': 'after_stage', 'stages': (False, False, False, True)}]"
+)
+
+
+def _same_init_args(tmp_path, same_init, seed=3):
+    return SimpleNamespace(seed=seed, recipe="config", same_init=same_init, work_dir=str(tmp_path))
+
+
+def _small_config(num_classes=2, options=None):
+    cfg = load_config(MASK_CONFIG, options)
+    cfg.model.roi_head.bbox_head.num_classes = num_classes
+    cfg.model.roi_head.mask_head.num_classes = num_classes
+    return cfg
+
+
+def _assert_same_state(got, want):
+    assert set(got) == set(want)
+    for key, value in want.items():
+        assert torch.equal(got[key], value), key
+
+
+def _without_counters(state):
+    return {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+
+
+def test_same_init_is_parsed(tool):
+    base = [MASK_CONFIG, "--data", "a.json", "b.json", "img", "--iters", "1"]
+    assert tool.parse_args(base).same_init is None
+    for provider in ("torchvision", "ours"):
+        assert tool.parse_args([*base, "--same-init", provider]).same_init == provider
+    with pytest.raises(SystemExit):
+        tool.parse_args([*base, "--same-init", "mmdet"])
+
+
+@pytest.mark.parametrize("provider", ["torchvision", "ours"])
+def test_same_init_hands_one_sides_initialisation_to_the_other(tool, tmp_path, provider):
+    """The parent writes the provider's initialisation at the seed (a plain state dict);
+    the receiver, built at the seed as without the option, starts from it converted; the
+    provider checks that its own equals it."""
+    cfg = _small_config()
+    args = _same_init_args(tmp_path, provider)
+    path = tool.write_same_init(cfg, 2, args)
+    assert path == str(tmp_path / f"init_{provider}.pth")
+    handed = torch.load(path, weights_only=True)
+    assert type(handed) is dict
+
+    ours, theirs = tool.build_ours(cfg, 3), tool.build_torchvision(cfg, 2, "config", 3)
+    own = {"ours": ours, "torchvision": theirs}
+    _assert_same_state(handed, own[provider].state_dict())  # the provider's, at the seed
+    receiver = "ours" if provider == "torchvision" else "torchvision"
+    before = {k: v.clone() for k, v in own[receiver].state_dict().items()}
+    assert tool.apply_same_init(own[receiver], receiver, args) == provider
+    assert tool.apply_same_init(own[provider], provider, args) == provider
+
+    # both now hold the provider's values, in their own layouts
+    received = own[receiver].state_dict()
+    if provider == "torchvision":
+        expected, _ = convert_torchvision_detection(handed, keep_unused=True)
+        got = received
+    else:
+        expected = handed
+        got, _ = convert_torchvision_detection(received, keep_unused=True)
+    counters = [k for k in handed if k.endswith("num_batches_tracked")]
+    assert counters and all(int(handed[k]) == 0 for k in counters)  # 0 on both sides
+    _assert_same_state(_without_counters(got), _without_counters(expected))
+    # the libraries draw every conv and linear weight differently (norms start alike)
+    weights = [k for k, v in received.items() if v.dim() > 1]
+    assert len(weights) > 20
+    assert not [k for k in weights if torch.equal(received[k], before[k])]
+
+    # without the option each side keeps its own initialisation
+    assert tool.apply_same_init(own[receiver], receiver, _same_init_args(tmp_path, None)) == (
+        receiver
+    )
+    # another seed is not the handed-over initialisation
+    other = tool.build_ours(cfg, 4) if provider == "ours" else tool.build_torchvision(
+        cfg, 2, "config", 4
+    )  # fmt: skip
+    with pytest.raises(tool.BenchmarkError, match="differs from the one handed over"):
+        tool.apply_same_init(other, provider, args)
+
+
+def test_same_init_names_the_keys_torchvision_does_not_cover(tool, tmp_path):
+    cfg = _small_config()
+    plugin = load_config(MASK_CONFIG, dict(model=dict(backbone=dict(plugins=[dict(
+        cfg=dict(type="ContextBlock", ratio=0.25), position="after_stage",
+        stages=(False, False, False, True))]))))  # fmt: skip
+    plugin.model.roi_head = cfg.model.roi_head
+    with pytest.raises(tool.BenchmarkError) as error:
+        tool.write_same_init(plugin, 2, _same_init_args(tmp_path, "torchvision"))
+    message = str(error.value)
+    assert "\n" not in message
+    assert "ours without a torchvision counterpart: backbone.layer4_after_stage_plugins.0." in (
+        message
+    )
+    with pytest.raises(tool.BenchmarkError, match=r"ours backbone\.layer4_after_stage_plugins"):
+        tool.write_same_init(plugin, 2, _same_init_args(tmp_path, "ours"))
+    assert not list(tmp_path.iterdir())  # nothing written
+    # an RPN conv narrower than its input (torchvision's is as wide): the shapes differ
+    cfg.model.rpn_head.feat_channels = 32
+    with pytest.raises(tool.BenchmarkError, match=r"shapes differ.*rpn_head\.rpn_conv\.weight"):
+        tool.write_same_init(cfg, 2, _same_init_args(tmp_path, "torchvision"))
+
+
+def test_same_init_ours_refuses_zero_scales_in_torchvisions_frozen_norms(tool, tmp_path):
+    """norm_eval=True: torchvision's side has FrozenBatchNorm2d, where our zero-initialised
+    last norms of the blocks would keep its residual branches off."""
+    cfg = _small_config()
+    cfg.model.backbone.norm_eval = True
+    with pytest.raises(tool.BenchmarkError, match="zero_init_residual=False"):
+        tool.write_same_init(cfg, 2, _same_init_args(tmp_path, "ours"))
+    cfg.model.backbone.zero_init_residual = False
+    tool.write_same_init(cfg, 2, _same_init_args(tmp_path, "ours"))
+    tool.write_same_init(cfg, 2, _same_init_args(tmp_path, "torchvision"))
+
+
+# Our switches that make the small config compute torchvision's inference (as in
+# configs/torchvision/): rounded anchors, one-sided box clipping, unaligned RoIAlign, its
+# mask pasting, its RPN (no per-level cap after NMS, boxes under 1e-3 dropped) and box
+# filter (under 1e-2 dropped), every score kept; the norms unfolded (folding rounds
+# differently).
+TORCHVISION_INFERENCE = dict(
+    model=dict(
+        backbone=dict(fold_norm=False),
+        rpn_head=dict(
+            anchor_generator=dict(round_base_anchors=True),
+            bbox_coder=dict(symmetric_clip=False),
+        ),
+        roi_head=dict(
+            bbox_roi_extractor=dict(roi_layer=dict(aligned=False)),
+            mask_roi_extractor=dict(roi_layer=dict(aligned=False)),
+            bbox_head=dict(bbox_coder=dict(symmetric_clip=False)),
+            mask_head=dict(paste_mode="torchvision"),
+        ),
+    ),
+    test_cfg=dict(
+        rpn=dict(nms_pre=300, nms_post=None, max_num=300, nms_thr=0.7, min_bbox_size=1e-3),
+        rcnn=dict(score_thr=0.0, min_bbox_size=1e-2),
+    ),
+)
+PHOTO_SIZE = 128  # the astronaut resized; a multiple of 64 (torchvision's P6 stride is 64)
+
+
+@pytest.mark.parametrize("provider", ["torchvision", "ours"])
+def test_same_init_gives_the_same_outputs_in_float64(tool, provider):
+    """Both models from one side's initialisation compute the same function: in float64 on
+    scikit-image's astronaut (128 x 128), the same FPN features (within 1e-12 of their
+    largest value; measured: 0) and the same 100 detections: labels, boxes within 1e-4 px,
+    scores within 1e-6, masks (measured: 1.4e-5 px, 3.2e-8, equal masks; our detections
+    come out in float32)."""
+    skdata = pytest.importorskip("skimage.data")
+    cfg = _small_config(options=TORCHVISION_INFERENCE)
+    for step in (cfg.data.train.pipeline[2], cfg.data.val.pipeline[1]):
+        step["img_scale"] = (PHOTO_SIZE, PHOTO_SIZE)  # torchvision's min / max size
+    ours, theirs = tool.build_ours(cfg, 0), tool.build_torchvision(cfg, 2, "config", 0)
+    source, target = (theirs, ours) if provider == "torchvision" else (ours, theirs)
+    tool.load_same_init(target, dict(source.state_dict()), provider)
+    ours, theirs = ours.double().eval(), theirs.double().eval()
+    ours.channels_last_inference = False  # NCHW as torchvision (channels-last rounds otherwise)
+
+    size = (PHOTO_SIZE, PHOTO_SIZE)
+    rgb = cv2.resize(skdata.astronaut(), size, interpolation=cv2.INTER_AREA)
+    image = torch.from_numpy(rgb).permute(2, 0, 1).double() / 255
+    mean = torch.tensor([123.675, 116.28, 103.53], dtype=torch.float64)[:, None, None]
+    std = torch.tensor([58.395, 57.12, 57.375], dtype=torch.float64)[:, None, None]
+    normalised = ((image * 255 - mean) / std)[None]  # what torchvision's transform computes
+    shape = (*size, 3)
+    meta = dict(img_shape=shape, pad_shape=shape, ori_shape=shape,
+                scale_factor=np.ones(4, dtype=np.float32), flip=False)  # fmt: skip
+    with torch.no_grad():
+        want_features = list(theirs.backbone(normalised).values())
+        got_features = ours.extract_feat(normalised)
+        want = theirs([image])[0]
+        got = ours.predict(normalised, [DetDataSample(meta)], rescale=True)[0].pred_instances
+    assert len(got_features) == len(want_features) == 5
+    for level, (g, w) in enumerate(zip(got_features, want_features, strict=True)):
+        assert g.shape == w.shape
+        assert (g - w).abs().max() <= 1e-12 * w.abs().max(), level
+
+    assert len(want["boxes"]) == 100  # every score kept: enough detections to compare
+    want_labels, want_scores = want["labels"].numpy() - 1, want["scores"].numpy()
+    got_labels, got_scores = got.labels.numpy(), got.scores.double().numpy()
+    want_order = np.lexsort((-want_scores, want_labels))
+    got_order = np.lexsort((-got_scores, got_labels))
+    np.testing.assert_array_equal(got_labels[got_order], want_labels[want_order])
+    np.testing.assert_allclose(
+        got.bboxes.double().numpy()[got_order], want["boxes"].numpy()[want_order], atol=1e-4
+    )
+    np.testing.assert_allclose(got_scores[got_order], want_scores[want_order], atol=1e-6)
+    want_masks = want["masks"][:, 0].numpy()[want_order] >= 0.5
+    got_masks = got.masks.numpy()[got_order]
+    assert want_masks.any()
+    assert (got_masks != want_masks).sum() == 0
+
+
+@pytest.mark.parametrize("same_init", [None, "torchvision", "ours"])
+def test_table_says_which_initialisation_each_side_started_from(tool, same_init):
+    cfg = load_config(MASK_CONFIG)
+    cfg.model.backbone.norm_eval = True  # torchvision's norms frozen: its own has no zeros
+    args = SimpleNamespace(config=MASK_CONFIG, device="cpu", iters=5, seed=0, same_init=same_init)
+    metrics = dict(AP=0.5, AP50=0.7, AP75=0.4)
+    rows = [
+        dict(side=side, iterations=5, train_time_s=1.0, trainable_params=1e6, bbox=metrics,
+             segm=metrics, train_images=6, val_images=2, recipe="config", batch=2)
+        for side in ("ours", "torchvision")
+    ]  # fmt: skip
+    notes = tool.render_table(rows, args, cfg, with_masks=True).split("Not matched")[1]
+    init = [line for line in notes.splitlines() if line.startswith("- initial weights")]
+    assert len(init) == 1
+    expected = {
+        None: "each side starts from its own library's random initialisation",
+        "torchvision": "both sides start from torchvision's random initialisation",
+        "ours": "both sides start from our random initialisation",
+    }
+    assert expected[same_init] in init[0]
+    # zero_init_residual is one side's only without --same-init
+    assert ("zero_init_residual: off on torchvision's side" in notes) == (same_init is None)
+
+
+def test_same_init_error_is_one_line_before_any_training(tmp_path):
+    ann, images = _rect_dataset(tmp_path / "data", num_images=1)
+    work_dir = tmp_path / "work"
+    proc = _run(MASK_CONFIG, "--data", str(ann), str(ann), str(images), "--iters", "1",
+                "--device", "cpu", "--work-dir", str(work_dir), "--same-init", "torchvision",
+                "--cfg-options", CONTEXT_BLOCK)  # fmt: skip
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1
+    uncovered = "ours without a torchvision counterpart: backbone.layer4_after_stage_plugins"
+    assert uncovered in errors[0]
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert "==> ours: training" not in proc.stdout
+    assert not (work_dir / "init_torchvision.pth").exists()

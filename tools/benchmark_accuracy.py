@@ -3,7 +3,7 @@
     python tools/benchmark_accuracy.py CONFIG --data ANN_TRAIN ANN_VAL IMG_DIR --iters N
         [--val-img-dir DIR] [--seed 0] [--sides ours torchvision] [--device cpu|cuda]
         [--work-dir DIR] [--out-json FILE] [--recipe config|torchvision-plain]
-        [--cfg-options KEY=VALUE ...]
+        [--same-init torchvision|ours] [--cfg-options KEY=VALUE ...]
 
 Trains (1) our two-stage FPN R-CNN of CONFIG through our runner and (2) torchvision's
 ``MaskRCNN`` (``FasterRCNN`` when the config has no mask head) built to the config's sizes
@@ -39,6 +39,28 @@ normalisation). Only the sizes (ResNet, FPN, anchors, RoI and box FC sizes, mask
 image size) still come from CONFIG; our side keeps the config's recipe. Under the table
 the tool says which recipe each side trained with.
 
+``--same-init torchvision|ours`` starts both sides from one side's random initialisation
+(default: each side from its own library's, at the seed): the providing side's model is
+built with the run's seed as it is without the option, and its initial state dict (before
+any step) is converted into the other side's layout and loaded there before training
+(:func:`load_same_init`: ``convert_torchvision_detection`` for ``torchvision``,
+``convert_to_torchvision_detection`` for ``ours``). Strict: every parameter and buffer of the
+receiving model must come from the providing one (``num_batches_tracked``, a counter that
+is 0 at initialisation on both sides, aside); only torchvision's rows without a counterpart
+in ours (the background's box regression rows and mask channel, neither trained nor used)
+keep torchvision's own initialisation under ``ours``. Where the config has parts that
+torchvision's model does not express (plugins, an RPN conv of another width than its input, a
+class-agnostic regression, ...) or where our zero-initialised residual norms would land in
+torchvision's frozen norms (the branches would stay off), the tool stops with a one-line
+error before any training. Design: the parent process builds both models at the seed,
+checks the hand-over and writes the providing side's initial state dict to
+``WORK_DIR/init_<provider>.pth`` (``torch.save`` of a plain state dict) before either side
+starts, whatever the order of ``--sides`` and also for one side alone; the receiving side
+loads it (``weights_only=True``) into its model, built as without the option, and the
+providing side checks that its own initialisation, built at the seed in its own process,
+equals the file. The notes under the table say which initialisation each side started
+from.
+
 Smaller images for a quick run (the pipelines' steps are addressed by index):
 ``--cfg-options data.train.pipeline.2.img_scale="(128,128)"
 data.val.pipeline.1.img_scale="(128,128)"``. Output: the table on stdout, each side's logs,
@@ -70,6 +92,8 @@ from mmdet_like.errors import ProjectError, run_tool
 
 SIDES = ("ours", "torchvision")
 RECIPES = ("config", "torchvision-plain")
+# --same-init: the side whose random initialisation both sides start from
+SAME_INITS = ("torchvision", "ours")
 # issue 28's plain torchvision training loop (--recipe torchvision-plain)
 PLAIN_RECIPE = dict(lr=2e-3, weight_decay=1e-4, warmup_iters=100, batch=4, flip_ratio=0.5)
 # its model's settings (torchvision constructor arguments); the rest are torchvision's defaults
@@ -557,23 +581,47 @@ def build_torchvision_model(cfg, num_classes, recipe="config"):
     )
 
 
-def unmatched_settings(cfg, recipe="config"):
+def init_note(same_init=None):
+    """The notes' line on which random initialisation each side started from."""
+    if same_init is None:
+        return (
+            "initial weights: each side starts from its own library's random initialisation "
+            "(torchvision: its ResNet, FPN and head defaults)"
+        )
+    if same_init == "torchvision":
+        return (
+            "initial weights (--same-init torchvision): both sides start from torchvision's "
+            "random initialisation at the seed (its ResNet, FPN and head defaults); ours "
+            "gets it converted into our layout"
+        )
+    if same_init == "ours":
+        return (
+            "initial weights (--same-init ours): both sides start from our random "
+            "initialisation at the seed; torchvision gets it converted into its layout (its "
+            "background's box regression rows and mask channel, which ours has no "
+            "counterpart of and neither side trains or uses, keep torchvision's own)"
+        )
+    raise BenchmarkError(f"same_init {same_init!r}: one of {', '.join(SAME_INITS)} or None")
+
+
+def unmatched_settings(cfg, recipe="config", same_init=None):
     """Short notes on what torchvision's side does differently from ``cfg`` (each a str);
-    with ``recipe="torchvision-plain"`` the batching is the recipe's (said with it)."""
+    with ``recipe="torchvision-plain"`` the batching is the recipe's (said with it); the
+    first says which initialisation each side started from (``same_init``: ``--same-init``).
+    """
     model_cfg, train_cfg, test_cfg = cfg.model, cfg.train_cfg, cfg.test_cfg
     roi_head, rpn_head = model_cfg.roi_head, model_cfg.rpn_head
-    notes = [
-        "initial weights: each side starts from its own library's random initialisation "
-        "(torchvision: its ResNet, FPN and head defaults)"
-    ]
+    notes = [init_note(same_init)]
     norm_cfg = model_cfg.backbone.get("norm_cfg") or {}
     if norm_cfg.get("requires_grad", True) and model_cfg.backbone.get("norm_eval", True):
         notes.append(
             "backbone BN: ours trains scale/shift with fixed statistics (norm_eval=True), "
             "torchvision's FrozenBatchNorm2d fixes both"
         )
-    if _norm_layer(model_cfg.backbone) is not nn.BatchNorm2d and model_cfg.backbone.get(
-        "zero_init_residual", True
+    if (
+        same_init is None
+        and _norm_layer(model_cfg.backbone) is not nn.BatchNorm2d
+        and model_cfg.backbone.get("zero_init_residual", True)
     ):
         notes.append(
             "zero_init_residual: off on torchvision's side (its frozen norms would keep the "
@@ -638,6 +686,149 @@ def unmatched_settings(cfg, recipe="config"):
             "shuffles all images once an epoch"
         )
     return notes
+
+
+# ------------------------------------------------------- same initialisation
+
+
+def build_ours(cfg, seed):
+    """Our detector of ``cfg`` with its random initialisation at ``seed``, on the CPU."""
+    from mmdet_like.apis import build_detector, set_random_seed
+
+    set_random_seed(seed)
+    model = build_detector(cfg.model, cfg.get("train_cfg"), cfg.get("test_cfg"))
+    model.init_weights()
+    return model
+
+
+def build_torchvision(cfg, num_classes, recipe, seed):
+    """:func:`build_torchvision_model` with its random initialisation at ``seed``, on the
+    CPU."""
+    from mmdet_like.apis import set_random_seed
+
+    set_random_seed(seed)
+    return build_torchvision_model(cfg, num_classes, recipe)
+
+
+def init_file(work_dir, provider):
+    """Where a ``--same-init`` run keeps ``provider``'s initial state dict."""
+    return osp.join(work_dir, f"init_{provider}.pth")
+
+
+def _some(items, most=6):
+    items = list(items)
+    more = f" (and {len(items) - most} more)" if len(items) > most else ""
+    return ", ".join(items[:most]) + more
+
+
+def load_same_init(model, state_dict, provider):
+    """Load ``provider``'s (a side) initial ``state_dict`` into the other side's ``model``,
+    converted into its layout. Raises :class:`BenchmarkError` (one line, naming the keys)
+    unless it gives every parameter and buffer of ``model`` (``num_batches_tracked``, 0 at
+    initialisation on both sides, aside), or when it would put zero scales into torchvision's
+    frozen norms."""
+    from torchvision.ops import FrozenBatchNorm2d
+
+    from mmdet_like.models.utils import (
+        TorchvisionConversionError,
+        convert_to_torchvision_detection,
+        convert_torchvision_detection,
+    )
+
+    if provider not in SAME_INITS:
+        raise BenchmarkError(f"--same-init {provider!r}: one of {', '.join(SAME_INITS)}")
+    target = model.state_dict()
+    try:
+        if provider == "torchvision":
+            converted, _ = convert_torchvision_detection(state_dict, keep_unused=True)
+        else:
+            converted = convert_to_torchvision_detection(state_dict, target, keep_unused=True)
+    except TorchvisionConversionError as exc:
+        raise BenchmarkError(
+            f"--same-init {provider}: the config has parts torchvision's model does not "
+            f"express: {exc}"
+        ) from None
+    missing = [k for k in target if k not in converted and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in converted if k not in target]
+    mismatched = [
+        f"{k} {tuple(v.shape)} vs {tuple(target[k].shape)}"
+        for k, v in converted.items()
+        if k in target and v.shape != target[k].shape
+    ]
+    if missing or unexpected or mismatched:
+        parts = [
+            f"{what}: {_some(keys)}"
+            for what, keys in (
+                ("ours without a torchvision counterpart", missing),
+                ("torchvision's without ours", unexpected),
+                ("shapes differ (torchvision's vs ours)", mismatched),
+            )
+            if keys
+        ]
+        raise BenchmarkError(
+            "--same-init torchvision: torchvision's initialisation does not cover our model "
+            "(the config has parts torchvision's model does not express): " + "; ".join(parts)
+        )
+    model.load_state_dict(converted, strict=False)
+    dead = [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, FrozenBatchNorm2d) and not module.weight.any()
+    ]
+    if provider == "ours" and dead:
+        raise BenchmarkError(
+            "--same-init ours: our initialisation zeroes the last norm of every residual "
+            "block (zero_init_residual) and torchvision's side has frozen norms there "
+            f"({_some(dead, 3)}): its residual branches would stay off for the whole run; "
+            "add --cfg-options model.backbone.zero_init_residual=False"
+        )
+
+
+def write_same_init(cfg, num_classes, args):
+    """The parent's part of ``--same-init``: both models built at the seed, the providing
+    side's initialisation handed over to the other for a check (:func:`load_same_init`),
+    then written to :func:`init_file` (a plain state dict). Returns its path."""
+    ours = build_ours(cfg, args.seed)
+    theirs = build_torchvision(cfg, num_classes, args.recipe, args.seed)
+    provider, receiver = (theirs, ours) if args.same_init == "torchvision" else (ours, theirs)
+    state = dict(provider.state_dict())
+    load_same_init(receiver, state, args.same_init)
+    path = init_file(args.work_dir, args.same_init)
+    torch.save(state, path)
+    return path
+
+
+def read_same_init(args):
+    """The providing side's initial state dict the parent wrote for this run."""
+    path = init_file(args.work_dir, args.same_init)
+    if not osp.isfile(path):
+        raise BenchmarkError(
+            f"{path}: not found; run the tool without --side (it writes the initialisation "
+            "before either side starts)"
+        )
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def apply_same_init(model, side, args):
+    """``model`` (``side``'s, just built at the seed, on the CPU) under ``--same-init``:
+    the receiving side loads the provider's initialisation; the providing side checks that
+    its own equals the one handed over. Returns which side's initialisation it starts
+    from."""
+    if args.same_init is None:
+        return side
+    state = read_same_init(args)
+    if side != args.same_init:
+        load_same_init(model, state, args.same_init)
+        return args.same_init
+    own = model.state_dict()
+    differ = [k for k in own if k not in state or not torch.equal(own[k], state[k])]
+    differ += [k for k in state if k not in own]
+    if differ:
+        raise BenchmarkError(
+            f"--same-init {side}: this side's initialisation at seed {args.seed} differs from "
+            f"the one handed over ({init_file(args.work_dir, side)}) in {_some(differ)}"
+        )
+    return side
 
 
 # ---------------------------------------------------------------- detections
@@ -771,7 +962,7 @@ def run_ours(cfg, args, work_dir):
 
     Returns ``(run info dict, per-image flat detections, val image ids, val category ids)``.
     """
-    from mmdet_like.apis import build_detector, set_random_seed, single_gpu_test
+    from mmdet_like.apis import single_gpu_test
     from mmdet_like.datasets import build_dataloader, build_dataset
     from mmdet_like.engine import EpochBasedRunner, build_optimizer, get_logger
     from mmdet_like.ops import enable_cpu_caching_allocator_from_env
@@ -780,10 +971,9 @@ def run_ours(cfg, args, work_dir):
     caching = enable_cpu_caching_allocator_from_env() if device.type == "cpu" else False
     logger = get_logger(log_file=osp.join(work_dir, "train.log"), log_level="INFO")
     logger.info("our side: CPU caching allocator %s", "on" if caching else "off")
-    set_random_seed(args.seed)
     cfg.seed = args.seed
-    model = build_detector(cfg.model, cfg.get("train_cfg"), cfg.get("test_cfg"))
-    model.init_weights()
+    model = build_ours(cfg, args.seed)
+    init = apply_same_init(model, "ours", args)
     model = model.to(device)
     dataset = build_dataset(cfg.data.train)
     loader = build_dataloader(
@@ -830,6 +1020,7 @@ def run_ours(cfg, args, work_dir):
         trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
         recipe="config",
         batch=int(cfg.data.imgs_per_gpu),
+        init=init,
     )
     detections = [per_class_to_flat(r) for r in results]
     img_ids = [int(i) for i in val_dataset.img_ids]
@@ -995,7 +1186,6 @@ def run_torchvision(cfg, args, names, with_masks):
     """
     from pycocotools.coco import COCO
 
-    from mmdet_like.apis import set_random_seed
     from mmdet_like.engine import build_optimizer
 
     device = torch.device(args.device)
@@ -1003,8 +1193,9 @@ def run_torchvision(cfg, args, names, with_masks):
     plain = args.recipe == "torchvision-plain"
     batch = PLAIN_RECIPE["batch"] if plain else settings["batch"]
     to_rgb = True if plain else settings["to_rgb"]  # torchvision's default mean/std are RGB
-    set_random_seed(args.seed)
-    model = build_torchvision_model(cfg, len(names), args.recipe).to(device)
+    model = build_torchvision(cfg, len(names), args.recipe, args.seed)
+    init = apply_same_init(model, "torchvision", args)
+    model = model.to(device)
     dataset = TorchvisionCocoTrain(
         cfg.data.train.ann_file,
         cfg.data.train.img_prefix,
@@ -1112,6 +1303,7 @@ def run_torchvision(cfg, args, names, with_masks):
         trainable_params=sum(p.numel() for p in params),
         recipe=args.recipe,
         batch=batch,
+        init=init,
     )
     return info, detections, [img["id"] for img in images], [id_of[n] for n in names]
 
@@ -1144,6 +1336,11 @@ def parse_args(argv=None):
         "--recipe", choices=RECIPES, default="config",
         help="how torchvision's side trains: config (default: as ours, from the config) or "
         "torchvision-plain (issue 28's plain loop; see the module doc)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--same-init", choices=SAME_INITS,
+        help="both sides start from this side's random initialisation at the seed, converted "
+        "into the other's layout (default: each side its own library's; see the module doc)",
     )  # fmt: skip
     add_cfg_options_argument(parser)
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
@@ -1233,7 +1430,7 @@ def render_table(rows, args, cfg, with_masks):
     lines += ["", "Not matched (besides the recipes):"]
     plain = any(row.get("recipe") == "torchvision-plain" for row in rows)
     recipe = "torchvision-plain" if plain else "config"
-    lines += [f"- {note}" for note in unmatched_settings(cfg, recipe)]
+    lines += [f"- {note}" for note in unmatched_settings(cfg, recipe, args.same_init)]
     if any(row.get("cpu_caching_allocator") for row in rows):
         lines.append("- ours runs with our CPU caching allocator, as tools/train.py does")
     return "\n".join(lines) + "\n"
@@ -1241,12 +1438,20 @@ def render_table(rows, args, cfg, with_masks):
 
 def run_parent(args, argv):
     check_inputs(args)
-    cfg, _, with_masks = prepare_config(
+    cfg, names, with_masks = prepare_config(
         args.config, args.cfg_options, args.ann_train, args.ann_val, args.img_dir, args.val_img_dir
     )
     # fails here, not after our side trained, if it cannot
     build_torchvision_model(cfg, 1, args.recipe)
     os.makedirs(args.work_dir, exist_ok=True)
+    for provider in SAME_INITS:  # never hand over a previous run's
+        if osp.exists(init_file(args.work_dir, provider)):
+            os.remove(init_file(args.work_dir, provider))
+    if args.same_init:
+        path = write_same_init(cfg, len(names), args)
+        whose = "torchvision's" if args.same_init == "torchvision" else "our"
+        print(f"==> both sides start from {whose} initialisation (seed {args.seed}): {path}",
+              flush=True)  # fmt: skip
     rows = []
     for side in dict.fromkeys(args.sides):
         print(f"==> {side}: training {args.iters} iterations", flush=True)
@@ -1273,6 +1478,7 @@ def run_parent(args, argv):
             iters=args.iters,
             seed=args.seed,
             recipe=args.recipe,
+            same_init=args.same_init,
             device=args.device,
             data=dict(
                 ann_train=args.ann_train,
@@ -1281,7 +1487,7 @@ def run_parent(args, argv):
                 val_img_dir=args.val_img_dir,
             ),
             sides={row.pop("side"): row for row in rows},
-            not_matched=unmatched_settings(cfg, args.recipe),
+            not_matched=unmatched_settings(cfg, args.recipe, args.same_init),
         )
         os.makedirs(osp.dirname(osp.abspath(args.out_json)), exist_ok=True)
         with open(args.out_json, "w") as f:

@@ -1,5 +1,5 @@
 """The config switches that reproduce torchvision's detection models, part by part, and the
-weight converter."""
+weight converter (both ways)."""
 
 import numpy as np
 import pytest
@@ -10,7 +10,12 @@ from mmdet_like.engine import load_config
 from mmdet_like.models import build_detector
 from mmdet_like.models.roi_heads import Shared2FCBBoxHead, paste_masks_torchvision
 from mmdet_like.models.task_modules import AnchorGenerator, DeltaXYWHBBoxCoder
-from mmdet_like.models.utils import TorchvisionConversionError, convert_torchvision_detection
+from mmdet_like.models.utils import (
+    TorchvisionConversionError,
+    convert_to_torchvision_detection,
+    convert_torchvision_detection,
+)
+from tests.engine.cli_utils import ROOT, load_tool
 
 detection = pytest.importorskip("torchvision.models.detection")
 from torchvision.models.detection.anchor_utils import AnchorGenerator as TVAnchorGenerator  # noqa: E402
@@ -123,6 +128,10 @@ def test_converted_weights_load_strictly_into_the_torchvision_configs(name):
     kept, meta = convert_torchvision_detection(tv_state, keep_unused=True)
     assert meta["num_classes"] == 90 and kept["roi_head.bbox_head.fc_cls.weight"].shape[0] == 91
 
+    # and back: the 80 classes' rows from ours, the background's and the unused ids' from
+    # the template (here the original, so the round trip is exact)
+    _assert_same_state(convert_to_torchvision_detection(state, tv_state), tv_state)
+
 
 def test_converter_refuses_other_state_dicts():
     with pytest.raises(TorchvisionConversionError, match="not a torchvision"):
@@ -131,3 +140,87 @@ def test_converter_refuses_other_state_dicts():
         convert_torchvision_detection(
             {"roi_heads.box_predictor.cls_score.weight": torch.zeros(3, 4), "x.y": torch.zeros(1)}
         )
+
+
+def _assert_same_state(got, want):
+    """The same keys in the same order, each tensor a bit-exact copy (the conversions only
+    copy values)."""
+    assert list(got) == list(want)
+    for key, value in want.items():
+        assert got[key].dtype == value.dtype and torch.equal(got[key], value), key
+
+
+def _without_counters(state):
+    return {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+
+
+@pytest.mark.parametrize("name", ["mask_rcnn", "faster_rcnn"])
+def test_conversion_round_trips_exactly_on_a_small_model(name):
+    """ours -> torchvision -> ours and torchvision -> ours -> torchvision give back every
+    value, on the small config's models (torchvision's built to its sizes by the accuracy
+    benchmark) with trained batch norms (``num_batches_tracked`` on both sides)."""
+    cfg = load_config(str(ROOT / f"configs/small_data/{name}_r18_fpn_small.py"))
+    cfg.model.roi_head.bbox_head.num_classes = 3
+    if name == "mask_rcnn":
+        cfg.model.roi_head.mask_head.num_classes = 3
+    torch.manual_seed(0)
+    tv_state = load_tool("benchmark_accuracy").build_torchvision_model(cfg, 3).state_dict()
+    model = build_detector(cfg.model, cfg.train_cfg, cfg.test_cfg)
+    model.init_weights()
+    ours = model.state_dict()
+
+    converted, meta = convert_torchvision_detection(tv_state, keep_unused=True)
+    assert meta == dict(arch=name, num_classes=3)
+    _assert_same_state(convert_to_torchvision_detection(converted, tv_state, True), tv_state)
+
+    as_torchvision = convert_to_torchvision_detection(ours, tv_state, keep_unused=True)
+    back, _ = convert_torchvision_detection(as_torchvision, keep_unused=True)
+    _assert_same_state(back, _without_counters(ours))
+    # what ours has no counterpart of is the template's: the background's regression rows
+    # (torchvision's first 4) and, with masks, its mask channel (0)
+    reg = "roi_heads.box_predictor.bbox_pred.weight"
+    assert torch.equal(as_torchvision[reg][:4], tv_state[reg][:4])
+    assert not torch.equal(as_torchvision[reg][4:], tv_state[reg][4:])
+    cls = as_torchvision["roi_heads.box_predictor.cls_score.weight"]
+    assert torch.equal(cls[0], ours["roi_head.bbox_head.fc_cls.weight"][3])  # background
+    if name == "mask_rcnn":
+        logits = "roi_heads.mask_predictor.mask_fcn_logits.weight"
+        assert torch.equal(as_torchvision[logits][0], tv_state[logits][0])
+        ours_logits = ours["roi_head.mask_head.conv_logits.weight"]
+        assert torch.equal(as_torchvision[logits][1:], ours_logits)
+
+
+@pytest.mark.parametrize("name", ["retinanet", "fcos", "keypointrcnn"])
+def test_conversion_round_trips_exactly_on_the_other_layouts(name):
+    """The other torchvision layouts both ways: torchvision -> ours -> torchvision, and
+    "ours" (other values in our layout) -> torchvision -> ours."""
+    torch.manual_seed(0)
+    build = getattr(detection, f"{name}_resnet50_fpn")
+    tv_state = build(weights=None, weights_backbone=None, num_classes=3).state_dict()
+    converted, _ = convert_torchvision_detection(tv_state)
+    _assert_same_state(convert_to_torchvision_detection(converted, tv_state), tv_state)
+    ours = {k: torch.randn(v.shape, dtype=v.dtype) for k, v in converted.items()}
+    back, _ = convert_torchvision_detection(convert_to_torchvision_detection(ours, tv_state))
+    _assert_same_state(back, ours)
+
+
+def test_conversion_to_torchvision_names_the_keys_that_do_not_match():
+    torch.manual_seed(0)
+    tv_state = detection.fasterrcnn_resnet50_fpn(
+        weights=None, weights_backbone=None, num_classes=3
+    ).state_dict()
+    ours, _ = convert_torchvision_detection(tv_state)
+    extra = dict(ours, **{"backbone.layer4_after_stage_plugins.0.conv.weight": torch.zeros(1)})
+    with pytest.raises(TorchvisionConversionError, match=r"ours backbone\.layer4_after_stage"):
+        convert_to_torchvision_detection(extra, tv_state)
+    missing = {k: v for k, v in ours.items() if not k.startswith("rpn_head.rpn_conv.")}
+    with pytest.raises(
+        TorchvisionConversionError,
+        match=r"torchvision's keys need ours rpn_head\.rpn_conv\.weight, rpn_head\.rpn_conv\.bias",
+    ):
+        convert_to_torchvision_detection(missing, tv_state)
+    narrow = dict(ours, **{"rpn_head.rpn_conv.bias": torch.zeros(128)})
+    with pytest.raises(TorchvisionConversionError, match=r"rpn_head\.rpn_conv\.bias \(128,\) vs"):
+        convert_to_torchvision_detection(narrow, tv_state)
+    with pytest.raises(TorchvisionConversionError, match="not a torchvision"):
+        convert_to_torchvision_detection(ours, {"conv1.weight": torch.zeros(1)})

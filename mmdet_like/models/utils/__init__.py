@@ -11,12 +11,14 @@ from mmdet_like.models.utils.pretrained import (
 )
 from mmdet_like.models.utils.torchvision_detection import (
     TorchvisionConversionError,
+    convert_to_torchvision_detection,
     convert_torchvision_detection,
 )
 
 __all__ = [
     "PretrainedWeightsError",
     "TorchvisionConversionError",
+    "convert_to_torchvision_detection",
     "convert_torchvision_detection",
     "fuse_conv_bn",
     "load_pretrained",

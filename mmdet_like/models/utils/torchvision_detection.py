@@ -35,10 +35,15 @@ torchvision                                  mmdet_like
 ==========================================  =============================================
 
 torchvision's class ``k`` (1-based, 0 the background) becomes our class ``k - 1``.
+
+:func:`convert_to_torchvision_detection` is the way back, into the layout of a torchvision
+state dict given as a template.
 """
 
 import re
 from collections import OrderedDict
+
+import torch
 
 from mmdet_like.errors import ProjectError
 
@@ -186,3 +191,70 @@ def convert_torchvision_detection(state_dict, keep_unused=False):
     if names is not None:
         meta["CLASSES"] = names
     return out, meta
+
+
+def _listed(keys, most=6):
+    keys = list(keys)
+    more = f" (and {len(keys) - most} more)" if len(keys) > most else ""
+    return ", ".join(keys[:most]) + more
+
+
+def convert_to_torchvision_detection(state_dict, torchvision_state_dict, keep_unused=False):
+    """Our state dict -> torchvision's layout: the inverse of
+    ``convert_torchvision_detection(torchvision_state_dict, keep_unused)``.
+
+    ``torchvision_state_dict`` (the model's own, e.g. its initialisation) gives the keys,
+    shapes and dtypes of the result, and the values of what ours has no counterpart of: the
+    background's box regression rows and mask channel, the dense heads' background channels,
+    the unused COCO ids (without ``keep_unused``) and ``num_batches_tracked``. Every other
+    value comes from ``state_dict``, so the round trips torchvision -> ours -> torchvision
+    (with the same template) and ours -> torchvision -> ours are exact.
+
+    The mapping is the forward one run on row numbers: each torchvision tensor's rows are
+    numbered (all tensors together), and the forward conversion of those numbers says which
+    rows of which torchvision tensor each of our tensors is.
+
+    Raises :class:`TorchvisionConversionError` (one line, naming the keys) for a key of ours
+    without a torchvision counterpart, a torchvision key without ours, or a shape mismatch.
+    """
+    numbered, names, starts = OrderedDict(), [], []
+    start = 0
+    for key, value in torchvision_state_dict.items():
+        rows = value.size(0) if value.dim() else 1
+        numbered[key] = torch.arange(start, start + rows)
+        names.append(key)
+        starts.append(start)
+        start += rows
+    sources, _ = convert_torchvision_detection(numbered, keep_unused)
+    ours = {k: v for k, v in state_dict.items() if not k.endswith("num_batches_tracked")}
+    missing = [k for k in sources if k not in ours]
+    unexpected = [k for k in ours if k not in sources]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"torchvision's keys need ours {_listed(missing)}")
+        if unexpected:
+            parts.append(f"ours {_listed(unexpected)} have no torchvision counterpart")
+        raise TorchvisionConversionError(
+            "our state dict does not match the torchvision model's layout: " + "; ".join(parts)
+        )
+    out = OrderedDict((k, v.detach().clone()) for k, v in torchvision_state_dict.items())
+    first_rows = torch.tensor(starts)
+    mismatched = []
+    for key, numbers in sources.items():
+        index = int(torch.searchsorted(first_rows, numbers[:1], right=True)[0]) - 1
+        target = out[names[index]]
+        rows = numbers - starts[index]
+        value = ours[key]
+        expected = (len(rows), *target.shape[1:]) if target.dim() else ()
+        if tuple(value.shape) != expected:
+            mismatched.append(f"{key} {tuple(value.shape)} vs {names[index]} {expected}")
+        elif target.dim():
+            target[rows] = value.to(target.dtype)
+        else:
+            target.copy_(value)
+    if mismatched:
+        raise TorchvisionConversionError(
+            f"our state dict's shapes do not match the torchvision model's: {_listed(mismatched)}"
+        )
+    return out

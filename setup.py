@@ -229,6 +229,7 @@ setup(
         "tensorboard": read_requirements("requirements/tensorboard.txt"),
         "wandb": read_requirements("requirements/wandb.txt"),
         "mlflow": read_requirements("requirements/mlflow.txt"),
+        "timm": read_requirements("requirements/timm.txt"),
         "tests": read_requirements("requirements/tests.txt"),
     },
     entry_points={"console_scripts": ["mmdet-like = mmdet_like.cli:main"]},

@@ -226,4 +226,6 @@ METRICS = Registry("METRICS")
 # Engine
 HOOKS = Registry("HOOKS")
 OPTIMIZERS = Registry("OPTIMIZERS")
+# how an optimizer config's paramwise_cfg becomes parameter groups (optimizer.constructor)
+OPTIMIZER_CONSTRUCTORS = Registry("OPTIMIZER_CONSTRUCTORS")
 RUNNERS = Registry("RUNNERS")

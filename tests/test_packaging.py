@@ -157,7 +157,7 @@ def test_wheel_carries_dependencies_configs_tools_and_runs_installed(tmp_path):
     assert runtime == listed  # without ops: the ranges, torch not pinned
     assert "torch>=2.13" in runtime
     extras = {r.split("extra ==")[1].strip(" '\"") for r in requires if "extra ==" in r}
-    assert extras == {"export", "tensorboard", "wandb", "mlflow", "tests"}
+    assert extras == {"export", "tensorboard", "wandb", "mlflow", "timm", "tests"}
     assert any(r.startswith("onnxruntime") and "export" in r for r in requires)
     assert any(r.startswith("mlflow-skinny") and "mlflow" in r for r in requires)
 

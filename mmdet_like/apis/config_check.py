@@ -23,11 +23,13 @@ from mmdet_like.datasets.samplers import TRAIN_SAMPLERS
 from mmdet_like.engine.config import ConfigError, load_notes
 from mmdet_like.engine.hooks.lr_updater import LR_POLICIES
 from mmdet_like.engine.mmdet3_config import refuse_mmdet3_config
+from mmdet_like.engine.optimizer import DefaultOptimizerConstructor
 from mmdet_like.models.init_cfg import translate_init_cfgs, whole_model_checkpoint
 from mmdet_like.registry import (
     DATASETS,
     HOOKS,
     METRICS,
+    OPTIMIZER_CONSTRUCTORS,
     OPTIMIZERS,
     PIPELINES,
     accepted_arguments,
@@ -37,7 +39,7 @@ DATA_KEYS = (
     "imgs_per_gpu", "workers_per_gpu", "train", "val", "test", "test_imgs_per_gpu", "sampler",
 )  # fmt: skip
 GRAD_CLIP_KEYS = ("max_norm", "norm_type", "error_if_nonfinite", "foreach")
-PARAMWISE_KEYS = ("bias_lr_mult", "bias_decay_mult", "norm_decay_mult")
+PARAMWISE_KEYS = DefaultOptimizerConstructor.paramwise_keys
 LOG_CONFIG_KEYS = ("interval", "hooks")
 # the evaluation hook's own keys; the rest are the metric's options
 EVAL_HOOK_KEYS = ("interval", "tmpdir", "gpu_collect", "save_best", "rule", "by_epoch")
@@ -286,7 +288,8 @@ def _check_data(problems, data):
 
 
 def _check_optimizer(problems, cfg):
-    cls = problems.typed_part("optimizer", cfg, OPTIMIZERS, skip=("paramwise_cfg",))
+    skip = ("paramwise_cfg", "constructor")
+    cls = problems.typed_part("optimizer", cfg, OPTIMIZERS, skip=skip)
     if cls is None:
         return
     if "lr" in cfg:
@@ -294,15 +297,26 @@ def _check_optimizer(problems, cfg):
     for key in ("momentum", "weight_decay"):
         if key in cfg:
             problems.number(f"optimizer.{key}", cfg[key])
+    constructor = cfg.get("constructor", "DefaultOptimizerConstructor")
+    if isinstance(constructor, str):
+        if constructor not in OPTIMIZER_CONSTRUCTORS:
+            names = OPTIMIZER_CONSTRUCTORS.names
+            close = difflib.get_close_matches(constructor, names, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.add(
+                "optimizer.constructor",
+                f"{constructor!r} is not in the OPTIMIZER_CONSTRUCTORS registry{hint} "
+                f"(one of: {', '.join(names)})",
+            )
+            return
+        constructor = OPTIMIZER_CONSTRUCTORS.get(constructor)
     paramwise = cfg.get("paramwise_cfg")
-    if paramwise is not None:
-        if not isinstance(paramwise, dict):
-            problems.add("optimizer.paramwise_cfg", f"must be a dict, got {_shown(paramwise)}")
-        else:
-            problems.unknown_keys("optimizer.paramwise_cfg", paramwise, PARAMWISE_KEYS)
-            for key, value in paramwise.items():
-                if key in PARAMWISE_KEYS:
-                    problems.number(f"optimizer.paramwise_cfg.{key}", value)
+    if paramwise is None and constructor is DefaultOptimizerConstructor:
+        return
+    check = getattr(constructor, "check_paramwise", None)
+    if check is not None:
+        for path, message in check(paramwise or {}, weight_decay=cfg.get("weight_decay")):
+            problems.add(path, message)
 
 
 def _check_optimizer_config(problems, cfg):

@@ -23,7 +23,6 @@ import mmdet_like.datasets  # noqa: F401 (registers the datasets and transforms)
 import mmdet_like.engine  # noqa: F401 (registers the hooks)
 import mmdet_like.evaluation  # noqa: F401 (registers the metrics)
 import mmdet_like.models  # noqa: F401 (registers the model parts)
-from mmdet_like.apis.config_check import PARAMWISE_KEYS
 from mmdet_like.engine.config import ConfigError, ConfigFileNotFoundError, check_config_bases
 from mmdet_like.engine.mmdet3_config import (
     CONVERTER,
@@ -44,6 +43,7 @@ from mmdet_like.registry import (
     IOU_CALCULATORS,
     LOSSES,
     NECKS,
+    OPTIMIZER_CONSTRUCTORS,
     OPTIMIZERS,
     PIPELINES,
     PLUGIN_LAYERS,
@@ -603,8 +603,16 @@ class Conversion:
                 f"optimizer{_closest(optimizer.get('type'), OPTIMIZERS.names)}"
             )
         optimizer = self.part(f"{path}.optimizer", optimizer, (OPTIMIZERS,))
+        constructor = wrapper.pop("constructor", "DefaultOptimWrapperConstructor")
+        if constructor in OPTIMIZER_CONSTRUCTORS:  # mmdetection's, e.g. layer-wise lr decay
+            optimizer["constructor"] = constructor
+        elif constructor != "DefaultOptimWrapperConstructor":  # mmengine's: our default
+            self.left_out(f"{path}.constructor", constructor, "no counterpart here")
+        paramwise_keys = OPTIMIZER_CONSTRUCTORS.get(
+            optimizer.get("constructor", "DefaultOptimizerConstructor")
+        ).paramwise_keys
         paramwise = dict(wrapper.pop("paramwise_cfg", None) or {})
-        kept = {k: paramwise.pop(k) for k in PARAMWISE_KEYS if k in paramwise}
+        kept = {k: paramwise.pop(k) for k in paramwise_keys if k in paramwise}
         for key, value in paramwise.items():
             self.left_out(f"{path}.paramwise_cfg.{key}", value, "no counterpart here")
         if kept:

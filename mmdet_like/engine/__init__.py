@@ -32,7 +32,13 @@ from mmdet_like.engine.hooks import *  # noqa: F403 (registers the built-in hook
 from mmdet_like.engine.hooks import __all__ as _hooks_all
 from mmdet_like.engine.log_buffer import LogBuffer
 from mmdet_like.engine.logging import get_logger
-from mmdet_like.engine.optimizer import build_optimizer
+from mmdet_like.engine.optimizer import (
+    DefaultOptimizerConstructor,
+    LearningRateDecayOptimizerConstructor,
+    OptimizerConfigError,
+    build_optimizer,
+    param_group_settings,
+)
 from mmdet_like.engine.runner import (
     DataLoaderWorkerError,
     EpochBasedRunner,
@@ -57,6 +63,10 @@ __all__ = [
     "NonFiniteLossError",
     "NonFiniteWeightsError",
     "build_optimizer",
+    "DefaultOptimizerConstructor",
+    "LearningRateDecayOptimizerConstructor",
+    "OptimizerConfigError",
+    "param_group_settings",
     "find_latest_checkpoint",
     "get_dist_info",
     "get_logger",

@@ -2,6 +2,7 @@
 
 import logging
 
+from mmdet_like.errors import ProjectError
 from mmdet_like.registry import (
     ANCHOR_GENERATORS,
     BACKBONES,
@@ -16,15 +17,51 @@ from mmdet_like.registry import (
     ROI_EXTRACTORS,
     SHARED_HEADS,
     BuildError,
+    accepted_arguments,
     build_from_cfg,
 )
+
+
+class NeckChannelsError(ProjectError, ValueError):
+    """A neck config whose ``in_channels`` disagree with the backbone's outputs."""
 
 
 def build_backbone(cfg):
     return build_from_cfg(cfg, BACKBONES)
 
 
-def build_neck(cfg):
+def _channel_list(value):
+    """``value`` as a list of ints when it is a list or tuple of ints, else ``None``."""
+    if isinstance(value, (list, tuple)) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        return [int(v) for v in value]
+    return None
+
+
+def build_neck(cfg, backbone=None):
+    """Build a neck; with ``backbone``, its ``in_channels`` default to the backbone's
+    ``out_channels`` (one per backbone output), and ``in_channels`` given in ``cfg`` must
+    equal them (:class:`NeckChannelsError` names the field, both lists and the fix)."""
+    channels = _channel_list(getattr(backbone, "out_channels", None))
+    if channels is None or not isinstance(cfg, dict):
+        return build_from_cfg(cfg, NECKS)
+    neck_type = cfg.get("type")
+    neck_cls = NECKS.get(neck_type) if isinstance(neck_type, str) else neck_type
+    accepted = accepted_arguments(neck_cls) if neck_cls is not None else None
+    if accepted is None or not (accepted[1] or "in_channels" in accepted[0]):
+        return build_from_cfg(cfg, NECKS)
+    given = cfg.get("in_channels")
+    if given is None:
+        return build_from_cfg(cfg, NECKS, {"in_channels": channels})
+    given_list = _channel_list(given)
+    if given_list is not None and given_list != channels:
+        raise NeckChannelsError(
+            f"model.neck.in_channels={given_list} does not match the backbone: "
+            f"{type(backbone).__name__} gives {len(channels)} output(s) of {channels} "
+            f"channels (its out_channels). Set model.neck.in_channels={channels}, or leave "
+            "in_channels out and the neck takes them from the backbone."
+        )
     return build_from_cfg(cfg, NECKS)
 
 

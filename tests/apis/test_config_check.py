@@ -80,6 +80,35 @@ def test_values_of_the_wrong_type_are_refused_at_start_up(option, message):
     assert message in problems([option])
 
 
+CUSTOM = "optimizer.paramwise_cfg.custom_keys['backbone']"
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ("optimizer.paramwise_cfg=dict(custom_keys=dict(backbone=dict(lr_mul=0.1)))",
+         f"{CUSTOM}.lr_mul: {UNREAD} {CUSTOM}.lr_mult?"),
+        ("optimizer.constructor=LayerDecayOptimizerConstructor",
+         "optimizer.constructor: 'LayerDecayOptimizerConstructor' is not in the "
+         "OPTIMIZER_CONSTRUCTORS registry; did you mean 'LearningRateDecayOptimizerConstructor'?"),
+        ("optimizer.constructor=LearningRateDecayOptimizerConstructor",
+         "optimizer.paramwise_cfg: needs decay_rate, e.g. dict(decay_rate=0.95, "
+         "decay_type='layer_wise', num_layers=6)"),
+    ],
+)  # fmt: skip
+def test_optimizer_constructor_and_paramwise_cfg_are_checked(option, message):
+    assert message in problems([option])
+
+
+def test_layer_wise_decay_and_custom_keys_pass_the_check():
+    for options in (
+        ["optimizer.paramwise_cfg=dict(custom_keys=dict(backbone=dict(lr_mult=0.1)))"],
+        ["optimizer.constructor=LearningRateDecayOptimizerConstructor",
+         "optimizer.paramwise_cfg=dict(decay_rate=0.9, decay_type='stage_wise', num_layers=4)"],
+    ):  # fmt: skip
+        assert check_config(load_config(MASK_RCNN, options), MASK_RCNN) == []
+
+
 def test_every_problem_is_listed_at_once():
     text = problems(["data.imgs_per_gpus=2", "optimizer.lr=x", "evaluation.metrc=mAP"])
     assert "3 problems in the config" in text

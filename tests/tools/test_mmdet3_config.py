@@ -336,8 +336,10 @@ def test_a_self_contained_user_config_converts_with_what_is_left_out_listed(tmp_
 
     assert ours.evaluation == dict(interval=2, metric="bbox", classwise=True,
                                    save_best="bbox_mAP", rule="greater")  # fmt: skip
-    assert ours.optimizer == dict(type="AdamW", lr=0.0001, weight_decay=0.05,
-                                  paramwise_cfg=dict(norm_decay_mult=0.0))  # fmt: skip
+    assert ours.optimizer == dict(
+        type="AdamW", lr=0.0001, weight_decay=0.05,
+        paramwise_cfg=dict(custom_keys={"backbone": dict(lr_mult=0.1)}, norm_decay_mult=0.0),
+    )  # fmt: skip
     assert ours.optimizer_config == dict(grad_clip=dict(max_norm=10, norm_type=2))
     assert ours.fp16 == dict(dtype="float16", loss_scale="dynamic")
     assert ours.lr_config == dict(policy="cosine", warmup="linear", warmup_iters=300,
@@ -360,7 +362,6 @@ def test_a_self_contained_user_config_converts_with_what_is_left_out_listed(tmp_
         "train_dataloader.dataset.dataset.metainfo.palette=",
         "val_dataloader.dataset.pipeline[3].meta_keys=",
         "test_dataloader.dataset.pipeline[3].meta_keys=",
-        "optim_wrapper.paramwise_cfg.custom_keys=",
         "default_hooks.visualization=",
         "custom_hooks[0]='NumClassCheckHook'",
         "env_cfg.cudnn_benchmark=True",
@@ -498,3 +499,29 @@ def test_bases_inside_the_mmdetection_package_and_new_style_configs_are_refused(
         load_config(str(new_style))
     with pytest.raises(Mmdet3ConversionError, match="new-style"):
         load_mmdet3_config(str(new_style))
+
+
+def test_the_optimizer_constructor_and_custom_keys_are_carried_over():
+    paramwise = dict(decay_rate=0.95, decay_type="layer_wise", num_layers=6)
+    cfg = dict(optim_wrapper=dict(constructor="LearningRateDecayOptimizerConstructor",
+                                  optimizer=dict(type="AdamW", lr=1e-4, weight_decay=0.05),
+                                  paramwise_cfg=paramwise))  # fmt: skip
+    conversion = convert_mmdet3_config(cfg)
+    assert conversion.entries["optimizer"] == dict(
+        type="AdamW", lr=1e-4, weight_decay=0.05,
+        constructor="LearningRateDecayOptimizerConstructor", paramwise_cfg=paramwise,
+    )  # fmt: skip
+    assert conversion.untranslated == []
+    # mmengine's default constructor is ours; another one has no counterpart
+    norm_without_decay = dict(custom_keys={"norm": dict(decay_mult=0.0)})
+    cfg["optim_wrapper"].update(
+        constructor="DefaultOptimWrapperConstructor", paramwise_cfg=norm_without_decay
+    )
+    conversion = convert_mmdet3_config(cfg)
+    assert conversion.entries["optimizer"] == dict(
+        type="AdamW", lr=1e-4, weight_decay=0.05, paramwise_cfg=norm_without_decay
+    )
+    cfg["optim_wrapper"]["constructor"] = "MyConstructor"
+    assert convert_mmdet3_config(cfg).untranslated == [
+        "optim_wrapper.constructor='MyConstructor': no counterpart here"
+    ]

@@ -8,6 +8,7 @@ Input (N, 3, H, W); output a tuple of the stages in ``out_indices``, stage i of 
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from mmdet_like.models.backbones.base_backbone import BaseBackbone, Block
 from mmdet_like.models.layers import build_norm_layer, conv_norm
 from mmdet_like.models.plugins import add_block_plugins, build_plugin_layers
 from mmdet_like.models.utils import load_pretrained
@@ -200,8 +201,9 @@ def init_resnet_weights(module, zero_init_residual=True):
 
 
 @BACKBONES.register()
-class ResNet(nn.Module):
-    """ResNet-18/34/50/101/152.
+class ResNet(BaseBackbone):
+    """ResNet-18/34/50/101/152 (a :class:`BaseBackbone`: stem ``conv1, bn1``, stage ``i`` the
+    blocks of ``layer{i}``; outputs at strides ``4 * strides[0] * ... * strides[i]``).
 
     Args:
         depth: 18, 34, 50, 101 or 152.
@@ -267,7 +269,7 @@ class ResNet(nn.Module):
         base_channels=64,
         plugins=None,
     ):
-        super().__init__()
+        super().__init__(frozen_stages=frozen_stages, norm_eval=norm_eval)
         if base_channels < 1:
             raise ValueError(f"ResNet: base_channels must be positive, got {base_channels}")
         if depth not in self.arch_settings:
@@ -282,14 +284,10 @@ class ResNet(nn.Module):
             raise ValueError("ResNet: strides and dilations need one entry per stage")
         if not out_indices or max(out_indices) >= num_stages or min(out_indices) < 0:
             raise ValueError(f"ResNet: out_indices {out_indices} must lie in 0..{num_stages - 1}")
-        if not -1 <= frozen_stages <= num_stages:
-            raise ValueError(f"ResNet: frozen_stages must be in -1..{num_stages}")
         self.depth = depth
         self.style = style
         self.out_indices = tuple(out_indices)
-        self.frozen_stages = frozen_stages
         self.norm_cfg = dict(norm_cfg or dict(type="BN", requires_grad=True))
-        self.norm_eval = norm_eval
         self.zero_init_residual = zero_init_residual
         self.pretrained = pretrained
         self.groups = groups
@@ -305,7 +303,7 @@ class ResNet(nn.Module):
 
         self.inplanes = base_channels
         self.stage_names = []
-        self.out_channels = []
+        stage_channels, stage_strides, stride = [], [], 4  # conv1 and the max-pool: 4
         for i in range(num_stages):
             planes = base_channels * 2**i
             layer = self._make_layer(
@@ -314,10 +312,13 @@ class ResNet(nn.Module):
             name = f"layer{i + 1}"
             self.add_module(name, layer)
             self.stage_names.append(name)
-            self.out_channels.append(planes * block.expansion)
+            stage_channels.append(planes * block.expansion)
+            stride *= strides[i]
+            stage_strides.append(stride)
             plugin_layers = build_plugin_layers(after_stage[i], planes * block.expansion)
             setattr(self, f"{name}_after_stage_plugins", plugin_layers)
-        self.out_channels = [self.out_channels[i] for i in self.out_indices]
+        self.out_channels = [stage_channels[i] for i in self.out_indices]
+        self.out_strides = [stage_strides[i] for i in self.out_indices]
         self.after_backbone_plugins = build_plugin_layers(after_backbone, self.out_channels)
         for module in self.after_backbone_plugins or ():
             kept = getattr(module, "out_channels", self.out_channels)
@@ -330,7 +331,18 @@ class ResNet(nn.Module):
                 )
 
         self.init_weights(load=False)
-        self._freeze_stages()
+        self.freeze_stages()
+
+    def blocks(self):
+        """The stem (``conv1``, ``bn1``), then every block of ``layer1..``; a stage's
+        ``after_stage`` plugins belong to its last block."""
+        blocks = [Block(0, ("conv1", "bn1"))]
+        for stage, name in enumerate(self.stage_names, start=1):
+            names = [(f"{name}.{j}",) for j in range(len(getattr(self, name)))]
+            if getattr(self, f"{name}_after_stage_plugins") is not None:
+                names[-1] += (f"{name}_after_stage_plugins",)
+            blocks += [Block(stage, block_names) for block_names in names]
+        return blocks
 
     def _sort_plugins(self, plugins, num_stages, block):
         """Check the ``plugins`` config and sort it by place: per stage, the entries for its
@@ -441,29 +453,6 @@ class ResNet(nn.Module):
             for name, module in self.named_modules()
             if name.rpartition(".")[2].endswith("_plugins")
         }
-
-    def _freeze_stages(self):
-        frozen = []
-        if self.frozen_stages >= 0:
-            frozen += [self.conv1, self.bn1]
-        for i in range(1, self.frozen_stages + 1):
-            frozen.append(getattr(self, f"layer{i}"))
-            if getattr(self, f"layer{i}_after_stage_plugins") is not None:
-                frozen.append(getattr(self, f"layer{i}_after_stage_plugins"))
-        for module in frozen:
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad_(False)
-
-    def train(self, mode=True):
-        """Switch mode, keeping frozen stages (and all norms with ``norm_eval``) in eval."""
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self
 
     def forward(self, x):
         """(N, C, H, W) -> tuple of the ``out_indices`` stage features."""

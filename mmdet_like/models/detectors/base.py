@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmdet_like.registry import BACKBONES, NECKS, build_from_cfg
+from mmdet_like.models.builder import build_neck
+from mmdet_like.registry import BACKBONES, build_from_cfg
 from mmdet_like.structures.instance_data import DetDataSample
 from mmdet_like.structures.instances import samples_from_lists, to_legacy_result
 
@@ -85,11 +86,13 @@ class BaseDetector(nn.Module, metaclass=abc.ABCMeta):
 
     def _init_backbone_neck(self, backbone, neck=None, pretrained=None):
         """The backbone (``pretrained`` kept for :meth:`init_backbone_neck`, never loaded at
-        build time) and the optional neck, from their configs."""
+        build time) and the optional neck, from their configs; a neck config without
+        ``in_channels`` gets the backbone's ``out_channels``."""
         self.backbone = build_from_cfg(backbone, BACKBONES)
         if pretrained is not None:
             self.backbone.pretrained = pretrained
-        self.neck = None if neck is None else build_from_cfg(neck, NECKS)
+        # the neck's in_channels default to (and must match) the backbone's out_channels
+        self.neck = None if neck is None else build_neck(neck, self.backbone)
 
     def init_backbone_neck(self):
         """Backbone weights (loading ``pretrained``), then the neck's initialisation."""

@@ -208,8 +208,10 @@ PLUGIN_LAYERS = Registry("PLUGIN_LAYERS")  # modules inserted into backbones (pl
 LOSSES = Registry("LOSSES")
 DETECTORS = Registry("DETECTORS")
 # Task modules used by heads
-ANCHOR_GENERATORS = Registry("ANCHOR_GENERATORS")
-BBOX_CODERS = Registry("BBOX_CODERS")
+# where a dense head's priors come from: anchors (AnchorGenerator) or points (MlvlPointGenerator)
+PRIOR_GENERATORS = Registry("PRIOR_GENERATORS")
+ANCHOR_GENERATORS = PRIOR_GENERATORS  # the same registry, under its earlier name
+BBOX_CODERS = Registry("BBOX_CODERS")  # box <-> regression target (deltas, distances)
 BBOX_ASSIGNERS = Registry("BBOX_ASSIGNERS")
 BBOX_SAMPLERS = Registry("BBOX_SAMPLERS")
 IOU_CALCULATORS = Registry("IOU_CALCULATORS")

@@ -4,7 +4,6 @@ import logging
 
 from mmdet_like.errors import ProjectError
 from mmdet_like.registry import (
-    ANCHOR_GENERATORS,
     BACKBONES,
     BBOX_ASSIGNERS,
     BBOX_CODERS,
@@ -14,6 +13,7 @@ from mmdet_like.registry import (
     IOU_CALCULATORS,
     LOSSES,
     NECKS,
+    PRIOR_GENERATORS,
     ROI_EXTRACTORS,
     SHARED_HEADS,
     BuildError,
@@ -81,8 +81,12 @@ def build_loss(cfg):
     return build_from_cfg(cfg, LOSSES)
 
 
-def build_anchor_generator(cfg):
-    return build_from_cfg(cfg, ANCHOR_GENERATORS)
+def build_prior_generator(cfg):
+    """An anchor or point generator (``PRIOR_GENERATORS``)."""
+    return build_from_cfg(cfg, PRIOR_GENERATORS)
+
+
+build_anchor_generator = build_prior_generator  # the earlier name
 
 
 def build_bbox_coder(cfg):

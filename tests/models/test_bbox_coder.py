@@ -1,4 +1,5 @@
-"""DeltaXYWHBBoxCoder: hand values, round trips, clamping and clipping."""
+"""DeltaXYWHBBoxCoder and DistancePointBBoxCoder: hand values, round trips, clamping and
+clipping."""
 
 import math
 
@@ -68,3 +69,42 @@ def test_decode_many_deltas_per_box_and_batches():
         )
     batched = coder.decode(rois[None].expand(2, -1, -1), deltas[None, :, :4].expand(2, -1, -1))
     torch.testing.assert_close(batched[1], coder.decode(rois, deltas[:, :4]))
+
+
+def test_distance_point_encode_and_decode_by_hand():
+    coder = build_bbox_coder(dict(type="DistancePointBBoxCoder"))
+    points = torch.tensor([[20.0, 30.0], [5.0, 5.0]])
+    boxes = torch.tensor([[10.0, 12.0, 50.0, 40.0], [10.0, 0.0, 30.0, 20.0]])
+    # (px - x1, py - y1, x2 - px, y2 - py); the second point lies left of its box
+    expected = torch.tensor([[10.0, 18.0, 30.0, 10.0], [-5.0, 5.0, 25.0, 15.0]])
+    torch.testing.assert_close(coder.encode(points, boxes), expected, rtol=0, atol=0)
+    torch.testing.assert_close(coder.decode(points, expected), boxes, rtol=0, atol=0)
+    # clamped to [0, max_dis - eps]
+    clamped = coder.encode(points, boxes, max_dis=20.0, eps=0.5)
+    assert clamped.tolist() == [[10.0, 18.0, 19.5, 10.0], [0.0, 5.0, 19.5, 15.0]]
+
+
+def test_distance_point_round_trip_broadcast_and_extra_point_columns():
+    g = torch.Generator().manual_seed(2)
+    coder = build_bbox_coder(dict(type="DistancePointBBoxCoder"))
+    boxes = random_boxes(5, g)
+    points = torch.rand(7, 2, generator=g) * 100
+    with_stride = torch.cat([points, torch.full((7, 2), 8.0)], dim=1)  # (x, y, sw, sh)
+    distances = coder.encode(with_stride[:, None, :], boxes)  # every point to every box
+    assert distances.shape == (7, 5, 4)
+    torch.testing.assert_close(distances[3, 2], coder.encode(points[3], boxes[2]))
+    decoded = coder.decode(with_stride[:, None, :], distances)
+    torch.testing.assert_close(decoded, boxes[None].expand(7, -1, -1), rtol=0, atol=1e-4)
+
+
+def test_distance_point_decode_clips_to_max_shape_unless_clip_border_is_off():
+    points = torch.tensor([[10.0, 10.0]])
+    distances = torch.tensor([[15.0, 5.0, 100.0, 100.0]])
+    clipped = build_bbox_coder(dict(type="DistancePointBBoxCoder")).decode(
+        points, distances, max_shape=(40, 60)
+    )
+    assert clipped.tolist() == [[0.0, 5.0, 60.0, 40.0]]
+    unclipped = build_bbox_coder(dict(type="DistancePointBBoxCoder", clip_border=False))
+    assert unclipped.decode(points, distances, max_shape=(40, 60)).tolist() == [
+        [-5.0, 5.0, 110.0, 110.0]
+    ]

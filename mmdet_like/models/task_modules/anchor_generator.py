@@ -1,14 +1,14 @@
-"""Anchors for every location of a feature-map pyramid."""
+"""Anchors for every location of a feature-map pyramid (a prior generator of anchor heads)."""
 
 import math
 from collections import OrderedDict
 
 import torch
 
-from mmdet_like.registry import ANCHOR_GENERATORS
+from mmdet_like.registry import PRIOR_GENERATORS
 
 
-@ANCHOR_GENERATORS.register()
+@PRIOR_GENERATORS.register()
 class AnchorGenerator:
     """Square base anchors per level, scaled and reshaped, repeated over each feature map.
 
@@ -121,6 +121,11 @@ class AnchorGenerator:
     def num_base_anchors(self):
         """Anchors per location, for each level."""
         return [anchors.size(0) for anchors in self.base_anchors]
+
+    @property
+    def num_base_priors(self):
+        """Priors (anchors) per location, for each level: the prior generators' common name."""
+        return self.num_base_anchors
 
     def _per_level(self, name, values):
         """One list for every level, or one list per level -> L (n_l,) float tensors."""

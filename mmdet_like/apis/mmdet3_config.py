@@ -952,7 +952,7 @@ def _fcos_head(conv, path, cfg):
     cfg.setdefault("strides", [4, 8, 16, 32, 64])
     coder = cfg.pop("bbox_coder", None)
     if coder is not None and coder.get("type") != "DistancePointBBoxCoder":
-        conv.left_out(f"{path}.bbox_coder", coder, "ours decodes FCOS distances itself")
+        conv.left_out(f"{path}.bbox_coder", coder, "FCOSHead takes DistancePointBBoxCoder only")
     return cfg
 
 

@@ -1,14 +1,19 @@
 """Dense (per-location) heads, registered in ``HEADS``: :class:`AnchorHead`, the base of
 anchor-based heads, :class:`RPNHead`, its proposal-mode subclass, :class:`RetinaHead`, and the
-anchor-free :class:`FCOSHead`, all :class:`BaseDenseHead` subclasses."""
+anchor-free :class:`FCOSHead`, all :class:`BaseDenseHead` subclasses; the shared steps of
+their detections (:func:`flatten_levels`, :func:`top_pairs`, :func:`detections_per_image`)."""
 
 from mmdet_like.models.dense_heads.anchor_head import (
     AnchorHead,
     AnchorTargets,
     anchor_inside_flags,
-    flatten_levels,
 )
-from mmdet_like.models.dense_heads.base_dense_head import BaseDenseHead
+from mmdet_like.models.dense_heads.base_dense_head import (
+    BaseDenseHead,
+    detections_per_image,
+    flatten_levels,
+    top_pairs,
+)
 from mmdet_like.models.dense_heads.fcos_head import FCOSHead
 from mmdet_like.models.dense_heads.retina_head import RetinaHead
 from mmdet_like.models.dense_heads.rpn_head import RPNHead
@@ -21,5 +26,7 @@ __all__ = [
     "RPNHead",
     "RetinaHead",
     "anchor_inside_flags",
+    "detections_per_image",
     "flatten_levels",
+    "top_pairs",
 ]

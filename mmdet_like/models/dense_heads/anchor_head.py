@@ -2,9 +2,11 @@
 
 A subclass builds its layers (:meth:`AnchorHead._init_layers`), runs them on one level
 (:meth:`AnchorHead.forward_single`) and may initialise them its own way
-(:meth:`AnchorHead.init_weights`); anchors, assignment and sampling, targets, losses,
-decoding and NMS are shared. :class:`~mmdet_like.models.dense_heads.RPNHead` is such a
-subclass in proposal mode; a single-stage detector's head is one in detection mode.
+(:meth:`AnchorHead.init_weights`); anchors (the ``prior_generator``), assignment and
+sampling, targets and losses are shared here, decoding and detections in
+:class:`~mmdet_like.models.dense_heads.BaseDenseHead`.
+:class:`~mmdet_like.models.dense_heads.RPNHead` is such a subclass in proposal mode; a
+single-stage detector's head is one in detection mode.
 
 Anchor order: per level, location-major (the A anchors of a cell consecutive), levels
 concatenated; :func:`flatten_levels` puts the head's outputs in the same order.
@@ -15,20 +17,34 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from mmdet_like.models.dense_heads.base_dense_head import BaseDenseHead
-from mmdet_like.models.task_modules.multiclass_nms import nms_of_pairs
-from mmdet_like.models.utils.cfg_keys import NMS_SCHEMA
+from mmdet_like.models.dense_heads.base_dense_head import (
+    DEFAULT_DETECTION_TEST_CFG,
+    BaseDenseHead,
+    detections_per_image,
+    flatten_levels,
+    top_pairs,
+)
 from mmdet_like.registry import (
-    ANCHOR_GENERATORS,
     BBOX_ASSIGNERS,
     BBOX_CODERS,
     BBOX_SAMPLERS,
     HEADS,
     LOSSES,
+    PRIOR_GENERATORS,
     build_from_cfg,
 )
-from mmdet_like.structures.bbox import clip_bboxes
 from mmdet_like.structures.instance_data import InstanceData
+
+# the shared detection helpers, importable from here as before
+__all__ = [
+    "DEFAULT_DETECTION_TEST_CFG",
+    "AnchorHead",
+    "AnchorTargets",
+    "anchor_inside_flags",
+    "detections_per_image",
+    "flatten_levels",
+    "top_pairs",
+]
 
 DEFAULT_ANCHOR_GENERATOR = dict(
     type="AnchorGenerator", scales=[8], ratios=[0.5, 1.0, 2.0], strides=[4, 8, 16, 32, 64]
@@ -36,10 +52,6 @@ DEFAULT_ANCHOR_GENERATOR = dict(
 DEFAULT_BBOX_CODER = dict(
     type="DeltaXYWHBBoxCoder", target_means=[0.0] * 4, target_stds=[1.0, 1.0, 1.0, 1.0]
 )
-DEFAULT_DETECTION_TEST_CFG = dict(
-    nms_pre=1000, score_thr=0.05, nms=dict(type="nms", iou_thr=0.5), max_per_img=100,
-    min_bbox_size=0,
-)  # fmt: skip
 
 
 class AnchorTargets(NamedTuple):
@@ -54,78 +66,6 @@ class AnchorTargets(NamedTuple):
     bbox_targets: torch.Tensor  # (S, 4) encoded deltas (gt boxes with reg_decoded_bbox)
     bbox_weights: torch.Tensor  # (S, 4) 1.0 for positives
     avg_factor: object  # what the losses are averaged over: S, or the positives (a tensor)
-
-
-def flatten_levels(per_level, channels):
-    """List over levels of (N, A * channels, H, W) -> (N, sum H * W * A, channels), in the
-    anchors' order (location-major, the A anchors of a cell consecutive)."""
-    return torch.cat(
-        [x.permute(0, 2, 3, 1).reshape(x.size(0), -1, channels) for x in per_level], dim=1
-    )
-
-
-def top_pairs(values, score_thr, nms_pre, activation=None):
-    """The ``nms_pre`` best (location, class) pairs of each image scoring above ``score_thr``,
-    without a host sync.
-
-    Args:
-        values: (N, K, C) scores of one level's K locations (anchors or points), or, with
-            ``activation``, the logits that ``activation`` (a monotonic increasing function
-            such as ``torch.sigmoid``) turns into scores. The pairs are ranked on ``values``
-            and only the selected ones are activated: no (N, K, C) copy is made, which at
-            RetinaNet's finest level is 50 MB an image.
-
-    Returns:
-        (N, k) scores (pairs at or below ``score_thr`` fill up short levels with -1, in
-        descending order), (N, k) location indices and (N, k) labels.
-    """
-    num_classes = values.size(-1)
-    flat = values.reshape(values.size(0), -1)
-    if activation is None:
-        flat = flat.masked_fill(flat <= score_thr, -1.0)
-    count = flat.size(1) if not nms_pre or nms_pre <= 0 else min(nms_pre, flat.size(1))
-    top_scores, top = flat.topk(count, dim=1)
-    if activation is not None:
-        top_scores = activation(top_scores)
-        top_scores = top_scores.masked_fill(top_scores <= score_thr, -1.0)
-    return top_scores, torch.div(top, num_classes, rounding_mode="floor"), top % num_classes
-
-
-def detections_per_image(scores, labels, boxes, keep, img_metas, cfg, rescale=False,
-                         num_classes=None):  # fmt: skip
-    """The last step of a dense head's detection: per image, the candidates ``keep`` selects,
-    clipped to the image, boxes under ``cfg["min_bbox_size"]`` dropped, class-wise NMS
-    (``cfg["nms"]``), the ``cfg["max_per_img"]`` best.
-
-    Args:
-        scores, labels: (N, P) candidate scores and labels; boxes: (N, P, 4) decoded boxes in
-            the input image; keep: (N, P) bools.
-        rescale: boxes divided by each meta's ``scale_factor`` (the original image).
-        num_classes: labels are in ``[0, num_classes)`` (:func:`nms_of_pairs`).
-
-    Returns:
-        N :class:`InstanceData` with ``bboxes`` (n, 4), ``scores`` (n,), ``labels`` (n,).
-    """
-    results = []
-    for i, meta in enumerate(img_metas):
-        image_keep = keep[i]
-        image_boxes = clip_bboxes(boxes[i], meta["img_shape"])
-        size = cfg.get("min_bbox_size")
-        if size is not None and size > 0:
-            wh = image_boxes[:, 2:] - image_boxes[:, :2]
-            image_keep = image_keep & (wh[:, 0] > size) & (wh[:, 1] > size)
-        image_boxes = image_boxes[image_keep]
-        if rescale:
-            factor = torch.as_tensor(
-                meta["scale_factor"], dtype=image_boxes.dtype, device=image_boxes.device
-            )
-            image_boxes = image_boxes / factor
-        dets, image_labels = nms_of_pairs(
-            image_boxes, scores[i][image_keep], labels[i][image_keep], cfg["nms"],
-            cfg["max_per_img"], num_classes,
-        )  # fmt: skip
-        results.append(InstanceData(bboxes=dets[:, :4], scores=dets[:, 4], labels=image_labels))
-    return results
 
 
 def anchor_inside_flags(anchors, valid_flags, img_shape, allowed_border=0):
@@ -171,19 +111,18 @@ class AnchorHead(BaseDenseHead):
             ``min_bbox_size``.
 
     forward: tuple of L (N, in_channels, H_l, W_l) -> (list of L (N, A * cls_out_channels,
-    H_l, W_l) logits, list of L (N, 4 * A, H_l, W_l) deltas).
+    H_l, W_l) logits, list of L (N, 4 * A, H_l, W_l) deltas[, list of L (N, A, H_l, W_l)
+    score factor logits, for a subclass with ``with_score_factors``, which also names a
+    third loss and writes :meth:`loss_score_factor`]).
     """
 
-    # the names of the two losses in the detector's loss dict
+    # the names of the losses in the detector's loss dict: classes, boxes[, score factors]
     loss_names = ("loss_cls", "loss_bbox")
     # every positive anchor gets class 0 whatever its gt's label (proposal heads)
     class_agnostic = False
     # the keys of train_cfg / test_cfg the head reads (a subclass that reads more adds them)
     train_cfg_schema = {"assigner": None, "sampler": None, "allowed_border": None,
                         "pos_weight": None, "debug": None, "loss_avg": None}  # fmt: skip
-    test_cfg_schema = {"nms_pre": None, "score_thr": None, "nms": NMS_SCHEMA,
-                       "max_per_img": None, "min_bbox_size": None}  # fmt: skip
-    default_test_cfg = DEFAULT_DETECTION_TEST_CFG
 
     def __init__(
         self,
@@ -202,8 +141,8 @@ class AnchorHead(BaseDenseHead):
         self.num_classes = int(num_classes)
         self.in_channels = in_channels
         self.feat_channels = feat_channels
-        self.anchor_generator = build_from_cfg(
-            anchor_generator or DEFAULT_ANCHOR_GENERATOR, ANCHOR_GENERATORS
+        self.prior_generator = build_from_cfg(
+            anchor_generator or DEFAULT_ANCHOR_GENERATOR, PRIOR_GENERATORS
         )
         self.bbox_coder = build_from_cfg(bbox_coder or DEFAULT_BBOX_CODER, BBOX_CODERS)
         loss_cls = loss_cls or dict(type="CrossEntropyLoss", use_sigmoid=True, loss_weight=1.0)
@@ -226,13 +165,18 @@ class AnchorHead(BaseDenseHead):
                     f"{type(self).__name__}: train_cfg.loss_avg must be 'batch' or 'image' "
                     f"(the latter with the PseudoSampler only), got {loss_avg!r}"
                 )
-        self.num_anchors = self.anchor_generator.num_base_anchors[0]
-        if len(set(self.anchor_generator.num_base_anchors)) != 1:
+        self.num_anchors = self.prior_generator.num_base_priors[0]
+        if len(set(self.prior_generator.num_base_priors)) != 1:
             raise ValueError(
                 f"{type(self).__name__}: every level needs the same number of anchors per cell"
             )
         self._init_layers()
         self.init_weights()
+
+    @property
+    def anchor_generator(self):
+        """The prior generator (an anchor generator), by its earlier name."""
+        return self.prior_generator
 
     # ------------------------------------------------------------------ what subclasses change
     def _init_layers(self):
@@ -257,9 +201,7 @@ class AnchorHead(BaseDenseHead):
     def _anchors(self, cls_scores):
         """Anchors of all levels concatenated: (A_total, 4), and per-level feature sizes."""
         featmap_sizes = [tuple(x.shape[-2:]) for x in cls_scores]
-        per_level = self.anchor_generator.grid_priors(
-            featmap_sizes, dtype=cls_scores[0].dtype, device=cls_scores[0].device
-        )
+        per_level = self.get_priors(featmap_sizes, cls_scores[0].dtype, cls_scores[0].device)
         return torch.cat(per_level), featmap_sizes
 
     def _check_can_train(self):
@@ -303,7 +245,7 @@ class AnchorHead(BaseDenseHead):
         for i, (gt, meta) in enumerate(zip(batch_gt_instances, batch_img_metas)):
             pad_shape = meta.get("pad_shape", meta["img_shape"])
             valid = torch.cat(
-                self.anchor_generator.valid_flags(featmap_sizes, pad_shape[:2], anchors.device)
+                self.prior_generator.valid_flags(featmap_sizes, pad_shape[:2], anchors.device)
             )
             inside = anchor_inside_flags(anchors, valid, meta["img_shape"], allowed_border)
             ignore = None if batch_gt_instances_ignore is None else batch_gt_instances_ignore[i]
@@ -366,127 +308,63 @@ class AnchorHead(BaseDenseHead):
             avg_factor=avg_factor,
         )
 
-    def loss_of_samples(self, scores, deltas, targets):
-        """The two losses from the predictions at the sampled anchors.
+    def loss_of_samples(self, scores, deltas, targets, score_factors=None):
+        """The losses from the predictions at the sampled anchors.
 
         Args:
-            scores: (S, cls_out_channels) logits; deltas: (S, 4) box deltas; in the order of
+            scores: (S, cls_out_channels) logits; deltas: (S, 4) box deltas; score_factors:
+                (S,) score factor logits (heads with ``with_score_factors``); in the order of
                 ``targets`` (:class:`AnchorTargets`).
 
         Returns:
-            dict of the two losses named by ``loss_names``: the same values as losses over
-            every anchor with the unsampled ones weighted 0.
+            dict of the losses named by ``loss_names`` (the third from
+            :meth:`loss_score_factor`): the same values as losses over every anchor with the
+            unsampled ones weighted 0.
         """
         loss_cls = self.loss_cls(
             scores, targets.labels, targets.label_weights, avg_factor=targets.avg_factor
         )
+        boxes = deltas
         if self.reg_decoded_bbox:
-            deltas = self.bbox_coder.decode(targets.anchors, deltas)
+            boxes = self.decode_bboxes(targets.anchors, deltas)
         loss_bbox = self.loss_bbox(
-            deltas, targets.bbox_targets, targets.bbox_weights, avg_factor=targets.avg_factor
+            boxes, targets.bbox_targets, targets.bbox_weights, avg_factor=targets.avg_factor
         )
-        return dict(zip(self.loss_names, (loss_cls, loss_bbox)))
+        losses = (loss_cls, loss_bbox)
+        if score_factors is not None:
+            losses += (self.loss_score_factor(score_factors, deltas, targets),)
+        if len(losses) != len(self.loss_names):
+            raise ValueError(
+                f"{type(self).__name__}: {len(losses)} losses for loss_names {self.loss_names}"
+            )
+        return dict(zip(self.loss_names, losses))
 
-    def loss(
-        self, cls_scores, bbox_preds, batch_gt_instances, batch_img_metas,
-        batch_gt_instances_ignore=None,
-    ):  # fmt: skip
+    def loss_score_factor(self, score_factors, deltas, targets):
+        """The loss of the (S,) score factor logits at the sampled anchors (``deltas`` (S, 4)
+        and :class:`AnchorTargets` as :meth:`loss_of_samples`): a head with
+        ``with_score_factors`` writes it."""
+        raise NotImplementedError(
+            f"{type(self).__name__} has with_score_factors=True but no loss_score_factor"
+        )
+
+    def loss(self, cls_scores, bbox_preds, *args):
         """The losses of the outputs of :meth:`forward`, over all images and levels at once.
 
         Args:
-            cls_scores, bbox_preds: the outputs of :meth:`forward`.
-            batch_gt_instances, batch_img_metas, batch_gt_instances_ignore: as for
+            cls_scores, bbox_preds: the outputs of :meth:`forward`; args: the score factors
+                (with ``with_score_factors``), then ``batch_gt_instances``,
+                ``batch_img_metas`` and optionally ``batch_gt_instances_ignore``, as for
                 :meth:`get_targets`.
 
         Returns:
-            dict of the two losses named by ``loss_names``.
+            dict of the losses named by ``loss_names``.
         """
+        _, _, score_factors, rest = self.split_outputs((cls_scores, bbox_preds, *args))
         anchors, featmap_sizes = self._anchors(cls_scores)
-        targets = self.get_targets(
-            anchors, featmap_sizes, batch_gt_instances, batch_img_metas, batch_gt_instances_ignore
-        )
-        scores = flatten_levels(cls_scores, self.cls_out_channels)
-        scores = scores[targets.image_inds, targets.anchor_inds]
-        deltas = flatten_levels(bbox_preds, 4)[targets.image_inds, targets.anchor_inds]
-        return self.loss_of_samples(scores, deltas, targets)
-
-    def _level_candidates(self, cls_scores, bbox_preds, nms_pre):
-        """Per level, the ``nms_pre`` best anchors of each image by their best class score.
-
-        Returns:
-            per level: (N, k_l, cls_out_channels) scores (sigmoid or softmax), (N, k_l, 4)
-            deltas and (N, k_l, 4) anchors.
-        """
-        anchors_per_level = self.anchor_generator.grid_priors(
-            [tuple(x.shape[-2:]) for x in cls_scores],
-            dtype=cls_scores[0].dtype,
-            device=cls_scores[0].device,
-        )
-        out = []
-        for cls, reg, level_anchors in zip(cls_scores, bbox_preds, anchors_per_level):
-            logits = flatten_levels([cls], self.cls_out_channels)  # (N, K_l, C')
-            scores = logits.sigmoid() if self.use_sigmoid_cls else logits.softmax(-1)
-            deltas = flatten_levels([reg], 4)
-            num = scores.size(1)
-            tracing = torch.compiler.is_compiling()
-            if nms_pre and nms_pre > 0 and (tracing or nms_pre < num):
-                # traced (torch.export): the level's size is symbolic, no branch on it; the
-                # topk of min(nms_pre, size) anchors (all of a small level, reordered)
-                count = torch.sym_min(nms_pre, num) if tracing else nms_pre
-                object_scores = scores if self.use_sigmoid_cls else scores[..., :-1]
-                _, top = object_scores.max(-1).values.topk(count, dim=1)
-                scores = scores.gather(1, top[..., None].expand(-1, -1, scores.size(-1)))
-                deltas = deltas.gather(1, top[..., None].expand(-1, -1, 4))
-                level_anchors = level_anchors[top]
-            else:
-                level_anchors = level_anchors[None].expand(scores.size(0), -1, -1)
-            out.append((scores, deltas, level_anchors))
-        return out
-
-    def _pair_candidates(self, cls_scores, bbox_preds, score_thr, nms_pre):
-        """Per level, the ``nms_pre`` best (anchor, class) pairs of each image among those
-        scoring above ``score_thr``, decoded; all images at once, no host sync.
-
-        Returns:
-            (N, P) scores (pairs at or below ``score_thr`` fill up short levels and score
-            -1), (N, P) labels and (N, P, 4) boxes, P the pairs kept over all levels.
-        """
-        anchors_per_level = self.anchor_generator.grid_priors(
-            [tuple(x.shape[-2:]) for x in cls_scores],
-            dtype=cls_scores[0].dtype,
-            device=cls_scores[0].device,
-        )
-        all_scores, all_labels, all_boxes = [], [], []
-        for cls, reg, level_anchors in zip(cls_scores, bbox_preds, anchors_per_level):
-            logits = flatten_levels([cls], self.cls_out_channels)  # (N, K, C')
-            if self.use_sigmoid_cls:  # ranked on the logits, only the kept pairs activated
-                top_scores, anchor_inds, labels = top_pairs(
-                    logits, score_thr, nms_pre, activation=torch.sigmoid
-                )
-            else:
-                scores = logits.softmax(-1)[..., :-1]
-                top_scores, anchor_inds, labels = top_pairs(scores, score_thr, nms_pre)
-            deltas = flatten_levels([reg], 4).gather(1, anchor_inds[..., None].expand(-1, -1, 4))
-            all_scores.append(top_scores)
-            all_labels.append(labels)
-            all_boxes.append(self.bbox_coder.decode(level_anchors[anchor_inds], deltas))
-        return torch.cat(all_scores, 1), torch.cat(all_labels, 1), torch.cat(all_boxes, 1)
-
-    @torch.no_grad()
-    def get_bboxes(self, cls_scores, bbox_preds, img_metas, cfg=None, rescale=False):
-        """Detections of every image: per level the ``nms_pre`` best (anchor, class) pairs
-        scoring above ``score_thr`` (over all classes, as mmdetection and torchvision do),
-        decoded, clipped to the image, boxes under ``min_bbox_size`` dropped, then class-wise
-        NMS over the levels and the ``max_per_img`` best.
-
-        Returns:
-            N :class:`InstanceData` with ``bboxes`` (n, 4), ``scores`` (n,), ``labels``
-            (n,), in the input image (``rescale``: in the original image, boxes divided by
-            the meta's ``scale_factor``). ``cfg`` overrides ``test_cfg`` keys.
-        """
-        cfg = dict(self.test_cfg, **(cfg or {}))
-        scores, labels, boxes = self._pair_candidates(
-            cls_scores, bbox_preds, cfg["score_thr"], cfg["nms_pre"]
-        )
-        return detections_per_image(scores, labels, boxes, scores > cfg["score_thr"], img_metas,
-                                    cfg, rescale, self.num_classes)  # fmt: skip
+        targets = self.get_targets(anchors, featmap_sizes, *rest)
+        at_samples = (targets.image_inds, targets.anchor_inds)
+        scores = flatten_levels(cls_scores, self.cls_out_channels)[at_samples]
+        deltas = flatten_levels(bbox_preds, 4)[at_samples]
+        if score_factors is not None:
+            score_factors = flatten_levels(score_factors, 1)[at_samples][:, 0]
+        return self.loss_of_samples(scores, deltas, targets, score_factors)

@@ -1,7 +1,12 @@
 """FCOS (Tian et al. 2019): anchor-free, one point per feature-map cell, class scores,
 distances to the box's four sides and a centre-ness per point.
 
-Training targets per image, vectorised over points and gts: a point is positive for a gt
+Points come from a :class:`~mmdet_like.models.task_modules.MlvlPointGenerator` (with their
+strides), distances are decoded by a
+:class:`~mmdet_like.models.task_modules.DistancePointBBoxCoder`, detections are
+:meth:`BaseDenseHead.get_bboxes` with the centre-ness as score factor.
+
+Training targets, vectorised over images, points and gts: a point is positive for a gt
 when it lies inside the box (and, with centre sampling, within ``center_sample_radius``
 strides of its centre), and the largest of its four distances falls in its level's regress
 range; among several such gts, the one of least area. The classification loss (focal) runs
@@ -17,22 +22,13 @@ tests/models/test_torchvision_single_stage.py names each).
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.rnn import pad_sequence
 
-from mmdet_like.models.dense_heads.anchor_head import (
-    detections_per_image,
-    flatten_levels,
-    top_pairs,
-)
-from mmdet_like.models.dense_heads.base_dense_head import BaseDenseHead
+from mmdet_like.models.dense_heads.base_dense_head import BaseDenseHead, flatten_levels
 from mmdet_like.models.layers import build_norm_layer
-from mmdet_like.models.utils.cfg_keys import NMS_SCHEMA
-from mmdet_like.registry import HEADS, LOSSES, build_from_cfg
+from mmdet_like.registry import BBOX_CODERS, HEADS, LOSSES, PRIOR_GENERATORS, build_from_cfg
 
 INF = 1e8
-DEFAULT_TEST_CFG = dict(
-    nms_pre=1000, min_bbox_size=0, score_thr=0.05, nms=dict(type="nms", iou_thr=0.5),
-    max_per_img=100,
-)  # fmt: skip
 
 
 class Scale(nn.Module):
@@ -71,20 +67,20 @@ class FCOSHead(BaseDenseHead):
             (torchvision).
         sqrt_score: detections scored ``sqrt(class score * centre-ness)`` and thresholded on
             that (torchvision); else thresholded on the class score and scored by the product
-            (mmdetection).
+            (mmdetection). The centre-ness is the head's score factor
+            (:meth:`BaseDenseHead.get_bboxes`).
         conv_bias: the tower convs have biases (``"auto"``: only without a norm).
         norm_cfg: norm of the tower convs (default GroupNorm of 32 groups).
         prior_prob: initial class score.
         loss_cls, loss_bbox, loss_centerness: configs (focal; IoU; sigmoid cross-entropy).
+        bbox_coder: ``BBOX_CODERS`` config of the distances (``DistancePointBBoxCoder``).
         train_cfg: read by no key (FCOS assigns by geometry).
         test_cfg: ``nms_pre`` (per level, over all classes), ``score_thr``, ``nms``,
             ``max_per_img``, ``min_bbox_size``.
     """
 
     loss_names = ("loss_cls", "loss_bbox", "loss_centerness")
-    train_cfg_schema = {}
-    test_cfg_schema = {"nms_pre": None, "score_thr": None, "nms": NMS_SCHEMA,
-                       "max_per_img": None, "min_bbox_size": None}  # fmt: skip
+    with_score_factors = True  # the centre-ness
 
     def __init__(
         self, num_classes, in_channels, feat_channels=256, stacked_convs=4,
@@ -94,7 +90,7 @@ class FCOSHead(BaseDenseHead):
         norm_on_bbox=False, centerness_on_reg=False, scale_regression=True, point_offset=0.5,
         centerness_weighted_bbox_loss=True, sqrt_score=False, conv_bias="auto",
         norm_cfg=None, prior_prob=0.01, loss_cls=None, loss_bbox=None, loss_centerness=None,
-        train_cfg=None, test_cfg=None,
+        bbox_coder=None, train_cfg=None, test_cfg=None,
     ):  # fmt: skip
         super().__init__()
         if len(regress_ranges) != len(strides):
@@ -102,6 +98,7 @@ class FCOSHead(BaseDenseHead):
                 f"FCOSHead: {len(regress_ranges)} regress_ranges for {len(strides)} strides"
             )
         self.num_classes = int(num_classes)
+        self.cls_out_channels = self.num_classes
         self.in_channels = in_channels
         self.feat_channels = feat_channels
         self.stacked_convs = stacked_convs
@@ -112,7 +109,13 @@ class FCOSHead(BaseDenseHead):
         self.center_sample_radius = center_sample_radius
         self.norm_on_bbox = norm_on_bbox
         self.centerness_on_reg = centerness_on_reg
-        self.point_offset = point_offset
+        self.prior_generator = build_from_cfg(
+            dict(type="MlvlPointGenerator", strides=self.strides, offset=point_offset),
+            PRIOR_GENERATORS,
+        )
+        self.bbox_coder = build_from_cfg(
+            bbox_coder or dict(type="DistancePointBBoxCoder"), BBOX_CODERS
+        )
         self.centerness_weighted_bbox_loss = centerness_weighted_bbox_loss
         self.sqrt_score = sqrt_score
         self.norm_cfg = norm_cfg if norm_cfg is not None else dict(type="GN", num_groups=32)
@@ -128,7 +131,7 @@ class FCOSHead(BaseDenseHead):
             loss_centerness or dict(type="CrossEntropyLoss", use_sigmoid=True), LOSSES
         )
         self.train_cfg = train_cfg
-        self.test_cfg = dict(DEFAULT_TEST_CFG, **(test_cfg or {}))
+        self.test_cfg = dict(self.default_test_cfg, **(test_cfg or {}))
         self.cls_convs = self._tower()
         self.reg_convs = self._tower()
         tower_channels = feat_channels if stacked_convs else in_channels
@@ -186,66 +189,78 @@ class FCOSHead(BaseDenseHead):
         per_level = [self.forward_single(x, level) for level, x in enumerate(feats)]
         return tuple(list(outputs) for outputs in zip(*per_level))
 
-    # ------------------------------------------------------------------------------ points
-    def _points(self, featmap_sizes, device, dtype=torch.float32):
-        """(P, 2) ``(x, y)`` of every level's points (levels concatenated, each in (y, x)
-        raster order, the order of :func:`flatten_levels`), (P,) their strides and (P, 2)
-        their regress ranges."""
-        points, strides, ranges = [], [], []
-        for (height, width), stride, bounds in zip(
-            featmap_sizes, self.strides, self.regress_ranges
-        ):
-            xs = (torch.arange(width, device=device, dtype=dtype) + self.point_offset) * stride
-            ys = (torch.arange(height, device=device, dtype=dtype) + self.point_offset) * stride
-            yy, xx = torch.meshgrid(ys, xs, indexing="ij")
-            points.append(torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1))
-            strides.append(torch.full((height * width,), float(stride), device=device, dtype=dtype))
-            ranges.append(
-                torch.tensor(bounds, device=device, dtype=dtype).expand(height * width, 2)
-            )
-        return torch.cat(points), torch.cat(strides), torch.cat(ranges)
+    # ---------------------------------------------------------------------- points, boxes
+    def get_priors(self, featmap_sizes, dtype, device):
+        """List over levels of (H * W, 4) points with their strides ``(x, y, stride_w,
+        stride_h)``, in at least float32 (exact coordinates with half-precision outputs)."""
+        return self.prior_generator.grid_priors(
+            featmap_sizes, dtype=torch.promote_types(dtype, torch.float32), device=device,
+            with_stride=True,
+        )  # fmt: skip
 
-    def get_targets(self, points, point_strides, regress_ranges, batch_gt_instances):
+    def decode_bboxes(self, priors, bbox_preds):
+        """(..., 4) points with strides and (..., 4) predicted distances (in strides with
+        ``norm_on_bbox``, else pixels) -> (..., 4) boxes."""
+        if self.norm_on_bbox:
+            bbox_preds = bbox_preds * priors[..., 2:3]
+        return self.bbox_coder.decode(priors, bbox_preds)
+
+    def _regress_ranges(self, featmap_sizes, points):
+        """(P, 2) regress range of each of the (P, 4) points of :meth:`get_priors`
+        (levels concatenated)."""
+        return torch.cat(
+            [
+                points.new_tensor(bounds).expand(height * width, 2)
+                for (height, width), bounds in zip(featmap_sizes, self.regress_ranges)
+            ]
+        )
+
+    def get_targets(self, points, regress_ranges, batch_gt_instances):
         """Per image and point: the class (``num_classes``: background) and the four
-        distances (pixels) to the assigned gt box.
+        distances (pixels) to the assigned gt box; all images at once (their gts padded to
+        the most of any image), no host sync.
 
         Args:
-            points: (P, 2); point_strides: (P,); regress_ranges: (P, 2) (:meth:`_points`).
+            points: (P, 4) points with strides (:meth:`get_priors`, levels concatenated);
+                regress_ranges: (P, 2) (:meth:`_regress_ranges`).
             batch_gt_instances: N :class:`InstanceData` with ``bboxes`` (G_i, 4), ``labels``.
 
         Returns:
             (N, P) int64 labels and (N, P, 4) distances ``(l, t, r, b)``.
         """
-        all_labels, all_distances = [], []
-        xs, ys = points[:, 0:1], points[:, 1:2]  # (P, 1)
-        for gt in batch_gt_instances:
-            boxes = gt.bboxes.to(points.dtype)
-            if boxes.numel() == 0:
-                all_labels.append(torch.full_like(xs[:, 0], self.num_classes, dtype=torch.long))
-                all_distances.append(points.new_zeros(points.size(0), 4))
-                continue
-            x0, y0, x1, y1 = boxes.unbind(1)  # (G,) each
-            distances = torch.stack([xs - x0, ys - y0, x1 - xs, y1 - ys], dim=2)  # (P, G, 4)
-            matched = distances.min(dim=2).values > 0
-            if self.center_sampling:
-                radius = self.center_sample_radius * point_strides[:, None]
-                matched &= ((xs - (x0 + x1) / 2).abs() < radius) & (
-                    (ys - (y0 + y1) / 2).abs() < radius
-                )
-            largest = distances.max(dim=2).values
-            low, high = regress_ranges[:, 0:1], regress_ranges[:, 1:2]
-            if self.strict_regress_ranges:
-                matched &= (largest > low) & (largest < high)
-            else:
-                matched &= (largest >= low) & (largest <= high)
-            areas = ((x1 - x0) * (y1 - y0))[None].expand_as(largest)
-            min_area, gt_inds = torch.where(matched, areas, torch.full_like(areas, INF)).min(dim=1)
-            labels = gt.labels.to(points.device)[gt_inds]
-            all_labels.append(torch.where(min_area >= INF, self.num_classes, labels))
-            all_distances.append(
-                distances[torch.arange(points.size(0), device=points.device), gt_inds]
+        num_images, num_points = len(batch_gt_instances), points.size(0)
+        if all(gt.bboxes.numel() == 0 for gt in batch_gt_instances):
+            labels = torch.full((num_images, num_points), self.num_classes, device=points.device)
+            return labels, points.new_zeros(num_images, num_points, 4)
+        boxes = pad_sequence(
+            [gt.bboxes[:, :4].to(points) for gt in batch_gt_instances], batch_first=True
+        )  # (N, G, 4)
+        gt_labels = pad_sequence(
+            [gt.labels.to(points.device).long() for gt in batch_gt_instances],
+            batch_first=True, padding_value=-1,
+        )  # fmt: skip
+        # (N, P, G, 4): every point's distances to every gt of its image
+        distances = self.bbox_coder.encode(points[None, :, None, :], boxes[:, None])
+        matched = (distances.min(dim=-1).values > 0) & (gt_labels >= 0)[:, None, :]
+        if self.center_sampling:
+            radius = self.center_sample_radius * points[:, 2:3]  # (P, 1)
+            centre_x = ((boxes[..., 0] + boxes[..., 2]) / 2)[:, None, :]
+            centre_y = ((boxes[..., 1] + boxes[..., 3]) / 2)[:, None, :]
+            matched &= ((points[:, 0:1] - centre_x).abs() < radius) & (
+                (points[:, 1:2] - centre_y).abs() < radius
             )
-        return torch.stack(all_labels), torch.stack(all_distances)
+        largest = distances.max(dim=-1).values  # (N, P, G)
+        low, high = regress_ranges[:, 0:1], regress_ranges[:, 1:2]
+        if self.strict_regress_ranges:
+            matched &= (largest > low) & (largest < high)
+        else:
+            matched &= (largest >= low) & (largest <= high)
+        areas = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+        areas = areas[:, None, :].expand_as(largest)
+        min_area, gt_inds = torch.where(matched, areas, torch.full_like(areas, INF)).min(dim=2)
+        labels = torch.where(min_area >= INF, self.num_classes, gt_labels.gather(1, gt_inds))
+        distances = distances.gather(2, gt_inds[..., None, None].expand(-1, -1, 1, 4))
+        return labels, distances[:, :, 0]
 
     @staticmethod
     def centerness_target(distances):
@@ -257,26 +272,20 @@ class FCOSHead(BaseDenseHead):
         )
         return ratio.clamp(min=0).sqrt()
 
-    @staticmethod
-    def _decode(points, distances):
-        """(..., 2) points and (..., 4) distances -> (..., 4) boxes."""
-        return torch.cat([points - distances[..., :2], points + distances[..., 2:]], dim=-1)
-
     # ------------------------------------------------------------------------------- loss
     def loss(self, cls_scores, bbox_preds, centernesses, batch_gt_instances, batch_img_metas,
              batch_gt_instances_ignore=None):  # fmt: skip
         """``loss_cls`` (focal, over every point, averaged over the positives of the batch),
         ``loss_bbox`` and ``loss_centerness`` (over the positives)."""
         featmap_sizes = [tuple(x.shape[-2:]) for x in cls_scores]
-        points, point_strides, ranges = self._points(featmap_sizes, cls_scores[0].device)
-        labels, target_distances = self.get_targets(points, point_strides, ranges,
-                                                    batch_gt_instances)  # fmt: skip
+        points = torch.cat(
+            self.get_priors(featmap_sizes, cls_scores[0].dtype, cls_scores[0].device)
+        )
+        ranges = self._regress_ranges(featmap_sizes, points)
+        labels, target_distances = self.get_targets(points, ranges, batch_gt_instances)
         num_images = len(batch_img_metas)
         scores = flatten_levels(cls_scores, self.num_classes).reshape(-1, self.num_classes)
-        distances = flatten_levels(bbox_preds, 4)
-        if self.norm_on_bbox:
-            distances = distances * point_strides[None, :, None]
-        distances = distances.reshape(-1, 4)
+        distances = flatten_levels(bbox_preds, 4).reshape(-1, 4)
         centerness = flatten_levels(centernesses, 1).reshape(-1)
         labels, target_distances = labels.reshape(-1), target_distances.reshape(-1, 4)
         positive = (labels < self.num_classes).to(scores.dtype)
@@ -293,52 +302,11 @@ class FCOSHead(BaseDenseHead):
         else:
             bbox_weight, bbox_avg = positive, num_pos
         loss_bbox = self.loss_bbox(
-            self._decode(all_points, distances), self._decode(all_points, target_distances),
+            self.decode_bboxes(all_points, distances),
+            self.bbox_coder.decode(all_points, target_distances),
             weight=bbox_weight, avg_factor=bbox_avg,
         )  # fmt: skip
         loss_centerness = self.loss_centerness(
             centerness, centerness_targets, weight=positive, avg_factor=num_pos
         )
         return dict(zip(self.loss_names, (loss_cls, loss_bbox, loss_centerness)))
-
-    # ------------------------------------------------------------------------- detections
-    @torch.no_grad()
-    def get_bboxes(self, cls_scores, bbox_preds, centernesses, img_metas, cfg=None,
-                   rescale=False):  # fmt: skip
-        """Detections of every image: per level the ``nms_pre`` best (point, class) pairs
-        above ``score_thr``, decoded, then :func:`detections_per_image` (clip, size filter,
-        class-wise NMS, ``max_per_img``). N :class:`InstanceData` (``bboxes``, ``scores``,
-        ``labels``), in the original image with ``rescale``."""
-        cfg = dict(self.test_cfg, **(cfg or {}))
-        featmap_sizes = [tuple(x.shape[-2:]) for x in cls_scores]
-        points, point_strides, _ = self._points(featmap_sizes, cls_scores[0].device)
-        level_sizes = [h * w for h, w in featmap_sizes]
-        all_selected, all_scores, all_labels, all_boxes = [], [], [], []
-        for cls, reg, ctr, level_points, level_strides in zip(
-            cls_scores, bbox_preds, centernesses, points.split(level_sizes),
-            point_strides.split(level_sizes),
-        ):  # fmt: skip
-            logits = flatten_levels([cls], self.num_classes)  # (N, K, C)
-            centerness = flatten_levels([ctr], 1).sigmoid()  # (N, K, 1)
-            if self.sqrt_score:
-                scores = (logits.sigmoid() * centerness).sqrt()
-                selected, point_inds, labels = top_pairs(scores, cfg["score_thr"], cfg["nms_pre"])
-            else:  # ranked on the logits, only the kept pairs activated
-                selected, point_inds, labels = top_pairs(
-                    logits, cfg["score_thr"], cfg["nms_pre"], activation=torch.sigmoid
-                )
-            final = selected
-            if not self.sqrt_score:  # thresholded on the class score, scored with centre-ness
-                final = selected * centerness[..., 0].gather(1, point_inds)
-            distances = flatten_levels([reg], 4).gather(1, point_inds[..., None].expand(-1, -1, 4))
-            if self.norm_on_bbox:
-                distances = distances * level_strides[point_inds][..., None]
-            all_boxes.append(self._decode(level_points[point_inds], distances))
-            all_selected.append(selected)
-            all_scores.append(final)
-            all_labels.append(labels)
-        selected = torch.cat(all_selected, 1)
-        return detections_per_image(
-            torch.cat(all_scores, 1), torch.cat(all_labels, 1), torch.cat(all_boxes, 1),
-            selected > cfg["score_thr"], img_metas, cfg, rescale, self.num_classes,
-        )  # fmt: skip

@@ -13,8 +13,8 @@ from mmdet_like.models.dense_heads.anchor_head import (
     AnchorHead,
     AnchorTargets,
     anchor_inside_flags,
-    flatten_levels,
 )
+from mmdet_like.models.dense_heads.base_dense_head import flatten_levels
 from mmdet_like.models.dense_heads.sampled_anchors import add_at_cells, gather_cells
 from mmdet_like.models.layers import build_norm_layer
 from mmdet_like.ops import batched_nms
@@ -123,11 +123,11 @@ class RPNHead(AnchorHead):
         x = F.relu(x)
         return self.rpn_cls(x), self.rpn_reg(x)
 
-    def loss_of_samples(self, scores, deltas, targets):
+    def loss_of_samples(self, scores, deltas, targets, score_factors=None):
         """As :meth:`AnchorHead.loss_of_samples`; ``scores`` may be (S,) (one class)."""
         if scores.dim() == 1:
             scores = scores[:, None]
-        return super().loss_of_samples(scores, deltas, targets)
+        return super().loss_of_samples(scores, deltas, targets, score_factors)
 
     def forward_train(self, feats, data_samples, proposal_cfg=None):
         """Training: the losses and, with ``proposal_cfg``, the proposals.
@@ -245,7 +245,7 @@ class RPNHead(AnchorHead):
             anchors.append(level_anchors)
             levels.append(torch.full((level_scores.size(1),), level, device=level_scores.device))
         scores, levels = torch.cat(scores, 1), torch.cat(levels)
-        boxes = self.bbox_coder.decode(torch.cat(anchors, 1), torch.cat(deltas, 1))
+        boxes = self.decode_bboxes(torch.cat(anchors, 1), torch.cat(deltas, 1))
         return [
             self._proposals_of_image(boxes[i], scores[i], levels, meta["img_shape"], cfg)
             for i, meta in enumerate(img_metas)
@@ -259,10 +259,10 @@ class RPNHead(AnchorHead):
             keep = ((boxes[:, 2] - boxes[:, 0]) > size) & ((boxes[:, 3] - boxes[:, 1]) > size)
             boxes, scores, levels = boxes[keep], scores[keep], levels[keep]
         keep = batched_nms(boxes, scores, levels, cfg["nms_thr"],
-                           num_categories=self.anchor_generator.num_levels)  # fmt: skip
+                           num_categories=self.prior_generator.num_levels)  # fmt: skip
         if cfg["nms_post"]:
             # rank of each kept box within its level, vectorised over levels
-            onehot = F.one_hot(levels[keep], self.anchor_generator.num_levels)
+            onehot = F.one_hot(levels[keep], self.prior_generator.num_levels)
             rank = (onehot.cumsum(0) * onehot).sum(1)  # 1-based
             keep = keep[rank <= cfg["nms_post"]]
         keep = keep[: cfg["max_num"]]

@@ -41,9 +41,16 @@ from mmdet_like.structures.instances import samples_from_lists, to_legacy_result
 LEGACY_KEYS = ("gt_bboxes", "gt_labels", "gt_bboxes_ignore", "gt_masks", "proposals")
 
 
-def pad_images(img, size_divisor=32):
+def pad_images(img, size_divisor=32, return_mask=False, valid_shapes=None):
     """(N, 3, H, W) tensor or list of (3, H_i, W_i) -> (N, 3, H', W') padded bottom/right,
-    ``H'`` and ``W'`` the largest sizes rounded up to a multiple of ``size_divisor``."""
+    ``H'`` and ``W'`` the largest sizes rounded up to a multiple of ``size_divisor``.
+
+    ``return_mask``: also return the padding mask, (N, H', W') bool, True on padding (what
+    DETR-style heads take as their key padding mask). Each image's own content is its
+    ``(H_i, W_i)`` (a list), or the whole input (a tensor); ``valid_shapes`` (N ``(h, w, ...)``,
+    e.g. the samples' ``img_shape``) says it instead, for images padded before (a ``Pad``
+    step of the pipeline, or a batch stacked by the collate).
+    """
     if isinstance(img, torch.Tensor) and img.dim() == 3:
         img = img[None]
     images = list(img) if not isinstance(img, torch.Tensor) else None
@@ -58,12 +65,29 @@ def pad_images(img, size_divisor=32):
     if images is None:
         # traced (torch.export): always pad (maybe by 0); a branch on the size is a guard
         if not torch.compiler.is_compiling() and img.shape[-2:] == (height, width):
-            return img
-        return F.pad(img, (0, width - img.shape[-1], 0, height - img.shape[-2]))
-    batch = images[0].new_zeros((len(images), images[0].shape[0], height, width))
-    for i, image in enumerate(images):
-        batch[i, :, : image.shape[-2], : image.shape[-1]] = image
-    return batch
+            batch = img
+        else:
+            batch = F.pad(img, (0, width - img.shape[-1], 0, height - img.shape[-2]))
+        sizes = [tuple(img.shape[-2:])] * img.shape[0]
+    else:
+        batch = images[0].new_zeros((len(images), images[0].shape[0], height, width))
+        for i, image in enumerate(images):
+            batch[i, :, : image.shape[-2], : image.shape[-1]] = image
+        sizes = [tuple(image.shape[-2:]) for image in images]
+    if not return_mask:
+        return batch
+    if valid_shapes is not None:
+        if len(valid_shapes) != batch.shape[0]:
+            raise ValueError(
+                f"pad_images: {len(valid_shapes)} valid_shapes for {batch.shape[0]} images"
+            )
+        sizes = [(shape[0], shape[1]) for shape in valid_shapes]
+    rows = torch.arange(height, device=batch.device)
+    cols = torch.arange(width, device=batch.device)
+    mask = torch.stack(
+        [(rows[:, None] >= h) | (cols[None, :] >= w) for h, w in sizes]
+    )  # fmt: skip
+    return batch, mask
 
 
 def _per_image_augs(value):

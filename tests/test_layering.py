@@ -1,10 +1,11 @@
-"""The layering of ../shared/ARCHITECTURE.md, checked on the source: who may import whom.
+"""The layering of docs/architecture.md, checked on the source: who may import whom.
 
-tools -> {apis, deployment} -> {models, datasets, engine, evaluation, visualization}
--> structures -> ops
-(deployment may use apis, apis not deployment). Every import
-of ``mmdet_like.<package>`` is read from the syntax tree (function-level imports too), so a
-lazy import cannot hide a dependency.
+tools -> {apis, deployment, benchmarking, cli} -> {models, datasets, engine, evaluation}
+-> visualization -> structures -> ops (deployment and benchmarking may use apis, apis
+neither; datasets may use evaluation). Every import of ``mmdet_like.<package>`` is read
+from the syntax tree (function-level imports too), so a lazy import cannot hide a
+dependency. The table of docs/architecture.md is this file's ``FORBIDDEN``: a test keeps
+the two equal.
 """
 
 import ast
@@ -12,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "mmdet_like"
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "mmdet_like"
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
 # modules at the bottom that every layer may use
 BASE = {"errors", "registry", "version", "checkpoint_file"}
 # deployment (export) sits beside apis, on top: only tools and benchmarks may import it;
@@ -69,3 +72,20 @@ def test_the_check_sees_lazy_imports(tmp_path):
     source = tmp_path / "lazy.py"
     source.write_text("def f():\n    from mmdet_like.engine.checkpoint import x\n")
     assert imported_packages(source) == {"engine"}
+
+
+def documented_rules():
+    """The "layer | must not import" table of docs/architecture.md as a dict of sets."""
+    lines = ARCHITECTURE.read_text().splitlines()
+    start = lines.index("| layer | must not import |")
+    rules = {}
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        layer, forbidden = (cell.strip() for cell in line.strip("|").split("|"))
+        rules[layer] = {name.strip() for name in forbidden.split(",")}
+    return rules
+
+
+def test_the_architecture_document_states_these_rules():
+    assert documented_rules() == FORBIDDEN

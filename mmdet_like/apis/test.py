@@ -87,8 +87,8 @@ def _batch_metas(data_batch):
 
 def _per_class_callback(model):
     """``on_batch`` step turning predicted data samples into mmdetection's per-image results
-    (per-class lists with RLE masks, or proposal arrays: the format of ``results.pkl``, the
-    metrics and ``show_result``)."""
+    (per-class lists with RLE masks, or proposal arrays: the format of ``results.pkl`` and
+    ``show_result``; the metrics read them back as ``pred_instances``)."""
     num_classes = getattr(getattr(model, "module", model), "num_classes", None)
 
     def on_batch(data_batch, outputs):

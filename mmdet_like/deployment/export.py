@@ -35,7 +35,8 @@ from mmdet_like.deployment.exportable import (
     output_names,
 )
 from mmdet_like.errors import ProjectError
-from mmdet_like.structures.instance_data import DetDataSample, InstanceData
+from mmdet_like.models.detectors.base import instances_from_dets
+from mmdet_like.structures.instance_data import DetDataSample
 
 FORMATS = ("onnx", "torch-export")
 # Range of the dynamic image sides: at least 2 cells at the coarsest level (the model's
@@ -268,11 +269,13 @@ def onnxruntime_session(path):
 
 def to_instances(outputs, meta, model=None, mask_thr=None):
     """Exported outputs -> :class:`InstanceData` in the original image: ``bboxes`` divided by
-    the meta's ``scale_factor``, ``scores``, ``labels``; with ``mask_probs``, ``masks``
-    (n, H, W) bool pasted at the original size with ``model``'s mask head (its
-    ``paste_mode``; ``mask_thr`` defaults to ``test_cfg.rcnn.mask_thr_binary``); with
-    ``keypoint_heatmaps``, ``keypoints`` (n, K, 2) and ``keypoint_scores`` (n, K) decoded by
-    its keypoint head. ``model`` names the outputs (it is needed beyond dets and labels)."""
+    the meta's ``scale_factor``, ``scores``, ``labels``; the model's further outputs decoded
+    by the model (:meth:`~mmdet_like.models.detectors.base.BaseDetector.export_instances`):
+    with ``mask_probs``, ``masks`` (n, H, W) bool pasted at the original size with its mask
+    head (its ``paste_mode``; ``mask_thr`` defaults to ``test_cfg.rcnn.mask_thr_binary``);
+    with ``keypoint_heatmaps``, ``keypoints`` (n, K, 2) and ``keypoint_scores`` (n, K)
+    decoded by its keypoint head. ``model`` names the outputs (it is needed beyond dets and
+    labels)."""
     names = output_names(model) if model is not None else ["dets", "labels"]
     if len(outputs) != len(names):
         raise DeploymentError(
@@ -280,24 +283,9 @@ def to_instances(outputs, meta, model=None, mask_thr=None):
             f"({', '.join(names)}); pass the model the file was exported from"
         )
     named = {name: torch.from_numpy(np.asarray(value)) for name, value in zip(names, outputs)}
-    dets = named["dets"]
-    factor = torch.as_tensor(meta.get("scale_factor", 1.0), dtype=dets.dtype).reshape(-1)
-    boxes = dets[:, :4] / factor
-    result = InstanceData(bboxes=boxes, scores=dets[:, 4], labels=named["labels"])
-    if "mask_probs" in named:
-        roi_head = model.roi_head
-        threshold = roi_head.test_cfg["mask_thr_binary"] if mask_thr is None else mask_thr
-        height, width = int(meta["ori_shape"][0]), int(meta["ori_shape"][1])
-        result.masks = roi_head.mask_head.paste_probs(
-            named["mask_probs"], boxes, height, width, threshold
-        )
-    if "keypoint_heatmaps" in named:
-        points, scores = model.roi_head.keypoint_head.get_keypoints(
-            named["keypoint_heatmaps"], dets[:, :4]
-        )  # decoded on the boxes in the input image, as the detector does
-        result.keypoints = points / factor[:2] if factor.numel() > 1 else points / factor
-        result.keypoint_scores = scores
-    return result
+    if model is None:
+        return instances_from_dets(named["dets"], named["labels"], meta)
+    return model.export_instances(named, meta, mask_thr)
 
 
 # --------------------------------------------------------------------------- verify

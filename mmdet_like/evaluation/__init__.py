@@ -1,5 +1,5 @@
-"""Evaluation: COCO (pycocotools), VOC mAP and proposal recall. Reads results and ground
-truth only, never a model."""
+"""Evaluation: COCO (pycocotools), VOC mAP and proposal recall. Reads the predictions'
+``pred_instances`` and the ground truth only, never a model."""
 
 from mmdet_like.evaluation.coco_metric import (
     evaluate_coco,
@@ -23,6 +23,7 @@ from mmdet_like.evaluation.metrics import (
     VOCMetric,
     build_evaluator,
 )
+from mmdet_like.evaluation.predictions import as_predictions, detection_arrays
 from mmdet_like.evaluation.recall import eval_recalls, print_recall_summary
 from mmdet_like.evaluation.voc_metric import evaluate_voc
 
@@ -34,6 +35,8 @@ __all__ = [
     "RecallMetric",
     "VOCMetric",
     "build_evaluator",
+    "as_predictions",
+    "detection_arrays",
     "average_precision",
     "bbox_overlaps_np",
     "eval_map",

@@ -1,14 +1,10 @@
 """COCO evaluation through pycocotools (or faster-coco-eval when installed).
 
-Results per image, as mmdetection v1:
-
-* ``bbox``: a list over classes of (n, 5) float32 arrays ``[x1, y1, x2, y2, score]``;
-* ``bbox`` + ``segm``: a tuple ``(bbox_results, segm_results)``, ``segm_results`` a list over
-  classes of lists of RLE dicts or (H, W) binary masks, one per box;
-* ``bbox`` + ``keypoints``: a tuple ``(bbox_results, segm_results or None,
-  keypoint_results)``, ``keypoint_results`` a list over classes of (n, K, 3) arrays ``[x, y,
-  score]``, one per box;
-* proposals: one (n, 5) array.
+Results per image: a predicted data sample or its ``pred_instances`` (``bboxes``,
+``scores``, ``labels`` [, ``masks``: an (n, H, W) bool tensor or n RLE dicts] [,
+``keypoints`` (n, K, 2), ``keypoint_scores`` (n, K)]; proposals: ``bboxes``, ``scores``), or
+mmdetection's per-class result of the image (a ``results.pkl``), read as the former (see
+:mod:`mmdet_like.evaluation.predictions`).
 """
 
 import contextlib
@@ -24,9 +20,14 @@ import numpy as np
 from terminaltables import AsciiTable
 
 from mmdet_like.evaluation.mean_ap import log_text
+from mmdet_like.evaluation.predictions import (
+    as_predictions,
+    box_score_rows,
+    detection_arrays,
+    is_proposals,
+)
 from mmdet_like.evaluation.recall import eval_recalls
 from mmdet_like.structures.bbox import bbox_xyxy_to_xywh
-from mmdet_like.structures.instances import result_parts
 from mmdet_like.structures.mask import bitmap_to_rle
 
 METRICS = ("bbox", "segm", "keypoints", "proposal", "proposal_fast")
@@ -53,15 +54,18 @@ KEYPOINT_SUMMARY_NAMES = (
 )  # fmt: skip
 
 
-def _result_kind(results):
-    first = results[0] if len(results) else None
-    if isinstance(first, tuple):
-        if len(first) == 3:
-            return "keypoints" if first[1] is None else "segm_keypoints"
-        return "segm"
-    if isinstance(first, np.ndarray):
+def _result_kind(predictions):
+    """What the first image's predictions hold: ``proposal`` (no labels), ``bbox``,
+    ``segm`` (masks), ``keypoints`` or ``segm_keypoints``."""
+    first = predictions[0] if len(predictions) else None
+    if first is None:
+        return "bbox"
+    if is_proposals(first):
         return "proposal"
-    return "bbox"
+    masks, keypoints = first.get("masks") is not None, first.get("keypoints") is not None
+    if keypoints:
+        return "segm_keypoints" if masks else "keypoints"
+    return "segm" if masks else "bbox"
 
 
 def _result_files(kind):
@@ -81,69 +85,66 @@ def _xywh_rows(boxes):
 
 
 def coco_detections(results, img_ids, cat_ids, kind="bbox"):
-    """One COCO result list (``loadRes`` input) of ``results``.
+    """One COCO result list (``loadRes`` input) of ``results`` (see the module docstring).
 
     Args:
         kind: ``"bbox"`` (``image_id``, ``bbox`` as ``[x, y, w, h]``, ``score``,
             ``category_id``), ``"segm"`` (the same plus ``segmentation``, an RLE with str
-            counts; needs ``(bbox, segm)`` results), ``"keypoints"`` (the box's fields plus
-            ``keypoints``, ``[x1, y1, s1, ...]`` with each keypoint's score in the third
-            place, which COCO's evaluation does not read; needs keypoint results) or
-            ``"proposal"`` (one (n, 5) array per image, ``category_id`` 1).
+            counts; needs masks), ``"keypoints"`` (the box's fields plus ``keypoints``,
+            ``[x1, y1, s1, ...]`` with each keypoint's score in the third place, which
+            COCO's evaluation does not read; needs keypoints) or ``"proposal"``
+            (``category_id`` 1; needs proposals).
 
-    Only this list is built (not the other kinds), one dict per detection; image and
-    category ids are shared int objects.
+    Only this list is built (not the other kinds), one dict per detection, class by class
+    within an image; image and category ids are shared int objects.
     """
     if kind not in ("bbox", "segm", "keypoints", "proposal"):
         raise ValueError(
             f"coco_detections: kind must be bbox, segm, keypoints or proposal, got {kind!r}"
         )
-    result_kind = _result_kind(results)
+    predictions = as_predictions(results, len(cat_ids))
+    result_kind = _result_kind(predictions)
     if kind not in _result_files(result_kind):
         raise ValueError(f"coco_detections: {result_kind} results have no {kind!r} detections")
     dets = []
     if kind == "proposal":
-        for img_id, props in zip(img_ids, results):
+        for img_id, pred in zip(img_ids, predictions):
             img_id = int(img_id)
-            props = np.asarray(props).reshape(-1, 5)
+            props = box_score_rows(pred)
             for row, score in zip(_xywh_rows(props), props[:, 4].tolist()):
                 dets.append(dict(image_id=img_id, bbox=row, score=score, category_id=1))
         return dets
     cat_ids = [int(c) for c in cat_ids]
-    for img_id, result in zip(img_ids, results):
+    for img_id, pred in zip(img_ids, predictions):
         img_id = int(img_id)
-        det, seg, keypoints = result_parts(result)
-        if len(det) != len(cat_ids):
-            raise ValueError(
-                f"results2json: image {img_id} has results for {len(det)} classes, the "
-                f"dataset has {len(cat_ids)}"
-            )
-        for label, boxes in enumerate(det):
-            boxes = np.asarray(boxes).reshape(-1, 5)
-            cat_id = cat_ids[label]
-            rows = zip(_xywh_rows(boxes), boxes[:, 4].tolist())
-            if kind == "bbox":
-                for row, score in rows:
-                    dets.append(dict(image_id=img_id, bbox=row, score=score, category_id=cat_id))
-            elif kind == "keypoints":
-                points = np.asarray(keypoints[label], dtype=np.float64)
-                points = points.reshape(len(boxes), points.size // max(len(boxes), 1)).tolist()
-                for (row, score), flat in zip(rows, points):
-                    dets.append(dict(image_id=img_id, bbox=row, score=score,
-                                     category_id=cat_id, keypoints=flat))  # fmt: skip
-            else:
-                masks = seg[label]
-                for j, (row, score) in enumerate(rows):
-                    dets.append(dict(image_id=img_id, bbox=row, score=score,
-                                     category_id=cat_id, segmentation=_rle(masks[j])))  # fmt: skip
+        arrays = detection_arrays(pred, with_masks=kind == "segm")
+        boxes, labels = arrays["boxes"], arrays["labels"].tolist()
+        rows = zip(_xywh_rows(boxes), arrays["scores"].tolist(), labels)
+        if kind == "bbox":
+            for row, score, label in rows:
+                dets.append(dict(image_id=img_id, bbox=row, score=score,
+                                 category_id=cat_ids[label]))  # fmt: skip
+        elif kind == "keypoints":
+            points = arrays["keypoints"].astype(np.float64)
+            points = points.reshape(len(boxes), points.size // max(len(boxes), 1)).tolist()
+            for (row, score, label), flat in zip(rows, points):
+                dets.append(dict(image_id=img_id, bbox=row, score=score,
+                                 category_id=cat_ids[label], keypoints=flat))  # fmt: skip
+        else:
+            masks = arrays["masks"]
+            for j, (row, score, label) in enumerate(rows):
+                dets.append(dict(image_id=img_id, bbox=row, score=score,
+                                 category_id=cat_ids[label],
+                                 segmentation=_rle(masks[j])))  # fmt: skip
     return dets
 
 
 def results2json(results, img_ids, cat_ids):
     """Results -> dict of COCO result lists: ``bbox`` (and ``segm``) or ``proposal``."""
+    predictions = as_predictions(results, len(cat_ids))
     return {
-        kind: coco_detections(results, img_ids, cat_ids, kind)
-        for kind in _result_files(_result_kind(results))
+        kind: coco_detections(predictions, img_ids, cat_ids, kind)
+        for kind in _result_files(_result_kind(predictions))
     }
 
 
@@ -168,6 +169,7 @@ def format_results(results, img_ids, cat_ids, jsonfile_prefix=None):
     """
     if len(results) != len(img_ids):
         raise ValueError(f"format_results: {len(results)} results for {len(img_ids)} images")
+    results = as_predictions(results, len(cat_ids))
     tmp_dir = None
     if jsonfile_prefix is None:
         tmp_dir = tempfile.TemporaryDirectory()
@@ -186,13 +188,7 @@ def fast_eval_recall(results, gt_bboxes, proposal_nums=(100, 300, 1000), iou_thr
         (len(proposal_nums),) float64.
     """
     thrs = np.linspace(0.5, 0.95, 10) if iou_thrs is None else np.asarray(iou_thrs)
-    proposals = []
-    for result in results:
-        if isinstance(result, tuple):
-            result = result[0]
-        if not isinstance(result, np.ndarray):
-            result = np.concatenate([np.asarray(r).reshape(-1, 5) for r in result])
-        proposals.append(result)
+    proposals = [box_score_rows(pred) for pred in as_predictions(results)]
     return eval_recalls(gt_bboxes, proposals, proposal_nums, thrs).mean(axis=1)
 
 
@@ -271,6 +267,7 @@ def evaluate_coco(
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise KeyError(f"evaluate_coco: metric(s) {unknown} not supported; use {METRICS}")
+    results = as_predictions(results, None if cat_ids is None else len(cat_ids))
     out = {}
     if "proposal_fast" in metrics:
         if gt_bboxes is None:

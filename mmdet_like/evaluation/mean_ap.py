@@ -8,6 +8,7 @@ import logging
 import numpy as np
 from terminaltables import AsciiTable
 
+from mmdet_like.evaluation.predictions import as_predictions, detection_arrays
 from mmdet_like.structures.bbox import bbox_overlaps
 
 
@@ -97,9 +98,13 @@ def eval_map(det_results, annotations, iou_thr=0.5, mode="area", num_classes=Non
     """Mean AP over classes.
 
     Args:
-        det_results: per image, a list over classes of (n, 5) arrays.
+        det_results: per image, its predictions (a predicted sample, its
+            ``pred_instances`` with ``bboxes``, ``scores``, ``labels``, or mmdetection's list
+            over classes of (n, 5) arrays; see :mod:`mmdet_like.evaluation.predictions`).
         annotations: per image, a dict with ``bboxes`` (m, 4), ``labels`` (m,) and optional
             ``bboxes_ignore`` (k, 4), ``labels_ignore`` (k,).
+        num_classes: default: the length of a per-class result, else one more than the
+            largest label predicted or annotated.
 
     Returns:
         (mean_ap, per_class): ``mean_ap`` over classes with at least one gt box;
@@ -110,14 +115,22 @@ def eval_map(det_results, annotations, iou_thr=0.5, mode="area", num_classes=Non
         raise ValueError(
             f"eval_map: {len(det_results)} results for {len(annotations)} annotated images"
         )
-    num_classes = num_classes if num_classes is not None else len(det_results[0])
+    if num_classes is None:
+        num_classes = _num_classes(det_results, annotations)
+    # per image: its detections as (n, 5) float64 [x1, y1, x2, y2, score] and labels, in
+    # label order (each class's rows in the detector's order)
+    images = []
+    for pred in as_predictions(det_results, num_classes):
+        arrays = detection_arrays(pred)
+        rows = np.concatenate([arrays["boxes"], arrays["scores"][:, None]], axis=1)
+        images.append((rows.astype(np.float64), arrays["labels"]))
     per_class = []
     for c in range(num_classes):
         tps, fps, scores, num_gts = [], [], [], 0
-        for dets, ann in zip(det_results, annotations):
-            dets = np.asarray(dets[c], dtype=np.float64).reshape(-1, 5)
-            labels = np.asarray(ann["labels"]).reshape(-1)
-            gt = np.asarray(ann["bboxes"]).reshape(-1, 4)[labels == c]
+        for (rows, labels), ann in zip(images, annotations):
+            dets = rows[labels == c]
+            gt_labels = np.asarray(ann["labels"]).reshape(-1)
+            gt = np.asarray(ann["bboxes"]).reshape(-1, 4)[gt_labels == c]
             ign = np.zeros((0, 4))
             if ann.get("bboxes_ignore") is not None and len(ann["bboxes_ignore"]):
                 ign_labels = np.asarray(ann["labels_ignore"]).reshape(-1)
@@ -146,6 +159,16 @@ def eval_map(det_results, annotations, iou_thr=0.5, mode="area", num_classes=Non
     with_gt = [r["ap"] for r in per_class if r["num_gts"] > 0]
     mean_ap = float(np.mean(with_gt)) if with_gt else 0.0
     return mean_ap, per_class
+
+
+def _num_classes(det_results, annotations):
+    """The class count of :func:`eval_map`'s inputs when none is given."""
+    first = det_results[0] if len(det_results) else None
+    if isinstance(first, (list, tuple)):  # mmdetection's per-class lists
+        return len(first[0] if isinstance(first, tuple) else first)
+    labels = [np.asarray(a["labels"]).reshape(-1) for a in annotations]
+    labels += [detection_arrays(p)["labels"] for p in as_predictions(det_results)]
+    return int(max((int(x.max()) for x in labels if x.size), default=-1)) + 1
 
 
 def map_table(mean_ap, per_class, class_names=None):

@@ -1,12 +1,15 @@
 """Registered metrics and the evaluator that runs them.
 
 A metric object (``METRICS``) computes named floats from a dataset's ground truth
-(:class:`~mmdet_like.structures.DatasetGroundTruth`) and the predictions of every image
-(mmdetection's per-class lists, or proposals). :func:`build_evaluator` turns the
-``evaluation=dict(metric=...)`` of a config (or ``tools/test.py --eval``) into an
-:class:`Evaluator`: metric names (``"bbox"``, ``"mAP"``, ...) go to the metric class that
-answers to them, with the options that class takes; ``dict(type=...)`` entries are built
-from the registry as they are.
+(:class:`~mmdet_like.structures.DatasetGroundTruth`) and the predictions of every image:
+the detector's ``pred_instances`` (``bboxes``, ``scores``, ``labels`` [, ``masks``,
+``keypoints``]; an RPN's without ``labels``), read as they come. Predicted data samples and
+results in mmdetection's per-class format (a ``results.pkl``) are turned into them once, on
+the way in (:func:`~mmdet_like.evaluation.predictions.as_predictions`).
+:func:`build_evaluator` turns the ``evaluation=dict(metric=...)`` of a config (or
+``tools/test.py --eval``) into an :class:`Evaluator`: metric names (``"bbox"``, ``"mAP"``,
+...) go to the metric class that answers to them, with the options that class takes;
+``dict(type=...)`` entries are built from the registry as they are.
 
 A new metric is one class: subclass :class:`BaseMetric`, set ``names``, implement
 ``compute``, register it with ``@METRICS.register()``.
@@ -19,22 +22,14 @@ import inspect
 from mmdet_like.errors import ProjectError
 from mmdet_like.evaluation.coco_metric import METRICS as COCO_METRIC_NAMES
 from mmdet_like.evaluation.coco_metric import evaluate_coco
+from mmdet_like.evaluation.predictions import as_predictions, box_score_rows
 from mmdet_like.evaluation.recall import eval_recalls, print_recall_summary
 from mmdet_like.evaluation.voc_metric import evaluate_voc
 from mmdet_like.registry import METRICS, build_from_cfg
-from mmdet_like.structures import DetDataSample, to_legacy_result
 
 
 class EvaluationError(ProjectError, ValueError):
     """A metric that cannot be built or cannot run on the ground truth it was given."""
-
-
-def as_per_class_results(results, num_classes):
-    """Predicted data samples (``pred_instances``) -> mmdetection's per-image results
-    (per-class lists, or proposal arrays), which the metric functions read; results in that
-    format already are returned as they are."""
-    return [to_legacy_result(r, num_classes) if isinstance(r, DetDataSample) else r
-            for r in results]  # fmt: skip
 
 
 # what a model predicts, as :func:`mmdet_like.apis.startup_check.model_outputs` names it
@@ -91,10 +86,11 @@ class BaseMetric(abc.ABC):
 
     @abc.abstractmethod
     def compute(self, results, ground_truth, logger=None):
-        """The metric's floats of ``results`` (per-class lists) against ``ground_truth``."""
+        """The metric's floats of ``results`` (per image, the predictions'
+        :class:`~mmdet_like.structures.InstanceData`) against ``ground_truth``."""
 
     def __call__(self, results, ground_truth, logger=None):
-        results = as_per_class_results(results, len(ground_truth.class_names))
+        results = as_predictions(results, len(ground_truth.class_names) or None)
         if len(results) != len(ground_truth):
             raise EvaluationError(
                 f"{type(self).__name__}: {len(results)} results for {len(ground_truth)} images "
@@ -169,9 +165,6 @@ class VOCMetric(BaseMetric):
         self.ap_mode = ap_mode
 
     def compute(self, results, ground_truth, logger=None):
-        results = [
-            r[0] if isinstance(r, tuple) else r for r in results
-        ]  # the boxes of (boxes, masks)
         return evaluate_voc(
             results, ground_truth.annotations(), ground_truth.class_names, self.iou_thrs,
             self.ap_mode, logger,
@@ -193,7 +186,8 @@ class RecallMetric(BaseMetric):
 
     def compute(self, results, ground_truth, logger=None):
         gts = [a["bboxes"] for a in ground_truth.annotations()]
-        recalls = eval_recalls(gts, results, self.proposal_nums, self.iou_thrs)
+        proposals = [box_score_rows(pred) for pred in results]
+        recalls = eval_recalls(gts, proposals, self.proposal_nums, self.iou_thrs)
         print_recall_summary(recalls, self.proposal_nums, self.iou_thrs, logger=logger)
         out = {}
         for i, num in enumerate(self.proposal_nums):

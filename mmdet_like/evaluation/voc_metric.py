@@ -9,7 +9,9 @@ def evaluate_voc(results, annotations, class_names, iou_thrs=(0.5,), mode="area"
     """VOC mAP.
 
     Args:
-        results: per image, a list over classes of (n, 5) float32 ``[x1, y1, x2, y2, score]``.
+        results: per image, its predictions (a predicted sample, its ``pred_instances``,
+            or mmdetection's list over classes of (n, 5) ``[x1, y1, x2, y2, score]``; see
+            :mod:`mmdet_like.evaluation.predictions`).
         annotations: per image, dicts as from ``dataset.get_ann_info`` (ignore boxes are
             neither true nor false positives).
         iou_thrs: one float or several; ``mode``: ``"area"`` or ``"11points"``.

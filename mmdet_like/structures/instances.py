@@ -2,14 +2,18 @@
 per-image lists.
 
 Inside the package, ground truth and predictions travel as :class:`DetDataSample` (with
-:class:`InstanceData` fields). Older interfaces keep their formats here, converted once:
+:class:`InstanceData` fields); the metrics read the predictions' ``pred_instances``. Older
+interfaces keep their formats here, converted once:
 
 * :func:`samples_from_lists`: the per-image lists of a ``Collect`` pipeline
   (``img_metas``, ``gt_bboxes``, ``gt_labels``, ``gt_masks``, ``gt_bboxes_ignore``,
   ``proposals``) -> data samples;
 * :func:`to_legacy_result`: predictions -> mmdetection's result of one image (per-class
   box arrays, with per-class masks, or one proposal array), the format of
-  ``inference_detector``, ``results.pkl``, ``show_result`` and the metric functions;
+  ``inference_detector``'s return, ``results.pkl`` and ``show_result``;
+* :func:`from_legacy_result`: the way back, for results in that format given to the
+  metrics (a ``results.pkl`` evaluated again, ``dataset.evaluate`` on per-class lists);
+  :func:`pred_instances_of` takes either;
 * :func:`compact_prediction`: a predicted sample reduced to what evaluation keeps (CPU
   tensors, masks as compressed RLE), so a whole test set's predictions fit in memory.
 
@@ -34,6 +38,11 @@ def _instances_of(result):
     return pred
 
 
+def _tensor(value):
+    """A field as a tensor (numpy fields, e.g. of :func:`from_legacy_result`, as tensors)."""
+    return value.detach() if isinstance(value, torch.Tensor) else torch.as_tensor(value)
+
+
 def detection_to_per_class(result, num_classes):
     """mmdetection's result format of one image's detections.
 
@@ -52,11 +61,11 @@ def detection_to_per_class(result, num_classes):
         list over classes of float32 (n_c, K, 3) arrays ``[x, y, score]``.
     """
     pred = _instances_of(result)
-    labels = pred.labels.detach().long().cpu()
+    labels = _tensor(pred.labels).long().cpu()
     order = torch.argsort(labels, stable=True)
     counts = torch.bincount(labels, minlength=num_classes)[:num_classes].tolist()
     splits = np.cumsum(counts)[:-1]
-    boxes, scores = pred.bboxes.detach().float(), pred.scores.detach().float()
+    boxes, scores = _tensor(pred.bboxes).float(), _tensor(pred.scores).float()
     dets = torch.cat([boxes, scores[:, None]], 1).cpu()[order].numpy()
     bbox_results = list(np.split(dets.reshape(-1, 5).astype(np.float32), splits))
     masks = pred.get("masks")
@@ -72,7 +81,7 @@ def detection_to_per_class(result, num_classes):
     if keypoints is None:
         return bbox_results if segm_results is None else (bbox_results, segm_results)
     points = torch.cat(
-        [keypoints.detach().float(), pred.keypoint_scores.detach().float()[..., None]], 2
+        [_tensor(keypoints).float(), _tensor(pred.keypoint_scores).float()[..., None]], 2
     ).cpu()[order]
     k = points.shape[1]
     keypoint_results = list(np.split(points.numpy().reshape(-1, k, 3).astype(np.float32), splits))
@@ -83,7 +92,7 @@ def proposals_to_array(result):
     """One image's proposals (a sample's ``pred_instances`` with ``bboxes`` and ``scores``,
     no ``labels``) -> an (n, 5) float32 array ``[x1, y1, x2, y2, score]``."""
     pred = _instances_of(result)
-    dets = torch.cat([pred.bboxes.detach().float(), pred.scores.detach().float()[:, None]], 1)
+    dets = torch.cat([_tensor(pred.bboxes).float(), _tensor(pred.scores).float()[:, None]], 1)
     return dets.cpu().numpy().reshape(-1, 5).astype(np.float32)
 
 
@@ -93,6 +102,56 @@ def to_legacy_result(result, num_classes):
     if "labels" in _instances_of(result):
         return detection_to_per_class(result, num_classes)
     return proposals_to_array(result)
+
+
+def from_legacy_result(result):
+    """One image's result in mmdetection's format -> the :class:`InstanceData` a detector
+    predicts, its fields numpy arrays (dtypes kept) in the result's order (class by class).
+
+    Args:
+        result: per-class box arrays, ``(bbox_results, segm_results)``, ``(bbox_results,
+            segm_results or None, keypoint_results)`` (see :func:`detection_to_per_class`),
+            or one (n, 4|5) proposal array.
+
+    Returns:
+        detections: ``bboxes`` (n, 4), ``scores`` (n,), ``labels`` (n,) int64 [, ``masks``:
+        a list of n RLE dicts or (H, W) arrays] [, ``keypoints`` (n, K, 2),
+        ``keypoint_scores`` (n, K)]; proposals: ``bboxes`` [, ``scores``].
+    """
+    if isinstance(result, (np.ndarray, torch.Tensor)):
+        proposals = np.asarray(result)
+        proposals = proposals.reshape(-1, proposals.shape[-1] if proposals.ndim == 2 else 5)
+        out = InstanceData(bboxes=proposals[:, :4])
+        if proposals.shape[1] >= 5:
+            out.scores = proposals[:, 4]
+        return out
+    bbox_results, segm_results, keypoint_results = result_parts(result)
+    per_class = [np.asarray(b).reshape(-1, 5) for b in bbox_results]
+    dets = np.concatenate(per_class) if per_class else np.zeros((0, 5), np.float32)
+    labels = [np.full(len(b), label, dtype=np.int64) for label, b in enumerate(per_class)]
+    out = InstanceData(
+        bboxes=dets[:, :4], scores=dets[:, 4],
+        labels=np.concatenate(labels) if labels else np.zeros(0, np.int64),
+    )  # fmt: skip
+    if segm_results is not None:
+        out.masks = [mask for masks in segm_results for mask in masks]
+    if keypoint_results is not None:
+        points = np.concatenate([np.asarray(k).reshape(-1, 3) for k in keypoint_results])
+        points = points.reshape(len(dets), len(points) // max(len(dets), 1), 3)
+        out.keypoints = points[..., :2]
+        out.keypoint_scores = points[..., 2]
+    return out
+
+
+def pred_instances_of(result):
+    """One image's predictions as :class:`InstanceData`: a predicted sample's
+    ``pred_instances``, an :class:`InstanceData` as it is, a result in mmdetection's format
+    through :func:`from_legacy_result`."""
+    if isinstance(result, DetDataSample):
+        return _instances_of(result)
+    if isinstance(result, InstanceData):
+        return result
+    return from_legacy_result(result)
 
 
 def result_parts(result):

@@ -238,6 +238,48 @@ def test_soft_nms_cannot_export_and_says_why():
         ExportableDetector(soft)
 
 
+def test_detectors_without_boxes_of_their_own_do_not_export():
+    """The detector says what exports (export_spec): an RPN alone and a Fast R-CNN (given
+    proposals) are refused with the reason."""
+    from mmdet_like.engine import load_config
+    from mmdet_like.models import build_detector
+    from mmdet_like.models.detectors.base import ExportError
+
+    cfg = load_config(str(DEMO / "mask_rcnn_r18_fpn_demo.py"))
+    parts = dict(backbone=cfg.model.backbone, neck=cfg.model.neck)
+    rpn = build_detector(dict(type="RPN", rpn_head=cfg.model.rpn_head, **parts),
+                         test_cfg=dict(rpn=cfg.test_cfg.rpn))  # fmt: skip
+    with pytest.raises(ExportError, match="RPN: not an exportable detector"):
+        ExportableDetector(rpn)
+    fast = build_detector(dict(type="FastRCNN", roi_head=cfg.model.roi_head, **parts),
+                          test_cfg=dict(rcnn=cfg.test_cfg.rcnn))  # fmt: skip
+    with pytest.raises(ExportError, match="FastRCNN: a detector without an RPN"):
+        ExportableDetector(fast)
+
+
+def test_the_exporter_knows_no_detector_family():
+    """mmdet_like/deployment calls the detector's export methods only: no detector class,
+    no head, no private attribute of anything it is given."""
+    import ast
+
+    families = {"SingleStageDetector", "TwoStageDetector", "RPN", "FastRCNN", "FasterRCNN",
+                "MaskRCNN", "CascadeRCNN", "KeypointRCNN", "RetinaNet", "FCOS"}  # fmt: skip
+    parts = {"roi_head", "bbox_head", "rpn_head", "mask_head", "keypoint_head", "neck",
+             "backbone", "extract_feat", "predict_instances"}  # fmt: skip
+    offences = []
+    for path in sorted((ROOT / "mmdet_like" / "deployment").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and (
+                node.attr in parts or (node.attr.startswith("_") and not node.attr.endswith("__"))
+            ):
+                offences.append(f"{path.name}:{node.lineno} .{node.attr}")
+            if isinstance(node, ast.Name) and node.id in families:
+                offences.append(f"{path.name}:{node.lineno} {node.id}")
+            if isinstance(node, ast.alias) and node.name in families:
+                offences.append(f"{path.name}: imports {node.name}")
+    assert not offences, offences
+
+
 # ------------------------------------------------------------------ the command-line tool
 
 

@@ -1,8 +1,8 @@
-"""ONNX export of the other R-CNN families (see tests/deployment/test_export.py for the
-method): Cascade Mask R-CNN, C4 Mask R-CNN (a shared res5 head, one RPN level) and Keypoint
-R-CNN (heatmaps decoded outside the graph), each compared with the detector's own PyTorch
-inference on scikit-image's ``astronaut``. A module of their own, so that pytest-xdist runs
-them beside the other export tests."""
+"""ONNX export of the other families (see tests/deployment/test_export.py for the
+method): Cascade Mask R-CNN, C4 Mask R-CNN (a shared res5 head, one RPN level), Keypoint
+R-CNN (heatmaps decoded outside the graph) and FCOS (anchor-free: points), each compared
+with the detector's own PyTorch inference on scikit-image's ``astronaut``. A module of
+their own, so that pytest-xdist runs them beside the other export tests."""
 
 import numpy as np
 import pytest
@@ -70,3 +70,15 @@ def test_keypoint_rcnn_onnx_heatmaps_decode_to_pytorchs_keypoints(tmp_path):
     expected = model.predict(image, [DetDataSample(metainfo=meta)], rescale=True)[0]
     torch.testing.assert_close(result.keypoints, expected.pred_instances.keypoints,
                                atol=box_tolerance_px(meta["ori_shape"]), rtol=0)  # fmt: skip
+
+
+def test_fcos_onnx_equals_pytorch(tmp_path):
+    """Anchor-free single-stage (points, centre-ness); for the input's size only, the
+    quickest export (RetinaNet's is proven by the pytorch2onnx and benchmark tests)."""
+    model = _model(DEMO / "fcos_r18_fpn_demo.py")
+    assert dynamic_min_side(model) == 33  # points of the coarsest level: stride 32
+    image, _ = prepare_input(model.cfg, _photo_bgr(), (96, 128))
+    path = tmp_path / "fcos.onnx"
+    names = export_detector(model, image, str(path), "onnx", dynamic=False)
+    assert names == ["dets", "labels"]
+    _check_same(model, path, image)

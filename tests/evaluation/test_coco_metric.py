@@ -117,6 +117,54 @@ def test_equal_to_direct_cocoeval(coco_case):
     assert 0 < ours["bbox_mAP"] < 1
 
 
+def _to_pred_instances(dets, img_ids, cat_ids, bitmaps):
+    """The same detections as :func:`_to_results`, as a detector predicts them: per image
+    an InstanceData in the json's order (classes interleaved), masks as RLE dicts or, with
+    ``bitmaps``, an (n, H, W) bool tensor."""
+    import torch
+
+    from mmdet_like.structures import InstanceData
+
+    preds = []
+    for img_id in img_ids:
+        mine = [d for d in dets if d["image_id"] == img_id]
+        boxes = [[x, y, x + w, y + h] for x, y, w, h in (d["bbox"] for d in mine)]
+        pred = InstanceData(
+            bboxes=torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+            scores=torch.tensor([d["score"] for d in mine], dtype=torch.float32),
+            labels=torch.tensor([cat_ids.index(d["category_id"]) for d in mine]).long(),
+        )
+        rles = [d["segmentation"] for d in mine]
+        if bitmaps and rles:
+            pred.masks = torch.from_numpy(
+                np.stack([mask_utils.decode(r) for r in rles]).astype(bool)
+            )
+        elif bitmaps:
+            size = rles and rles[0]["size"] or [1, 1]
+            pred.masks = torch.zeros((0, *size), dtype=torch.bool)
+        else:
+            pred.masks = rles
+        preds.append(pred)
+    return preds
+
+
+@pytest.mark.parametrize("bitmaps", [False, True])
+def test_pred_instances_give_the_numbers_of_the_per_class_lists(coco_case, bitmaps):
+    """The metrics read pred_instances as the detector gives them (classes interleaved,
+    masks as RLE or bool tensors): the same COCO numbers as the per-class lists."""
+    from mmdet_like.structures import DetDataSample
+
+    gt_file, det_file, root = coco_case
+    dets = json.loads(det_file.read_text())
+    ds = CocoDataset(str(gt_file), pipeline=[], img_prefix=str(root / "imgs"), test_mode=True)
+    img_ids = ds.img_ids.tolist()
+    legacy = ds.evaluate(_to_results(dets, img_ids, ds.cat_ids), metric=["bbox", "segm"],
+                         logger="silent")  # fmt: skip
+    preds = _to_pred_instances(dets, img_ids, ds.cat_ids, bitmaps)
+    samples = [DetDataSample(pred_instances=p) for p in preds]
+    assert ds.evaluate(samples, metric=["bbox", "segm"], logger="silent") == legacy
+
+
 def test_format_results_writes_coco_json(coco_case, tmp_path):
     gt_file, det_file, root = coco_case
     dets = json.loads(det_file.read_text())
@@ -298,3 +346,36 @@ def test_coco_metric_uses_only_the_public_pycocotools_api():
 
     source = inspect.getsource(coco_metric)
     assert not re.findall(r"\.(_prepare|_paramsEval|_gts|_dts|_summarize)\b", source)
+
+
+def test_coco_detections_of_pred_instances_equal_those_of_the_per_class_lists():
+    """Boxes, masks and keypoints, an image without detections among them: the result
+    lists of pred_instances (masks as a bool tensor), of the evaluation hooks' compacted
+    samples (masks as RLE) and of the per-class lists are the same, entry for entry."""
+    import torch
+
+    from mmdet_like.evaluation.coco_metric import coco_detections
+    from mmdet_like.structures import (
+        DetDataSample,
+        InstanceData,
+        compact_prediction,
+        to_legacy_result,
+    )
+
+    gen = torch.Generator().manual_seed(1)
+    preds = []
+    for n in (5, 0, 3):
+        preds.append(InstanceData(
+            bboxes=torch.rand(n, 4, generator=gen) * 50, scores=torch.rand(n, generator=gen),
+            labels=torch.randint(0, 3, (n,), generator=gen),
+            masks=torch.rand(n, 8, 9, generator=gen) > 0.5,
+            keypoints=torch.rand(n, 4, 2, generator=gen) * 50,
+            keypoint_scores=torch.rand(n, 4, generator=gen),
+        ))  # fmt: skip
+    legacy = [to_legacy_result(p, 3) for p in preds]
+    compact = [compact_prediction(DetDataSample(pred_instances=p)) for p in preds]
+    for kind in ("bbox", "segm", "keypoints"):
+        expected = coco_detections(legacy, [1, 2, 3], [5, 6, 7], kind)
+        assert len(expected) == 8
+        assert coco_detections(preds, [1, 2, 3], [5, 6, 7], kind) == expected, kind
+        assert coco_detections(compact, [1, 2, 3], [5, 6, 7], kind) == expected, kind

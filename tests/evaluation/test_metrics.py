@@ -83,12 +83,53 @@ def test_voc_and_recall_metrics_equal_the_functions():
     assert recall["AR@10"] == 1.0 and recall["AR@1"] < 1.0
 
 
+def pred_instances():
+    """:func:`results` as a detector predicts them: tensors, the classes interleaved (each
+    class's detections in the per-class lists' order)."""
+    import torch
+
+    from mmdet_like.structures import InstanceData
+
+    rows = [
+        [(4, 5, 20, 21, 0.9, 0), (31, 30, 50, 58, 0.8, 1), (0, 0, 5, 5, 0.3, 0)],
+        [(12, 10, 40, 32, 0.7, 1)],
+    ]
+    preds = []
+    for image in rows:
+        table = torch.tensor(image, dtype=torch.float32)
+        preds.append(InstanceData(bboxes=table[:, :4], scores=table[:, 4],
+                                  labels=table[:, 5].long()))  # fmt: skip
+    return preds
+
+
+def test_metrics_read_pred_instances_as_they_come():
+    """The numbers of pred_instances (and of predicted samples) are those of mmdetection's
+    per-class lists of the same detections; proposals (no labels) for recall."""
+    from mmdet_like.structures import DetDataSample, InstanceData
+
+    gt = ground_truth()
+    evaluator = build_evaluator("mAP", iou_thrs=[0.5, 0.75])
+    expected = evaluator(results(), gt, logger="silent")
+    assert evaluator(pred_instances(), gt, logger="silent") == expected
+    samples = [DetDataSample(pred_instances=p) for p in pred_instances()]
+    assert evaluator(samples, gt, logger="silent") == expected
+    proposals = [InstanceData(bboxes=p.bboxes, scores=p.scores) for p in pred_instances()]
+    recall = build_evaluator("recall", proposal_nums=(1, 10))
+    arrays = [np.concatenate(r) for r in results()]
+    assert recall(proposals, gt, logger="silent") == recall(arrays, gt, logger="silent")
+    with pytest.raises(ValueError, match="a detection has label 2, the dataset has 2 classes"):
+        wrong = pred_instances()
+        wrong[0].labels[0] = 2
+        evaluator(wrong, gt, logger="silent")
+
+
 def test_coco_metric_equals_evaluate_coco(tmp_path):
     path = coco_file(tmp_path)
     gt = ground_truth(coco=path, cat_ids=[3, 7])
     out = build_evaluator("bbox")(results(), gt, logger="silent")
     direct = evaluate_coco(path, results(), [1, 2], [3, 7], metric="bbox", logger="silent")
     assert out == direct and out["bbox_mAP"] > 0.3
+    assert build_evaluator("bbox")(pred_instances(), gt, logger="silent") == out
 
 
 def test_errors_name_the_metric_the_option_and_the_fix():
@@ -108,7 +149,8 @@ def test_a_new_metric_is_one_registered_class():
         names = ("detections",)
 
         def compute(self, results, ground_truth, logger=None):
-            return {"detections": float(sum(len(b) for r in results for b in r))}
+            # results: per image, the predictions' InstanceData
+            return {"detections": float(sum(len(r) for r in results))}
 
     out = build_evaluator(["detections", "mAP"])(results(), ground_truth(), logger="silent")
     assert out["detections"] == 4.0 and "mAP" in out

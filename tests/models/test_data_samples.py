@@ -131,6 +131,32 @@ def test_compacted_predictions_give_the_same_per_class_results():
                 np.testing.assert_array_equal(mask_utils.decode(rle).astype(bool), mask)
 
 
+def test_per_class_results_convert_back_to_pred_instances():
+    """from_legacy_result is to_legacy_result's inverse (in label order): boxes, masks,
+    keypoints; an RPN's proposal array becomes proposals without labels."""
+    from mmdet_like.structures import from_legacy_result, to_legacy_result
+
+    gen = torch.Generator().manual_seed(0)
+    pred = InstanceData(
+        bboxes=torch.rand(5, 4, generator=gen) * 50, scores=torch.rand(5, generator=gen),
+        labels=torch.tensor([2, 0, 2, 1, 0]), masks=torch.rand(5, 6, 7, generator=gen) > 0.5,
+        keypoints=torch.rand(5, 3, 2, generator=gen), keypoint_scores=torch.rand(5, 3),
+    )  # fmt: skip
+    legacy = to_legacy_result(pred, 4)
+    back = from_legacy_result(legacy)
+    order = torch.argsort(pred.labels, stable=True)
+    np.testing.assert_array_equal(back.labels, pred.labels[order].numpy())
+    np.testing.assert_array_equal(back.bboxes, pred.bboxes[order].numpy())
+    np.testing.assert_array_equal(back.scores, pred.scores[order].numpy())
+    np.testing.assert_array_equal(np.stack(back.masks), pred.masks[order].numpy())
+    np.testing.assert_array_equal(back.keypoints, pred.keypoints[order].numpy())
+    np.testing.assert_array_equal(back.keypoint_scores, pred.keypoint_scores[order].numpy())
+    for a, b in zip(to_legacy_result(back, 4)[0], legacy[0]):
+        np.testing.assert_array_equal(a, b)
+    proposals = from_legacy_result(np.arange(10, dtype=np.float32).reshape(2, 5))
+    assert "labels" not in proposals and proposals.scores.tolist() == [4.0, 9.0]
+
+
 def test_rpn_predicts_proposals_and_the_edge_gives_arrays():
     from mmdet_like.structures import to_legacy_result
 

@@ -111,6 +111,26 @@ def test_pad_images():
     assert pad_images(torch.randn(2, 3, 50, 64), 32).shape == (2, 3, 64, 64)
 
 
+def test_pad_images_padding_mask():
+    """``return_mask``: (N, H', W') bool, True on padding (a DETR-style key padding mask)."""
+    images = [torch.ones(3, 40, 70), 2 * torch.ones(3, 65, 30)]
+    batch, mask = pad_images(images, 32, return_mask=True)
+    assert torch.equal(batch, pad_images(images, 32))
+    assert mask.shape == (2, 96, 96) and mask.dtype == torch.bool
+    assert torch.equal(mask, batch[:, 0] == 0)  # the images are non-zero everywhere
+    stacked = torch.randn(2, 3, 64, 96)
+    same, mask = pad_images(stacked, 32, return_mask=True)
+    assert same is stacked and not mask.any()
+    # images padded before (a Pad step, the collate): valid_shapes says where each ends
+    batch, mask = pad_images(torch.randn(2, 3, 50, 64), 32, return_mask=True,
+                             valid_shapes=[(50, 64, 3), (30, 20, 3)])  # fmt: skip
+    assert batch.shape == (2, 3, 64, 64) and mask.shape == (2, 64, 64)
+    assert not mask[0, :50].any() and mask[0, 50:].all()
+    assert not mask[1, :30, :20].any() and int(mask[1].sum()) == 64 * 64 - 30 * 20
+    with pytest.raises(ValueError, match="1 valid_shapes for 2 images"):
+        pad_images(stacked, 32, return_mask=True, valid_shapes=[(64, 96)])
+
+
 def test_mask_rcnn_forward_contract_with_an_empty_image():
     model = tiny_model()
     images = [torch.randn(3, 64, 96), torch.randn(3, 80, 64)]

@@ -16,25 +16,41 @@ to the detector's ``aug_predict_instances``, which merges them in the original i
 The per-image lists of a ``Collect`` pipeline (``img_metas``, ``gt_bboxes``, ...) are still
 taken at this edge: they become data samples (:func:`samples_from_lists`), and inference on
 them returns mmdetection's per-class lists (:func:`to_legacy_result`).
+
+Export: each detector family says what its traced forward returns (:meth:`BaseDetector.
+export_spec`: the output names and the coarsest stride) and runs it
+(:meth:`BaseDetector.export_forward`: one unpadded image in, plain tensors out), and turns
+those outputs back into instances in the original image (:meth:`BaseDetector.
+export_instances`). ``mmdet_like.deployment`` calls these three and nothing else of a
+detector.
 """
 
 import abc
+import dataclasses
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmdet_like.errors import ProjectError
 from mmdet_like.models.builder import build_neck
 from mmdet_like.registry import BACKBONES, build_from_cfg
-from mmdet_like.structures.instance_data import DetDataSample
+from mmdet_like.structures.instance_data import DetDataSample, InstanceData
 from mmdet_like.structures.instances import samples_from_lists, to_legacy_result
 
 LEGACY_KEYS = ("gt_bboxes", "gt_labels", "gt_bboxes_ignore", "gt_masks", "proposals")
 
 
-def pad_images(img, size_divisor=32):
+def pad_images(img, size_divisor=32, return_mask=False, valid_shapes=None):
     """(N, 3, H, W) tensor or list of (3, H_i, W_i) -> (N, 3, H', W') padded bottom/right,
-    ``H'`` and ``W'`` the largest sizes rounded up to a multiple of ``size_divisor``."""
+    ``H'`` and ``W'`` the largest sizes rounded up to a multiple of ``size_divisor``.
+
+    ``return_mask``: also return the padding mask, (N, H', W') bool, True on padding (what
+    DETR-style heads take as their key padding mask). Each image's own content is its
+    ``(H_i, W_i)`` (a list), or the whole input (a tensor); ``valid_shapes`` (N ``(h, w, ...)``,
+    e.g. the samples' ``img_shape``) says it instead, for images padded before (a ``Pad``
+    step of the pipeline, or a batch stacked by the collate).
+    """
     if isinstance(img, torch.Tensor) and img.dim() == 3:
         img = img[None]
     images = list(img) if not isinstance(img, torch.Tensor) else None
@@ -49,12 +65,29 @@ def pad_images(img, size_divisor=32):
     if images is None:
         # traced (torch.export): always pad (maybe by 0); a branch on the size is a guard
         if not torch.compiler.is_compiling() and img.shape[-2:] == (height, width):
-            return img
-        return F.pad(img, (0, width - img.shape[-1], 0, height - img.shape[-2]))
-    batch = images[0].new_zeros((len(images), images[0].shape[0], height, width))
-    for i, image in enumerate(images):
-        batch[i, :, : image.shape[-2], : image.shape[-1]] = image
-    return batch
+            batch = img
+        else:
+            batch = F.pad(img, (0, width - img.shape[-1], 0, height - img.shape[-2]))
+        sizes = [tuple(img.shape[-2:])] * img.shape[0]
+    else:
+        batch = images[0].new_zeros((len(images), images[0].shape[0], height, width))
+        for i, image in enumerate(images):
+            batch[i, :, : image.shape[-2], : image.shape[-1]] = image
+        sizes = [tuple(image.shape[-2:]) for image in images]
+    if not return_mask:
+        return batch
+    if valid_shapes is not None:
+        if len(valid_shapes) != batch.shape[0]:
+            raise ValueError(
+                f"pad_images: {len(valid_shapes)} valid_shapes for {batch.shape[0]} images"
+            )
+        sizes = [(shape[0], shape[1]) for shape in valid_shapes]
+    rows = torch.arange(height, device=batch.device)
+    cols = torch.arange(width, device=batch.device)
+    mask = torch.stack(
+        [(rows[:, None] >= h) | (cols[None, :] >= w) for h, w in sizes]
+    )  # fmt: skip
+    return batch, mask
 
 
 def _per_image_augs(value):
@@ -69,6 +102,62 @@ def _needs_merging(samples_per_image):
     """Several augmentations of an image, or a flipped one: results must be merged in the
     original image (a single unflipped scale is a plain batch)."""
     return any(len(augs) != 1 or augs[0].metainfo.get("flip") for augs in samples_per_image)
+
+
+class ExportError(ProjectError, ValueError):
+    """A detector or setting that does not export (the message says which and why)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportSpec:
+    """What a detector's traced forward (:meth:`BaseDetector.export_forward`) returns.
+
+    Attributes:
+        output_names: the names of its outputs, in order (``dets``, ``labels`` and, with
+            such a branch, ``mask_probs``, ``keypoint_heatmaps``).
+        coarsest_stride: the stride of the coarsest feature level it reads; an image side
+            of a dynamic-size export must give that level at least 2 cells.
+    """
+
+    output_names: tuple
+    coarsest_stride: int
+
+
+def export_image_meta(height, width):
+    """The meta of an export's input image: the image is its own original (resized and
+    normalised before the graph; no flip)."""
+    return dict(
+        img_shape=(height, width, 3), ori_shape=(height, width, 3), pad_shape=(height, width, 3),
+        scale_factor=1.0, flip=False,
+    )  # fmt: skip
+
+
+def instances_from_dets(dets, labels, img_meta):
+    """An export's ``dets`` (n, 5) ``[x1, y1, x2, y2, score]`` in the input image and
+    ``labels`` (n,) -> :class:`InstanceData` with the boxes in the original image (divided
+    by the meta's ``scale_factor``)."""
+    factor = torch.as_tensor(img_meta.get("scale_factor", 1.0), dtype=dets.dtype).reshape(-1)
+    return InstanceData(bboxes=dets[:, :4] / factor, scores=dets[:, 4], labels=labels)
+
+
+def coarsest_prior_stride(head, default):
+    """The largest stride of a dense head's priors: its prior (anchor or point) generator's
+    ``strides`` (ints or ``(w, h)`` pairs), else the head's own ``strides``, else
+    ``default``."""
+    generator = getattr(head, "prior_generator", None) or getattr(head, "anchor_generator", None)
+    strides = generator.strides if generator is not None else getattr(head, "strides", [default])
+    return int(max(max(s) if isinstance(s, (tuple, list)) else s for s in strides))
+
+
+def check_exportable_nms(test_cfg, where):
+    """Raise :class:`ExportError` when ``test_cfg`` (found at ``where`` in the config) asks
+    for an NMS with no ONNX operator (Soft-NMS)."""
+    nms_type = (test_cfg or {}).get("nms", {}).get("type", "nms")
+    if nms_type != "nms":
+        raise ExportError(
+            f"{where}.nms.type={nms_type!r}: Soft-NMS has no ONNX operator; export with "
+            f"{where}.nms=dict(type='nms', iou_thr=...) (--cfg-options)"
+        )
 
 
 class BaseDetector(nn.Module, metaclass=abc.ABCMeta):
@@ -201,6 +290,44 @@ class BaseDetector(nn.Module, metaclass=abc.ABCMeta):
             )
             for augs, result in zip(samples_per_image, results)
         ]  # fmt: skip
+
+    # ------------------------------------------------------------------ export
+    def export_spec(self):
+        """The :class:`ExportSpec` of this detector's traced forward; raises
+        :class:`ExportError` for a detector (or setting) that does not export. Families
+        that export override it with :meth:`export_outputs`."""
+        raise ExportError(
+            f"{type(self).__name__}: not an exportable detector (two-stage detectors with "
+            "an RPN and single-stage detectors export)"
+        )
+
+    def export_forward(self, img):
+        """The traced forward: (1, 3, H, W) float image, the test pipeline's resized and
+        normalised input, not padded -> the tuple of tensors :meth:`export_spec` names
+        (``dets`` (n, 5) ``[x1, y1, x2, y2, score]`` in the input image, descending score;
+        ``labels`` (n,) int64; the family's further outputs). Pads to ``size_divisor`` in
+        the graph and runs :meth:`export_outputs` (the detector's own inference code)."""
+        height, width = img.shape[-2], img.shape[-1]
+        batch = pad_images(img, self.size_divisor)
+        if self.channels_last_inference and img.device.type == "cpu":
+            # as predict: oneDNN's channels-last convolutions (a torch.export program keeps
+            # the layout; ONNX has none and ignores it)
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return tuple(self.export_outputs(batch, export_image_meta(height, width)))
+
+    def export_outputs(self, batch, img_meta):
+        """The outputs of :meth:`export_forward` for a padded (1, 3, H', W') ``batch`` whose
+        image is described by ``img_meta``; families that export implement it."""
+        self.export_spec()  # the ExportError of a detector that does not export
+        raise NotImplementedError(f"{type(self).__name__}: export_spec without export_outputs")
+
+    def export_instances(self, outputs, img_meta, mask_thr=None):
+        """Exported outputs (``{name: tensor}``, the names of :meth:`export_spec`) ->
+        :class:`InstanceData` in the original image of ``img_meta``: ``bboxes`` divided by
+        its ``scale_factor``, ``scores``, ``labels``; families with further outputs decode
+        them (masks pasted, keypoints decoded; ``mask_thr`` overrides the config's mask
+        threshold)."""
+        return instances_from_dets(outputs["dets"], outputs["labels"], img_meta)
 
     @abc.abstractmethod
     def predict_instances(self, img, data_samples, rescale=False):

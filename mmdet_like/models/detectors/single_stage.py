@@ -2,9 +2,15 @@
 
 import torch
 
-from mmdet_like.models.detectors.base import BaseDetector
+from mmdet_like.models.detectors.base import (
+    BaseDetector,
+    ExportSpec,
+    check_exportable_nms,
+    coarsest_prior_stride,
+)
 from mmdet_like.models.utils.cfg_keys import check_cfg_keys
 from mmdet_like.registry import DETECTORS, HEADS, build_from_cfg
+from mmdet_like.structures.instance_data import DetDataSample
 
 
 @DETECTORS.register()
@@ -57,6 +63,19 @@ class SingleStageDetector(BaseDetector):
         x = self.extract_feat(img)
         metas = [s.metainfo for s in data_samples]
         return self.bbox_head.get_bboxes(*self.bbox_head(x), metas, rescale=rescale)
+
+    def export_spec(self):
+        """``dets``, ``labels``: the head's detections (:meth:`predict_instances`); the
+        coarsest stride is that of the head's priors. Soft-NMS does not export."""
+        check_exportable_nms(self.bbox_head.test_cfg, "test_cfg")
+        return ExportSpec(
+            output_names=("dets", "labels"),
+            coarsest_stride=coarsest_prior_stride(self.bbox_head, self.size_divisor),
+        )
+
+    def export_outputs(self, batch, img_meta):
+        result = self.predict_instances(batch, [DetDataSample(metainfo=img_meta)])[0]
+        return torch.cat([result.bboxes, result.scores[:, None]], dim=1), result.labels
 
 
 @DETECTORS.register()

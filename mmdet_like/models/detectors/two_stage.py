@@ -2,7 +2,14 @@
 
 import torch
 
-from mmdet_like.models.detectors.base import BaseDetector, pad_images
+from mmdet_like.models.detectors.base import (
+    BaseDetector,
+    ExportError,
+    ExportSpec,
+    check_exportable_nms,
+    coarsest_prior_stride,
+    pad_images,
+)
 from mmdet_like.models.utils.cfg_keys import check_cfg_keys
 from mmdet_like.registry import DETECTORS, HEADS, build_from_cfg
 
@@ -134,6 +141,35 @@ class TwoStageDetector(BaseDetector):
         else:
             proposals = self._given_proposals(data_samples, img.device)
         return self.roi_head.simple_test(x, proposals, metas, rescale=rescale)
+
+    def export_spec(self):
+        """``dets``, ``labels`` and the RoI head's further outputs
+        (:meth:`BaseRoIHead.export_output_names`); the coarsest stride is that of the RPN's
+        anchors. A detector without an RPN, or with Soft-NMS in the RoI head, does not
+        export."""
+        if self.rpn_head is None:
+            raise ExportError(
+                f"{type(self).__name__}: a detector without an RPN takes precomputed "
+                "proposals; only detectors that find their own boxes export"
+            )
+        check_exportable_nms(self.roi_head.test_cfg, "test_cfg.rcnn")
+        return ExportSpec(
+            output_names=("dets", "labels", *self.roi_head.export_output_names()),
+            coarsest_stride=coarsest_prior_stride(self.rpn_head, self.size_divisor),
+        )
+
+    def export_outputs(self, batch, img_meta):
+        """The RPN's proposals, then the RoI head's :meth:`BaseRoIHead.export_outputs`."""
+        x = self.extract_feat(batch)
+        proposals = self._rpn_proposals(x, [img_meta])
+        return self.roi_head.export_outputs(x, proposals, img_meta)
+
+    def export_instances(self, outputs, img_meta, mask_thr=None):
+        """As :meth:`BaseDetector.export_instances`, with masks and keypoints decoded by the
+        RoI head (:meth:`BaseRoIHead.decode_export_outputs`)."""
+        result = super().export_instances(outputs, img_meta)
+        self.roi_head.decode_export_outputs(result, outputs, img_meta, mask_thr)
+        return result
 
     @torch.no_grad()
     def aug_predict_instances(self, imgs, samples_per_image):

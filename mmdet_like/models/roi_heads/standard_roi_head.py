@@ -242,6 +242,54 @@ class BaseRoIHead(torch.nn.Module):
                 self.test_cfg["mask_thr_binary"],
             )  # fmt: skip
 
+    # ------------------------------------------------------------------------ export
+    def export_output_names(self):
+        """The outputs an export adds after ``dets`` and ``labels``: ``mask_probs`` with a
+        mask branch, ``keypoint_heatmaps`` with a keypoint branch."""
+        return [name for name, present in (("mask_probs", self.with_mask),
+                                           ("keypoint_heatmaps", self.with_keypoint))
+                if present]  # fmt: skip
+
+    def export_outputs(self, x, proposals, img_meta):
+        """One image's detections as an exported graph returns them (boxes in the input
+        image): ``dets`` (n, 5) ``[x1, y1, x2, y2, score]``, ``labels`` (n,), with a mask
+        branch ``mask_probs`` (n, M, M) (each detection's class, on its box) and with a
+        keypoint branch ``keypoint_heatmaps`` (n, K, S, S) logits (their decoding, a
+        resize to each box's own size, is no single graph operator:
+        :meth:`decode_export_outputs`)."""
+        results, input_boxes = self.detect_bboxes(x, proposals, [img_meta])
+        result = results[0]
+        outputs = [torch.cat([result.bboxes, result.scores[:, None]], dim=1), result.labels]
+        rois = bbox2roi(input_boxes)
+        if self.with_mask:
+            outputs.append(self.mask_head.mask_probs(self._mask_forward(x, rois), result.labels))
+        if self.with_keypoint:
+            outputs.append(self.keypoint_head(self.keypoint_roi_extractor(x, rois)))
+        return tuple(outputs)
+
+    def decode_export_outputs(self, result, outputs, img_meta, mask_thr=None):
+        """Complete ``result`` (the exported detections in the original image) from the
+        exported ``outputs`` (``{name: tensor}``): ``masks`` (n, H, W) bool pasted at
+        ``ori_shape`` (``mask_thr`` defaults to ``test_cfg.mask_thr_binary``), ``keypoints``
+        (n, K, 2) and ``keypoint_scores`` (n, K) decoded on the boxes in the input image and
+        divided by ``scale_factor``, as :meth:`simple_test` gives them."""
+        if "mask_probs" in outputs:
+            threshold = self.test_cfg["mask_thr_binary"] if mask_thr is None else mask_thr
+            height, width = int(img_meta["ori_shape"][0]), int(img_meta["ori_shape"][1])
+            result.masks = self.mask_head.paste_probs(
+                outputs["mask_probs"], result.bboxes, height, width, threshold
+            )
+        if "keypoint_heatmaps" in outputs:
+            dets = outputs["dets"]
+            points, scores = self.keypoint_head.get_keypoints(
+                outputs["keypoint_heatmaps"], dets[:, :4]
+            )
+            factor = torch.as_tensor(img_meta.get("scale_factor", 1.0), dtype=dets.dtype)
+            factor = factor.reshape(-1)
+            result.keypoints = points / factor[:2] if factor.numel() > 1 else points / factor
+            result.keypoint_scores = scores
+        return result
+
 
 @HEADS.register()
 class StandardRoIHead(BaseRoIHead):

@@ -182,7 +182,7 @@ class AnchorHead(BaseDenseHead):
     def _init_layers(self):
         """The head's layers (the base: a 1x1 conv for the scores and one for the deltas)."""
         self.conv_cls = nn.Conv2d(self.in_channels, self.num_anchors * self.cls_out_channels, 1)
-        self.conv_reg = nn.Conv2d(self.in_channels, self.num_anchors * 4, 1)
+        self.conv_reg = nn.Conv2d(self.in_channels, self.num_anchors * self.bbox_pred_channels, 1)
 
     def init_weights(self):
         """Normal(0, 0.01) weights and zero biases for every conv of the head."""
@@ -312,9 +312,9 @@ class AnchorHead(BaseDenseHead):
         """The losses from the predictions at the sampled anchors.
 
         Args:
-            scores: (S, cls_out_channels) logits; deltas: (S, 4) box deltas; score_factors:
-                (S,) score factor logits (heads with ``with_score_factors``); in the order of
-                ``targets`` (:class:`AnchorTargets`).
+            scores: (S, cls_out_channels) logits; deltas: (S, bbox_pred_channels) box
+                predictions; score_factors: (S,) score factor logits (heads with
+                ``with_score_factors``); in the order of ``targets`` (:class:`AnchorTargets`).
 
         Returns:
             dict of the losses named by ``loss_names`` (the third from
@@ -364,7 +364,7 @@ class AnchorHead(BaseDenseHead):
         targets = self.get_targets(anchors, featmap_sizes, *rest)
         at_samples = (targets.image_inds, targets.anchor_inds)
         scores = flatten_levels(cls_scores, self.cls_out_channels)[at_samples]
-        deltas = flatten_levels(bbox_preds, 4)[at_samples]
+        deltas = flatten_levels(bbox_preds, self.bbox_pred_channels)[at_samples]
         if score_factors is not None:
             score_factors = flatten_levels(score_factors, 1)[at_samples][:, 0]
         return self.loss_of_samples(scores, deltas, targets, score_factors)

@@ -114,8 +114,9 @@ class BaseDenseHead(nn.Module, metaclass=abc.ABCMeta):
     classifier, ``use_sigmoid_cls=False``), ``prior_generator`` (``PRIOR_GENERATORS``),
     ``bbox_coder`` (``BBOX_CODERS``) and ``test_cfg``; and implements ``forward_single(x)``
     (one level's outputs, a tuple: class logits, box predictions and, with
-    ``with_score_factors``, score factor logits (N, A, H, W); heads whose layers differ by
-    level override :meth:`forward`) and ``loss(*outputs, batch_gt_instances,
+    ``with_score_factors``, score factor logits (N, A, H, W); the box predictions have
+    ``bbox_pred_channels`` per prior; heads whose layers differ by level override
+    :meth:`forward`) and ``loss(*outputs, batch_gt_instances,
     batch_img_metas, batch_gt_instances_ignore)``. Where its priors or boxes need more than
     the generator and the coder give, it overrides :meth:`get_priors` (FCOS: points with
     their strides) and :meth:`decode_bboxes` (FCOS: distances in strides). Detections
@@ -135,6 +136,9 @@ class BaseDenseHead(nn.Module, metaclass=abc.ABCMeta):
     # class score * factor (mmdetection)
     sqrt_score = False
     use_sigmoid_cls = True
+    # channels of one prior's box prediction: 4 (deltas, distances), or more for a head that
+    # predicts a distribution per side (GFL: 4 * (reg_max + 1)), which decode_bboxes reads
+    bbox_pred_channels = 4
 
     @abc.abstractmethod
     def forward_single(self, x):
@@ -188,7 +192,7 @@ class BaseDenseHead(nn.Module, metaclass=abc.ABCMeta):
         for cls, reg, level_priors in zip(cls_scores, bbox_preds, priors_per_level):
             logits = flatten_levels([cls], self.cls_out_channels)  # (N, K_l, C')
             scores = logits.sigmoid() if self.use_sigmoid_cls else logits.softmax(-1)
-            preds = flatten_levels([reg], 4)
+            preds = flatten_levels([reg], self.bbox_pred_channels)
             num = scores.size(1)
             tracing = torch.compiler.is_compiling()
             if nms_pre and nms_pre > 0 and (tracing or nms_pre < num):
@@ -198,7 +202,7 @@ class BaseDenseHead(nn.Module, metaclass=abc.ABCMeta):
                 object_scores = scores if self.use_sigmoid_cls else scores[..., :-1]
                 _, top = object_scores.max(-1).values.topk(count, dim=1)
                 scores = scores.gather(1, top[..., None].expand(-1, -1, scores.size(-1)))
-                preds = preds.gather(1, top[..., None].expand(-1, -1, 4))
+                preds = preds.gather(1, top[..., None].expand(-1, -1, preds.size(-1)))
                 level_priors = level_priors[top]
             else:
                 level_priors = level_priors[None].expand(scores.size(0), -1, -1)
@@ -246,7 +250,8 @@ class BaseDenseHead(nn.Module, metaclass=abc.ABCMeta):
             scores = ranked
             if factor is not None and not self.sqrt_score:
                 scores = ranked * factor[..., 0].gather(1, prior_inds)
-            preds = flatten_levels([reg], 4).gather(1, prior_inds[..., None].expand(-1, -1, 4))
+            preds = flatten_levels([reg], self.bbox_pred_channels)
+            preds = preds.gather(1, prior_inds[..., None].expand(-1, -1, preds.size(-1)))
             all_boxes.append(self.decode_bboxes(level_priors[prior_inds], preds))
             all_ranked.append(ranked)
             all_scores.append(scores)

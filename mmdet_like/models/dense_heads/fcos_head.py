@@ -25,21 +25,10 @@ from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
 from mmdet_like.models.dense_heads.base_dense_head import BaseDenseHead, flatten_levels
-from mmdet_like.models.layers import build_norm_layer
+from mmdet_like.models.layers import Scale, build_norm_layer
 from mmdet_like.registry import BBOX_CODERS, HEADS, LOSSES, PRIOR_GENERATORS, build_from_cfg
 
 INF = 1e8
-
-
-class Scale(nn.Module):
-    """A learnable scalar factor: x -> x * scale."""
-
-    def __init__(self, scale=1.0):
-        super().__init__()
-        self.scale = nn.Parameter(torch.tensor(float(scale)))
-
-    def forward(self, x):
-        return x * self.scale
 
 
 @HEADS.register()

@@ -263,7 +263,8 @@ def test_the_exporter_knows_no_detector_family():
     import ast
 
     families = {"SingleStageDetector", "TwoStageDetector", "RPN", "FastRCNN", "FasterRCNN",
-                "MaskRCNN", "CascadeRCNN", "KeypointRCNN", "RetinaNet", "FCOS"}  # fmt: skip
+                "MaskRCNN", "CascadeRCNN", "KeypointRCNN", "RetinaNet", "FCOS", "ATSS",
+                "GFL"}  # fmt: skip
     parts = {"roi_head", "bbox_head", "rpn_head", "mask_head", "keypoint_head", "neck",
              "backbone", "extract_feat", "predict_instances"}  # fmt: skip
     offences = []

@@ -1,6 +1,7 @@
 """ONNX export of the other families (see tests/deployment/test_export.py for the
 method): Cascade Mask R-CNN, C4 Mask R-CNN (a shared res5 head, one RPN level), Keypoint
-R-CNN (heatmaps decoded outside the graph) and FCOS (anchor-free: points), each compared
+R-CNN (heatmaps decoded outside the graph), FCOS (anchor-free: points) and GFL (distance
+distributions, anchors with their strides), each compared
 with the detector's own PyTorch inference on scikit-image's ``astronaut``. A module of
 their own, so that pytest-xdist runs them beside the other export tests."""
 
@@ -79,6 +80,17 @@ def test_fcos_onnx_equals_pytorch(tmp_path):
     assert dynamic_min_side(model) == 33  # points of the coarsest level: stride 32
     image, _ = prepare_input(model.cfg, _photo_bgr(), (96, 128))
     path = tmp_path / "fcos.onnx"
+    names = export_detector(model, image, str(path), "onnx", dynamic=False)
+    assert names == ["dets", "labels"]
+    _check_same(model, path, image)
+
+
+def test_gfl_onnx_equals_pytorch(tmp_path):
+    """A dense head with box distributions (the softmax expectation in the graph) and a
+    joint class-quality score, exported by the generic single-stage path; fixed size."""
+    model = _model(DEMO / "gfl_r18_fpn_demo.py")
+    image, _ = prepare_input(model.cfg, _photo_bgr(), (96, 128))
+    path = tmp_path / "gfl.onnx"
     names = export_detector(model, image, str(path), "onnx", dynamic=False)
     assert names == ["dets", "labels"]
     _check_same(model, path, image)

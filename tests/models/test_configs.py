@@ -1,5 +1,5 @@
-"""Every config in configs/ and its small_data/, torchvision/, gn/ and seed004/ folders
-builds, trains one step and runs inference (with tiny widths).
+"""Every config in configs/ and its small_data/, torchvision/, gn/, seed004/, atss/ and gfl/
+folders builds, trains one step and runs inference (with tiny widths).
 
 The config's real backbone is built on the ``meta`` device (no memory, no weights) to check
 its arguments and that its output channels match the neck (or, without one, the RPN); the
@@ -19,10 +19,12 @@ from mmdet_like.models import build_backbone, build_detector
 from mmdet_like.structures import BitmapMasks, DetDataSample, samples_from_lists
 
 ROOT = Path(__file__).resolve().parents[2]
-# the seed-table configs at the top level, and the small-data and torchvision ones
+# the seed-table configs at the top level, the small-data and torchvision ones, and the
+# families under mmdetection's names (configs/atss/, configs/gfl/)
+SCHEDULED = ("configs", "atss", "gfl")  # folders whose names end in the schedule
 CONFIGS = sorted(
     p
-    for folder in ("", "small_data", "torchvision", "gn", "seed004")
+    for folder in ("", "small_data", "torchvision", "gn", "seed004", "atss", "gfl")
     for p in (ROOT / "configs" / folder).glob("*.py")
 )
 WIDTH, NUM_CLASSES, NUM_KEYPOINTS = 16, 3, 4
@@ -46,6 +48,9 @@ def test_every_family_and_backbone_has_configs():
     cascade = {f"{family}_{backbone}_fpn_1x.py" for family in ("cascade_rcnn", "cascade_mask_rcnn")
                for backbone in ("r50", "r101", "x101_32x4d")}  # fmt: skip
     assert cascade <= names
+    atss_gfl = {"atss_r50_fpn_1x_coco.py", "atss_r101_fpn_1x_coco.py", "gfl_r50_fpn_1x_coco.py",
+                "gfl_r50_fpn_mstrain_2x_coco.py", "gfl_r101_fpn_mstrain_2x_coco.py"}  # fmt: skip
+    assert atss_gfl <= names
 
 
 def pipelines(cfg):
@@ -201,8 +206,8 @@ def test_config_builds_trains_and_infers(path):
     cfg = load_config(str(path))
     model_cfg = cfg.model.to_dict()
     train_cfg, test_cfg = cfg.train_cfg.to_dict(), cfg.test_cfg.to_dict()
-    if path.parent.name == "configs":  # the seed-table schedules
-        assert cfg.total_epochs == (12 if path.stem.endswith("1x") else 24)
+    if path.parent.name in SCHEDULED:  # the schedule in the name
+        assert cfg.total_epochs == (12 if path.stem.removesuffix("_coco").endswith("1x") else 24)
 
     with torch.device("meta"):  # the real backbone: arguments and channels, no memory
         real = build_backbone(model_cfg["backbone"])
@@ -244,6 +249,8 @@ def test_config_builds_trains_and_infers(path):
         "FastRCNN": {"loss_cls", "loss_bbox"},
         "RetinaNet": {"loss_cls", "loss_bbox"},
         "FCOS": {"loss_cls", "loss_bbox", "loss_centerness"},
+        "ATSS": {"loss_cls", "loss_bbox", "loss_centerness"},
+        "GFL": {"loss_cls", "loss_bbox", "loss_dfl"},
         "CascadeRCNN": {
             "loss_rpn_cls",
             "loss_rpn_bbox",

@@ -1,13 +1,15 @@
 """Dense (per-location) heads, registered in ``HEADS``: :class:`AnchorHead`, the base of
-anchor-based heads, :class:`RPNHead`, its proposal-mode subclass, :class:`RetinaHead`, and the
-anchor-free :class:`FCOSHead`, all :class:`BaseDenseHead` subclasses; the shared steps of
-their detections (:func:`flatten_levels`, :func:`top_pairs`, :func:`detections_per_image`)."""
+anchor-based heads, :class:`RPNHead`, its proposal-mode subclass, :class:`RetinaHead` and on
+it :class:`ATSSHead` and :class:`GFLHead`, and the anchor-free :class:`FCOSHead`, all
+:class:`BaseDenseHead` subclasses; the shared steps of their detections
+(:func:`flatten_levels`, :func:`top_pairs`, :func:`detections_per_image`)."""
 
 from mmdet_like.models.dense_heads.anchor_head import (
     AnchorHead,
     AnchorTargets,
     anchor_inside_flags,
 )
+from mmdet_like.models.dense_heads.atss_head import ATSSHead
 from mmdet_like.models.dense_heads.base_dense_head import (
     BaseDenseHead,
     detections_per_image,
@@ -15,14 +17,18 @@ from mmdet_like.models.dense_heads.base_dense_head import (
     top_pairs,
 )
 from mmdet_like.models.dense_heads.fcos_head import FCOSHead
+from mmdet_like.models.dense_heads.gfl_head import GFLHead, Integral
 from mmdet_like.models.dense_heads.retina_head import RetinaHead
 from mmdet_like.models.dense_heads.rpn_head import RPNHead
 
 __all__ = [
+    "ATSSHead",
     "AnchorHead",
     "AnchorTargets",
     "BaseDenseHead",
     "FCOSHead",
+    "GFLHead",
+    "Integral",
     "RPNHead",
     "RetinaHead",
     "anchor_inside_flags",

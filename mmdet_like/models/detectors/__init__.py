@@ -2,7 +2,13 @@
 
 from mmdet_like.models.detectors.base import BaseDetector, pad_images
 from mmdet_like.models.detectors.rpn import RPN
-from mmdet_like.models.detectors.single_stage import FCOS, RetinaNet, SingleStageDetector
+from mmdet_like.models.detectors.single_stage import (
+    ATSS,
+    FCOS,
+    GFL,
+    RetinaNet,
+    SingleStageDetector,
+)
 from mmdet_like.models.detectors.two_stage import (
     CascadeRCNN,
     FasterRCNN,
@@ -13,7 +19,9 @@ from mmdet_like.models.detectors.two_stage import (
 )
 
 __all__ = [
+    "ATSS",
     "FCOS",
+    "GFL",
     "RPN",
     "BaseDetector",
     "CascadeRCNN",

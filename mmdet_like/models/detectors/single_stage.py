@@ -88,3 +88,15 @@ class RetinaNet(SingleStageDetector):
 class FCOS(SingleStageDetector):
     """FCOS (Tian et al. 2019): a :class:`SingleStageDetector` whose head is an
     ``FCOSHead`` (anchor-free: one point per cell, distances to the box sides, centre-ness)."""
+
+
+@DETECTORS.register()
+class ATSS(SingleStageDetector):
+    """ATSS (Zhang et al. 2020): a :class:`SingleStageDetector` whose head is an ``ATSSHead``
+    (one anchor per location, adaptive positive selection, centre-ness)."""
+
+
+@DETECTORS.register()
+class GFL(SingleStageDetector):
+    """Generalized Focal Loss (Li et al. 2020): a :class:`SingleStageDetector` whose head is a
+    ``GFLHead`` (joint class-quality scores, distance distributions)."""

@@ -358,14 +358,28 @@ def make_labelme_folder(out, num_images, seed=0, large_objects=False):
     return count
 
 
-def make_dataset(out, num_train=1000, num_val=200, seed=0, keypoints=False, large_objects=False):
-    """Write the dataset (the ``--large-objects`` one with ``large_objects``) under ``out``;
-    returns ``{split: annotation file}`` (with ``keypoints``, also ``{"<split>_keypoints":
-    keypoint annotation file}``)."""
+def as_single_class(coco, name="shape"):
+    """``coco`` with its categories merged into one, ``name`` (id 1): every annotation
+    becomes that class (the images and masks are unchanged)."""
+    category = {"id": 1, "name": name, "supercategory": "shape"}
+    for key in ("keypoints", "skeleton"):
+        if key in coco["categories"][0]:
+            category[key] = coco["categories"][0][key]
+    annotations = [dict(a, category_id=1) for a in coco["annotations"]]
+    return dict(coco, annotations=annotations, categories=[category])
+
+
+def make_dataset(out, num_train=1000, num_val=200, seed=0, keypoints=False, large_objects=False,
+                 single_class=False):  # fmt: skip
+    """Write the dataset (the ``--large-objects`` one with ``large_objects``; every shape
+    one class ``shape`` with ``single_class``) under ``out``; returns ``{split: annotation
+    file}`` (with ``keypoints``, also ``{"<split>_keypoints": keypoint annotation file}``)."""
     os.makedirs(osp.join(out, "annotations"), exist_ok=True)
     files = {}
     for split, num in (("train", num_train), ("val", num_val)):
         coco, coco_keypoints = make_split(out, split, num, seed, large_objects)
+        if single_class:
+            coco, coco_keypoints = as_single_class(coco), as_single_class(coco_keypoints)
         written = {split: ("instances", coco)}
         if keypoints:
             written[f"{split}_keypoints"] = ("keypoints", coco_keypoints)
@@ -395,6 +409,11 @@ def parse_args(argv=None):
         help="1-3 large shapes (30-90%% of the shorter side) on 256-320 px images, landscape "
         "or portrait, instead of the default 128 px images of small shapes",
     )  # fmt: skip
+    parser.add_argument(
+        "--single-class", action="store_true",
+        help="every shape annotated as one class, 'shape' (COCO format only): the same "
+        "images, a one-class set (as a pedestrian set is)",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -402,14 +421,17 @@ def main(argv=None):
     args = parse_args(argv)
     if args.num_train < 0 or args.num_val < 0:
         raise SystemExit("--num-train and --num-val must be >= 0")
+    if args.format == "labelme" and args.single_class:
+        raise SystemExit("--single-class is for the COCO format (LabelMe keeps the shape names)")
     if args.format == "labelme":
         total = args.num_train + args.num_val
         shapes = make_labelme_folder(args.out, total, args.seed, args.large_objects)
         print(f"{total} images with LabelMe json ({shapes} polygons) -> {args.out}")
         return
     files = make_dataset(
-        args.out, args.num_train, args.num_val, args.seed, args.keypoints, args.large_objects
-    )
+        args.out, args.num_train, args.num_val, args.seed, args.keypoints, args.large_objects,
+        args.single_class,
+    )  # fmt: skip
     for split, path in files.items():
         with open(path, encoding="utf-8") as f:
             coco = json.load(f)

@@ -153,6 +153,26 @@ def test_make_demo_dataset_large_objects_has_the_advertised_sizes(tmp_path):
     assert min(counts) >= 1 and max(counts) <= 3 and len(set(counts)) >= 2, counts
 
 
+def test_make_demo_dataset_single_class_keeps_the_instances_in_one_class(tmp_path):
+    """``--single-class``: the same images and instances as without it, all of class 1."""
+    tool = load_tool("make_demo_dataset")
+    many = tool.make_dataset(str(tmp_path / "a"), 4, 1, seed=3, keypoints=True,
+                             large_objects=True)  # fmt: skip
+    one = tool.make_dataset(str(tmp_path / "b"), 4, 1, seed=3, keypoints=True,
+                            large_objects=True, single_class=True)  # fmt: skip
+    for key in ("train", "val", "train_keypoints"):
+        a, b = (json.loads(Path(files[key]).read_text()) for files in (many, one))
+        assert b["images"] == a["images"] and len(b["annotations"]) == len(a["annotations"])
+        assert {c["id"] for c in a["categories"]} == {1, 2, 3, 4}
+        assert [(c["id"], c["name"]) for c in b["categories"]] == [(1, "shape")]
+        if key.endswith("keypoints"):
+            assert b["categories"][0]["keypoints"] == a["categories"][0]["keypoints"]
+        for x, y in zip(a["annotations"], b["annotations"], strict=True):
+            assert y == dict(x, category_id=1)
+    with pytest.raises(SystemExit, match="--single-class is for the COCO format"):
+        tool.main([str(tmp_path / "c"), "--format", "labelme", "--single-class"])
+
+
 def test_make_demo_dataset_labelme_folder_converts_to_the_same_instances(tmp_path):
     """``--format labelme`` (docs/own_dataset.md's starting point): through labelme2coco.py,
     the same images and instances (class, box within a pixel) as the COCO files."""

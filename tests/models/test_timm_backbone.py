@@ -145,3 +145,27 @@ def test_a_detector_and_layer_wise_decay_on_a_timm_convnext():
         1e-3 * 0.5**1
     )
     assert lrs["neck.lateral_convs.0.weight"] == pytest.approx(1e-3)
+
+
+def test_out_norm_normalises_each_level_outside_the_blocks():
+    plain = TimmBackbone("convnext_atto", out_indices=(1, 2, 3))
+    normed = TimmBackbone("convnext_atto", out_indices=(1, 2, 3), frozen_stages=4,
+                          out_norm=dict(type="LN", eps=1e-6))  # fmt: skip
+    normed.model.load_state_dict(plain.model.state_dict())
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        raw, outs = plain.eval()(x), normed.eval()(x)
+    assert [o.shape for o in outs] == [r.shape for r in raw]
+    for r, o in zip(raw, outs):  # a LayerNorm over the channels at each position (weight 1)
+        mean, var = r.mean(1, keepdim=True), r.var(1, unbiased=False, keepdim=True)
+        torch.testing.assert_close(o, (r - mean) / (var + 1e-6).sqrt(), rtol=1e-4, atol=1e-4)
+    norm_params = {n for n, _ in normed.named_parameters() if n.startswith("out_norms.")}
+    assert norm_params == {f"out_norms.{k}.{p}" for k in range(3) for p in ("weight", "bias")}
+    blocked = {name for block in normed.blocks() for name in block.names}
+    assert not any(name.startswith("out_norms") for name in blocked)
+    # every stage frozen, the output norms still train
+    trainable = {n for n, p in normed.named_parameters() if p.requires_grad}
+    assert trainable == norm_params
+    with pytest.raises(BuildError, match=r"out_norm must be None or dict\(type='LN'"):
+        build_backbone(dict(type="TimmBackbone", model_name="convnext_atto",
+                            out_norm=dict(type="BN")))  # fmt: skip

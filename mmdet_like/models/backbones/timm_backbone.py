@@ -5,7 +5,8 @@ getter (``forward_intermediates``, which timm 1.x models have): the outputs are 
 of the ``out_indices`` feature levels, the layers after the last one are pruned, and the
 channels and strides come from timm's ``feature_info``. Stages for ``frozen_stages`` and
 layer-wise learning-rate decay: the feature levels of stride >= 4 (C2, C3, ...); what runs
-before the first of them is the stem.
+before the first of them is the stem. ``out_norm`` adds a LayerNorm on each returned level
+(mmdetection's Swin and mmcls's ConvNeXt ``norm{i}``), which timm's feature levels lack.
 """
 
 import os
@@ -59,6 +60,19 @@ def _split_blocks(name, module):
     return [(name,)]
 
 
+def _out_norms(out_norm, channels):
+    """``None``, or a ``ModuleList`` of one channel LayerNorm (NCHW) per output."""
+    if out_norm is None:
+        return None
+    known = {"type", "eps"}
+    if not isinstance(out_norm, dict) or out_norm.get("type") != "LN" or set(out_norm) - known:
+        raise ValueError(
+            f"TimmBackbone: out_norm must be None or dict(type='LN', eps=...), got {out_norm!r}"
+        )
+    eps = out_norm.get("eps", 1e-5)
+    return nn.ModuleList(_timm().layers.LayerNorm2d(c, eps=eps) for c in channels)
+
+
 @BACKBONES.register()
 class TimmBackbone(BaseBackbone):
     """A timm model's feature levels as a backbone.
@@ -80,6 +94,13 @@ class TimmBackbone(BaseBackbone):
             feature level of stride >= 4 (with what runs between it and the level before).
         model_kwargs: other ``timm.create_model`` arguments (``drop_path_rate``,
             ``img_size``, ...).
+        out_norm: ``None`` (the levels as timm returns them) or ``dict(type="LN",
+            eps=1e-6)``: a LayerNorm over the channels of each returned level, its parameters
+            ``out_norms.{k}`` (``k``: the position among the outputs). mmdetection's Swin
+            (eps 1e-5) and mmcls's ConvNeXt (eps 1e-6) normalise their outputs so
+            (``backbone.norm{i}``); timm's feature levels are not normalised. The norms are in
+            no block: ``frozen_stages`` leaves them trainable and layer-wise decay gives them
+            the full learning rate (as mmdetection's decay gives ``backbone.norm{i}``).
     """
 
     def __init__(
@@ -91,6 +112,7 @@ class TimmBackbone(BaseBackbone):
         frozen_stages=-1,
         norm_eval=False,
         model_kwargs=None,
+        out_norm=None,
     ):
         super().__init__(frozen_stages=frozen_stages, norm_eval=norm_eval)
         self.model_name = model_name
@@ -107,6 +129,7 @@ class TimmBackbone(BaseBackbone):
         self.out_channels = [int(c) for c in info.channels()]
         self.out_strides = [int(r) for r in info.reduction()]
         self._layout = self._stage_layout()
+        self.out_norms = _out_norms(out_norm, self.out_channels)
         self.freeze_stages()
 
     def _create(self, pretrained):
@@ -224,5 +247,9 @@ class TimmBackbone(BaseBackbone):
         self.model.model.load_state_dict({k: state_dict[k] for k in own})
 
     def forward(self, x):
-        """(N, C, H, W) -> tuple of the ``out_indices`` feature maps (NCHW)."""
-        return tuple(self.model(x))
+        """(N, C, H, W) -> tuple of the ``out_indices`` feature maps (NCHW), each through its
+        ``out_norm`` where there is one."""
+        outs = tuple(self.model(x))
+        if self.out_norms is None:
+            return outs
+        return tuple(norm(out) for norm, out in zip(self.out_norms, outs, strict=True))

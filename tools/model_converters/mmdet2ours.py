@@ -5,7 +5,10 @@
         --config configs/mask_rcnn_r50_fpn_1x.py
 
 For mmdetection's ResNet/ResNeXt-FPN RPN, Faster / Mask R-CNN, Cascade (Mask) R-CNN,
-RetinaNet and FCOS. ``--version auto`` reads ``meta.mmdet_version`` (else the names: v1 had
+RetinaNet and FCOS, and for those models on mmdetection's Swin or (mmcls's) ConvNeXt backbone,
+whose weights are renamed to timm's under our ``TimmBackbone`` (configs/swin/, configs/convnext/;
+mapping in mmdet_like/models/utils/mmdet_timm_backbones.py, not yet checked against a released
+mmdetection checkpoint). ``--version auto`` reads ``meta.mmdet_version`` (else the names: v1 had
 the RoI heads at the top level and FCOS's ``fcos_*`` layers); v1's background class index 0
 is moved last (``fc_cls``) or dropped (a class-specific ``fc_reg``, ``conv_logits``). mmcv's
 ``ConvModule`` names are flattened to ours and the FPN's extra convs renamed (see

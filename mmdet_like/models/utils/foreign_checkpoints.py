@@ -74,7 +74,9 @@ softmax classifier (``fc_cls`` row 0 moved last, a class-specific ``fc_reg``'s f
 and ``conv_logits``' channel 0 dropped); RPN, RetinaNet and FCOS classifiers are sigmoid
 ones without a background in both versions. mmdetection's Cascade Mask R-CNN has a mask head
 per stage (its test averages the three); ours has one, on the last stage: the last stage's
-is kept.
+is kept. mmdetection's Swin and (mmcls's) ConvNeXt backbones are renamed to timm's names
+under ``TimmBackbone`` (``backbone.model.model.``; ``mmdet_timm_backbones.py`` has the
+mapping).
 """
 
 import io
@@ -86,6 +88,7 @@ import numpy as np
 import torch
 
 from mmdet_like.errors import ProjectError
+from mmdet_like.models.utils.mmdet_timm_backbones import MMDetBackboneError, split_timm_backbone
 
 BN_EPS = 1e-5  # our norm layers' default eps
 AFFINE_RUNNING_VAR = 1.0 - BN_EPS  # (1 - eps) + eps == 1 exactly in float32
@@ -672,8 +675,8 @@ def _mmdet_v2_to_ours(state_dict, source):
     if unknown:
         raise ForeignCheckpointError(
             f"{source}: names this converter does not know: {_listed(unknown)}; "
-            "it converts mmdetection's ResNet/ResNeXt-FPN RPN, Faster/Mask R-CNN, Cascade "
-            "(Mask) R-CNN, RetinaNet and FCOS"
+            "it converts mmdetection's RPN, Faster/Mask R-CNN, Cascade (Mask) R-CNN, RetinaNet "
+            "and FCOS on ResNet/ResNeXt-FPN (and Swin / ConvNeXt backbones)"
         )
     stage_key = re.compile(r"^roi_head\.mask_head\.(\d+)\.")
     stages = sorted({int(m[1]) for k in out if (m := stage_key.match(k))})
@@ -742,7 +745,14 @@ def convert_mmdet(state_dict, meta=None, version="auto", source="checkpoint"):
     found = mmdet_version(state_dict, meta, version, source)
     if found == 1:
         state_dict = _mmdet_v1_to_v2(state_dict, source)
+    try:
+        backbone, state_dict, backbone_info = split_timm_backbone(state_dict, source)
+    except MMDetBackboneError as exc:
+        raise ForeignCheckpointError(str(exc)) from None
     out, notes = _mmdet_v2_to_ours(state_dict, source)
+    out = OrderedDict([*backbone.items(), *out.items()])
+    if backbone_info is not None:
+        notes = backbone_info["notes"] + notes
     num_classes = _check_mmdet_layout(out, source)
     return out, dict(version=found, num_classes=num_classes, notes=notes)
 

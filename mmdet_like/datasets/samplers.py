@@ -169,13 +169,10 @@ class GroupSampler(_SkippableSampler):
         return self.num_samples
 
 
-@SAMPLERS.register()
-class DistributedGroupSampler(_SkippableSampler):
-    """This rank's share of a grouped shuffle; all ranks get the same number of samples.
-
-    Every group is padded to a multiple of ``samples_per_gpu * num_replicas`` so no rank
-    gets a mixed batch; rank ``r`` takes the ``r``-th contiguous slice of the chunks.
-    """
+class _ShardedSampler(_SkippableSampler):
+    """Rank ``rank`` of ``num_replicas`` takes the ``rank``-th contiguous share of
+    ``num_samples`` (set by the subclass) of one order that every rank draws alike (same
+    seed and epoch)."""
 
     def __init__(
         self, dataset, samples_per_gpu=1, num_replicas=1, rank=0, seed=0, seed_samples=False
@@ -185,6 +182,30 @@ class DistributedGroupSampler(_SkippableSampler):
             raise ValueError(f"rank {rank} is not in [0, {num_replicas})")
         self.num_replicas = num_replicas
         self.rank = rank
+
+    def _share(self, indices):
+        start = self.rank * self.num_samples
+        return indices[start : start + self.num_samples]
+
+    def _seed_offset(self):
+        return self.rank * self.num_samples
+
+    def __len__(self):
+        return self.num_samples
+
+
+@SAMPLERS.register()
+class DistributedGroupSampler(_ShardedSampler):
+    """This rank's share of a grouped shuffle; all ranks get the same number of samples.
+
+    Every group is padded to a multiple of ``samples_per_gpu * num_replicas`` so no rank
+    gets a mixed batch; rank ``r`` takes the ``r``-th contiguous slice of the chunks.
+    """
+
+    def __init__(
+        self, dataset, samples_per_gpu=1, num_replicas=1, rank=0, seed=0, seed_samples=False
+    ):
+        super().__init__(dataset, samples_per_gpu, num_replicas, rank, seed, seed_samples)
         per_step = samples_per_gpu * num_replicas
         sizes = np.bincount(self.flag)
         total = sum(math.ceil(s / per_step) * per_step for s in sizes if s)
@@ -197,49 +218,30 @@ class DistributedGroupSampler(_SkippableSampler):
             self._generator(),
             self.samples_per_gpu * self.num_replicas,
         )
-        indices = [i for chunk in chunks for i in chunk]
-        start = self.rank * self.num_samples
-        return indices[start : start + self.num_samples]
-
-    def _seed_offset(self):
-        return self.rank * self.num_samples
-
-    def __len__(self):
-        return self.num_samples
+        return self._share([i for chunk in chunks for i in chunk])
 
 
-class _UngroupedSampler(_SkippableSampler):
+class _UngroupedSampler(_ShardedSampler):
     """An epoch of ``len(dataset)`` indices (rounded up to whole batches on every rank),
-    rank ``r`` of ``num_replicas`` taking the ``r``-th contiguous share of one order that
-    every rank draws alike (same seed and epoch). Batches mix landscape and portrait images
-    (the collate pads them to the batch's largest size)."""
+    each rank taking its share (:class:`_ShardedSampler`). Batches mix landscape and
+    portrait images (the collate pads them to the batch's largest size)."""
 
     def __init__(
         self, dataset, samples_per_gpu=1, num_replicas=1, rank=0, seed=0, seed_samples=False
     ):
-        super().__init__(dataset, samples_per_gpu, seed, seed_samples)
-        if not 0 <= rank < num_replicas:
-            raise ValueError(f"rank {rank} is not in [0, {num_replicas})")
-        self.num_replicas = num_replicas
-        self.rank = rank
+        super().__init__(dataset, samples_per_gpu, num_replicas, rank, seed, seed_samples)
         per_step = samples_per_gpu * num_replicas
         self.num_samples = math.ceil(len(dataset) / per_step) * samples_per_gpu
 
     def _order(self, generator):
+        """(len(dataset),) tensor: the epoch's order of image indices."""
         raise NotImplementedError
 
     def _indices(self):
         order = self._order(self._generator()).tolist()
         total = self.num_samples * self.num_replicas
         order = (order * math.ceil(total / max(len(order), 1)))[:total]  # pad by repeating
-        start = self.rank * self.num_samples
-        return order[start : start + self.num_samples]
-
-    def _seed_offset(self):
-        return self.rank * self.num_samples
-
-    def __len__(self):
-        return self.num_samples
+        return self._share(order)
 
 
 @SAMPLERS.register()

@@ -184,24 +184,18 @@ def test_plain_recipe_optimizer_schedule_and_sampler(tool):
 
 
 def test_our_lr_hook_gives_the_plain_recipe_schedule(tool):
-    # the plain loop's schedule in our config (issue 28's swaps run it on our side)
+    # the plain loop's schedule in our config (issue 28's swaps run it on our side), our hook
+    # driving an optimizer as on torchvision's side (HookLrSchedule: equal to our runner's
+    # LRs, test_torchvision_lr_schedule_equals_ours)
     num_iters = 300
-    hook = build_lr_updater_hook(
-        dict(policy="cosine", by_epoch=False, warmup="linear", warmup_iters=100,
-             warmup_ratio=0.0, min_lr_ratio=0.0, anneal_after_warmup=True)
-    )  # fmt: skip
+    lr_config = dict(policy="cosine", by_epoch=False, warmup="linear", warmup_iters=100,
+                     warmup_ratio=0.0, min_lr_ratio=0.0, anneal_after_warmup=True)  # fmt: skip
     optimizer = torch.optim.AdamW(torch.nn.Linear(2, 2).parameters(), lr=2e-3)
-    runner = SimpleNamespace(
-        optimizer=optimizer, iter=0, epoch=0, max_iters=num_iters, max_epochs=1,
-        data_loader=range(num_iters),
-    )  # fmt: skip
-    hook.before_run(runner)
-    hook.before_train_epoch(runner)
+    schedule = tool.torchvision_lr_scheduler(optimizer, lr_config, num_iters)
     for i in range(num_iters):
-        runner.iter = i
-        hook.before_train_iter(runner)
         want = 2e-3 * tool.plain_lr_factor(i, num_iters)
         assert optimizer.param_groups[0]["lr"] == pytest.approx(want, rel=1e-12, abs=1e-18), i
+        schedule.step()
 
 
 def test_table_says_which_recipe_each_side_trained_with(tool):

@@ -13,7 +13,7 @@ MAX_JOBS ?= 2
 OP_SOURCES := $(shell find ops -name '*.cpp' -o -name '*.cu' -o -name '*.h' -o -name '*.cuh')
 
 .PHONY: install test test-slow lint format bench-ops demo demo-retinanet demo-keypoints demo-cascade \
-	constraints clean
+	constraints clean mmdet-side-env mmdet-fixtures
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -107,6 +107,30 @@ demo-cascade: install
 	$(PY) tools/demo_pictures.py $(CASCADE_CONFIG) $(CASCADE_WORK)/latest.pth \
 		$(DEMO_DATA)/val $(CASCADE_WORK)/detections.png
 	@echo "demo done: checkpoint, logs and detections.png in $(CASCADE_WORK)"
+
+# mmdetection 3.3 in a side environment of its own (it cannot share .venv's torch): the
+# reference that tools/dev/make_mmdet_fixtures.py runs to write tests/fixtures/mmdet/. Needs
+# python3.11 and about 16 minutes of 2 cores (mmcv 2.1.0's CPU ops compile from source); the
+# suite reads only the fixture files.
+MMDET_ENV ?= mmdet-side-env
+MMDET_PY := $(MMDET_ENV)/bin/python
+
+$(MMDET_ENV)/.done:
+	python3.11 -m venv $(MMDET_ENV)
+	$(MMDET_PY) -m pip install --upgrade pip
+	$(MMDET_PY) -m pip install "setuptools<81" wheel ninja torch==2.9.1 torchvision==0.24.1
+	$(MMDET_PY) -m pip install "numpy<2" "opencv-python-headless<4.11" mmengine==0.10.7 \
+		scikit-image scipy pycocotools terminaltables shapely tqdm
+	env -u CUDA_HOME FORCE_CUDA=0 MMCV_WITH_OPS=1 MAX_JOBS=$(MAX_JOBS) \
+		$(MMDET_PY) -m pip install --no-build-isolation mmcv==2.1.0
+	$(MMDET_PY) -m pip install --no-deps mmdet==3.3.0 mmpretrain==1.2.0
+	$(MMDET_PY) -c "import mmdet, mmcv.ops, mmpretrain; print('mmdetection', mmdet.__version__)"
+	touch $@
+
+mmdet-side-env: $(MMDET_ENV)/.done
+
+mmdet-fixtures: $(MMDET_ENV)/.done
+	$(MMDET_PY) tools/dev/make_mmdet_fixtures.py
 
 bench-ops: install
 	$(PY) tools/benchmark_ops.py --out docs/benchmarks.md

@@ -451,6 +451,8 @@ MMDET_CASES = {  # name: (config, mmdetection version, with meta)
     "cascade_mask_rcnn_v2": (DEMO / "cascade_mask_rcnn_r18_fpn_demo.py", 2, True),
     "mask_rcnn_v1": (DEMO / "mask_rcnn_r18_fpn_demo.py", 1, True),
     "fcos_v1": (DEMO / "fcos_r18_fpn_demo.py", 1, False),  # version from the names
+    # written by mmengine: no mmdet_version, the classes in dataset_meta; v2's names
+    "mask_rcnn_v3": (DEMO / "mask_rcnn_r18_fpn_demo.py", 3, True),
 }
 
 
@@ -476,12 +478,16 @@ def test_mmdet_round_trip_and_same_detections(case, tmp_path):
         mmdet = _to_mmdet_v1(mmdet)
     checkpoint = {"state_dict": {f"module.{k}": v for k, v in mmdet.items()}}
     classes = ("circle", "rectangle", "triangle", "star")
-    if with_meta:
+    if with_meta and version == 3:
+        checkpoint["meta"] = dict(mmengine_version="0.10.7", dataset_meta=dict(classes=classes),
+                                  epoch=12)  # fmt: skip
+    elif with_meta:
         checkpoint["meta"] = dict(mmdet_version=f"{version}.3.0", CLASSES=classes, epoch=12,
                                   config="model = dict(type='MaskRCNN')")  # fmt: skip
     torch.save(checkpoint, tmp_path / "mmdet.pth")
 
     out = _run([MMDET_TOOL, "mmdet.pth", "ours.pth", "--config", config], tmp_path)
+    version = min(version, 2)  # 3.x keeps v2's names and layout
     assert f"mmdetection v{version} checkpoint, 4 classes" in out, out
     converted = _check_round_trip(tmp_path / "ours.pth", model)
     meta = converted["meta"]
@@ -517,8 +523,8 @@ def test_mmdet_errors(tmp_path, monkeypatch):
     assert "mmdetection v1's" in out and "--version 1" in out
     out = fails(v2, meta=dict(mmdet_version="1.0.0"))
     assert "mmdet_version 1.0.0 says v1" in out
-    out = fails(v2, meta=dict(mmdet_version="3.1.0"))
-    assert "mmdetection 3.1.0" in out and "--version 2" in out
+    out = fails(v2, meta=dict(mmdet_version="4.0.0"))
+    assert "mmdetection 4.0.0" in out and "--version 2" in out
     out = run("missing.pth", "o.pth", one_line="subprocess")
     assert "does not exist" in out
     torch.save({"weights": torch.ones(2)}, tmp_path / "foreign.pth")

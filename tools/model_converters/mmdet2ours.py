@@ -1,4 +1,4 @@
-"""Convert an mmdetection v1 or v2 checkpoint into our names and class layout.
+"""Convert an mmdetection v1, v2 or v3 checkpoint into our names and class layout.
 
     python tools/model_converters/mmdet2ours.py mmdet_mask_rcnn.pth ours.pth [--version auto]
     python tools/model_converters/mmdet2ours.py IN.pth OUT.pth \\
@@ -8,7 +8,8 @@ For mmdetection's ResNet/ResNeXt-FPN RPN, Faster / Mask R-CNN, Cascade (Mask) R-
 RetinaNet and FCOS, and for those models on mmdetection's Swin or (mmcls's) ConvNeXt backbone,
 whose weights are renamed to timm's under our ``TimmBackbone`` (configs/swin/, configs/convnext/;
 mapping in mmdet_like/models/utils/mmdet_timm_backbones.py, not yet checked against a released
-mmdetection checkpoint). ``--version auto`` reads ``meta.mmdet_version`` (else the names: v1 had
+mmdetection checkpoint). ``--version auto`` reads ``meta.mmdet_version`` (v3 checkpoints keep v2's names and are
+read as v2; their classes come from mmengine's ``meta.dataset_meta``), else the names (v1 had
 the RoI heads at the top level and FCOS's ``fcos_*`` layers); v1's background class index 0
 is moved last (``fc_cls``) or dropped (a class-specific ``fc_reg``, ``conv_logits``). mmcv's
 ``ConvModule`` names are flattened to ours and the FPN's extra convs renamed (see
@@ -67,6 +68,8 @@ def convert(in_file, out_file, version="auto", config=None):
     if isinstance(source_meta.get("config"), str):
         meta["source_config"] = source_meta["config"]  # an mmdetection config: not ours
     classes = source_meta.get("CLASSES")
+    if classes is None and isinstance(source_meta.get("dataset_meta"), dict):
+        classes = source_meta["dataset_meta"].get("classes")  # written by mmengine (3.x)
     if isinstance(classes, (list, tuple)) and all(isinstance(c, str) for c in classes):
         meta["CLASSES"] = list(classes)
     return save_converted_checkpoint(

@@ -566,8 +566,9 @@ def _mmdet_key_version(keys):
 
 
 def mmdet_version(state_dict, meta, requested="auto", source="checkpoint"):
-    """The mmdetection major version (1 or 2) of a checkpoint: ``requested`` if given (and
-    not contradicted by the names), else ``meta["mmdet_version"]``, else the names."""
+    """The mmdetection layout (1 or 2) of a checkpoint: ``requested`` if given (and not
+    contradicted by the names), else ``meta["mmdet_version"]`` (3.x checkpoints have v2's
+    names), else the names."""
     by_keys = _mmdet_key_version(state_dict)
     stored = str((meta or {}).get("mmdet_version", "")) or None
     if requested not in MMDET_VERSIONS:
@@ -576,10 +577,10 @@ def mmdet_version(state_dict, meta, requested="auto", source="checkpoint"):
         version = int(requested)
     elif stored is not None:
         major = stored.split(".")[0]
-        if major not in ("0", "1", "2"):
+        if major not in ("0", "1", "2", "3"):
             raise ForeignCheckpointError(
-                f"{source}: written by mmdetection {stored}; this converter knows v1 and v2 "
-                "layouts: pass --version 2 to read it as a v2 checkpoint"
+                f"{source}: written by mmdetection {stored}; this converter knows the v1 and "
+                "v2 layouts (v3 keeps v2's names): pass --version 2 to read it as a v2 one"
             )
         version = 1 if major in ("0", "1") else 2
     else:

@@ -118,9 +118,8 @@ def data_samples(inputs):
 
 def reduced_dense_model(config):
     """mmdetection's config with fewer channels, built, seeded and initialised by it."""
-    from mmengine.config import Config
-
     from mmdet.registry import MODELS
+    from mmengine.config import Config
 
     cfg = Config.fromfile(osp.join(mmdet_configs(), config))
     cfg.model.backbone.update(base_channels=BASE, init_cfg=None)
@@ -182,23 +181,38 @@ def dense_fixture(family):
         predictions = model.predict(inputs, data_samples(inputs), rescale=False)
     return dict(
         source=dict(
-            mmdet_config=DENSE[family], seed=SEED, steps=STEPS, base_channels=BASE,
-            fpn_channels=FPN_CHANNELS, num_classes=NUM_CLASSES, gn_groups=GN["num_groups"],
-            photos=PHOTOS, mean=MEAN, std=STD, versions=versions(),
-            test_cfg=cfg.model.test_cfg.to_dict(), train_cfg=cfg.model.train_cfg.to_dict(),
+            mmdet_config=DENSE[family],
+            seed=SEED,
+            steps=STEPS,
+            base_channels=BASE,
+            fpn_channels=FPN_CHANNELS,
+            num_classes=NUM_CLASSES,
+            gn_groups=GN["num_groups"],
+            photos=PHOTOS,
+            mean=MEAN,
+            std=STD,
+            versions=versions(),
+            test_cfg=cfg.model.test_cfg.to_dict(),
+            train_cfg=cfg.model.train_cfg.to_dict(),
         ),
         state_dict={k: v.detach().clone() for k, v in model.state_dict().items()},
         inputs=inputs,
         assignments=[
-            dict(gt_inds=a.gt_inds.clone(), labels=a.labels.clone(),
-                 max_overlaps=a.max_overlaps.clone())
+            dict(
+                gt_inds=a.gt_inds.clone(),
+                labels=a.labels.clone(),
+                max_overlaps=a.max_overlaps.clone(),
+            )
             for a in assignments
         ],  # fmt: skip
         losses={k: v.detach().clone() for k, v in losses.items()},
         grads=grads,
         detections=[
-            dict(bboxes=p.pred_instances.bboxes.clone(), scores=p.pred_instances.scores.clone(),
-                 labels=p.pred_instances.labels.clone())
+            dict(
+                bboxes=p.pred_instances.bboxes.clone(),
+                scores=p.pred_instances.scores.clone(),
+                labels=p.pred_instances.labels.clone(),
+            )
             for p in predictions
         ],  # fmt: skip
     )
@@ -206,9 +220,8 @@ def dense_fixture(family):
 
 def versions():
     import mmcv
-    import mmengine
-
     import mmdet
+    import mmengine
 
     return dict(torch=torch.__version__, mmcv=mmcv.__version__, mmengine=mmengine.__version__,
                 mmdet=mmdet.__version__)  # fmt: skip
@@ -216,9 +229,8 @@ def versions():
 
 def state_dict_names():
     """{family: {"config": ..., "names": {name: shape}}} of mmdetection's full-size models."""
-    from mmengine.config import Config
-
     from mmdet.registry import MODELS
+    from mmengine.config import Config
 
     out = dict(versions=versions(), families={})
     for family, config in FAMILIES.items():
@@ -250,8 +262,9 @@ def main(argv=None):
         torch.save(fixture, path + ".tmp")
         torch.load(path + ".tmp", weights_only=True)  # only tensors and plain types
         os.replace(path + ".tmp", path)
-        print(f"{path}: losses {({k: round(v.item(), 5) for k, v in fixture['losses'].items()})}, "
-              f"{[len(d['scores']) for d in fixture['detections']]} detections", flush=True)  # fmt: skip
+        losses = {k: round(v.item(), 5) for k, v in fixture["losses"].items()}
+        counts = [len(d["scores"]) for d in fixture["detections"]]
+        print(f"{path}: losses {losses}, {counts} detections", flush=True)
     names = state_dict_names()
     path = osp.join(args.out, "state_dict_names.json")
     with open(path + ".tmp", "w") as f:

@@ -5,18 +5,19 @@
         --config configs/mask_rcnn_r50_fpn_1x.py
 
 For mmdetection's ResNet/ResNeXt-FPN RPN, Faster / Mask R-CNN, Cascade (Mask) R-CNN,
-RetinaNet and FCOS, and for those models on mmdetection's Swin or (mmcls's) ConvNeXt backbone,
-whose weights are renamed to timm's under our ``TimmBackbone`` (configs/swin/, configs/convnext/;
-mapping in mmdet_like/models/utils/mmdet_timm_backbones.py, not yet checked against a released
-mmdetection checkpoint). ``--version auto`` reads ``meta.mmdet_version`` (v3 checkpoints keep v2's names and are
-read as v2; their classes come from mmengine's ``meta.dataset_meta``), else the names (v1 had
-the RoI heads at the top level and FCOS's ``fcos_*`` layers); v1's background class index 0
-is moved last (``fc_cls``) or dropped (a class-specific ``fc_reg``, ``conv_logits``). mmcv's
-``ConvModule`` names are flattened to ours and the FPN's extra convs renamed (see
-mmdet_like/models/utils/foreign_checkpoints.py for the whole mapping). ``--config`` builds
-that config's model and checks that every weight is there with its shape. Kept: the weights,
-``CLASSES`` and where they came from; the optimizer state is dropped. The output is written
-atomically and holds only tensors and plain types (``torch.load(weights_only=True)``).
+RetinaNet, FCOS, ATSS and GFL, and for those models on mmdetection's Swin or (mmpretrain's)
+ConvNeXt backbone, whose weights are renamed to timm's under our ``TimmBackbone``
+(configs/swin/, configs/convnext/; mapping in mmdet_like/models/utils/mmdet_timm_backbones.py).
+tests/models/test_mmdet_fixtures.py converts mmdetection 3.3's own names of every one of
+these families. ``--version auto`` reads ``meta.mmdet_version`` (3.x checkpoints keep v2's
+names and are read as v2; their classes come from mmengine's ``meta.dataset_meta``), else the
+names (v1 had the RoI heads at the top level and FCOS's ``fcos_*`` layers); v1's background
+class index 0 is moved last (``fc_cls``) or dropped (a class-specific ``fc_reg``,
+``conv_logits``). mmcv's ``ConvModule`` names are flattened to ours and the FPN's extra
+convs renamed (see mmdet_like/models/utils/foreign_checkpoints.py for the whole mapping).
+``--config`` builds that config's model and checks that every weight is there with its
+shape. Kept: the weights, ``CLASSES`` and where they came from; the optimizer state is
+dropped. The output is written atomically and holds only tensors and plain types (``torch.load(weights_only=True)``).
 """
 
 import argparse

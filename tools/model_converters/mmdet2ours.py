@@ -17,7 +17,8 @@ class index 0 is moved last (``fc_cls``) or dropped (a class-specific ``fc_reg``
 convs renamed (see mmdet_like/models/utils/foreign_checkpoints.py for the whole mapping).
 ``--config`` builds that config's model and checks that every weight is there with its
 shape. Kept: the weights, ``CLASSES`` and where they came from; the optimizer state is
-dropped. The output is written atomically and holds only tensors and plain types (``torch.load(weights_only=True)``).
+dropped. The output is written atomically and holds only tensors and plain types
+(``torch.load(weights_only=True)``).
 """
 
 import argparse

@@ -19,6 +19,8 @@ configs/torchvision/fcos_r50_fpn_torchvision.py sets torchvision's, and
 tests/models/test_torchvision_single_stage.py names each).
 """
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -153,8 +155,8 @@ class FCOSHead(BaseDenseHead):
             elif isinstance(module, (nn.GroupNorm, nn.BatchNorm2d)):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
-        bias = -torch.log(torch.tensor((1 - self.prior_prob) / self.prior_prob))
-        nn.init.constant_(self.conv_cls.bias, float(bias))
+        bias = -math.log((1 - self.prior_prob) / self.prior_prob)
+        nn.init.constant_(self.conv_cls.bias, bias)
 
     # ----------------------------------------------------------------------------- forward
     def forward_single(self, x, level=0):

@@ -30,8 +30,8 @@ from mmdet_like.engine.mmdet3_config import (
     mmdet3_keys,
     mmdet3_keys_in_source,
 )
+from mmdet_like.errors import ProjectError
 from mmdet_like.registry import (
-    ANCHOR_GENERATORS,
     BACKBONES,
     BBOX_ASSIGNERS,
     BBOX_CODERS,
@@ -42,29 +42,33 @@ from mmdet_like.registry import (
     HOOKS,
     IOU_CALCULATORS,
     LOSSES,
+    MATCH_COSTS,
     NECKS,
     OPTIMIZER_CONSTRUCTORS,
     OPTIMIZERS,
     PIPELINES,
     PLUGIN_LAYERS,
+    PRIOR_GENERATORS,
     ROI_EXTRACTORS,
     ROI_LAYERS,
     SHARED_HEADS,
     accepted_arguments,
+    build_from_cfg,
 )
 
 MODEL_REGISTRIES = (
     DETECTORS, BACKBONES, NECKS, HEADS, SHARED_HEADS, ROI_EXTRACTORS, ROI_LAYERS, LOSSES,
-    ANCHOR_GENERATORS, BBOX_CODERS, BBOX_ASSIGNERS, BBOX_SAMPLERS, IOU_CALCULATORS,
-    PLUGIN_LAYERS,
+    PRIOR_GENERATORS, BBOX_CODERS, BBOX_ASSIGNERS, BBOX_SAMPLERS, IOU_CALCULATORS,
+    MATCH_COSTS, PLUGIN_LAYERS,
 )  # fmt: skip
 # the registry of a model part, by the key that holds it
 PART_REGISTRIES = {
     "model": DETECTORS, "backbone": BACKBONES, "neck": NECKS, "rpn_head": HEADS,
     "roi_head": HEADS, "bbox_head": HEADS, "mask_head": HEADS, "shared_head": SHARED_HEADS,
     "bbox_roi_extractor": ROI_EXTRACTORS, "mask_roi_extractor": ROI_EXTRACTORS,
-    "roi_layer": ROI_LAYERS, "anchor_generator": ANCHOR_GENERATORS, "bbox_coder": BBOX_CODERS,
-    "assigner": BBOX_ASSIGNERS, "sampler": BBOX_SAMPLERS, "iou_calculator": IOU_CALCULATORS,
+    "roi_layer": ROI_LAYERS, "anchor_generator": PRIOR_GENERATORS,
+    "prior_generator": PRIOR_GENERATORS, "bbox_coder": BBOX_CODERS, "assigner": BBOX_ASSIGNERS,
+    "sampler": BBOX_SAMPLERS, "iou_calculator": IOU_CALCULATORS, "match_costs": MATCH_COSTS,
     "loss": LOSSES,
 }  # fmt: skip
 # where mmdet_like looks for caffe-style ResNet-50 weights (docs/models.md)
@@ -88,6 +92,9 @@ NO_EFFECT = {
     "dcn_on_last_conv": [False],
     "add_ctr_clamp": [False],
     "ctr_clamp": [32],
+    "pred_kernel_size": [3],
+    "activated": [False],
+    "alpha": [None],
     "use_box_type": [False],
     "avg_non_ignore": [False],
     "pool_mode": ["avg"],
@@ -381,10 +388,23 @@ class Conversion:
                 out[key] = self.by_schema(f"{path}.{key}", nms, schema[key])
             elif isinstance(schema[key], dict):
                 out[key] = self.by_schema(f"{path}.{key}", value, schema[key])
-            elif key in ("assigner", "sampler") and isinstance(value, dict):
+            elif key == "assigner" and isinstance(value, dict):
+                out[key] = self.assigner(f"{path}.{key}", value)
+            elif key == "sampler" and isinstance(value, dict):
                 out[key] = self.part(f"{path}.{key}", value, MODEL_REGISTRIES)
             else:
                 out[key] = value
+        return out
+
+    def assigner(self, path, cfg):
+        """A train_cfg ``assigner`` (with its parts: an IoU calculator, the match costs of a
+        ``HungarianAssigner``) -> ours, checked by building it: a value ours refuses is an
+        error naming it."""
+        out = self.part(path, cfg, MODEL_REGISTRIES)
+        try:
+            build_from_cfg(out, BBOX_ASSIGNERS)
+        except (ProjectError, TypeError, ValueError) as exc:
+            raise self.error(f"{path}: {out['type']} does not build here: {exc}") from exc
         return out
 
     # ------------------------------------------------------------------ data
@@ -950,10 +970,7 @@ def _fcos_head(conv, path, cfg):
     # 3.x's FCOSHead defaults that differ from ours
     cfg.setdefault("norm_cfg", dict(type="GN", num_groups=32, requires_grad=True))
     cfg.setdefault("strides", [4, 8, 16, 32, 64])
-    coder = cfg.pop("bbox_coder", None)
-    if coder is not None and coder.get("type") != "DistancePointBBoxCoder":
-        conv.left_out(f"{path}.bbox_coder", coder, "FCOSHead takes DistancePointBBoxCoder only")
-    return cfg
+    return cfg  # its bbox_coder converts as a part (a type ours lacks is an error)
 
 
 def _iou_loss(conv, path, cfg):
@@ -965,11 +982,29 @@ def _iou_loss(conv, path, cfg):
     return cfg
 
 
+def _bbox_l1_cost(conv, path, cfg):
+    # mmdetection's box_format="xywh" is (cx, cy, w, h): ours calls it "cxcywh"
+    if cfg.get("box_format") == "xywh":
+        cfg["box_format"] = "cxcywh"
+    return cfg
+
+
+def _focal_loss_cost(conv, path, cfg):
+    if cfg.pop("binary_input", False):
+        raise conv.error(
+            f"{path}.binary_input=True: mmdetection's focal cost of binary masks has no "
+            "counterpart in mmdet_like (its FocalLossCost scores class logits)"
+        )
+    return cfg
+
+
 PART_RULES = {
     "FPN": _fpn,
     "FCNMaskHead": _fcn_mask_head,
     "FCOSHead": _fcos_head,
     "IoULoss": _iou_loss,
+    "BBoxL1Cost": _bbox_l1_cost,
+    "FocalLossCost": _focal_loss_cost,
 }
 
 

@@ -11,10 +11,12 @@ import os.path as osp
 import shutil
 
 import pytest
+import torch
 from mmengine.config import Config
 
 from mmdet_like.apis.config_check import check_config
 from mmdet_like.apis.mmdet3_config import (
+    Conversion,
     Mmdet3ConversionError,
     convert_mmdet3_config,
     format_config,
@@ -24,6 +26,9 @@ from mmdet_like.datasets.pipelines import Compose
 from mmdet_like.engine import load_config
 from mmdet_like.engine.mmdet3_config import CONVERTER, Mmdet3ConfigError
 from mmdet_like.models import build_detector
+from mmdet_like.models.task_modules import HungarianAssigner
+from mmdet_like.registry import BBOX_ASSIGNERS, HEADS, build_from_cfg
+from mmdet_like.structures import InstanceData
 from tests.engine.cli_utils import ROOT, call_tool
 
 CONFIGS = ROOT / "tests" / "tools" / "mmdet3_configs"
@@ -36,6 +41,8 @@ FAMILIES = {
     "cascade_rcnn/cascade-mask-rcnn_r50_fpn_1x_coco.py": "cascade_mask_rcnn_r50_fpn_1x.py",
     "retinanet/retinanet_r50_fpn_1x_coco.py": "retinanet_r50_fpn_1x.py",
     "fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py": "fcos_r50_caffe_fpn_gn-head_1x.py",
+    "atss/atss_r50_fpn_1x_coco.py": "atss/atss_r50_fpn_1x_coco.py",
+    "gfl/gfl_r50_fpn_1x_coco.py": "gfl/gfl_r50_fpn_1x_coco.py",
 }
 
 
@@ -62,6 +69,17 @@ def heads(model):
     roi = model["roi_head"]
     box = roi["bbox_head"][0] if isinstance(roi["bbox_head"], list) else roi["bbox_head"]
     return [box] + ([roi["mask_head"]] if "mask_head" in roi else [])
+
+
+def assigner_cfgs(train_cfg):
+    """The train_cfg entries with an assigner: a single-stage head's, or the RPN's and each
+    R-CNN stage's (none without a train_cfg: FCOS assigns by geometry)."""
+    if not train_cfg:
+        return []
+    if "assigner" in train_cfg:
+        return [train_cfg]
+    rcnn = train_cfg.get("rcnn", [])
+    return [train_cfg["rpn"]] + (list(rcnn) if isinstance(rcnn, (list, tuple)) else [rcnn])
 
 
 # ----------------------------------------------------------------------------- refusal
@@ -126,6 +144,17 @@ def test_a_converted_family_keeps_the_3x_numbers_and_is_our_shipped_model(family
     # the numbers, against the 3.x config as mmengine reads it
     for head, head3 in zip(heads(ours.model), heads(three.model), strict=True):
         assert head["num_classes"] == head3["num_classes"] == 80
+        # every loss (ATSS's loss_centerness, GFL's loss_dfl, ...) as it is, and the plain
+        # numbers ours takes (GFL's reg_max, ...)
+        for key in sorted(head3):
+            if key.startswith("loss_"):
+                assert head.get(key) == head3[key], key
+            elif key in head and not isinstance(head3[key], (dict, list)):
+                assert head[key] == head3[key], key
+    assigners = assigner_cfgs(ours.get("train_cfg"))
+    assigners3 = assigner_cfgs(three.model.get("train_cfg"))
+    for ours_cfg, cfg3 in zip(assigners, assigners3, strict=True):
+        assert ours_cfg.assigner == cfg3.assigner
     anchor_head = "bbox_head" if "bbox_head" in three.model else "rpn_head"
     if "anchor_generator" in three.model[anchor_head]:
         assert ours.model[anchor_head].anchor_generator == three.model[anchor_head].anchor_generator
@@ -525,3 +554,95 @@ def test_the_optimizer_constructor_and_custom_keys_are_carried_over():
     assert convert_mmdet3_config(cfg).untranslated == [
         "optim_wrapper.constructor='MyConstructor': no counterpart here"
     ]
+
+
+# ------------------------------------------------------------------- parts by contract
+def fcos_3x(**bbox_head):
+    """The 3.x FCOS config as mmengine reads it, its head's arguments updated."""
+    cfg = Config.fromfile(str(CONFIGS / "fcos" / "fcos_r50-caffe_fpn_gn-head_1x_coco.py"))
+    cfg.model.bbox_head.update(bbox_head)
+    return cfg
+
+
+def test_the_fcos_bbox_coder_converts_as_a_part():
+    coder = dict(type="DistancePointBBoxCoder", clip_border=False)
+    conversion = convert_mmdet3_config(fcos_3x(bbox_coder=coder))
+    head_cfg = conversion.entries["model"]["bbox_head"]
+    assert head_cfg["bbox_coder"] == coder
+    assert not any("bbox_coder" in item for item in conversion.untranslated)
+    assert build_from_cfg(head_cfg, HEADS).bbox_coder.clip_border is False
+    # a coder ours lacks is an error naming its registry
+    with pytest.raises(Mmdet3ConversionError) as info:
+        convert_mmdet3_config(fcos_3x(bbox_coder=dict(type="TBLRBBoxCoder")))
+    assert "model.bbox_head.bbox_coder.type='TBLRBBoxCoder' has no counterpart" in str(info.value)
+    assert "(its BBOX_CODERS: DeltaXYWHBBoxCoder, DistancePointBBoxCoder)" in str(info.value)
+
+
+# mmdetection 3.x's DETR-family assigner (box_format "xywh" is ours "cxcywh")
+HUNGARIAN_3X = dict(
+    type="HungarianAssigner",
+    match_costs=[
+        dict(type="FocalLossCost", weight=2.0),
+        dict(type="BBoxL1Cost", weight=5.0, box_format="xywh"),
+        dict(type="IoUCost", iou_mode="giou", weight=2.0),
+    ],
+)
+
+
+def hungarian(box_format):
+    """Ours, built directly, with the L1 cost on ``box_format`` boxes."""
+    return HungarianAssigner(match_costs=[
+        dict(type="FocalLossCost", weight=2.0),
+        dict(type="BBoxL1Cost", weight=5.0, box_format=box_format),
+        dict(type="IoUCost", iou_mode="giou", weight=2.0),
+    ])  # fmt: skip
+
+
+def test_a_hungarian_assigner_with_match_costs_converts_and_assigns_as_ours():
+    conversion = Conversion("detr.py")
+    # a train_cfg as a query-based head's schema reads it (no detector of ours uses one yet)
+    train_cfg = conversion.by_schema(
+        "model.train_cfg", dict(assigner=HUNGARIAN_3X, debug=False), {"assigner": None}
+    )
+    assert conversion.untranslated == []
+    costs = train_cfg["assigner"]["match_costs"]
+    assert costs[1] == dict(type="BBoxL1Cost", weight=5.0, box_format="cxcywh")
+    converted = build_from_cfg(train_cfg["assigner"], BBOX_ASSIGNERS)
+
+    # a case where the L1 cost's box format decides the matching
+    pred = InstanceData(
+        scores=torch.zeros(3, 3),
+        bboxes=torch.tensor([[9.0, 23, 14, 31], [49, 13, 61, 21], [19, 38, 29, 74]]),
+    )
+    gt = InstanceData(
+        bboxes=torch.tensor([[10.0, 10, 50, 30], [40, 20, 60, 90]]), labels=torch.tensor([0, 2])
+    )
+    meta = dict(img_shape=(100, 100))
+    result = converted.assign(pred, gt, img_meta=meta)
+    assert result.gt_inds.tolist() == [0, 1, 2]  # prediction 1 to the first gt, 2 to the second
+    assert result.labels.tolist() == [-1, 0, 2]
+    direct = hungarian("cxcywh").assign(pred, gt, img_meta=meta)
+    assert torch.equal(result.gt_inds, direct.gt_inds)
+    assert hungarian("xyxy").assign(pred, gt, img_meta=meta).gt_inds.tolist() == [1, 2, 0]
+
+
+@pytest.mark.parametrize(
+    "cost, message",
+    [
+        (dict(type="DiceCost", weight=5.0),
+         "model.train_cfg.assigner.match_costs[0].type='DiceCost' has no counterpart in "
+         "mmdet_like (its MATCH_COSTS: BBoxL1Cost, ClassificationCost, FocalLossCost, IoUCost)"),
+        (dict(type="FocalLossCost", weight=2.0, binary_input=True),
+         "model.train_cfg.assigner.match_costs[0].binary_input=True: mmdetection's focal cost "
+         "of binary masks has no counterpart"),
+        (dict(type="IoUCost", iou_mode="iof"),
+         "model.train_cfg.assigner: HungarianAssigner does not build here: MATCH_COSTS: "
+         "building IoUCost failed: IoUCost: iou_mode must be 'iou' or 'giou', got 'iof'"),
+    ],
+)  # fmt: skip
+def test_a_match_cost_ours_lacks_is_an_error_naming_it(cost, message):
+    assigner = dict(type="HungarianAssigner", match_costs=[cost])
+    with pytest.raises(Mmdet3ConversionError) as info:
+        Conversion("detr.py").by_schema("model.train_cfg", dict(assigner=assigner),
+                                        {"assigner": None})  # fmt: skip
+    assert message in str(info.value) and "nothing was written" in str(info.value)

@@ -120,7 +120,8 @@ $(MMDET_ENV)/.done:
 	$(MMDET_PY) -m pip install --upgrade pip
 	$(MMDET_PY) -m pip install "setuptools<81" wheel ninja torch==2.9.1 torchvision==0.24.1
 	$(MMDET_PY) -m pip install "numpy<2" "opencv-python-headless<4.11" mmengine==0.10.7 \
-		scikit-image scipy pycocotools terminaltables shapely tqdm
+		scikit-image scipy pycocotools terminaltables shapely tqdm six importlib_metadata einops \
+		modelindex rich mat4py
 	env -u CUDA_HOME FORCE_CUDA=0 MMCV_WITH_OPS=1 MAX_JOBS=$(MAX_JOBS) \
 		$(MMDET_PY) -m pip install --no-build-isolation mmcv==2.1.0
 	$(MMDET_PY) -m pip install --no-deps mmdet==3.3.0 mmpretrain==1.2.0

@@ -9,14 +9,14 @@ state dict goes through our converter into our model built from our config of th
 (with the same channel cuts), and on the same inputs and targets ours gives:
 
 - the anchors' assignment exactly (``AssignResult.gt_inds`` and ``labels`` of each image);
-- the losses within 1e-4 (measured: about 1e-6) and every head parameter's gradient within
-  1e-4 relative to its largest entry (measured: about 1e-6);
-- the same detections: their count and labels exactly, boxes within 1e-2 px, scores within
-  1e-4.
+- the losses within 1e-6 (the issue asks 1e-4; measured 2026-12-07 on an AMD EPYC with
+  AVX-512: at most 9e-8) and every head parameter's gradient within 1e-4 of its largest
+  entry (measured: 2e-6 ATSS, 8e-6 GFL);
+- the same detections: their count and labels exactly, boxes within 1e-3 px (the issue asks
+  1e-2; measured 6e-5) and scores within 1e-5 (the issue asks 1e-4; measured 4e-7).
 
-The tolerances are float32 accumulation-order differences between the two implementations
-(sums over levels there, over the flattened batch here); the measured values are in the
-docstrings of the tests that check them.
+The differences are float32 accumulation order (sums per level there, over the flattened
+batch here); the tolerances leave about ten times the measured ones for other CPUs.
 """
 
 import json
@@ -30,6 +30,8 @@ from mmdet_like.engine import load_config
 from mmdet_like.models import build_detector
 from mmdet_like.models.utils.foreign_checkpoints import compare_with_model, convert_mmdet
 from mmdet_like.structures import DetDataSample, InstanceData
+
+skdata = pytest.importorskip("skimage.data")
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "mmdet"
@@ -102,27 +104,34 @@ def record_assignments(head):
     return kept
 
 
+def photographs(source):
+    """(2, 3, 320, 480) normalised crops of scikit-image's photographs, made as the fixture
+    script makes them (float32 pixels, float64 normalisation, then float32)."""
+    images = []
+    for photo in source["photos"]:
+        r0, r1, c0, c1 = photo["crop"]
+        rgb = getattr(skdata, photo["name"])()[r0:r1, c0:c1].astype(np.float32)
+        images.append(torch.from_numpy((rgb - source["mean"]) / source["std"]).permute(2, 0, 1))
+    return torch.stack(images).float()
+
+
 @pytest.fixture(scope="module", params=sorted(OURS))
 def trained(request):
-    """(family, fixture, our model with mmdetection's weights, its config)."""
+    """(family, fixture, our model with mmdetection's weights, its config); the fixture's
+    ``inputs`` remade from the photographs."""
     family = request.param
     fixture = load_fixture(family)
+    fixture["inputs"] = photographs(fixture["source"])
     model, cfg = our_model(family, fixture["source"])
     converted(fixture, family, model)
     return family, fixture, model, cfg
 
 
-def test_the_photographs_are_the_fixtures_inputs(trained):
-    """The inputs are scikit-image's photographs, normalised as the fixture says (so the
-    other tests compare on real photographs, not on numbers we cannot check)."""
-    skdata = pytest.importorskip("skimage.data")
+def test_the_inputs_are_the_photographs_mmdetection_saw(trained):
     _, fixture, _, _ = trained
-    source = fixture["source"]
-    for photo, inputs in zip(source["photos"], fixture["inputs"], strict=True):
-        r0, r1, c0, c1 = photo["crop"]
-        rgb = getattr(skdata, photo["name"])()[r0:r1, c0:c1].astype(np.float64)
-        expected = (rgb - source["mean"]) / source["std"]
-        torch.testing.assert_close(inputs.double(), torch.from_numpy(expected).permute(2, 0, 1))
+    inputs = fixture["inputs"]
+    assert list(inputs.shape) == fixture["inputs_shape"]
+    assert inputs.double().sum().item() == pytest.approx(fixture["inputs_sum"], rel=1e-9)
 
 
 def test_our_config_has_mmdetections_train_and_test_settings(trained):
@@ -155,8 +164,6 @@ def test_anchors_are_assigned_as_mmdetection_assigns_them(trained):
 
 
 def test_losses_and_head_gradients_equal_mmdetections(trained):
-    """Measured (2026-12-07, AMD EPYC): losses within 2e-6, gradients within 1e-6 of their
-    largest entry."""
     family, fixture, model, _ = trained
     inputs = fixture["inputs"]
     model.train()
@@ -164,7 +171,7 @@ def test_losses_and_head_gradients_equal_mmdetections(trained):
     losses = model(img=inputs, data_samples=training_samples(fixture["source"], inputs))
     assert set(losses) == set(fixture["losses"])
     for name, value in fixture["losses"].items():
-        torch.testing.assert_close(losses[name].detach(), value, rtol=0, atol=1e-4, msg=name)
+        torch.testing.assert_close(losses[name].detach(), value, rtol=0, atol=1e-6, msg=name)
     sum(losses.values()).backward()
     # mmdetection's head gradients in our names: the converter maps them as the weights
     with_grads = dict(fixture["state_dict"], **fixture["grads"])
@@ -192,10 +199,10 @@ def test_detections_equal_mmdetections(trained):
         order = pred.scores.argsort(descending=True, stable=True)
         expected = theirs["scores"].argsort(descending=True, stable=True)
         torch.testing.assert_close(pred.scores[order], theirs["scores"][expected],
-                                   rtol=0, atol=1e-4)  # fmt: skip
+                                   rtol=0, atol=1e-5)  # fmt: skip
         assert torch.equal(pred.labels[order], theirs["labels"][expected])
         torch.testing.assert_close(pred.bboxes[order], theirs["bboxes"][expected],
-                                   rtol=0, atol=1e-2)  # fmt: skip
+                                   rtol=0, atol=1e-3)  # fmt: skip
 
 
 # ------------------------------------------------------------------------ converter names
@@ -229,9 +236,12 @@ def test_every_family_the_converter_converts_has_real_names():
 @pytest.mark.parametrize("family", sorted(CONVERTED))
 def test_mmdet2ours_converts_mmdetections_real_names_into_our_model(family):
     """mmdetection 3.3's full-size model of the family (its names and shapes, from its own
-    config) converts into exactly our config's parameters and buffers, shape for shape."""
-    names = mmdet_names()[family]["names"]
+    config; Swin's relative position indices with their values, which the converter checks)
+    converts into exactly our config's parameters and buffers, shape for shape."""
+    names, int_buffers = mmdet_names()[family]["names"], mmdet_names()[family]["int_buffers"]
     state = {k: torch.empty(shape, device="meta") for k, shape in names.items()}
+    state.update({k: torch.tensor(v) for k, v in int_buffers.items()})
+    assert (len(int_buffers) > 0) == ("swin" in family)
     ours, info = convert_mmdet(state, source=f"mmdetection {family}")
     cfg = load_config(str(ROOT / "configs" / CONVERTED[family]))
     cfg.model.pretrained = None

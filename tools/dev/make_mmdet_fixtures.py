@@ -13,13 +13,14 @@ Writes to tests/fixtures/mmdet/:
   GroupNorm of 4 groups, 4 classes) so the files stay small; the code path is the released
   one. Seeded, initialised by mmdetection, then trained 30 SGD steps on two real photographs
   (scikit-image's ``coffee`` and ``astronaut``, 320 x 480 crops) with hand-placed boxes, so
-  that the scores are spread out. Saved: the state dict (mmdetection's names), the images'
-  normalised input, the targets, the assignment of every anchor (``AssignResult.gt_inds``,
-  ``labels``, ``max_overlaps``), the losses, the gradients of every head parameter, and the
-  detections of both images (``rescale=False``).
+  that the scores are spread out. Saved: the state dict (mmdetection's names), the targets,
+  the inputs' sum (the test remakes them from scikit-image), the assignment of every anchor
+  (``AssignResult.gt_inds``, ``labels``, ``max_overlaps``), the losses, the gradients of every
+  head parameter, and the detections of both images (``rescale=False``).
 - ``state_dict_names.json``: the parameter names and shapes of mmdetection's full-size models
-  of every family ``tools/model_converters/mmdet2ours.py`` converts, from mmdetection's own
-  configs; the converter test reads them instead of names we wrote.
+  (and the values of Swin's relative position indices) of every family
+  ``tools/model_converters/mmdet2ours.py`` converts, from mmdetection's own configs; the
+  converter test reads them instead of names we wrote.
 
 Every file holds only tensors and plain types (``torch.load(weights_only=True)``).
 """
@@ -196,7 +197,9 @@ def dense_fixture(family):
             train_cfg=cfg.model.train_cfg.to_dict(),
         ),
         state_dict={k: v.detach().clone() for k, v in model.state_dict().items()},
-        inputs=inputs,
+        # the inputs themselves are remade from scikit-image by the test: their sum checks it
+        inputs_sum=inputs.double().sum().item(),
+        inputs_shape=list(inputs.shape),
         assignments=[
             dict(
                 gt_inds=a.gt_inds.clone(),
@@ -223,7 +226,7 @@ def versions():
     import mmdet
     import mmengine
 
-    return dict(torch=torch.__version__, mmcv=mmcv.__version__, mmengine=mmengine.__version__,
+    return dict(torch=str(torch.__version__), mmcv=mmcv.__version__, mmengine=mmengine.__version__,
                 mmdet=mmdet.__version__)  # fmt: skip
 
 
@@ -240,10 +243,17 @@ def state_dict_names():
 
             import_modules_from_strings(**cfg.custom_imports)
         model = MODELS.build(cfg.model)
+        state = model.state_dict()
         out["families"][family] = dict(
             config=config,
-            names={k: list(v.shape) for k, v in model.state_dict().items()},
-        )
+            names={k: list(v.shape) for k, v in state.items()},
+            # integer buffers (Swin's relative position index) with their values: the
+            # converter checks them
+            int_buffers={
+                k: v.tolist() for k, v in state.items()
+                if not v.is_floating_point() and k.endswith("relative_position_index")
+            },
+        )  # fmt: skip
         print(f"{family}: {len(out['families'][family]['names'])} names", flush=True)
     return out
 

@@ -548,7 +548,9 @@ _MMDET_PLAIN = (  # names that are ours already (after the ConvModule and fc ren
     r"^rpn_head\.(rpn_conv|rpn_cls|rpn_reg)\.(weight|bias)$",
     r"^roi_head\.bbox_head(\.\d+)?\.(fc_cls|fc_reg)\.(weight|bias)$",
     r"^roi_head\.mask_head(\.\d+)?\.(upsample|conv_logits)\.(weight|bias)$",
-    r"^bbox_head\.(retina_cls|retina_reg|conv_cls|conv_reg|conv_centerness)\.(weight|bias)$",
+    r"^bbox_head\.(retina_cls|retina_reg|conv_cls|conv_reg|conv_centerness|atss_centerness)"
+    r"\.(weight|bias)$",
+    r"^bbox_head\.integral\.project$",  # GFL's bins (a buffer)
     r"^bbox_head\.scales\.\d+\.scale$",
 )
 MMDET_VERSIONS = ("auto", "1", "2")
@@ -669,6 +671,10 @@ def _mmdet_v2_to_ours(state_dict, source):
             out[f"{m[1]}.{2 * int(m[2])}.{m[3]}"] = value
             continue
         new = re.sub(r"^backbone\.((?:layer\d+\.\d+\.)?)gn(\d)\.", r"backbone.\1bn\2.", key)
+        # mmdetection 3.x's RPN detector holds its head as bbox_head
+        new = re.sub(r"^bbox_head\.(rpn_conv|rpn_cls|rpn_reg)\.", r"rpn_head.\1.", new)
+        # ATSS's and GFL's classifier and regressor are RetinaHead's here
+        new = re.sub(r"^bbox_head\.(?:atss|gfl)_(cls|reg)\.", r"bbox_head.retina_\1.", new)
         if any(re.match(p, new) for p in _MMDET_PLAIN):
             out[new] = value
         else:
@@ -676,8 +682,8 @@ def _mmdet_v2_to_ours(state_dict, source):
     if unknown:
         raise ForeignCheckpointError(
             f"{source}: names this converter does not know: {_listed(unknown)}; "
-            "it converts mmdetection's RPN, Faster/Mask R-CNN, Cascade (Mask) R-CNN, RetinaNet "
-            "and FCOS on ResNet/ResNeXt-FPN (and Swin / ConvNeXt backbones)"
+            "it converts mmdetection's RPN, Faster/Mask R-CNN, Cascade (Mask) R-CNN, RetinaNet, "
+            "FCOS, ATSS and GFL on ResNet/ResNeXt-FPN (and Swin / ConvNeXt backbones)"
         )
     stage_key = re.compile(r"^roi_head\.mask_head\.(\d+)\.")
     stages = sorted({int(m[1]) for k in out if (m := stage_key.match(k))})
@@ -725,7 +731,9 @@ def _check_mmdet_layout(out, source):
         if key in out:
             num_classes = out[key].shape[0]
             if key.startswith("bbox_head.retina"):
-                num_classes //= out["bbox_head.retina_reg.weight"].shape[0] // 4
+                # 4 numbers per anchor (GFL: a distribution of reg_max + 1 bins per side)
+                per_anchor = 4 * out.get("bbox_head.integral.project", torch.ones(1)).numel()
+                num_classes //= out["bbox_head.retina_reg.weight"].shape[0] // per_anchor
     return num_classes
 
 

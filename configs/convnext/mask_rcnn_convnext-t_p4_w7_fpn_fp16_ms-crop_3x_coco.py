@@ -23,7 +23,8 @@
 #   again. Our pipeline has no AutoAugment, no RandomCrop of a drawn size and no second
 #   Resize of a resized image: this config trains with (a) alone, after the flip.
 # mmdetection has no ConvNeXt-S or -B Mask R-CNN config (its ConvNeXt-S model is a Cascade
-# Mask R-CNN with 4conv1fc GIoU box heads, which our RoI box heads cannot express).
+# Mask R-CNN with 4conv1fc GIoU box heads, which our RoI box heads cannot express); ours,
+# mask_rcnn_convnext-{s,b}_p4_w7_fpn_fp16_ms-crop_3x_coco.py, are this one with their backbones.
 _base_ = [
     "../_base_/models/mask_rcnn_r50_fpn.py",
     "../_base_/datasets/coco_instance.py",

@@ -1,7 +1,9 @@
 """configs/swin/ and configs/convnext/: mmdetection's Swin and ConvNeXt Mask R-CNN settings on
-TimmBackbone. Each real config builds (no weights: timm's are loaded by ``init_weights``
-only) and passes the start-up check; the optimizer groups follow mmdetection's rules (Swin:
-no weight decay on norms and relative position bias tables; ConvNeXt: mmdetection's
+TimmBackbone (Swin-T/S, ConvNeXt-T: mmdetection's configs; Swin-B, ConvNeXt-S/B: ours, under
+its naming, with the backbone settings of the authors' detection configs). Each real config
+builds (no weights: timm's are loaded by ``init_weights`` only; Swin-B and ConvNeXt-B about
+1.3 s each) and passes the start-up check; the optimizer groups follow mmdetection's rules
+(Swin: no weight decay on norms and relative position bias tables; ConvNeXt: mmdetection's
 layer-wise LR decay, written out here from its layer-id rule); a Mask R-CNN on a tiny Swin
 and on a tiny ConvNeXt (the configs with narrow widths) trains a step and detects on a
 64x96 image, whose feature maps are not multiples of Swin's 7x7 window."""
@@ -24,6 +26,7 @@ pytest.importorskip("timm")
 ROOT = Path(__file__).resolve().parents[2]
 SWIN_T = ROOT / "configs/swin/mask_rcnn_swin-t-p4-w7_fpn_1x_coco.py"
 CONVNEXT_T = ROOT / "configs/convnext/mask_rcnn_convnext-t_p4_w7_fpn_fp16_ms-crop_3x_coco.py"
+CONVNEXT_S = ROOT / "configs/convnext/mask_rcnn_convnext-s_p4_w7_fpn_fp16_ms-crop_3x_coco.py"
 # config: (timm model, out_norm eps, epochs, LR steps, fp16, multi-scale training)
 CONFIGS = {
     "swin/mask_rcnn_swin-t-p4-w7_fpn_1x_coco.py":
@@ -34,9 +37,27 @@ CONFIGS = {
         ("swin_tiny_patch4_window7_224.ms_in1k", 1e-5, 36, [27, 33], True, True),
     "swin/mask_rcnn_swin-s-p4-w7_fpn_fp16_ms-crop-3x_coco.py":
         ("swin_small_patch4_window7_224.ms_in1k", 1e-5, 36, [27, 33], True, True),
+    "swin/mask_rcnn_swin-b-p4-w7_fpn_fp16_ms-crop-3x_coco.py":
+        ("swin_base_patch4_window7_224.ms_in1k", 1e-5, 36, [27, 33], True, True),
     "convnext/mask_rcnn_convnext-t_p4_w7_fpn_fp16_ms-crop_3x_coco.py":
         ("convnext_tiny.fb_in1k", 1e-6, 36, [27, 33], True, True),
+    "convnext/mask_rcnn_convnext-s_p4_w7_fpn_fp16_ms-crop_3x_coco.py":
+        ("convnext_small.fb_in1k", 1e-6, 36, [27, 33], True, True),
+    "convnext/mask_rcnn_convnext-b_p4_w7_fpn_fp16_ms-crop_3x_coco.py":
+        ("convnext_base.fb_in1k", 1e-6, 36, [27, 33], True, True),
 }  # fmt: skip
+# backbone: (depths, level channels, drop path rate, layer-wise decay's num_layers). Swin-T/S
+# and ConvNeXt-T: mmdetection's; Swin-B: the Swin authors' detection setting; ConvNeXt-S:
+# mmdetection's Cascade ConvNeXt-S backbone; ConvNeXt-B: the ConvNeXt authors' Cascade one.
+NARROW, WIDE = [96, 192, 384, 768], [128, 256, 512, 1024]
+BACKBONES = {
+    "swin-t": ([2, 2, 6, 2], NARROW, 0.2, None),
+    "swin-s": ([2, 2, 18, 2], NARROW, 0.2, None),
+    "swin-b": ([2, 2, 18, 2], WIDE, 0.3, None),
+    "convnext-t": ([3, 3, 9, 3], NARROW, 0.4, 6),
+    "convnext-s": ([3, 3, 27, 3], NARROW, 0.6, 12),
+    "convnext-b": ([3, 3, 27, 3], WIDE, 0.7, 12),
+}
 SHORT_SIDES = list(range(480, 801, 32))  # mmdetection's multi-scale policy (a)
 TINY = {  # narrow copies of the backbones (the configs' timm kwargs kept)
     "swin": dict(embed_dim=16, depths=(2, 2, 2, 2), num_heads=(1, 1, 2, 2), drop_path_rate=0.0),
@@ -77,15 +98,21 @@ def test_config_builds_with_mmdetections_settings(name):
     else:
         assert tuple(resize["img_scale"]) == (1333, 800)
 
+    kind = re.search(r"(swin|convnext)-[tsb]", name)[0]
+    depths, channels, drop_path, num_layers = BACKBONES[kind]
+    assert backbone.model_kwargs.drop_path_rate == drop_path
+    assert optimizer.get("paramwise_cfg", {}).get("num_layers") == num_layers
+
     model = build_detector(cfg.model, cfg.train_cfg, cfg.test_cfg)
     assert model.backbone.out_strides == [4, 8, 16, 32]
-    assert model.neck.in_channels == model.backbone.out_channels == [96, 192, 384, 768]
+    assert model.neck.in_channels == model.backbone.out_channels == channels
     net = model.backbone.model.model
-    depths = [len(stage.blocks) for stage in (net.layers if "swin" in name else net.stages)]
-    expected = {"swin-t": [2, 2, 6, 2], "swin-s": [2, 2, 18, 2], "convnext-t": [3, 3, 9, 3]}
-    assert depths == expected[re.search(r"(swin-[ts]|convnext-t)", name)[1]]
-    if "swin" in name:  # every second block shifts its windows, in every stage
-        for stage in model.backbone.model.model.layers:
+    assert [len(stage.blocks) for stage in (net.layers if "swin" in name else net.stages)] == depths
+    if "swin" in name:  # heads of 32 channels; every second block shifts, in every stage
+        assert [stage.blocks[0].attn.num_heads for stage in net.layers] == [
+            c // 32 for c in channels
+        ]
+        for stage in net.layers:
             shifts = [block.shift_size for block in stage.blocks]
             assert shifts == [(0, 0), (3, 3)] * (len(shifts) // 2)
 
@@ -133,20 +160,27 @@ def mmdet_convnext_layer_id(name, num_layers=6):
     return {0: 1, 1: 2, 3: num_layers}[stage]
 
 
-def test_convnext_optimizer_groups_decay_the_lr_by_depth():
-    model, settings = _settings(CONVNEXT_T)
+@pytest.mark.parametrize(
+    "path, num_layers, last_block", [(CONVNEXT_T, 6, 8), (CONVNEXT_S, 12, 26)], ids=["t", "s"]
+)
+def test_convnext_optimizer_groups_decay_the_lr_by_depth(path, num_layers, last_block):
+    """ConvNeXt-T (18 blocks, 6 layers, mmdetection's) and -S (36 blocks, 12 layers; -B is
+    -S's optimizer on a wider model)."""
+    model, settings = _settings(path)
     assert set(settings) == {n for n, p in model.named_parameters() if p.requires_grad}
     params = dict(model.named_parameters())
     for name, group in settings.items():
-        layer_id = mmdet_convnext_layer_id(name)
+        layer_id = mmdet_convnext_layer_id(name, num_layers)
         # mmdetection: lr * decay_rate ** (num_layers + 2 - layer_id - 1)
-        assert group["lr"] == pytest.approx(1e-4 * 0.95 ** (6 + 1 - layer_id), rel=1e-12), name
+        expected = 1e-4 * 0.95 ** (num_layers + 1 - layer_id)
+        assert group["lr"] == pytest.approx(expected, rel=1e-12), name
         no_decay = params[name].ndim == 1 or name.endswith(".bias")
         assert group["weight_decay"] == (0.0 if no_decay else 0.05), name
     lr = {n: settings[n]["lr"] / 1e-4 for n in settings}
     prefix = "backbone.model.model."
-    assert lr[prefix + "stem.0.weight"] == pytest.approx(0.95**7)
-    assert lr[prefix + "stages.2.blocks.8.conv_dw.weight"] == pytest.approx(0.95**2)  # id 5
+    assert lr[prefix + "stem.0.weight"] == pytest.approx(0.95 ** (num_layers + 1))
+    # stage 3's last block: id num_layers - 1
+    assert lr[prefix + f"stages.2.blocks.{last_block}.conv_dw.weight"] == pytest.approx(0.95**2)
     assert lr[prefix + "stages.3.downsample.1.weight"] == pytest.approx(0.95)
     assert lr["backbone.out_norms.0.weight"] == lr["roi_head.mask_head.conv_logits.weight"] == 1
 

@@ -7,6 +7,8 @@ channels and strides come from timm's ``feature_info``. Stages for ``frozen_stag
 layer-wise learning-rate decay: the feature levels of stride >= 4 (C2, C3, ...); what runs
 before the first of them is the stem. ``out_norm`` adds a LayerNorm on each returned level
 (mmdetection's Swin and mmcls's ConvNeXt ``norm{i}``), which timm's feature levels lack.
+timm's Swin blocks get window attention that ``torch.export`` traces with a dynamic image
+size (:mod:`~mmdet_like.models.backbones.timm_swin`; the same values as timm's).
 """
 
 import os
@@ -124,6 +126,9 @@ class TimmBackbone(BaseBackbone):
             self.model = self._create(pretrained=False)
         except RuntimeError as exc:  # timm's unknown model names, among others
             raise ValueError(f"TimmBackbone: timm cannot build {model_name!r}: {exc}") from exc
+        from mmdet_like.models.backbones.timm_swin import make_swin_blocks_exportable
+
+        make_swin_blocks_exportable(self.model)  # timm's values; a dynamic size exports
         info = self.model.feature_info
         self.out_indices = tuple(self.model.out_indices)
         self.out_channels = [int(c) for c in info.channels()]

@@ -13,7 +13,7 @@ MAX_JOBS ?= 2
 OP_SOURCES := $(shell find ops -name '*.cpp' -o -name '*.cu' -o -name '*.h' -o -name '*.cuh')
 
 .PHONY: install test test-slow lint format bench-ops demo demo-retinanet demo-keypoints demo-cascade \
-	constraints clean mmdet-side-env mmdet-fixtures
+	demo-atss demo-gfl constraints clean mmdet-side-env mmdet-fixtures
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -81,6 +81,28 @@ demo-retinanet: install
 	$(PY) tools/demo_pictures.py $(RETINANET_CONFIG) $(RETINANET_WORK)/latest.pth \
 		$(DEMO_DATA)/val $(RETINANET_WORK)/detections.png
 	@echo "demo done: checkpoint, logs and detections.png in $(RETINANET_WORK)"
+
+# The ATSS and GFL demos: the RetinaNet demo's data, sizes and schedule, each family's head.
+ATSS_WORK ?= work_dirs/atss_r18_fpn_demo
+ATSS_CONFIG := configs/demo/atss_r18_fpn_demo.py
+GFL_WORK ?= work_dirs/gfl_r18_fpn_demo
+GFL_CONFIG := configs/demo/gfl_r18_fpn_demo.py
+
+demo-atss: install
+	$(PY) tools/make_demo_dataset.py $(DEMO_DATA)
+	$(PY) tools/train.py $(ATSS_CONFIG) --work-dir $(ATSS_WORK) --no-validate
+	$(PY) tools/test.py $(ATSS_CONFIG) $(ATSS_WORK)/latest.pth --eval bbox
+	$(PY) tools/demo_pictures.py $(ATSS_CONFIG) $(ATSS_WORK)/latest.pth \
+		$(DEMO_DATA)/val $(ATSS_WORK)/detections.png
+	@echo "demo done: checkpoint, logs and detections.png in $(ATSS_WORK)"
+
+demo-gfl: install
+	$(PY) tools/make_demo_dataset.py $(DEMO_DATA)
+	$(PY) tools/train.py $(GFL_CONFIG) --work-dir $(GFL_WORK) --no-validate
+	$(PY) tools/test.py $(GFL_CONFIG) $(GFL_WORK)/latest.pth --eval bbox
+	$(PY) tools/demo_pictures.py $(GFL_CONFIG) $(GFL_WORK)/latest.pth \
+		$(DEMO_DATA)/val $(GFL_WORK)/detections.png
+	@echo "demo done: checkpoint, logs and detections.png in $(GFL_WORK)"
 
 # The keypoint demo: the same images with the shapes' named vertices, a small Keypoint R-CNN
 # (box and keypoint AP).

@@ -17,12 +17,14 @@ model = dict(
         stacked_convs=4,
         feat_channels=64,
         norm_cfg=dict(type="GN", num_groups=16, requires_grad=True),
-        # one anchor per location, 16 px on P3 to 64 px on P5 (the objects are 15-60 px;
-        # the COCO configs' octave_base_scale=8 would make every anchor larger than them)
+        # one anchor per location, 8 strides wide as in mmdetection's COCO configs: 64 px
+        # on P3 to 256 px on P5. ATSS ranks anchors by IoU only to pick positives, and these
+        # give 8.0 positives per object here against 3.8 with 2-stride anchors (16-64 px, the
+        # objects' own sizes); bbox AP 0.741 against 0.463 (README, "The ATSS and GFL demos")
         anchor_generator=dict(
             type="AnchorGenerator",
             ratios=[1.0],
-            octave_base_scale=2,
+            octave_base_scale=8,
             scales_per_octave=1,
             strides=[8, 16, 32],
         ),

@@ -17,12 +17,14 @@ model = dict(
         stacked_convs=4,
         feat_channels=64,
         norm_cfg=dict(type="GN", num_groups=16, requires_grad=True),
-        # ATSS's anchors of configs/demo/atss_r18_fpn_demo.py (assignment and box centres);
-        # distances up to reg_max = 16 strides: 128 px on P3
+        # ATSS's anchors of configs/demo/atss_r18_fpn_demo.py (8 strides wide, for the
+        # assignment; their centres are the boxes' points): bbox AP 0.706 against 0.484 with
+        # 2-stride anchors (README, "The ATSS and GFL demos"); distances up to reg_max = 16
+        # strides: 128 px on P3
         anchor_generator=dict(
             type="AnchorGenerator",
             ratios=[1.0],
-            octave_base_scale=2,
+            octave_base_scale=8,
             scales_per_octave=1,
             strides=[8, 16, 32],
         ),

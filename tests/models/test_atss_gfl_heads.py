@@ -31,6 +31,9 @@ SIZE = 64  # tiny images: levels of 8x8, 4x4 and 2x2
 
 def demo_model(family, **test_cfg):
     cfg = load_config(str(DEMO[family]))
+    # the demo's anchors are 8 strides wide (64 px on P3); on these 64 px images, anchors of
+    # 2 strides (16, 32, 64 px) give every level positives, so every head weight a gradient
+    cfg.model.bbox_head.anchor_generator.octave_base_scale = 2
     torch.manual_seed(0)
     model = build_detector(cfg.model, cfg.train_cfg, dict(cfg.test_cfg.to_dict(), **test_cfg))
     model.init_weights()

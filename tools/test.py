@@ -61,6 +61,7 @@ from mmdet_like.datasets import build_dataloader, build_dataset
 from mmdet_like.engine import (
     CfgOptionsAction,
     add_cfg_options_argument,
+    close_dist,
     get_dist_info,
     get_logger,
     init_dist,
@@ -304,6 +305,7 @@ def main(argv=None):
 
     if distributed:
         results = multi_gpu_test(model, data_loader, args.tmpdir, args.gpu_collect)
+        close_dist()  # every rank has its part gathered; rank 0 goes on alone
     else:
         results = single_gpu_test(
             model, data_loader, args.show, args.show_dir, args.show_score_thr, args.draw_style

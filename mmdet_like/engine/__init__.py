@@ -23,6 +23,7 @@ from mmdet_like.engine.config import (
 )
 from mmdet_like.engine.dist import (
     DistributedError,
+    close_dist,
     get_dist_info,
     init_dist,
     is_distributed,
@@ -70,6 +71,7 @@ __all__ = [
     "find_latest_checkpoint",
     "get_dist_info",
     "get_logger",
+    "close_dist",
     "init_dist",
     "is_distributed",
     "load_checkpoint",

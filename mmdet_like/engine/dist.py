@@ -220,3 +220,12 @@ def broadcast_object(obj, src=0):
 def barrier():
     if is_distributed():
         dist.barrier()
+
+
+def close_dist():
+    """Wait for every rank, then destroy the process group (a no-op outside one): a rank that
+    leaves the interpreter with the group alive can abort in gloo's teardown ("terminate
+    called without an active exception") while the others still use it."""
+    if is_distributed():
+        dist.barrier()
+        dist.destroy_process_group()

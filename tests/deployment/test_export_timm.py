@@ -17,6 +17,10 @@ exports."""
 import pytest
 import torch
 
+# two to three minutes of ONNX translation: `make test-slow`; the default suite exports the
+# Swin backbone with a dynamic size in tests/models/test_timm_swin.py
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("timm")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")

@@ -146,13 +146,26 @@ def test_our_config_has_mmdetections_train_and_test_settings(trained):
     assert cfg.test_cfg.nms.iou_thr == test3["nms"]["iou_threshold"]
 
 
-def test_anchors_are_assigned_as_mmdetection_assigns_them(trained):
+@pytest.fixture(scope="module")
+def training_step(trained):
+    """One training forward and backward of our model on the fixture's photographs and
+    targets: (the AssignResults of its images, its losses, its parameters with their
+    gradients)."""
     _, fixture, model, _ = trained
     inputs = fixture["inputs"]
     kept = record_assignments(model.bbox_head)
     model.train()
-    model(img=inputs, data_samples=training_samples(fixture["source"], inputs))
-    assert len(kept) == len(fixture["assignments"]) == len(inputs)
+    model.zero_grad()
+    losses = model(img=inputs, data_samples=training_samples(fixture["source"], inputs))
+    sum(losses.values()).backward()
+    del model.bbox_head.assigner.assign  # the recording off: the class's method again
+    return kept, {k: v.detach() for k, v in losses.items()}, dict(model.named_parameters())
+
+
+def test_anchors_are_assigned_as_mmdetection_assigns_them(trained, training_step):
+    _, fixture, _, _ = trained
+    kept = training_step[0]
+    assert len(kept) == len(fixture["assignments"]) == len(fixture["inputs"])
     for ours, theirs in zip(kept, fixture["assignments"], strict=True):
         assert torch.equal(ours.gt_inds, theirs["gt_inds"])
         assert torch.equal(ours.labels, theirs["labels"])
@@ -163,20 +176,15 @@ def test_anchors_are_assigned_as_mmdetection_assigns_them(trained):
         )
 
 
-def test_losses_and_head_gradients_equal_mmdetections(trained):
-    family, fixture, model, _ = trained
-    inputs = fixture["inputs"]
-    model.train()
-    model.zero_grad()
-    losses = model(img=inputs, data_samples=training_samples(fixture["source"], inputs))
+def test_losses_and_head_gradients_equal_mmdetections(trained, training_step):
+    family, fixture, _, _ = trained
+    _, losses, ours = training_step
     assert set(losses) == set(fixture["losses"])
     for name, value in fixture["losses"].items():
-        torch.testing.assert_close(losses[name].detach(), value, rtol=0, atol=1e-6, msg=name)
-    sum(losses.values()).backward()
+        torch.testing.assert_close(losses[name], value, rtol=0, atol=1e-6, msg=name)
     # mmdetection's head gradients in our names: the converter maps them as the weights
     with_grads = dict(fixture["state_dict"], **fixture["grads"])
     expected, _ = convert_mmdet(with_grads, source=f"{family}.pth")
-    ours = dict(model.named_parameters())
     head = [k for k in expected if k.startswith("bbox_head.") and k in ours]
     assert len(head) == len(fixture["grads"])
     for name in head:

@@ -290,8 +290,8 @@ def test_ms_deform_attn_bad_arguments_raise_like_compiled():
         ((value, shapes, starts.int(), locations, weights), "level_start_index must be int64"),
         ((value.long(), shapes, starts, locations, weights), "must have one floating dtype"),
         ((value, shapes, starts, locations, weights.double()), "must have one floating dtype"),
-        ((value[:, :-1], shapes, starts, locations, weights), "value has 79 keys but spatial"),
-        ((value, shapes, starts.flip(0), locations, weights), r"level_start_index\[0\] = 79"),
+        ((value[:, :-1], shapes, starts, locations, weights), "value has 89 keys but spatial"),
+        ((value, shapes, starts.flip(0), locations, weights), r"level_start_index\[0\] = 89"),
         ((value, shapes.neg(), starts, locations, weights), r"spatial_shapes\[0\] = \(-9, -7\)"),
     ]  # fmt: skip
     for args, message in cases:
@@ -299,7 +299,7 @@ def test_ms_deform_attn_bad_arguments_raise_like_compiled():
             with pytest.raises(RuntimeError, match=message):
                 fn(*args)
         for fn in (op._ms_deform_attn_backward, fallback.ms_deform_attn_backward):
-            with pytest.raises(RuntimeError, match=message.replace("value must", "value must")):
+            with pytest.raises(RuntimeError, match=message):
                 fn(*args, grad)
     for bad, message in [
         (

@@ -185,12 +185,17 @@ void forward_kernel(const scalar_t* value, const Levels& lv, const scalar_t* loc
   });
 }
 
-// grad_value: (bs, num_keys, heads, dim) in acc_t, zero on entry.
+// grad_value: (bs, num_keys, heads, dim), accumulated in grad_value_acc (acc_t; the same
+// memory as grad_value when acc_t is scalar_t), both uninitialised on entry: each task zeroes
+// and (for half and bfloat16) converts the rows of its own pairs, so that the whole backward
+// opens no parallel region but its own.
+// grad_out is read through its strides (an expanded gradient, as of a sum, needs no copy).
 template <typename scalar_t>
 void backward_kernel(const scalar_t* value, const Levels& lv, const scalar_t* loc,
-                     const scalar_t* attn, const scalar_t* grad_out, const Sizes& n,
-                     at::opmath_type<scalar_t>* grad_value, scalar_t* grad_loc,
-                     scalar_t* grad_attn) {
+                     const scalar_t* attn, const scalar_t* grad_out,
+                     const at::IntArrayRef grad_strides, const Sizes& n,
+                     at::opmath_type<scalar_t>* grad_value_acc, scalar_t* grad_value,
+                     scalar_t* grad_loc, scalar_t* grad_attn) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t row_stride = n.heads * n.dim;
   const int64_t samples = n.levels * n.points;
@@ -202,12 +207,19 @@ void backward_kernel(const scalar_t* value, const Levels& lv, const scalar_t* lo
     const std::vector<scalar_t> zeros(n.dim, scalar_t(0));
     for (int64_t pair = begin; pair < end; ++pair) {
       const int64_t b = pair / n.heads, h = pair % n.heads;
-      const scalar_t* value_b = value + b * n.num_keys * row_stride + h * n.dim;
-      acc_t* grad_value_b = grad_value + b * n.num_keys * row_stride + h * n.dim;
+      const int64_t pair_offset = b * n.num_keys * row_stride + h * n.dim;
+      const scalar_t* value_b = value + pair_offset;
+      acc_t* grad_value_b = grad_value_acc + pair_offset;
+      for (int64_t key = 0; key < n.num_keys; ++key) {
+        std::fill_n(grad_value_b + key * row_stride, n.dim, acc_t(0));
+      }
       for (int64_t q = 0; q < n.queries; ++q) {
         const int64_t r = b * n.queries + q;
-        const scalar_t* g_src = grad_out + r * row_stride + h * n.dim;
-        for (int64_t d = 0; d < n.dim; ++d) g[d] = static_cast<acc_t>(g_src[d]);
+        const scalar_t* g_src = grad_out + b * grad_strides[0] + q * grad_strides[1] +
+                                h * n.dim * grad_strides[2];
+        for (int64_t d = 0; d < n.dim; ++d) {
+          g[d] = static_cast<acc_t>(g_src[d * grad_strides[2]]);
+        }
         const int64_t sample0 = (r * n.heads + h) * samples;
         const scalar_t* loc_rh = loc + 2 * sample0;
         const scalar_t* attn_rh = attn + sample0;
@@ -243,6 +255,13 @@ void backward_kernel(const scalar_t* value, const Levels& lv, const scalar_t* lo
             grad_loc_rh[2 * s] = static_cast<scalar_t>(a * gx * static_cast<acc_t>(width));
             grad_loc_rh[2 * s + 1] = static_cast<scalar_t>(a * gy * static_cast<acc_t>(height));
           }
+        }
+      }
+      if (static_cast<const void*>(grad_value_acc) != static_cast<const void*>(grad_value)) {
+        for (int64_t key = 0; key < n.num_keys; ++key) {
+          const acc_t* src = grad_value_b + key * row_stride;
+          scalar_t* dst = grad_value + pair_offset + key * row_stride;
+          for (int64_t d = 0; d < n.dim; ++d) dst[d] = static_cast<scalar_t>(src[d]);
         }
       }
     }
@@ -293,27 +312,32 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ms_deform_attn_backward_cpu(
               ms_deform_attn_detail::type_name(grad_output));
   const Levels lv = read_levels(spatial_shapes, level_start_index, n.num_keys, op);
   const auto acc_type = at::toOpMathType(value.scalar_type());
-  auto grad_value = at::zeros(value.sizes(), value.options().dtype(acc_type));
   auto grad_loc = at::empty(sampling_locations.sizes(), sampling_locations.options());
   auto grad_attn = at::empty(attention_weights.sizes(), attention_weights.options());
   if (grad_attn.numel() == 0 || n.dim == 0) {
-    return {grad_value.to(value.scalar_type()), grad_loc.zero_(), grad_attn.zero_()};
+    return {at::zeros(value.sizes(), value.options()), grad_loc.zero_(), grad_attn.zero_()};
   }
+  // every element of these is written by the kernel
+  auto grad_value = at::empty(value.sizes(), value.options());
+  auto grad_value_acc = acc_type == value.scalar_type()
+                            ? grad_value
+                            : at::empty(value.sizes(), value.options().dtype(acc_type));
   const auto value_c = value.contiguous();
   const auto loc_c = sampling_locations.contiguous();
   const auto attn_c = attention_weights.contiguous();
-  const auto grad_c = grad_output.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, value.scalar_type(), "ms_deform_attn_backward_cpu", [&] {
         using acc_t = at::opmath_type<scalar_t>;
         backward_kernel<scalar_t>(value_c.const_data_ptr<scalar_t>(), lv,
                                   loc_c.const_data_ptr<scalar_t>(),
                                   attn_c.const_data_ptr<scalar_t>(),
-                                  grad_c.const_data_ptr<scalar_t>(), n,
-                                  grad_value.data_ptr<acc_t>(), grad_loc.data_ptr<scalar_t>(),
+                                  grad_output.const_data_ptr<scalar_t>(),
+                                  grad_output.strides(), n,
+                                  grad_value_acc.data_ptr<acc_t>(),
+                                  grad_value.data_ptr<scalar_t>(), grad_loc.data_ptr<scalar_t>(),
                                   grad_attn.data_ptr<scalar_t>());
       });
-  return {grad_value.to(value.scalar_type()), grad_loc, grad_attn};
+  return {grad_value, grad_loc, grad_attn};
 }
 
 }  // namespace

@@ -121,6 +121,15 @@ def test_non_contiguous_inputs():
     expected = reference(value, shapes, starts, locations[..., [1, 0]], weights)
     assert ours.is_contiguous()
     torch.testing.assert_close(ours, expected, atol=1e-5, rtol=0)
+    # output gradients with strides: expanded (of a sum) and transposed
+    g = torch.randn(11, 2, 16, generator=torch.Generator().manual_seed(15)).transpose(0, 1)
+    for loss in (lambda out: out.sum(), lambda out: (out * g).sum()):
+        leaves = [t.detach().clone().requires_grad_(True) for t in (value, locations, weights)]
+        loss(ms_deform_attn(leaves[0], shapes, starts, leaves[1], leaves[2])).backward()
+        ref_leaves = [t.detach().clone().requires_grad_(True) for t in (value, locations, weights)]
+        loss(reference(ref_leaves[0], shapes, starts, ref_leaves[1], ref_leaves[2])).backward()
+        for leaf, ref in zip(leaves, ref_leaves):
+            torch.testing.assert_close(leaf.grad, ref.grad, atol=1e-4, rtol=1e-6)
 
 
 def test_points_outside_the_maps():

@@ -16,10 +16,10 @@ _base_ = [
     "../_base_/datasets/coco_detection.py",
     "../_base_/default_runtime.py",
 ]
-embed_dims = 256
-attn_cfg = dict(embed_dims=embed_dims, num_heads=8, dropout=0.1, batch_first=True)
-ffn_cfg = dict(
-    embed_dims=embed_dims, feedforward_channels=2048, num_fcs=2, ffn_drop=0.1,
+_embed_dims = 256
+_attn_cfg = dict(embed_dims=_embed_dims, num_heads=8, dropout=0.1, batch_first=True)
+_ffn_cfg = dict(
+    embed_dims=_embed_dims, feedforward_channels=2048, num_fcs=2, ffn_drop=0.1,
     act_cfg=dict(type="ReLU", inplace=True),
 )  # fmt: skip
 model = dict(
@@ -41,22 +41,22 @@ model = dict(
         type="ChannelMapper",
         in_channels=[2048],
         kernel_size=1,
-        out_channels=embed_dims,
+        out_channels=_embed_dims,
         act_cfg=None,
         norm_cfg=None,
         num_outs=1,
     ),
-    encoder=dict(num_layers=6, layer_cfg=dict(self_attn_cfg=attn_cfg, ffn_cfg=ffn_cfg)),
+    encoder=dict(num_layers=6, layer_cfg=dict(self_attn_cfg=_attn_cfg, ffn_cfg=_ffn_cfg)),
     decoder=dict(
         num_layers=6,
-        layer_cfg=dict(self_attn_cfg=attn_cfg, cross_attn_cfg=attn_cfg, ffn_cfg=ffn_cfg),
+        layer_cfg=dict(self_attn_cfg=_attn_cfg, cross_attn_cfg=_attn_cfg, ffn_cfg=_ffn_cfg),
         return_intermediate=True,
     ),
-    positional_encoding=dict(num_feats=embed_dims // 2, normalize=True),
+    positional_encoding=dict(num_feats=_embed_dims // 2, normalize=True),
     bbox_head=dict(
         type="DETRHead",
         num_classes=80,
-        embed_dims=embed_dims,
+        embed_dims=_embed_dims,
         loss_cls=dict(
             type="CrossEntropyLoss",
             bg_cls_weight=0.1,
@@ -80,7 +80,7 @@ train_cfg = dict(
 )
 test_cfg = dict(max_per_img=100)
 img_norm_cfg = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True)
-multi_scale = [(1333, short) for short in (480, 512, 544, 576, 608, 640, 672, 704, 736, 768, 800)]
+_multi_scale = [(1333, 480 + 32 * i) for i in range(11)]  # short sides 480, 512, ..., 800
 train_pipeline = [
     dict(type="LoadImageFromFile"),
     dict(type="LoadAnnotations", with_bbox=True),
@@ -88,7 +88,7 @@ train_pipeline = [
     dict(
         type="RandomChoice",
         transforms=[
-            [dict(type="Resize", img_scale=multi_scale, multiscale_mode="value", keep_ratio=True)],
+            [dict(type="Resize", img_scale=_multi_scale, multiscale_mode="value", keep_ratio=True)],
             [
                 dict(
                     type="Resize",
@@ -104,7 +104,7 @@ train_pipeline = [
                 ),  # fmt: skip
                 dict(
                     type="Resize",
-                    img_scale=multi_scale,
+                    img_scale=_multi_scale,
                     multiscale_mode="value",
                     keep_ratio=True,
                     override=True,

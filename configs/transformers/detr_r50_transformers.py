@@ -17,13 +17,13 @@
 # the previous layer's output after the final LayerNorm (DETR and mmdetection pass the
 # unnormalised output on and normalise only what the head reads).
 _base_ = "../detr/detr_r50_8x2_150e_coco.py"
-embed_dims = 256
-attn_cfg = dict(embed_dims=embed_dims, num_heads=8, attn_drop=0.0, dropout=0.1, batch_first=True)
+_embed_dims = 256
+_attn_cfg = dict(embed_dims=_embed_dims, num_heads=8, attn_drop=0.0, dropout=0.1, batch_first=True)
 model = dict(
     pretrained=None,
     backbone=dict(frozen_stages=-1),
-    encoder=dict(layer_cfg=dict(self_attn_cfg=attn_cfg)),
-    decoder=dict(layer_cfg=dict(self_attn_cfg=attn_cfg, cross_attn_cfg=attn_cfg)),
+    encoder=dict(layer_cfg=dict(self_attn_cfg=_attn_cfg)),
+    decoder=dict(layer_cfg=dict(self_attn_cfg=_attn_cfg, cross_attn_cfg=_attn_cfg)),
 )
 test_cfg = dict(max_per_img=100, score_thr=0.5, clip_bboxes=False)
 img_norm_cfg = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True)

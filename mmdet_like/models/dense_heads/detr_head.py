@@ -40,6 +40,7 @@ class QueryTargets:
         labels: (B, Q) int64, the matched gt's class, ``num_classes`` for the others.
         label_weights: (B, Q) classification weights (ones).
         pos_batch_inds, pos_query_inds: (P,) image and query of each matched query.
+        pos_gt_inds: (P,) its gt's index among its image's gts.
         pos_gt_bboxes: (P, 4) its gt box, ``[x1, y1, x2, y2]`` in the input image.
         pos_factors: (P, 4) its image's ``(w, h, w, h)`` (``img_shape``), which normalises
             boxes.
@@ -50,6 +51,7 @@ class QueryTargets:
     label_weights: torch.Tensor
     pos_batch_inds: torch.Tensor
     pos_query_inds: torch.Tensor
+    pos_gt_inds: torch.Tensor
     pos_gt_bboxes: torch.Tensor
     pos_factors: torch.Tensor
     num_pos: int
@@ -215,7 +217,8 @@ class DETRHead(nn.Module):
         pos_batch_inds, pos_query_inds = (gt_inds > 0).nonzero(as_tuple=True)
         counts = [len(gt.labels) for gt in batch_gt_instances]
         offsets = torch.tensor([0] + counts[:-1], device=device).cumsum(0)
-        flat = gt_inds[pos_batch_inds, pos_query_inds] - 1 + offsets[pos_batch_inds]
+        pos_gt_inds = gt_inds[pos_batch_inds, pos_query_inds] - 1
+        flat = pos_gt_inds + offsets[pos_batch_inds]
         all_labels = torch.cat([gt.labels.to(device).long() for gt in batch_gt_instances])
         all_bboxes = torch.cat(
             [gt.bboxes.to(device=device, dtype=bbox_preds.dtype) for gt in batch_gt_instances]
@@ -228,6 +231,7 @@ class DETRHead(nn.Module):
             label_weights=cls_scores.new_ones((batch, num_queries)),
             pos_batch_inds=pos_batch_inds,
             pos_query_inds=pos_query_inds,
+            pos_gt_inds=pos_gt_inds,
             pos_gt_bboxes=all_bboxes[flat],
             pos_factors=factors[pos_batch_inds],
             num_pos=num_pos,

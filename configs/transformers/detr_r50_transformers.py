@@ -12,10 +12,13 @@
 #   timm backbone transformers 5 freezes no stage; its batch norms are frozen, as ours);
 #   detections: every query's best class scoring above 0.5 (its default threshold), boxes
 #   not clipped to the image, in the original image.
+# A model saved with auxiliary_loss=True (transformers' setting for training with the
+# auxiliary losses) feeds each decoder layer the previous layer's output after the final
+# LayerNorm and normalises the last output twice (DETR and mmdetection pass the
+# unnormalised output on and normalise only what the head reads): set
+# model.decoder.norm_layer_inputs=True for it (the converter notes it).
 # Not reproduced: transformers' dropout on the encoder's input features in training (not in
-# DETR or mmdetection), and, with its auxiliary_loss=True, its decoder feeding each layer
-# the previous layer's output after the final LayerNorm (DETR and mmdetection pass the
-# unnormalised output on and normalise only what the head reads).
+# DETR or mmdetection).
 _base_ = "../detr/detr_r50_8x2_150e_coco.py"
 _embed_dims = 256
 _attn_cfg = dict(embed_dims=_embed_dims, num_heads=8, attn_drop=0.0, dropout=0.1, batch_first=True)

@@ -143,13 +143,14 @@ def test_detr_head_targets_and_losses_by_hand():
     torch.testing.assert_close(losses["loss_cls"], (ce * w).sum() / (2 + 6 * 0.1))
     l1 = (bbox_preds[0, 3] - torch.tensor([170 / 200, 50 / 100, 40 / 200, 20 / 100])).abs().sum()
     torch.testing.assert_close(losses["loss_bbox"], 5 * l1 / 2, rtol=1e-5, atol=1e-6)
-    # query 1 is gt 0 exactly: GIoU 1; query 3 is shifted by 2 px right and 1 px down
-    inter = (40 - 2) * (20 - 1)
-    iou = inter / (2 * 40 * 20 - inter)
-    enclose = (40 + 2) * (20 + 1)
-    giou = iou - (enclose - (2 * 40 * 20 - inter)) / enclose
+    # query 1 is gt 0 exactly (GIoU 1); query 3 is (151, 40.5, 193, 61.5) in pixels against
+    # gt 1's (150, 40, 190, 60): intersection 39 x 19.5, union 42 * 21 + 800 - that,
+    # enclosing box 43 x 21.5
+    inter = 39 * 19.5
+    union = 42 * 21 + 40 * 20 - inter
+    giou = inter / union - (43 * 21.5 - union) / (43 * 21.5)
     torch.testing.assert_close(losses["loss_iou"], torch.tensor(2 * (1 - giou) / 2), rtol=1e-4,
-                               atol=1e-5)  # fmt: skip
+                               atol=1e-6)  # fmt: skip
 
     # every layer gets its own assignment; names as mmdetection's
     all_losses = head.loss(torch.stack([cls_scores, cls_scores.flip(1)]),
@@ -169,9 +170,10 @@ def test_detr_head_without_gts_keeps_box_losses_in_the_graph():
     assert losses["loss_bbox"].item() == 0 and losses["loss_iou"].item() == 0
     sum(losses.values()).backward()
     assert hidden.grad is not None and torch.isfinite(hidden.grad).all()
-    # every query a no-object target: the plain mean of the weighted CE (weights all 0.1)
-    ce = torch.nn.functional.cross_entropy(cls_scores[-1, 0], torch.full((5,), 3))
-    torch.testing.assert_close(losses["loss_cls"], ce)
+    # every query a no-object target (weight 0.1): the weighted sum over mmdetection's
+    # average factor, num_pos + 0.1 * num_neg = 0.5, raised to 1
+    ce = torch.nn.functional.cross_entropy(cls_scores[-1, 0], torch.full((5,), 3), reduction="sum")
+    torch.testing.assert_close(losses["loss_cls"], 0.1 * ce / 1.0)
 
 
 def test_detr_head_detections():

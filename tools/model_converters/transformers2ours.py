@@ -11,8 +11,9 @@ with a ``ResNet`` of that depth (timm's ResNet names are torchvision's, which ou
 configs/transformers/detr_r50_transformers.py computes what transformers computes.
 ``meta``: ``CLASSES`` (``id2label`` in order), ``num_classes``, and the sizes read from
 config.json (``d_model``, layers, heads, FFN widths, ``num_queries``, the ResNet depth), which
-a config other than DETR-R50's must set. ``--config`` builds that config's model and checks
-that every weight is there with its shape. The renames are listed in
+a config other than DETR-R50's must set, and ``auxiliary_loss`` (a model saved with it
+computes with ``model.decoder.norm_layer_inputs=True``, see the config). ``--config`` builds
+that config's model and checks that every weight is there with its shape. The renames are listed in
 mmdet_like/models/utils/transformers_detr.py.
 """
 
@@ -55,6 +56,12 @@ def convert(src, dst, config=None):
         CLASSES=classes,
         architecture=arch,
     )
+    meta["notes"] = []
+    if arch["auxiliary_loss"]:
+        meta["notes"].append(
+            "auxiliary_loss=True: transformers' decoder passes each layer's normalised output "
+            "on; set model.decoder.norm_layer_inputs=True to compute as it does"
+        )
     if isinstance(hf_config.get("transformers_version"), str):
         meta["transformers_version"] = hf_config["transformers_version"]
     return save_converted_checkpoint(
@@ -79,6 +86,8 @@ def main(argv=None):
         f"{arch['encoder_layers']}+{arch['decoder_layers']} layers, {arch['num_queries']} "
         f"queries), {meta['num_classes']} classes -> {args.dst}"
     )
+    for note in meta["notes"]:
+        print(f"note: {note}")
 
 
 if __name__ == "__main__":

@@ -78,7 +78,9 @@ def read_pretrained_folder(folder):
 
 def detr_architecture(config):
     """What our config must match, read from transformers' ``config.json`` of a DETR:
-    ``num_classes``, ``CLASSES``, the backbone's ResNet depth and the transformer's sizes.
+    ``num_classes``, ``CLASSES``, the backbone's ResNet depth, the transformer's sizes and
+    ``auxiliary_loss`` (with it, transformers' decoder normalises each layer's input:
+    our ``model.decoder.norm_layer_inputs=True``).
     Raises :class:`TransformersConversionError` for what our DETR does not have."""
     if config.get("model_type") != "detr":
         raise TransformersConversionError(
@@ -127,6 +129,7 @@ def detr_architecture(config):
         decoder_ffn_dim=config.get("decoder_ffn_dim", 2048),
         num_queries=config.get("num_queries", 100),
         position_embedding_type=position,
+        auxiliary_loss=bool(config.get("auxiliary_loss", False)),
     )
 
 

@@ -153,17 +153,22 @@ class DetrTransformerDecoder(nn.Module):
         layer_cfg: :class:`DetrTransformerDecoderLayer` arguments.
         return_intermediate: return every layer's normalised output (the auxiliary losses),
             else only the last one's.
+        norm_layer_inputs: each layer after the first takes the previous layer's output
+            after ``post_norm`` and the last output is normalised twice, as transformers'
+            ``DetrDecoder`` computes with ``auxiliary_loss=True`` (DETR and mmdetection pass
+            the unnormalised output on); for models fine-tuned there so.
     """
 
     layer_type = DetrTransformerDecoderLayer
 
-    def __init__(self, num_layers, layer_cfg, return_intermediate=True):
+    def __init__(self, num_layers, layer_cfg, return_intermediate=True, norm_layer_inputs=False):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"decoder.num_layers must be at least 1, got {num_layers}")
         self.num_layers = num_layers
         self.layer_cfg = layer_cfg
         self.return_intermediate = return_intermediate
+        self.norm_layer_inputs = norm_layer_inputs
         self._init_layers()
 
     def _init_layers(self):
@@ -182,8 +187,14 @@ class DetrTransformerDecoder(nn.Module):
         for layer in self.layers:
             query = layer(query, key, value, query_pos=query_pos, key_pos=key_pos,
                           key_padding_mask=key_padding_mask, **kwargs)  # fmt: skip
-            if self.return_intermediate:
-                outputs.append(self.post_norm(query))
+            if self.return_intermediate or self.norm_layer_inputs:
+                normed = self.post_norm(query)
+                if self.return_intermediate:
+                    outputs.append(normed)
+                if self.norm_layer_inputs:
+                    query = normed
         if not self.return_intermediate:
             outputs.append(self.post_norm(query))
+        elif self.norm_layer_inputs:
+            outputs[-1] = self.post_norm(outputs[-1])
         return torch.stack(outputs)

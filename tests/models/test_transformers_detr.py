@@ -316,3 +316,59 @@ def test_detr_training_step_matches_transformers(tmp_path, at_most_4_threads):
     assert moved > 5e-5  # the step changed the weights (by about the LR)
     for key, value in stepped.items():  # measured: within 1.8e-7
         torch.testing.assert_close(ours_state[key], value, rtol=0, atol=1e-5, msg=key)
+
+
+def test_converter_names_and_refusals(tmp_path):
+    """transformers 4.x's names convert as 5.x's; what our DETR lacks is refused, named."""
+    from mmdet_like.models.utils.transformers_detr import (
+        TransformersConversionError,
+        detr_architecture,
+        read_pretrained_folder,
+    )
+
+    hf_model = _hf_model(auxiliary_loss=True)
+    folder = tmp_path / "hf"
+    hf_model.save_pretrained(folder)
+    config, state = read_pretrained_folder(str(folder))
+    arch = detr_architecture(config)
+    assert (arch["d_model"], arch["encoder_layers"], arch["num_queries"]) == (D_MODEL, 2, QUERIES)
+    assert arch["auxiliary_loss"] and arch["position_embedding_type"] == "sine"
+    ours = convert_transformers_detr(state)
+    q = state["model.decoder.layers.1.encoder_attn.q_proj.weight"]
+    v = state["model.decoder.layers.1.encoder_attn.v_proj.bias"]
+    torch.testing.assert_close(ours["decoder.layers.1.cross_attn.attn.in_proj_weight"][:D_MODEL], q)
+    torch.testing.assert_close(ours["decoder.layers.1.cross_attn.attn.in_proj_bias"][-D_MODEL:], v)
+    # 4.x: backbone.conv_encoder, self_attn.out_proj, fc1 / fc2 at the layer's level
+    renames = [("model.backbone.model.", "model.backbone.conv_encoder.model."),
+               (".o_proj.", ".out_proj."), (".mlp.fc", ".fc")]  # fmt: skip
+    old = {}
+    for key, value in state.items():
+        for new, before in renames:
+            key = key.replace(new, before)
+        old[key] = value
+    converted = convert_transformers_detr(old)
+    assert converted.keys() == ours.keys()
+    assert all(torch.equal(converted[k], ours[k]) for k in ours)
+
+    with pytest.raises(TransformersConversionError, match="1 weight.*model.extra.weight"):
+        convert_transformers_detr({**state, "model.extra.weight": torch.zeros(1)})
+    with pytest.raises(TransformersConversionError, match="q/k/v projection weights incomplete"):
+        convert_transformers_detr(
+            {k: v for k, v in state.items() if "layers.0.self_attn.k_proj.weight" not in k}
+        )
+    for change, message in [
+        (dict(model_type="deformable_detr"), "model_type 'deformable_detr'"),
+        (dict(dilation=True), "without dilation"),
+        (dict(backbone_config=dict(model_type="resnet")), "backbone 'resnet'"),
+        (dict(position_embedding_type="sine_v2"), "'sine' or 'learned'"),
+    ]:
+        with pytest.raises(TransformersConversionError, match=message):
+            detr_architecture({**config, **change})
+    with pytest.raises(TransformersConversionError, match="no config.json"):
+        read_pretrained_folder(str(tmp_path))
+    tool = load_tool("model_converters/transformers2ours")
+    from mmdet_like.models.utils.foreign_checkpoints import ForeignCheckpointError
+
+    # --config: the full-size DETR-R50 config does not fit the small model, and says where
+    with pytest.raises(ForeignCheckpointError, match=r"missing backbone.layer1.0.conv3.weight"):
+        tool.convert(str(folder), str(tmp_path / "x.pth"), config=str(CONFIG))

@@ -95,8 +95,11 @@ class DETRHead(nn.Module):
     layer and gives (L, B, Q, cls_out_channels) logits and (L, B, Q, 4) boxes. The losses
     (``loss_cls``, ``loss_bbox``, ``loss_iou`` of the last layer, ``d{i}.loss_*`` of layer
     ``i``, mmdetection's names) are each averaged over the batch: the classification by
-    ``num_pos + bg_cls_weight * num_neg`` (the sum of the softmax's class weights), the box
-    losses by the number of gts (DETR's ``num_boxes``). Each layer has its own assignment.
+    ``max(num_pos + bg_cls_weight * num_neg, 1)`` (the sum of the softmax's class weights),
+    the box losses by the matched queries (DETR's ``num_boxes``, the number of gts unless
+    an image has more gts than queries), at least 1. Each layer has its own assignment. The
+    averages are over this process's batch: mmdetection's and DETR's mean over processes
+    needs the engine's collectives, which models do not import.
     """
 
     train_cfg_schema = {"assigner": None}

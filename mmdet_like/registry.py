@@ -218,6 +218,8 @@ IOU_CALCULATORS = Registry("IOU_CALCULATORS")
 MATCH_COSTS = Registry("MATCH_COSTS")  # costs of one-to-one (Hungarian) assignment
 # Layers chosen by config (norm_cfg, conv_cfg)
 NORM_LAYERS = Registry("NORM_LAYERS")
+# positional encodings of transformer detectors (SinePositionalEncoding, LearnedPositionalEncoding)
+POSITIONAL_ENCODINGS = Registry("POSITIONAL_ENCODINGS")
 # Data
 DATASETS = Registry("DATASETS")
 PIPELINES = Registry("PIPELINES")

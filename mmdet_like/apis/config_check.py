@@ -240,8 +240,18 @@ def _check_pipeline(problems, path, pipeline):
         if callable(step) and not isinstance(step, dict):
             continue
         cls = problems.typed_part(f"{path}[{i}]", step, PIPELINES)
-        if cls is not None and "transforms" in step:
-            _check_pipeline(problems, f"{path}[{i}].transforms", step["transforms"])
+        if cls is None or "transforms" not in step:
+            continue
+        inner = step["transforms"]
+        if (
+            isinstance(inner, (list, tuple))
+            and inner
+            and all(isinstance(t, (list, tuple)) for t in inner)
+        ):  # RandomChoice: a list of transform sequences
+            for j, sequence in enumerate(inner):
+                _check_pipeline(problems, f"{path}[{i}].transforms[{j}]", sequence)
+        else:
+            _check_pipeline(problems, f"{path}[{i}].transforms", inner)
 
 
 def _check_dataset(problems, path, cfg):

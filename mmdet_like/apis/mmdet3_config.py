@@ -463,24 +463,32 @@ class Conversion:
                 out += [dict(s) for s in prep] + [dict(type="PackDetInputs")]
                 packed = True
                 continue
-            rule = TRANSFORM_RULES.get(kind)
-            if rule is not None:
-                step = rule(self, step_path, dict(step))
-                if step is None:
-                    continue
-                kind = step["type"]
-            if kind not in PIPELINES:
-                self.left_out(
-                    step_path, step,
-                    f"mmdet_like has no transform {kind!r}{_closest(kind, PIPELINES.names)}; "
-                    "left out of the pipeline",
-                )  # fmt: skip
-                continue
-            out.append(self.part(step_path, step, (PIPELINES,)))
+            step = self.transform(step_path, step)
+            if step is not None:
+                out.append(step)
         if not packed:
             self.left_out(path, "no PackDetInputs", "Normalize, Pad and PackDetInputs appended")
             out += [dict(s) for s in prep] + [dict(type="PackDetInputs")]
         return _test_form(out) if test else out
+
+    def transform(self, path, step):
+        """One 3.x transform -> ours (:data:`TRANSFORM_RULES`), or ``None`` (left out, and
+        listed) when ours has no counterpart."""
+        kind = step.get("type") if isinstance(step, dict) else None
+        rule = TRANSFORM_RULES.get(kind)
+        if rule is not None:
+            step = rule(self, path, dict(step))
+            if step is None:
+                return None
+            kind = step["type"]
+        if kind not in PIPELINES:
+            self.left_out(
+                path, step,
+                f"mmdet_like has no transform {kind!r}{_closest(kind, PIPELINES.names)}; "
+                "left out of the pipeline",
+            )  # fmt: skip
+            return None
+        return self.part(path, step, (PIPELINES,))
 
     def dataset(self, path, cfg, preprocessing, test):
         cfg = dict(cfg)
@@ -1065,10 +1073,32 @@ def _pad(conv, path, cfg):
 
 
 def _random_crop(conv, path, cfg):
-    if cfg.get("crop_type", "absolute") != "absolute":
-        conv.left_out(path, cfg, "ours crops to an absolute size only; left out of the pipeline")
-        return None
+    if cfg.pop("recompute_bbox", False):
+        conv.left_out(f"{path}.recompute_bbox", True, "ours clips the boxes to the crop")
+    if not cfg.pop("bbox_clip_border", True):
+        conv.left_out(f"{path}.bbox_clip_border", False, "ours clips boxes to the crop")
     return cfg
+
+
+def _random_choice(conv, path, cfg):
+    """mmcv's ``RandomChoice``: each sequence converted; in a sequence, a ``Resize`` after
+    the first resizes again (3.x's resizes always do; ours keeps a scale set earlier unless
+    ``override=True``)."""
+    sequences = []
+    for i, sequence in enumerate(cfg.pop("transforms")):
+        steps = sequence if isinstance(sequence, (list, tuple)) else [sequence]
+        converted, resized = [], False
+        for j, step in enumerate(steps):
+            step = conv.transform(f"{path}.transforms[{i}][{j}]", step)
+            if step is None:
+                continue
+            if step["type"] == "Resize":
+                if resized:
+                    step["override"] = True
+                resized = True
+            converted.append(step)
+        sequences.append(converted)
+    return dict(cfg, transforms=sequences)
 
 
 TRANSFORM_RULES = {
@@ -1078,6 +1108,7 @@ TRANSFORM_RULES = {
     "RandomFlip": _random_flip,
     "Pad": _pad,
     "RandomCrop": _random_crop,
+    "RandomChoice": _random_choice,
 }
 
 

@@ -225,3 +225,16 @@ def test_hook_configs_may_set_their_priority_and_nothing_else():
     assert check_config(ok, MASK_RCNN) == []
     text = problems(["custom_hooks=[dict(type='EmptyCacheHook', priorty='LOW')]"])
     assert "custom_hooks[0].priorty: not a key mmdet_like reads" in text
+
+
+def test_random_choice_sequences_are_checked():
+    path = str(ROOT / "configs" / "detr" / "detr_r50_8x2_150e_coco.py")
+    cfg = load_config(path)
+    pipeline = cfg.data.train.pipeline
+    assert pipeline[3]["type"] == "RandomChoice"
+    pipeline[3]["transforms"][1][1]["crop_tpye"] = "absolute_range"
+    cfg.data.train.pipeline = pipeline
+    with pytest.raises(ConfigCheckError) as info:
+        check_config(cfg, path)
+    where = "data.train.pipeline[3].transforms[1][1]"
+    assert f"{where}.crop_tpye: {UNREAD} {where}.crop_type?" in str(info.value)

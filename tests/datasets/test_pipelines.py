@@ -196,6 +196,92 @@ def test_random_crop_shifts_clips_and_drops():
     assert res is not None
 
 
+def test_random_crop_types_draw_their_window_sizes():
+    random.seed(0)
+    rng = T("RandomCrop", crop_size=(15, 50), crop_type="absolute_range", allow_negative_crop=True)
+    shapes = {rng(make_results())["img"].shape[:2] for _ in range(200)}
+    # the 40 x 60 image: heights from 15..40 (capped by the image), widths from 15..50
+    assert {h for h, _ in shapes} == set(range(15, 41))
+    assert {w for _, w in shapes} == set(range(15, 51))
+    out = T("RandomCrop", crop_size=(0.5, 0.25), crop_type="relative")(make_results())
+    assert out["img"].shape[:2] == (20, 15)  # int(40 * 0.5 + 0.5), int(60 * 0.25 + 0.5)
+    rel = T("RandomCrop", crop_size=(0.5, 0.5), crop_type="relative_range",
+            allow_negative_crop=True)  # fmt: skip
+    sizes = [rel(make_results())["img"].shape[:2] for _ in range(100)]
+    assert all(20 <= h <= 40 and 30 <= w <= 60 for h, w in sizes)
+    assert len(set(sizes)) > 10
+    for out in (rng(make_results()), rel(make_results())):
+        assert len(out["gt_bboxes"]) == len(out["gt_labels"]) == len(out["gt_masks"])
+        np.testing.assert_allclose(out["gt_masks"].get_bboxes(), out["gt_bboxes"])
+    with pytest.raises(Exception, match="crop_type must be one of"):
+        T("RandomCrop", crop_size=(1, 2), crop_type="range")
+    with pytest.raises(Exception, match=r"\(lo, hi\) with lo <= hi"):
+        T("RandomCrop", crop_size=(600, 384), crop_type="absolute_range")
+    with pytest.raises(Exception, match="fractions"):
+        T("RandomCrop", crop_size=(2, 0.5), crop_type="relative")
+
+
+def test_resize_override_draws_its_own_scale():
+    results = T("Resize", img_scale=(120, 80), keep_ratio=True)(make_results())
+    assert results["img_shape"][:2] == (80, 120) and results["scale"] == (120, 80)
+    # without override the scale set earlier wins (as after MultiScaleFlipAug)
+    again = T("Resize", img_scale=(30, 20), keep_ratio=True)(dict(results))
+    assert again["img_shape"][:2] == (80, 120)
+    second = T("Resize", img_scale=(30, 20), keep_ratio=True, override=True)(dict(results))
+    assert second["img_shape"][:2] == (20, 30) and second["scale"] == (30, 20)
+    np.testing.assert_allclose(second["scale_factor"], [0.25] * 4)  # this step's factor
+    np.testing.assert_allclose(second["gt_bboxes"][0], np.array([4, 6, 20, 30]) / 2)
+
+
+def test_resize_transformers_backend_sizes_and_dtype():
+    from mmdet_like.datasets.pipelines.transforms import transformers_resize_shape
+
+    # transformers' rule: the short side to 800 unless the long side passes 1333
+    assert transformers_resize_shape(480, 640, 800, 1333) == (800, 1066)  # int(800 * 4 / 3)
+    assert transformers_resize_shape(400, 1200, 800, 1333) == (444, 1333)  # round(444.33)
+    assert transformers_resize_shape(1200, 400, 800, 1333) == (1333, 444)
+    assert transformers_resize_shape(800, 900, 800, 1333) == (800, 900)  # kept as it is
+    out = T("Resize", img_scale=(90, 30), keep_ratio=True, backend="transformers")(make_results())
+    assert out["img"].dtype == np.uint8 and out["img_shape"][:2] == (30, 45)
+    np.testing.assert_allclose(out["scale_factor"], [0.75] * 4)
+    np.testing.assert_allclose(out["gt_bboxes"][0], np.array([4, 6, 20, 30]) * 0.75)
+    # torchvision's antialiased bilinear resize of the uint8 image, as transformers runs it
+    from torchvision.transforms.v2 import functional as tvF
+
+    chw = torch.from_numpy(make_results()["img"]).permute(2, 0, 1).contiguous()
+    want = tvF.resize(chw[None], [30, 45], antialias=True)[0].permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(out["img"], want)
+    with pytest.raises(Exception, match="backend must be one of"):
+        T("Resize", backend="pil")
+
+
+def test_random_choice_runs_one_sequence():
+    choice = T(
+        "RandomChoice",
+        transforms=[
+            [dict(type="Resize", img_scale=(120, 80), keep_ratio=True)],
+            [dict(type="Resize", img_scale=(30, 20), keep_ratio=True),
+             dict(type="RandomCrop", crop_size=(10, 10), allow_negative_crop=True)],
+        ],
+    )  # fmt: skip
+    random.seed(0)
+    shapes = {choice(make_results(boxes=((0, 0, 30, 40),)))["img"].shape[:2] for _ in range(30)}
+    assert shapes == {(80, 120), (10, 10)}
+    first = T("RandomChoice", transforms=[[dict(type="RandomFlip", flip_ratio=1.0)],
+                                          [dict(type="RandomFlip", flip_ratio=0.0)]],
+              prob=[1.0, 0.0])  # fmt: skip
+    assert all(first(make_results())["flip"] for _ in range(10))
+    # a sequence that drops the image returns None, as Compose
+    drop = T("RandomChoice", transforms=[[dict(type="RandomCrop", crop_size=(2, 2))]])
+    random.seed(3)
+    outs = [drop(make_results(boxes=((0, 0, 2, 2),))) for _ in range(20)]
+    assert any(o is None for o in outs)
+    with pytest.raises(Exception, match="summing to 1"):
+        T("RandomChoice", transforms=[[dict(type="RandomFlip")]], prob=[0.5])
+    with pytest.raises(Exception, match="non-empty list"):
+        T("RandomChoice", transforms=[])
+
+
 def test_expand_places_image_on_canvas():
     random.seed(0)
     base = make_results()

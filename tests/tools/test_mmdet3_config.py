@@ -646,3 +646,45 @@ def test_a_match_cost_ours_lacks_is_an_error_naming_it(cost, message):
         Conversion("detr.py").by_schema("model.train_cfg", dict(assigner=assigner),
                                         {"assigner": None})  # fmt: skip
     assert message in str(info.value) and "nothing was written" in str(info.value)
+
+
+DETR_AUGMENTATION = """
+_base_ = ["base.py"]
+_scales = [(1333, 480), (1333, 640), (1333, 800)]
+train_dataloader = dict(dataset=dict(dataset=dict(pipeline=[
+    dict(type="LoadImageFromFile"),
+    dict(type="LoadAnnotations", with_bbox=True),
+    dict(type="RandomFlip", prob=0.5),
+    dict(type="RandomChoice", transforms=[
+        [dict(type="RandomChoiceResize", scales=_scales, keep_ratio=True)],
+        [dict(type="RandomChoiceResize", scales=[(1333, 400), (1333, 600)], keep_ratio=True),
+         dict(type="RandomCrop", crop_type="absolute_range", crop_size=(384, 600),
+              allow_negative_crop=True),
+         dict(type="RandomChoiceResize", scales=_scales, keep_ratio=True)],
+    ]),
+    dict(type="PackDetInputs"),
+])))
+"""
+
+
+def test_detrs_random_choice_augmentation_converts(tmp_path):
+    """mmdetection 3's DETR augmentation (mmcv's RandomChoice of a resize, or a resize, a
+    crop of a drawn size and a resize): each sequence converted, the second resize of a
+    sequence resizing again (``override=True``)."""
+    (tmp_path / "base.py").write_text(CUSTOM)
+    (tmp_path / "detr_aug.py").write_text(DETR_AUGMENTATION)
+    out, _ = convert("detr_aug.py", tmp_path)
+    ours = load_config(out)
+    assert check_config(ours, out) == []
+    choice = step(ours.data.train.dataset.pipeline, "RandomChoice")
+    scales = [(1333, 480), (1333, 640), (1333, 800)]
+    assert choice["transforms"] == [
+        [dict(type="Resize", img_scale=scales, multiscale_mode="value", keep_ratio=True)],
+        [dict(type="Resize", img_scale=[(1333, 400), (1333, 600)], multiscale_mode="value",
+              keep_ratio=True),
+         dict(type="RandomCrop", crop_type="absolute_range", crop_size=(384, 600),
+              allow_negative_crop=True),
+         dict(type="Resize", img_scale=scales, multiscale_mode="value", keep_ratio=True,
+              override=True)],
+    ]  # fmt: skip
+    Compose(ours.data.train.dataset.pipeline)

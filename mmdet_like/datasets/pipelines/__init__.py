@@ -30,6 +30,7 @@ from mmdet_like.datasets.pipelines.transforms import (
     Resize,
     flip_bboxes,
 )
+from mmdet_like.datasets.pipelines.wrappers import RandomChoice
 
 cv2.setNumThreads(0)
 
@@ -52,6 +53,7 @@ __all__ = [
     "Normalize",
     "Pad",
     "PhotoMetricDistortion",
+    "RandomChoice",
     "RandomCrop",
     "RandomFlip",
     "Resize",

@@ -71,6 +71,29 @@ def scale_list(img_scale, owner):
     return [tuple(p) for p in pairs]
 
 
+RESIZE_BACKENDS = ("cv2", "torch", "transformers")
+
+
+def transformers_resize_shape(height, width, short, long):
+    """``(new_h, new_w)`` of a ``height`` x ``width`` image under transformers' rule for a
+    ``shortest_edge`` / ``longest_edge`` size: the short side becomes ``short``, unless the
+    long side would then exceed ``long`` (the short side then becomes ``round(long *
+    short_side / long_side)``, from the unrounded value of which the long side is
+    computed); the long side is truncated; an image whose short side is already the target
+    keeps its size."""
+    short_side, long_side = float(min(height, width)), float(max(height, width))
+    raw = None
+    if long_side / short_side * short > long:
+        raw = long * short_side / long_side
+        short = int(round(raw))
+    if (height <= width and height == short) or (width <= height and width == short):
+        return height, width
+    base = raw if raw is not None else short
+    if width < height:
+        return int(base * height / width), short
+    return short, int(base * width / height)
+
+
 @PIPELINES.register()
 class Resize:
     """Resize image, boxes and masks.
@@ -83,13 +106,23 @@ class Resize:
         ratio_range: ``(lo, hi)``: the single ``img_scale`` times a ratio drawn from it.
         keep_ratio: keep the aspect ratio.
         interpolation: mmcv interpolation name (``backend="cv2"``).
-        backend: ``"cv2"`` (mmcv, sizes rounded to nearest) or ``"torch"``: torchvision's
+        backend: ``"cv2"`` (mmcv, sizes rounded to nearest); ``"torch"``: torchvision's
             detection transform, the image as float32 through ``F.interpolate`` (bilinear,
             ``align_corners=False``, no antialiasing), sizes ``floor(side * scale)`` with
-            ``scale = min(long / long_side, short / short_side)`` (with ``keep_ratio``).
+            ``scale = min(long / long_side, short / short_side)`` (with ``keep_ratio``);
+            ``"transformers"``: Hugging Face transformers' DETR-family image processors
+            (their torchvision backend), the image as it is (uint8 stays uint8, rounded)
+            through torchvision's antialiased bilinear ``resize``, sizes by their rule (with
+            ``keep_ratio``: the short side becomes ``short``, unless the long side would
+            then exceed ``long``, in which case it becomes ``round(long * short_side /
+            long_side)``; the other side is truncated).
+        override: draw this step's own scale even when an earlier step set
+            ``results["scale"]`` (mmdetection's ``override=True``: the second resize of
+            DETR's crop policy, after a first resize and a crop).
 
-    A ``results["scale"]`` set earlier (by :class:`MultiScaleFlipAug`) wins. Adds
-    ``img_shape``, ``pad_shape``, ``scale_factor`` (float32 ``[w, h, w, h]``), ``keep_ratio``.
+    Otherwise a ``results["scale"]`` set earlier (by :class:`MultiScaleFlipAug`) wins. Adds
+    ``img_shape``, ``pad_shape``, ``scale_factor`` (float32 ``[w, h, w, h]``, of this step),
+    ``keep_ratio``.
     """
 
     def __init__(
@@ -100,10 +133,12 @@ class Resize:
         keep_ratio=True,
         interpolation="bilinear",
         backend="cv2",
+        override=False,
     ):
-        if backend not in ("cv2", "torch"):
-            raise ValueError(f"Resize: backend must be 'cv2' or 'torch', got {backend!r}")
+        if backend not in RESIZE_BACKENDS:
+            raise ValueError(f"Resize: backend must be one of {RESIZE_BACKENDS}, got {backend!r}")
         self.backend = backend
+        self.override = override
         self.img_scale = None if img_scale is None else scale_list(img_scale, "Resize")
         if multiscale_mode not in ("range", "value"):
             raise ValueError(
@@ -132,9 +167,13 @@ class Resize:
         return long, short
 
     def __call__(self, results):
-        if "scale" not in results:
+        if "scale" not in results or self.override:
             if self.img_scale is None:
-                raise ValueError("Resize: no img_scale given and no results['scale'] set")
+                raise ValueError(
+                    "Resize: no img_scale given and no results['scale'] set"
+                    if not self.override
+                    else "Resize(override=True) needs its own img_scale"
+                )
             results["scale"] = self._random_scale()
         scale = results["scale"]
         img = results["img"]
@@ -142,6 +181,8 @@ class Resize:
         for key in results.get("img_fields", ["img"]):
             if self.backend == "torch":
                 out = self._torch_resize(results[key], scale)
+            elif self.backend == "transformers":
+                out = self._transformers_resize(results[key], scale)
             elif self.keep_ratio:
                 out = mmcv.imrescale(results[key], scale, interpolation=self.interpolation)
             else:
@@ -172,11 +213,28 @@ class Resize:
         )[0].permute(1, 2, 0)
         return out.reshape(*size, *img.shape[2:]).numpy()
 
+    def _transformers_resize(self, img, scale):
+        """(H, W[, C]) image -> resized as transformers' DETR image processors do, in the
+        image's own dtype."""
+        from torchvision.transforms.v2 import functional as tvF
+
+        h, w = img.shape[:2]
+        size = (int(scale[1]), int(scale[0]))
+        if self.keep_ratio:
+            size = transformers_resize_shape(h, w, min(scale), max(scale))
+        tensor = torch.from_numpy(np.ascontiguousarray(img))
+        chw = (tensor[..., None] if tensor.dim() == 2 else tensor).permute(2, 0, 1)
+        out = tvF.resize(
+            chw.contiguous()[None], list(size), interpolation=tvF.InterpolationMode.BILINEAR,
+            antialias=True,
+        )[0].permute(1, 2, 0)  # fmt: skip
+        return out.reshape(*size, *img.shape[2:]).numpy()
+
     def __repr__(self):
         return (
             f"Resize(img_scale={self.img_scale}, multiscale_mode={self.multiscale_mode!r}, "
             f"ratio_range={self.ratio_range}, keep_ratio={self.keep_ratio}, "
-            f"backend={self.backend!r})"
+            f"backend={self.backend!r}, override={self.override})"
         )
 
 
@@ -377,24 +435,63 @@ def _crop_instances(results, x1, y1, x2, y2):
     return validity.get("gt_bboxes")
 
 
+CROP_TYPES = ("absolute", "absolute_range", "relative", "relative_range")
+
+
 @PIPELINES.register()
 class RandomCrop:
-    """Crop a random ``crop_size = (h, w)`` window (smaller images are kept whole).
+    """Crop a random window (a side larger than the image is the image's).
+
+    Args:
+        crop_size: by ``crop_type``: ``"absolute"`` (default) ``(h, w)`` in pixels;
+            ``"absolute_range"`` ``(lo, hi)`` pixels, the height and the width each drawn
+            uniformly from the integers ``[min(lo, side), min(hi, side)]`` (DETR's
+            ``RandomSizeCrop(384, 600)``); ``"relative"`` ``(h, w)`` fractions of the
+            image's sides; ``"relative_range"`` ``(h_lo, w_lo)`` fractions, each side's
+            fraction drawn uniformly from ``[lo, 1]`` (mmdetection's crop types).
+        allow_negative_crop: keep a crop that leaves no box.
 
     Boxes are shifted and clipped; instances left without area are dropped with their
     labels and masks. Returns ``None`` (the dataset tries another image) when no
     ``gt_bboxes`` remain, unless ``allow_negative_crop``.
     """
 
-    def __init__(self, crop_size, allow_negative_crop=False):
-        if crop_size[0] <= 0 or crop_size[1] <= 0:
-            raise ValueError(f"RandomCrop: crop_size must be positive, got {crop_size}")
+    def __init__(self, crop_size, crop_type="absolute", allow_negative_crop=False):
+        if crop_type not in CROP_TYPES:
+            raise ValueError(
+                f"RandomCrop: crop_type must be one of {CROP_TYPES}, got {crop_type!r}"
+            )
+        if len(crop_size) != 2 or crop_size[0] <= 0 or crop_size[1] <= 0:
+            raise ValueError(f"RandomCrop: crop_size must be two positive numbers, got {crop_size}")
+        if crop_type == "absolute_range" and crop_size[0] > crop_size[1]:
+            raise ValueError(
+                f"RandomCrop: crop_type='absolute_range' takes crop_size=(lo, hi) with lo <= hi, "
+                f"got {crop_size}"
+            )
+        if crop_type.startswith("relative") and max(crop_size) > 1:
+            raise ValueError(
+                f"RandomCrop: crop_type={crop_type!r} takes fractions in (0, 1], got {crop_size}"
+            )
         self.crop_size = tuple(crop_size)
+        self.crop_type = crop_type
         self.allow_negative_crop = allow_negative_crop
+
+    def _crop_shape(self, h, w):
+        """The window's ``(height, width)`` for an ``h`` x ``w`` image."""
+        if self.crop_type == "absolute":
+            return min(self.crop_size[0], h), min(self.crop_size[1], w)
+        if self.crop_type == "absolute_range":
+            lo, hi = self.crop_size
+            return (random.randint(min(lo, h), min(hi, h)), random.randint(min(lo, w), min(hi, w)))
+        if self.crop_type == "relative":
+            fh, fw = self.crop_size
+        else:
+            fh, fw = (lo + random.random() * (1 - lo) for lo in self.crop_size)
+        return max(1, min(h, int(h * fh + 0.5))), max(1, min(w, int(w * fw + 0.5)))
 
     def __call__(self, results):
         h, w = results["img"].shape[:2]
-        ch, cw = min(self.crop_size[0], h), min(self.crop_size[1], w)
+        ch, cw = self._crop_shape(h, w)
         y1 = random.randint(0, h - ch)
         x1 = random.randint(0, w - cw)
         valid = _crop_instances(results, x1, y1, x1 + cw, y1 + ch)
@@ -403,7 +500,10 @@ class RandomCrop:
         return results
 
     def __repr__(self):
-        return f"RandomCrop(crop_size={self.crop_size})"
+        return (
+            f"RandomCrop(crop_size={self.crop_size}, crop_type={self.crop_type!r}, "
+            f"allow_negative_crop={self.allow_negative_crop})"
+        )
 
 
 @PIPELINES.register()

@@ -2,7 +2,8 @@
 anchor-based heads, :class:`RPNHead`, its proposal-mode subclass, :class:`RetinaHead` and on
 it :class:`ATSSHead` and :class:`GFLHead`, and the anchor-free :class:`FCOSHead`, all
 :class:`BaseDenseHead` subclasses; the shared steps of their detections
-(:func:`flatten_levels`, :func:`top_pairs`, :func:`detections_per_image`)."""
+(:func:`flatten_levels`, :func:`top_pairs`, :func:`detections_per_image`). :class:`DETRHead`,
+the per-query head of the DETR family, is not a dense head."""
 
 from mmdet_like.models.dense_heads.anchor_head import (
     AnchorHead,
@@ -16,6 +17,7 @@ from mmdet_like.models.dense_heads.base_dense_head import (
     flatten_levels,
     top_pairs,
 )
+from mmdet_like.models.dense_heads.detr_head import DETRHead, QueryTargets
 from mmdet_like.models.dense_heads.fcos_head import FCOSHead
 from mmdet_like.models.dense_heads.gfl_head import GFLHead, Integral
 from mmdet_like.models.dense_heads.retina_head import RetinaHead
@@ -26,9 +28,11 @@ __all__ = [
     "AnchorHead",
     "AnchorTargets",
     "BaseDenseHead",
+    "DETRHead",
     "FCOSHead",
     "GFLHead",
     "Integral",
+    "QueryTargets",
     "RPNHead",
     "RetinaHead",
     "anchor_inside_flags",

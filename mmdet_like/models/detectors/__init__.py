@@ -1,6 +1,8 @@
 """Detectors, registered in ``DETECTORS``."""
 
 from mmdet_like.models.detectors.base import BaseDetector, pad_images
+from mmdet_like.models.detectors.detection_transformer import DetectionTransformer
+from mmdet_like.models.detectors.detr import DETR
 from mmdet_like.models.detectors.rpn import RPN
 from mmdet_like.models.detectors.single_stage import (
     ATSS,
@@ -25,6 +27,8 @@ __all__ = [
     "RPN",
     "BaseDetector",
     "CascadeRCNN",
+    "DETR",
+    "DetectionTransformer",
     "FastRCNN",
     "FasterRCNN",
     "KeypointRCNN",

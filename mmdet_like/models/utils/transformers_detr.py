@@ -1,0 +1,219 @@
+"""Hugging Face transformers' ``DetrForObjectDetection`` weights in our DETR's names.
+
+A folder written by ``save_pretrained`` holds ``config.json`` and the weights
+(``model.safetensors``, possibly sharded with ``model.safetensors.index.json``, or
+``pytorch_model.bin``). Its timm ResNet backbone (``use_timm_backbone=True``, transformers'
+default: ``resnet18/34/50/101``) has torchvision's module names, which are our ``ResNet``'s:
+the backbone maps to ``ResNet`` (with ``FrozenBN``, as transformers freezes its batch
+norms) without a rename.
+
+transformers -> ours (transformers 5's names; 4.x's in brackets)::
+
+    model.backbone.model.*                       backbone.*
+        [model.backbone.conv_encoder.model.*]
+    model.input_projection                       neck.convs.0
+    model.query_position_embeddings              query_embedding
+    model.position_embedding.row_embeddings      positional_encoding.row_embed
+        (column_embeddings: col_embed)           [model.backbone.position_embedding.*]
+    model.encoder.layers.i.self_attn             encoder.layers.i.self_attn.attn
+        .{q,k,v}_proj (weight, bias)             .in_proj_{weight,bias} (q, k, v stacked)
+        .o_proj [.out_proj]                      .out_proj
+    model.decoder.layers.i.self_attn             decoder.layers.i.self_attn.attn (as above)
+    model.decoder.layers.i.encoder_attn          decoder.layers.i.cross_attn.attn (as above)
+    *.self_attn_layer_norm                       norms.0
+    *.encoder_attn_layer_norm (decoder)          norms.1
+    *.final_layer_norm                           norms.1 (encoder), norms.2 (decoder)
+    *.mlp.fc1, *.mlp.fc2 [*.fc1, *.fc2]          ffn.layers.0.0, ffn.layers.1
+    model.decoder.layernorm                      decoder.post_norm
+    class_labels_classifier                      bbox_head.fc_cls
+    bbox_predictor.layers.{0, 1, 2}              bbox_head.reg_ffn.layers.0.0,
+                                                 bbox_head.reg_ffn.layers.1, bbox_head.fc_reg
+"""
+
+import json
+import os
+import re
+
+import torch
+
+from mmdet_like.errors import ProjectError
+
+RESNETS = {"resnet18": 18, "resnet34": 34, "resnet50": 50, "resnet101": 101}
+ATTENTIONS = {"self_attn": "self_attn", "encoder_attn": "cross_attn"}
+
+
+class TransformersConversionError(ProjectError, ValueError):
+    """A transformers checkpoint folder that cannot be converted, with why."""
+
+
+def read_pretrained_folder(folder):
+    """``(config dict, state dict)`` of a ``save_pretrained`` folder."""
+    config_path = os.path.join(folder, "config.json")
+    if not os.path.isfile(config_path):
+        raise TransformersConversionError(
+            f"{folder}: no config.json; give the folder written by save_pretrained"
+        )
+    with open(config_path, encoding="utf-8") as f:
+        config = json.load(f)
+    single = os.path.join(folder, "model.safetensors")
+    index = os.path.join(folder, "model.safetensors.index.json")
+    pickled = os.path.join(folder, "pytorch_model.bin")
+    if os.path.isfile(single) or os.path.isfile(index):
+        from safetensors.torch import load_file
+
+        if os.path.isfile(single):
+            return config, load_file(single)
+        with open(index, encoding="utf-8") as f:
+            shards = sorted(set(json.load(f)["weight_map"].values()))
+        state_dict = {}
+        for shard in shards:
+            state_dict.update(load_file(os.path.join(folder, shard)))
+        return config, state_dict
+    if os.path.isfile(pickled):
+        return config, torch.load(pickled, map_location="cpu", weights_only=True)
+    raise TransformersConversionError(
+        f"{folder}: no model.safetensors (or model.safetensors.index.json, pytorch_model.bin)"
+    )
+
+
+def detr_architecture(config):
+    """What our config must match, read from transformers' ``config.json`` of a DETR:
+    ``num_classes``, ``CLASSES``, the backbone's ResNet depth, the transformer's sizes and
+    ``auxiliary_loss`` (with it, transformers' decoder normalises each layer's input:
+    our ``model.decoder.norm_layer_inputs=True``).
+    Raises :class:`TransformersConversionError` for what our DETR does not have."""
+    if config.get("model_type") != "detr":
+        raise TransformersConversionError(
+            f"config.json: model_type {config.get('model_type')!r}; this converts DETR "
+            "(model_type 'detr', DetrForObjectDetection)"
+        )
+    architectures = config.get("architectures") or []
+    if architectures and "DetrForObjectDetection" not in architectures:
+        raise TransformersConversionError(
+            f"config.json: architectures {architectures}; this converts DetrForObjectDetection"
+        )
+    backbone = config.get("backbone")
+    backbone_config = config.get("backbone_config") or {}
+    if backbone_config.get("model_type") == "timm_backbone":
+        backbone = backbone_config.get("backbone")
+        if backbone_config.get("output_stride"):
+            backbone = None  # a dilated C5 (DETR-DC5)
+    elif backbone_config:
+        backbone = None  # a transformers (non-timm) backbone: other names
+    if config.get("dilation"):
+        backbone = None
+    if backbone not in RESNETS:
+        raise TransformersConversionError(
+            f"config.json: backbone {backbone or backbone_config.get('model_type')!r} "
+            f"(dilation={config.get('dilation')}); this converts timm ResNets "
+            f"({', '.join(RESNETS)}) without dilation, as DETR's use_timm_backbone=True models"
+        )
+    position = config.get("position_embedding_type", "sine")
+    if position not in ("sine", "learned"):
+        raise TransformersConversionError(
+            f"config.json: position_embedding_type {position!r}; 'sine' or 'learned'"
+        )
+    id2label = config.get("id2label") or {}
+    num_classes = len(id2label) or config.get("num_labels")
+    classes = [str(id2label.get(str(i), id2label.get(i, i))) for i in range(num_classes)]
+    return dict(
+        num_classes=num_classes,
+        CLASSES=classes,
+        resnet_depth=RESNETS[backbone],
+        d_model=config.get("d_model", 256),
+        encoder_layers=config.get("encoder_layers", 6),
+        decoder_layers=config.get("decoder_layers", 6),
+        encoder_attention_heads=config.get("encoder_attention_heads", 8),
+        decoder_attention_heads=config.get("decoder_attention_heads", 8),
+        encoder_ffn_dim=config.get("encoder_ffn_dim", 2048),
+        decoder_ffn_dim=config.get("decoder_ffn_dim", 2048),
+        num_queries=config.get("num_queries", 100),
+        position_embedding_type=position,
+        auxiliary_loss=bool(config.get("auxiliary_loss", False)),
+    )
+
+
+def _layer_name(rest, decoder):
+    """A transformer layer's parameter name after ``layers.i.`` -> ours, or ``None``."""
+    norms = (
+        {"self_attn_layer_norm": 0, "encoder_attn_layer_norm": 1, "final_layer_norm": 2}
+        if decoder
+        else {"self_attn_layer_norm": 0, "final_layer_norm": 1}
+    )
+    m = re.fullmatch(r"(\w+_layer_norm)\.(weight|bias)", rest)
+    if m and m.group(1) in norms:
+        return f"norms.{norms[m.group(1)]}.{m.group(2)}"
+    m = re.fullmatch(r"(?:mlp\.)?fc([12])\.(weight|bias)", rest)
+    if m:
+        return ("ffn.layers.0.0." if m.group(1) == "1" else "ffn.layers.1.") + m.group(2)
+    m = re.fullmatch(r"(self_attn|encoder_attn)\.(?:o_proj|out_proj)\.(weight|bias)", rest)
+    if m and (decoder or m.group(1) == "self_attn"):
+        return f"{ATTENTIONS[m.group(1)]}.attn.out_proj.{m.group(2)}"
+    return None
+
+
+def convert_transformers_detr(state_dict):
+    """transformers' ``DetrForObjectDetection`` state dict -> ours (see the module).
+
+    Returns:
+        ``(state_dict, notes)``: every tensor renamed (the q, k, v projections stacked into
+        ``in_proj_weight`` / ``in_proj_bias``); a key that has no place here is an error
+        naming it.
+    """
+    out, unknown = {}, []
+    projections = {}  # (our attention prefix, weight|bias) -> {q|k|v: tensor}
+    simple = [
+        (r"model\.backbone\.(?:conv_encoder\.)?model\.(.+)", r"backbone.\1"),
+        (r"model\.input_projection\.(weight|bias)", r"neck.convs.0.\1"),
+        (r"model\.query_position_embeddings\.weight", "query_embedding.weight"),
+        (r"model\.(?:backbone\.)?position_embedding\.row_embeddings\.weight",
+         "positional_encoding.row_embed.weight"),
+        (r"model\.(?:backbone\.)?position_embedding\.column_embeddings\.weight",
+         "positional_encoding.col_embed.weight"),
+        (r"model\.decoder\.layernorm\.(weight|bias)", r"decoder.post_norm.\1"),
+        (r"class_labels_classifier\.(weight|bias)", r"bbox_head.fc_cls.\1"),
+        (r"bbox_predictor\.layers\.0\.(weight|bias)", r"bbox_head.reg_ffn.layers.0.0.\1"),
+        (r"bbox_predictor\.layers\.1\.(weight|bias)", r"bbox_head.reg_ffn.layers.1.\1"),
+        (r"bbox_predictor\.layers\.2\.(weight|bias)", r"bbox_head.fc_reg.\1"),
+    ]  # fmt: skip
+    for key, value in state_dict.items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        for pattern, target in simple:
+            if re.fullmatch(pattern, key):
+                out[re.sub(pattern, target, key)] = value
+                break
+        else:
+            m = re.fullmatch(r"model\.(encoder|decoder)\.layers\.(\d+)\.(.+)", key)
+            if m is None:
+                unknown.append(key)
+                continue
+            stack, index, rest = m.groups()
+            prefix = f"{stack}.layers.{index}."
+            proj = re.fullmatch(r"(self_attn|encoder_attn)\.([qkv])_proj\.(weight|bias)", rest)
+            if proj and (stack == "decoder" or proj.group(1) == "self_attn"):
+                slot = (f"{prefix}{ATTENTIONS[proj.group(1)]}.attn", proj.group(3))
+                projections.setdefault(slot, {})[proj.group(2)] = value
+                continue
+            name = _layer_name(rest, stack == "decoder")
+            if name is None:
+                unknown.append(key)
+                continue
+            out[prefix + name] = value
+    if unknown:
+        raise TransformersConversionError(
+            f"{len(unknown)} weight(s) of no DetrForObjectDetection part this converts: "
+            f"{', '.join(unknown[:6])}{' ...' if len(unknown) > 6 else ''}"
+        )
+    for (attn, kind), parts in sorted(projections.items()):
+        if sorted(parts) != ["k", "q", "v"]:
+            raise TransformersConversionError(
+                f"{attn}: transformers' q/k/v projection {kind}s incomplete (have {sorted(parts)})"
+            )
+        out[f"{attn}.in_proj_{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]])
+    if "bbox_head.fc_cls.weight" not in out:
+        raise TransformersConversionError(
+            "no class_labels_classifier: a DetrForObjectDetection checkpoint is needed (a bare "
+            "DetrModel has no detection head)"
+        )
+    return out

@@ -50,7 +50,7 @@ format: install
 TEST_WORKERS ?= auto
 
 test: lint
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope --durations=25
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder --durations=25
 
 test-slow: install
 	$(PY) -m pytest -q -m slow

@@ -1,7 +1,7 @@
 // Schemas of the mmdet_like operators and the Python module entry point of mmdet_like._ext.
 //
 // Kernels are registered per backend next to their sources (TORCH_LIBRARY_IMPL in
-// roi_align_cpu.cpp, roi_align_cuda.cu, ...). Autograd, fake-tensor and autocast
+// roi_align_cpu.cpp, roi_align_cuda.cu, ms_deform_attn_cpu.cpp, ...). Autograd, fake-tensor and autocast
 // registrations live in Python (mmdet_like/ops/).
 #include <Python.h>
 #include <torch/library.h>
@@ -49,6 +49,13 @@ TORCH_LIBRARY(mmdet_like, m) {
       "_roi_align_backward(Tensor grad, Tensor rois, float spatial_scale, int pooled_height, "
       "int pooled_width, int batch_size, int channels, int height, int width, "
       "int sampling_ratio, bool aligned) -> Tensor");
+  m.def(
+      "ms_deform_attn(Tensor value, Tensor spatial_shapes, Tensor level_start_index, "
+      "Tensor sampling_locations, Tensor attention_weights) -> Tensor");
+  m.def(
+      "_ms_deform_attn_backward(Tensor value, Tensor spatial_shapes, Tensor level_start_index, "
+      "Tensor sampling_locations, Tensor attention_weights, Tensor grad_output) "
+      "-> (Tensor, Tensor, Tensor)");
   m.def("nms(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor");
   m.def(
       "soft_nms(Tensor boxes, Tensor scores, float iou_threshold, float sigma, "

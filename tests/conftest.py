@@ -1,4 +1,6 @@
+import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +18,23 @@ def pytest_configure(config):
         torch.set_num_threads(threads)
 
 
+MODULE_COSTS = Path(__file__).with_name("module_costs.json")
+
+
+def heaviest_modules_first(items):
+    """Reorder ``items`` in place so that the modules of ``module_costs.json`` (seconds a
+    module took, written by ``tools/dev/update_test_costs.py``) come heaviest first, the
+    others after them in collection order. pytest-xdist's ``loadscope`` hands each worker the
+    next module when it runs dry (``make test`` passes ``--no-loadscope-reorder`` so that it
+    keeps this order): longest first keeps both workers busy to the end."""
+    if not MODULE_COSTS.is_file():
+        return
+    costs = json.loads(MODULE_COSTS.read_text())
+    items.sort(key=lambda item: -costs.get(item.nodeid.split("::")[0], 0.0))
+
+
 def pytest_collection_modifyitems(config, items):
+    heaviest_modules_first(items)
     skip_cuda = pytest.mark.skip(reason="needs a CUDA device")
     skip_slow = pytest.mark.skip(reason="slow test: run with `make test-slow` (pytest -m slow)")
     run_slow = "slow" in (config.getoption("-m") or "")

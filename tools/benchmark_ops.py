@@ -10,7 +10,9 @@ built, mmdet_like/ops/fallback.py; it is called directly, as its kernels are reg
 and, with --out, writes it into that markdown file between markers of its own (other
 sections of the file are kept). Before timing, the results are checked to be equal work:
 roi_align outputs and gradients agree, nms keeps the same boxes, soft_nms (which torchvision
-does not have) keeps the same boxes with the same scores in the fallback.
+does not have) keeps the same boxes with the same scores in the fallback, ms_deform_attn
+(which torchvision does not have either; its fallback is the plain-PyTorch grid_sample
+formulation of Deformable DETR) gives the same output and gradients.
 
 ``--contend N`` starts N busy single-threaded processes (a numpy matrix-product loop, like a
 training run's data-loader workers) before timing and stops them after: on a machine with
@@ -29,7 +31,7 @@ import torchvision
 
 from mmdet_like.benchmarking import time_calls, write_section
 from mmdet_like.errors import ProjectError, run_tool
-from mmdet_like.ops import backend, fallback, nms, roi_align, soft_nms
+from mmdet_like.ops import backend, fallback, ms_deform_attn, nms, roi_align, soft_nms
 
 IMAGE_HEIGHT, IMAGE_WIDTH = 800, 1216
 
@@ -161,6 +163,97 @@ def _roi_align_rows(feature, rois, sampling_ratio, device, repeat, generator, na
     return rows
 
 
+# Deformable DETR on an 800 x 1216 image: 4 levels at strides 8 to 64 (ceil division, as a
+# ResNet's stages), 8 heads of 32 channels, 4 points per level
+MSDA_LEVELS = [(-(-IMAGE_HEIGHT // s), -(-IMAGE_WIDTH // s)) for s in (8, 16, 32, 64)]
+MSDA_HEADS, MSDA_DIM, MSDA_POINTS = 8, 32, 4
+
+
+def make_ms_deform_attn_inputs(batch, num_queries, generator, device):
+    """Inputs of one deformable attention layer: value of the 4 levels; sampling locations
+    around reference points (the keys' own positions in the encoder, num_queries = num_keys;
+    random points for the decoder's queries), a few pixels away as the trained offsets;
+    attention weights a softmax over levels x points."""
+    shapes = torch.tensor(MSDA_LEVELS, dtype=torch.long)
+    sizes = shapes.prod(1)
+    starts = torch.cat([sizes.new_zeros(1), sizes.cumsum(0)[:-1]])
+    num_keys = int(sizes.sum())
+    levels, heads, points = len(MSDA_LEVELS), MSDA_HEADS, MSDA_POINTS
+    value = torch.randn(batch, num_keys, heads, MSDA_DIM, generator=generator)
+    if num_queries == num_keys:  # encoder: each key's pixel centre in [0, 1]
+        centres = []
+        for h, w in MSDA_LEVELS:
+            y, x = torch.meshgrid(
+                (torch.arange(h) + 0.5) / h, (torch.arange(w) + 0.5) / w, indexing="ij"
+            )
+            centres.append(torch.stack([x, y], dim=-1).reshape(-1, 2))
+        reference = torch.cat(centres).expand(batch, -1, -1)
+    else:
+        reference = torch.rand(batch, num_queries, 2, generator=generator)
+    wh = shapes.flip(1).float()  # (levels, 2) [w, h]
+    offsets = torch.randn(batch, num_queries, heads, levels, points, 2, generator=generator) * 2
+    locations = reference[:, :, None, None, None, :] + offsets / wh[:, None, :]
+    logits = torch.randn(batch, num_queries, heads, levels * points, generator=generator)
+    weights = logits.softmax(-1).view(batch, num_queries, heads, levels, points)
+    return [t.to(device) for t in (value, shapes, starts, locations, weights)]
+
+
+def bench_ms_deform_attn(device, repeat, generator, quick=False, with_fallback=True):
+    """Forward, and forward+backward, rows of ms_deform_attn against its fallback, the
+    plain-PyTorch grid_sample formulation (torchvision has none): Deformable DETR's decoder
+    (300 queries) and encoder (every key a query), 2 images."""
+    rows = []
+    num_keys = sum(h * w for h, w in MSDA_LEVELS)
+    for num_queries, part in ((300, "decoder"), (num_keys, "encoder")):
+        inputs = make_ms_deform_attn_inputs(2, num_queries, generator, device)
+        value, shapes, starts, locations, weights = inputs
+        grad = torch.randn(2, num_queries, MSDA_HEADS * MSDA_DIM, generator=generator)
+        grad = grad.to(device)
+        leaves = [t.clone().requires_grad_(True) for t in (value, locations, weights)]
+
+        def ours_fwd_bwd(v=leaves[0], loc=leaves[1], w=leaves[2], s=shapes, st=starts, g=grad):
+            for t in (v, loc, w):
+                t.grad = None
+            ms_deform_attn(v, s, st, loc, w).backward(g)
+
+        def fallback_fwd_bwd(inputs=inputs, g=grad):
+            # the fallback's forward and backward kernels, as autograd calls them
+            fallback.ms_deform_attn(*inputs)
+            return fallback.ms_deform_attn_backward(*inputs, g)
+
+        ours_fwd_bwd()
+        # equal within float32 rounding, relative to each result's largest value (the
+        # gradients of the locations are in pixels of the larger maps: thousands). Bilinear
+        # sampling has a kink at integer pixel coordinates, where the two sides' roundings
+        # may pick different cells (the encoder's points at pixel centres plus offsets hit
+        # a few): locations within 1e-3 px of one are left out of their gradient's comparison.
+        pairs = [(ms_deform_attn(*inputs), fallback.ms_deform_attn(*inputs))]
+        pairs += [(leaf.grad, theirs) for leaf, theirs in zip(leaves, fallback_fwd_bwd())]
+        pixel = locations * shapes.flip(1).to(locations)[:, None, :] - 0.5
+        smooth = (pixel - pixel.round()).abs() > 1e-3
+        pairs[2] = (pairs[2][0] * smooth, pairs[2][1] * smooth)
+        for ours, theirs in pairs:
+            scale = theirs.abs().max().item()
+            diff = (ours - theirs).abs().max().item()
+            assert diff <= 1e-4 * scale, f"ms_deform_attn {part}: {diff:.3g} > 1e-4 x {scale:.3g}"
+        name = (
+            f"ms_deform_attn {part}: {num_queries} queries, {num_keys} keys, 2 images, "
+            f"{MSDA_HEADS} heads x {MSDA_DIM}, 4 levels x {MSDA_POINTS} points"
+        )
+        with torch.no_grad():
+            t_ours_f = best_time(lambda a=inputs: ms_deform_attn(*a), device, repeat)
+            t_fallback_f = t_fallback = None
+            if with_fallback:
+                t_fallback_f = best_time(
+                    lambda a=inputs: fallback.ms_deform_attn(*a), device, repeat
+                )
+                t_fallback = best_time(fallback_fwd_bwd, device, repeat)
+        t_ours = best_time(ours_fwd_bwd, device, repeat)
+        rows.append((name + ", forward", t_ours_f, t_fallback_f, None))
+        rows.append((name + ", forward+backward", t_ours, t_fallback, None))
+    return rows
+
+
 def bench_nms(device, repeat, generator, quick=False, with_fallback=True):
     rows = []
     for num in (1_000, 2_000, 5_000) if quick else (1_000, 2_000, 5_000, 20_000):
@@ -262,7 +355,9 @@ def main():
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--out", help="markdown file to write the table into")
     parser.add_argument(
-        "--only", choices=["roi_align", "nms", "soft_nms"], help="run one group only"
+        "--only",
+        choices=["roi_align", "ms_deform_attn", "nms", "soft_nms"],
+        help="run one group only",
     )
     parser.add_argument(
         "--contend", type=int, default=0, metavar="N",
@@ -287,6 +382,9 @@ def main():
     try:
         if args.only in (None, "roi_align"):
             rows += bench_roi_align(device, args.repeat, generator, args.quick, with_fallback)
+        if args.only in (None, "ms_deform_attn"):
+            rows += bench_ms_deform_attn(device, args.repeat, generator, args.quick,
+                                         with_fallback)  # fmt: skip
         if args.only in (None, "nms"):
             rows += bench_nms(device, args.repeat, generator, args.quick, with_fallback)
         if args.only in (None, "soft_nms") and with_fallback:

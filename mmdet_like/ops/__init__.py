@@ -17,6 +17,7 @@ from mmdet_like.ops.cpu_caching_allocator import (
     enable_cpu_caching_allocator_from_env,
     release_cached_cpu_blocks,
 )
+from mmdet_like.ops.ms_deform_attn_op import ms_deform_attn, ms_deform_attn_reference
 from mmdet_like.ops.nms_op import batched_nms, nms, soft_nms
 from mmdet_like.ops.roi_align_op import RoIAlign, roi_align
 
@@ -34,6 +35,8 @@ __all__ = [
     "enable_cpu_caching_allocator",
     "enable_cpu_caching_allocator_from_env",
     "release_cached_cpu_blocks",
+    "ms_deform_attn",
+    "ms_deform_attn_reference",
     "nms",
     "parallel_regions_opened",
     "roi_align",

@@ -13,8 +13,9 @@ fails to load, or reports another torch) raises :class:`ExtensionError` with the
 command instead of being replaced silently.
 
 Both backends define the same ops with the same schemas, so the fake-tensor, autograd and
-autocast registrations (``nms_op.py``, ``roi_align_op.py``) and the ONNX translation
-(``mmdet_like/deployment/onnx_ops.py``) are the same for both. :func:`backend` says which runs.
+autocast registrations (``nms_op.py``, ``roi_align_op.py``, ``ms_deform_attn_op.py``) and the
+ONNX translation (``mmdet_like/deployment/onnx_ops.py``) are the same for both.
+:func:`backend` says which runs.
 """
 
 import importlib
@@ -41,6 +42,11 @@ SCHEMAS = (
     "_roi_align_backward(Tensor grad, Tensor rois, float spatial_scale, int pooled_height, "
     "int pooled_width, int batch_size, int channels, int height, int width, "
     "int sampling_ratio, bool aligned) -> Tensor",
+    "ms_deform_attn(Tensor value, Tensor spatial_shapes, Tensor level_start_index, "
+    "Tensor sampling_locations, Tensor attention_weights) -> Tensor",
+    "_ms_deform_attn_backward(Tensor value, Tensor spatial_shapes, Tensor level_start_index, "
+    "Tensor sampling_locations, Tensor attention_weights, Tensor grad_output) "
+    "-> (Tensor, Tensor, Tensor)",
     "nms(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor",
     "soft_nms(Tensor boxes, Tensor scores, float iou_threshold, float sigma, "
     "float min_score, int method) -> (Tensor, Tensor)",
@@ -61,6 +67,8 @@ FALLBACK_KERNELS = {
     "parallel_regions_opened": _NO_TENSORS,
     "roi_align": ("CPU", "CUDA"),
     "_roi_align_backward": ("CPU", "CUDA"),
+    "ms_deform_attn": ("CPU", "CUDA"),
+    "_ms_deform_attn_backward": ("CPU", "CUDA"),
     "nms": ("CPU", "CUDA"),
     "soft_nms": ("CPU",),
     "enable_cpu_caching_allocator": _NO_TENSORS,

@@ -15,6 +15,11 @@ tests call them directly, beside the compiled kernels in the same process.
   of no width or height with adaptive sampling pools to zero (torchvision's CPU kernel sizes
   a buffer by the product of two sample counts that can then have opposite signs), and on
   the CPU a batch index outside the input raises.
+- ``ms_deform_attn`` is the plain-PyTorch ``grid_sample`` formulation of multi-scale
+  deformable attention (:func:`ms_deform_attn_reference`, the reference of the tests), and
+  its backward the analytic gradient through ``grid_sample``'s backward kernel
+  (``aten::grid_sampler_2d_backward``). It reads ``spatial_shapes`` on the host (a CUDA
+  input waits for the GPU). Half and bfloat16 run in float32, as ours.
 - ``nms`` runs torchvision's nms on the boxes in the order of a stable descending sort of the
   scores, with the scores replaced by their ranks: ties keep the lower index first, whatever
   sort torchvision uses. torchvision compares the IoU with the threshold as ours does (in the
@@ -164,6 +169,250 @@ def roi_align_backward(
             channels, height, width, sampling_ratio, aligned,
         )  # fmt: skip
     return grad_input.to(grad.dtype)
+
+
+# ---------------------------------------------------------------------------------------
+# ms_deform_attn
+
+
+def check_ms_deform_attn_args(
+    value, spatial_shapes, level_start_index, sampling_locations, attention_weights, op
+):
+    """The shape, dtype and device checks of ``ops/ms_deform_attn/ms_deform_attn_common.h``
+    (same messages). With ``torch._check``, so that fake tensors with symbolic sizes (the
+    fake kernel) take them too."""
+    torch._check(
+        value.dim() == 4,
+        lambda: (
+            f"{op}: value must be (bs, num_keys, num_heads, dim_per_head), got shape "
+            f"{list(value.shape)}"
+        ),
+    )
+    torch._check(
+        spatial_shapes.dim() == 2 and spatial_shapes.size(1) == 2,
+        lambda: (
+            f"{op}: spatial_shapes must be (num_levels, 2) [h, w], got shape "
+            f"{list(spatial_shapes.shape)}"
+        ),
+    )
+    bs, heads, levels = value.size(0), value.size(2), spatial_shapes.size(0)
+    torch._check(
+        levels > 0,
+        lambda: (
+            f"{op}: spatial_shapes must hold at least one level, got shape "
+            f"{list(spatial_shapes.shape)}"
+        ),
+    )
+    torch._check(
+        level_start_index.dim() == 1 and level_start_index.size(0) == levels,
+        lambda: (
+            f"{op}: level_start_index must be (num_levels,) = ({levels},), got shape "
+            f"{list(level_start_index.shape)}"
+        ),
+    )
+    loc = sampling_locations
+    torch._check(
+        loc.dim() == 6
+        and loc.size(0) == bs
+        and loc.size(2) == heads
+        and loc.size(3) == levels
+        and loc.size(5) == 2,
+        lambda: (
+            f"{op}: sampling_locations must be (bs, num_queries, num_heads, num_levels, "
+            f"num_points, 2) with bs = {bs}, num_heads = {heads} (from value) and num_levels = "
+            f"{levels} (from spatial_shapes), got shape {list(loc.shape)}"
+        ),
+    )
+    expected = (bs, loc.size(1), heads, levels, loc.size(4))
+    torch._check(
+        attention_weights.dim() == 5
+        and all(a == e for a, e in zip(attention_weights.shape, expected)),
+        lambda: (
+            f"{op}: attention_weights must be (bs, num_queries, num_heads, num_levels, "
+            f"num_points) = ({', '.join(str(e) for e in expected)}), got shape "
+            f"{list(attention_weights.shape)}"
+        ),
+    )
+    for name, t in (("spatial_shapes", spatial_shapes), ("level_start_index", level_start_index)):
+        torch._check(
+            t.dtype == torch.long,
+            lambda name=name, t=t: f"{op}: {name} must be int64 (long), got {_type_name(t.dtype)}",
+        )
+    torch._check(
+        value.is_floating_point()
+        and sampling_locations.dtype == value.dtype
+        and attention_weights.dtype == value.dtype,
+        lambda: (
+            f"{op}: value, sampling_locations and attention_weights must have one floating "
+            f"dtype, got {_type_name(value.dtype)}, {_type_name(sampling_locations.dtype)} and "
+            f"{_type_name(attention_weights.dtype)}; convert them to one (e.g. with .float())"
+        ),
+    )
+    others = (
+        ("spatial_shapes", spatial_shapes),
+        ("level_start_index", level_start_index),
+        ("sampling_locations", sampling_locations),
+        ("attention_weights", attention_weights),
+    )
+    for name, t in others:
+        torch._check(
+            t.device == value.device,
+            lambda name=name, t=t: (
+                f"{op}: value is on {value.device} but {name} is on "
+                f"{t.device}; move all five tensors to the same device"
+            ),
+        )
+
+
+def _ms_deform_attn_levels(spatial_shapes, level_start_index, num_keys, op):
+    """[(h, w), ...] of the levels, checked as ``check_levels`` of the compiled op does."""
+    shapes = [tuple(hw) for hw in spatial_shapes.tolist()]
+    starts = level_start_index.tolist()
+    total = 0
+    for level, ((h, w), start) in enumerate(zip(shapes, starts)):
+        if h < 1 or w < 1:
+            raise RuntimeError(
+                f"{op}: spatial_shapes[{level}] = ({h}, {w}): every level must be at least 1 x 1"
+            )
+        if start != total:
+            raise RuntimeError(
+                f"{op}: level_start_index[{level}] = {start} but the levels before it hold "
+                f"{total} keys; level_start_index must be the running sum of h * w, starting at 0"
+            )
+        total += h * w
+    if total != num_keys:
+        raise RuntimeError(
+            f"{op}: value has {num_keys} keys but spatial_shapes sum to {total} (h * w over the "
+            f"levels); value must be (bs, {total}, num_heads, dim_per_head)"
+        )
+    return shapes
+
+
+def _level_maps(value, shapes):
+    """value (bs, num_keys, heads, dim) as one (bs * heads, dim, h, w) map per level."""
+    bs, _, heads, dim = value.shape
+    maps = value.split([h * w for h, w in shapes], dim=1)
+    return [m.permute(0, 2, 3, 1).reshape(bs * heads, dim, h, w) for m, (h, w) in zip(maps, shapes)]
+
+
+def _level_grids(sampling_locations):
+    """(bs, queries, heads, levels, points, 2) locations in [0, 1] as grid_sample's grids in
+    [-1, 1]: one (bs * heads, queries, points, 2) per level."""
+    bs, queries, heads, levels, points, _ = sampling_locations.shape
+    grids = 2 * sampling_locations - 1
+    grids = grids.transpose(1, 2).reshape(bs * heads, queries, levels, points, 2)
+    return grids.unbind(2)
+
+
+def ms_deform_attn_reference(value, spatial_shapes, sampling_locations, attention_weights):
+    """Multi-scale deformable attention in plain PyTorch (differentiable): each level of
+    ``value`` sampled with ``grid_sample`` (bilinear, zero padding, ``align_corners=False``)
+    at its sampling locations, weighted by the attention weights and summed over levels and
+    points.
+
+    Args:
+        value: (bs, num_keys, num_heads, dim_per_head), the levels one after the other.
+        spatial_shapes: (num_levels, 2) [h, w] tensor, or a sequence of (h, w) pairs.
+        sampling_locations: (bs, num_queries, num_heads, num_levels, num_points, 2), (x, y)
+            in [0, 1] of each level.
+        attention_weights: (bs, num_queries, num_heads, num_levels, num_points).
+
+    Returns:
+        (bs, num_queries, num_heads * dim_per_head).
+    """
+    if isinstance(spatial_shapes, torch.Tensor):
+        spatial_shapes = spatial_shapes.tolist()
+    shapes = [(int(h), int(w)) for h, w in spatial_shapes]
+    bs, queries, heads, levels, points, _ = sampling_locations.shape
+    dim = value.size(3)
+    weights = attention_weights.transpose(1, 2).reshape(bs * heads, 1, queries, levels, points)
+    output = None
+    for level, (value_l, grid_l) in enumerate(
+        zip(_level_maps(value, shapes), _level_grids(sampling_locations))
+    ):
+        sampled = torch.nn.functional.grid_sample(
+            value_l, grid_l, mode="bilinear", padding_mode="zeros", align_corners=False
+        )  # (bs * heads, dim, queries, points)
+        term = (sampled * weights[..., level, :]).sum(-1)
+        output = term if output is None else output + term
+    # (bs * heads, dim, queries) -> (bs, queries, heads * dim)
+    return output.view(bs, heads * dim, queries).transpose(1, 2)
+
+
+def ms_deform_attn(value, spatial_shapes, level_start_index, sampling_locations,
+                   attention_weights):  # fmt: skip
+    """``mmdet_like::ms_deform_attn``: (bs, num_queries, num_heads * dim_per_head), value's
+    dtype, contiguous."""
+    op = "ms_deform_attn"
+    check_ms_deform_attn_args(value, spatial_shapes, level_start_index, sampling_locations,
+                              attention_weights, op)  # fmt: skip
+    bs, num_keys, heads, dim = value.shape
+    shapes = _ms_deform_attn_levels(spatial_shapes, level_start_index, num_keys, op)
+    queries = sampling_locations.size(1)
+    if bs * queries * heads * dim == 0:
+        return value.new_empty((bs, queries, heads * dim))
+    work = _opmath(value.dtype)
+    with _without_autocast(value.device), torch.no_grad():
+        output = ms_deform_attn_reference(
+            value.to(work), shapes, sampling_locations.to(work), attention_weights.to(work)
+        )
+    return output.to(value.dtype).contiguous()
+
+
+def ms_deform_attn_backward(value, spatial_shapes, level_start_index, sampling_locations,
+                            attention_weights, grad_output):  # fmt: skip
+    """``mmdet_like::_ms_deform_attn_backward``: the gradients of value, sampling_locations
+    and attention_weights (computed in float32 for half and bfloat16; their dtypes)."""
+    op = "_ms_deform_attn_backward"
+    check_ms_deform_attn_args(value, spatial_shapes, level_start_index, sampling_locations,
+                              attention_weights, op)  # fmt: skip
+    bs, num_keys, heads, dim = value.shape
+    queries = sampling_locations.size(1)
+    expected = (bs, queries, heads * dim)
+    if grad_output.dim() != 3 or tuple(grad_output.shape) != expected:
+        raise RuntimeError(
+            f"{op}: grad_output must be (bs, num_queries, num_heads * dim_per_head) = "
+            f"({', '.join(str(e) for e in expected)}), got shape {list(grad_output.shape)}"
+        )
+    if grad_output.dtype != value.dtype:
+        raise RuntimeError(
+            f"{op}: grad_output must have the dtype of value ({_type_name(value.dtype)}), got "
+            f"{_type_name(grad_output.dtype)}"
+        )
+    shapes = _ms_deform_attn_levels(spatial_shapes, level_start_index, num_keys, op)
+    if attention_weights.numel() == 0 or dim == 0:
+        return (torch.zeros_like(value), torch.zeros_like(sampling_locations),
+                torch.zeros_like(attention_weights))  # fmt: skip
+    work = _opmath(value.dtype)
+    levels, points = sampling_locations.size(3), sampling_locations.size(4)
+    with _without_autocast(value.device), torch.no_grad():
+        weights = attention_weights.to(work).transpose(1, 2)
+        weights = weights.reshape(bs * heads, 1, queries, levels, points)
+        # (bs, queries, heads * dim) -> (bs * heads, dim, queries, 1)
+        grad = grad_output.to(work).reshape(bs, queries, heads, dim).permute(0, 2, 3, 1)
+        grad = grad.reshape(bs * heads, dim, queries, 1)
+        grad_maps, grad_grids, grad_weights = [], [], []
+        for level, (value_l, grid_l) in enumerate(
+            zip(_level_maps(value.to(work), shapes), _level_grids(sampling_locations.to(work)))
+        ):
+            weight_l = weights[..., level, :]  # (bs * heads, 1, queries, points)
+            sampled = torch.nn.functional.grid_sample(
+                value_l, grid_l, mode="bilinear", padding_mode="zeros", align_corners=False
+            )
+            grad_weights.append((grad * sampled).sum(1))  # (bs * heads, queries, points)
+            grad_map, grad_grid = torch.ops.aten.grid_sampler_2d_backward(
+                grad * weight_l, value_l, grid_l, 0, 0, False, [True, True]
+            )  # bilinear, zeros, align_corners=False
+            grad_maps.append(grad_map.reshape(bs, heads, dim, -1).permute(0, 3, 1, 2))
+            grad_grids.append(2 * grad_grid)  # grid = 2 * location - 1
+        grad_value = torch.cat(grad_maps, dim=1)
+        grad_loc = torch.stack(grad_grids, dim=2).view(bs, heads, queries, levels, points, 2)
+        grad_attn = torch.stack(grad_weights, dim=2).view(bs, heads, queries, levels, points)
+    return (
+        grad_value.to(value.dtype).contiguous(),
+        grad_loc.transpose(1, 2).to(value.dtype).contiguous(),
+        grad_attn.transpose(1, 2).to(value.dtype).contiguous(),
+    )
 
 
 # ---------------------------------------------------------------------------------------

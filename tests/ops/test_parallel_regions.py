@@ -9,7 +9,7 @@ costs a wait for a core: the CPU nms opened one per block of 64 boxes, and 2,000
 import pytest
 import torch
 
-from mmdet_like.ops import backend, nms, parallel_regions_opened, roi_align
+from mmdet_like.ops import backend, ms_deform_attn, nms, parallel_regions_opened, roi_align
 
 pytestmark = pytest.mark.skipif(
     backend() != "compiled",
@@ -64,4 +64,26 @@ def test_small_roi_align_runs_serially_and_large_opens_one_region(two_threads):
     rois = _rois(256, 256)
     holder = {}
     assert regions(lambda: holder.update(out=roi_align(feature, rois, 7, 0.25, 2, True))) == 1
+    assert regions(lambda: holder["out"].sum().backward()) == 1
+
+
+def _ms_deform_attn_inputs(bs, queries, heads, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    shapes = torch.tensor([[32, 40], [16, 20], [8, 10], [4, 5]])
+    sizes = shapes.prod(1)
+    starts = torch.cat([sizes.new_zeros(1), sizes.cumsum(0)[:-1]])
+    value = torch.randn(bs, int(sizes.sum()), heads, 32, generator=g, requires_grad=True)
+    locations = torch.rand(bs, queries, heads, 4, 4, 2, generator=g, requires_grad=True)
+    weights = torch.rand(bs, queries, heads, 4, 4, generator=g, requires_grad=True)
+    return value, shapes, starts, locations, weights
+
+
+def test_small_ms_deform_attn_runs_serially_and_large_opens_one_region(two_threads):
+    inputs = _ms_deform_attn_inputs(1, 10, 2)
+    holder = {}
+    assert regions(lambda: holder.update(out=ms_deform_attn(*inputs))) == 0
+    assert regions(lambda: holder["out"].sum().backward()) == 0
+
+    inputs = _ms_deform_attn_inputs(2, 300, 8)  # a Deformable DETR decoder's call
+    assert regions(lambda: holder.update(out=ms_deform_attn(*inputs))) == 1
     assert regions(lambda: holder["out"].sum().backward()) == 1

@@ -1,4 +1,6 @@
-"""Convert a Hugging Face transformers DETR (``DetrForObjectDetection``) into our checkpoint.
+"""Convert a Hugging Face transformers DETR (``DetrForObjectDetection``) or Deformable DETR
+(``DeformableDetrForObjectDetection``: plain, ``with_box_refine``, ``two_stage``) into our
+checkpoint.
 
     python tools/model_converters/transformers2ours.py SRC DST [--config CFG]
 
@@ -15,6 +17,12 @@ a config other than DETR-R50's must set, and ``auxiliary_loss`` (a model saved w
 computes with ``model.decoder.norm_layer_inputs=True``, see the config). ``--config`` builds
 that config's model and checks that every weight is there with its shape. The renames are listed in
 mmdet_like/models/utils/transformers_detr.py.
+
+A Deformable DETR (``model_type`` ``deformable_detr``) converts to our ``DeformableDETR``
+(configs/transformers/deformable_detr_r50_transformers.py,
+deformable_detr_twostage_refine_r50_transformers.py); its ``meta.architecture`` adds the
+backbone's levels (``backbone_out_indices``), ``num_feature_levels``, the points,
+``with_box_refine`` and ``two_stage``.
 """
 
 import argparse
@@ -30,7 +38,9 @@ from mmdet_like.apis.tool_utils import (
 from mmdet_like.errors import run_tool
 from mmdet_like.models.utils.foreign_checkpoints import compare_with_model
 from mmdet_like.models.utils.transformers_detr import (
+    convert_transformers_deformable_detr,
     convert_transformers_detr,
+    deformable_detr_architecture,
     detr_architecture,
     read_pretrained_folder,
 )
@@ -43,21 +53,33 @@ def convert(src, dst, config=None):
     if osp.isdir(dst):
         raise ToolError(f"output {dst!r} is a folder; give a file name such as detr.pth")
     hf_config, hf_state = read_pretrained_folder(src)
-    arch = detr_architecture(hf_config)
-    state_dict = convert_transformers_detr(hf_state)
+    deformable = hf_config.get("model_type") == "deformable_detr"
+    if deformable:
+        arch = deformable_detr_architecture(hf_config)
+        state_dict = convert_transformers_deformable_detr(hf_state, arch)
+    else:
+        arch = detr_architecture(hf_config)
+        state_dict = convert_transformers_detr(hf_state)
     if config is not None:
         model_state = build_model(load_tool_config(config)).state_dict()
         compare_with_model(state_dict, model_state, src, config)
     classes = arch.pop("CLASSES")
     meta = dict(
-        converted_from="transformers DetrForObjectDetection",
+        converted_from="transformers "
+        + ("DeformableDetrForObjectDetection" if deformable else "DetrForObjectDetection"),
         source=osp.basename(osp.normpath(src)),
         num_classes=arch["num_classes"],
         CLASSES=classes,
         architecture=arch,
     )
     meta["notes"] = []
-    if arch["auxiliary_loss"]:
+    if deformable and arch["with_box_refine"] and not arch["two_stage"]:
+        meta["notes"].append(
+            "with_box_refine without two_stage: transformers ties the classifiers of every "
+            "layer (class_embed), each layer got layer 0's; set "
+            "model.bbox_head.share_cls_layer=True to train as it does"
+        )
+    if not deformable and arch["auxiliary_loss"]:
         meta["notes"].append(
             "auxiliary_loss=True: transformers' decoder passes each layer's normalised output "
             "on; set model.decoder.norm_layer_inputs=True to compute as it does"
@@ -81,8 +103,9 @@ def main(argv=None):
     args = parse_args(argv)
     meta = convert(args.src, args.dst, args.config)
     arch = meta["architecture"]
+    name = meta["converted_from"].split()[-1].replace("ForObjectDetection", "")
     print(
-        f"DETR (ResNet-{arch['resnet_depth']}, d_model {arch['d_model']}, "
+        f"{name} (ResNet-{arch['resnet_depth']}, d_model {arch['d_model']}, "
         f"{arch['encoder_layers']}+{arch['decoder_layers']} layers, {arch['num_queries']} "
         f"queries), {meta['num_classes']} classes -> {args.dst}"
     )

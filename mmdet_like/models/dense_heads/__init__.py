@@ -17,6 +17,7 @@ from mmdet_like.models.dense_heads.base_dense_head import (
     flatten_levels,
     top_pairs,
 )
+from mmdet_like.models.dense_heads.deformable_detr_head import DeformableDETRHead
 from mmdet_like.models.dense_heads.detr_head import DETRHead, QueryTargets
 from mmdet_like.models.dense_heads.fcos_head import FCOSHead
 from mmdet_like.models.dense_heads.gfl_head import GFLHead, Integral
@@ -29,6 +30,7 @@ __all__ = [
     "AnchorTargets",
     "BaseDenseHead",
     "DETRHead",
+    "DeformableDETRHead",
     "FCOSHead",
     "GFLHead",
     "Integral",

@@ -1,6 +1,7 @@
 """Detectors, registered in ``DETECTORS``."""
 
 from mmdet_like.models.detectors.base import BaseDetector, pad_images
+from mmdet_like.models.detectors.deformable_detr import DeformableDETR
 from mmdet_like.models.detectors.detection_transformer import DetectionTransformer
 from mmdet_like.models.detectors.detr import DETR
 from mmdet_like.models.detectors.rpn import RPN
@@ -28,6 +29,7 @@ __all__ = [
     "BaseDetector",
     "CascadeRCNN",
     "DETR",
+    "DeformableDETR",
     "DetectionTransformer",
     "FastRCNN",
     "FasterRCNN",

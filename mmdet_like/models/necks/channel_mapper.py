@@ -11,13 +11,14 @@ from mmdet_like.registry import NECKS
 RELU = {"type": "ReLU"}  # mmdetection's default activation (act_cfg=None: none)
 
 
-def _conv_norm_act(in_channels, out_channels, kernel_size, stride, norm_cfg, act_cfg):
-    """A conv (``padding = (kernel_size - 1) // 2``; a bias without a norm), then the
+def _conv_norm_act(in_channels, out_channels, kernel_size, stride, norm_cfg, act_cfg, bias="auto"):
+    """A conv (``padding = (kernel_size - 1) // 2``; a bias without a norm, or as ``bias``
+    says when not ``"auto"``), then the
     optional norm and ReLU: the conv alone (no norm, no activation) or an ``nn.Sequential``
     (mmcv's ``ConvModule`` flattened, as the FPN's)."""
     conv = nn.Conv2d(
         in_channels, out_channels, kernel_size, stride=stride, padding=(kernel_size - 1) // 2,
-        bias=norm_cfg is None,
+        bias=norm_cfg is None if bias == "auto" else bool(bias),
     )  # fmt: skip
     parts = [conv]
     if norm_cfg is not None:
@@ -43,6 +44,9 @@ class ChannelMapper(nn.Module):
         num_outs: outputs; beyond ``len(in_channels)``: extra levels, the first a 3x3
             stride-2 conv on the last input level, each next one on the previous output
             (Deformable DETR's fourth level). Default: one per input.
+        bias: the convs' bias: ``"auto"`` (mmcv's: only without a norm) or a bool
+            (``True``: Deformable DETR's and transformers' projections, whose conv keeps its
+            bias before the GroupNorm).
 
     Forward: tuple of (N, in_channels[i], H_i, W_i) -> tuple of ``num_outs``
     (N, out_channels, H_j, W_j). Parameters: ``convs.{i}`` and ``extra_convs.{j}`` (the
@@ -50,7 +54,7 @@ class ChannelMapper(nn.Module):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size=3, norm_cfg=None,
-                 act_cfg=RELU, num_outs=None):  # fmt: skip
+                 act_cfg=RELU, num_outs=None, bias="auto"):  # fmt: skip
         super().__init__()
         self.in_channels = list(in_channels)
         if not self.in_channels:
@@ -63,12 +67,12 @@ class ChannelMapper(nn.Module):
                 f"{len(self.in_channels)} input levels (in_channels={self.in_channels})"
             )
         self.convs = nn.ModuleList(
-            _conv_norm_act(c, out_channels, kernel_size, 1, norm_cfg, act_cfg)
+            _conv_norm_act(c, out_channels, kernel_size, 1, norm_cfg, act_cfg, bias)
             for c in self.in_channels
         )
         self.extra_convs = nn.ModuleList(
             _conv_norm_act(self.in_channels[-1] if i == 0 else out_channels, out_channels, 3, 2,
-                           norm_cfg, act_cfg)
+                           norm_cfg, act_cfg, bias)
             for i in range(self.num_outs - len(self.in_channels))
         )  # fmt: skip
         self.init_weights()

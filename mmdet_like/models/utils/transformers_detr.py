@@ -217,3 +217,201 @@ def convert_transformers_detr(state_dict):
             "DetrModel has no detection head)"
         )
     return out
+
+
+# ---------------------------------------------------------------------- Deformable DETR
+# transformers -> ours (DeformableDetrForObjectDetection; DETR's renames where they apply):
+#
+#     model.input_proj.{i}.{0,1}                   neck.convs.{i}.{0,1} (i < backbone levels),
+#                                                  neck.extra_convs.{i - levels}.{0,1}
+#     model.level_embed                            level_embed
+#     model.query_position_embeddings              query_embedding (positions, then queries)
+#     model.reference_points                       reference_points_fc
+#     model.enc_output, model.enc_output_norm      memory_trans_fc, memory_trans_norm
+#     model.pos_trans, model.pos_trans_norm        pos_trans_fc, pos_trans_norm
+#     model.encoder.layers.i.self_attn.*           encoder.layers.i.self_attn.* (sampling_offsets,
+#                                                  attention_weights, value_proj, output_proj)
+#     model.decoder.layers.i.encoder_attn.*        decoder.layers.i.cross_attn.*
+#     class_embed.{i} [model.decoder.class_embed]  bbox_head.cls_branches.{i}
+#     bbox_embed.{i}.layers.{0,1,2}                bbox_head.reg_branches.{i}.{0,2,4}
+#         [model.decoder.bbox_embed]
+#
+# Tied copies (transformers ties the layers' branches to layer 0's without box refinement,
+# the classifiers also with box refinement alone, and the decoder's to the head's) are
+# written once by save_pretrained; each of our layers gets its tensor.
+
+_DEFORM_PARTS = ("sampling_offsets", "attention_weights", "value_proj", "output_proj")
+
+
+def deformable_detr_architecture(config):
+    """What our config must match, read from a ``DeformableDetrForObjectDetection``'s
+    ``config.json``: classes, the ResNet depth and its levels (``backbone_out_indices``: our
+    ``ResNet.out_indices``), the transformer's sizes, ``num_feature_levels``, points,
+    ``num_queries`` (``two_stage_num_proposals`` with two-stage), ``with_box_refine``,
+    ``two_stage``. Raises :class:`TransformersConversionError` for what ours does not have."""
+    if config.get("model_type") != "deformable_detr":
+        raise TransformersConversionError(
+            f"config.json: model_type {config.get('model_type')!r}; this converts Deformable "
+            "DETR (model_type 'deformable_detr', DeformableDetrForObjectDetection)"
+        )
+    backbone_config = config.get("backbone_config") or {}
+    if backbone_config.get("model_type") != "timm_backbone":
+        raise TransformersConversionError(
+            f"config.json: backbone_config.model_type {backbone_config.get('model_type')!r}; "
+            "this converts timm ResNet backbones (transformers' default)"
+        )
+    backbone = backbone_config.get("backbone")
+    if backbone not in RESNETS or backbone_config.get("output_stride") or config.get("dilation"):
+        raise TransformersConversionError(
+            f"config.json: backbone {backbone!r} (dilation={config.get('dilation')}); this "
+            f"converts timm ResNets ({', '.join(RESNETS)}) without dilation"
+        )
+    out_indices = list(backbone_config.get("out_indices") or [2, 3, 4])
+    if any(i < 1 or i > 4 for i in out_indices) or out_indices != sorted(out_indices):
+        raise TransformersConversionError(
+            f"config.json: backbone out_indices {out_indices}; timm ResNet stages 1-4, ascending"
+        )
+    two_stage = bool(config.get("two_stage", False))
+    if config.get("position_embedding_type", "sine") != "sine":
+        raise TransformersConversionError(
+            "config.json: position_embedding_type must be 'sine' (Deformable DETR's)"
+        )
+    levels = config.get("num_feature_levels", 4)
+    if levels < len(out_indices):
+        raise TransformersConversionError(
+            f"config.json: num_feature_levels {levels} is fewer than the backbone's "
+            f"{len(out_indices)} levels"
+        )
+    id2label = config.get("id2label") or {}
+    num_classes = len(id2label) or config.get("num_labels")
+    classes = [str(id2label.get(str(i), id2label.get(i, i))) for i in range(num_classes)]
+    return dict(
+        num_classes=num_classes,
+        CLASSES=classes,
+        resnet_depth=RESNETS[backbone],
+        backbone_out_indices=[i - 1 for i in out_indices],
+        d_model=config.get("d_model", 256),
+        encoder_layers=config.get("encoder_layers", 6),
+        decoder_layers=config.get("decoder_layers", 6),
+        encoder_attention_heads=config.get("encoder_attention_heads", 8),
+        decoder_attention_heads=config.get("decoder_attention_heads", 8),
+        encoder_ffn_dim=config.get("encoder_ffn_dim", 1024),
+        decoder_ffn_dim=config.get("decoder_ffn_dim", 1024),
+        encoder_n_points=config.get("encoder_n_points", 4),
+        decoder_n_points=config.get("decoder_n_points", 4),
+        num_feature_levels=levels,
+        num_queries=config.get("two_stage_num_proposals", 300)
+        if two_stage
+        else config.get("num_queries", 300),
+        with_box_refine=bool(config.get("with_box_refine", False)),
+        two_stage=two_stage,
+        auxiliary_loss=bool(config.get("auxiliary_loss", False)),
+    )
+
+
+def _deformable_layer_name(stack, rest):
+    """A Deformable DETR layer's parameter name after ``layers.i.`` -> ours, or ``None``
+    (the decoder's q/k/v projections are stacked by the caller)."""
+    attention = "self_attn" if stack == "encoder" else "encoder_attn"
+    m = re.fullmatch(rf"{attention}\.({'|'.join(_DEFORM_PARTS)})\.(weight|bias)", rest)
+    if m:
+        ours = "self_attn" if stack == "encoder" else "cross_attn"
+        return f"{ours}.{m.group(1)}.{m.group(2)}"
+    if stack == "encoder" and rest.startswith("self_attn."):
+        return None
+    return _layer_name(rest, stack == "decoder")
+
+
+def convert_transformers_deformable_detr(state_dict, arch):
+    """transformers' ``DeformableDetrForObjectDetection`` state dict and its
+    :func:`deformable_detr_architecture` -> our ``DeformableDETR``'s state dict (see the
+    table above); a key with no place here, or a prediction layer missing without a tie to
+    explain it, is an error naming it."""
+    out, unknown, projections = {}, [], {}
+    branches = {"cls": {}, "reg": {}}  # kind -> {(layer, our suffix): tensor}
+    backbone_levels = len(arch["backbone_out_indices"])
+    simple = [
+        (r"model\.backbone\.(?:conv_encoder\.)?model\.(.+)", r"backbone.\1"),
+        (r"model\.level_embed", "level_embed"),
+        (r"model\.query_position_embeddings\.weight", "query_embedding.weight"),
+        (r"model\.reference_points\.(weight|bias)", r"reference_points_fc.\1"),
+        (r"model\.enc_output\.(weight|bias)", r"memory_trans_fc.\1"),
+        (r"model\.enc_output_norm\.(weight|bias)", r"memory_trans_norm.\1"),
+        (r"model\.pos_trans\.(weight|bias)", r"pos_trans_fc.\1"),
+        (r"model\.pos_trans_norm\.(weight|bias)", r"pos_trans_norm.\1"),
+    ]  # fmt: skip
+    for key, value in state_dict.items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        for pattern, target in simple:
+            if re.fullmatch(pattern, key):
+                out[re.sub(pattern, target, key)] = value
+                break
+        else:
+            m = re.fullmatch(r"model\.input_proj\.(\d+)\.([01])\.(weight|bias)", key)
+            if m:
+                level = int(m.group(1))
+                place = (f"convs.{level}" if level < backbone_levels
+                         else f"extra_convs.{level - backbone_levels}")  # fmt: skip
+                out[f"neck.{place}.{m.group(2)}.{m.group(3)}"] = value
+                continue
+            m = re.fullmatch(r"(?:model\.decoder\.)?class_embed\.(\d+)\.(weight|bias)", key)
+            if m:
+                branches["cls"].setdefault((int(m.group(1)), m.group(2)), value)
+                continue
+            m = re.fullmatch(r"(?:model\.decoder\.)?bbox_embed\.(\d+)\.layers\.([012])\."
+                             r"(weight|bias)", key)  # fmt: skip
+            if m:
+                suffix = f"{2 * int(m.group(2))}.{m.group(3)}"
+                branches["reg"].setdefault((int(m.group(1)), suffix), value)
+                continue
+            m = re.fullmatch(r"model\.(encoder|decoder)\.layers\.(\d+)\.(.+)", key)
+            if m is None:
+                unknown.append(key)
+                continue
+            stack, index, rest = m.groups()
+            prefix = f"{stack}.layers.{index}."
+            proj = re.fullmatch(r"self_attn\.([qkv])_proj\.(weight|bias)", rest)
+            if proj and stack == "decoder":
+                slot = (f"{prefix}self_attn.attn", proj.group(2))
+                projections.setdefault(slot, {})[proj.group(1)] = value
+                continue
+            name = _deformable_layer_name(stack, rest)
+            if name is None:
+                unknown.append(key)
+                continue
+            out[prefix + name] = value
+    if unknown:
+        raise TransformersConversionError(
+            f"{len(unknown)} weight(s) of no DeformableDetrForObjectDetection part this "
+            f"converts: {', '.join(unknown[:6])}{' ...' if len(unknown) > 6 else ''}"
+        )
+    for (attn, kind), parts in sorted(projections.items()):
+        if sorted(parts) != ["k", "q", "v"]:
+            raise TransformersConversionError(
+                f"{attn}: transformers' q/k/v projection {kind}s incomplete (have {sorted(parts)})"
+            )
+        out[f"{attn}.in_proj_{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]])
+    num_pred = arch["decoder_layers"] + (1 if arch["two_stage"] else 0)
+    tied = {"cls": not arch["two_stage"], "reg": not arch["with_box_refine"]}
+    for kind, ours in (("cls", "cls_branches"), ("reg", "reg_branches")):
+        found = branches[kind]
+        if not found:
+            raise TransformersConversionError(
+                f"no {'class_embed' if kind == 'cls' else 'bbox_embed'}: a "
+                "DeformableDetrForObjectDetection checkpoint is needed (a bare "
+                "DeformableDetrModel has no detection head)"
+            )
+        suffixes = sorted({suffix for _, suffix in found})
+        for layer in range(num_pred):
+            source = layer
+            if (layer, suffixes[0]) not in found:
+                if not tied[kind]:
+                    raise TransformersConversionError(
+                        f"{'class_embed' if kind == 'cls' else 'bbox_embed'}.{layer} is missing "
+                        "and not tied to layer 0 in this architecture"
+                    )
+                source = 0
+            for suffix in suffixes:
+                out[f"bbox_head.{ours}.{layer}.{suffix}"] = found[(source, suffix)]
+    return out

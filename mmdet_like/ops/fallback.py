@@ -321,8 +321,9 @@ def ms_deform_attn_reference(value, spatial_shapes, sampling_locations, attentio
         (bs, num_queries, num_heads * dim_per_head).
     """
     if isinstance(spatial_shapes, torch.Tensor):
-        spatial_shapes = spatial_shapes.tolist()
-    shapes = [(int(h), int(w)) for h, w in spatial_shapes]
+        shapes = [(int(h), int(w)) for h, w in spatial_shapes.tolist()]
+    else:  # ints, or sizes kept symbolic under torch.export (int() would fix them)
+        shapes = [(h, w) for h, w in spatial_shapes]
     bs, queries, heads, levels, points, _ = sampling_locations.shape
     dim = value.size(3)
     weights = attention_weights.transpose(1, 2).reshape(bs * heads, 1, queries, levels, points)

@@ -20,6 +20,14 @@ from mmdet_like.models.layers.transformer import (
 from mmdet_like.registry import DETECTORS
 
 
+def sizes_as_tensor(sizes, like):
+    """[(a, b), ...] ints -> (n, 2) int64 tensor on ``like``'s device. Built by multiplying a
+    one by each size, so that sizes that are symbolic under ``torch.export`` (a dynamic image
+    size) stay symbolic instead of being fixed to the traced values."""
+    one = like.new_ones((), dtype=torch.long)
+    return torch.stack([torch.stack([one * a, one * b]) for a, b in sizes])
+
+
 def valid_ratios_of(mask):
     """(B, h, w) padding mask -> (B, 2) ``(w, h)`` share of the map that is the image."""
     _, height, width = mask.shape
@@ -154,7 +162,7 @@ class DeformableDETR(DetectionTransformer):
             valid_ratios = feat.new_ones((feat.size(0), len(shapes), 2))
         else:
             valid_ratios = torch.stack(ratios, 1).to(feat.dtype)
-        spatial_shapes = torch.as_tensor(shapes, dtype=torch.long, device=feat.device)
+        spatial_shapes = sizes_as_tensor(shapes, feat)
         level_start_index = torch.cat(
             (spatial_shapes.new_zeros((1,)), spatial_shapes.prod(1).cumsum(0)[:-1])
         )
@@ -232,10 +240,11 @@ class DeformableDETR(DetectionTransformer):
                 valid_w = (~mask[:, 0, :]).sum(1)
                 scale = torch.stack([valid_w, valid_h], -1).view(batch, 1, 1, 2).to(memory.dtype)
             else:
-                scale = memory.new_tensor([width, height]).view(1, 1, 1, 2)
+                scale = sizes_as_tensor([(width, height)], memory).to(memory.dtype)
+                scale = scale.view(1, 1, 1, 2)
             grid_y, grid_x = torch.meshgrid(
-                torch.linspace(0, height - 1, height, dtype=memory.dtype, device=memory.device),
-                torch.linspace(0, width - 1, width, dtype=memory.dtype, device=memory.device),
+                torch.arange(height, dtype=memory.dtype, device=memory.device),
+                torch.arange(width, dtype=memory.dtype, device=memory.device),
                 indexing="ij",
             )
             grid = torch.stack([grid_x, grid_y], -1)

@@ -162,9 +162,15 @@ class DetectionTransformer(BaseDetector, metaclass=abc.ABCMeta):
     # ------------------------------------------------------------------ export
     def export_spec(self):
         """``dets``, ``labels``: the head's detections (no NMS); the coarsest stride is the
-        backbone's last level's."""
+        backbone's last level's, doubled for each extra stride-2 level of the neck
+        (Deformable DETR's fourth level)."""
         strides = getattr(self.backbone, "out_strides", None) or [32]
-        return ExportSpec(output_names=("dets", "labels"), coarsest_stride=int(max(strides)))
+        neck = getattr(self, "neck", None)
+        extra_levels = 0
+        if neck is not None and hasattr(neck, "num_outs"):
+            extra_levels = max(neck.num_outs - len(neck.in_channels), 0)
+        coarsest = int(max(strides)) * 2**extra_levels
+        return ExportSpec(output_names=("dets", "labels"), coarsest_stride=coarsest)
 
     def export_outputs(self, batch, img_meta):
         result = self.predict_instances(batch, [DetDataSample(metainfo=img_meta)])[0]

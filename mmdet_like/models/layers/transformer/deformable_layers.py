@@ -35,7 +35,9 @@ _DEFORM_KEYS = {"embed_dims", "num_heads", "num_levels", "num_points", "dropout"
 
 def inverse_sigmoid(x, eps=1e-5):
     """``log(x / (1 - x))`` of ``x`` clamped to [0, 1], both terms at least ``eps``."""
-    x = x.clamp(min=0, max=1)
+    # float bounds: with int bounds, torch 2.14's ONNX exporter wrote a Clip whose bound
+    # constants were missing from the file (two-stage Deformable DETR)
+    x = x.clamp(min=0.0, max=1.0)
     return torch.log(x.clamp(min=eps) / (1 - x).clamp(min=eps))
 
 
@@ -235,8 +237,8 @@ class DeformableDetrTransformerEncoder(nn.Module):
         points = []
         for level, (height, width) in enumerate(spatial_shapes_list):
             ref_y, ref_x = torch.meshgrid(
-                torch.linspace(0.5, height - 0.5, height, dtype=valid_ratios.dtype, device=device),
-                torch.linspace(0.5, width - 0.5, width, dtype=valid_ratios.dtype, device=device),
+                torch.arange(height, dtype=valid_ratios.dtype, device=device) + 0.5,
+                torch.arange(width, dtype=valid_ratios.dtype, device=device) + 0.5,
                 indexing="ij",
             )
             ref_y = ref_y.reshape(-1)[None] / (valid_ratios[:, None, level, 1] * height)

@@ -40,7 +40,9 @@ def denoising_slots(counts, num_groups, device):
     counts_t = torch.as_tensor(counts, dtype=torch.long, device=device)
     total = int(sum(counts))
     max_count = max(counts) if len(counts) else 0
-    batch_inds = torch.repeat_interleave(torch.arange(len(counts), device=device), counts_t)
+    batch_inds = torch.repeat_interleave(
+        torch.arange(len(counts), device=device), counts_t, output_size=total
+    )  # the size given: no device sync
     starts = torch.cumsum(counts_t, 0) - counts_t
     gt_inds = torch.arange(total, device=device) - starts[batch_inds]
     group_offsets = torch.arange(num_groups, device=device)[:, None] * (2 * max_count)

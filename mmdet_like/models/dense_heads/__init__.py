@@ -19,6 +19,7 @@ from mmdet_like.models.dense_heads.base_dense_head import (
 )
 from mmdet_like.models.dense_heads.deformable_detr_head import DeformableDETRHead
 from mmdet_like.models.dense_heads.detr_head import DETRHead, QueryTargets
+from mmdet_like.models.dense_heads.dino_head import DINOHead
 from mmdet_like.models.dense_heads.fcos_head import FCOSHead
 from mmdet_like.models.dense_heads.gfl_head import GFLHead, Integral
 from mmdet_like.models.dense_heads.retina_head import RetinaHead
@@ -30,6 +31,7 @@ __all__ = [
     "AnchorTargets",
     "BaseDenseHead",
     "DETRHead",
+    "DINOHead",
     "DeformableDETRHead",
     "FCOSHead",
     "GFLHead",

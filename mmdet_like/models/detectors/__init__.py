@@ -4,6 +4,7 @@ from mmdet_like.models.detectors.base import BaseDetector, pad_images
 from mmdet_like.models.detectors.deformable_detr import DeformableDETR
 from mmdet_like.models.detectors.detection_transformer import DetectionTransformer
 from mmdet_like.models.detectors.detr import DETR
+from mmdet_like.models.detectors.dino import DINO
 from mmdet_like.models.detectors.rpn import RPN
 from mmdet_like.models.detectors.single_stage import (
     ATSS,
@@ -29,6 +30,7 @@ __all__ = [
     "BaseDetector",
     "CascadeRCNN",
     "DETR",
+    "DINO",
     "DeformableDETR",
     "DetectionTransformer",
     "FastRCNN",

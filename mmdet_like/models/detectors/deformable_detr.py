@@ -59,6 +59,8 @@ class DeformableDETR(DetectionTransformer):
     with it.
     """
 
+    decoder_type = DeformableDetrTransformerDecoder
+
     def __init__(self, *args, with_box_refine=False, as_two_stage=False, num_feature_levels=4,
                  **kwargs):  # fmt: skip
         self.with_box_refine = bool(with_box_refine)
@@ -81,7 +83,7 @@ class DeformableDETR(DetectionTransformer):
         if self.encoder_cfg is None:
             raise ValueError("DeformableDETR: give a model.encoder config")
         self.encoder = DeformableDetrTransformerEncoder(**self.encoder_cfg)
-        self.decoder = DeformableDetrTransformerDecoder(**self.decoder_cfg)
+        self.decoder = self.decoder_type(**self.decoder_cfg)
         self.embed_dims = self.encoder.embed_dims
         for part, width in (("decoder", self.decoder.embed_dims),
                             ("bbox_head", self.bbox_head.embed_dims)):  # fmt: skip
@@ -108,8 +110,13 @@ class DeformableDETR(DetectionTransformer):
         self.positional_encoding = build_positional_encoding(
             self.positional_encoding_cfg, self.embed_dims
         )
+        self.level_embed = nn.Parameter(torch.zeros(self.num_feature_levels, self.embed_dims))
+        self._init_query_layers()
+
+    def _init_query_layers(self):
+        """The layers that make the decoder's queries (two-stage: the proposals' memory and
+        position transforms; else the query embedding and reference point layer)."""
         dims = self.embed_dims
-        self.level_embed = nn.Parameter(torch.zeros(self.num_feature_levels, dims))
         if self.as_two_stage:
             self.memory_trans_fc = nn.Linear(dims, dims)
             self.memory_trans_norm = nn.LayerNorm(dims)

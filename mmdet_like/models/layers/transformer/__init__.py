@@ -17,9 +17,17 @@ from mmdet_like.models.layers.transformer.detr_layers import (
     DetrTransformerEncoder,
     DetrTransformerEncoderLayer,
 )
+from mmdet_like.models.layers.transformer.dino_layers import (
+    CdnQueryGenerator,
+    DinoTransformerDecoder,
+    coordinate_to_encoding,
+)
 
 __all__ = [
     "FFN",
+    "CdnQueryGenerator",
+    "DinoTransformerDecoder",
+    "coordinate_to_encoding",
     "DeformableDetrTransformerDecoder",
     "DeformableDetrTransformerDecoderLayer",
     "DeformableDetrTransformerEncoder",

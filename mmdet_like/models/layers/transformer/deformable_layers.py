@@ -198,11 +198,14 @@ class DeformableDetrTransformerDecoderLayer(DetrTransformerDecoderLayer):
         self.ffn = build_ffn(self.ffn_cfg, "decoder.layer_cfg.ffn_cfg")
         self.norms = nn.ModuleList(nn.LayerNorm(self.embed_dims) for _ in range(3))
 
-    def forward(self, query, value, query_pos=None, key_padding_mask=None, **kwargs):
+    def forward(self, query, value, query_pos=None, key_padding_mask=None, self_attn_mask=None,
+                **kwargs):  # fmt: skip
         """(B, Q, C) queries with (B, Q, C) positions, (B, V, C) memory with (B, V)
-        padding mask; ``reference_points`` (B, Q, num_levels, 2 or 4) and the level
-        shapes -> (B, Q, C)."""
-        query = self.self_attn(query, query_pos=query_pos, key_pos=query_pos)
+        padding mask; ``self_attn_mask`` (Q, Q) bool, True where a query may not attend
+        (DINO's denoising groups), or ``None``; ``reference_points`` (B, Q, num_levels, 2
+        or 4) and the level shapes -> (B, Q, C)."""
+        query = self.self_attn(query, query_pos=query_pos, key_pos=query_pos,
+                               attn_mask=self_attn_mask)  # fmt: skip
         query = self.norms[0](query)
         query = self.cross_attn(query, value=value, query_pos=query_pos,
                                 key_padding_mask=key_padding_mask, **kwargs)  # fmt: skip

@@ -226,3 +226,49 @@ def test_inference_with_multi_scale_and_flip_augmentation(checkpoint):
     assert [(m["img_shape"][:2], m["flip"]) for m in metas] == [
         ((85, 128), False), ((85, 128), True), ((107, 160), False), ((107, 160), True)
     ]  # fmt: skip
+
+
+DETR_FAMILY = [
+    ("detr", "detr_r50_8x2_150e_coco.py"),
+    ("deformable_detr", "deformable_detr_twostage_refine_r50_16x2_50e_coco.py"),
+    ("dino", "dino-4scale_r50_8xb2-12e_coco.py"),
+]
+
+
+@pytest.mark.parametrize("folder,name", DETR_FAMILY, ids=[f for f, _ in DETR_FAMILY])
+def test_detr_family_through_init_inference_and_show(folder, name, tmp_path):
+    """A set-prediction detector (its configs shrunk as its model tests shrink them) saved by
+    save_checkpoint, loaded by init_detector, run by inference_detector on an array (per-class
+    lists of at most max_per_img boxes inside the image, the same as the model's own
+    detections of the samples API) and drawn by show_result."""
+    from tests.models.test_deformable_detr import _shrunk as deformable_shrunk
+    from tests.models.test_detr import _shrunk as detr_shrunk
+    from tests.models.test_dino import _dino_shrunk
+
+    shrink = {"detr": detr_shrunk, "deformable_detr": deformable_shrunk, "dino": _dino_shrunk}
+    cfg = load_config(str(ROOT / "configs" / folder / name))
+    model_cfg = shrink[folder](cfg.model.to_dict())
+    model_cfg["bbox_head"]["num_classes"] = NUM_CLASSES
+    cfg.model = model_cfg
+    cfg.data.test.pipeline[1]["img_scale"] = (128, 96)
+    torch.manual_seed(0)
+    model = build_detector(cfg.model, None, cfg.test_cfg)
+    model.init_weights()
+    path = tmp_path / f"{folder}.pth"
+    save_checkpoint(str(path), model, meta=dict(CLASSES=NAMES))
+
+    loaded = init_detector(cfg, str(path))
+    assert list(loaded.CLASSES) == NAMES
+    img = image(shape=(72, 100))
+    result = inference_detector(loaded, img)
+    assert isinstance(result, list) and len(result) == NUM_CLASSES
+    boxes = np.concatenate(result)
+    assert 0 < len(boxes) <= cfg.test_cfg.get("max_per_img", 100)
+    assert (boxes[:, [0, 2]] >= -1e-3).all() and (boxes[:, [0, 2]] <= 100 + 1e-3).all()
+    assert (boxes[:, [1, 3]] >= -1e-3).all() and (boxes[:, [1, 3]] <= 72 + 1e-3).all()
+    sample = inference_detector_samples(loaded, [img])[0]
+    expected = detection_to_per_class(sample.pred_instances, NUM_CLASSES)
+    for ours, theirs in zip(result, expected):
+        np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=0)
+    drawn = show_result(img, result, loaded.CLASSES, score_thr=0.0)
+    assert drawn.shape == img.shape and (drawn != img).any()

@@ -13,7 +13,7 @@ MAX_JOBS ?= 2
 OP_SOURCES := $(shell find ops -name '*.cpp' -o -name '*.cu' -o -name '*.h' -o -name '*.cuh')
 
 .PHONY: install test test-slow lint format bench-ops demo demo-retinanet demo-keypoints demo-cascade \
-	demo-atss demo-gfl constraints clean mmdet-side-env mmdet-fixtures
+	demo-atss demo-gfl demo-dino constraints clean mmdet-side-env mmdet-fixtures
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -103,6 +103,18 @@ demo-gfl: install
 	$(PY) tools/demo_pictures.py $(GFL_CONFIG) $(GFL_WORK)/latest.pth \
 		$(DEMO_DATA)/val $(GFL_WORK)/detections.png
 	@echo "demo done: checkpoint, logs and detections.png in $(GFL_WORK)"
+
+# The DINO demo: the same data, sizes, batch and epochs, a small DINO (box AP only).
+DINO_WORK ?= work_dirs/dino_r18_demo
+DINO_CONFIG := configs/demo/dino_r18_demo.py
+
+demo-dino: install
+	$(PY) tools/make_demo_dataset.py $(DEMO_DATA)
+	$(PY) tools/train.py $(DINO_CONFIG) --work-dir $(DINO_WORK) --no-validate
+	$(PY) tools/test.py $(DINO_CONFIG) $(DINO_WORK)/latest.pth --eval bbox
+	$(PY) tools/demo_pictures.py $(DINO_CONFIG) $(DINO_WORK)/latest.pth \
+		$(DEMO_DATA)/val $(DINO_WORK)/detections.png
+	@echo "demo done: checkpoint, logs and detections.png in $(DINO_WORK)"
 
 # The keypoint demo: the same images with the shapes' named vertices, a small Keypoint R-CNN
 # (box and keypoint AP).

@@ -1,6 +1,7 @@
 # Small DINO (half-width ResNet-18 C3-C5 plus a stride-64 level, 64-wide transformer of 3 + 3
-# layers, 100 queries) for the demo shapes dataset; the data, image size, batch and epochs of
-# configs/demo/retinanet_r18_fpn_demo.py, DINO's losses, matching and denoising:
+# layers, 100 queries) for the demo shapes dataset; the data, image size and batch of
+# configs/demo/retinanet_r18_fpn_demo.py, DINO's losses, matching and denoising, 24 epochs
+# (bbox AP 0.549 in 15 min 45 s of training here; 16 epochs: 0.370 in 10 min 30 s):
 #   python tools/make_demo_dataset.py data/demo
 #   python tools/train.py configs/demo/dino_r18_demo.py
 #   python tools/test.py configs/demo/dino_r18_demo.py \
@@ -86,4 +87,5 @@ optimizer = dict(
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0),
 )
 optimizer_config = dict(grad_clip=dict(max_norm=0.1, norm_type=2))
+total_epochs = 24
 work_dir = "./work_dirs/dino_r18_demo"

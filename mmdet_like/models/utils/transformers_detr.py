@@ -152,6 +152,36 @@ def _layer_name(rest, decoder):
     return None
 
 
+def _rename_by_table(key, table):
+    """Our name of ``key`` from the first ``(pattern, replacement)`` of ``table`` that
+    matches it whole, or None."""
+    for pattern, target in table:
+        if re.fullmatch(pattern, key):
+            return re.sub(pattern, target, key)
+    return None
+
+
+def _check_known(unknown, model):
+    """A conversion error naming the first keys of ``unknown`` (weights of no part this
+    converts) when there are any."""
+    if unknown:
+        raise TransformersConversionError(
+            f"{len(unknown)} weight(s) of no {model} part this converts: "
+            f"{', '.join(unknown[:6])}{' ...' if len(unknown) > 6 else ''}"
+        )
+
+
+def _stack_qkv(projections, out):
+    """transformers' separate q / k / v projections, ``{(our attention prefix, weight|bias):
+    {q|k|v: tensor}}``, stacked into ``nn.MultiheadAttention``'s ``in_proj_*`` of ``out``."""
+    for (attn, kind), parts in sorted(projections.items()):
+        if sorted(parts) != ["k", "q", "v"]:
+            raise TransformersConversionError(
+                f"{attn}: transformers' q/k/v projection {kind}s incomplete (have {sorted(parts)})"
+            )
+        out[f"{attn}.in_proj_{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]])
+
+
 def convert_transformers_detr(state_dict):
     """transformers' ``DetrForObjectDetection`` state dict -> ours (see the module).
 
@@ -179,10 +209,9 @@ def convert_transformers_detr(state_dict):
     for key, value in state_dict.items():
         if key.endswith("num_batches_tracked"):
             continue
-        for pattern, target in simple:
-            if re.fullmatch(pattern, key):
-                out[re.sub(pattern, target, key)] = value
-                break
+        renamed = _rename_by_table(key, simple)
+        if renamed is not None:
+            out[renamed] = value
         else:
             m = re.fullmatch(r"model\.(encoder|decoder)\.layers\.(\d+)\.(.+)", key)
             if m is None:
@@ -200,17 +229,8 @@ def convert_transformers_detr(state_dict):
                 unknown.append(key)
                 continue
             out[prefix + name] = value
-    if unknown:
-        raise TransformersConversionError(
-            f"{len(unknown)} weight(s) of no DetrForObjectDetection part this converts: "
-            f"{', '.join(unknown[:6])}{' ...' if len(unknown) > 6 else ''}"
-        )
-    for (attn, kind), parts in sorted(projections.items()):
-        if sorted(parts) != ["k", "q", "v"]:
-            raise TransformersConversionError(
-                f"{attn}: transformers' q/k/v projection {kind}s incomplete (have {sorted(parts)})"
-            )
-        out[f"{attn}.in_proj_{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]])
+    _check_known(unknown, "DetrForObjectDetection")
+    _stack_qkv(projections, out)
     if "bbox_head.fc_cls.weight" not in out:
         raise TransformersConversionError(
             "no class_labels_classifier: a DetrForObjectDetection checkpoint is needed (a bare "
@@ -343,10 +363,9 @@ def convert_transformers_deformable_detr(state_dict, arch):
     for key, value in state_dict.items():
         if key.endswith("num_batches_tracked"):
             continue
-        for pattern, target in simple:
-            if re.fullmatch(pattern, key):
-                out[re.sub(pattern, target, key)] = value
-                break
+        renamed = _rename_by_table(key, simple)
+        if renamed is not None:
+            out[renamed] = value
         else:
             m = re.fullmatch(r"model\.input_proj\.(\d+)\.([01])\.(weight|bias)", key)
             if m:
@@ -381,17 +400,8 @@ def convert_transformers_deformable_detr(state_dict, arch):
                 unknown.append(key)
                 continue
             out[prefix + name] = value
-    if unknown:
-        raise TransformersConversionError(
-            f"{len(unknown)} weight(s) of no DeformableDetrForObjectDetection part this "
-            f"converts: {', '.join(unknown[:6])}{' ...' if len(unknown) > 6 else ''}"
-        )
-    for (attn, kind), parts in sorted(projections.items()):
-        if sorted(parts) != ["k", "q", "v"]:
-            raise TransformersConversionError(
-                f"{attn}: transformers' q/k/v projection {kind}s incomplete (have {sorted(parts)})"
-            )
-        out[f"{attn}.in_proj_{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]])
+    _check_known(unknown, "DeformableDetrForObjectDetection")
+    _stack_qkv(projections, out)
     num_pred = arch["decoder_layers"] + (1 if arch["two_stage"] else 0)
     tied = {"cls": not arch["two_stage"], "reg": not arch["with_box_refine"]}
     for kind, ours in (("cls", "cls_branches"), ("reg", "reg_branches")):

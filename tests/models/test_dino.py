@@ -297,3 +297,15 @@ def test_dn_losses_reach_the_label_embedding_and_look_forward_twice():
     assert losses["dn_loss_bbox"] == 0 and losses["dn_loss_cls"] == 0
     sum(losses.values()).backward()
     assert model.dn_query_generator.label_embedding.weight.grad is not None
+
+
+def test_cdn_noise_draws_names_its_settings():
+    """``noise_draws`` takes "sync_free" or "mmdetection"; both give the same layout, the
+    mmdetection order other draws of the same seed."""
+    with pytest.raises(ValueError, match="dn_cfg.noise_draws='mmdet'"):
+        _generator(noise_draws="mmdet")
+    sync_free = _generator()(_gts(), [META, META])
+    mmdet = _generator(noise_draws="mmdetection")(_gts(), [META, META])
+    assert sync_free[3] == mmdet[3] and torch.equal(sync_free[2], mmdet[2])
+    empty = torch.tensor([1, 3, 5, 7])  # image 1's empty slots stay empty either way
+    assert (mmdet[1][1, empty] == 0).all() and not torch.equal(sync_free[1], mmdet[1])

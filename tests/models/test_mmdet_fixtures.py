@@ -229,6 +229,12 @@ CONVERTED = {
     "gfl": "gfl/gfl_r50_fpn_1x_coco.py",
     "mask_rcnn_swin_t": "swin/mask_rcnn_swin-t-p4-w7_fpn_1x_coco.py",
     "mask_rcnn_convnext_t": "convnext/mask_rcnn_convnext-t_p4_w7_fpn_fp16_ms-crop_3x_coco.py",
+    "detr": "detr/detr_r50_8x2_150e_coco.py",
+    "deformable_detr": "deformable_detr/deformable_detr_r50_16x2_50e_coco.py",
+    "deformable_detr_refine": "deformable_detr/deformable_detr_refine_r50_16x2_50e_coco.py",
+    "deformable_detr_twostage": "deformable_detr/"
+    "deformable_detr_twostage_refine_r50_16x2_50e_coco.py",
+    "dino_4scale": "dino/dino-4scale_r50_8xb2-12e_coco.py",
 }
 
 

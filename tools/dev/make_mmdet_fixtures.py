@@ -1,4 +1,5 @@
-"""Reference fixtures from mmdetection 3.3 itself, for tests/models/test_mmdet_fixtures.py.
+"""Reference fixtures from mmdetection 3.3 itself, for tests/models/test_mmdet_fixtures.py and
+test_mmdet_dino_fixture.py.
 
 Runs in the side environment that ``make mmdet-side-env`` builds (Python 3.11, torch 2.9.1,
 mmcv 2.1.0 compiled from source, mmdet 3.3.0, mmpretrain for ConvNeXt); never in ours, and
@@ -17,6 +18,20 @@ Writes to tests/fixtures/mmdet/:
   the inputs' sum (the test remakes them from scikit-image), the assignment of every anchor
   (``AssignResult.gt_inds``, ``labels``, ``max_overlaps``), the losses, the gradients of every
   head parameter, and the detections of both images (``rescale=False``).
+- ``dino.pth``: mmdetection's own DINO-4scale R-50 config, reduced (ResNet-50 of base width
+  4, embed dims 32 (8 heads, FFN 64), 2 encoder and 2 decoder layers, 30 queries, about 12
+  denoising queries, 4 classes), seeded, initialised and trained 40 AdamW steps by
+  mmdetection on the same photographs and boxes. Saved: the state dict, the inputs' sum,
+  the losses of one training forward (denoising on: the global generator seeded with
+  ``DN_SEED`` just before it, so that the denoising queries are the draws of that seed),
+  those queries with their attention mask and groups, the gradients of every parameter
+  outside the backbone, and the detections (``rescale=False``). One call is widened:
+  mmdetection 3.3's ``DinoTransformerDecoder`` calls ``coordinate_to_encoding`` with its
+  default ``num_feats=128`` while its ``ref_point_head`` takes ``2 * embed_dims`` inputs,
+  so the released DINO builds only at embed dims 256 (a 2 + 2-layer model at that width is
+  some 10 MB of weights and as many of gradients); for this run that call gets
+  ``num_feats=embed_dims // 2`` (which is 128 at 256, and what our decoder always passes).
+  Everything else is the released code.
 - ``state_dict_names.json``: the parameter names and shapes of mmdetection's full-size models
   (and the values of Swin's relative position indices) of every family
   ``tools/model_converters/mmdet2ours.py`` converts, from mmdetection's own configs; the
@@ -26,6 +41,7 @@ Every file holds only tensors and plain types (``torch.load(weights_only=True)``
 """
 
 import argparse
+import functools
 import json
 import os
 import os.path as osp
@@ -71,7 +87,23 @@ FAMILIES = {
     "gfl": "gfl/gfl_r50_fpn_1x_coco.py",
     "mask_rcnn_swin_t": "swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py",
     "mask_rcnn_convnext_t": "convnext/mask-rcnn_convnext-t-p4-w7_fpn_amp-ms-crop-3x_coco.py",
+    "detr": "detr/detr_r50_8xb2-150e_coco.py",
+    "deformable_detr": "deformable_detr/deformable-detr_r50_16xb2-50e_coco.py",
+    "deformable_detr_refine": "deformable_detr/deformable-detr-refine_r50_16xb2-50e_coco.py",
+    "deformable_detr_twostage": "deformable_detr/"
+    "deformable-detr-refine-twostage_r50_16xb2-50e_coco.py",
+    "dino_4scale": "dino/dino-4scale_r50_8xb2-12e_coco.py",
 }
+# the reduced DINO: mmdetection's DINO-4scale with these cuts
+DINO_CONFIG = "dino/dino-4scale_r50_8xb2-12e_coco.py"
+DINO = dict(
+    base_channels=BASE, embed_dims=32, num_heads=8, feedforward_channels=64, encoder_layers=2,
+    decoder_layers=2, num_queries=30, num_dn_queries=12, num_classes=NUM_CLASSES,
+    gn_groups=8, max_per_img=50,
+)  # fmt: skip
+DINO_STEPS = 40
+DINO_LR = 1e-3
+DN_SEED = 1  # seeds the global generator just before the recorded training forward
 
 
 def mmdet_configs():
@@ -221,6 +253,133 @@ def dense_fixture(family):
     )
 
 
+def reduced_dino():
+    """mmdetection's DINO-4scale config with the cuts of ``DINO``, built, seeded and
+    initialised by it."""
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+
+    cut = DINO
+    dims = cut["embed_dims"]
+    cfg = Config.fromfile(osp.join(mmdet_configs(), DINO_CONFIG))
+    model = cfg.model
+    model.num_queries = cut["num_queries"]
+    model.backbone.update(base_channels=cut["base_channels"], init_cfg=None)
+    model.neck.update(
+        in_channels=[cut["base_channels"] * 4 * 2**i for i in (1, 2, 3)], out_channels=dims,
+        norm_cfg=dict(type="GN", num_groups=cut["gn_groups"]),
+    )  # fmt: skip
+    deform = dict(embed_dims=dims, num_heads=cut["num_heads"])
+    ffn = dict(embed_dims=dims, feedforward_channels=cut["feedforward_channels"])
+    model.encoder.num_layers = cut["encoder_layers"]
+    model.encoder.layer_cfg.self_attn_cfg.update(deform)
+    model.encoder.layer_cfg.ffn_cfg.update(ffn)
+    model.decoder.num_layers = cut["decoder_layers"]
+    model.decoder.layer_cfg.self_attn_cfg.update(deform)
+    model.decoder.layer_cfg.cross_attn_cfg.update(deform)
+    model.decoder.layer_cfg.ffn_cfg.update(ffn)
+    model.positional_encoding.num_feats = dims // 2
+    model.bbox_head.update(num_classes=cut["num_classes"], embed_dims=dims)
+    model.dn_cfg.group_cfg.num_dn_queries = cut["num_dn_queries"]
+    model.test_cfg.max_per_img = cut["max_per_img"]
+    # mmdetection's DINO decoder encodes its reference boxes with num_feats=128, the width
+    # of embed dims 256 only: at the reduced width, embed_dims // 2 (see the docstring)
+    from mmdet.models.layers.transformer import dino_layers, utils
+
+    dino_layers.coordinate_to_encoding = functools.partial(
+        utils.coordinate_to_encoding, num_feats=dims // 2
+    )
+    torch.manual_seed(SEED)
+    detector = MODELS.build(model)
+    detector.init_weights()
+    return cfg, detector
+
+
+def record_dn_queries(model):
+    """Wrap the class's ``CdnQueryGenerator.__call__`` (its forward) to keep what it returns;
+    returns (the kept list, a function that restores the class)."""
+    cls = type(model.dn_query_generator)
+    original = cls.__call__
+    kept = []
+
+    def recording(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        kept.append(result)
+        return result
+
+    cls.__call__ = recording
+    return kept, lambda: setattr(cls, "__call__", original)
+
+
+def dino_fixture():
+    cfg, model = reduced_dino()
+    inputs = photographs()
+    samples = data_samples(inputs)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=DINO_LR, weight_decay=1e-4)
+    for _ in range(DINO_STEPS):
+        losses = model.loss(inputs, samples)
+        loss = sum(total(v) for k, v in losses.items() if "loss" in k)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
+        optimizer.step()
+    # the fixture: at the trained weights, the denoising queries drawn from DN_SEED
+    model.zero_grad()
+    kept, restore = record_dn_queries(model)
+    torch.manual_seed(DN_SEED)
+    try:
+        losses = {k: total(v) for k, v in model.loss(inputs, samples).items() if "loss" in k}
+    finally:
+        restore()
+    sum(losses.values()).backward()
+    grads = {
+        name: p.grad.detach().clone()
+        for name, p in model.named_parameters()
+        if not name.startswith("backbone.") and p.grad is not None
+    }
+    ((label_query, bbox_query, attn_mask, dn_meta),) = kept
+    model.eval()
+    with torch.no_grad():
+        predictions = model.predict(inputs, data_samples(inputs), rescale=False)
+    return dict(
+        source=dict(
+            mmdet_config=DINO_CONFIG,
+            seed=SEED,
+            dn_seed=DN_SEED,
+            steps=DINO_STEPS,
+            lr=DINO_LR,
+            photos=PHOTOS,
+            mean=MEAN,
+            std=STD,
+            versions=versions(),
+            model=cfg.model.to_dict(),
+            patched="mmdet.models.layers.transformer.dino_layers.coordinate_to_encoding: "
+            "num_feats=embed_dims // 2 (mmdetection 3.3 passes its default, 128)",
+            **DINO,
+        ),
+        state_dict={k: v.detach().clone() for k, v in model.state_dict().items()},
+        inputs_sum=inputs.double().sum().item(),
+        inputs_shape=list(inputs.shape),
+        dn_queries=dict(
+            label_query=label_query.detach().clone(),
+            bbox_query=bbox_query.detach().clone(),
+            attn_mask=attn_mask.clone(),
+            **{k: int(v) for k, v in dn_meta.items()},
+        ),  # fmt: skip
+        losses={k: v.detach().clone() for k, v in losses.items()},
+        grads=grads,
+        detections=[
+            dict(
+                bboxes=p.pred_instances.bboxes.clone(),
+                scores=p.pred_instances.scores.clone(),
+                labels=p.pred_instances.labels.clone(),
+            )
+            for p in predictions
+        ],  # fmt: skip
+    )
+
+
 def versions():
     import mmcv
     import mmdet
@@ -258,16 +417,21 @@ def state_dict_names():
     return out
 
 
+OUTPUTS = (*DENSE, "dino", "names")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=OUT, help="folder of the fixture files")
+    parser.add_argument("--only", nargs="+", choices=OUTPUTS, default=list(OUTPUTS),
+                        help="write only these files (default: all)")  # fmt: skip
     args = parser.parse_args(argv)
     from mmdet.utils import register_all_modules
 
     register_all_modules()
     os.makedirs(args.out, exist_ok=True)
-    for family in DENSE:
-        fixture = dense_fixture(family)
+    for family in [f for f in (*DENSE, "dino") if f in args.only]:
+        fixture = dino_fixture() if family == "dino" else dense_fixture(family)
         path = osp.join(args.out, f"{family}.pth")
         torch.save(fixture, path + ".tmp")
         torch.load(path + ".tmp", weights_only=True)  # only tensors and plain types
@@ -275,6 +439,8 @@ def main(argv=None):
         losses = {k: round(v.item(), 5) for k, v in fixture["losses"].items()}
         counts = [len(d["scores"]) for d in fixture["detections"]]
         print(f"{path}: losses {losses}, {counts} detections", flush=True)
+    if "names" not in args.only:
+        return
     names = state_dict_names()
     path = osp.join(args.out, "state_dict_names.json")
     with open(path + ".tmp", "w") as f:

@@ -7,7 +7,9 @@
 For mmdetection's ResNet/ResNeXt-FPN RPN, Faster / Mask R-CNN, Cascade (Mask) R-CNN,
 RetinaNet, FCOS, ATSS and GFL, and for those models on mmdetection's Swin or (mmpretrain's)
 ConvNeXt backbone, whose weights are renamed to timm's under our ``TimmBackbone``
-(configs/swin/, configs/convnext/; mapping in mmdet_like/models/utils/mmdet_timm_backbones.py).
+(configs/swin/, configs/convnext/; mapping in mmdet_like/models/utils/mmdet_timm_backbones.py);
+and for mmdetection 3's ResNet-50 DETR, Deformable DETR (plain, refine, refine + two-stage)
+and DINO-4scale (configs/detr/, configs/deformable_detr/, configs/dino/).
 tests/models/test_mmdet_fixtures.py converts mmdetection 3.3's own names of every one of
 these families. ``--version auto`` reads ``meta.mmdet_version`` (3.x checkpoints keep v2's
 names and are read as v2; their classes come from mmengine's ``meta.dataset_meta``), else the

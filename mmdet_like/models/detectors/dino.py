@@ -28,8 +28,9 @@ class DINO(DeformableDETR):
 
     Args:
         dn_cfg: ``CdnQueryGenerator`` settings (``label_noise_scale`` 0.5,
-            ``box_noise_scale`` 1.0, ``group_cfg=dict(dynamic=True, num_dn_queries=100)``);
-            ``None``: no denoising queries.
+            ``box_noise_scale`` 1.0, ``group_cfg=dict(dynamic=True, num_dn_queries=100)``,
+            ``noise_draws`` ``"sync_free"``, or ``"mmdetection"`` for mmdetection 3's draw
+            order); ``None``: no denoising queries.
         Others: :class:`DeformableDETR`'s (``decoder``: a ``DinoTransformerDecoder`` config;
             ``bbox_head``: a ``DINOHead``).
     """

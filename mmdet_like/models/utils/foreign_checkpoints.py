@@ -76,7 +76,11 @@ ones without a background in both versions. mmdetection's Cascade Mask R-CNN has
 per stage (its test averages the three); ours has one, on the last stage: the last stage's
 is kept. mmdetection's Swin and (mmcls's) ConvNeXt backbones are renamed to timm's names
 under ``TimmBackbone`` (``backbone.model.model.``; ``mmdet_timm_backbones.py`` has the
-mapping).
+mapping). The DETR family (mmdetection 3.x's DETR, Deformable DETR with or without
+refinement and two stages, DINO) has our names except its neck, mmcv's ``ChannelMapper``:
+``neck.convs.i.conv`` / ``.gn`` -> ``neck.convs.i.0`` / ``.1`` (``neck.convs.i`` without a
+norm, DETR's), ``neck.extra_convs.j.conv`` / ``.gn`` -> ``neck.extra_convs.j.0`` / ``.1``;
+its frozen BNs keep a ``num_batches_tracked`` that our ``FrozenBN`` drops on load.
 """
 
 import io
@@ -539,8 +543,24 @@ def _order(key):
 
 _TOWERS = ("cls_convs", "reg_convs", "convs", "shared_convs")
 _CONV_MODULE = re.compile(
-    r"^(?P<owner>.+)\.(?P<kind>lateral_convs|fpn_convs|cls_convs|reg_convs|convs|shared_convs)"
-    r"\.(?P<index>\d+)\.(?P<part>conv|bn|gn)\.(?P<param>\w+)$"
+    r"^(?P<owner>.+)\.(?P<kind>lateral_convs|fpn_convs|cls_convs|reg_convs|convs|shared_convs"
+    r"|extra_convs)\.(?P<index>\d+)\.(?P<part>conv|bn|gn)\.(?P<param>\w+)$"
+)
+# the DETR family's transformer, queries and heads (mmdetection 3.x): ours already
+_LAYER = r"^(?:encoder|decoder)\.layers\.\d+\."
+_MMDET_DETR = (
+    _LAYER + r"(?:self_attn|cross_attn)\.attn\.(?:in_proj_weight|in_proj_bias|out_proj\.weight"
+    r"|out_proj\.bias)$",
+    _LAYER + r"(?:self_attn|cross_attn)\.(?:sampling_offsets|attention_weights|value_proj"
+    r"|output_proj)\.(?:weight|bias)$",
+    _LAYER + r"ffn\.layers\.(?:0\.0|1)\.(?:weight|bias)$",
+    _LAYER + r"norms\.\d\.(?:weight|bias)$",
+    r"^decoder\.(?:post_norm|norm|ref_point_head\.layers\.\d+)\.(?:weight|bias)$",
+    r"^(?:query_embedding\.weight|level_embed|dn_query_generator\.label_embedding\.weight)$",
+    r"^(?:reference_points_fc|memory_trans_fc|memory_trans_norm|pos_trans_fc|pos_trans_norm)"
+    r"\.(?:weight|bias)$",
+    r"^bbox_head\.(?:fc_cls|fc_reg|reg_ffn\.layers\.(?:0\.0|1)|cls_branches\.\d+"
+    r"|reg_branches\.\d+\.[024])\.(?:weight|bias)$",
 )
 _MMDET_PLAIN = (  # names that are ours already (after the ConvModule and fc renames)
     r"^backbone\.(conv1|bn1)\.\w+$",
@@ -552,14 +572,16 @@ _MMDET_PLAIN = (  # names that are ours already (after the ConvModule and fc ren
     r"\.(weight|bias)$",
     r"^bbox_head\.integral\.project$",  # GFL's bins (a buffer)
     r"^bbox_head\.scales\.\d+\.scale$",
+    *_MMDET_DETR,
 )
 MMDET_VERSIONS = ("auto", "1", "2")
 
 
 def _mmdet_key_version(keys):
     """1 or 2 from the names alone, or None where both versions name them alike (RPN,
-    RetinaNet, FCOS with v2 names)."""
-    if any(k.startswith("roi_head.") for k in keys):
+    RetinaNet, FCOS with v2 names). The DETR family (a transformer ``encoder`` /
+    ``decoder``) came after v1: its ``bbox_head.fc_cls`` is not v1's RoI head."""
+    if any(k.startswith(("roi_head.", "encoder.", "decoder.")) for k in keys):
         return 2
     v1_heads = r"^(bbox_head(\.\d+)?\.(fc_cls|shared_fcs|shared_convs)|mask_head)\."
     if any(re.match(v1_heads, k) for k in keys) or any("fcos_" in k for k in keys):
@@ -657,7 +679,9 @@ def _mmdet_v2_to_ours(state_dict, source):
             owner, kind, index = m["owner"], m["kind"], int(m["index"])
             normed = with_norm[(owner, kind)]
             sub = "0" if m["part"] == "conv" else "1"
-            if kind in _TOWERS:
+            # mmdetection's ChannelMapper (the DETR family's neck): ``neck.convs.i`` and
+            # ``neck.extra_convs.j`` as the FPN's convs, not a tower
+            if kind in _TOWERS and not (owner == "neck" and kind == "convs"):
                 step = 3 if normed else 2
                 slot = str(index * step + int(sub))
             else:
@@ -683,7 +707,8 @@ def _mmdet_v2_to_ours(state_dict, source):
         raise ForeignCheckpointError(
             f"{source}: names this converter does not know: {_listed(unknown)}; "
             "it converts mmdetection's RPN, Faster/Mask R-CNN, Cascade (Mask) R-CNN, RetinaNet, "
-            "FCOS, ATSS and GFL on ResNet/ResNeXt-FPN (and Swin / ConvNeXt backbones)"
+            "FCOS, ATSS and GFL on ResNet/ResNeXt-FPN (and Swin / ConvNeXt backbones), and "
+            "DETR, Deformable DETR and DINO on ResNet"
         )
     stage_key = re.compile(r"^roi_head\.mask_head\.(\d+)\.")
     stages = sorted({int(m[1]) for k in out if (m := stage_key.match(k))})
@@ -727,6 +752,8 @@ def _check_mmdet_layout(out, source):
             f"{source}: a softmax RPN ({rpn_cls.shape[0]} objectness channels for "
             f"{rpn_reg.shape[0] // 4} anchors); ours is a sigmoid RPN"
         )
+    if "bbox_head.cls_branches.0.weight" in out:  # Deformable DETR, DINO: sigmoid, no background
+        num_classes = out["bbox_head.cls_branches.0.weight"].shape[0]
     for key in ("bbox_head.retina_cls.weight", "bbox_head.conv_cls.weight"):
         if key in out:
             num_classes = out[key].shape[0]
@@ -771,9 +798,16 @@ def convert_mmdet(state_dict, meta=None, version="auto", source="checkpoint"):
 
 def compare_with_model(state_dict, model_state, source="checkpoint", where="the model"):
     """Raise if ``state_dict`` misses a weight of ``model_state``, has one it lacks, or one
-    of another shape (the converted file against a model built from a config)."""
+    of another shape (the converted file against a model built from a config). A BN's
+    ``num_batches_tracked`` where the model's norm has statistics but no counter (a
+    ``FrozenBN``, which drops it on load: mmdetection's frozen BN keeps it) is not extra."""
     missing = [k for k in model_state if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in model_state]
+    frozen_counter = re.compile(r"^(.+)\.num_batches_tracked$")
+    unexpected = [
+        k for k in state_dict
+        if k not in model_state
+        and not ((m := frozen_counter.match(k)) and f"{m[1]}.running_var" in model_state)
+    ]  # fmt: skip
     shapes = [
         f"{k} {tuple(v.shape)} vs {tuple(model_state[k].shape)}"
         for k, v in state_dict.items()

@@ -70,13 +70,29 @@ class CdnQueryGenerator(nn.Module):
             queries: ``num_dn_queries // m`` groups, at least 1, for the batch's largest gt
             count ``m``), or ``dynamic=False`` with a fixed ``num_groups``.
 
+        noise_draws: how the noise is drawn (the same distributions either way):
+            ``"sync_free"`` (default): four draws of fixed sizes (the relabelling
+            probability, a new label for every copy, the signs and the magnitudes of the
+            corner moves), no host sync; ``"mmdetection"``: mmdetection 3's calls in its
+            order (``rand`` for the relabelling, ``randint`` of as many new labels as copies
+            relabelled, which reads that count on the host, ``randint`` signs, ``rand``
+            magnitudes), so that under the same seed of the same CPU generator the queries
+            are mmdetection's draw for draw (tests/models/test_mmdet_dino_fixture.py).
+
     Randomness comes from ``self.generator`` (a ``torch.Generator`` on the gts' device)
     when set, else from the global RNG.
     """
 
+    NOISE_DRAWS = ("sync_free", "mmdetection")
+
     def __init__(self, num_classes, embed_dims, num_matching_queries, label_noise_scale=0.5,
-                 box_noise_scale=1.0, group_cfg=None):  # fmt: skip
+                 box_noise_scale=1.0, group_cfg=None, noise_draws="sync_free"):  # fmt: skip
         super().__init__()
+        if noise_draws not in self.NOISE_DRAWS:
+            raise ValueError(
+                f"dn_cfg.noise_draws={noise_draws!r}: one of {', '.join(self.NOISE_DRAWS)}"
+            )
+        self.noise_draws = noise_draws
         self.num_classes = int(num_classes)
         self.embed_dims = int(embed_dims)
         self.num_matching_queries = int(num_matching_queries)
@@ -119,6 +135,28 @@ class CdnQueryGenerator(nn.Module):
     def _rand(self, shape, device):
         return torch.rand(shape, generator=self.generator, device=device)
 
+    def draw_noise(self, labels, box_shape, device):
+        """The noise of the (K,) copies' labels and of their (..., 4) corners, K = 2 G N.
+
+        Returns:
+            ``(noisy_labels, sign, magnitude)``: (K,) labels, each redrawn with probability
+            ``label_noise_scale / 2``; ``box_shape`` signs (+-1.0) and magnitudes in
+            [0, 1) of the corner moves (drawn in the order of :attr:`noise_draws`).
+        """
+        flip = self._rand(labels.shape, device) < self.label_noise_scale * 0.5
+        if self.noise_draws == "mmdetection":
+            chosen = flip.nonzero().view(-1)  # reads the count on the host
+            new_labels = torch.randint(0, self.num_classes, chosen.shape, device=device,
+                                       generator=self.generator)  # fmt: skip
+            noisy_labels = labels.scatter(0, chosen, new_labels)
+            sign = torch.randint(0, 2, box_shape, generator=self.generator, device=device,
+                                 dtype=torch.float32) * 2.0 - 1.0  # fmt: skip
+        else:
+            new_labels = torch.floor(self._rand(labels.shape, device) * self.num_classes).long()
+            noisy_labels = torch.where(flip, new_labels.clamp(max=self.num_classes - 1), labels)
+            sign = torch.where(self._rand(box_shape, device) < 0.5, -1.0, 1.0)
+        return noisy_labels, sign, self._rand(box_shape, device)
+
     def forward(self, batch_gt_instances, batch_img_metas):
         """B images' gts (``bboxes`` (n_i, 4) ``[x1, y1, x2, y2]`` in the input image,
         ``labels`` (n_i,)) and metas (``img_shape``) ->
@@ -152,11 +190,7 @@ class CdnQueryGenerator(nn.Module):
         # every gt twice per group (positive, negative), group-major
         labels = labels.repeat(2 * num_groups)
         boxes = boxes.view(1, -1, 4).expand(2 * num_groups, -1, -1)
-        flip = self._rand(labels.shape, device) < self.label_noise_scale * 0.5
-        new_labels = torch.floor(self._rand(labels.shape, device) * self.num_classes).long()
-        noisy_labels = torch.where(flip, new_labels.clamp(max=self.num_classes - 1), labels)
-        sign = torch.where(self._rand(boxes.shape, device) < 0.5, -1.0, 1.0)
-        magnitude = self._rand(boxes.shape, device)
+        noisy_labels, sign, magnitude = self.draw_noise(labels, boxes.shape, device)
         negative = (torch.arange(2 * num_groups, device=device) % 2 == 1).view(-1, 1, 1)
         magnitude = magnitude + negative.to(magnitude.dtype)  # positives [0, 1), negatives [1, 2)
         wh = bbox_xyxy_to_cxcywh(boxes)[..., 2:].repeat(1, 1, 2)

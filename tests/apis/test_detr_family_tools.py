@@ -1,6 +1,6 @@
 """DETR, Deformable DETR (two-stage, box refinement) and DINO through the tools users run:
-tools/train.py, tools/test.py with ``--eval bbox --out --show-dir``, and demo/image_demo.py,
-on a small demo dataset.
+tools/train.py, tools/test.py with ``--eval bbox --out --show-dir``, demo/image_demo.py and
+tools/deployment/pytorch2onnx.py ``--dynamic --verify``, on a small demo dataset.
 
 DINO runs its demo config (configs/demo/dino_r18_demo.py); DETR and Deformable DETR run their
 COCO configs' models, shrunk as their model tests shrink them (tests/models/test_detr.py,
@@ -21,6 +21,9 @@ import pytest
 
 from mmdet_like.engine import load_config
 from tests.engine.cli_utils import ROOT, call_tool, run_tool_here
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
 
 DINO_DEMO = ROOT / "configs" / "demo" / "dino_r18_demo.py"
 COCO_CONFIGS = {
@@ -130,3 +133,26 @@ def test_image_demo_draws_on_a_folder(trained):
         drawn = cv2.imread(str(cwd / f"demo_{arch}" / name))
         assert drawn.shape == source.shape
         assert np.abs(drawn.astype(int) - source.astype(int)).sum() > 1000, name
+
+
+def test_pytorch2onnx_exports_and_verifies_dino(trained):
+    """DINO's dynamic ONNX file (no NMS in the graph, deformable attention as its grid_sample
+    form) run by onnxruntime beside PyTorch on a demo image: ``--verify`` compares count,
+    labels, boxes and scores. DETR and Deformable DETR files are checked in
+    tests/deployment/test_export_detr.py (the tool adds nothing family-specific)."""
+    import onnx
+
+    arch, cwd, config, checkpoint = trained
+    if arch != "dino":
+        pytest.skip("exported and compared in tests/deployment/test_export_detr.py")
+    image = sorted((cwd / "data/demo/val").iterdir())[0]
+    path = cwd / f"{arch}.onnx"
+    out = run_tool_here(
+        [ROOT / "tools" / "deployment" / "pytorch2onnx.py", config, checkpoint,
+         "--out", path, "--image", image, "--dynamic", "--shape", 160, 192, "--verify"],
+        cwd,
+    )  # fmt: skip
+    verified = re.search(r": (\d+) detections as PyTorch's, boxes within", out)
+    assert verified and int(verified.group(1)) > 0, out
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert "NonMaxSuppression" not in ops and "GridSample" in ops

@@ -233,3 +233,5 @@ OPTIMIZERS = Registry("OPTIMIZERS")
 # how an optimizer config's paramwise_cfg becomes parameter groups (optimizer.constructor)
 OPTIMIZER_CONSTRUCTORS = Registry("OPTIMIZER_CONSTRUCTORS")
 RUNNERS = Registry("RUNNERS")
+# how EMAHook averages the weights (its ema_type): ExpMomentumEMA, ...
+WEIGHT_AVERAGERS = Registry("WEIGHT_AVERAGERS")

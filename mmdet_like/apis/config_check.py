@@ -331,6 +331,8 @@ def _check_optimizer(problems, cfg):
 
 def _check_optimizer_config(problems, cfg):
     cls = problems.typed_part("optimizer_config", cfg, HOOKS, default_type="OptimizerHook")
+    if cls is not None and "cumulative_iters" in cfg:
+        problems.integer("optimizer_config.cumulative_iters", cfg["cumulative_iters"], 1)
     grad_clip = cfg.get("grad_clip") if isinstance(cfg, dict) else None
     if cls is None or grad_clip is None:
         return

@@ -664,7 +664,12 @@ class Conversion:
             entries["fp16"] = dict(dtype=str(dtype).replace("torch.", ""), loss_scale=loss_scale)
         counts = wrapper.pop("accumulative_counts", 1)
         if counts != 1:
-            self.left_out(f"{path}.accumulative_counts", counts, "no gradient accumulation here")
+            entries["optimizer_config"]["cumulative_iters"] = counts
+            self.notes.append(
+                f"{path}.accumulative_counts={counts} -> optimizer_config.cumulative_iters: "
+                "ours starts the accumulation groups again at each epoch (mmengine counts them "
+                "over the whole run)"
+            )
         for key, value in wrapper.items():
             self.drop(f"{path}.{key}", key, value, "no counterpart here")
         return entries
@@ -786,9 +791,11 @@ class Conversion:
         return dict(interval=interval, metric=metrics[0] if len(metrics) == 1 else metrics,
                     **options)  # fmt: skip
 
-    def hooks(self, cfg):
+    def hooks(self, cfg, preprocessing=()):
         """``default_hooks``, ``custom_hooks`` and the visualizer -> ``checkpoint_config``,
-        ``log_config``, ``custom_hooks`` and ``evaluation``'s ``save_best`` / ``rule``."""
+        ``log_config``, ``custom_hooks`` and ``evaluation``'s ``save_best`` / ``rule``
+        (a ``PipelineSwitchHook``'s ``switch_pipeline`` translated as a training pipeline,
+        with the data preprocessor's ``preprocessing`` steps)."""
         entries, best = {}, {}
         for name, hook in (cfg.get("default_hooks") or {}).items():
             path = f"default_hooks.{name}"
@@ -842,6 +849,10 @@ class Conversion:
         custom = []
         for i, hook in enumerate(cfg.get("custom_hooks") or []):
             kind = hook.get("type")
+            if kind == "PipelineSwitchHook" and isinstance(hook.get("switch_pipeline"), list):
+                path = f"custom_hooks[{i}].switch_pipeline"
+                steps = self.pipeline(path, hook["switch_pipeline"], preprocessing, False)
+                hook = dict(hook, switch_pipeline=steps)
             if kind in HOOKS:
                 custom.append(dict(type=kind, **self.hook_args(f"custom_hooks[{i}]", kind, hook)))
             else:
@@ -1299,7 +1310,7 @@ def convert_mmdet3_config(cfg, source="config"):
     if cfg.get("param_scheduler") is not None:
         entries["lr_config"] = conv.lr_config(cfg["param_scheduler"], length, by_epoch)
     entries.update(schedule)
-    hooks, best = conv.hooks(cfg)
+    hooks, best = conv.hooks(cfg, preprocessing)
     if best:
         if "evaluation" in entries:
             entries["evaluation"].update(best)

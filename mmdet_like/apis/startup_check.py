@@ -194,6 +194,12 @@ def load_checkpoint_for_testing(
             "the checkpoint was trained with, or pass --allow-partial to evaluate anyway with "
             "the weights above left at their initial (random) values"
         ) from exc
+    if "source_state_dict" in checkpoint and logger is not None:
+        logger.info(
+            "%s: loaded its averaged weights (state_dict, written by EMAHook); the weights they "
+            "average are in its source_state_dict",
+            filename,
+        )
     classes = (checkpoint.get("meta") or {}).get("CLASSES")
     if classes is not None and dataset_classes is not None:
         problem = _classes_problem(classes, dataset_classes, split)

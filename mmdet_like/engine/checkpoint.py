@@ -8,6 +8,11 @@ A checkpoint is a dict holding only tensors and plain Python types::
               "rng": {...}, "hook_states": {...}, ...}}
 
 so ``torch.load(path, weights_only=True)`` reads it.
+
+A run with ``EMAHook`` adds ``"source_state_dict"``: then ``state_dict`` holds the averaged
+weights (what testing, inference, export and ``load_from`` read) and ``source_state_dict``
+the weights the optimizer trains (what ``resume_from`` goes on from); see
+mmdet_like/engine/hooks/ema.py.
 """
 
 import os
@@ -177,10 +182,11 @@ def find_latest_checkpoint(folder, logger=None):
     return max(found.values())[1]
 
 
-def save_checkpoint(filename, model, optimizer=None, meta=None):
-    """Write ``model``'s weights, ``optimizer``'s state and ``meta`` atomically.
+def build_checkpoint(model, optimizer=None, meta=None):
+    """The checkpoint dict of ``model``'s weights (on the CPU), ``optimizer``'s state and
+    ``meta`` (plain), with the versions and the time added to ``meta``.
 
-    ``model`` may be wrapped (DDP); its ``module`` is saved. ``meta`` must be plain.
+    ``model`` may be wrapped (DDP); its ``module`` is saved.
     """
     meta = dict(meta or {})
     meta.setdefault("mmdet_like_version", __version__)
@@ -189,8 +195,22 @@ def save_checkpoint(filename, model, optimizer=None, meta=None):
     checkpoint = {"meta": meta, "state_dict": weights_to_cpu(_unwrap(model).state_dict())}
     if optimizer is not None:
         checkpoint["optimizer"] = optimizer.state_dict()
+    return checkpoint
+
+
+def write_checkpoint(checkpoint, filename):
+    """Check that ``checkpoint`` holds only tensors and plain types, then write it
+    atomically (:func:`atomic_torch_save`)."""
     check_plain(checkpoint)
     atomic_torch_save(checkpoint, filename)
+
+
+def save_checkpoint(filename, model, optimizer=None, meta=None):
+    """Write ``model``'s weights, ``optimizer``'s state and ``meta`` atomically.
+
+    ``model`` may be wrapped (DDP); its ``module`` is saved. ``meta`` must be plain.
+    """
+    write_checkpoint(build_checkpoint(model, optimizer, meta), filename)
 
 
 def get_rng_states():

@@ -18,12 +18,13 @@ import torch.distributed as dist
 
 from mmdet_like.engine.checkpoint import (
     CheckpointError,
+    build_checkpoint,
     get_rng_states,
     load_checkpoint,
     load_checkpoint_file,
     load_checkpoint_weights,
-    save_checkpoint,
     set_rng_states,
+    write_checkpoint,
 )
 from mmdet_like.engine.dist import (
     all_reduce_mean,
@@ -262,6 +263,13 @@ class EpochBasedRunner:
         self._stage = stage
         for hook in self._hooks:
             getattr(hook, stage)(self)
+
+    def notify_hooks(self, stage, *args):
+        """Call ``stage`` of every hook in order with ``args``, for the stages that happen
+        inside another one (``before_evaluation``, ``before_save_checkpoint``, ...): the
+        stage the runner is in (which says what a checkpoint's progress is) stays."""
+        for hook in self._hooks:
+            getattr(hook, stage)(self, *args)
 
     def register_training_hooks(
         self,
@@ -648,7 +656,9 @@ class EpochBasedRunner:
         )
         if self.rank == 0:
             optimizer = self.optimizer if save_optimizer else None
-            save_checkpoint(path, self.model, optimizer=optimizer, meta=full_meta)
+            checkpoint = build_checkpoint(self.model, optimizer=optimizer, meta=full_meta)
+            self.notify_hooks("before_save_checkpoint", checkpoint)
+            write_checkpoint(checkpoint, path)
         self.last_checkpoint = path
         return path
 
@@ -659,7 +669,13 @@ class EpochBasedRunner:
 
     def resume(self, checkpoint, resume_optimizer=True, map_location="cpu"):
         """Restore model, optimizer, epoch, iteration, hook states (LR schedule, grad scaler)
-        and RNG states from ``checkpoint`` (a path)."""
+        and RNG states from ``checkpoint`` (a path).
+
+        The hooks see the checkpoint first (``after_load_checkpoint``: ``EMAHook`` takes its
+        averaged weights). The model gets the weights training goes on from:
+        ``source_state_dict`` where the checkpoint has one (a run with ``EMAHook``; without
+        that hook now, its averaged weights are dropped with a warning), else
+        ``state_dict``."""
         path = checkpoint
         checkpoint = load_checkpoint_file(path, map_location)
         if not isinstance(checkpoint, dict):
@@ -669,6 +685,16 @@ class EpochBasedRunner:
                 f"{path} has no meta.epoch: it holds weights only; use "
                 "load_from instead of resume_from"
             )
+        self.notify_hooks("after_load_checkpoint", checkpoint)
+        if "source_state_dict" in checkpoint:  # no hook took the averaged weights
+            self.logger.warning(
+                "%s holds averaged (EMA) weights and the weights they average; training goes "
+                "on from the latter, and the average is dropped: this config has no EMAHook "
+                "(add custom_hooks=[dict(type='EMAHook', ...)] as in the run that wrote it "
+                "to keep averaging)",
+                path,
+            )
+            checkpoint["state_dict"] = checkpoint.pop("source_state_dict")
         load_checkpoint_weights(
             self.unwrapped_model, checkpoint, path, strict=True, logger=self.logger
         )  # the file is read once

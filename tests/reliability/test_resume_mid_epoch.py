@@ -114,3 +114,75 @@ def test_with_workers_the_run_and_a_mid_epoch_resume_are_bit_exact_too(
     assert rc == 0, out
     assert samples_seen(tmp_path / "resumed") == want_samples[12:]
     assert_same_weights(final_weights(tmp_path / "resumed"), want)
+
+
+# The same runs with the training recipe of issue 31: an EMA of the weights (buffers too),
+# evaluated after each epoch, and gradients accumulated 3 iterations at a time (groups of 3,
+# 3 and 2 in each 8-iteration epoch). Checkpoints every 4 iterations fall in the middle of
+# a group (iter_12: epoch 2 after 4 iterations, one into its second group).
+EMA_HOOK = (
+    'dict(type="EMAHook", ema_type="ExpMomentumEMA", momentum=0.01, gamma=8, '
+    "update_buffers=True, priority=49)"
+)
+RECIPE = (
+    EXTRA
+    + f"""
+checkpoint_config = dict(by_epoch=False, interval=4)
+optimizer_config = dict(cumulative_iters=3, grad_clip=dict(max_norm=10.0))
+custom_hooks = [dict(type="RecordSamplesHook"), {EMA_HOOK}]
+evaluation = dict(interval=1)
+"""
+)
+
+
+def recipe_final(work_dir):
+    checkpoint = torch.load(work_dir / "iter_32.pth", weights_only=True)
+    assert (checkpoint["meta"]["epoch"], checkpoint["meta"]["iter"]) == (3, 32)
+    return checkpoint
+
+
+def assert_same_recipe_run(got, want):
+    for part in ("state_dict", "source_state_dict"):
+        assert got[part].keys() == want[part].keys()
+        for key, value in want[part].items():
+            assert torch.equal(got[part][key], value), (part, key)
+    for index, value in want["optimizer"]["state"].items():
+        assert torch.equal(
+            got["optimizer"]["state"][index]["momentum_buffer"], value["momentum_buffer"]
+        )
+    assert got["meta"]["hook_states"]["EMAHook"] == want["meta"]["hook_states"]["EMAHook"]
+
+
+@pytest.fixture(scope="module")
+def recipe_reference(tmp_path_factory):
+    config = write_config(tmp_path_factory.mktemp("cfg") / "recipe.py", RECIPE)
+    work_dir = tmp_path_factory.mktemp("recipe_uninterrupted")
+    rc, out = train(config, work_dir)
+    assert rc == 0, out
+    final = recipe_final(work_dir)
+    assert final["meta"]["hook_states"]["EMAHook"]["steps"] == 12  # 3 steps an epoch
+    return config, work_dir, final, samples_seen(work_dir)
+
+
+@pytest.mark.parametrize("start", ["iter_12.pth", "iter_20.pth"])
+def test_ema_and_accumulation_resume_mid_group_is_bit_exact(recipe_reference, tmp_path, start):
+    config, first, want, want_samples = recipe_reference
+    state = torch.load(first / start, weights_only=True)["meta"]["hook_states"]
+    assert "accumulated" in state["OptimizerHook"]  # the checkpoint is inside a group
+    rc, out = train(config, tmp_path, "--resume-from", first / start)
+    assert rc == 0, out
+    done = int(start[len("iter_") : -len(".pth")])
+    assert samples_seen(tmp_path) == want_samples[done:]
+    assert_same_recipe_run(recipe_final(tmp_path), want)
+
+
+def test_ema_and_accumulation_killed_mid_group_auto_resume_is_bit_exact(recipe_reference, tmp_path):
+    config, _, want, _ = recipe_reference
+    kill = 'dict(type="KillAtIterHook",iteration=14)'
+    hooks = f'custom_hooks=[dict(type="RecordSamplesHook"),{EMA_HOOK},{kill}]'
+    rc, out = train(config, tmp_path, "--cfg-options", hooks.replace(" ", ""))
+    assert rc == -9, out
+    rc, out = train(config, tmp_path, "--auto-resume")
+    assert rc == 0, out
+    assert "resumed from" in out and "iter_12.pth" in out, out
+    assert_same_recipe_run(recipe_final(tmp_path), want)

@@ -4,9 +4,10 @@ state, and the first 8 hex digits of its SHA-256 in the name (as mmdetection doe
     python tools/model_converters/publish_model.py IN.pth OUT.pth   # -> OUT-<sha8>.pth
 
 Kept: ``state_dict`` and ``meta`` (config, CLASSES, keypoint_meta, versions, epoch/iter, ...).
-Dropped: ``optimizer`` and the training history in meta (``rng``, ``hook_states``,
-``inner_iter``: what only resuming needs). The file is written atomically and read back
-with ``torch.load(weights_only=True)``; its path is printed.
+Dropped: ``optimizer``, ``source_state_dict`` (the trained weights of a run with
+``EMAHook``, whose ``state_dict`` holds their average) and the training history in meta
+(``rng``, ``hook_states``, ``inner_iter``: what only resuming needs). The file is written
+atomically and read back with ``torch.load(weights_only=True)``; its path is printed.
 """
 
 import argparse
@@ -24,7 +25,7 @@ from mmdet_like.engine.checkpoint import (
 from mmdet_like.errors import run_tool
 
 TRAINING_META_KEYS = ("rng", "hook_states", "inner_iter")  # only resuming needs them
-DROPPED_KEYS = ("optimizer",)
+DROPPED_KEYS = ("optimizer", "source_state_dict")
 
 
 def publishable(checkpoint, source="checkpoint"):

@@ -2,6 +2,14 @@
 
 from mmdet_like.engine.hooks.checkpoint import CheckpointHook
 from mmdet_like.engine.hooks.early_stopping import EarlyStoppingHook, MonitoredMetricError
+from mmdet_like.engine.hooks.ema import (
+    DecayWarmupEMA,
+    EMAHook,
+    ExpMomentumEMA,
+    ExponentialMovingAverage,
+    MomentumAnnealingEMA,
+    WeightAverager,
+)
 from mmdet_like.engine.hooks.evaluation import (
     DistEvalHook,
     EvalHook,
@@ -27,34 +35,44 @@ from mmdet_like.engine.hooks.lr_updater import (
     build_lr_updater_hook,
 )
 from mmdet_like.engine.hooks.memory import EmptyCacheHook
-from mmdet_like.engine.hooks.optimizer import OptimizerHook
+from mmdet_like.engine.hooks.optimizer import GradientCumulativeOptimizerHook, OptimizerHook
+from mmdet_like.engine.hooks.pipeline_switch import PipelineSwitchHook, pipeline_holders
 
 __all__ = [
     "PRIORITIES",
     "CheckpointHook",
     "CosineLrUpdaterHook",
+    "DecayWarmupEMA",
     "DistEvalHook",
+    "EMAHook",
     "EarlyStoppingHook",
     "EmptyCacheHook",
     "EvalHook",
     "ExpLrUpdaterHook",
+    "ExpMomentumEMA",
+    "ExponentialMovingAverage",
     "FixedLrUpdaterHook",
+    "GradientCumulativeOptimizerHook",
     "Hook",
     "IterTimerHook",
     "LoggerBackendError",
     "LoggerHook",
     "LrUpdaterHook",
     "MLflowLoggerHook",
+    "MomentumAnnealingEMA",
     "MonitoredMetricError",
     "OptimizerHook",
+    "PipelineSwitchHook",
     "PolyLrUpdaterHook",
     "StepLrUpdaterHook",
     "TensorboardLoggerHook",
     "TextLoggerHook",
     "WandbLoggerHook",
+    "WeightAverager",
     "build_lr_updater_hook",
     "collect_results",
     "get_priority",
     "multi_process_inference",
+    "pipeline_holders",
     "single_process_inference",
 ]

@@ -256,6 +256,15 @@ class EvalHook(Hook):
     def inference(self, runner):
         return single_process_inference(runner.model, self.dataloader, on_batch=compact_outputs)
 
+    def _hooked_inference(self, runner):
+        """:meth:`inference` between every hook's ``before_evaluation`` and
+        ``after_evaluation`` (``EMAHook``: the averaged weights are evaluated)."""
+        runner.notify_hooks("before_evaluation")
+        try:
+            return self.inference(runner)
+        finally:
+            runner.notify_hooks("after_evaluation")
+
     def evaluate(self, runner, results):
         dataset = self.dataloader.dataset
         if self.evaluator is not None:
@@ -275,7 +284,7 @@ class EvalHook(Hook):
     def after_train_epoch(self, runner):
         if not self.by_epoch or not self.every_n_epochs(runner, self.interval):
             return
-        results = self.inference(runner)
+        results = self._hooked_inference(runner)
         if runner.rank == 0:
             self.evaluate(runner, results)
 
@@ -283,7 +292,7 @@ class EvalHook(Hook):
         last = runner.max_iters is not None and runner.iter + 1 == runner.max_iters
         if self.by_epoch or not (self.every_n_iters(runner, self.interval) or last):
             return
-        results = self.inference(runner)
+        results = self._hooked_inference(runner)
         runner.model.train()  # back to training for the rest of the epoch
         if runner.rank == 0:
             self.evaluate(runner, results)

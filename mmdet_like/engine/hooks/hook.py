@@ -78,6 +78,24 @@ class Hook:
     def after_val_iter(self, runner):
         self.after_iter(runner)
 
+    def before_evaluation(self, runner):
+        """Called by the evaluation hooks before their inference pass over the val set
+        during training (``EMAHook`` puts its averaged weights into the model here)."""
+
+    def after_evaluation(self, runner):
+        """Called by the evaluation hooks after that inference pass (also when it
+        raised)."""
+
+    def before_save_checkpoint(self, runner, checkpoint):
+        """Called on rank 0 with the checkpoint dict about to be written (``state_dict``,
+        ``optimizer``, ``meta``); a hook may add or change entries (tensors and plain types
+        only). Other ranks do not call it, so it must not run collectives."""
+
+    def after_load_checkpoint(self, runner, checkpoint):
+        """Called by ``runner.resume`` with the checkpoint dict it read, before the
+        weights of ``checkpoint["state_dict"]`` are loaded into the model; a hook may take
+        entries out or change them."""
+
     def state_dict(self):
         """Plain-typed state saved in checkpoints; ``{}`` for stateless hooks."""
         return {}

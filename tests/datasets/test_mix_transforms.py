@@ -251,7 +251,7 @@ def test_mosaic_errors_name_the_field_and_the_fix():
 class _PointKind:
     """A field kind without warp / cat."""
 
-    results_key = "point_fields"
+    results_key = "corner_fields"
 
 
 def test_a_field_kind_without_warp_is_named():
@@ -260,7 +260,7 @@ def test_a_field_kind_without_warp_is_named():
     FIELD_KINDS.register("PointKindWithoutWarpForTest", force=True)(_PointKind)
     try:
         results = scene(20, 20, [(0, 0, 5, 5)])
-        results.update(corners=np.zeros((1, 2), np.float32), point_fields=["corners"])
+        results.update(corners=np.zeros((1, 2), np.float32), corner_fields=["corners"])
         with pytest.raises(TypeError, match=r"RandomAffine: results\['corners'\] is of field "
                                             r"kind _PointKind, which has no warp\(\)"):  # fmt: skip
             T("RandomAffine")(results)

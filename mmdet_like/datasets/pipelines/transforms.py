@@ -347,7 +347,7 @@ class Pad:
             size = (side, side)
         for key in results.get("img_fields", ["img"]):
             pad_val = self._img_pad_val
-            if isinstance(pad_val, (int, float)) and results[key].ndim == 3:
+            if isinstance(pad_val, (int, float)) and pad_val and results[key].ndim == 3:
                 pad_val = (pad_val,) * results[key].shape[2]  # cv2 fills channel 0 only else
             if size is not None:
                 h, w = results[key].shape[:2]

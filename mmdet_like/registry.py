@@ -225,6 +225,8 @@ DATASETS = Registry("DATASETS")
 PIPELINES = Registry("PIPELINES")
 FIELD_KINDS = Registry("FIELD_KINDS")  # how each kind of geometric field moves with the image
 SAMPLERS = Registry("SAMPLERS")
+# transforms of a whole training batch, between the data loader and the model
+BATCH_AUGMENTS = Registry("BATCH_AUGMENTS")
 # Evaluation
 METRICS = Registry("METRICS")
 # Engine

@@ -26,6 +26,7 @@ from mmdet_like.engine.mmdet3_config import refuse_mmdet3_config
 from mmdet_like.engine.optimizer import DefaultOptimizerConstructor
 from mmdet_like.models.init_cfg import translate_init_cfgs, whole_model_checkpoint
 from mmdet_like.registry import (
+    BATCH_AUGMENTS,
     DATASETS,
     HOOKS,
     METRICS,
@@ -37,6 +38,7 @@ from mmdet_like.registry import (
 
 DATA_KEYS = (
     "imgs_per_gpu", "workers_per_gpu", "train", "val", "test", "test_imgs_per_gpu", "sampler",
+    "batch_augments",
 )  # fmt: skip
 GRAD_CLIP_KEYS = ("max_norm", "norm_type", "error_if_nonfinite", "foreach")
 PARAMWISE_KEYS = DefaultOptimizerConstructor.paramwise_keys
@@ -295,6 +297,17 @@ def _check_data(problems, data):
     for split in ("train", "val", "test"):
         if data.get(split) is not None:
             _check_dataset(problems, f"data.{split}", data[split])
+    augments = data.get("batch_augments")
+    if augments is not None:
+        if not isinstance(augments, (list, tuple)):
+            problems.add(
+                "data.batch_augments",
+                f"must be a list of dicts with a type (e.g. BatchSyncRandomResize), got "
+                f"{_shown(augments)}",
+            )
+        else:
+            for i, augment in enumerate(augments):
+                problems.typed_part(f"data.batch_augments[{i}]", augment, BATCH_AUGMENTS)
 
 
 def _check_optimizer(problems, cfg):

@@ -20,7 +20,7 @@ import re
 from mmengine.config import Config
 
 import mmdet_like.datasets  # noqa: F401 (registers the datasets and transforms)
-import mmdet_like.engine  # noqa: F401 (registers the hooks)
+import mmdet_like.engine  # noqa: F401 (registers the hooks and batch augmentations)
 import mmdet_like.evaluation  # noqa: F401 (registers the metrics)
 import mmdet_like.models  # noqa: F401 (registers the model parts)
 from mmdet_like.engine.config import ConfigError, ConfigFileNotFoundError, check_config_bases
@@ -33,6 +33,7 @@ from mmdet_like.engine.mmdet3_config import (
 from mmdet_like.errors import ProjectError
 from mmdet_like.registry import (
     BACKBONES,
+    BATCH_AUGMENTS,
     BBOX_ASSIGNERS,
     BBOX_CODERS,
     BBOX_SAMPLERS,
@@ -207,6 +208,7 @@ class Conversion:
         self.entries = {}
         self.untranslated = []
         self.notes = []
+        self.batch_augments = []  # model.data_preprocessor's, ours under data
 
     # ------------------------------------------------------------------ bookkeeping
     def left_out(self, path, value, why):
@@ -421,6 +423,14 @@ class Conversion:
         mean, std = prep.pop("mean", None), prep.pop("std", None)
         bgr_to_rgb, rgb_to_bgr = prep.pop("bgr_to_rgb", False), prep.pop("rgb_to_bgr", False)
         divisor, pad_value = prep.pop("pad_size_divisor", 1), prep.pop("pad_value", 0)
+        augments = prep.pop("batch_augments", None) or []
+        for i, augment in enumerate(augments):
+            if isinstance(augment, dict) and augment.get("type") in BATCH_AUGMENTS:
+                self.batch_augments.append(
+                    self.part(f"{path}.batch_augments[{i}]", dict(augment), (BATCH_AUGMENTS,))
+                )
+            else:
+                self.left_out(f"{path}.batch_augments[{i}]", augment, "no counterpart here")
         for key, value in prep.items():
             self.drop(f"{path}.{key}", key, value, "no counterpart in the pipelines here")
         steps = []
@@ -495,6 +505,17 @@ class Conversion:
         kind = cfg.get("type")
         if kind in ("RepeatDataset", "ClassBalancedDataset"):
             cfg["dataset"] = self.dataset(f"{path}.dataset", cfg["dataset"], preprocessing, test)
+            return self.part_keys(path, cfg)
+        if kind == "MultiImageMixDataset":  # the inner dataset loads, the wrapper packs
+            inner = dict(cfg["dataset"])
+            steps = inner.pop("pipeline", None) or []
+            cfg["dataset"] = self.dataset(f"{path}.dataset", inner, preprocessing, test)
+            where = f"{path}.dataset.pipeline"
+            converted = (self.transform(f"{where}[{i}]", step) for i, step in enumerate(steps))
+            cfg["dataset"]["pipeline"] = [step for step in converted if step is not None]
+            cfg["pipeline"] = self.pipeline(
+                f"{path}.pipeline", cfg["pipeline"], preprocessing, test
+            )
             return self.part_keys(path, cfg)
         if kind == "ConcatDataset":
             cfg["datasets"] = [
@@ -610,6 +631,8 @@ class Conversion:
                 data[split] = self.dataset(
                     f"{path}.dataset", dataset, preprocessing, split != "train"
                 )
+        if self.batch_augments:
+            data["batch_augments"] = list(self.batch_augments)
         return data
 
     # ------------------------------------------------------------------ schedule
@@ -1084,8 +1107,6 @@ def _pad(conv, path, cfg):
 
 
 def _random_crop(conv, path, cfg):
-    if cfg.pop("recompute_bbox", False):
-        conv.left_out(f"{path}.recompute_bbox", True, "ours clips the boxes to the crop")
     if not cfg.pop("bbox_clip_border", True):
         conv.left_out(f"{path}.bbox_clip_border", False, "ours clips boxes to the crop")
     return cfg

@@ -23,6 +23,7 @@ from mmdet_like.engine import (
     get_dist_info,
     get_logger,
 )
+from mmdet_like.engine.batch_augments import BatchAugmentedLoader, build_batch_augments
 from mmdet_like.engine.config import ConfigError
 from mmdet_like.engine.dist import broadcast_object
 from mmdet_like.evaluation import build_evaluator
@@ -155,6 +156,13 @@ def train_detector(
     ]
 
     device = _device(cfg)
+    batch_augments = cfg.data.get("batch_augments")
+    if batch_augments:  # the training phases' batches (YOLOX's BatchSyncRandomResize)
+        data_loaders = [
+            BatchAugmentedLoader(loader, build_batch_augments(batch_augments, seed), device)
+            if mode == "train" else loader
+            for loader, (mode, _) in zip(data_loaders, workflow)
+        ]  # fmt: skip
     model = model.to(device)
     if distributed:
         model = DistributedDataParallel(

@@ -13,6 +13,7 @@ from mmdet_like.datasets.custom import CustomDataset
 from mmdet_like.datasets.dataset_wrappers import (
     ClassBalancedDataset,
     ConcatDataset,
+    MultiImageMixDataset,
     RepeatDataset,
     repeat_factors,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "DatasetWarning",
     "DistributedGroupSampler",
     "GroupSampler",
+    "MultiImageMixDataset",
     "PackedBytes",
     "RaggedArray",
     "RepeatDataset",

@@ -1,16 +1,20 @@
-"""Dataset wrappers: ``ConcatDataset``, ``RepeatDataset``, ``ClassBalancedDataset``.
+"""Dataset wrappers: ``ConcatDataset``, ``RepeatDataset``, ``ClassBalancedDataset`` and
+``MultiImageMixDataset``.
 
 Each takes built datasets or dataset config dicts (built through the ``DATASETS``
 registry) and exposes ``CLASSES``, ``flag`` and ``get_cat_ids`` like a dataset.
 """
 
 import bisect
+import collections.abc
+import copy
 import math
 
 import numpy as np
 
 from mmdet_like.datasets.errors import DatasetError
-from mmdet_like.registry import DATASETS, build_from_cfg
+from mmdet_like.datasets.pipelines import Compose
+from mmdet_like.registry import DATASETS, BuildError, build_from_cfg
 
 
 def _build(dataset):
@@ -123,3 +127,151 @@ class ClassBalancedDataset:
 
     def get_cat_ids(self, idx):
         return self.dataset.get_cat_ids(int(self.repeat_indices[idx]))
+
+
+@DATASETS.register()
+class MultiImageMixDataset:
+    """A dataset whose pipeline may combine several of its images (``Mosaic``, ``MixUp``,
+    ``CopyPaste``): mmdetection's wrapper.
+
+    ``dataset[i]`` (its own pipeline: loading, and whatever should happen to every image
+    before mixing) gives the results dict that ``pipeline`` runs on. Before each step that
+    has ``get_indexes(dataset)``, the step is asked which images it wants; those are read
+    through the wrapped dataset and handed to it as ``results["mix_results"]`` (removed
+    after the step).
+
+    Args:
+        dataset: the wrapped dataset (or its config); its pipeline should stop before
+            formatting (no ``PackDetInputs``).
+        pipeline: the transforms run on its results, ending with ``PackDetInputs`` (a
+            :class:`Compose` in ``self.pipeline``; assign another to switch pipelines).
+        dynamic_scale: ``(w, h)`` set as ``results["scale"]`` before every step (a later
+            ``Resize`` uses it); ``update_dynamic_scale`` changes it.
+        skip_type_keys: names of steps to skip (``update_skip_type_keys``, e.g. to turn off
+            Mosaic and MixUp for the last epochs).
+        max_refetch: tries of a step that returns ``None`` (a crop that left no box; each
+            try on a fresh copy of its input) before it is an error.
+
+    ``flag`` (the aspect groups), ``CLASSES`` and every other attribute (``get_cat_ids``,
+    ``get_ann_info``, ``keypoint_meta``, ...) are the wrapped dataset's.
+    """
+
+    def __init__(self, dataset, pipeline, dynamic_scale=None, skip_type_keys=None,
+                 max_refetch=15):  # fmt: skip
+        self.dataset = _build(dataset)
+        if not isinstance(max_refetch, int) or isinstance(max_refetch, bool) or max_refetch < 1:
+            raise DatasetError(
+                f"MultiImageMixDataset: max_refetch must be an integer >= 1, got {max_refetch!r}"
+            )
+        self.max_refetch = max_refetch
+        # a plain attribute: replacing it (PipelineSwitchHook) replaces the steps
+        self.pipeline = self._compose(pipeline)
+        self._skip_type_keys = None
+        if skip_type_keys is not None:
+            self.update_skip_type_keys(skip_type_keys)
+        self._dynamic_scale = None
+        if dynamic_scale is not None:
+            self.update_dynamic_scale(dynamic_scale)
+        self.CLASSES = getattr(self.dataset, "CLASSES", None)
+        if hasattr(self.dataset, "flag"):
+            self.flag = self.dataset.flag
+
+    @staticmethod
+    def _compose(pipeline):
+        if isinstance(pipeline, Compose):
+            return pipeline
+        if not isinstance(pipeline, (list, tuple)):
+            raise DatasetError(
+                "MultiImageMixDataset: pipeline must be a list of transform configs, got "
+                f"{type(pipeline).__name__}"
+            )
+        try:
+            return Compose(pipeline)
+        except BuildError as exc:
+            raise BuildError(f"MultiImageMixDataset.pipeline: {exc}") from exc
+
+    def step_names(self):
+        """The pipeline's steps by type name (what ``skip_type_keys`` names)."""
+        self.pipeline = self._compose(self.pipeline)
+        return [type(t).__name__ for t in self.pipeline.transforms]
+
+    def update_skip_type_keys(self, skip_type_keys):
+        """Skip the steps whose type names are in ``skip_type_keys`` from now on."""
+        if not isinstance(skip_type_keys, (list, tuple)) or not all(
+            isinstance(k, str) for k in skip_type_keys
+        ):
+            raise DatasetError(
+                "MultiImageMixDataset: skip_type_keys must be a list of transform type names, "
+                f"e.g. ['Mosaic', 'MixUp'], got {skip_type_keys!r}"
+            )
+        names = self.step_names()
+        unknown = sorted(set(skip_type_keys) - set(names))
+        if unknown:
+            raise DatasetError(
+                f"MultiImageMixDataset: skip_type_keys {unknown} name no step of the pipeline "
+                f"({names})"
+            )
+        self._skip_type_keys = tuple(skip_type_keys)
+
+    def update_dynamic_scale(self, dynamic_scale):
+        """Set ``results["scale"]`` to ``dynamic_scale`` (a ``(w, h)`` pair) before each step."""
+        if not (isinstance(dynamic_scale, (tuple, list)) and len(dynamic_scale) == 2):
+            raise DatasetError(
+                f"MultiImageMixDataset: dynamic_scale must be a (w, h) pair, got {dynamic_scale!r}"
+            )
+        self._dynamic_scale = tuple(dynamic_scale)
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def _load(self, index):
+        results = self.dataset[index]
+        if results is None:
+            raise DatasetError(
+                f"MultiImageMixDataset: the wrapped dataset gave None for image {index}. Fix: "
+                "check its pipeline (it should load, not drop, images)"
+            )
+        return copy.deepcopy(results)
+
+    def __getitem__(self, idx):
+        results = self._load(idx)
+        names = self.step_names()
+        for transform, name in zip(self.pipeline.transforms, names):
+            if self._skip_type_keys is not None and name in self._skip_type_keys:
+                continue
+            if hasattr(transform, "get_indexes"):
+                indexes = transform.get_indexes(self.dataset)
+                if not isinstance(indexes, collections.abc.Sequence):
+                    indexes = [indexes]
+                results["mix_results"] = [self._load(i) for i in indexes]
+            if self._dynamic_scale is not None:
+                results["scale"] = self._dynamic_scale
+            for _ in range(self.max_refetch):
+                updated = transform(copy.deepcopy(results))
+                if updated is not None:
+                    results = updated
+                    break
+            else:
+                raise DatasetError(
+                    f"MultiImageMixDataset: step {name} returned None {self.max_refetch} times "
+                    f"for image {idx} (e.g. a crop that keeps no box). Fix: allow such results "
+                    "in that step (allow_negative_crop=True, FilterAnnotations(keep_empty="
+                    "False)) or raise max_refetch"
+                )
+            if isinstance(results, dict):
+                results.pop("mix_results", None)
+        return results
+
+    def get_cat_ids(self, idx):
+        return self.dataset.get_cat_ids(idx)
+
+    def __getattr__(self, name):
+        if name in ("dataset", "pipeline"):  # not set yet (unpickling)
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __repr__(self):
+        return (
+            f"MultiImageMixDataset(dataset={type(self.dataset).__name__} of {len(self)}, "
+            f"pipeline={self.step_names()}, skip_type_keys={self._skip_type_keys})"
+        )

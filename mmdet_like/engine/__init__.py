@@ -3,6 +3,11 @@
 The engine never imports models or datasets: it is handed them.
 """
 
+from mmdet_like.engine.batch_augments import (
+    BatchAugmentedLoader,
+    BatchSyncRandomResize,
+    build_batch_augments,
+)
 from mmdet_like.engine.checkpoint import (
     CheckpointError,
     find_latest_checkpoint,
@@ -51,6 +56,9 @@ from mmdet_like.engine.runner import (
 )
 
 __all__ = [
+    "BatchAugmentedLoader",
+    "BatchSyncRandomResize",
+    "build_batch_augments",
     "CfgOptionsAction",
     "add_cfg_options_argument",
     "CheckpointError",

@@ -126,6 +126,26 @@ def clip_bboxes(bboxes, img_shape):
     return out
 
 
+def project_points(points, matrix):
+    """(m, 2) ``x, y`` points (array) through a 3x3 projective ``matrix`` (``M @ (x, y, 1)``,
+    divided by the third coordinate) -> (m, 2) float64."""
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    m = np.asarray(matrix, dtype=np.float64)
+    out = points @ m[:2, :2].T + m[:2, 2]
+    w = points @ m[2, :2] + m[2, 2]
+    return out / w[:, None]
+
+
+def warp_bboxes(bboxes, matrix):
+    """(n, 4) boxes (array) moved by a 3x3 projective ``matrix``: the box around each box's
+    four projected corners (mmdetection's ``RandomAffine`` rule; exact for scaling,
+    translation and flips, a bound for rotation and shear). Not clipped. float32 (n, 4)."""
+    bboxes = np.asarray(bboxes, dtype=np.float32).reshape(-1, 4)
+    corners = bboxes[:, [0, 1, 2, 1, 2, 3, 0, 3]].reshape(-1, 2)
+    moved = project_points(corners, matrix).reshape(-1, 4, 2)
+    return np.concatenate([moved.min(axis=1), moved.max(axis=1)], axis=1).astype(np.float32)
+
+
 def flip_bboxes(bboxes, img_shape, direction):
     """Flip (n, 4) boxes (tensor or array) inside an image of ``img_shape`` (h, w, ...):
     ``direction`` is ``"horizontal"``, ``"vertical"`` or ``"diagonal"`` (both)."""

@@ -15,6 +15,8 @@ points are in COCO files.
 
 import numpy as np
 
+from mmdet_like.structures.bbox import project_points
+
 COCO_PERSON_NAMES = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder",
     "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip",
@@ -187,3 +189,13 @@ def crop_keypoints(keypoints, window, shape):
 def shift_keypoints(keypoints, left, top):
     """(n, K, 3) keypoints placed ``left``, ``top`` pixels into a larger canvas."""
     return _moved(keypoints, 1, 1, left, top)
+
+
+def warp_keypoints(keypoints, matrix, shape):
+    """(n, K, 3) keypoints moved by a 3x3 projective ``matrix`` into an image of ``shape``
+    (h, w, ...); points that land outside become unlabelled."""
+    out = np.array(keypoints, dtype=np.float32, copy=True)
+    labelled = out[..., 2] > 0
+    moved = project_points(out[..., :2].reshape(-1, 2), matrix).reshape(out[..., :2].shape)
+    out[..., :2] = np.where(labelled[..., None], moved, 0)
+    return _hide_outside(out, shape[0], shape[1])

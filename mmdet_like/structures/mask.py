@@ -1,7 +1,7 @@
 """Instance masks that move with their image: :class:`BitmapMasks` and :class:`PolygonMasks`.
 
 Both hold ``n`` instance masks of one ``height x width`` image and offer the same methods:
-``rescale``, ``resize``, ``flip``, ``crop``, ``pad``, ``expand``, ``to_ndarray``,
+``rescale``, ``resize``, ``flip``, ``crop``, ``pad``, ``expand``, ``warp``, ``to_ndarray``,
 ``to_tensor``, ``areas`` and ``get_bboxes``. Every method returns a new object.
 
 Coordinates are continuous, as for boxes: pixel ``(row, col)`` covers ``[col, col + 1) x
@@ -12,6 +12,8 @@ import cv2
 import numpy as np
 import pycocotools.mask as mask_utils
 import torch
+
+from mmdet_like.structures.bbox import project_points
 
 # pixel-centre aligned nearest neighbour: the resized mask's box stays within 0.5 px
 _NEAREST = getattr(cv2, "INTER_NEAREST_EXACT", cv2.INTER_NEAREST)
@@ -75,6 +77,27 @@ def _scaled_size(height, width, scale):
         long_edge, short_edge = max(scale), min(scale)
         factor = min(long_edge / max(height, width), short_edge / min(height, width))
     return int(height * factor + 0.5), int(width * factor + 0.5)
+
+
+def _axis_aligned(matrix):
+    """``(sx, sy, tx, ty)`` of a 3x3 matrix that only scales (possibly mirrors) and
+    translates, else ``None``."""
+    m = np.asarray(matrix, dtype=np.float64)
+    if m[0, 1] or m[1, 0] or m[2, 0] or m[2, 1] or m[2, 2] != 1 or not m[0, 0] or not m[1, 1]:
+        return None
+    return m[0, 0], m[1, 1], m[0, 2], m[1, 2]
+
+
+def _place(masks, top, left, height, width):
+    """(n, h, w) masks put with their top-left corner at integer ``(top, left)`` of a zero
+    (n, height, width) canvas; the parts outside the canvas are cut off."""
+    out = np.zeros((len(masks), height, width), dtype=np.uint8)
+    h, w = masks.shape[1:]
+    y1, x1 = max(top, 0), max(left, 0)
+    y2, x2 = min(top + h, height), min(left + w, width)
+    if y2 > y1 and x2 > x1:
+        out[:, y1:y2, x1:x2] = masks[:, y1 - top : y2 - top, x1 - left : x2 - left]
+    return out
 
 
 class BitmapMasks:
@@ -142,6 +165,41 @@ class BitmapMasks:
         out = np.zeros((len(self), expanded_h, expanded_w), dtype=np.uint8)
         out[:, top : top + self.height, left : left + self.width] = self.masks
         return BitmapMasks(out, expanded_h, expanded_w)
+
+    def warp(self, matrix, out_shape):
+        """The masks moved by a 3x3 projective ``matrix`` (continuous coordinates: point
+        ``(x, y)`` goes to ``M @ (x, y, 1)``) onto a zero canvas of ``out_shape = (h, w)``;
+        nearest neighbour at pixel centres (an output pixel is set where its centre maps
+        into a set pixel), so a mask's tight box stays within half a pixel of the moved
+        continuous one. A matrix that only scales (or mirrors) to whole-pixel sizes and
+        translates by whole pixels (Mosaic, MixUp) is a :meth:`resize`, a flip and a
+        placement; any other goes through ``cv2.warpPerspective``."""
+        h, w = (int(v) for v in out_shape[:2])
+        aligned = _axis_aligned(matrix)
+        if aligned is not None:
+            sx, sy, tx, ty = aligned
+            # whole-pixel sizes and offsets: a resize and a placement give the same pixels
+            corners = (
+                self.height * abs(sy), self.width * abs(sx),
+                ty + min(0.0, sy * self.height), tx + min(0.0, sx * self.width),
+            )  # fmt: skip
+            if all(abs(v - round(v)) < 1e-3 for v in corners) and min(corners[:2]) >= 0.5:
+                size = (int(round(corners[0])), int(round(corners[1])))
+                moved = self.resize(size) if size != self.shape else self
+                if sx < 0:
+                    moved = moved.flip("horizontal")
+                if sy < 0:
+                    moved = moved.flip("vertical")
+                top, left = int(round(corners[2])), int(round(corners[3]))
+                return BitmapMasks(_place(moved.masks, top, left, h, w), h, w)
+        # pixel indices: pixel i's centre is the continuous i + 0.5
+        centre = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1]])
+        index_matrix = np.linalg.inv(centre) @ np.asarray(matrix, np.float64) @ centre
+        masks = [
+            cv2.warpPerspective(m, index_matrix, (w, h), flags=cv2.INTER_NEAREST, borderValue=0)
+            for m in self.masks
+        ]
+        return BitmapMasks(np.asarray(masks, np.uint8).reshape(len(self), h, w), h, w)
 
     @property
     def areas(self):
@@ -247,6 +305,19 @@ class PolygonMasks:
             return q
 
         return self._map(shift, expanded_h, expanded_w)
+
+    def warp(self, matrix, out_shape):
+        """Every polygon point moved by a 3x3 projective ``matrix`` (``M @ (x, y, 1)``) into
+        an ``out_shape = (h, w)`` image, then clamped to it (as :meth:`crop` clamps)."""
+        h, w = (int(v) for v in out_shape[:2])
+
+        def warp(p):
+            q = project_points(p.reshape(-1, 2), matrix)
+            q[:, 0] = np.clip(q[:, 0], 0, w)
+            q[:, 1] = np.clip(q[:, 1], 0, h)
+            return q.ravel()
+
+        return self._map(warp, h, w)
 
     @property
     def areas(self):

@@ -272,6 +272,7 @@ train_pipeline = [
     dict(type="LoadAnnotations", with_bbox=True),
     dict(type="RandomChoiceResize", scales=[(1333, 640), (1333, 800)], keep_ratio=True),
     dict(type="PhotoMetricDistortion"),
+    dict(type="AutoContrast"),
     dict(type="YOLOXHSVRandomAug"),
     dict(type="RandomFlip", prob=0.5),
     dict(type="PackDetInputs"),
@@ -357,7 +358,7 @@ def test_a_self_contained_user_config_converts_with_what_is_left_out_listed(tmp_
                           multiscale_mode="value", keep_ratio=True)  # fmt: skip
     assert [s["type"] for s in train.dataset.pipeline] == [
         "LoadImageFromFile", "LoadAnnotations", "Resize", "PhotoMetricDistortion",
-        "RandomFlip", "Normalize", "Pad", "PackDetInputs",
+        "YOLOXHSVRandomAug", "RandomFlip", "Normalize", "Pad", "PackDetInputs",
     ]  # fmt: skip
     assert step(train.dataset.pipeline, "Pad").size_divisor == 64
     Compose(train.dataset.pipeline)
@@ -384,10 +385,10 @@ def test_a_self_contained_user_config_converts_with_what_is_left_out_listed(tmp_
     assert ours.resume_from == "work_dirs/pets/epoch_10.pth" and "load_from" not in ours
 
     left_out = [
-        "model.data_preprocessor.batch_augments=",
+        "model.data_preprocessor.batch_augments[0]={'type': 'BatchFixedSizePad'",
         "model.bbox_head.init_cfg=",
         "model.bbox_head.bbox_coder.add_ctr_clamp=True",
-        "train_dataloader.dataset.dataset.pipeline[4]={'type': 'YOLOXHSVRandomAug'}",
+        "train_dataloader.dataset.dataset.pipeline[4]={'type': 'AutoContrast'}",
         "train_dataloader.dataset.dataset.metainfo.palette=",
         "val_dataloader.dataset.pipeline[3].meta_keys=",
         "test_dataloader.dataset.pipeline[3].meta_keys=",
@@ -665,6 +666,58 @@ train_dataloader = dict(dataset=dict(dataset=dict(pipeline=[
     dict(type="PackDetInputs"),
 ])))
 """
+
+
+YOLOX_AUGMENTATION = """
+_base_ = ["base.py"]
+model = dict(data_preprocessor=dict(batch_augments=[
+    dict(type="BatchSyncRandomResize", random_size_range=(480, 800), size_divisor=32,
+         interval=10)]))
+_scale = (640, 640)
+train_dataloader = dict(dataset=dict(_delete_=True, type="MultiImageMixDataset",
+    dataset=dict(type="CocoDataset", data_root="data/pets/", ann_file="annotations/train.json",
+                 data_prefix=dict(img="images/"), filter_cfg=dict(filter_empty_gt=False),
+                 pipeline=[dict(type="LoadImageFromFile", backend_args=None),
+                           dict(type="LoadAnnotations", with_bbox=True)]),
+    pipeline=[
+        dict(type="Mosaic", img_scale=_scale, pad_val=114.0),
+        dict(type="RandomAffine", scaling_ratio_range=(0.1, 2), border=(-320, -320)),
+        dict(type="MixUp", img_scale=_scale, ratio_range=(0.8, 1.6), pad_val=114.0),
+        dict(type="YOLOXHSVRandomAug"),
+        dict(type="RandomFlip", prob=0.5),
+        dict(type="Resize", scale=_scale, keep_ratio=True),
+        dict(type="Pad", pad_to_square=True, pad_val=dict(img=(114.0, 114.0, 114.0))),
+        dict(type="FilterAnnotations", min_gt_bbox_wh=(1, 1), keep_empty=False),
+        dict(type="PackDetInputs"),
+    ]))
+"""
+
+
+def test_yolox_mixing_dataset_and_batch_resize_convert(tmp_path):
+    """mmdetection 3's YOLOX data: MultiImageMixDataset (its dataset only loads; the
+    wrapper's pipeline gets the preprocessor's Normalize and Pad) and the preprocessor's
+    BatchSyncRandomResize as data.batch_augments."""
+    (tmp_path / "base.py").write_text(CUSTOM)
+    (tmp_path / "yolox_aug.py").write_text(YOLOX_AUGMENTATION)
+    out, _ = convert("yolox_aug.py", tmp_path)
+    ours = load_config(out)
+    assert check_config(ours, out) == []
+    train = ours.data.train
+    assert train.type == "MultiImageMixDataset" and train.dataset.type == "CocoDataset"
+    assert [s["type"] for s in train.dataset.pipeline] == ["LoadImageFromFile", "LoadAnnotations"]
+    assert train.dataset.img_prefix == "images/" and train.dataset.filter_empty_gt is False
+    assert [s["type"] for s in train.pipeline] == [
+        "Mosaic", "RandomAffine", "MixUp", "YOLOXHSVRandomAug", "RandomFlip", "Resize", "Pad",
+        "FilterAnnotations", "Normalize", "PackDetInputs",
+    ]  # fmt: skip
+    assert step(train.pipeline, "Mosaic") == dict(type="Mosaic", img_scale=(640, 640),
+                                                  pad_val=114.0)  # fmt: skip
+    assert step(train.pipeline, "Pad").pad_to_square is True
+    assert ours.data.batch_augments == [
+        dict(type="BatchSyncRandomResize", random_size_range=(480, 800), size_divisor=32,
+             interval=10)
+    ]  # fmt: skip
+    Compose(train.pipeline)
 
 
 def test_detrs_random_choice_augmentation_converts(tmp_path):

@@ -288,37 +288,91 @@ class RandomFlip:
         return f"RandomFlip(flip_ratio={self.flip_ratio}, direction={self.directions})"
 
 
+PAD_VAL_KEYS = ("img", "masks", "seg")
+
+
+def _pad_value(pad_val):
+    """``pad_val`` of :class:`Pad` (a number, a per-channel sequence, or mmdetection's
+    ``dict(img=..., masks=..., seg=...)``) -> the image's fill value."""
+    if not isinstance(pad_val, dict):
+        return pad_val
+    unknown = sorted(set(pad_val) - set(PAD_VAL_KEYS))
+    if unknown:
+        raise ValueError(
+            f"Pad: pad_val has unknown keys {unknown}; use dict(img=..., masks=0, seg=...) "
+            f"(keys {PAD_VAL_KEYS}) or one number"
+        )
+    if pad_val.get("masks", 0) != 0:
+        raise ValueError(
+            f"Pad: pad_val['masks'] = {pad_val['masks']!r}: instance masks are padded with "
+            "background (0). Fix: drop the masks key"
+        )
+    return pad_val.get("img", 0)
+
+
 @PIPELINES.register()
 class Pad:
-    """Pad the image (bottom and right) to ``size`` (h, w) or to a multiple of
-    ``size_divisor``; masks are padded alike. Adds ``pad_shape``, ``pad_fixed_size``,
-    ``pad_size_divisor``."""
+    """Pad the image (bottom and right) to ``size`` (h, w), to a multiple of
+    ``size_divisor``, or to a square of its longer side (``pad_to_square``, YOLOX); masks are
+    padded alike (with 0). Give exactly one of the three.
 
-    def __init__(self, size=None, size_divisor=None, pad_val=0):
-        if (size is None) == (size_divisor is None):
-            raise ValueError("Pad: give exactly one of size and size_divisor")
+    ``pad_val``: the image's fill, one number, a per-channel tuple, or mmdetection's
+    ``dict(img=..., seg=...)`` (``seg`` fills semantic maps, which this project does not
+    load; ``masks`` may be given as 0). Adds ``pad_shape``, ``pad_fixed_size``,
+    ``pad_size_divisor``. An image larger than ``size`` is an error (crop it first)."""
+
+    def __init__(self, size=None, size_divisor=None, pad_val=0, pad_to_square=False):
+        if sum([size is not None, size_divisor is not None, bool(pad_to_square)]) != 1:
+            raise ValueError(
+                "Pad: give exactly one of size=(h, w), size_divisor=N and pad_to_square=True, "
+                f"got size={size!r}, size_divisor={size_divisor!r}, "
+                f"pad_to_square={pad_to_square!r}"
+            )
         if size_divisor is not None and (
             not isinstance(size_divisor, int) or isinstance(size_divisor, bool) or size_divisor < 1
         ):
             raise TypeError(f"Pad: size_divisor must be an integer >= 1, got {size_divisor!r}")
+        if size is not None and (
+            len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size)
+        ):
+            raise ValueError(f"Pad: size must be two positive integers (h, w), got {size!r}")
         self.size, self.size_divisor, self.pad_val = size, size_divisor, pad_val
+        self.pad_to_square = bool(pad_to_square)
+        self._img_pad_val = _pad_value(pad_val)
 
     def __call__(self, results):
+        size = self.size
+        if self.pad_to_square:
+            side = max(results["img"].shape[:2])
+            size = (side, side)
         for key in results.get("img_fields", ["img"]):
-            if self.size is not None:
-                padded = mmcv.impad(results[key], shape=tuple(self.size), pad_val=self.pad_val)
+            pad_val = self._img_pad_val
+            if isinstance(pad_val, (int, float)) and pad_val and results[key].ndim == 3:
+                pad_val = (pad_val,) * results[key].shape[2]  # cv2 fills channel 0 only else
+            if size is not None:
+                h, w = results[key].shape[:2]
+                if h > size[0] or w > size[1]:
+                    raise ValueError(
+                        f"Pad: results[{key!r}] is {h}x{w}, larger than size={tuple(size)} "
+                        "(h, w). Fix: crop or resize to at most that size before the Pad "
+                        "(RandomCrop with the same crop_size, as LSJ does)"
+                    )
+                padded = mmcv.impad(results[key], shape=tuple(size), pad_val=pad_val)
             else:
-                padded = mmcv.impad_to_multiple(results[key], self.size_divisor, self.pad_val)
+                padded = mmcv.impad_to_multiple(results[key], self.size_divisor, pad_val)
             results[key] = padded
         results["pad_shape"] = results["img"].shape
-        results["pad_fixed_size"] = self.size
+        results["pad_fixed_size"] = size
         results["pad_size_divisor"] = self.size_divisor
         for key, kind in geometric_fields(results):
             results[key] = kind.pad(results[key], results["pad_shape"], results)
         return results
 
     def __repr__(self):
-        return f"Pad(size={self.size}, size_divisor={self.size_divisor}, pad_val={self.pad_val})"
+        return (
+            f"Pad(size={self.size}, size_divisor={self.size_divisor}, pad_val={self.pad_val}, "
+            f"pad_to_square={self.pad_to_square})"
+        )
 
 
 @PIPELINES.register()
@@ -450,13 +504,19 @@ class RandomCrop:
             image's sides; ``"relative_range"`` ``(h_lo, w_lo)`` fractions, each side's
             fraction drawn uniformly from ``[lo, 1]`` (mmdetection's crop types).
         allow_negative_crop: keep a crop that leaves no box.
+        recompute_bbox: after the crop, set each ``gt_bboxes`` box to the tight box of its
+            cropped ``gt_masks`` mask (mmdetection's option; LSJ uses it): a box then
+            covers what is left of its object, not the clipped box. An instance whose mask
+            left the crop gets a zero box (follow with ``FilterAnnotations``).
 
     Boxes are shifted and clipped; instances left without area are dropped with their
     labels and masks. Returns ``None`` (the dataset tries another image) when no
     ``gt_bboxes`` remain, unless ``allow_negative_crop``.
     """
 
-    def __init__(self, crop_size, crop_type="absolute", allow_negative_crop=False):
+    def __init__(
+        self, crop_size, crop_type="absolute", allow_negative_crop=False, recompute_bbox=False
+    ):
         if crop_type not in CROP_TYPES:
             raise ValueError(
                 f"RandomCrop: crop_type must be one of {CROP_TYPES}, got {crop_type!r}"
@@ -475,6 +535,7 @@ class RandomCrop:
         self.crop_size = tuple(crop_size)
         self.crop_type = crop_type
         self.allow_negative_crop = allow_negative_crop
+        self.recompute_bbox = recompute_bbox
 
     def _crop_shape(self, h, w):
         """The window's ``(height, width)`` for an ``h`` x ``w`` image."""
@@ -497,12 +558,22 @@ class RandomCrop:
         valid = _crop_instances(results, x1, y1, x1 + cw, y1 + ch)
         if valid is not None and not valid.any() and not self.allow_negative_crop:
             return None
+        if self.recompute_bbox:
+            if "gt_masks" not in results:
+                raise KeyError(
+                    "RandomCrop(recompute_bbox=True): the results have no gt_masks to take "
+                    "the boxes from. Fix: LoadAnnotations(with_mask=True), or "
+                    "recompute_bbox=False"
+                )
+            if "gt_bboxes" in results:
+                results["gt_bboxes"] = results["gt_masks"].get_bboxes().astype(np.float32)
         return results
 
     def __repr__(self):
         return (
             f"RandomCrop(crop_size={self.crop_size}, crop_type={self.crop_type!r}, "
-            f"allow_negative_crop={self.allow_negative_crop})"
+            f"allow_negative_crop={self.allow_negative_crop}, "
+            f"recompute_bbox={self.recompute_bbox})"
         )
 
 
@@ -589,3 +660,145 @@ class MinIoURandomCrop:
 
     def __repr__(self):
         return f"MinIoURandomCrop(min_ious={self.min_ious}, min_crop_size={self.min_crop_size})"
+
+
+def _range_pair(value, owner, name, low=0.0):
+    """``value`` as a ``(lo, hi)`` pair of numbers with ``low < lo <= hi``, else a
+    ``ValueError`` naming ``owner``'s argument ``name``."""
+    ok = (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        and low < value[0] <= value[1]
+    )
+    if not ok:
+        raise ValueError(
+            f"{owner}: {name} must be a (lo, hi) pair of numbers with {low} < lo <= hi, got "
+            f"{value!r}"
+        )
+    return float(value[0]), float(value[1])
+
+
+@PIPELINES.register()
+class RandomResize(Resize):
+    """mmcv's ``RandomResize`` (mmdetection 3's large-scale jitter): a scale drawn per image,
+    then a :class:`Resize` to it (always: an earlier ``results["scale"]`` does not win).
+
+    Args:
+        scale: with ``ratio_range``, one ``(w, h)`` pair, multiplied by a ratio drawn
+            uniformly from ``ratio_range`` (each side truncated to an integer); without it,
+            two pairs, each side drawn uniformly from the integers between the pairs' values
+            at that position.
+        ratio_range: ``(lo, hi)``, ``0 < lo <= hi``.
+        keep_ratio: as :class:`Resize` (the drawn scale is then a (long, short) bound; False
+            by default, as mmcv's).
+        interpolation, backend: as :class:`Resize`.
+    """
+
+    def __init__(
+        self, scale, ratio_range=None, keep_ratio=False, interpolation="bilinear", backend="cv2"
+    ):
+        if isinstance(scale, int) and not isinstance(scale, bool):
+            scale = (scale, scale)
+        elif isinstance(scale, (tuple, list)) and all(isinstance(s, (tuple, list)) for s in scale):
+            scale = list(scale)  # ((w, h), (w, h)) as mmcv also takes it
+        elif isinstance(scale, list):
+            scale = tuple(scale)
+        pairs = scale_list(scale, "RandomResize")
+        if ratio_range is None and len(pairs) != 2:
+            raise ValueError(
+                "RandomResize: without ratio_range, scale must be two (w, h) pairs to draw "
+                f"between, e.g. scale=[(1333, 640), (1333, 800)], got {scale!r}; or give one "
+                "pair and ratio_range=(lo, hi)"
+            )
+        if ratio_range is not None:
+            ratio_range = _range_pair(ratio_range, "RandomResize", "ratio_range")
+        super().__init__(
+            img_scale=pairs, ratio_range=ratio_range, keep_ratio=keep_ratio,
+            interpolation=interpolation, backend=backend, override=True,
+        )  # fmt: skip
+        self.scale = pairs
+
+    def _random_scale(self):
+        if self.ratio_range is not None:
+            return super()._random_scale()
+        (a0, a1), (b0, b1) = self.scale
+        return (
+            random.randint(int(min(a0, b0)), int(max(a0, b0))),
+            random.randint(int(min(a1, b1)), int(max(a1, b1))),
+        )
+
+    def __repr__(self):
+        return (
+            f"RandomResize(scale={self.scale}, ratio_range={self.ratio_range}, "
+            f"keep_ratio={self.keep_ratio}, backend={self.backend!r})"
+        )
+
+
+@PIPELINES.register()
+class FilterAnnotations:
+    """Drop the instances whose box or mask is too small (mmdetection's
+    ``FilterAnnotations``), with their labels, masks and keypoints.
+
+    Args:
+        min_gt_bbox_wh: ``(w, h)``: with ``by_box``, keep boxes wider than ``w`` and taller
+            than ``h`` (strictly).
+        min_gt_mask_area: with ``by_mask``, keep masks of at least this many pixels.
+        by_box, by_mask: which tests apply (at least one).
+        keep_empty: when every instance fails, return ``None`` (the dataset tries another
+            image) -- mmdetection's name and meaning; False keeps the image with no
+            instances.
+
+    An image that has no ``gt_bboxes`` to begin with passes unchanged.
+    """
+
+    def __init__(
+        self, min_gt_bbox_wh=(1.0, 1.0), min_gt_mask_area=1, by_box=True, by_mask=False,
+        keep_empty=True,
+    ):  # fmt: skip
+        if not (by_box or by_mask):
+            raise ValueError(
+                "FilterAnnotations: by_box and by_mask are both False, so nothing would be "
+                "tested. Fix: by_box=True (boxes), by_mask=True (masks) or both"
+            )
+        if len(min_gt_bbox_wh) != 2 or min(min_gt_bbox_wh) < 0:
+            raise ValueError(
+                "FilterAnnotations: min_gt_bbox_wh must be two non-negative numbers (w, h), "
+                f"got {min_gt_bbox_wh!r}"
+            )
+        self.min_gt_bbox_wh = tuple(float(v) for v in min_gt_bbox_wh)
+        self.min_gt_mask_area = min_gt_mask_area
+        self.by_box, self.by_mask, self.keep_empty = by_box, by_mask, keep_empty
+
+    def __call__(self, results):
+        if "gt_bboxes" not in results:
+            raise KeyError(
+                "FilterAnnotations: the results have no gt_bboxes. Fix: put it after "
+                "LoadAnnotations(with_bbox=True)"
+            )
+        boxes = results["gt_bboxes"]
+        if len(boxes) == 0:
+            return results
+        keep = np.ones(len(boxes), dtype=bool)
+        if self.by_box:
+            keep &= (boxes[:, 2] - boxes[:, 0] > self.min_gt_bbox_wh[0]) & (
+                boxes[:, 3] - boxes[:, 1] > self.min_gt_bbox_wh[1]
+            )
+        if self.by_mask:
+            if "gt_masks" not in results:
+                raise KeyError(
+                    "FilterAnnotations(by_mask=True): the results have no gt_masks. Fix: "
+                    "LoadAnnotations(with_mask=True), or by_mask=False"
+                )
+            keep &= results["gt_masks"].areas >= self.min_gt_mask_area
+        if not keep.any() and self.keep_empty:
+            return None
+        _keep(results, "gt_bboxes", keep)
+        return results
+
+    def __repr__(self):
+        return (
+            f"FilterAnnotations(min_gt_bbox_wh={self.min_gt_bbox_wh}, min_gt_mask_area="
+            f"{self.min_gt_mask_area}, by_box={self.by_box}, by_mask={self.by_mask}, "
+            f"keep_empty={self.keep_empty})"
+        )

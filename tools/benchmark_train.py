@@ -15,7 +15,9 @@ Each model trains in a fresh child process (so that its peak memory is its own) 
 images of 800 x 1216 with 5 boxes (and masks, Mask R-CNN) each, from the same random weights
 (see ``mmdet_like/benchmarking/equal_work.py`` and ``transformers_pair.py`` for what makes
 the work equal). A training iteration is the forward pass with the losses, the backward pass
-and an SGD step. Reported: seconds per iteration (best of the timed iterations, and their
+and an SGD step (DETR and Deformable DETR: after clipping the gradients to norm 0.1 on both
+sides, as their configs train; unclipped, the random Deformable DETR diverges within a few
+steps). Reported: seconds per iteration (best of the timed iterations, and their
 median), images per second, and the peak memory of the process (host RSS on the CPU, the
 allocator's peak on a GPU). With ``--rounds`` above 1 the sides alternate and the best round
 counts. ``--config`` may be given several times: each config is one row against the same
@@ -75,12 +77,16 @@ def child(args):
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=1e-3, momentum=0.9, weight_decay=1e-4)
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp)
+    max_norm = MODELS[args.model].get("grad_clip")
 
     def step():
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=torch.float16, enabled=args.amp):
             loss = losses()
         scaler.scale(loss).backward()
+        if max_norm is not None:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, max_norm)
         scaler.step(optimizer)
         scaler.update()
 

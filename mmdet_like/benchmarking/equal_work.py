@@ -59,8 +59,10 @@ CLASSIFIER_SCALE = 300.0
 MEAN = (123.675, 116.28, 103.53)
 STD = (58.395, 57.12, 57.375)
 # --model: the reference library and its builder (torchvision) or class (transformers), our
-# config computing what it computes, and (torchvision) the scale of its classifier's weights
-# (see the module doc).
+# config computing what it computes, (torchvision) the scale of its classifier's weights
+# (see the module doc), and (``grad_clip``) the gradient norm the training benchmark clips
+# to before its SGD step on both sides (the DETRs' configs train so; unclipped, the random
+# Deformable DETR's losses diverge within a few SGD steps).
 MODELS = {
     "maskrcnn": dict(
         reference="torchvision",
@@ -98,12 +100,14 @@ MODELS = {
         transformers="DetrForObjectDetection",
         config="configs/transformers/detr_r50_transformers.py",
         masks=False,
+        grad_clip=0.1,
     ),
     "deformable_detr": dict(
         reference="transformers",
         transformers="DeformableDetrForObjectDetection",
         config="configs/transformers/deformable_detr_r50_transformers.py",
         masks=False,
+        grad_clip=0.1,
     ),
 }
 DEFAULT_MODEL = "maskrcnn"

@@ -54,7 +54,9 @@ Equal work:
   stops if the counts differ.
 - Training: forward with the losses (transformers' ``loss`` with its auxiliary losses;
   ours the sum of our loss terms, the same terms: the equivalence tests compare each),
-  backward and the same SGD step on both sides. Dropout is on in training on both sides
+  backward, the gradients clipped to norm 0.1 (the DETRs' configs' clipping; unclipped, the
+  random Deformable DETR's losses diverge within a few steps) and the same SGD step on
+  both sides. Dropout is on in training on both sides
   at the same places (0.1 on the residual branches; transformers also drops out the
   encoder's input features, which ours does not: a little more work on its side).
 """

@@ -158,6 +158,7 @@ def _convert(tmp_path, hf_model):
 def _ours(cfg, checkpoint):
     model = init_detector(cfg, str(checkpoint))
     model.channels_last_inference = False  # NCHW, as transformers computes
+    model.channels_last_training = False
     return model
 
 

@@ -186,9 +186,9 @@ def test_rounds_give_our_side_the_caching_allocator_as_the_tools_do(monkeypatch)
     monkeypatch.delenv("MMDET_LIKE_CPU_CACHING_ALLOCATOR", raising=False)
     tv_runs, other = common.run_rounds("script.py", args)
     assert len(tv_runs) == 2 and set(other) == {"a.py", common.TORCHVISION_CACHED}
-    tv_calls = [c for c in calls if "torchvision" in c and "--caching-allocator" not in c]
+    tv_calls = [c for c in calls if "reference" in c and "--caching-allocator" not in c]
     ours_calls = [c for c in calls if "ours" in c]
-    tv_cached_calls = [c for c in calls if "torchvision" in c and "--caching-allocator" in c]
+    tv_cached_calls = [c for c in calls if "reference" in c and "--caching-allocator" in c]
     assert len(tv_calls) == len(ours_calls) == len(tv_cached_calls) == 2
     assert all(("--caching-allocator" in c) == available for c in ours_calls)
     assert common.row_label(common.TORCHVISION_CACHED).startswith("torchvision")

@@ -1,19 +1,22 @@
-"""Inference speed and memory: our detector against torchvision's, in one run.
+"""Inference speed and memory: our detector against torchvision's or transformers', in one run.
 
-    python tools/benchmark.py [--model maskrcnn|keypoint_rcnn|retinanet|fcos]
+    python tools/benchmark.py
+        [--model maskrcnn|keypoint_rcnn|retinanet|fcos|detr|deformable_detr]
         [--device cpu|cuda]
         [--iters 3] [--warmup 1] [--rounds 1] [--config CONFIG ...] [--amp]
         [--out docs/benchmarks.md]
 
-``--model``: Mask R-CNN, Keypoint R-CNN, RetinaNet or FCOS, all R50-FPN (torchvision's
-``maskrcnn_resnet50_fpn``, ``keypointrcnn_resnet50_fpn``, ``retinanet_resnet50_fpn``,
-``fcos_resnet50_fpn``).
+``--model``: Mask R-CNN, Keypoint R-CNN, RetinaNet or FCOS, all R50-FPN, against
+torchvision's (``maskrcnn_resnet50_fpn``, ``keypointrcnn_resnet50_fpn``,
+``retinanet_resnet50_fpn``, ``fcos_resnet50_fpn``); DETR or Deformable DETR R-50 against
+transformers' (``DetrForObjectDetection``, ``DeformableDetrForObjectDetection``).
 
 Each model runs in a fresh child process (so that its peak memory is its own) on the same batch
 of 2 images of 800 x 1216, from the same random weights (see
-``mmdet_like/benchmarking/equal_work.py`` for what makes the work equal), under
-``torch.no_grad()``, from the normalised batch to the final per-image results: boxes rescaled
-to the image, class-wise NMS, (Mask R-CNN) masks pasted into the full image. Each child reports
+``mmdet_like/benchmarking/equal_work.py`` and ``transformers_pair.py`` for what makes the
+work equal), under ``torch.no_grad()``, from the normalised batch to the final per-image
+results: boxes rescaled to the image, class-wise NMS, (Mask R-CNN) masks pasted into the
+full image; the DETRs' post-processing (score threshold 0). Each child reports
 the number of detections per image; the run stops if the two sides do not return the same
 numbers (unequal work). Reported: seconds per image (best of the timed calls, and their
 median), images per second, and the peak memory of the process (host RSS on the CPU, the
@@ -28,6 +31,7 @@ import torch
 from mmdet_like.benchmarking import (
     NUM_IMAGES,
     build_pair,
+    check_equal_detections,
     emit_result,
     machine_line,
     make_inputs,
@@ -35,13 +39,14 @@ from mmdet_like.benchmarking import (
     parse_benchmark_args,
     peak_memory_mb,
     prepare_child,
+    reference_inference,
+    reference_label,
+    reference_library,
     row_label,
     run_rounds,
     section_marker,
     summarise,
     time_calls,
-    torchvision_batch,
-    torchvision_label,
     write_section,
 )
 from mmdet_like.errors import run_tool
@@ -50,16 +55,16 @@ from mmdet_like.errors import run_tool
 def child(args):
     device = torch.device(args.device)
     prepare_child(args)
-    model, _ = build_pair(args.side, args.config, device, model=args.model)
+    model, _ = build_pair(args.side, args.config, device, model=args.model,
+                          weights=args.weights)  # fmt: skip
     model.eval()
     samples = make_inputs()
     counts = []
-    if args.side == "torchvision":
-        images, _ = torchvision_batch(samples, device, train=False)
+    if args.side == "reference":
+        reference_call = reference_inference(args.model, model, samples, device)
 
         def infer():
-            outputs = model(images)
-            counts[:] = [len(o["boxes"]) for o in outputs]
+            counts[:] = reference_call()
     else:
         batch = our_batch(samples, device, train=False)
 
@@ -79,22 +84,23 @@ def child(args):
             times=[t / NUM_IMAGES for t in times],
             detections=counts,
             peak_mb=peak_memory_mb(device),
-            machine=machine_line(device),
+            machine=machine_line(device, reference=reference_library(args.model)),
         )
     )
 
 
 def render(tv, rows, args):
     amp = " AMP (float16)." if args.amp else ""
+    library = reference_library(args.model)
     lines = [
         f"Device: {tv['machine']}.{amp} Batch of 2 images of 800 x 1216, {args.iters} timed "
         f"calls after {args.warmup} warm-up, best of {args.rounds} round(s); each side in its "
         f"own process; detections per image: {tv['detections']} on both sides.",
         "",
         "| model | s/img (best) | s/img (median) | images/s | peak memory (MiB) "
-        "| ours / torchvision time | ours / torchvision memory |",
+        f"| ours / {library} time | ours / {library} memory |",
         "|---|---:|---:|---:|---:|---:|---:|",
-        f"| {torchvision_label(args.model)} | {tv['best']:.2f} | {tv['median']:.2f} "
+        f"| {reference_label(args.model)} | {tv['best']:.2f} | {tv['median']:.2f} "
         f"| {1 / tv['best']:.2f} | {tv['peak_mb']:.0f} | 1.00x | 1.00x |",
     ]
     for key, ours in rows:
@@ -113,12 +119,7 @@ def main():
     tv_runs, our_runs = run_rounds(os.path.abspath(__file__), args)
     tv = summarise(tv_runs)
     rows = [(key, summarise(runs)) for key, runs in our_runs.items()]
-    for key, ours in rows:
-        if ours["detections"] != tv["detections"]:
-            raise SystemExit(
-                f"unequal work: {key} returned {ours['detections']} detections per image, "
-                f"torchvision {tv['detections']}"
-            )
+    check_equal_detections(tv, rows, args.model)
     table = render(tv, rows, args)
     print(table)
     if args.out:

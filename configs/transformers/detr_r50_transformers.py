@@ -8,7 +8,9 @@
 #   resize, its size rule: short side 800, long side at most 1333), then normalised with
 #   ImageNet's mean and std; no padding of a single image;
 #   no dropout on the attention weights (transformers' attention_dropout 0.0; its dropout
-#   0.1 on the residual branches is ours too); the backbone trains from its stem (with a
+#   0.1 on the residual branches is ours too); in the FFN no dropout after the activation
+#   (its activation_dropout 0.0), only its 0.1 after the second linear layer (mmdetection:
+#   0.1 after both); the backbone trains from its stem (with a
 #   timm backbone transformers 5 freezes no stage; its batch norms are frozen, as ours);
 #   detections: every query's best class scoring above 0.5 (its default threshold), boxes
 #   not clipped to the image, in the original image.
@@ -22,11 +24,14 @@
 _base_ = "../detr/detr_r50_8x2_150e_coco.py"
 _embed_dims = 256
 _attn_cfg = dict(embed_dims=_embed_dims, num_heads=8, attn_drop=0.0, dropout=0.1, batch_first=True)
+_ffn_cfg = dict(embed_dims=_embed_dims, feedforward_channels=2048, ffn_drop=0.0, dropout=0.1)
 model = dict(
     pretrained=None,
     backbone=dict(frozen_stages=-1),
-    encoder=dict(layer_cfg=dict(self_attn_cfg=_attn_cfg)),
-    decoder=dict(layer_cfg=dict(self_attn_cfg=_attn_cfg, cross_attn_cfg=_attn_cfg)),
+    encoder=dict(layer_cfg=dict(self_attn_cfg=_attn_cfg, ffn_cfg=_ffn_cfg)),
+    decoder=dict(
+        layer_cfg=dict(self_attn_cfg=_attn_cfg, cross_attn_cfg=_attn_cfg, ffn_cfg=_ffn_cfg)
+    ),
 )
 test_cfg = dict(max_per_img=100, score_thr=0.5, clip_bboxes=False)
 img_norm_cfg = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True)

@@ -1,8 +1,10 @@
 """Helpers of the benchmarks in tools/ (``benchmark.py``, ``benchmark_train.py``,
-``benchmark_ops.py``): equal work for ours and torchvision's detector, child-process runs,
-timing, memory, summaries and the docs/benchmarks.md sections.
+``benchmark_ops.py``): equal work for ours and the reference's detector (torchvision's, or
+transformers': ``transformers_pair.py``), child-process runs, timing, memory, summaries and
+the docs/benchmarks.md sections.
 
-torchvision is imported only here and in tests, as the reference; our models never import it.
+torchvision and transformers are imported only here and in tests, as the references; our
+models never import them.
 """
 
 from mmdet_like.benchmarking.equal_work import (
@@ -22,7 +24,10 @@ from mmdet_like.benchmarking.equal_work import (
     make_inputs,
     our_batch,
     our_model,
+    prepare_pair_weights,
     randomise_norm_statistics,
+    reference_inference,
+    reference_training_loss,
     spread_prediction_layers,
     torchvision_batch,
     torchvision_model,
@@ -30,6 +35,9 @@ from mmdet_like.benchmarking.equal_work import (
 from mmdet_like.benchmarking.runs import (
     DETECTIONS_PER_IMAGE,
     TORCHVISION_CACHED,
+    UnequalWorkError,
+    check_equal_detections,
+    check_equal_trainable,
     current_rss_mb,
     emit_result,
     equal_detections_test_cfg,
@@ -38,6 +46,8 @@ from mmdet_like.benchmarking.runs import (
     parse_benchmark_args,
     peak_memory_mb,
     prepare_child,
+    reference_label,
+    reference_library,
     resolve_config,
     row_label,
     run_child,
@@ -65,7 +75,10 @@ __all__ = [
     "ROOT",
     "STD",
     "TORCHVISION_CACHED",
+    "UnequalWorkError",
     "build_pair",
+    "check_equal_detections",
+    "check_equal_trainable",
     "current_rss_mb",
     "emit_result",
     "equal_detections_test_cfg",
@@ -77,8 +90,13 @@ __all__ = [
     "parse_benchmark_args",
     "peak_memory_mb",
     "prepare_child",
+    "prepare_pair_weights",
     "resolve_config",
     "randomise_norm_statistics",
+    "reference_inference",
+    "reference_label",
+    "reference_library",
+    "reference_training_loss",
     "spread_prediction_layers",
     "row_label",
     "run_child",

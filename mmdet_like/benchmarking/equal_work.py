@@ -1,9 +1,15 @@
 """Equal work for the detector benchmarks (``tools/benchmark_train.py``, ``tools/benchmark.py``):
-the two models (ours from a config, torchvision's ``maskrcnn_resnet50_fpn``,
-``keypointrcnn_resnet50_fpn``, ``retinanet_resnet50_fpn`` or ``fcos_resnet50_fpn``:
-``--model``) with the same random weights, and the same inputs in each side's format.
+the two models (ours from a config, the reference: torchvision's ``maskrcnn_resnet50_fpn``,
+``keypointrcnn_resnet50_fpn``, ``retinanet_resnet50_fpn`` or ``fcos_resnet50_fpn``, or
+transformers' DETR and Deformable DETR: ``--model``) with the same random weights, and the
+same inputs in each side's format.
 
-torchvision is the reference here, imported only by these functions (never by our models).
+Each entry of ``MODELS`` names its reference library (``reference``). torchvision's models
+are built here; transformers' pair lives in ``mmdet_like/benchmarking/transformers_pair.py``
+(its own equal-work notes). torchvision and transformers are imported only by these
+functions (never by our models).
+
+The torchvision pairs:
 
 Equal work:
 
@@ -52,16 +58,21 @@ NUM_IMAGES, NUM_BOXES, NUM_CLASSES = 2, 5, 80
 CLASSIFIER_SCALE = 300.0
 MEAN = (123.675, 116.28, 103.53)
 STD = (58.395, 57.12, 57.375)
-# --model: torchvision's builder, our config computing what it computes, and the scale of
-# its classifier's weights (see the module doc).
+# --model: the reference library and its builder (torchvision) or class (transformers), our
+# config computing what it computes, (torchvision) the scale of its classifier's weights
+# (see the module doc), and (``grad_clip``) the gradient norm the training benchmark clips
+# to before its SGD step on both sides (the DETRs' configs train so; unclipped, the random
+# Deformable DETR's losses diverge within a few SGD steps).
 MODELS = {
     "maskrcnn": dict(
+        reference="torchvision",
         torchvision="maskrcnn_resnet50_fpn",
         config="configs/torchvision/mask_rcnn_r50_fpn_torchvision.py",
         classifier_scale=CLASSIFIER_SCALE,
         masks=True,
     ),
     "keypoint_rcnn": dict(
+        reference="torchvision",
         torchvision="keypointrcnn_resnet50_fpn",
         config="configs/torchvision/keypoint_rcnn_r50_fpn_torchvision.py",
         classifier_scale=20.0,
@@ -69,6 +80,7 @@ MODELS = {
         keypoints=True,
     ),
     "retinanet": dict(
+        reference="torchvision",
         torchvision="retinanet_resnet50_fpn",
         config="configs/torchvision/retinanet_r50_fpn_torchvision.py",
         classifier_scale=4.0,
@@ -76,11 +88,26 @@ MODELS = {
         masks=False,
     ),
     "fcos": dict(
+        reference="torchvision",
         torchvision="fcos_resnet50_fpn",
         config="configs/torchvision/fcos_r50_fpn_torchvision.py",
         classifier_scale=4.0,
         raised_class_bias=None,
         masks=False,
+    ),
+    "detr": dict(
+        reference="transformers",
+        transformers="DetrForObjectDetection",
+        config="configs/transformers/detr_r50_transformers.py",
+        masks=False,
+        grad_clip=0.1,
+    ),
+    "deformable_detr": dict(
+        reference="transformers",
+        transformers="DeformableDetrForObjectDetection",
+        config="configs/transformers/deformable_detr_r50_transformers.py",
+        masks=False,
+        grad_clip=0.1,
     ),
 }
 DEFAULT_MODEL = "maskrcnn"
@@ -213,6 +240,11 @@ def torchvision_model(seed=0, model=DEFAULT_MODEL):
     ImageNet weights."""
     if model not in MODELS:
         raise ValueError(f"unknown benchmark model {model!r}; choose one of {sorted(MODELS)}")
+    if MODELS[model]["reference"] != "torchvision":
+        raise ValueError(
+            f"benchmark model {model!r} has {MODELS[model]['reference']} as its reference, "
+            "not torchvision (mmdet_like/benchmarking/transformers_pair.py builds it)"
+        )
     if model == "keypoint_rcnn":
         return _keypoint_rcnn(seed)
     if model != "maskrcnn":
@@ -263,13 +295,72 @@ def our_model(config, torchvision_state):
     return model, cfg
 
 
-def build_pair(side, config, device, seed=0, model=DEFAULT_MODEL):
-    """The ``model`` of ``side`` ('ours' or 'torchvision') on ``device``, plus our config."""
+def _transformers_pair():
+    # imported here: it imports this module
+    from mmdet_like.benchmarking import transformers_pair
+
+    return transformers_pair
+
+
+def _check_side(side):
+    if side not in ("ours", "reference"):
+        raise ValueError(f"benchmark side {side!r}: 'ours' or 'reference'")
+
+
+def build_pair(side, config, device, seed=0, model=DEFAULT_MODEL, weights=None):
+    """The ``model`` of ``side`` ('ours' or 'reference': the library ``MODELS[model]``
+    names) on ``device``, plus our config (``None`` for the reference). ``weights``: the
+    folder :func:`prepare_pair_weights` wrote, for the models whose weights it prepares."""
+    _check_side(side)
+    if model not in MODELS:
+        raise ValueError(f"unknown benchmark model {model!r}; choose one of {sorted(MODELS)}")
+    if MODELS[model]["reference"] == "transformers":
+        return _transformers_pair().build_pair(side, config, device, model, weights, seed)
     tv_model = torchvision_model(seed, model)
-    if side == "torchvision":
+    if side == "reference":
         return tv_model.to(device), None
     model, cfg = our_model(config, tv_model.state_dict())
     return model.to(device), cfg
+
+
+def prepare_pair_weights(model, folder, seed=0):
+    """Write the weights of both sides of ``model`` into ``folder`` once, before the
+    children run (the transformers pairs: so that our side's process never imports
+    transformers); returns the folder, or ``None`` where each child builds its weights
+    itself (the torchvision pairs)."""
+    if MODELS[model]["reference"] == "transformers":
+        return _transformers_pair().save_pair_weights(model, folder, seed)
+    return None
+
+
+def reference_inference(model, net, samples, device):
+    """A call running the reference ``net`` of ``model`` on ``samples`` (the normalised
+    batch in its format made once, here) to its final per-image detections; each call
+    returns the detections per image (a list of ints)."""
+    if MODELS[model]["reference"] == "transformers":
+        return _transformers_pair().reference_inference(model, net, samples, device)
+    images, _ = torchvision_batch(samples, device, train=False)
+
+    def infer():
+        return [len(o["boxes"]) for o in net(images)]
+
+    return infer
+
+
+def reference_training_loss(model, net, samples, device):
+    """A call computing the reference ``net``'s total training loss of ``model`` on
+    ``samples`` (their boxes, and masks or keypoints where ``MODELS`` asks) in its format;
+    each call returns the scalar loss."""
+    if MODELS[model]["reference"] == "transformers":
+        return _transformers_pair().reference_training_loss(model, net, samples, device)
+    masks = MODELS[model]["masks"]
+    keypoints = MODELS[model].get("keypoints", False)
+    images, targets = torchvision_batch(samples, device, masks=masks, keypoints=keypoints)
+
+    def losses():
+        return sum(net(images, targets).values())
+
+    return losses
 
 
 def our_batch(samples, device, train=True, masks=True, keypoints=False):

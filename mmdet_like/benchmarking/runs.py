@@ -10,30 +10,45 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import torch
 
-from mmdet_like.benchmarking.equal_work import DEFAULT_MODEL, MODELS, ROOT
+from mmdet_like.benchmarking.equal_work import DEFAULT_MODEL, MODELS, ROOT, prepare_pair_weights
 from mmdet_like.engine import ConfigError
 from mmdet_like.engine.config import ConfigFileNotFoundError
+from mmdet_like.errors import ProjectError
 
 # detections an image when every model must return as many (test score threshold 0)
 DETECTIONS_PER_IMAGE = 100
 
 
-def machine_line(device, with_torchvision=True):
-    """The device and the library versions, for a table's first line (torchvision's
-    version with ``with_torchvision``: the tables where it is the reference side)."""
+def machine_line(device, with_torchvision=True, reference=None):
+    """The device and the library versions, for a table's first line: the reference
+    side's library (``reference``: 'torchvision', or 'transformers' with timm, whose
+    ResNet is its backbone) or, without it, torchvision's version with
+    ``with_torchvision`` (the tables where it is the reference side)."""
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
         name = f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
-    if not with_torchvision:
+    if reference is None:
+        reference = "torchvision" if with_torchvision else None
+    if reference is None:
         return f"{name}; torch {torch.__version__}"
-    import torchvision  # the reference side's version, in every table
+    if reference == "transformers":
+        import timm
+        import transformers
 
-    return f"{name}; torch {torch.__version__}, torchvision {torchvision.__version__}"
+        versions = f"transformers {transformers.__version__}, timm {timm.__version__}"
+    elif reference == "torchvision":
+        import torchvision  # the reference side's version, in every table
+
+        versions = f"torchvision {torchvision.__version__}"
+    else:
+        raise ValueError(f"unknown reference library {reference!r}: torchvision or transformers")
+    return f"{name}; torch {torch.__version__}, {versions}"
 
 
 def sync(device):
@@ -106,15 +121,14 @@ def parse_benchmark_args(description, default_iters):
         "--model",
         default=DEFAULT_MODEL,
         choices=sorted(MODELS),
-        help=f"the detector pair (default {DEFAULT_MODEL}): torchvision's "
-        + ", ".join(f"{m['torchvision']}" for m in MODELS.values()),
+        help=f"the detector pair (default {DEFAULT_MODEL}): ours against "
+        + ", ".join(reference_label(m) for m in MODELS),
     )
     parser.add_argument(
         "--config",
         action="append",
-        help="our config (default: the torchvision config of --model, "
-        + ", ".join(f"{k}: {m['config']}" for k, m in MODELS.items())
-        + ")",
+        help="our config (default: the config of --model that computes what the reference "
+        "computes, " + ", ".join(f"{k}: {m['config']}" for k, m in MODELS.items()) + ")",
     )
     parser.add_argument("--iters", type=int, default=default_iters)
     parser.add_argument("--warmup", type=int, default=1)
@@ -123,13 +137,17 @@ def parse_benchmark_args(description, default_iters):
     parser.add_argument("--out", help="markdown file to write the table into")
     parser.add_argument(
         "--torchvision-cached",
+        "--reference-cached",
+        dest="torchvision_cached",
         action="store_true",
-        help="add a row of torchvision run with our CPU caching allocator (which our side "
-        "uses, as tools/train.py and tools/test.py do): how much of the gap is the allocator",
+        help="add a row of the reference (torchvision's or transformers' model) run with our "
+        "CPU caching allocator (which our side uses, as tools/train.py and tools/test.py do): "
+        "how much of the gap is the allocator",
     )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--side", choices=["ours", "torchvision"], help=argparse.SUPPRESS)
+    parser.add_argument("--side", choices=["ours", "reference"], help=argparse.SUPPRESS)
     parser.add_argument("--caching-allocator", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--weights", help=argparse.SUPPRESS)
     args = parser.parse_args()
     default_config = MODELS[args.model]["config"]
     if args.child:
@@ -139,9 +157,25 @@ def parse_benchmark_args(description, default_iters):
     return args
 
 
+def reference_library(model):
+    """The library of ``model``'s reference side (a key of ``MODELS``): 'torchvision' or
+    'transformers'."""
+    if model not in MODELS:
+        raise ValueError(f"unknown benchmark model {model!r}; choose one of {sorted(MODELS)}")
+    return MODELS[model]["reference"]
+
+
+def reference_label(model):
+    """The table label of the reference side of ``model`` (a key of ``MODELS``): the
+    library and its builder or class, e.g. 'torchvision maskrcnn_resnet50_fpn',
+    'transformers DetrForObjectDetection'."""
+    library = reference_library(model)
+    return f"{library} {MODELS[model][library]}"
+
+
 def torchvision_label(model):
-    """The table label of torchvision's side of ``model`` (a key of ``MODELS``)."""
-    return f"torchvision {MODELS[model]['torchvision']}"
+    """:func:`reference_label` (the name from when torchvision was every model's reference)."""
+    return reference_label(model)
 
 
 def section_marker(tool, args):
@@ -158,7 +192,7 @@ TORCHVISION_CACHED = "torchvision+caching-allocator"
 def row_label(key, model=DEFAULT_MODEL):
     """The table label of a key of ``run_rounds``' second result."""
     if key == TORCHVISION_CACHED:
-        return f"{torchvision_label(model)} + our CPU caching allocator"
+        return f"{reference_label(model)} + our CPU caching allocator"
     return f"ours, `{key}`"
 
 
@@ -182,25 +216,36 @@ def prepare_child(args):
 
 
 def run_rounds(script, args):
-    """``args.rounds`` rounds of child runs, torchvision then each of ``args.config`` (then
-    torchvision with our CPU caching allocator if ``args.torchvision_cached``):
-    ``(torchvision results, {config or TORCHVISION_CACHED: results})``."""
+    """``args.rounds`` rounds of child runs, the reference side (torchvision's or
+    transformers' model: ``MODELS[args.model]['reference']``) then each of ``args.config``
+    (then the reference with our CPU caching allocator if ``args.torchvision_cached``):
+    ``(reference results, {config or TORCHVISION_CACHED: results})``.
+
+    Where the pair's weights are made once for both sides (:func:`prepare_pair_weights`:
+    the transformers models), they are written to a temporary folder first and each child
+    loads them (``--weights``), so that our side's process never imports the reference's
+    library."""
+    model = getattr(args, "model", DEFAULT_MODEL)
+    library = reference_library(model)
     common = ["--device", args.device, "--iters", str(args.iters), "--warmup", str(args.warmup)]
-    common += ["--model", getattr(args, "model", DEFAULT_MODEL)]
+    common += ["--model", model]
     common += ["--amp"] if args.amp else []
     cache = ["--caching-allocator"] if our_side_caches(args.device) else []
     extra = {c: ["--side", "ours", "--config", c] + cache for c in args.config}
     if args.torchvision_cached:
-        extra[TORCHVISION_CACHED] = ["--side", "torchvision", "--caching-allocator"]
-    tv_runs, other_runs = [], {key: [] for key in extra}
-    for round_index in range(args.rounds):
-        tv_runs.append(run_child(script, common + ["--side", "torchvision"]))
-        print(f"round {round_index}: torchvision {tv_runs[-1]}", flush=True)
-        for key, side_args in extra.items():
-            result = run_child(script, common + side_args)
-            other_runs[key].append(result)
-            print(f"round {round_index}: {key} {result}", flush=True)
-    return tv_runs, other_runs
+        extra[TORCHVISION_CACHED] = ["--side", "reference", "--caching-allocator"]
+    reference_runs, other_runs = [], {key: [] for key in extra}
+    with tempfile.TemporaryDirectory(prefix="mmdet_like_benchmark_") as folder:
+        weights = prepare_pair_weights(model, folder)
+        common += ["--weights", weights] if weights else []
+        for round_index in range(args.rounds):
+            reference_runs.append(run_child(script, common + ["--side", "reference"]))
+            print(f"round {round_index}: {library} {reference_runs[-1]}", flush=True)
+            for key, side_args in extra.items():
+                result = run_child(script, common + side_args)
+                other_runs[key].append(result)
+                print(f"round {round_index}: {key} {result}", flush=True)
+    return reference_runs, other_runs
 
 
 def summarise(results):
@@ -220,6 +265,36 @@ def summarise(results):
     if "detections" in best:
         summary["detections"] = best["detections"]
     return summary
+
+
+class UnequalWorkError(ProjectError, RuntimeError):
+    """The two sides of a benchmark did not do the same work (their detections per image,
+    or their trainable parameters, differ), so their times cannot be compared."""
+
+
+def check_equal_detections(reference, rows, model):
+    """Stop (:class:`UnequalWorkError`) unless every row's summary (``(key, summary)``)
+    returned the reference summary's detections per image."""
+    for key, ours in rows:
+        if ours["detections"] != reference["detections"]:
+            raise UnequalWorkError(
+                f"unequal work: {key} returned {ours['detections']} detections per image, "
+                f"{reference_label(model)} {reference['detections']}; both sides must return "
+                "as many (score threshold 0 and max_per_img 100 in our config's test_cfg)"
+            )
+
+
+def check_equal_trainable(reference, rows, model):
+    """Stop (:class:`UnequalWorkError`) unless every row's result (``(key, result)``)
+    trains as many parameters as the reference's (the transformers pairs, whose trainable
+    layers are the same on both sides by construction)."""
+    for key, ours in rows:
+        if ours["trainable"] != reference["trainable"]:
+            raise UnequalWorkError(
+                f"unequal work: {key} trains {ours['trainable']} parameters, "
+                f"{reference_label(model)} {reference['trainable']}; freeze the same layers "
+                "on both sides (our config's backbone.frozen_stages and norm_cfg)"
+            )
 
 
 def resolve_config(path):

@@ -121,7 +121,7 @@ def _small_cfg(fold_norm=False, norm_layer_inputs=False):
     """The transformers config with the test model's sizes and, as the test's transformers
     model, no dropout (``norm_layer_inputs``: as its decoder with ``auxiliary_loss``)."""
     attn = dict(embed_dims=D_MODEL, num_heads=HEADS, dropout=0.0)
-    ffn = dict(embed_dims=D_MODEL, feedforward_channels=FFN_DIM, ffn_drop=0.0)
+    ffn = dict(embed_dims=D_MODEL, feedforward_channels=FFN_DIM, ffn_drop=0.0, dropout=0.0)
     cfg = load_config(
         str(CONFIG),
         dict(
@@ -158,6 +158,7 @@ def _convert(tmp_path, hf_model):
 def _ours(cfg, checkpoint):
     model = init_detector(cfg, str(checkpoint))
     model.channels_last_inference = False  # NCHW, as transformers computes
+    model.channels_last_training = False
     return model
 
 

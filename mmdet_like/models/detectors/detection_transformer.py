@@ -77,6 +77,10 @@ class DetectionTransformer(BaseDetector, metaclass=abc.ABCMeta):
             configs; the padding is masked out of the attention).
     """
 
+    # a channels-last training batch where the CPU has AVX-512 (BaseDetector's switch):
+    # measured on DETR R-50 (docs/benchmarks.md)
+    channels_last_training = None
+
     def __init__(self, backbone, bbox_head, neck=None, encoder=None, decoder=None,
                  positional_encoding=None, num_queries=100, train_cfg=None, test_cfg=None,
                  pretrained=None, size_divisor=1):  # fmt: skip

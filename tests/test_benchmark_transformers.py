@@ -86,8 +86,13 @@ def test_pair_starts_equal_detects_the_same_and_trains_the_same(model):
     assert trainable[0] == trainable[1] > 0
     frozen = [n for n, p in ours.named_parameters() if not p.requires_grad]
     assert all("backbone" in n for n in frozen)  # frozen norms only (frozen_stages=-1)
-    if model == "deformable_detr":
+    if model == "deformable_detr":  # its grid_sample attention, not a hub kernel
         pair.check_plain_attention(net)
+        attention = net.model.encoder.layers[0].self_attn.attn
+        attention.forward = lambda *args, **kwargs: None
+        with pytest.raises(RuntimeError, match="plain-PyTorch attention"):
+            pair.check_plain_attention(net)
+        del attention.forward
 
     samples = _small_samples(1)
     device = torch.device("cpu")

@@ -9,9 +9,7 @@ are built here; transformers' pair lives in ``mmdet_like/benchmarking/transforme
 (its own equal-work notes). torchvision and transformers are imported only by these
 functions (never by our models).
 
-The torchvision pairs:
-
-Equal work:
+Equal work, the torchvision pairs:
 
 - Weights: torchvision's model is built with a fixed seed and random weights, and its state
   dict is converted into ours (``tools/convert_torchvision_detection.py``'s mapping), so the

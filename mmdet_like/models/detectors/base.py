@@ -181,7 +181,7 @@ class BaseDetector(nn.Module, metaclass=abc.ABCMeta):
     # Training on the CPU with a channels-last batch (``None``: where the CPU has AVX-512,
     # :func:`cpu_has_avx512`; ``True`` / ``False``: always / never). On AVX-512 oneDNN's
     # channels-last forward and backward convolutions are faster (a DETR R-50 training step
-    # 12-15% faster, docs/benchmarks.md); on AVX2 its channels-last weight gradients are
+    # 8-15% faster, docs/benchmarks.md); on AVX2 its channels-last weight gradients are
     # several times slower. Off here (the detectors whose training was measured that way
     # set ``None``: the DETR family).
     channels_last_training = False

@@ -487,5 +487,6 @@ def test_rtdetr_config_ema_hook(path):
         )
     cfg = load_config(str(path))
     assert check_config(cfg, str(path)) == []
-    (ema,) = [h for h in cfg.custom_hooks if h["type"] == "EMAHook"]
-    build_from_cfg(dict(ema), HOOKS)
+    (ema,) = [dict(h) for h in cfg.custom_hooks if h["type"] == "EMAHook"]
+    assert ema.pop("priority") == 49  # read by the runner when it registers the hook
+    build_from_cfg(ema, HOOKS)

@@ -1,6 +1,6 @@
-"""Convert a Hugging Face transformers DETR (``DetrForObjectDetection``) or Deformable DETR
-(``DeformableDetrForObjectDetection``: plain, ``with_box_refine``, ``two_stage``) into our
-checkpoint.
+"""Convert a Hugging Face transformers DETR (``DetrForObjectDetection``), Deformable DETR
+(``DeformableDetrForObjectDetection``: plain, ``with_box_refine``, ``two_stage``) or RT-DETR
+(``RTDetrForObjectDetection``, ``RTDetrV2ForObjectDetection``) into our checkpoint.
 
     python tools/model_converters/transformers2ours.py SRC DST [--config CFG]
 
@@ -23,6 +23,13 @@ A Deformable DETR (``model_type`` ``deformable_detr``) converts to our ``Deforma
 deformable_detr_twostage_refine_r50_transformers.py); its ``meta.architecture`` adds the
 backbone's levels (``backbone_out_indices``), ``num_feature_levels``, the points,
 ``with_box_refine`` and ``two_stage``.
+
+An RT-DETR (``model_type`` ``rt_detr``, or ``rt_detr_v2``) converts to our ``RTDETR``
+(configs/transformers/rtdetr_r50vd_transformers.py), its RT-DETR ResNet-vd to our
+``ResNet`` with ``deep_stem``, ``avg_down`` and ``conv_shortcut_first_block``; its
+``meta.architecture`` gives the ResNet depth and widths (``base_channels``,
+``stem_channels``), the hybrid encoder's and the decoder's sizes, the queries and the
+denoising settings, which a config other than RT-DETR-R50's must set.
 """
 
 import argparse
@@ -40,9 +47,11 @@ from mmdet_like.models.utils.foreign_checkpoints import compare_with_model
 from mmdet_like.models.utils.transformers_detr import (
     convert_transformers_deformable_detr,
     convert_transformers_detr,
+    convert_transformers_rtdetr,
     deformable_detr_architecture,
     detr_architecture,
     read_pretrained_folder,
+    rtdetr_architecture,
 )
 
 
@@ -53,20 +62,28 @@ def convert(src, dst, config=None):
     if osp.isdir(dst):
         raise ToolError(f"output {dst!r} is a folder; give a file name such as detr.pth")
     hf_config, hf_state = read_pretrained_folder(src)
-    deformable = hf_config.get("model_type") == "deformable_detr"
+    model_type = hf_config.get("model_type")
+    deformable = model_type == "deformable_detr"
+    rtdetr = model_type in ("rt_detr", "rt_detr_v2")
     if deformable:
         arch = deformable_detr_architecture(hf_config)
         state_dict = convert_transformers_deformable_detr(hf_state, arch)
+        source_class = "DeformableDetrForObjectDetection"
+    elif rtdetr:
+        arch = rtdetr_architecture(hf_config)
+        state_dict = convert_transformers_rtdetr(hf_state, arch)
+        source_class = ("RTDetrForObjectDetection" if model_type == "rt_detr"
+                        else "RTDetrV2ForObjectDetection")  # fmt: skip
     else:
         arch = detr_architecture(hf_config)
         state_dict = convert_transformers_detr(hf_state)
+        source_class = "DetrForObjectDetection"
     if config is not None:
         model_state = build_model(load_tool_config(config)).state_dict()
         compare_with_model(state_dict, model_state, src, config)
     classes = arch.pop("CLASSES")
     meta = dict(
-        converted_from="transformers "
-        + ("DeformableDetrForObjectDetection" if deformable else "DetrForObjectDetection"),
+        converted_from=f"transformers {source_class}",
         source=osp.basename(osp.normpath(src)),
         num_classes=arch["num_classes"],
         CLASSES=classes,
@@ -79,7 +96,19 @@ def convert(src, dst, config=None):
             "layer (class_embed), each layer got layer 0's; set "
             "model.bbox_head.share_cls_layer=True to train as it does"
         )
-    if not deformable and arch["auxiliary_loss"]:
+    if rtdetr:
+        if arch["eval_size"] or arch["anchor_image_size"]:
+            meta["notes"].append(
+                f"eval_size={arch['eval_size']}, anchor_image_size={arch['anchor_image_size']}: "
+                "in eval mode transformers then runs AIFI without positions / with fixed "
+                "anchors; ours computes both from each input's size (as in training)"
+            )
+        if not arch["freeze_backbone_batch_norms"]:
+            meta["notes"].append(
+                "freeze_backbone_batch_norms=False: set model.backbone.norm_cfg=dict(type='BN') "
+                "and norm_eval=False to train the backbone's batch norms as transformers does"
+            )
+    if not deformable and not rtdetr and arch["auxiliary_loss"]:
         meta["notes"].append(
             "auxiliary_loss=True: transformers' decoder passes each layer's normalised output "
             "on; set model.decoder.norm_layer_inputs=True to compute as it does"
@@ -104,8 +133,9 @@ def main(argv=None):
     meta = convert(args.src, args.dst, args.config)
     arch = meta["architecture"]
     name = meta["converted_from"].split()[-1].replace("ForObjectDetection", "")
+    vd = "-vd" if name.startswith("RTDetr") else ""
     print(
-        f"{name} (ResNet-{arch['resnet_depth']}, d_model {arch['d_model']}, "
+        f"{name} (ResNet-{arch['resnet_depth']}{vd}, d_model {arch['d_model']}, "
         f"{arch['encoder_layers']}+{arch['decoder_layers']} layers, {arch['num_queries']} "
         f"queries), {meta['num_classes']} classes -> {args.dst}"
     )

@@ -1,4 +1,7 @@
-"""ResNet backbone with torchvision's module layout (``conv1, bn1, layer1..layer4``).
+"""ResNet backbone with torchvision's module layout (``conv1, bn1, layer1..layer4``), and
+the ResNet-vd form (He et al. 2019, "Bag of Tricks": ``deep_stem`` and ``avg_down``;
+mmdetection's ``ResNetV1d`` names ``stem.{0..8}``, ``layer{i}.0.downsample.{0,1,2}``) that
+RT-DETR's PResNet backbones are.
 
 Input (N, 3, H, W); output a tuple of the stages in ``out_indices``, stage i of shape
 (N, base_channels * 2**i * expansion, H / 2**(i + 2), W / 2**(i + 2)) with the default strides
@@ -31,10 +34,13 @@ def conv3x3(in_channels, out_channels, stride=1, dilation=1, groups=1):
 
 
 def shortcut(downsample, x, fold_norm=True):
-    """The block's shortcut: ``x`` itself, or ``downsample`` (a conv and a norm) applied."""
+    """The block's shortcut: ``x`` itself, or ``downsample`` applied: a conv and a norm, or
+    (``avg_down``) an average pooling, a conv and a norm."""
     if downsample is None:
         return x
-    conv, norm = downsample
+    *pool, conv, norm = downsample
+    if pool:
+        x = pool[0](x)
     return conv_norm(conv, norm, x, fold_norm)
 
 
@@ -160,23 +166,34 @@ class Bottleneck(nn.Module):
 
 
 def make_res_layer(
-    block, inplanes, planes, num_blocks, stride=1, dilation=1, norm_cfg=None, **block_args
-):
+    block, inplanes, planes, num_blocks, stride=1, dilation=1, norm_cfg=None, avg_down=False,
+    conv_shortcut=False, **block_args
+):  # fmt: skip
     """One ResNet stage (``layer1``..``layer4``): ``num_blocks`` blocks, the first with
-    ``stride`` and, when the stride or the channels change, a 1x1 conv + norm shortcut
-    (``downsample``). (N, inplanes, H, W) -> (N, planes * expansion, H / stride, W / stride).
+    ``stride`` and, when the stride or the channels change (or ``conv_shortcut``), a 1x1
+    conv + norm shortcut (``downsample``). (N, inplanes, H, W) -> (N, planes * expansion,
+    H / stride, W / stride).
 
-    ``block_args``: the blocks' other arguments (``style``, ``groups``, ``base_width``,
-    ``fold_norm``). Used by :class:`ResNet` and by the ``ResLayer`` shared head.
+    ``avg_down``: the shortcut averages ``stride`` x ``stride`` cells (``ceil_mode``) before
+    a stride-1 conv, instead of the conv's stride (ResNet-vd; ``downsample.0`` the pooling,
+    also for stride 1, where it is the identity, as mmdetection's). ``conv_shortcut``: the
+    first block has the conv shortcut even where the stride and the width are unchanged
+    (RT-DETR's PResNet-18/34 first stage). ``block_args``: the blocks' other arguments
+    (``style``, ``groups``, ``base_width``, ``fold_norm``). Used by :class:`ResNet` and by
+    the ``ResLayer`` shared head.
     """
     norm_cfg = norm_cfg or dict(type="BN")
     out_channels = planes * block.expansion
     downsample = None
-    if stride != 1 or inplanes != out_channels:
-        downsample = nn.Sequential(
-            nn.Conv2d(inplanes, out_channels, 1, stride=stride, bias=False),
-            build_norm_layer(norm_cfg, out_channels),
-        )
+    if stride != 1 or inplanes != out_channels or conv_shortcut:
+        parts = []
+        conv_stride = stride
+        if avg_down:
+            conv_stride = 1
+            parts.append(nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False))
+        parts += [nn.Conv2d(inplanes, out_channels, 1, stride=conv_stride, bias=False),
+                  build_norm_layer(norm_cfg, out_channels)]  # fmt: skip
+        downsample = nn.Sequential(*parts)
     common = dict(block_args, norm_cfg=norm_cfg, dilation=dilation)
     blocks = [block(inplanes, planes, stride, downsample=downsample, **common)]
     blocks += [block(out_channels, planes, **common) for _ in range(1, num_blocks)]
@@ -202,8 +219,9 @@ def init_resnet_weights(module, zero_init_residual=True):
 
 @BACKBONES.register()
 class ResNet(BaseBackbone):
-    """ResNet-18/34/50/101/152 (a :class:`BaseBackbone`: stem ``conv1, bn1``, stage ``i`` the
-    blocks of ``layer{i}``; outputs at strides ``4 * strides[0] * ... * strides[i]``).
+    """ResNet-18/34/50/101/152 (a :class:`BaseBackbone`: stem ``conv1, bn1`` (``stem`` with
+    ``deep_stem``), stage ``i`` the blocks of ``layer{i}``; outputs at strides ``4 *
+    strides[0] * ... * strides[i]``).
 
     Args:
         depth: 18, 34, 50, 101 or 152.
@@ -268,6 +286,10 @@ class ResNet(BaseBackbone):
         fold_norm=True,
         base_channels=64,
         plugins=None,
+        deep_stem=False,
+        avg_down=False,
+        stem_channels=None,
+        conv_shortcut_first_block=False,
     ):
         super().__init__(frozen_stages=frozen_stages, norm_eval=norm_eval)
         if base_channels < 1:
@@ -293,15 +315,30 @@ class ResNet(BaseBackbone):
         self.groups = groups
         self.base_width = base_width
         self.fold_norm = fold_norm
+        self.deep_stem = bool(deep_stem)
+        self.avg_down = bool(avg_down)
+        self.conv_shortcut_first_block = bool(conv_shortcut_first_block)
+        stem_channels = base_channels if stem_channels is None else int(stem_channels)
+        if self.deep_stem and stem_channels % 2:
+            raise ValueError(f"ResNet: deep_stem needs even stem_channels, got {stem_channels}")
         block, stage_blocks = self.arch_settings[depth]
         block_plugins, after_stage, after_backbone = self._sort_plugins(plugins, num_stages, block)
 
-        self.conv1 = nn.Conv2d(in_channels, base_channels, 7, stride=2, padding=3, bias=False)
-        self.bn1 = build_norm_layer(self.norm_cfg, base_channels)
+        if self.deep_stem:
+            half = stem_channels // 2
+            stem = []
+            for c_in, c_out, stride in ((in_channels, half, 2), (half, half, 1),
+                                        (half, stem_channels, 1)):  # fmt: skip
+                stem += [conv3x3(c_in, c_out, stride), build_norm_layer(self.norm_cfg, c_out),
+                         nn.ReLU(inplace=True)]  # fmt: skip
+            self.stem = nn.Sequential(*stem)
+        else:
+            self.conv1 = nn.Conv2d(in_channels, stem_channels, 7, stride=2, padding=3, bias=False)
+            self.bn1 = build_norm_layer(self.norm_cfg, stem_channels)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
 
-        self.inplanes = base_channels
+        self.inplanes = stem_channels
         self.stage_names = []
         stage_channels, stage_strides, stride = [], [], 4  # conv1 and the max-pool: 4
         for i in range(num_stages):
@@ -334,9 +371,9 @@ class ResNet(BaseBackbone):
         self.freeze_stages()
 
     def blocks(self):
-        """The stem (``conv1``, ``bn1``), then every block of ``layer1..``; a stage's
-        ``after_stage`` plugins belong to its last block."""
-        blocks = [Block(0, ("conv1", "bn1"))]
+        """The stem (``conv1``, ``bn1``, or ``stem``), then every block of ``layer1..``; a
+        stage's ``after_stage`` plugins belong to its last block."""
+        blocks = [Block(0, ("stem",) if self.deep_stem else ("conv1", "bn1"))]
         for stage, name in enumerate(self.stage_names, start=1):
             names = [(f"{name}.{j}",) for j in range(len(getattr(self, name)))]
             if getattr(self, f"{name}_after_stage_plugins") is not None:
@@ -421,7 +458,8 @@ class ResNet(BaseBackbone):
         layer = make_res_layer(
             block, self.inplanes, planes, num_blocks, stride, dilation, norm_cfg=self.norm_cfg,
             style=self.style, groups=self.groups, base_width=self.base_width,
-            fold_norm=self.fold_norm, plugins=plugins,
+            fold_norm=self.fold_norm, plugins=plugins, avg_down=self.avg_down,
+            conv_shortcut=self.conv_shortcut_first_block,
         )  # fmt: skip
         self.inplanes = planes * block.expansion
         return layer
@@ -456,7 +494,12 @@ class ResNet(BaseBackbone):
 
     def forward(self, x):
         """(N, C, H, W) -> tuple of the ``out_indices`` stage features."""
-        x = self.maxpool(self.relu(conv_norm(self.conv1, self.bn1, x, self.fold_norm)))
+        if self.deep_stem:
+            for i in range(0, len(self.stem), 3):
+                x = self.relu(conv_norm(self.stem[i], self.stem[i + 1], x, self.fold_norm))
+            x = self.maxpool(x)
+        else:
+            x = self.maxpool(self.relu(conv_norm(self.conv1, self.bn1, x, self.fold_norm)))
         outs = []
         for i, name in enumerate(self.stage_names):
             x = getattr(self, name)(x)

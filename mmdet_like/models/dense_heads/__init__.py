@@ -24,6 +24,7 @@ from mmdet_like.models.dense_heads.fcos_head import FCOSHead
 from mmdet_like.models.dense_heads.gfl_head import GFLHead, Integral
 from mmdet_like.models.dense_heads.retina_head import RetinaHead
 from mmdet_like.models.dense_heads.rpn_head import RPNHead
+from mmdet_like.models.dense_heads.rtdetr_head import RTDETRHead
 
 __all__ = [
     "ATSSHead",
@@ -38,6 +39,7 @@ __all__ = [
     "Integral",
     "QueryTargets",
     "RPNHead",
+    "RTDETRHead",
     "RetinaHead",
     "anchor_inside_flags",
     "detections_per_image",

@@ -165,6 +165,11 @@ class DETRHead(nn.Module):
         if self.use_sigmoid:
             nn.init.constant_(self.fc_cls.bias, -4.59511985013459)  # -log((1 - 0.01) / 0.01)
 
+    def box_factors(self, img_metas, dtype, device):
+        """(B, 4) ``(w, h, w, h)`` the normalised boxes are relative to: each image's
+        ``img_shape`` (:func:`image_factors`; RT-DETR's head: the padded batch)."""
+        return image_factors(img_metas, dtype, device)
+
     # ------------------------------------------------------------------ outputs
     def forward(self, hidden_states):
         """(L, B, Q, C) decoder outputs -> (L, B, Q, cls_out_channels) class logits and
@@ -210,7 +215,7 @@ class DETRHead(nn.Module):
         the matched queries' indices for the batch)."""
         batch, num_queries = cls_scores.shape[:2]
         device = cls_scores.device
-        factors = image_factors(batch_img_metas, bbox_preds.dtype, device)
+        factors = self.box_factors(batch_img_metas, bbox_preds.dtype, device)
         pred_bboxes = bbox_cxcywh_to_xyxy(bbox_preds.detach()) * factors[:, None]
         gt_inds = []
         for i, (gt, meta) in enumerate(zip(batch_gt_instances, batch_img_metas)):
@@ -250,6 +255,11 @@ class DETRHead(nn.Module):
             cls_scores.reshape(-1, self.cls_out_channels), targets.labels.reshape(-1),
             targets.label_weights.reshape(-1), avg_factor=cls_avg_factor,
         )  # fmt: skip
+        return dict(loss_cls=loss_cls, **self.box_losses(bbox_preds, targets))
+
+    def box_losses(self, bbox_preds, targets):
+        """``loss_bbox`` (L1 on the normalised ``cxcywh``) and ``loss_iou`` (pixels) of the
+        matched queries of (B, Q, 4) boxes, averaged by their number (at least 1)."""
         num_boxes = max(targets.num_pos, 1)
         pos_preds = bbox_preds[targets.pos_batch_inds, targets.pos_query_inds]
         pos_targets = bbox_xyxy_to_cxcywh(targets.pos_gt_bboxes / targets.pos_factors)
@@ -258,7 +268,7 @@ class DETRHead(nn.Module):
             bbox_cxcywh_to_xyxy(pos_preds) * targets.pos_factors, targets.pos_gt_bboxes,
             avg_factor=num_boxes,
         )  # fmt: skip
-        return dict(loss_cls=loss_cls, loss_bbox=loss_bbox, loss_iou=loss_iou)
+        return dict(loss_bbox=loss_bbox, loss_iou=loss_iou)
 
     # ------------------------------------------------------------------ inference
     def predict(self, hidden_states, img_metas, rescale=False):
@@ -289,10 +299,11 @@ class DETRHead(nn.Module):
             scores, query = scores.topk(min(max_per_img, num_queries), dim=1)
             labels = labels.gather(1, query)
         boxes = bbox_preds.gather(1, query[..., None].expand(-1, -1, 4))
-        factors = image_factors(img_metas, boxes.dtype, boxes.device)
+        factors = self.box_factors(img_metas, boxes.dtype, boxes.device)
         boxes = bbox_cxcywh_to_xyxy(boxes) * factors[:, None]
         if self.test_cfg["clip_bboxes"]:
-            boxes = torch.minimum(boxes.clamp(min=0), factors[:, None])
+            limits = image_factors(img_metas, boxes.dtype, boxes.device)
+            boxes = torch.minimum(boxes.clamp(min=0), limits[:, None])
         results = []
         score_thr = self.test_cfg["score_thr"]
         for i, meta in enumerate(img_metas):

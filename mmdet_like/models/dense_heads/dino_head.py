@@ -12,7 +12,7 @@ denoising queries.
 import torch
 
 from mmdet_like.models.dense_heads.deformable_detr_head import DeformableDETRHead
-from mmdet_like.models.dense_heads.detr_head import DETRHead, QueryTargets, image_factors
+from mmdet_like.models.dense_heads.detr_head import DETRHead, QueryTargets
 from mmdet_like.models.layers.transformer.dino_layers import denoising_slots
 from mmdet_like.registry import HEADS
 from mmdet_like.structures.instances import unpack_gt_instances
@@ -89,7 +89,7 @@ class DINOHead(DeformableDETRHead):
                 f"DINOHead: dn_meta gives {num_dn} denoising queries, the gts {max_count} a "
                 f"image at most and {num_groups} groups make {2 * max_count * num_groups}"
             )
-        factors = image_factors(batch_img_metas, dn_bbox_preds.dtype, device)
+        factors = self.box_factors(batch_img_metas, dn_bbox_preds.dtype, device)
         all_labels = torch.cat([gt.labels.to(device).long() for gt in batch_gt_instances])
         all_bboxes = torch.cat([gt.bboxes.to(device=device, dtype=dn_bbox_preds.dtype)
                                 for gt in batch_gt_instances])  # fmt: skip

@@ -6,6 +6,7 @@ from mmdet_like.models.detectors.detection_transformer import DetectionTransform
 from mmdet_like.models.detectors.detr import DETR
 from mmdet_like.models.detectors.dino import DINO
 from mmdet_like.models.detectors.rpn import RPN
+from mmdet_like.models.detectors.rtdetr import RTDETR
 from mmdet_like.models.detectors.single_stage import (
     ATSS,
     FCOS,
@@ -37,6 +38,7 @@ __all__ = [
     "FasterRCNN",
     "KeypointRCNN",
     "MaskRCNN",
+    "RTDETR",
     "RetinaNet",
     "SingleStageDetector",
     "TwoStageDetector",

@@ -16,6 +16,11 @@ from mmdet_like.models.losses.gfocal_loss import (
 from mmdet_like.models.losses.giou_loss import GIoULoss, IoULoss, giou_loss, iou_loss
 from mmdet_like.models.losses.smooth_l1_loss import L1Loss, SmoothL1Loss, l1_loss, smooth_l1_loss
 from mmdet_like.models.losses.utils import reduce_loss, weight_reduce_loss
+from mmdet_like.models.losses.varifocal_loss import (
+    VarifocalLoss,
+    varifocal_loss,
+    varifocal_loss_by_label,
+)
 
 __all__ = [
     "CrossEntropyLoss",
@@ -26,6 +31,7 @@ __all__ = [
     "L1Loss",
     "QualityFocalLoss",
     "SmoothL1Loss",
+    "VarifocalLoss",
     "binary_cross_entropy",
     "cross_entropy",
     "distribution_focal_loss",
@@ -38,5 +44,7 @@ __all__ = [
     "reduce_loss",
     "sigmoid_focal_loss",
     "smooth_l1_loss",
+    "varifocal_loss",
+    "varifocal_loss_by_label",
     "weight_reduce_loss",
 ]

@@ -425,3 +425,263 @@ def convert_transformers_deformable_detr(state_dict, arch):
             for suffix in suffixes:
                 out[f"bbox_head.{ours}.{layer}.{suffix}"] = found[(source, suffix)]
     return out
+
+
+# ---------------------------------------------------------------------- RT-DETR
+# transformers -> ours (RTDetrForObjectDetection; RTDetrV2ForObjectDetection the same, its
+# top-level class_embed / bbox_embed being the decoder's, tied):
+#
+#     model.backbone.model.embedder.embedder.{k}   backbone.stem.{3k} (convolution),
+#                                                  backbone.stem.{3k + 1} (normalization)
+#     ...encoder.stages.{s}.layers.{b}.layer.{k}   backbone.layer{s + 1}.{b}.conv{k + 1}, bn{k + 1}
+#     ...layers.{b}.shortcut[.1]                   backbone.layer{s + 1}.{b}.downsample.{1, 2}
+#                                                  (.0: the average pooling)
+#     model.encoder_input_proj.{i}.{0,1}           neck.input_proj.{i}.{0,1}
+#     model.encoder.aifi.{k}.layers.{j}.*          neck.encoder.{k}.layers.{j}.* (q/k/v stacked
+#         [model.encoder.encoder.{k}: the file's]
+#                                                  into self_attn.attn.in_proj_*; norms.{0,1};
+#                                                  ffn.layers.{0.0,1})
+#     model.encoder.{lateral_convs, fpn_blocks,    neck.{same}
+#         downsample_convs, pan_blocks}.*
+#     model.decoder_input_proj.{i}.{0,1}           decoder_input_proj.convs.{i}.{0,1} (i < the
+#                                                  neck's levels), .extra_convs.{i - levels}
+#     model.denoising_class_embed                  dn_query_generator.label_embedding
+#     model.weight_embedding                       query_embedding (learn_initial_query)
+#     model.enc_output.{0,1}                       memory_trans_fc, memory_trans_norm
+#     model.enc_score_head                         bbox_head.cls_branches.{L}
+#     model.enc_bbox_head.layers.{0,1,2}           bbox_head.reg_branches.{L}.{0,2,4}
+#     model.decoder.layers.{i}.encoder_attn.*      decoder.layers.{i}.cross_attn.*
+#     model.decoder.layers.{i}.self_attn.*         decoder.layers.{i}.self_attn.attn.* (stacked)
+#     model.decoder.query_pos_head.layers.{0,1}    decoder.query_pos_head.layers.{0,1}
+#     model.decoder.class_embed.{i}                bbox_head.cls_branches.{i}
+#     model.decoder.bbox_embed.{i}.layers.{k}      bbox_head.reg_branches.{i}.{2k}
+#
+# (L = decoder_layers.) Dropped: RT-DETRv2's n_points_scale buffers (ours computes them).
+
+RTDETR_RESNETS = {("basic", (2, 2, 2, 2)): 18, ("basic", (3, 4, 6, 3)): 34,
+                  ("bottleneck", (3, 4, 6, 3)): 50, ("bottleneck", (3, 4, 23, 3)): 101}  # fmt: skip
+_RTDETR_MODELS = {"rt_detr": "RTDetrForObjectDetection", "rt_detr_v2": "RTDetrV2ForObjectDetection"}
+
+
+def _require(config, key, want, default, why):
+    value = config.get(key, default)
+    if value != want:
+        raise TransformersConversionError(
+            f"config.json: {key}={value!r}; ours computes {key}={want!r} ({why})"
+        )
+
+
+def rtdetr_architecture(config):
+    """What our config must match, read from an ``RTDetrForObjectDetection`` (or
+    ``RTDetrV2ForObjectDetection``) ``config.json``: classes, the ResNet-vd (``depth``,
+    ``base_channels``, ``stem_channels``, ``freeze_backbone_batch_norms``), the hybrid
+    encoder's and the decoder's sizes, the queries, denoising and the loss settings.
+    Raises :class:`TransformersConversionError` for what ours does not compute."""
+    model_type = config.get("model_type")
+    if model_type not in _RTDETR_MODELS:
+        raise TransformersConversionError(
+            f"config.json: model_type {model_type!r}; this converts RT-DETR (model_type "
+            "'rt_detr' or 'rt_detr_v2')"
+        )
+    backbone = config.get("backbone_config") or {}
+    if backbone.get("model_type", "rt_detr_resnet") != "rt_detr_resnet":
+        raise TransformersConversionError(
+            f"config.json: backbone_config.model_type {backbone.get('model_type')!r}; this "
+            "converts transformers' RT-DETR ResNet-vd (rt_detr_resnet)"
+        )
+    layer_type = backbone.get("layer_type", "bottleneck")
+    depths = tuple(backbone.get("depths", (3, 4, 6, 3)))
+    depth = RTDETR_RESNETS.get((layer_type, depths))
+    expansion = 4 if layer_type == "bottleneck" else 1
+    hidden = list(backbone.get("hidden_sizes", (256, 512, 1024, 2048)))
+    base = hidden[0] // expansion
+    if depth is None or hidden != [base * expansion * 2**i for i in range(4)]:
+        raise TransformersConversionError(
+            f"config.json: backbone {layer_type} depths {list(depths)} hidden_sizes {hidden}; "
+            "this converts ResNet-18/34/50/101-vd whose stages double in width"
+        )
+    for key, want, default in (("downsample_in_bottleneck", False, False),
+                               ("downsample_in_first_stage", False, False),
+                               ("hidden_act", "relu", "relu")):  # fmt: skip
+        _require(backbone, key, want, default, "RT-DETR's ResNet-vd")
+    out_indices = list(backbone.get("out_indices") or [2, 3, 4])
+    _require(config, "normalize_before", False, False, "post-norm encoder layers")
+    _require(config, "with_box_refine", True, True, "RT-DETR refines the boxes")
+    _require(config, "encoder_activation_function", "gelu", "gelu", "AIFI's FFN")
+    _require(config, "decoder_activation_function", "relu", "relu", "the decoder's FFN")
+    _require(config, "layer_norm_eps", 1e-5, 1e-5, "LayerNorm's default")
+    _require(config, "batch_norm_eps", 1e-5, 1e-5, "BatchNorm2d's default")
+    _require(config, "use_focal_loss", True, True, "sigmoid classifier")
+    activation = config.get("activation_function", "silu")
+    acts = {"silu": "SiLU", "relu": "ReLU", "gelu": "GELU"}
+    if activation not in acts:
+        raise TransformersConversionError(
+            f"config.json: activation_function {activation!r}; one of {sorted(acts)}"
+        )
+    num_points = config.get("decoder_n_points", 4)
+    levels = config.get("num_feature_levels", 3)
+    if model_type == "rt_detr_v2":
+        _require(config, "decoder_method", "default", "default", "bilinear sampling")
+        _require(config, "decoder_offset_scale", 0.5, 0.5, "the box offsets' scale")
+        _require(config, "decoder_n_levels", levels, 3, "one level count")
+    decoder_in = list(config.get("decoder_in_channels", (256, 256, 256)))
+    if levels - len(decoder_in) > 1:
+        raise TransformersConversionError(
+            f"config.json: num_feature_levels {levels} with {len(decoder_in)} decoder input "
+            "levels: transformers projects each extra level from the last input level, "
+            "ours (and the authors') from the previous extra level; at most one extra level"
+        )
+    id2label = config.get("id2label") or {}
+    num_classes = len(id2label) or config.get("num_labels")
+    classes = [str(id2label.get(str(i), id2label.get(i, i))) for i in range(num_classes)]
+    return dict(
+        num_classes=num_classes,
+        CLASSES=classes,
+        model_type=model_type,
+        resnet_depth=depth,
+        base_channels=base,
+        stem_channels=backbone.get("embedding_size", 64),
+        backbone_out_indices=[i - 1 for i in out_indices],
+        freeze_backbone_batch_norms=bool(config.get("freeze_backbone_batch_norms", True)),
+        encoder_hidden_dim=config.get("encoder_hidden_dim", 256),
+        encoder_in_channels=list(config.get("encoder_in_channels", (512, 1024, 2048))),
+        encoder_layers=config.get("encoder_layers", 1),
+        encoder_ffn_dim=config.get("encoder_ffn_dim", 1024),
+        encoder_attention_heads=config.get("encoder_attention_heads", 8),
+        encode_proj_layers=list(config.get("encode_proj_layers", (2,))),
+        positional_encoding_temperature=config.get("positional_encoding_temperature", 10000),
+        hidden_expansion=config.get("hidden_expansion", 1.0),
+        activation=acts[activation],
+        eval_size=config.get("eval_size"),
+        d_model=config.get("d_model", 256),
+        num_queries=config.get("num_queries", 300),
+        decoder_in_channels=decoder_in,
+        decoder_ffn_dim=config.get("decoder_ffn_dim", 1024),
+        num_feature_levels=levels,
+        decoder_n_points=num_points,
+        decoder_layers=config.get("decoder_layers", 6),
+        decoder_attention_heads=config.get("decoder_attention_heads", 8),
+        num_denoising=config.get("num_denoising", 100),
+        label_noise_ratio=config.get("label_noise_ratio", 0.5),
+        box_noise_scale=config.get("box_noise_scale", 1.0),
+        learn_initial_query=bool(config.get("learn_initial_query", False)),
+        anchor_image_size=config.get("anchor_image_size"),
+        matcher_costs=[config.get("matcher_class_cost", 2.0), config.get("matcher_bbox_cost", 5.0),
+                       config.get("matcher_giou_cost", 2.0)],
+        matcher_alpha_gamma=[config.get("matcher_alpha", 0.25), config.get("matcher_gamma", 2.0)],
+        focal_loss_alpha_gamma=[config.get("focal_loss_alpha", 0.75),
+                                config.get("focal_loss_gamma", 2.0)],
+        loss_weights=[config.get("weight_loss_vfl", 1.0), config.get("weight_loss_bbox", 5.0),
+                      config.get("weight_loss_giou", 2.0)],
+        auxiliary_loss=bool(config.get("auxiliary_loss", True)),
+    )  # fmt: skip
+
+
+def _rtdetr_backbone_name(rest):
+    """transformers' RT-DETR ResNet parameter name after ``model.backbone.model.`` -> ours
+    after ``backbone.``, or ``None``."""
+    m = re.fullmatch(r"embedder\.embedder\.(\d)\.(convolution|normalization)\.(\w+)", rest)
+    if m:
+        return f"stem.{3 * int(m.group(1)) + (m.group(2) == 'normalization')}.{m.group(3)}"
+    m = re.fullmatch(r"encoder\.stages\.(\d+)\.layers\.(\d+)\.(.+)", rest)
+    if m is None:
+        return None
+    stage, block, part = int(m.group(1)), m.group(2), m.group(3)
+    prefix = f"layer{stage + 1}.{block}."
+    m = re.fullmatch(r"layer\.(\d)\.(convolution|normalization)\.(\w+)", part)
+    if m:
+        kind = "conv" if m.group(2) == "convolution" else "bn"
+        return f"{prefix}{kind}{int(m.group(1)) + 1}.{m.group(3)}"
+    m = re.fullmatch(r"shortcut\.(?:1\.)?(convolution|normalization)\.(\w+)", part)
+    if m:
+        return f"{prefix}downsample.{1 if m.group(1) == 'convolution' else 2}.{m.group(2)}"
+    return None
+
+
+def _rtdetr_layer_name(rest, decoder):
+    """An RT-DETR encoder (AIFI) or decoder layer's parameter name after ``layers.{j}.`` ->
+    ours, or ``None`` (the q/k/v projections are stacked by the caller)."""
+    if decoder:
+        m = re.fullmatch(rf"encoder_attn\.({'|'.join(_DEFORM_PARTS)})\.(weight|bias)", rest)
+        if m:
+            return f"cross_attn.{m.group(1)}.{m.group(2)}"
+    return _layer_name(rest, decoder)
+
+
+def convert_transformers_rtdetr(state_dict, arch):
+    """transformers' ``RTDetrForObjectDetection`` / ``RTDetrV2ForObjectDetection`` state
+    dict and its :func:`rtdetr_architecture` -> our ``RTDETR``'s state dict (see the table
+    above); a key with no place here is an error naming it."""
+    out, unknown, projections = {}, [], {}
+    layers = arch["decoder_layers"]
+    neck_levels = len(arch["decoder_in_channels"])
+    simple = [
+        (r"model\.encoder_input_proj\.(\d+)\.([01])\.(\w+)", r"neck.input_proj.\1.\2.\3"),
+        (r"model\.encoder\.((?:lateral_convs|fpn_blocks|downsample_convs|pan_blocks)\..+)",
+         r"neck.\1"),
+        (r"model\.denoising_class_embed\.weight", "dn_query_generator.label_embedding.weight"),
+        (r"model\.weight_embedding\.weight", "query_embedding.weight"),
+        (r"model\.enc_output\.0\.(weight|bias)", r"memory_trans_fc.\1"),
+        (r"model\.enc_output\.1\.(weight|bias)", r"memory_trans_norm.\1"),
+        (r"model\.enc_score_head\.(weight|bias)", rf"bbox_head.cls_branches.{layers}.\1"),
+        (r"model\.decoder\.query_pos_head\.layers\.([01])\.(weight|bias)",
+         r"decoder.query_pos_head.layers.\1.\2"),
+        (r"(?:model\.decoder\.)?class_embed\.(\d+)\.(weight|bias)",
+         r"bbox_head.cls_branches.\1.\2"),
+    ]  # fmt: skip
+    for key, value in state_dict.items():
+        if key.endswith("n_points_scale"):
+            continue
+        renamed = _rename_by_table(key, simple)
+        if renamed is not None:
+            out[renamed] = value
+            continue
+        m = re.fullmatch(r"model\.backbone\.model\.(.+)", key)
+        if m:
+            name = _rtdetr_backbone_name(m.group(1))
+            if name is None:
+                unknown.append(key)
+            else:
+                out[f"backbone.{name}"] = value
+            continue
+        m = re.fullmatch(r"(model\.enc_bbox_head|(?:model\.decoder\.)?bbox_embed\.(\d+))"
+                         r"\.layers\.([012])\.(weight|bias)", key)  # fmt: skip
+        if m:
+            branch = layers if m.group(2) is None else int(m.group(2))
+            out[f"bbox_head.reg_branches.{branch}.{2 * int(m.group(3))}.{m.group(4)}"] = value
+            continue
+        m = re.fullmatch(r"model\.decoder_input_proj\.(\d+)\.([01])\.(\w+)", key)
+        if m:
+            level = int(m.group(1))
+            place = (
+                f"convs.{level}" if level < neck_levels else f"extra_convs.{level - neck_levels}"
+            )
+            out[f"decoder_input_proj.{place}.{m.group(2)}.{m.group(3)}"] = value
+            continue
+        m = re.fullmatch(r"model\.(?:encoder\.(?:aifi|encoder)\.(\d+)|decoder)\.layers\.(\d+)"
+                         r"\.(.+)", key)  # fmt: skip
+        if m is None:
+            unknown.append(key)
+            continue
+        decoder = m.group(1) is None
+        prefix = (f"decoder.layers.{m.group(2)}." if decoder
+                  else f"neck.encoder.{m.group(1)}.layers.{m.group(2)}.")  # fmt: skip
+        rest = m.group(3)
+        proj = re.fullmatch(r"self_attn\.([qkv])_proj\.(weight|bias)", rest)
+        if proj:
+            slot = (f"{prefix}self_attn.attn", proj.group(2))
+            projections.setdefault(slot, {})[proj.group(1)] = value
+            continue
+        name = _rtdetr_layer_name(rest, decoder)
+        if name is None:
+            unknown.append(key)
+            continue
+        out[prefix + name] = value
+    _check_known(unknown, _RTDETR_MODELS[arch["model_type"]])
+    _stack_qkv(projections, out)
+    if "bbox_head.cls_branches.0.weight" not in out:
+        raise TransformersConversionError(
+            "no class_embed: an RTDetrForObjectDetection checkpoint is needed (a bare "
+            "RTDetrModel has no detection head)"
+        )
+    return out

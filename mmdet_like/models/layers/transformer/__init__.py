@@ -1,6 +1,6 @@
 """Transformer layers of the DETR family: attention and feed-forward sublayers, DETR's
 encoder and decoder, Deformable DETR's multi-scale deformable attention, encoder and
-decoder."""
+decoder, DINO's and RT-DETR's decoders and denoising queries."""
 
 from mmdet_like.models.layers.transformer.attention import FFN, MultiheadAttention
 from mmdet_like.models.layers.transformer.deformable_layers import (
@@ -22,6 +22,11 @@ from mmdet_like.models.layers.transformer.dino_layers import (
     DinoTransformerDecoder,
     coordinate_to_encoding,
 )
+from mmdet_like.models.layers.transformer.rtdetr_layers import (
+    RTDETRCdnQueryGenerator,
+    RTDETRTransformerDecoder,
+    sincos_position_embedding,
+)
 
 __all__ = [
     "FFN",
@@ -39,4 +44,7 @@ __all__ = [
     "DetrTransformerEncoder",
     "DetrTransformerEncoderLayer",
     "MultiheadAttention",
+    "RTDETRCdnQueryGenerator",
+    "RTDETRTransformerDecoder",
+    "sincos_position_embedding",
 ]

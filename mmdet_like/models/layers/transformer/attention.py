@@ -6,6 +6,24 @@ Sequences are batch-first: (B, L, C).
 
 from torch import nn
 
+ACTIVATIONS = {"ReLU": nn.ReLU, "GELU": nn.GELU, "SiLU": nn.SiLU}
+
+
+def build_activation(act_cfg, where="act_cfg"):
+    """``dict(type="ReLU" | "GELU" | "SiLU", inplace=...)`` -> the module; ``None`` -> the
+    identity. GELU is the exact (erf) form, as ``nn.GELU()``, RT-DETR's and transformers'
+    ``"gelu"``."""
+    if act_cfg is None:
+        return nn.Identity()
+    cfg = dict(act_cfg)
+    kind = cfg.pop("type", None)
+    if kind not in ACTIVATIONS:
+        raise ValueError(f"{where}={act_cfg!r}: type must be one of {sorted(ACTIVATIONS)}")
+    inplace = cfg.pop("inplace", kind != "GELU")
+    if cfg:
+        raise ValueError(f"{where}: unknown key(s) {sorted(cfg)}; it takes type, inplace")
+    return nn.GELU() if kind == "GELU" else ACTIVATIONS[kind](inplace=inplace)
+
 
 class MultiheadAttention(nn.Module):
     """``query + dropout(attn(query + query_pos, key + key_pos, value))``.
@@ -61,7 +79,7 @@ class MultiheadAttention(nn.Module):
 
 
 class FFN(nn.Module):
-    """``x + dropout(fc2(drop(relu(fc1(x)))))`` (with ``add_residual``; without, no ``x +``).
+    """``x + dropout(fc2(drop(act(fc1(x)))))`` (with ``add_residual``; without, no ``x +``).
 
     Args:
         embed_dims: input and output width.
@@ -69,20 +87,22 @@ class FFN(nn.Module):
         ffn_drop: dropout after the activation and after the second linear layer.
         dropout: dropout on the residual branch (mmcv's ``dropout_layer``).
         add_residual: add the input.
+        act_cfg: the activation, ``dict(type="ReLU")`` (DETR's, the default), ``"GELU"``
+            (RT-DETR's encoder) or ``"SiLU"`` (:func:`build_activation`).
 
     Parameters (mmcv's names): ``layers.0.0`` the first linear layer, ``layers.1`` the
     second.
     """
 
     def __init__(self, embed_dims, feedforward_channels, ffn_drop=0.0, dropout=0.0,
-                 add_residual=True):  # fmt: skip
+                 add_residual=True, act_cfg=None):  # fmt: skip
         super().__init__()
         self.embed_dims = embed_dims
         self.feedforward_channels = feedforward_channels
+        act = build_activation(act_cfg or dict(type="ReLU", inplace=True), "ffn_cfg.act_cfg")
         self.layers = nn.Sequential(
             nn.Sequential(
-                nn.Linear(embed_dims, feedforward_channels), nn.ReLU(inplace=True),
-                nn.Dropout(ffn_drop),
+                nn.Linear(embed_dims, feedforward_channels), act, nn.Dropout(ffn_drop),
             ),
             nn.Linear(feedforward_channels, embed_dims),
             nn.Dropout(ffn_drop),

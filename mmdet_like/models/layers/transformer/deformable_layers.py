@@ -54,13 +54,20 @@ class MultiScaleDeformableAttention(nn.Module):
 
     Args:
         embed_dims: the width C (divisible by ``num_heads``).
-        num_heads, num_levels, num_points: Deformable DETR's 8, 4, 4.
+        num_heads, num_levels, num_points: Deformable DETR's 8, 4, 4. ``num_points`` may be
+            a list, one count per level (RT-DETRv2's per-level sampling points: each
+            query's head softmaxes its weights over all ``sum(num_points)`` points, and a
+            box reference's offsets on level ``l`` scale by ``1 / num_points[l]``); the
+            compiled op then runs on ``max(num_points)`` points a level, the missing ones
+            at weight 0. A list of equal counts computes what the int does.
         dropout: on the output before the residual.
         batch_first: must be True; ``im2col_step``: mmcv's CUDA setting, accepted and
             unused; ``value_proj_ratio``: must be 1.
 
-    Parameters (mmcv's names): ``sampling_offsets`` (C -> heads * levels * points * 2),
-    ``attention_weights`` (C -> heads * levels * points), ``value_proj``, ``output_proj``.
+    Parameters (mmcv's names): ``sampling_offsets`` (C -> heads * levels * points * 2; with
+    a list, C -> heads * sum(points) * 2, each head's points level after level, as
+    RT-DETRv2's), ``attention_weights`` (C -> heads * levels * points, or heads *
+    sum(points)), ``value_proj``, ``output_proj``.
     """
 
     def __init__(self, embed_dims=256, num_heads=8, num_levels=4, num_points=4, dropout=0.1,
@@ -78,8 +85,31 @@ class MultiScaleDeformableAttention(nn.Module):
         self.embed_dims = embed_dims
         self.num_heads = num_heads
         self.num_levels = num_levels
-        self.num_points = num_points
-        samples = num_heads * num_levels * num_points
+        if isinstance(num_points, (list, tuple)):
+            if len(num_points) != num_levels or min(num_points) < 1:
+                raise ValueError(
+                    f"MultiScaleDeformableAttention: num_points {list(num_points)} must give "
+                    f"one positive count per level ({num_levels} levels)"
+                )
+            self.points_per_level = [int(p) for p in num_points]
+            self.num_points = max(self.points_per_level)
+        else:
+            self.points_per_level = None
+            self.num_points = int(num_points)
+        total = sum(self.points_per_level or [self.num_points] * num_levels)
+        samples = num_heads * total
+        if self.points_per_level is not None:
+            # the (level, slot) cells of the padded (levels, max points) layout: the index of
+            # their point among the sum(points) and whether the level has that many
+            slot = torch.arange(self.num_points)
+            starts = torch.tensor([0, *self.points_per_level[:-1]]).cumsum(0)
+            counts = torch.tensor(self.points_per_level)
+            valid = slot[None] < counts[:, None]
+            index = torch.where(valid, starts[:, None] + slot[None], 0)
+            self.register_buffer("_point_index", index.flatten(), persistent=False)
+            self.register_buffer("_point_valid", valid.flatten(), persistent=False)
+            scale = torch.cat([torch.full((p,), 1.0 / p) for p in self.points_per_level])
+            self.register_buffer("_point_scale", scale, persistent=False)
         self.sampling_offsets = nn.Linear(embed_dims, samples * 2)
         self.attention_weights = nn.Linear(embed_dims, samples)
         self.value_proj = nn.Linear(embed_dims, embed_dims)
@@ -97,8 +127,12 @@ class MultiScaleDeformableAttention(nn.Module):
         thetas = torch.arange(self.num_heads, dtype=torch.float32) * step
         grid = torch.stack([thetas.cos(), thetas.sin()], -1)
         grid = grid / grid.abs().max(-1, keepdim=True)[0]
-        grid = grid.view(self.num_heads, 1, 1, 2).repeat(1, self.num_levels, self.num_points, 1)
-        grid = grid * torch.arange(1, self.num_points + 1, dtype=torch.float32)[:, None]
+        if self.points_per_level is None:
+            grid = grid.view(self.num_heads, 1, 1, 2).repeat(1, self.num_levels, self.num_points, 1)
+            grid = grid * torch.arange(1, self.num_points + 1, dtype=torch.float32)[:, None]
+        else:  # point k of a level at k + 1 times the head's direction (RT-DETRv2's)
+            steps = torch.cat([torch.arange(1, p + 1) for p in self.points_per_level])
+            grid = grid.view(self.num_heads, 1, 2) * steps.to(torch.float32)[None, :, None]
         with torch.no_grad():
             self.sampling_offsets.bias.copy_(grid.view(-1))
         nn.init.zeros_(self.attention_weights.weight)
@@ -113,7 +147,8 @@ class MultiScaleDeformableAttention(nn.Module):
                 spatial_shapes_list=None, **kwargs):  # fmt: skip
         """(B, Q, C) queries (``query_pos`` added for the offsets and weights), (B, V, C)
         value (default: the query) with (B, V) ``key_padding_mask`` (True: padding, zeroed),
-        ``reference_points`` (B, Q, num_levels, 2) ``(x, y)`` or (B, Q, num_levels, 4)
+        ``reference_points`` (B, Q, num_levels or 1, 2) ``(x, y)`` or (B, Q, num_levels or
+        1, 4)
         ``(cx, cy, w, h)`` (offsets then scale with half the box over ``num_points``), all in
         [0, 1] of each level -> (B, Q, C) (``identity`` (default: the query) added)."""
         if value is None:
@@ -129,9 +164,14 @@ class MultiScaleDeformableAttention(nn.Module):
         if key_padding_mask is not None:
             value = value.masked_fill(key_padding_mask[..., None], 0.0)
         value = value.view(batch, num_values, heads, -1)
-        offsets = self.sampling_offsets(query).view(batch, num_queries, heads, levels, points, 2)
-        weights = self.attention_weights(query).view(batch, num_queries, heads, levels * points)
-        weights = weights.softmax(-1).view(batch, num_queries, heads, levels, points)
+        if self.points_per_level is not None:
+            offsets, weights = self._padded_points(query, reference_points)
+        else:
+            offsets = self.sampling_offsets(query).view(batch, num_queries, heads, levels,
+                                                        points, 2)  # fmt: skip
+            weights = self.attention_weights(query).view(batch, num_queries, heads,
+                                                         levels * points)  # fmt: skip
+            weights = weights.softmax(-1).view(batch, num_queries, heads, levels, points)
         if reference_points.size(-1) == 2:
             normalizer = torch.stack([spatial_shapes[..., 1], spatial_shapes[..., 0]], -1)
             locations = (reference_points[:, :, None, :, None, :]
@@ -150,6 +190,23 @@ class MultiScaleDeformableAttention(nn.Module):
         else:
             output = ms_deform_attn(value, spatial_shapes, level_start_index, locations, weights)
         return identity + self.dropout(self.output_proj(output))
+
+    def _padded_points(self, query, reference_points):
+        """Per-level point counts: the (B, Q, heads, levels, max points, 2) offsets and
+        (B, Q, heads, levels, max points) weights of the padded layout, the weights
+        softmaxed over each head's ``sum(num_points)`` points and 0 on the missing slots;
+        with box references each level's offsets are already divided by its count (and
+        multiplied by ``num_points``, which the box branch of :meth:`forward` divides by)."""
+        batch, num_queries, _ = query.shape
+        heads, levels, points = self.num_heads, self.num_levels, self.num_points
+        offsets = self.sampling_offsets(query).view(batch, num_queries, heads, -1, 2)
+        weights = self.attention_weights(query).view(batch, num_queries, heads, -1).softmax(-1)
+        if reference_points.size(-1) == 4:
+            offsets = offsets * (self._point_scale * points).to(offsets.dtype)[:, None]
+        offsets = offsets[:, :, :, self._point_index].view(batch, num_queries, heads, levels,
+                                                           points, 2)  # fmt: skip
+        weights = weights[:, :, :, self._point_index] * self._point_valid.to(weights.dtype)
+        return offsets, weights.view(batch, num_queries, heads, levels, points)
 
 
 def build_deformable_attention(cfg, where):

@@ -15,7 +15,11 @@ import copy
 import torch
 from torch import nn
 
-from mmdet_like.models.layers.transformer.attention import FFN, MultiheadAttention
+from mmdet_like.models.layers.transformer.attention import (
+    ACTIVATIONS,
+    FFN,
+    MultiheadAttention,
+)
 
 _ATTN_KEYS = {"embed_dims", "num_heads", "attn_drop", "proj_drop", "dropout", "batch_first"}
 _FFN_KEYS = {"embed_dims", "feedforward_channels", "num_fcs", "ffn_drop", "dropout", "act_cfg",
@@ -24,7 +28,8 @@ _FFN_KEYS = {"embed_dims", "feedforward_channels", "num_fcs", "ffn_drop", "dropo
 
 def _checked(cfg, known, where):
     """A copy of the sublayer config ``cfg`` without mmcv's fixed settings, after checking
-    its keys and values (``batch_first`` must be True, ``num_fcs`` 2, ``act_cfg`` ReLU)."""
+    its keys and values (``batch_first`` must be True, ``num_fcs`` 2, ``act_cfg`` ReLU, GELU
+    or SiLU: kept for the FFN)."""
     cfg = dict(cfg or {})
     unknown = sorted(set(cfg) - known)
     if unknown:
@@ -33,9 +38,9 @@ def _checked(cfg, known, where):
         raise ValueError(f"{where}.batch_first=False: these layers are batch-first only")
     if cfg.pop("num_fcs", 2) != 2:
         raise ValueError(f"{where}.num_fcs: only 2 (DETR's feed-forward network) is supported")
-    act = cfg.pop("act_cfg", None)
-    if act is not None and dict(act).get("type") != "ReLU":
-        raise ValueError(f"{where}.act_cfg={act!r}: only ReLU is supported")
+    act = cfg.get("act_cfg")
+    if act is not None and dict(act).get("type") not in ACTIVATIONS:
+        raise ValueError(f"{where}.act_cfg={act!r}: the type must be one of {sorted(ACTIVATIONS)}")
     return cfg
 
 

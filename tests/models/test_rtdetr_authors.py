@@ -63,7 +63,9 @@ def _ours(depth, v2=False, fold_norm=True):
     model["bbox_head"].update(num_classes=SMALL["num_classes"], embed_dims=width)
     model["dn_cfg"]["num_dn_queries"] = SMALL["num_denoising"]
     model.update(num_queries=SMALL["num_queries"], multi_scale=None)
-    return build_detector(model, cfg.train_cfg.to_dict(), cfg.test_cfg.to_dict())
+    detector = build_detector(model, cfg.train_cfg.to_dict(), cfg.test_cfg.to_dict())
+    detector.channels_last_training = False  # NCHW, as the authors' code computes
+    return detector
 
 
 @pytest.mark.parametrize("name", ["rtdetr_r18vd", "rtdetr_r50vd", "rtdetrv2_r18vd"])

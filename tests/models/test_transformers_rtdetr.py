@@ -174,7 +174,8 @@ def _convert(tmp_path, hf_model, name):
 
 def _ours(cfg, checkpoint):
     model = init_detector(cfg, str(checkpoint))
-    model.channels_last_inference = False
+    model.channels_last_inference = False  # NCHW, as transformers computes
+    model.channels_last_training = False
     return model
 
 

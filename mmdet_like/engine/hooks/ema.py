@@ -36,6 +36,7 @@ the ``val`` workflow run on the averaged weights: they are swapped into the mode
 pass and swapped back after it.
 """
 
+import abc
 import math
 import numbers
 from collections import OrderedDict
@@ -79,15 +80,16 @@ def _number(name, value, low, high, ema_type, low_open=True, high_open=True, hin
     return float(value)
 
 
-class WeightAverager:
+class WeightAverager(abc.ABC):
     """An averaging rule of :class:`EMAHook`: ``source_weight(t)`` is ``w`` of
     ``averaged = averaged * (1 - w) + source * w`` at the update after ``t`` optimizer
     steps. ``copies_first_update``: the update at ``t = 0`` copies the weights instead."""
 
     copies_first_update = True
 
+    @abc.abstractmethod
     def source_weight(self, steps):
-        raise NotImplementedError
+        """``w`` of the update after ``steps`` optimizer steps (each rule defines it)."""
 
 
 _MOMENTUM_HINT = (
